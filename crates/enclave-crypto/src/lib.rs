@@ -1,0 +1,2 @@
+//! enclave-crypto (being written).
+#![forbid(unsafe_code)]

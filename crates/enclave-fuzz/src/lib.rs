@@ -1,0 +1,2 @@
+//! Fuzz target bodies (being written).
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! enclave-ndjson (being written).
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! enclave-types (being written).
+#![forbid(unsafe_code)]

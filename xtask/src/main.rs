@@ -1,0 +1,2 @@
+//! Repository automation (being written).
+fn main() {}
