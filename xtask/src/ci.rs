@@ -1,0 +1,123 @@
+//! `cargo xtask ci`: the checks CI runs, in CI's order, stopping at the first failure.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::shell::{self, cargo, format_duration};
+
+/// Installs a missing tool the step needs; its time counts toward the step.
+type Prepare = fn(&Path) -> Result<(), String>;
+
+/// One CI step: a name for the summary and the command that performs it.
+struct Step {
+    name: &'static str,
+    prepare: Option<Prepare>,
+    command: Command,
+}
+
+fn steps(root: &Path) -> Vec<Step> {
+    let step = |name, args: &[&str]| Step {
+        name,
+        prepare: None,
+        command: cargo(root, args),
+    };
+    let mut doc = step("doc", &["doc", "--workspace", "--no-deps", "--locked"]);
+    doc.command.env("RUSTDOCFLAGS", "-D warnings");
+    let mut deny = step(
+        "deny",
+        &[
+            "deny",
+            "--all-features",
+            "--locked",
+            "check",
+            "bans",
+            "licenses",
+            "sources",
+        ],
+    );
+    deny.prepare = Some(|root| shell::ensure_cargo_subcommand(root, "deny", "cargo-deny"));
+    vec![
+        step("fmt", &["fmt", "--all", "--", "--check"]),
+        step(
+            "clippy",
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--locked",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+        // Includes doc tests, the xtask tidy rules and the Node interop test.
+        step("test", &["test", "--workspace", "--locked"]),
+        doc,
+        // Advisories need the RustSec database, which cannot be fetched here (see deny.toml).
+        deny,
+        // Benches are not run in CI, but they must keep compiling.
+        step("bench", &["bench", "--workspace", "--locked", "--no-run"]),
+    ]
+}
+
+pub(crate) fn run(root: &Path) -> Result<(), String> {
+    let started = Instant::now();
+    print_tool_versions(root)?;
+    let mut steps = steps(root);
+    let total = steps.len();
+    let mut done: Vec<(&str, Duration)> = Vec::with_capacity(total);
+    for (index, step) in steps.iter_mut().enumerate() {
+        println!(
+            "\n==> [{}/{total}] {}: {}",
+            index + 1,
+            step.name,
+            shell::describe(&step.command)
+        );
+        let step_started = Instant::now();
+        let outcome = step
+            .prepare
+            .map_or(Ok(()), |prepare| prepare(root))
+            .and_then(|()| shell::run(&mut step.command));
+        let elapsed = step_started.elapsed();
+        if let Err(err) = outcome {
+            print_summary(&done, Some((step.name, elapsed)), started.elapsed());
+            return Err(format!(
+                "CI step `{}` failed after {}: {err}",
+                step.name,
+                format_duration(elapsed)
+            ));
+        }
+        println!("==> {} passed in {}", step.name, format_duration(elapsed));
+        done.push((step.name, elapsed));
+    }
+    print_summary(&done, None, started.elapsed());
+    println!("all {total} CI steps passed");
+    Ok(())
+}
+
+/// Versions go first in the log so a failure can be matched to its toolchain.
+fn print_tool_versions(root: &Path) -> Result<(), String> {
+    let cargo_version = shell::first_line(&mut cargo(root, &["--version"]))
+        .ok_or("`cargo --version` failed; is the Rust toolchain installed?")?;
+    let mut rustc = Command::new("rustc");
+    rustc.arg("--version").current_dir(root);
+    let rustc_version =
+        shell::first_line(&mut rustc).unwrap_or_else(|| "rustc: not found".to_owned());
+    let node_version = shell::first_line(Command::new("node").arg("--version")).ok_or(
+        "`node` is not on PATH; the Node interop test in `cargo test` needs Node.js 20 or newer",
+    )?;
+    println!("{cargo_version}\n{rustc_version}\nnode {node_version}");
+    Ok(())
+}
+
+fn print_summary(done: &[(&str, Duration)], failed: Option<(&str, Duration)>, total: Duration) {
+    println!("\nCI summary:");
+    for (name, elapsed) in done {
+        println!("  {name:<8} {:>10}  ok", format_duration(*elapsed));
+    }
+    if let Some((name, elapsed)) = failed {
+        println!("  {name:<8} {:>10}  FAILED", format_duration(elapsed));
+    }
+    println!("  {:<8} {:>10}", "total", format_duration(total));
+}
