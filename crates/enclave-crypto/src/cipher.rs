@@ -1,0 +1,291 @@
+//! AES-256-GCM: the session key, and the per-direction sealer (counter nonces) and opener
+//! (nonce-reuse checks).
+
+use std::fmt;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
+use ring::rand::{SecureRandom, SystemRandom};
+use zeroize::Zeroize;
+
+use crate::error::{Error, Location};
+use crate::replay::NonceGuard;
+
+/// AES-256 key length in bytes.
+pub const KEY_LEN: usize = 32;
+/// AES-GCM nonce length in bytes.
+pub const NONCE_LEN: usize = 12;
+/// AES-GCM tag length in bytes.
+pub const TAG_LEN: usize = 16;
+/// Messages one key may seal before a new handshake is needed (2^30, far below GCM's 2^32
+/// bound for random-prefix nonces).
+pub const MAX_MESSAGES_PER_KEY: u64 = 1 << 30;
+
+/// One direction's AES-256-GCM key and the key id it is known by.
+///
+/// The raw key bytes are wiped as soon as ring has taken them; `Debug` shows only the key id.
+pub struct SessionKey {
+    kid: String,
+    key: LessSafeKey,
+}
+
+impl SessionKey {
+    /// Imports a 32-byte key under key id `kid`.
+    pub fn new(kid: &str, key_bytes: &[u8]) -> Result<Self, Error> {
+        if key_bytes.len() != KEY_LEN {
+            return Err(Error::KeyDerivationFailed {
+                reason: "an AES-256-GCM key is 32 bytes",
+            });
+        }
+        let unbound =
+            UnboundKey::new(&AES_256_GCM, key_bytes).map_err(|_| Error::KeyDerivationFailed {
+                reason: "ring refused the AES-256-GCM key",
+            })?;
+        Ok(Self {
+            kid: kid.to_owned(),
+            key: LessSafeKey::new(unbound),
+        })
+    }
+
+    /// The key id (`k_<uuid>`) that envelopes sealed with this key carry as `kid`.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// Seals `buf` in place with an explicit nonce, appending the 16-byte tag; no AAD.
+    pub fn seal_in_place(&self, nonce: &[u8; NONCE_LEN], buf: &mut Vec<u8>) -> Result<(), Error> {
+        self.key
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(*nonce), Aad::empty(), buf)
+            .map_err(|_| Error::DecryptionFailed {
+                location: None,
+                reason: "AES-256-GCM sealing failed (message too long)".into(),
+            })
+    }
+
+    /// Opens `ciphertext || tag` in place with an explicit nonce and returns the plaintext part.
+    pub fn open_in_place<'a>(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        buf: &'a mut [u8],
+    ) -> Result<&'a mut [u8], Error> {
+        if buf.len() < TAG_LEN {
+            return Err(Error::DecryptionFailed {
+                location: None,
+                reason: "ciphertext shorter than the 16-byte tag".into(),
+            });
+        }
+        self.key
+            .open_in_place(Nonce::assume_unique_for_key(*nonce), Aad::empty(), buf)
+            .map_err(|_| Error::DecryptionFailed {
+                location: None,
+                reason: "authentication failed (wrong key, or tampered nonce, ciphertext or tag)"
+                    .into(),
+            })
+    }
+
+    /// Seals `plaintext` with an explicit nonce and returns `ciphertext || tag`.
+    pub fn seal(&self, nonce: &[u8; NONCE_LEN], plaintext: &[u8]) -> Result<Vec<u8>, Error> {
+        let mut buf = Vec::with_capacity(plaintext.len() + TAG_LEN);
+        buf.extend_from_slice(plaintext);
+        self.seal_in_place(nonce, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Opens `ciphertext || tag` with an explicit nonce and returns the plaintext.
+    pub fn open(&self, nonce: &[u8; NONCE_LEN], ciphertext: &[u8]) -> Result<Vec<u8>, Error> {
+        let mut buf = ciphertext.to_vec();
+        let len = self.open_in_place(nonce, &mut buf)?.len();
+        buf.truncate(len);
+        Ok(buf)
+    }
+}
+
+impl fmt::Debug for SessionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Seals one direction of a session: counter nonces of 8 random prefix bytes and a 4-byte
+/// big-endian counter, refusing to go past [`MAX_MESSAGES_PER_KEY`] (never wrapping).
+pub struct Sealer {
+    key: SessionKey,
+    prefix: [u8; 8],
+    counter: u64,
+    /// Reused between messages so the hot path does not allocate.
+    pub(crate) buf: Vec<u8>,
+}
+
+impl Sealer {
+    /// A sealer with a fresh random nonce prefix and the counter at 0.
+    pub fn new(key: SessionKey) -> Result<Self, Error> {
+        let mut prefix = [0u8; 8];
+        SystemRandom::new()
+            .fill(&mut prefix)
+            .map_err(|_| Error::HandshakeFailed {
+                reason: "system randomness unavailable".into(),
+            })?;
+        Ok(Self {
+            key,
+            prefix,
+            counter: 0,
+            buf: Vec::new(),
+        })
+    }
+
+    /// The key id envelopes from this sealer carry.
+    pub fn kid(&self) -> &str {
+        self.key.kid()
+    }
+
+    /// How many messages this key has sealed.
+    pub fn messages_sealed(&self) -> u64 {
+        self.counter
+    }
+
+    /// Takes the next counter nonce, or refuses with `ENCRYPTION_KEY_EXPIRED` at the limit.
+    pub fn next_nonce(&mut self) -> Result<[u8; NONCE_LEN], Error> {
+        if self.counter >= MAX_MESSAGES_PER_KEY {
+            return Err(Error::KeyExpired {
+                kid: self.key.kid().to_owned(),
+                limit: MAX_MESSAGES_PER_KEY,
+            });
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce[..8].copy_from_slice(&self.prefix);
+        // The limit keeps the counter below 2^30, so it always fits the 4 bytes.
+        nonce[8..].copy_from_slice(&u32::try_from(self.counter).unwrap_or(u32::MAX).to_be_bytes());
+        self.counter += 1;
+        Ok(nonce)
+    }
+
+    /// Seals `plaintext` under the next counter nonce; returns the nonce and `ciphertext || tag`.
+    pub fn seal(&mut self, plaintext: &[u8]) -> Result<([u8; NONCE_LEN], Vec<u8>), Error> {
+        let nonce = self.next_nonce()?;
+        Ok((nonce, self.key.seal(&nonce, plaintext)?))
+    }
+
+    /// Seals `self.buf` in place under the next counter nonce.
+    pub(crate) fn seal_buf(&mut self) -> Result<[u8; NONCE_LEN], Error> {
+        let nonce = self.next_nonce()?;
+        self.key.seal_in_place(&nonce, &mut self.buf)?;
+        Ok(nonce)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_counter_for_test(&mut self, counter: u64) {
+        self.counter = counter;
+    }
+}
+
+impl Drop for Sealer {
+    fn drop(&mut self) {
+        self.prefix.zeroize();
+        self.counter.zeroize();
+        self.buf.zeroize();
+    }
+}
+
+impl fmt::Debug for Sealer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sealer")
+            .field("kid", &self.key.kid())
+            .field("messages_sealed", &self.counter)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens one direction of a session and refuses nonces it has already accepted (see
+/// `docs/SECURITY.md` for exactly what is detected).
+pub struct Opener {
+    key: SessionKey,
+    guard: NonceGuard,
+    /// Reused between messages so the hot path does not allocate.
+    pub(crate) buf: Vec<u8>,
+}
+
+impl Opener {
+    /// An opener for messages sealed with `key`.
+    pub fn new(key: SessionKey) -> Self {
+        Self {
+            key,
+            guard: NonceGuard::default(),
+            buf: Vec::new(),
+        }
+    }
+
+    /// The key id envelopes to this opener must carry.
+    pub fn kid(&self) -> &str {
+        self.key.kid()
+    }
+
+    /// Opens `ciphertext || tag` sealed under `nonce`, refusing a nonce already accepted.
+    pub fn open(&mut self, nonce: &[u8; NONCE_LEN], ciphertext: &[u8]) -> Result<Vec<u8>, Error> {
+        self.buf.clear();
+        self.buf.extend_from_slice(ciphertext);
+        let len = self.open_buf(nonce, None)?;
+        self.guard.record(nonce);
+        let plaintext = self.buf[..len].to_vec();
+        self.buf.zeroize();
+        Ok(plaintext)
+    }
+
+    /// Checks the nonce before decryption, as a cheap refusal of replays.
+    pub(crate) fn check_nonce(
+        &self,
+        nonce: &[u8; NONCE_LEN],
+        location: Option<&Location>,
+    ) -> Result<(), Error> {
+        self.guard
+            .check(nonce, MAX_MESSAGES_PER_KEY)
+            .map_err(|refusal| Error::NonceReuse {
+                location: location.cloned(),
+                nonce_b64: STANDARD.encode(nonce),
+                reason: refusal.reason(),
+            })
+    }
+
+    /// Records a nonce whose message authenticated and passed the caller's checks.
+    pub(crate) fn accept_nonce(&mut self, nonce: &[u8; NONCE_LEN]) {
+        self.guard.record(nonce);
+    }
+
+    /// Checks the nonce and opens `self.buf` in place; returns the plaintext length at the
+    /// front of `buf`. The caller records the nonce once its own checks pass.
+    pub(crate) fn open_buf(
+        &mut self,
+        nonce: &[u8; NONCE_LEN],
+        location: Option<&Location>,
+    ) -> Result<usize, Error> {
+        self.check_nonce(nonce, location)?;
+        let len = self
+            .key
+            .open_in_place(nonce, &mut self.buf)
+            .map_err(|err| match err {
+                Error::DecryptionFailed { reason, .. } => Error::DecryptionFailed {
+                    location: location.cloned(),
+                    reason,
+                },
+                other => other,
+            })?
+            .len();
+        Ok(len)
+    }
+}
+
+impl Drop for Opener {
+    fn drop(&mut self) {
+        self.buf.zeroize();
+    }
+}
+
+impl fmt::Debug for Opener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Opener")
+            .field("kid", &self.key.kid())
+            .finish_non_exhaustive()
+    }
+}
