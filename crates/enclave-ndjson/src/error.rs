@@ -1,0 +1,230 @@
+//! The crate's one error type, and the excerpts that make line errors readable.
+
+use std::fmt::{self, Write as _};
+use std::io;
+
+/// How many characters of a bad line an error quotes.
+pub(crate) const EXCERPT_CHARS: usize = 64;
+
+/// Everything that can go wrong while framing NDJSON.
+///
+/// Line-level variants (`LineTooLong`, `InvalidUtf8`, `InvalidJson`, `InvalidValue`) are
+/// *item* errors: the decoders hand them out in place of the line's value and carry on
+/// with the next line. `Io` ends a [`FramedRead`](tokio_util::codec::FramedRead) stream;
+/// `Serialize` is returned by the encoders.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Reading or writing the underlying byte stream failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+
+    /// A line was longer than the decoder's limit; its bytes were discarded up to the next `\n`.
+    #[error("line {line}: longer than the limit of {limit} bytes; skipped to the next newline")]
+    LineTooLong {
+        /// 1-based line number.
+        line: u64,
+        /// The limit in bytes, not counting the `\n`.
+        limit: usize,
+    },
+
+    /// A line was not valid UTF-8.
+    #[error("line {line}: invalid UTF-8 at column {column} (excerpt: \"{excerpt}\")")]
+    InvalidUtf8 {
+        /// 1-based line number.
+        line: u64,
+        /// 1-based byte column of the first invalid byte.
+        column: usize,
+        /// The start of the trimmed line, escaped (`\xNN` for invalid bytes).
+        excerpt: String,
+    },
+
+    /// A line was not well-formed JSON (syntax error, truncated value, trailing data).
+    #[error(
+        "line {line}: invalid JSON at column {column}: {reason} (excerpt: \"{excerpt}\")",
+        column = .source.column(),
+        reason = Reason(.source)
+    )]
+    InvalidJson {
+        /// 1-based line number.
+        line: u64,
+        /// The start of the trimmed line, escaped.
+        excerpt: String,
+        /// serde_json's diagnosis; its column is a 1-based byte column in the line.
+        source: serde_json::Error,
+    },
+
+    /// A line was well-formed JSON but not a valid value of the decoded type.
+    #[error(
+        "line {line}: rejected value at column {column}: {reason} (excerpt: \"{excerpt}\")",
+        column = .source.column(),
+        reason = Reason(.source)
+    )]
+    InvalidValue {
+        /// 1-based line number.
+        line: u64,
+        /// The start of the trimmed line, escaped.
+        excerpt: String,
+        /// The type's own complaint (missing field, wrong type, failed validation).
+        source: serde_json::Error,
+    },
+
+    /// A value could not be serialized as JSON (e.g. a map with non-string keys).
+    #[error("cannot encode value as JSON: {0}")]
+    Serialize(serde_json::Error),
+}
+
+impl Error {
+    /// The 1-based line number a line-level error refers to.
+    pub fn line(&self) -> Option<u64> {
+        match self {
+            Self::LineTooLong { line, .. }
+            | Self::InvalidUtf8 { line, .. }
+            | Self::InvalidJson { line, .. }
+            | Self::InvalidValue { line, .. } => Some(*line),
+            Self::Io(_) | Self::Serialize(_) => None,
+        }
+    }
+
+    /// The escaped start of the offending line, when the error quotes one.
+    pub fn excerpt(&self) -> Option<&str> {
+        match self {
+            Self::InvalidUtf8 { excerpt, .. }
+            | Self::InvalidJson { excerpt, .. }
+            | Self::InvalidValue { excerpt, .. } => Some(excerpt),
+            Self::Io(_) | Self::LineTooLong { .. } | Self::Serialize(_) => None,
+        }
+    }
+
+    /// Builds the error for a line serde_json refused, telling syntax from data faults.
+    pub(crate) fn from_json(line: u64, raw: &[u8], source: serde_json::Error) -> Self {
+        let excerpt = excerpt(raw);
+        if source.is_data() {
+            Self::InvalidValue {
+                line,
+                excerpt,
+                source,
+            }
+        } else {
+            Self::InvalidJson {
+                line,
+                excerpt,
+                source,
+            }
+        }
+    }
+}
+
+/// serde_json's message without its "at line 1 column N" tail: we report the position ourselves.
+struct Reason<'a>(&'a serde_json::Error);
+
+impl fmt::Display for Reason<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let full = self.0.to_string();
+        let tail = format!(" at line {} column {}", self.0.line(), self.0.column());
+        f.write_str(full.strip_suffix(&tail).unwrap_or(&full))
+    }
+}
+
+/// The first [`EXCERPT_CHARS`] characters of a trimmed line, printable and cut on a char boundary.
+pub(crate) fn excerpt(raw: &[u8]) -> String {
+    let mut out = String::with_capacity(EXCERPT_CHARS + 8);
+    let mut taken = 0;
+    for chunk in trim_json_whitespace(raw).utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if taken == EXCERPT_CHARS {
+                out.push_str("...");
+                return out;
+            }
+            // escape_debug would also escape `'`, which only adds noise inside double quotes.
+            if c == '\'' {
+                out.push(c);
+            } else {
+                out.extend(c.escape_debug());
+            }
+            taken += 1;
+        }
+        for byte in chunk.invalid() {
+            if taken == EXCERPT_CHARS {
+                out.push_str("...");
+                return out;
+            }
+            // Writing to a String cannot fail.
+            let _ = write!(out, "\\x{byte:02x}");
+            taken += 1;
+        }
+    }
+    out
+}
+
+/// Whether `b` is whitespace in JSON's grammar (RFC 8259 `ws`).
+pub(crate) fn is_json_whitespace(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// `raw` without leading and trailing JSON whitespace.
+pub(crate) fn trim_json_whitespace(raw: &[u8]) -> &[u8] {
+    let start = raw
+        .iter()
+        .position(|&b| !is_json_whitespace(b))
+        .unwrap_or(raw.len());
+    let end = raw
+        .iter()
+        .rposition(|&b| !is_json_whitespace(b))
+        .map_or(start, |i| i + 1);
+    &raw[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpt_escapes_and_cuts_on_char_boundaries() {
+        assert_eq!(excerpt(b"  {\"a\":\t1}\r"), "{\\\"a\\\":\\t1}");
+        let long = "é".repeat(100);
+        let cut = excerpt(long.as_bytes());
+        assert_eq!(cut, format!("{}...", "é".repeat(EXCERPT_CHARS)));
+        assert_eq!(excerpt(b"a\xffb'"), "a\\xffb'");
+        assert_eq!(excerpt(b" \r\n\t"), "");
+    }
+
+    #[test]
+    fn trim_matches_json_whitespace_only() {
+        assert_eq!(trim_json_whitespace(b" \t x y \r"), b"x y");
+        // Non-JSON whitespace (form feed, NBSP) is content, as serde_json sees it.
+        assert_eq!(trim_json_whitespace(b"\x0cx"), b"\x0cx");
+        assert_eq!(trim_json_whitespace(b""), b"");
+    }
+
+    #[test]
+    fn display_says_what_and_where() {
+        let source = serde_json::from_str::<serde_json::Value>("{\"seq\":,").unwrap_err();
+        let err = Error::from_json(12, b"{\"seq\":,", source);
+        assert_eq!(
+            err.to_string(),
+            "line 12: invalid JSON at column 8: expected value (excerpt: \"{\\\"seq\\\":,\")"
+        );
+        assert_eq!(err.line(), Some(12));
+        assert_eq!(err.excerpt(), Some("{\\\"seq\\\":,"));
+
+        let err = Error::LineTooLong { line: 3, limit: 10 };
+        assert_eq!(
+            err.to_string(),
+            "line 3: longer than the limit of 10 bytes; skipped to the next newline"
+        );
+    }
+
+    #[test]
+    fn data_errors_are_invalid_value() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Rec {
+            a: u32,
+        }
+        let source = serde_json::from_str::<Rec>("{\"a\":\"x\"}").unwrap_err();
+        let err = Error::from_json(1, b"{\"a\":\"x\"}", source);
+        assert!(matches!(err, Error::InvalidValue { line: 1, .. }), "{err:?}");
+        assert!(err.to_string().starts_with("line 1: rejected value at column 8: invalid type"));
+    }
+}
