@@ -1,2 +1,64 @@
-//! enclave-types (being written).
+//! The EnclaveJS streaming protocol model: every value that travels on the wire, as Rust types
+//! that validate while they deserialize.
+//!
+//! This crate owns the *shape* of the protocol, wire compatible with the TypeScript
+//! `@enclave-vm/types` 2.15.2 (protocol version 2, version 1 accepted):
+//!
+//! - [`StreamEvent`] and its twelve payloads ([`EventPayload`]), the `enc` line
+//!   ([`EncryptedEnvelope`]), and [`Frame`], which is what one NDJSON line of a stream is;
+//! - the handshake messages ([`ClientHello`], [`ServerHello`]) and [`EncryptionRequest`];
+//! - runtime channel messages ([`RuntimeChannelMessage`]: `tool_result_submit`, `cancel`);
+//! - [`SessionLimits`] with the TS defaults, error payloads ([`ErrorInfo`], [`ErrorPayload`],
+//!   [`ErrorDetail`]) and the prefixed ids [`SessionId`], [`CallId`], [`RefId`].
+//!
+//! Parsing is one pass: `serde_json::from_slice::<Frame>(line)` checks every schema rule (id
+//! prefixes, safe-integer `seq`, UTC date-times, closed enums, non-empty strings) as it reads,
+//! without building a `serde_json::Value` first. Opaque fields (`args`, `result`, `data`) stay
+//! raw JSON text ([`RawJson`]). Writing gives the TS shape: camelCase names, absent optionals
+//! omitted, integral numbers without a fraction.
+//!
+//! What this crate does *not* do: it does not split a byte stream into lines (that is
+//! `enclave-ndjson`), it does not encrypt, decrypt or decode base64 (that is `enclave-crypto`,
+//! which also decides which curves and ciphers to accept), and it does no I/O. It does not
+//! track sessions either: ordering of `seq` across lines is for the layers above.
+//!
+//! See `docs/PROTOCOL.md` for the wire format and the few deliberate differences from the
+//! TypeScript implementation.
 #![forbid(unsafe_code)]
+
+mod error;
+mod event;
+#[cfg(feature = "fixtures")]
+pub mod fixtures;
+mod frame;
+mod handshake;
+mod id;
+mod limits;
+mod message;
+mod number;
+mod raw;
+mod runtime;
+mod timestamp;
+
+pub use error::Error;
+pub use event::{
+    CatalogChangedPayload, DeadlineExceededPayload, EncryptionConfig, ErrorDetail,
+    ErrorEventPayload, ErrorInfo, ErrorPayload, EventPayload, EventType, FinalPayload,
+    HeartbeatPayload, LogLevel, LogPayload, PartialResultPayload, SessionInitPayload, SessionState,
+    SessionStats, StdoutPayload, StreamEvent, ToolCallPayload, ToolProgressPayload,
+    ToolProgressPhase, ToolResultAppliedPayload,
+};
+pub use frame::{EncryptedEnvelope, EncryptedPayload, Frame, ENCRYPTED_TYPE};
+pub use handshake::{
+    ClientHello, EncryptionMode, EncryptionRequest, ServerHello, ALGORITHM_AES_GCM_256, CURVE_P256,
+    KDF_HKDF_SHA256,
+};
+pub use id::{CallId, RefId, SessionId};
+pub use limits::SessionLimits;
+pub use number::{ProtocolVersion, MAX_SEQ, PROTOCOL_VERSION};
+pub use raw::RawJson;
+pub use runtime::{
+    CancelPayload, RuntimeChannelMessage, RuntimeChannelMessageType, RuntimeChannelPayload,
+    ToolResultSubmitPayload,
+};
+pub use timestamp::Timestamp;

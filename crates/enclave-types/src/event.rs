@@ -1,0 +1,542 @@
+//! The twelve stream events and their payloads.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::error::Error;
+use crate::id::{CallId, SessionId};
+use crate::number::{self, ProtocolVersion, PROTOCOL_VERSION};
+use crate::raw::{self, RawJson};
+use crate::timestamp::{self, Timestamp};
+
+/// Reads a string that must not be empty; `field` names it in the error.
+pub(crate) fn non_empty<'de, D: Deserializer<'de>>(
+    d: D,
+    field: &'static str,
+) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.is_empty() {
+        Err(serde::de::Error::custom(Error::InvalidField {
+            field,
+            reason: "must not be empty".to_owned(),
+        }))
+    } else {
+        Ok(s)
+    }
+}
+
+fn tool_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    non_empty(d, "toolName")
+}
+
+fn catalog_version<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    non_empty(d, "version")
+}
+
+/// The wire `type` of a plaintext stream event. Closed: other strings are refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventType {
+    /// `session_init`: first event of a session.
+    SessionInit,
+    /// `stdout`: a chunk of the program's output.
+    Stdout,
+    /// `log`: a console message.
+    Log,
+    /// `tool_call`: the runtime asks the host to run a tool.
+    ToolCall,
+    /// `tool_result_applied`: a tool result reached the runtime.
+    ToolResultApplied,
+    /// `final`: the session ended.
+    Final,
+    /// `heartbeat`: keep-alive.
+    Heartbeat,
+    /// `error`: a non-fatal error.
+    Error,
+    /// `partial_result`: one path of a fan-out finished (protocol 2).
+    PartialResult,
+    /// `tool_progress`: progress of a long tool call (protocol 2).
+    ToolProgress,
+    /// `deadline_exceeded`: the execution budget ran out (protocol 2).
+    DeadlineExceeded,
+    /// `catalog_changed`: the action catalog changed (protocol 2).
+    CatalogChanged,
+}
+
+impl EventType {
+    /// All event types, in the order of the TS `EventType` table.
+    pub const ALL: [Self; 12] = [
+        Self::SessionInit,
+        Self::Stdout,
+        Self::Log,
+        Self::ToolCall,
+        Self::ToolResultApplied,
+        Self::Final,
+        Self::Heartbeat,
+        Self::Error,
+        Self::PartialResult,
+        Self::ToolProgress,
+        Self::DeadlineExceeded,
+        Self::CatalogChanged,
+    ];
+
+    /// The wire string.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::SessionInit => "session_init",
+            Self::Stdout => "stdout",
+            Self::Log => "log",
+            Self::ToolCall => "tool_call",
+            Self::ToolResultApplied => "tool_result_applied",
+            Self::Final => "final",
+            Self::Heartbeat => "heartbeat",
+            Self::Error => "error",
+            Self::PartialResult => "partial_result",
+            Self::ToolProgress => "tool_progress",
+            Self::DeadlineExceeded => "deadline_exceeded",
+            Self::CatalogChanged => "catalog_changed",
+        }
+    }
+
+    /// The event type for a wire string, if it is one.
+    pub fn from_wire(s: &str) -> Option<Self> {
+        Some(match s {
+            "session_init" => Self::SessionInit,
+            "stdout" => Self::Stdout,
+            "log" => Self::Log,
+            "tool_call" => Self::ToolCall,
+            "tool_result_applied" => Self::ToolResultApplied,
+            "final" => Self::Final,
+            "heartbeat" => Self::Heartbeat,
+            "error" => Self::Error,
+            "partial_result" => Self::PartialResult,
+            "tool_progress" => Self::ToolProgress,
+            "deadline_exceeded" => Self::DeadlineExceeded,
+            "catalog_changed" => Self::CatalogChanged,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `log.level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogLevel {
+    /// `debug`
+    Debug,
+    /// `info`
+    Info,
+    /// `warn`
+    Warn,
+    /// `error`
+    Error,
+}
+
+/// The lifecycle state of a session, as the TS `SessionState` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    /// `starting`
+    Starting,
+    /// `running`
+    Running,
+    /// `waiting_for_tool`
+    WaitingForTool,
+    /// `completed`
+    Completed,
+    /// `cancelled`
+    Cancelled,
+    /// `failed`
+    Failed,
+}
+
+/// `error` inside `final` and `tool_result_submit`: the legacy single error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    /// Human-readable message.
+    pub message: String,
+    /// Machine-readable code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Stack trace, in debug setups only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<String>,
+}
+
+/// A typed error detail (gRPC `google.rpc.Status` style), tagged by `type`. Closed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "type",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
+pub enum ErrorDetail {
+    /// `retry_info`: when to retry.
+    RetryInfo {
+        /// Delay before retrying, in milliseconds.
+        #[serde(with = "number::retry_delay_ms")]
+        retry_delay_ms: f64,
+    },
+    /// `upstream_info`: the upstream HTTP failure.
+    UpstreamInfo {
+        /// HTTP status code.
+        #[serde(with = "number::status_code")]
+        status_code: u64,
+        /// The upstream URL.
+        url: String,
+    },
+    /// `validation_info`: which input field was wrong.
+    ValidationInfo {
+        /// The field.
+        field: String,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// `quota_info`: a quota ran out.
+    QuotaInfo {
+        /// The quota.
+        #[serde(with = "number::any_number")]
+        limit: f64,
+        /// How much was used.
+        #[serde(with = "number::any_number")]
+        used: f64,
+    },
+}
+
+/// A per-path error (GraphQL style) in `final.errors` and `partial_result.error`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorPayload {
+    /// Machine-readable code, e.g. `TOOL_TIMEOUT`.
+    pub code: String,
+    /// Human-readable message.
+    pub message: String,
+    /// Path to the failing operation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<Vec<String>>,
+    /// Typed details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<Vec<ErrorDetail>>,
+}
+
+/// `session_init.encryption`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EncryptionConfig {
+    /// Whether the session's events are encrypted.
+    pub enabled: bool,
+    /// The session key's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+}
+
+/// `session_init` payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionInitPayload {
+    /// Where to cancel the session.
+    pub cancel_url: String,
+    /// When the session expires.
+    #[serde(deserialize_with = "timestamp::expires_at")]
+    pub expires_at: Timestamp,
+    /// Encryption settings.
+    pub encryption: EncryptionConfig,
+    /// Where to replay the stream after a reconnect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_url: Option<String>,
+}
+
+/// `stdout` payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StdoutPayload {
+    /// The output text.
+    pub chunk: String,
+}
+
+/// `log` payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogPayload {
+    /// Severity.
+    pub level: LogLevel,
+    /// The message.
+    pub message: String,
+    /// Structured data: a JSON object, kept raw.
+    #[serde(
+        default,
+        deserialize_with = "raw::object_data",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub data: Option<RawJson>,
+}
+
+/// `tool_call` payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolCallPayload {
+    /// This call's id.
+    pub call_id: CallId,
+    /// The tool to run; never empty.
+    #[serde(deserialize_with = "tool_name")]
+    pub tool_name: String,
+    /// The arguments, any JSON (`null` included) but required; kept raw.
+    pub args: RawJson,
+}
+
+/// `tool_result_applied` payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolResultAppliedPayload {
+    /// The call whose result was applied.
+    pub call_id: CallId,
+}
+
+/// `final.stats`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionStats {
+    /// Run time in milliseconds (may be fractional, never negative).
+    #[serde(with = "number::duration_ms")]
+    pub duration_ms: f64,
+    /// Tool calls made.
+    #[serde(with = "number::tool_call_count")]
+    pub tool_call_count: u64,
+    /// Bytes written to stdout.
+    #[serde(with = "number::stdout_bytes")]
+    pub stdout_bytes: u64,
+}
+
+/// `final` payload. Data and errors may coexist.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FinalPayload {
+    /// Whether everything succeeded.
+    pub ok: bool,
+    /// The result, kept raw; `null` is kept as `Some`.
+    #[serde(
+        default,
+        deserialize_with = "raw::present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub result: Option<RawJson>,
+    /// The legacy single error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorInfo>,
+    /// Per-path errors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<ErrorPayload>>,
+    /// Run statistics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats: Option<SessionStats>,
+}
+
+/// `heartbeat` payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatPayload {
+    /// When the heartbeat was sent.
+    #[serde(deserialize_with = "timestamp::ts")]
+    pub ts: Timestamp,
+}
+
+/// `error` payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorEventPayload {
+    /// The message.
+    pub message: String,
+    /// Machine-readable code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// Whether the session can go on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recoverable: Option<bool>,
+}
+
+/// `partial_result` payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PartialResultPayload {
+    /// Where this result slots in.
+    pub path: Vec<String>,
+    /// The data for this path, kept raw; `null` is kept as `Some`.
+    #[serde(
+        default,
+        deserialize_with = "raw::present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub data: Option<RawJson>,
+    /// The error for this path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorPayload>,
+    /// Whether more partial results follow.
+    pub has_next: bool,
+}
+
+/// `tool_progress.phase`. Closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolProgressPhase {
+    /// `connecting`
+    Connecting,
+    /// `sending`
+    Sending,
+    /// `receiving`
+    Receiving,
+    /// `processing`
+    Processing,
+}
+
+/// `tool_progress` payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ToolProgressPayload {
+    /// The tool call.
+    pub call_id: CallId,
+    /// Where it is.
+    pub phase: ToolProgressPhase,
+    /// Bytes received so far.
+    #[serde(
+        default,
+        with = "number::bytes_received",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub bytes_received: Option<u64>,
+    /// Bytes expected, when known.
+    #[serde(
+        default,
+        with = "number::total_bytes",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub total_bytes: Option<u64>,
+    /// Milliseconds since the call started.
+    #[serde(with = "number::elapsed_ms")]
+    pub elapsed_ms: f64,
+}
+
+/// `deadline_exceeded` payload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadlineExceededPayload {
+    /// Milliseconds elapsed.
+    #[serde(with = "number::elapsed_ms")]
+    pub elapsed_ms: f64,
+    /// The budget that was exceeded; always > 0.
+    #[serde(with = "number::budget_ms")]
+    pub budget_ms: f64,
+}
+
+/// `catalog_changed` payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogChangedPayload {
+    /// The new catalog version; never empty.
+    #[serde(deserialize_with = "catalog_version")]
+    pub version: String,
+    /// Actions added.
+    pub added_actions: Vec<String>,
+    /// Actions removed.
+    pub removed_actions: Vec<String>,
+}
+
+/// The payload of a plaintext event; its variant decides the wire `type`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EventPayload {
+    /// `session_init`
+    SessionInit(SessionInitPayload),
+    /// `stdout`
+    Stdout(StdoutPayload),
+    /// `log`
+    Log(LogPayload),
+    /// `tool_call`
+    ToolCall(ToolCallPayload),
+    /// `tool_result_applied`
+    ToolResultApplied(ToolResultAppliedPayload),
+    /// `final`
+    Final(FinalPayload),
+    /// `heartbeat`
+    Heartbeat(HeartbeatPayload),
+    /// `error`
+    Error(ErrorEventPayload),
+    /// `partial_result`
+    PartialResult(PartialResultPayload),
+    /// `tool_progress`
+    ToolProgress(ToolProgressPayload),
+    /// `deadline_exceeded`
+    DeadlineExceeded(DeadlineExceededPayload),
+    /// `catalog_changed`
+    CatalogChanged(CatalogChangedPayload),
+}
+
+impl EventPayload {
+    /// The wire `type` this payload travels under.
+    pub const fn event_type(&self) -> EventType {
+        match self {
+            Self::SessionInit(_) => EventType::SessionInit,
+            Self::Stdout(_) => EventType::Stdout,
+            Self::Log(_) => EventType::Log,
+            Self::ToolCall(_) => EventType::ToolCall,
+            Self::ToolResultApplied(_) => EventType::ToolResultApplied,
+            Self::Final(_) => EventType::Final,
+            Self::Heartbeat(_) => EventType::Heartbeat,
+            Self::Error(_) => EventType::Error,
+            Self::PartialResult(_) => EventType::PartialResult,
+            Self::ToolProgress(_) => EventType::ToolProgress,
+            Self::DeadlineExceeded(_) => EventType::DeadlineExceeded,
+            Self::CatalogChanged(_) => EventType::CatalogChanged,
+        }
+    }
+}
+
+impl Serialize for EventPayload {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::SessionInit(p) => p.serialize(serializer),
+            Self::Stdout(p) => p.serialize(serializer),
+            Self::Log(p) => p.serialize(serializer),
+            Self::ToolCall(p) => p.serialize(serializer),
+            Self::ToolResultApplied(p) => p.serialize(serializer),
+            Self::Final(p) => p.serialize(serializer),
+            Self::Heartbeat(p) => p.serialize(serializer),
+            Self::Error(p) => p.serialize(serializer),
+            Self::PartialResult(p) => p.serialize(serializer),
+            Self::ToolProgress(p) => p.serialize(serializer),
+            Self::DeadlineExceeded(p) => p.serialize(serializer),
+            Self::CatalogChanged(p) => p.serialize(serializer),
+        }
+    }
+}
+
+/// One plaintext stream event: the base fields plus a typed payload.
+///
+/// On the wire: `{"protocolVersion":2,"sessionId":"s_…","seq":1,"type":"stdout","payload":{…}}`.
+/// `Serialize`/`Deserialize` live with [`Frame`](crate::Frame), which shares the parser.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamEvent {
+    /// Protocol version of the sender.
+    pub protocol_version: ProtocolVersion,
+    /// The session.
+    pub session_id: SessionId,
+    /// Position in the session's stream (0 ..= [`MAX_SEQ`](crate::MAX_SEQ)).
+    pub seq: u64,
+    /// The typed payload.
+    pub payload: EventPayload,
+}
+
+impl StreamEvent {
+    /// An event of the current [`PROTOCOL_VERSION`].
+    pub fn new(session_id: SessionId, seq: u64, payload: EventPayload) -> Self {
+        Self {
+            protocol_version: PROTOCOL_VERSION,
+            session_id,
+            seq,
+            payload,
+        }
+    }
+
+    /// The wire `type`.
+    pub const fn event_type(&self) -> EventType {
+        self.payload.event_type()
+    }
+}

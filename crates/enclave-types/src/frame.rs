@@ -1,0 +1,384 @@
+//! One NDJSON line of the stream: a plaintext [`StreamEvent`] or an `enc` [`EncryptedEnvelope`].
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::error::Error;
+use crate::event::{non_empty, EventPayload, EventType, StreamEvent};
+use crate::id::SessionId;
+use crate::message::{visit_message, Discriminant};
+use crate::number::{serialize_safe_integer, ProtocolVersion, PROTOCOL_VERSION};
+
+/// The wire `type` of an encrypted envelope.
+pub const ENCRYPTED_TYPE: &str = "enc";
+
+fn kid<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    non_empty(d, "kid")
+}
+
+fn nonce_b64<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    non_empty(d, "nonceB64")
+}
+
+fn ciphertext_b64<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    non_empty(d, "ciphertextB64")
+}
+
+/// The payload of an `enc` line. Base64 is carried as text; the crypto layer decodes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EncryptedPayload {
+    /// Id of the key that sealed it; never empty.
+    #[serde(deserialize_with = "kid")]
+    pub kid: String,
+    /// The AES-GCM nonce, standard base64; never empty.
+    #[serde(deserialize_with = "nonce_b64")]
+    pub nonce_b64: String,
+    /// Ciphertext (with the tag appended, as the TS peer writes it), standard base64; never empty.
+    #[serde(deserialize_with = "ciphertext_b64")]
+    pub ciphertext_b64: String,
+    /// A separate tag, for peers that send one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag_b64: Option<String>,
+}
+
+/// An encrypted event: `{"protocolVersion":2,"sessionId":…,"seq":…,"type":"enc","payload":{kid,nonceB64,ciphertextB64}}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncryptedEnvelope {
+    /// Protocol version of the sender.
+    pub protocol_version: ProtocolVersion,
+    /// The session.
+    pub session_id: SessionId,
+    /// Position in the session's stream.
+    pub seq: u64,
+    /// The sealed event.
+    pub payload: EncryptedPayload,
+}
+
+impl EncryptedEnvelope {
+    /// An envelope of the current [`PROTOCOL_VERSION`].
+    pub fn new(session_id: SessionId, seq: u64, payload: EncryptedPayload) -> Self {
+        Self {
+            protocol_version: PROTOCOL_VERSION,
+            session_id,
+            seq,
+            payload,
+        }
+    }
+}
+
+/// What one line of the stream is, like the TS `parseLine` result.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    /// A plaintext event.
+    Event(StreamEvent),
+    /// An `enc` envelope around an event.
+    Encrypted(EncryptedEnvelope),
+}
+
+impl Frame {
+    /// Parses one line as the TS `parseLine` does: trims surrounding whitespace (JavaScript's
+    /// `trim` set, BOM included), then parses and validates in one pass.
+    pub fn parse_line(line: &[u8]) -> Result<Self, Error> {
+        serde_json::from_slice(trim_js_whitespace(line)).map_err(Error::Json)
+    }
+
+    /// The session the frame belongs to.
+    pub fn session_id(&self) -> &SessionId {
+        match self {
+            Self::Event(e) => &e.session_id,
+            Self::Encrypted(e) => &e.session_id,
+        }
+    }
+
+    /// The frame's `seq`.
+    pub fn seq(&self) -> u64 {
+        match self {
+            Self::Event(e) => e.seq,
+            Self::Encrypted(e) => e.seq,
+        }
+    }
+
+    /// The sender's protocol version.
+    pub fn protocol_version(&self) -> ProtocolVersion {
+        match self {
+            Self::Event(e) => e.protocol_version,
+            Self::Encrypted(e) => e.protocol_version,
+        }
+    }
+
+    /// The wire `type` string (`"enc"` for envelopes).
+    pub fn type_str(&self) -> &'static str {
+        match self {
+            Self::Event(e) => e.event_type().as_str(),
+            Self::Encrypted(_) => ENCRYPTED_TYPE,
+        }
+    }
+
+    /// The event type of a plaintext frame; `None` for an envelope.
+    pub fn event_type(&self) -> Option<EventType> {
+        match self {
+            Self::Event(e) => Some(e.event_type()),
+            Self::Encrypted(_) => None,
+        }
+    }
+}
+
+impl From<StreamEvent> for Frame {
+    fn from(event: StreamEvent) -> Self {
+        Self::Event(event)
+    }
+}
+
+impl From<EncryptedEnvelope> for Frame {
+    fn from(envelope: EncryptedEnvelope) -> Self {
+        Self::Encrypted(envelope)
+    }
+}
+
+/// JavaScript's `String.prototype.trim` set: ASCII whitespace, NBSP, Unicode spaces, line
+/// separators and the BOM.
+fn is_js_whitespace(c: char) -> bool {
+    matches!(
+        c,
+        '\t' | '\n' | '\u{b}' | '\u{c}' | '\r' | ' ' | '\u{a0}' | '\u{1680}' | '\u{2000}'
+            ..='\u{200a}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202f}'
+                | '\u{205f}'
+                | '\u{3000}'
+                | '\u{feff}'
+    )
+}
+
+fn trim_js_whitespace(line: &[u8]) -> &[u8] {
+    let ascii = line.trim_ascii();
+    // Only look at Unicode spaces when a non-ASCII byte sits at an edge (rare).
+    let edge_non_ascii =
+        ascii.first().is_some_and(|b| !b.is_ascii()) || ascii.last().is_some_and(|b| !b.is_ascii());
+    if !edge_non_ascii {
+        return ascii;
+    }
+    match std::str::from_utf8(ascii) {
+        Ok(s) => s.trim_matches(is_js_whitespace).as_bytes(),
+        // Invalid UTF-8 is reported by the JSON parser with its position.
+        Err(_) => ascii,
+    }
+}
+
+/// `type` of a frame: one of the twelve event types, or `enc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FrameKind {
+    Event(EventType),
+    Encrypted,
+}
+
+impl fmt::Display for FrameKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Event(t) => f.write_str(t.as_str()),
+            Self::Encrypted => f.write_str(ENCRYPTED_TYPE),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FrameKind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KindVisitor;
+
+        impl Visitor<'_> for KindVisitor {
+            type Value = FrameKind;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an event type string")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<FrameKind, E> {
+                if v == ENCRYPTED_TYPE {
+                    return Ok(FrameKind::Encrypted);
+                }
+                EventType::from_wire(v)
+                    .map(FrameKind::Event)
+                    .ok_or_else(|| {
+                        E::custom(format_args!(
+                            "unknown type {v:?}: expected one of session_init, stdout, log, \
+                         tool_call, tool_result_applied, final, heartbeat, error, \
+                         partial_result, tool_progress, deadline_exceeded, catalog_changed, enc"
+                        ))
+                    })
+            }
+        }
+
+        deserializer.deserialize_str(KindVisitor)
+    }
+}
+
+pub(crate) enum FramePayload {
+    Event(EventPayload),
+    Encrypted(EncryptedPayload),
+}
+
+impl Discriminant for FrameKind {
+    type Payload = FramePayload;
+
+    fn deserialize_payload<'de, D: Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> Result<FramePayload, D::Error> {
+        let t = match self {
+            Self::Encrypted => {
+                return EncryptedPayload::deserialize(d).map(FramePayload::Encrypted)
+            }
+            Self::Event(t) => t,
+        };
+        let payload = match t {
+            EventType::SessionInit => EventPayload::SessionInit(Deserialize::deserialize(d)?),
+            EventType::Stdout => EventPayload::Stdout(Deserialize::deserialize(d)?),
+            EventType::Log => EventPayload::Log(Deserialize::deserialize(d)?),
+            EventType::ToolCall => EventPayload::ToolCall(Deserialize::deserialize(d)?),
+            EventType::ToolResultApplied => {
+                EventPayload::ToolResultApplied(Deserialize::deserialize(d)?)
+            }
+            EventType::Final => EventPayload::Final(Deserialize::deserialize(d)?),
+            EventType::Heartbeat => EventPayload::Heartbeat(Deserialize::deserialize(d)?),
+            EventType::Error => EventPayload::Error(Deserialize::deserialize(d)?),
+            EventType::PartialResult => EventPayload::PartialResult(Deserialize::deserialize(d)?),
+            EventType::ToolProgress => EventPayload::ToolProgress(Deserialize::deserialize(d)?),
+            EventType::DeadlineExceeded => {
+                EventPayload::DeadlineExceeded(Deserialize::deserialize(d)?)
+            }
+            EventType::CatalogChanged => EventPayload::CatalogChanged(Deserialize::deserialize(d)?),
+        };
+        Ok(FramePayload::Event(payload))
+    }
+}
+
+struct FrameVisitor;
+
+impl<'de> Visitor<'de> for FrameVisitor {
+    type Value = Frame;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a stream frame object {protocolVersion, sessionId, seq, type, payload}")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Frame, A::Error> {
+        let m = visit_message::<FrameKind, A>(map, true)?;
+        let seq = m.seq.ok_or_else(|| de::Error::missing_field("seq"))?;
+        Ok(match m.payload {
+            FramePayload::Event(payload) => Frame::Event(StreamEvent {
+                protocol_version: m.protocol_version,
+                session_id: m.session_id,
+                seq,
+                payload,
+            }),
+            FramePayload::Encrypted(payload) => Frame::Encrypted(EncryptedEnvelope {
+                protocol_version: m.protocol_version,
+                session_id: m.session_id,
+                seq,
+                payload,
+            }),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Frame {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(FrameVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for StreamEvent {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match deserializer.deserialize_map(FrameVisitor)? {
+            Frame::Event(e) => Ok(e),
+            Frame::Encrypted(e) => Err(de::Error::custom(format_args!(
+                "expected a plaintext event, found an \"enc\" envelope (session {}, seq {}): decrypt it first",
+                e.session_id, e.seq
+            ))),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for EncryptedEnvelope {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match deserializer.deserialize_map(FrameVisitor)? {
+            Frame::Encrypted(e) => Ok(e),
+            Frame::Event(e) => Err(de::Error::custom(format_args!(
+                "expected an \"enc\" envelope, found a plaintext {} event (session {}, seq {})",
+                e.event_type(),
+                e.session_id,
+                e.seq
+            ))),
+        }
+    }
+}
+
+/// Writes `seq` through the safe-integer check.
+struct Seq(u64);
+
+impl Serialize for Seq {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serialize_safe_integer("seq", self.0, serializer)
+    }
+}
+
+/// The shared field order of the TS writer: protocolVersion, sessionId, seq, type, payload.
+fn serialize_frame<S: Serializer, P: Serialize>(
+    serializer: S,
+    name: &'static str,
+    protocol_version: ProtocolVersion,
+    session_id: &SessionId,
+    seq: u64,
+    type_str: &'static str,
+    payload: &P,
+) -> Result<S::Ok, S::Error> {
+    let mut s = serializer.serialize_struct(name, 5)?;
+    s.serialize_field("protocolVersion", &protocol_version)?;
+    s.serialize_field("sessionId", session_id)?;
+    s.serialize_field("seq", &Seq(seq))?;
+    s.serialize_field("type", type_str)?;
+    s.serialize_field("payload", payload)?;
+    s.end()
+}
+
+impl Serialize for StreamEvent {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serialize_frame(
+            serializer,
+            "StreamEvent",
+            self.protocol_version,
+            &self.session_id,
+            self.seq,
+            self.event_type().as_str(),
+            &self.payload,
+        )
+    }
+}
+
+impl Serialize for EncryptedEnvelope {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serialize_frame(
+            serializer,
+            "EncryptedEnvelope",
+            self.protocol_version,
+            &self.session_id,
+            self.seq,
+            ENCRYPTED_TYPE,
+            &self.payload,
+        )
+    }
+}
+
+impl Serialize for Frame {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Event(e) => e.serialize(serializer),
+            Self::Encrypted(e) => e.serialize(serializer),
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! Handshake messages and the encryption settings a client asks for.
+//!
+//! Curve, algorithm and KDF stay strings here: refusing an unknown one, with its own error
+//! code, is the crypto layer's decision.
+
+use serde::{Deserialize, Serialize};
+
+use crate::number::{ProtocolVersion, PROTOCOL_VERSION};
+
+/// The only curve: NIST P-256.
+pub const CURVE_P256: &str = "P-256";
+/// The only cipher: AES-256-GCM.
+pub const ALGORITHM_AES_GCM_256: &str = "AES-GCM-256";
+/// The only key derivation: HKDF with SHA-256.
+pub const KDF_HKDF_SHA256: &str = "HKDF-SHA-256";
+
+/// The client's half of the key agreement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientHello {
+    /// Protocol version of the client.
+    pub protocol_version: ProtocolVersion,
+    /// Ephemeral public key: standard base64 of the 65-byte uncompressed P-256 point.
+    pub client_ephemeral_pub_key_b64: String,
+    /// Curve name (`P-256`).
+    pub curve: String,
+    /// Ciphers the client accepts (`AES-GCM-256`).
+    pub supported_algorithms: Vec<String>,
+}
+
+impl ClientHello {
+    /// A hello of the current protocol version offering P-256 and AES-GCM-256.
+    pub fn new(client_ephemeral_pub_key_b64: String) -> Self {
+        Self {
+            protocol_version: PROTOCOL_VERSION,
+            client_ephemeral_pub_key_b64,
+            curve: CURVE_P256.to_owned(),
+            supported_algorithms: vec![ALGORITHM_AES_GCM_256.to_owned()],
+        }
+    }
+}
+
+/// The server's half of the key agreement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerHello {
+    /// Protocol version of the server.
+    pub protocol_version: ProtocolVersion,
+    /// Ephemeral public key: standard base64 of the 65-byte uncompressed P-256 point.
+    pub server_ephemeral_pub_key_b64: String,
+    /// Curve name (`P-256`).
+    pub curve: String,
+    /// The chosen cipher (`AES-GCM-256`).
+    pub selected_algorithm: String,
+    /// The key derivation (`HKDF-SHA-256`).
+    pub kdf: String,
+    /// Id of the derived session key; envelopes carry it as `kid`.
+    pub key_id: String,
+    /// An optional signature over the hello.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_b64: Option<String>,
+}
+
+/// Whether a session encrypts its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EncryptionMode {
+    /// `disabled`: plaintext only.
+    #[default]
+    Disabled,
+    /// `optional`: encrypt when the client offers a hello.
+    Optional,
+    /// `required`: refuse sessions without encryption.
+    Required,
+}
+
+/// The encryption part of a session request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EncryptionRequest {
+    /// What the client wants.
+    pub mode: EncryptionMode,
+    /// The client's hello, when it wants encryption.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_hello: Option<ClientHello>,
+}

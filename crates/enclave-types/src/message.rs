@@ -1,0 +1,183 @@
+//! The one-pass parser shared by every `{protocolVersion, sessionId, [seq,] type, payload}` message.
+//!
+//! serde's internally tagged enums buffer the whole object into an intermediate tree before
+//! choosing a variant; this map visitor instead reads `type` first (the usual key order) and
+//! then deserializes `payload` straight into its typed struct. When `payload` comes before
+//! `type`, its text is captured once as a raw value and parsed when `type` is known.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::id::SessionId;
+use crate::number::{ProtocolVersion, SafeInteger};
+
+/// A message family's `type` discriminator: it knows how to read the payload it announces.
+pub(crate) trait Discriminant:
+    Copy + PartialEq + fmt::Display + for<'de> Deserialize<'de>
+{
+    /// What the discriminator selects.
+    type Payload;
+
+    /// Reads the payload for this `type`.
+    fn deserialize_payload<'de, D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Payload, D::Error>;
+}
+
+struct PayloadSeed<K>(K);
+
+impl<'de, K: Discriminant> DeserializeSeed<'de> for PayloadSeed<K> {
+    type Value = K::Payload;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<K::Payload, D::Error> {
+        self.0.deserialize_payload(deserializer)
+    }
+}
+
+/// The top-level keys; anything else is skipped, as zod strips unknown keys.
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "camelCase")]
+enum Key {
+    ProtocolVersion,
+    SessionId,
+    Seq,
+    Type,
+    Payload,
+    #[serde(other)]
+    Other,
+}
+
+/// A parsed message before the caller picks its own struct.
+pub(crate) struct Message<K: Discriminant> {
+    pub(crate) protocol_version: ProtocolVersion,
+    pub(crate) session_id: SessionId,
+    /// `None` for families without `seq` (runtime channel messages).
+    pub(crate) seq: Option<u64>,
+    pub(crate) payload: K::Payload,
+}
+
+/// Drops serde_json's trailing " at line L column C" so a wrapped message names one position.
+fn strip_position(msg: &str) -> &str {
+    if let Some(at) = msg.rfind(" at line ") {
+        let tail = &msg[at + " at line ".len()..];
+        let mut parts = tail.splitn(2, " column ");
+        let line_ok = parts
+            .next()
+            .is_some_and(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()));
+        let col_ok = parts
+            .next()
+            .is_some_and(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()));
+        if line_ok && col_ok {
+            return &msg[..at];
+        }
+    }
+    msg
+}
+
+/// Says which payload failed, and for which session and seq when those were already read.
+fn payload_error<E: de::Error>(
+    kind: &dyn fmt::Display,
+    session_id: Option<&SessionId>,
+    seq: Option<u64>,
+    cause: &dyn fmt::Display,
+) -> E {
+    let cause = cause.to_string();
+    let cause = strip_position(&cause);
+    match (session_id, seq) {
+        (Some(s), Some(n)) => E::custom(format_args!(
+            "invalid {kind} payload (session {s}, seq {n}): {cause}"
+        )),
+        (Some(s), None) => E::custom(format_args!(
+            "invalid {kind} payload (session {s}): {cause}"
+        )),
+        _ => E::custom(format_args!("invalid {kind} payload: {cause}")),
+    }
+}
+
+/// Reads one message object in a single pass. Duplicate keys: the last one wins, like
+/// `JSON.parse`, except that a second `type` may not change a payload already read.
+pub(crate) fn visit_message<'de, K: Discriminant, A: MapAccess<'de>>(
+    mut map: A,
+    with_seq: bool,
+) -> Result<Message<K>, A::Error> {
+    let mut protocol_version = None;
+    let mut session_id: Option<SessionId> = None;
+    let mut seq = None;
+    let mut kind: Option<K> = None;
+    let mut payload: Option<(K, K::Payload)> = None;
+    let mut raw_payload: Option<Box<RawValue>> = None;
+
+    while let Some(key) = map.next_key::<Key>()? {
+        match key {
+            Key::ProtocolVersion => protocol_version = Some(map.next_value()?),
+            Key::SessionId => session_id = Some(map.next_value()?),
+            Key::Seq if with_seq => {
+                seq = Some(map.next_value_seed(SafeIntegerSeed)?);
+            }
+            Key::Type => {
+                let k: K = map.next_value()?;
+                if let Some((parsed_as, _)) = &payload {
+                    if *parsed_as != k {
+                        return Err(de::Error::custom(format_args!(
+                            "duplicate \"type\" keys ({parsed_as} then {k}) after the payload"
+                        )));
+                    }
+                }
+                kind = Some(k);
+            }
+            Key::Payload => {
+                if let Some(k) = kind {
+                    let p = map
+                        .next_value_seed(PayloadSeed(k))
+                        .map_err(|e| payload_error(&k, session_id.as_ref(), seq, &e))?;
+                    payload = Some((k, p));
+                    raw_payload = None;
+                } else {
+                    // `type` not seen yet: keep the text and parse it once `type` is known.
+                    raw_payload = Some(map.next_value()?);
+                    payload = None;
+                }
+            }
+            Key::Seq | Key::Other => {
+                map.next_value::<de::IgnoredAny>()?;
+            }
+        }
+    }
+
+    let protocol_version =
+        protocol_version.ok_or_else(|| de::Error::missing_field("protocolVersion"))?;
+    let session_id = session_id.ok_or_else(|| de::Error::missing_field("sessionId"))?;
+    if with_seq && seq.is_none() {
+        return Err(de::Error::missing_field("seq"));
+    }
+    let kind = kind.ok_or_else(|| de::Error::missing_field("type"))?;
+    let payload = match (payload, raw_payload) {
+        (_, Some(raw)) => {
+            let mut de = serde_json::Deserializer::from_str(raw.get());
+            kind.deserialize_payload(&mut de)
+                .map_err(|e| payload_error(&kind, Some(&session_id), seq, &e))?
+        }
+        (Some((_, p)), None) => p,
+        (None, None) => return Err(de::Error::missing_field("payload")),
+    };
+    Ok(Message {
+        protocol_version,
+        session_id,
+        seq,
+        payload,
+    })
+}
+
+struct SafeIntegerSeed;
+
+impl<'de> DeserializeSeed<'de> for SafeIntegerSeed {
+    type Value = u64;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<u64, D::Error> {
+        deserializer.deserialize_any(SafeInteger("seq"))
+    }
+}

@@ -1,0 +1,247 @@
+//! JSON numbers as JavaScript sees them: `seq` and counters are "safe integers", so `1.0` and
+//! `1e3` are integers, and integral values are written without a fraction.
+
+use std::fmt;
+
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::Error;
+
+/// The largest `seq` (and counter) the protocol allows: `Number.MAX_SAFE_INTEGER`, 2^53 − 1.
+pub const MAX_SEQ: u64 = (1 << 53) - 1;
+
+/// The protocol version this crate writes.
+pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion::V2;
+
+/// A protocol version: 2 is current, 1 is still accepted on the wire. A JSON number on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum ProtocolVersion {
+    /// Version 1: the first eight event types.
+    V1,
+    /// Version 2: adds `partial_result`, `tool_progress`, `deadline_exceeded`, `catalog_changed`.
+    #[default]
+    V2,
+}
+
+impl ProtocolVersion {
+    /// The number written on the wire.
+    pub const fn as_u8(self) -> u8 {
+        match self {
+            Self::V1 => 1,
+            Self::V2 => 2,
+        }
+    }
+
+    /// The version for a wire number, if this crate speaks it.
+    pub const fn from_u64(n: u64) -> Option<Self> {
+        match n {
+            1 => Some(Self::V1),
+            2 => Some(Self::V2),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ProtocolVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.as_u8())
+    }
+}
+
+impl Serialize for ProtocolVersion {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u8(self.as_u8())
+    }
+}
+
+impl<'de> Deserialize<'de> for ProtocolVersion {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let n = deserializer.deserialize_any(SafeInteger("protocolVersion"))?;
+        Self::from_u64(n).ok_or_else(|| {
+            de::Error::custom(Error::InvalidField {
+                field: "protocolVersion",
+                reason: format!("unsupported version {n} (this peer speaks 1 and 2)"),
+            })
+        })
+    }
+}
+
+/// Visits a non-negative JS safe integer; the field name goes into error messages.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SafeInteger(pub(crate) &'static str);
+
+impl SafeInteger {
+    fn out_of_range<E: de::Error>(self, shown: &dyn fmt::Display) -> E {
+        E::custom(Error::InvalidField {
+            field: self.0,
+            reason: format!("{shown} is not an integer between 0 and {MAX_SEQ}"),
+        })
+    }
+}
+
+impl Visitor<'_> for SafeInteger {
+    type Value = u64;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} as a non-negative integer", self.0)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+        if v <= MAX_SEQ {
+            Ok(v)
+        } else {
+            Err(self.out_of_range(&v))
+        }
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+        u64::try_from(v).map_or_else(|_| Err(self.out_of_range(&v)), |v| self.visit_u64(v))
+    }
+
+    // JSON.parse makes `1.0` and `1e3` plain numbers, and zod's `.int()` accepts them.
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<u64, E> {
+        if v.fract() == 0.0 && (0.0..=MAX_SEQ as f64).contains(&v) {
+            Ok(v as u64)
+        } else {
+            Err(self.out_of_range(&v))
+        }
+    }
+}
+
+/// Writes a counter, refusing values JavaScript cannot represent exactly.
+pub(crate) fn serialize_safe_integer<S: Serializer>(
+    field: &'static str,
+    v: u64,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    if v > MAX_SEQ {
+        return Err(serde::ser::Error::custom(Error::InvalidField {
+            field,
+            reason: format!("{v} exceeds {MAX_SEQ}"),
+        }));
+    }
+    serializer.serialize_u64(v)
+}
+
+/// Writes a JS number: integral values without a fraction (`100`, not `100.0`), like `JSON.stringify`.
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss
+)]
+pub(crate) fn serialize_js_number<S: Serializer>(v: f64, serializer: S) -> Result<S::Ok, S::Error> {
+    if v.fract() == 0.0 && v.abs() <= MAX_SEQ as f64 {
+        if v < 0.0 {
+            serializer.serialize_i64(v as i64)
+        } else {
+            serializer.serialize_u64(v as u64)
+        }
+    } else {
+        serializer.serialize_f64(v)
+    }
+}
+
+/// Reads any JSON number as `f64`, requiring `min <= v` (or `min < v` when `exclusive`).
+pub(crate) fn deserialize_number<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    field: &'static str,
+    min: f64,
+    exclusive: bool,
+) -> Result<f64, D::Error> {
+    let v = f64::deserialize(deserializer)?;
+    let ok = if exclusive { v > min } else { v >= min };
+    if ok {
+        Ok(v)
+    } else {
+        let rule = if exclusive {
+            "greater than"
+        } else {
+            "at least"
+        };
+        Err(de::Error::custom(Error::InvalidField {
+            field,
+            reason: format!("{v} must be {rule} {min}"),
+        }))
+    }
+}
+
+/// Defines a `serde(with)` module for a counter, named after its wire field so errors can
+/// name it without a second pass.
+macro_rules! safe_integer_field {
+    ($module:ident, $field:literal) => {
+        pub(crate) mod $module {
+            use serde::{Deserializer, Serializer};
+
+            #[allow(clippy::trivially_copy_pass_by_ref)]
+            pub(crate) fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+                super::serialize_safe_integer($field, *v, s)
+            }
+
+            pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+                d.deserialize_any(super::SafeInteger($field))
+            }
+        }
+    };
+}
+
+/// The same for an optional counter; pair with `serde(default)` so absence gives `None`.
+macro_rules! optional_safe_integer_field {
+    ($module:ident, $field:literal) => {
+        pub(crate) mod $module {
+            use serde::{Deserializer, Serializer};
+
+            #[allow(clippy::ref_option)]
+            pub(crate) fn serialize<S: Serializer>(
+                v: &Option<u64>,
+                s: S,
+            ) -> Result<S::Ok, S::Error> {
+                match v {
+                    Some(v) => super::serialize_safe_integer($field, *v, s),
+                    None => s.serialize_none(),
+                }
+            }
+
+            pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+                d: D,
+            ) -> Result<Option<u64>, D::Error> {
+                d.deserialize_any(super::SafeInteger($field)).map(Some)
+            }
+        }
+    };
+}
+
+/// The same for a JS number with a lower bound (`exclusive`: strictly greater).
+macro_rules! number_field {
+    ($module:ident, $field:literal, $min:expr, $exclusive:expr) => {
+        pub(crate) mod $module {
+            use serde::{Deserializer, Serializer};
+
+            #[allow(clippy::trivially_copy_pass_by_ref)]
+            pub(crate) fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+                super::serialize_js_number(*v, s)
+            }
+
+            pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+                super::deserialize_number(d, $field, $min, $exclusive)
+            }
+        }
+    };
+}
+
+safe_integer_field!(tool_call_count, "toolCallCount");
+safe_integer_field!(stdout_bytes, "stdoutBytes");
+safe_integer_field!(status_code, "statusCode");
+safe_integer_field!(limit_ms, "session limit");
+optional_safe_integer_field!(bytes_received, "bytesReceived");
+optional_safe_integer_field!(total_bytes, "totalBytes");
+number_field!(duration_ms, "durationMs", 0.0, false);
+number_field!(elapsed_ms, "elapsedMs", 0.0, false);
+number_field!(retry_delay_ms, "retryDelayMs", 0.0, false);
+number_field!(budget_ms, "budgetMs", 0.0, true);
+number_field!(any_number, "number", f64::NEG_INFINITY, false);
