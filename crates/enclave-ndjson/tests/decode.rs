@@ -1,0 +1,336 @@
+//! The framing rules, checked through the public runtime-free API and the codec.
+
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use enclave_ndjson::{parse_ndjson, stringify_ndjson, Error, NdjsonCodec, StreamDecoder};
+use serde::{Deserialize, Serialize};
+use tokio_util::codec::Decoder;
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+struct Rec {
+    a: u32,
+    b: String,
+}
+
+fn rec(a: u32, b: &str) -> Rec {
+    Rec { a, b: b.into() }
+}
+
+/// Runs `input` through a `StreamDecoder` in chunks of `chunk` bytes, flushing at the end.
+fn decode_chunked(input: &[u8], chunk: usize, limit: usize) -> Vec<Result<Rec, Error>> {
+    let mut decoder = StreamDecoder::with_max_line_length(limit);
+    let mut out = Vec::new();
+    for piece in input.chunks(chunk) {
+        decoder.feed(piece);
+        out.extend(decoder.items());
+    }
+    out.extend(decoder.flush());
+    assert_eq!(decoder.pending_len(), 0);
+    out
+}
+
+/// Runs `input` through `NdjsonCodec` on a `BytesMut`, as `FramedRead` would.
+fn decode_codec(input: &[u8], chunk: usize, limit: usize) -> Vec<Result<Rec, Error>> {
+    let mut codec = NdjsonCodec::with_max_line_length(limit);
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    for piece in input.chunks(chunk) {
+        buf.extend_from_slice(piece);
+        while let Some(item) = codec.decode(&mut buf).unwrap() {
+            out.push(item);
+        }
+    }
+    while let Some(item) = codec.decode_eof(&mut buf).unwrap() {
+        out.push(item);
+    }
+    assert!(buf.is_empty());
+    out
+}
+
+/// Summarises results as comparable strings: `ok:<a>` or `<variant>@<line>`.
+fn summary(items: &[Result<Rec, Error>]) -> Vec<String> {
+    items
+        .iter()
+        .map(|item| match item {
+            Ok(r) => format!("ok:{}", r.a),
+            Err(Error::LineTooLong { line, .. }) => format!("too_long@{line}"),
+            Err(Error::InvalidUtf8 { line, .. }) => format!("utf8@{line}"),
+            Err(Error::InvalidJson { line, .. }) => format!("json@{line}"),
+            Err(Error::InvalidValue { line, .. }) => format!("value@{line}"),
+            Err(other) => format!("other:{other}"),
+        })
+        .collect()
+}
+
+#[test]
+fn crlf_whitespace_and_blank_lines() {
+    let input = b"{\"a\":1,\"b\":\"x\"}\r\n\r\n  \t\n \t{\"a\":2,\"b\":\"y\"}  \r\n\n{\"a\":3,\"b\":\"z\"}\n";
+    for chunk in [1, 2, 7, input.len()] {
+        let out = decode_chunked(input, chunk, 1024);
+        assert_eq!(summary(&out), ["ok:1", "ok:2", "ok:3"], "chunk {chunk}");
+        assert_eq!(out[1].as_ref().unwrap(), &rec(2, "y"));
+        assert_eq!(summary(&decode_codec(input, chunk, 1024)), summary(&out));
+    }
+    // Blank lines count: the error on the 6th physical line says 6.
+    let out = decode_chunked(b"\n\r\n  \n\t\n{\"a\":1,\"b\":\"\"}\n{\n", 3, 1024);
+    assert_eq!(summary(&out), ["ok:1", "json@6"]);
+}
+
+#[test]
+fn too_long_line_reports_once_and_decoding_continues() {
+    let mut input = Vec::new();
+    input.extend_from_slice(b"{\"a\":1,\"b\":\"ok\"}\n");
+    input.extend_from_slice(b"{\"a\":2,\"b\":\"");
+    input.extend(std::iter::repeat_n(b'x', 100_000));
+    input.extend_from_slice(b"\"}\n{\"a\":3,\"b\":\"after\"}\n");
+    for chunk in [1, 100, 4096, input.len()] {
+        let out = decode_chunked(&input, chunk, 64);
+        assert_eq!(
+            summary(&out),
+            ["ok:1", "too_long@2", "ok:3"],
+            "chunk {chunk}"
+        );
+        match &out[1] {
+            Err(err @ Error::LineTooLong { limit: 64, .. }) => {
+                assert_eq!(
+                    err.to_string(),
+                    "line 2: longer than the limit of 64 bytes; skipped to the next newline"
+                );
+            }
+            other => panic!("expected LineTooLong, got {other:?}"),
+        }
+        assert_eq!(summary(&decode_codec(&input, chunk, 64)), summary(&out));
+    }
+}
+
+#[test]
+fn memory_stays_bounded_by_the_limit_on_an_endless_line() {
+    let limit = 4096;
+    let chunk = [b'x'; 1000];
+    let mut decoder = StreamDecoder::<Rec>::with_max_line_length(limit);
+    let mut errors = 0;
+    // 10 MB without a newline: buffered bytes never exceed limit + one chunk.
+    for _ in 0..10_000 {
+        decoder.feed(&chunk);
+        for item in decoder.items() {
+            assert!(matches!(item, Err(Error::LineTooLong { line: 1, .. })));
+            errors += 1;
+        }
+        assert!(decoder.pending_len() <= limit + chunk.len());
+    }
+    assert_eq!(errors, 1);
+    decoder.feed(b"\n{\"a\":9,\"b\":\"\"}\n");
+    assert_eq!(decoder.next_item().unwrap().unwrap(), rec(9, ""));
+    assert_eq!(decoder.line_number(), 2);
+
+    // Same through the codec with a BytesMut, as FramedRead drives it.
+    let mut codec = NdjsonCodec::<Rec>::with_max_line_length(limit);
+    let mut buf = BytesMut::new();
+    let mut errors = 0;
+    for _ in 0..10_000 {
+        buf.extend_from_slice(&chunk);
+        while let Some(item) = codec.decode(&mut buf).unwrap() {
+            assert!(item.is_err());
+            errors += 1;
+        }
+        assert!(buf.len() <= limit + chunk.len());
+    }
+    assert_eq!(errors, 1);
+}
+
+#[test]
+fn invalid_utf8_is_an_item_error_even_inside_ignored_fields() {
+    // The bad byte sits in a field Rec does not know, which serde_json alone would skip.
+    let input = b"{\"a\":1,\"b\":\"x\"}\n{\"a\":2,\"b\":\"y\",\"extra\":\"\xff\xfe\"}\n{\"a\":3,\"b\":\"\xc3\"}\n{\"a\":4,\"b\":\"z\"}\n";
+    for chunk in [1, 5, input.len()] {
+        let out = decode_chunked(input, chunk, 1024);
+        assert_eq!(summary(&out), ["ok:1", "utf8@2", "utf8@3", "ok:4"]);
+    }
+    let out = decode_chunked(input, 64, 1024);
+    let err = out[1].as_ref().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "line 2: invalid UTF-8 at column 25 (excerpt: \"{\\\"a\\\":2,\\\"b\\\":\\\"y\\\",\\\"extra\\\":\\\"\\xff\\xfe\\\"}\")"
+    );
+    // A multi-byte character split across chunks is fine.
+    let text = "{\"a\":5,\"b\":\"é中😀\"}\n".as_bytes();
+    let out = decode_chunked(text, 1, 1024);
+    assert_eq!(out[0].as_ref().unwrap(), &rec(5, "é中😀"));
+}
+
+#[test]
+fn bad_json_and_bad_values_are_item_errors_and_decoding_continues() {
+    let input = concat!(
+        "{\"a\":1,\"b\":\"x\"}\n",
+        "{\"a\":,\"b\":\"x\"}\n",            // syntax
+        "{\"a\":2,\"b\":\"x\"}{\"a\":3}\n",  // two values on one line
+        "{\"a\":2,\"b\":\"x\"} trailing\n",  // trailing garbage
+        "{\"a\":\"2\",\"b\":\"x\"}\n",       // wrong type
+        "{\"a\":2}\n",                       // missing field
+        "{\"a\":1,\"b\":\"x\"\n",            // truncated
+        "\u{feff}{\"a\":7,\"b\":\"bom\"}\n", // a BOM is not JSON whitespace
+        "{\"a\":8,\"b\":\"x\"}\n",
+    );
+    let out = decode_chunked(input.as_bytes(), 3, 1024);
+    assert_eq!(
+        summary(&out),
+        ["ok:1", "json@2", "json@3", "json@4", "value@5", "value@6", "json@7", "json@8", "ok:8"]
+    );
+    let err = out[1].as_ref().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "line 2: invalid JSON at column 6: expected value (excerpt: \"{\\\"a\\\":,\\\"b\\\":\\\"x\\\"}\")"
+    );
+    let err = out[5].as_ref().unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("line 6: rejected value at column 7: missing field `b`"),
+        "{err}"
+    );
+    assert_eq!(
+        summary(&decode_codec(input.as_bytes(), 3, 1024)),
+        summary(&out)
+    );
+}
+
+#[test]
+fn excerpts_are_short_and_printable() {
+    let long_bad = format!("{{\"a\":1,\"b\":\"{}\n", "\u{7}é".repeat(200));
+    let out = decode_chunked(long_bad.as_bytes(), 4096, 1 << 20);
+    let excerpt = out[0].as_ref().unwrap_err().excerpt().unwrap().to_owned();
+    assert!(excerpt.ends_with("..."));
+    assert!(excerpt.starts_with("{\\\"a\\\":1,\\\"b\\\":\\\"\\u{7}é"));
+    assert!(!excerpt.chars().any(char::is_control));
+    assert!(excerpt.chars().count() < 64 * 8);
+}
+
+#[test]
+fn final_line_without_newline_is_decoded_at_eof() {
+    let input = b"{\"a\":1,\"b\":\"x\"}\n{\"a\":2,\"b\":\"y\"}";
+    let out = decode_chunked(input, 4, 1024);
+    assert_eq!(summary(&out), ["ok:1", "ok:2"]);
+    assert_eq!(summary(&decode_codec(input, 4, 1024)), ["ok:1", "ok:2"]);
+    // A broken tail is reported with its line number, and nothing is left behind.
+    let out = decode_chunked(b"\n{\"a\":1,", 4, 1024);
+    assert_eq!(summary(&out), ["json@2"]);
+    // A too-long tail is reported once, not again at EOF.
+    let out = decode_chunked(&[b'x'; 100], 7, 10);
+    assert_eq!(summary(&out), ["too_long@1"]);
+}
+
+#[test]
+fn stream_decoder_bookkeeping_mirrors_the_typescript_parser() {
+    let mut decoder = StreamDecoder::<Rec>::new();
+    assert!(!decoder.has_pending());
+    decoder.feed_str("{\"a\":1,\"b\":\"x\"}\n  \n{\"a\":2");
+    assert_eq!(decoder.next_item().unwrap().unwrap(), rec(1, "x"));
+    assert!(decoder.next_item().is_none());
+    assert_eq!(decoder.line_number(), 2);
+    assert_eq!(decoder.pending_len(), 6);
+    assert!(decoder.has_pending());
+    decoder.reset();
+    assert_eq!(decoder.line_number(), 0);
+    assert_eq!(decoder.pending_len(), 0);
+    decoder.feed_str("   \r\n ");
+    assert_eq!(decoder.items().count(), 0);
+    assert!(
+        !decoder.has_pending(),
+        "whitespace alone is not pending data"
+    );
+    assert_eq!(decoder.flush().count(), 0);
+    assert_eq!(decoder.line_number(), 1);
+}
+
+#[test]
+fn byte_at_a_time_feed_of_a_long_line_is_linear() {
+    // 4 MiB fed one byte at a time: rescanning would cost ~8e12 byte visits, linear ~4e6.
+    let payload = "x".repeat(4 << 20);
+    let line = format!("{{\"a\":1,\"b\":\"{payload}\"}}\n");
+    let started = Instant::now();
+    let mut decoder = StreamDecoder::<Rec>::new();
+    let mut got = None;
+    for byte in line.as_bytes() {
+        decoder.feed(std::slice::from_ref(byte));
+        if let Some(item) = decoder.next_item() {
+            got = Some(item.unwrap());
+        }
+    }
+    assert_eq!(got.unwrap().b.len(), payload.len());
+    // Generous even for an unoptimised build on a busy machine; quadratic would take hours.
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[derive(Debug, Deserialize)]
+struct ConformanceCase {
+    name: String,
+    line: String,
+    valid: bool,
+}
+
+#[test]
+fn typescript_conformance_file_frames_cleanly() {
+    // The file itself is NDJSON written by the TypeScript implementation.
+    let file = include_bytes!("data/events-conformance.jsonl");
+    let parsed = parse_ndjson::<ConformanceCase>(file);
+    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+    assert_eq!(parsed.items.len(), 71);
+
+    // Replay every case as one stream. Only JSON syntax is judged here (the event schema is
+    // enclave-types' job): every line the TS side accepted must frame as well-formed JSON.
+    let stream: String = parsed
+        .items
+        .iter()
+        .map(|c| format!("{}\n", c.line))
+        .collect();
+    let decoded = parse_ndjson::<serde::de::IgnoredAny>(&stream);
+    let bad_lines: Vec<u64> = decoded.errors.iter().filter_map(Error::line).collect();
+    for (index, case) in parsed.items.iter().enumerate() {
+        let line = u64::try_from(index).unwrap() + 1;
+        if case.valid {
+            assert!(!bad_lines.contains(&line), "{} was valid in TS", case.name);
+        }
+    }
+    let syntax_failures: Vec<&str> = bad_lines
+        .iter()
+        .map(|&line| {
+            parsed.items[usize::try_from(line).unwrap() - 1]
+                .name
+                .as_str()
+        })
+        .collect();
+    assert_eq!(
+        syntax_failures,
+        [
+            "truncated_json",
+            "trailing_garbage",
+            "two_objects_one_line",
+            "nan_literal",
+            "single_quotes"
+        ]
+    );
+    assert!(decoded
+        .errors
+        .iter()
+        .all(|e| matches!(e, Error::InvalidJson { .. })));
+    assert_eq!(decoded.items.len(), 71 - 5);
+}
+
+#[test]
+fn stringify_then_parse_round_trips() {
+    let records = vec![
+        rec(1, "line\nbreak"),
+        rec(2, "quote\"back\\slash"),
+        rec(3, "é中😀\u{0}"),
+    ];
+    let text = stringify_ndjson(&records).unwrap();
+    assert_eq!(text.lines().count(), 3, "embedded newlines stay escaped");
+    assert!(text.ends_with('\n'));
+    let parsed = parse_ndjson::<Rec>(&text);
+    assert!(parsed.errors.is_empty());
+    assert_eq!(parsed.items, records);
+}
