@@ -118,14 +118,10 @@ impl<T: DeserializeOwned> Decoder for NdjsonCodec<T> {
     }
 }
 
-impl<T: Serialize> Encoder<T> for NdjsonCodec<T> {
-    type Error = Error;
-
-    fn encode(&mut self, item: T, buf: &mut BytesMut) -> Result<(), Error> {
-        encode_line(&item, buf)
-    }
-}
-
+/// Encodes borrowed values, so callers that keep what they send (for replay, say) never clone.
+///
+/// A single `Encoder` impl also lets the compiler infer the sink's item type for
+/// `SinkExt::close` and `SinkExt::flush`.
 impl<T: Serialize> Encoder<&T> for NdjsonCodec<T> {
     type Error = Error;
 

@@ -261,7 +261,10 @@ mod tests {
     }
 
     /// Feeds `chunks` one at a time, consuming like a `BytesMut` owner would.
-    fn run<T: DeserializeOwned>(engine: &mut LineEngine, chunks: &[&[u8]]) -> Vec<Result<T, Error>> {
+    fn run<T: DeserializeOwned>(
+        engine: &mut LineEngine,
+        chunks: &[&[u8]],
+    ) -> Vec<Result<T, Error>> {
         let mut buf = Vec::new();
         let mut out = Vec::new();
         for chunk in chunks {
@@ -318,7 +321,10 @@ mod tests {
         let out = run::<Value>(&mut engine, &chunks);
         assert_eq!(out.len(), 3);
         assert_eq!(out[0].as_ref().unwrap(), &serde_json::json!([1]));
-        assert!(matches!(out[1], Err(Error::LineTooLong { line: 2, limit: 8 })));
+        assert!(matches!(
+            out[1],
+            Err(Error::LineTooLong { line: 2, limit: 8 })
+        ));
         assert_eq!(out[2].as_ref().unwrap(), &serde_json::json!([2]));
         assert_eq!(engine.line_number(), 3);
     }
@@ -340,7 +346,10 @@ mod tests {
         let (n, item) = engine.decode::<Value>(&buf, false);
         assert!(matches!(item, Some(Err(Error::LineTooLong { .. }))));
         buf.drain(..n);
-        assert!(buf.is_empty(), "searched bytes of a too-long line are consumed at once");
+        assert!(
+            buf.is_empty(),
+            "searched bytes of a too-long line are consumed at once"
+        );
         for _ in 0..100 {
             buf.extend_from_slice(&[b'y'; 1000]);
             let (n, item) = engine.decode::<Value>(&buf, false);
@@ -357,9 +366,18 @@ mod tests {
     #[test]
     fn final_line_at_eof_and_trailing_blank() {
         let mut engine = LineEngine::new(64);
-        let out = run::<Rec>(&mut engine, &[b"{\"a\":1,\"b\":\"x\"}\n  {\"a\":2,\"b\":\"y\"} \r"]);
+        let out = run::<Rec>(
+            &mut engine,
+            &[b"{\"a\":1,\"b\":\"x\"}\n  {\"a\":2,\"b\":\"y\"} \r"],
+        );
         assert_eq!(out.len(), 2);
-        assert_eq!(out[1].as_ref().unwrap(), &Rec { a: 2, b: "y".into() });
+        assert_eq!(
+            out[1].as_ref().unwrap(),
+            &Rec {
+                a: 2,
+                b: "y".into()
+            }
+        );
         assert_eq!(engine.line_number(), 2);
 
         let mut engine = LineEngine::new(64);
@@ -383,10 +401,14 @@ mod tests {
         let mut buf = BytesMut::from(&b"kept\n"[..]);
         let mut bad = std::collections::BTreeMap::new();
         bad.insert(vec![1u8], 1);
-        assert!(matches!(encode_line(&bad, &mut buf), Err(Error::Serialize(_))));
+        assert!(matches!(
+            encode_line(&bad, &mut buf),
+            Err(Error::Serialize(_))
+        ));
         assert_eq!(&buf[..], b"kept\n");
 
-        let raw = serde_json::value::RawValue::from_string("{\n  \"a\": [1,\n 2]\n}".into()).unwrap();
+        let raw =
+            serde_json::value::RawValue::from_string("{\n  \"a\": [1,\n 2]\n}".into()).unwrap();
         let mut out = Vec::new();
         encode_line(&raw, &mut out).unwrap();
         assert_eq!(out, b"{   \"a\": [1,  2] }\n");

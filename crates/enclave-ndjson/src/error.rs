@@ -224,7 +224,12 @@ mod tests {
         }
         let source = serde_json::from_str::<Rec>("{\"a\":\"x\"}").unwrap_err();
         let err = Error::from_json(1, b"{\"a\":\"x\"}", source);
-        assert!(matches!(err, Error::InvalidValue { line: 1, .. }), "{err:?}");
-        assert!(err.to_string().starts_with("line 1: rejected value at column 8: invalid type"));
+        assert!(
+            matches!(err, Error::InvalidValue { line: 1, .. }),
+            "{err:?}"
+        );
+        assert!(err
+            .to_string()
+            .starts_with("line 1: rejected value at column 8: invalid type"));
     }
 }

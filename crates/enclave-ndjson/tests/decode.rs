@@ -259,7 +259,7 @@ fn byte_at_a_time_feed_of_a_long_line_is_linear() {
     assert_eq!(got.unwrap().b.len(), payload.len());
     // Generous even for an unoptimised build on a busy machine; quadratic would take hours.
     assert!(
-        started.elapsed() < Duration::from_secs(60),
+        started.elapsed() < Duration::from_mins(1),
         "{:?}",
         started.elapsed()
     );
@@ -282,11 +282,11 @@ fn typescript_conformance_file_frames_cleanly() {
 
     // Replay every case as one stream. Only JSON syntax is judged here (the event schema is
     // enclave-types' job): every line the TS side accepted must frame as well-formed JSON.
-    let stream: String = parsed
-        .items
-        .iter()
-        .map(|c| format!("{}\n", c.line))
-        .collect();
+    let mut stream = String::new();
+    for case in &parsed.items {
+        stream.push_str(&case.line);
+        stream.push('\n');
+    }
     let decoded = parse_ndjson::<serde::de::IgnoredAny>(&stream);
     let bad_lines: Vec<u64> = decoded.errors.iter().filter_map(Error::line).collect();
     for (index, case) in parsed.items.iter().enumerate() {
