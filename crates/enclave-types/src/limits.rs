@@ -1,67 +1,71 @@
 //! Session limits and their defaults (the TS `DEFAULT_SESSION_LIMITS`).
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
-use crate::number::{self, SafeInteger};
+use crate::number;
 
-/// Reads a limit that must be a positive safe integer.
-fn positive<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    let v = d.deserialize_any(SafeInteger("session limit"))?;
-    if v == 0 {
-        return Err(serde::de::Error::custom(Error::InvalidField {
-            field: "session limit",
-            reason: "must be greater than 0".to_owned(),
-        }));
-    }
-    Ok(v)
+/// Defines a `serde(with)` module for a limit that must be a positive safe integer.
+macro_rules! positive_limit {
+    ($module:ident, $field:literal) => {
+        mod $module {
+            use serde::{Deserializer, Serializer};
+
+            use crate::error::Error;
+            use crate::number::{serialize_safe_integer, SafeInteger};
+
+            #[allow(clippy::trivially_copy_pass_by_ref)]
+            pub(super) fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+                serialize_safe_integer($field, *v, s)
+            }
+
+            pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+                let v = d.deserialize_any(SafeInteger($field))?;
+                if v == 0 {
+                    return Err(serde::de::Error::custom(Error::InvalidField {
+                        field: $field,
+                        reason: "must be greater than 0".to_owned(),
+                    }));
+                }
+                Ok(v)
+            }
+        }
+    };
 }
+
+positive_limit!(session_ttl_ms, "sessionTtlMs");
+positive_limit!(max_tool_calls, "maxToolCalls");
+positive_limit!(max_stdout_bytes, "maxStdoutBytes");
+positive_limit!(max_tool_result_bytes, "maxToolResultBytes");
+positive_limit!(tool_timeout_ms, "toolTimeoutMs");
+positive_limit!(heartbeat_interval_ms, "heartbeatIntervalMs");
 
 /// What a session may use. Absent fields take the defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct SessionLimits {
     /// Longest session, in ms. Default 60 000.
-    #[serde(
-        serialize_with = "number::limit_ms::serialize",
-        deserialize_with = "positive"
-    )]
+    #[serde(with = "session_ttl_ms")]
     pub session_ttl_ms: u64,
     /// Most tool calls. Default 50.
-    #[serde(
-        serialize_with = "number::limit_ms::serialize",
-        deserialize_with = "positive"
-    )]
+    #[serde(with = "max_tool_calls")]
     pub max_tool_calls: u64,
     /// Most stdout bytes. Default 262 144 (256 KiB).
-    #[serde(
-        serialize_with = "number::limit_ms::serialize",
-        deserialize_with = "positive"
-    )]
+    #[serde(with = "max_stdout_bytes")]
     pub max_stdout_bytes: u64,
     /// Largest single tool result, in bytes. Default 5 242 880 (5 MiB).
-    #[serde(
-        serialize_with = "number::limit_ms::serialize",
-        deserialize_with = "positive"
-    )]
+    #[serde(with = "max_tool_result_bytes")]
     pub max_tool_result_bytes: u64,
     /// Timeout of one tool call, in ms. Default 30 000.
-    #[serde(
-        serialize_with = "number::limit_ms::serialize",
-        deserialize_with = "positive"
-    )]
+    #[serde(with = "tool_timeout_ms")]
     pub tool_timeout_ms: u64,
     /// Heartbeat period, in ms. Default 15 000.
-    #[serde(
-        serialize_with = "number::limit_ms::serialize",
-        deserialize_with = "positive"
-    )]
+    #[serde(with = "heartbeat_interval_ms")]
     pub heartbeat_interval_ms: u64,
     /// Deadline for the whole execution, in ms; 0 means none. Default 0.
-    #[serde(with = "number::limit_ms")]
+    #[serde(with = "number::deadline_ms")]
     pub deadline_ms: u64,
     /// Default per-tool deadline, in ms. Default 30 000.
-    #[serde(with = "number::limit_ms")]
+    #[serde(with = "number::per_tool_deadline_ms")]
     pub per_tool_deadline_ms: u64,
     /// Cancel pending tool calls on the first failure. Default false.
     pub cancel_on_first_error: bool,

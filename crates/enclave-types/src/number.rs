@@ -237,7 +237,8 @@ macro_rules! number_field {
 safe_integer_field!(tool_call_count, "toolCallCount");
 safe_integer_field!(stdout_bytes, "stdoutBytes");
 safe_integer_field!(status_code, "statusCode");
-safe_integer_field!(limit_ms, "session limit");
+safe_integer_field!(deadline_ms, "deadlineMs");
+safe_integer_field!(per_tool_deadline_ms, "perToolDeadlineMs");
 optional_safe_integer_field!(bytes_received, "bytesReceived");
 optional_safe_integer_field!(total_bytes, "totalBytes");
 number_field!(duration_ms, "durationMs", 0.0, false);

@@ -1,0 +1,433 @@
+//! Unit rules: ids, seq, date-times, limits, runtime messages, and the text of each error.
+
+use enclave_types::{
+    CallId, CancelPayload, EncryptedEnvelope, EncryptionMode, EncryptionRequest, Error,
+    EventPayload, EventType, Frame, ProtocolVersion, RawJson, RefId, RuntimeChannelMessage,
+    RuntimeChannelPayload, SessionId, SessionLimits, StdoutPayload, StreamEvent, Timestamp,
+    ToolResultSubmitPayload, MAX_SEQ, PROTOCOL_VERSION,
+};
+
+const SID: &str = "s_6b1f0c2e-93c1-4a41-9a57-0d1c3c3f1e01";
+
+fn stdout_line(seq: &str) -> String {
+    format!(
+        r#"{{"protocolVersion":2,"sessionId":"{SID}","seq":{seq},"type":"stdout","payload":{{"chunk":"a"}}}}"#
+    )
+}
+
+fn parse_err(line: &str) -> String {
+    Frame::parse_line(line.as_bytes()).unwrap_err().to_string()
+}
+
+#[test]
+fn ids_need_their_prefix_and_one_more_character() {
+    assert_eq!(SessionId::new("s_1").unwrap().as_str(), "s_1");
+    assert_eq!(CallId::new("c_x").unwrap().to_string(), "c_x");
+    assert_eq!("ref_9".parse::<RefId>().unwrap().as_ref(), "ref_9");
+    assert_eq!(
+        SessionId::new("sess_abc").unwrap_err().to_string(),
+        r#"invalid sessionId "sess_abc": must start with "s_""#
+    );
+    assert_eq!(
+        CallId::new("c_").unwrap_err().to_string(),
+        r#"invalid callId "c_": needs at least one character after "c_""#
+    );
+    assert_eq!(
+        RefId::new("re_1").unwrap_err().to_string(),
+        r#"invalid refId "re_1": must start with "ref_""#
+    );
+    assert!(matches!(
+        SessionId::new(""),
+        Err(Error::InvalidId {
+            field: "sessionId",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn generated_ids_are_prefixed_uuids_and_distinct() {
+    let a = SessionId::generate();
+    let b = SessionId::generate();
+    assert_ne!(a, b);
+    for (id, prefix) in [
+        (a.as_str(), "s_"),
+        (CallId::generate().as_str(), "c_"),
+        (RefId::generate().as_str(), "ref_"),
+    ] {
+        let uuid = id.strip_prefix(prefix).unwrap();
+        assert_eq!(uuid.len(), 36, "{id}");
+        assert_eq!(uuid.as_bytes()[14], b'4', "{id} is a v4 UUID");
+    }
+}
+
+#[test]
+fn ids_validate_while_deserializing() {
+    let id: CallId = serde_json::from_str(r#""c_1""#).unwrap();
+    assert_eq!(id.as_str(), "c_1");
+    let err = serde_json::from_str::<CallId>(r#""x_1""#)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        r#"invalid callId "x_1": must start with "c_" at line 1 column 5"#
+    );
+    // Escaped text takes the owned path and is checked the same way.
+    let id: SessionId = serde_json::from_str(r#""s_\u00e9""#).unwrap();
+    assert_eq!(id.as_str(), "s_é");
+}
+
+#[test]
+fn seq_is_a_safe_integer_and_integral_floats_count() {
+    for (text, seq) in [
+        ("0", 0),
+        ("1.0", 1),
+        ("1e3", 1000),
+        ("9007199254740991", MAX_SEQ),
+        ("-0", 0),
+    ] {
+        assert_eq!(
+            Frame::parse_line(stdout_line(text).as_bytes())
+                .unwrap()
+                .seq(),
+            seq,
+            "{text}"
+        );
+    }
+    for text in [
+        "-1",
+        "1.5",
+        "9007199254740992",
+        "1e300",
+        "\"1\"",
+        "null",
+        "true",
+    ] {
+        assert!(
+            Frame::parse_line(stdout_line(text).as_bytes()).is_err(),
+            "{text}"
+        );
+    }
+    assert_eq!(
+        parse_err(&stdout_line("-1")),
+        "invalid frame: invalid seq: -1 is not an integer between 0 and 9007199254740991 at line 1 column 82"
+    );
+}
+
+#[test]
+fn seq_beyond_max_is_refused_when_writing() {
+    let mut event = StreamEvent::new(
+        SessionId::new("s_1").unwrap(),
+        MAX_SEQ,
+        EventPayload::Stdout(StdoutPayload {
+            chunk: String::new(),
+        }),
+    );
+    assert!(serde_json::to_string(&event).is_ok());
+    event.seq = MAX_SEQ + 1;
+    let err = serde_json::to_string(&event).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "invalid seq: 9007199254740992 exceeds 9007199254740991"
+    );
+}
+
+#[test]
+fn datetimes_are_utc_with_z_and_real_dates() {
+    for ok in [
+        "2026-11-28T02:00:00.000Z",
+        "2026-11-28T02:00:00Z",
+        "2026-11-28T02:00Z",
+        "2024-02-29T23:59:59.123456789Z",
+        "2000-02-29T00:00:00Z",
+    ] {
+        assert_eq!(Timestamp::new("ts", ok).unwrap().as_str(), ok);
+    }
+    for bad in [
+        "2026-11-28",
+        "2026-11-28T02:00:00+01:00",
+        "2026-11-28T02:00:00z",
+        "2026-11-28 02:00:00Z",
+        "2026-11-28T24:00:00Z",
+        "2026-11-28T02:60:00Z",
+        "2026-11-28T02:00:60Z",
+        "2026-02-29T00:00:00Z",
+        "1900-02-29T00:00:00Z",
+        "2026-13-01T00:00:00Z",
+        "2026-04-31T00:00:00Z",
+        "2026-11-28T02:00:00.Z",
+        "2026-11-28T02:00:00ZZ",
+        "2026-11-28T2:00:00Z",
+        "yesterday",
+        "",
+    ] {
+        assert!(Timestamp::new("ts", bad).is_err(), "{bad}");
+    }
+    assert_eq!(
+        Timestamp::new("expiresAt", "2026-11-28")
+            .unwrap_err()
+            .to_string(),
+        r#"invalid expiresAt "2026-11-28": expected an ISO-8601 UTC date-time ending in "Z" (e.g. "2026-11-28T02:00:00.000Z")"#
+    );
+}
+
+#[test]
+fn protocol_version_accepts_1_and_2_and_writes_a_number() {
+    assert_eq!(PROTOCOL_VERSION, ProtocolVersion::V2);
+    assert_eq!(serde_json::to_string(&ProtocolVersion::V1).unwrap(), "1");
+    assert_eq!(
+        serde_json::from_str::<ProtocolVersion>("2.0").unwrap(),
+        ProtocolVersion::V2
+    );
+    assert_eq!(
+        serde_json::from_str::<ProtocolVersion>("3")
+            .unwrap_err()
+            .to_string(),
+        "invalid protocolVersion: unsupported version 3 (this peer speaks 1 and 2)"
+    );
+}
+
+#[test]
+fn payload_errors_name_the_type_session_and_seq() {
+    let line = format!(
+        r#"{{"protocolVersion":2,"sessionId":"{SID}","seq":4,"type":"tool_call","payload":{{"callId":"call_1","toolName":"t","args":{{}}}}}}"#
+    );
+    assert_eq!(
+        parse_err(&line),
+        format!(
+            r#"invalid frame: invalid tool_call payload (session {SID}, seq 4): invalid callId "call_1": must start with "c_" at line 1 column 129"#
+        )
+    );
+    // Payload before type: the captured text is parsed later, and the error still says where.
+    let line = format!(
+        r#"{{"payload":{{"level":"info","message":"m","data":[1]}},"type":"log","seq":2,"sessionId":"{SID}","protocolVersion":2}}"#
+    );
+    assert_eq!(
+        parse_err(&line),
+        format!("invalid frame: invalid log payload (session {SID}, seq 2): invalid data: must be a JSON object at line 1 column 147")
+    );
+    let line = format!(
+        r#"{{"protocolVersion":2,"sessionId":"{SID}","seq":10,"type":"deadline_exceeded","payload":{{"elapsedMs":1,"budgetMs":-5}}}}"#
+    );
+    assert!(
+        parse_err(&line).contains("invalid budgetMs: -5 must be greater than 0"),
+        "{}",
+        parse_err(&line)
+    );
+}
+
+#[test]
+fn unknown_types_and_missing_fields_are_named() {
+    let line = format!(
+        r#"{{"protocolVersion":2,"sessionId":"{SID}","seq":1,"type":"tool_result","payload":{{}}}}"#
+    );
+    assert!(parse_err(&line).starts_with(
+        r#"invalid frame: unknown type "tool_result": expected one of session_init, stdout"#
+    ));
+    let line = format!(
+        r#"{{"protocolVersion":2,"sessionId":"{SID}","type":"stdout","payload":{{"chunk":"a"}}}}"#
+    );
+    assert!(parse_err(&line).starts_with("invalid frame: missing field `seq`"));
+}
+
+#[test]
+fn duplicate_keys_last_wins_but_type_cannot_change_a_read_payload() {
+    let line = format!(
+        r#"{{"protocolVersion":2,"sessionId":"{SID}","seq":1,"seq":2,"type":"stdout","payload":{{"chunk":"a"}},"payload":{{"chunk":"b"}}}}"#
+    );
+    let Frame::Event(event) = Frame::parse_line(line.as_bytes()).unwrap() else {
+        panic!()
+    };
+    assert_eq!(event.seq, 2);
+    assert_eq!(
+        event.payload,
+        EventPayload::Stdout(StdoutPayload {
+            chunk: "b".to_owned()
+        })
+    );
+
+    let line = format!(
+        r#"{{"protocolVersion":2,"sessionId":"{SID}","seq":1,"type":"stdout","payload":{{"chunk":"a"}},"type":"log"}}"#
+    );
+    assert!(
+        parse_err(&line).contains(r#"duplicate "type" keys (stdout then log) after the payload"#),
+        "{}",
+        parse_err(&line)
+    );
+}
+
+#[test]
+fn parse_line_trims_like_javascript() {
+    let line = format!("\u{feff}\u{a0} {}\u{2028}\r\n", stdout_line("1"));
+    assert_eq!(
+        Frame::parse_line(line.as_bytes()).unwrap().type_str(),
+        "stdout"
+    );
+    assert!(Frame::parse_line(b"   ").is_err());
+}
+
+#[test]
+fn plaintext_and_encrypted_views_refuse_each_other() {
+    let enc = format!(
+        r#"{{"protocolVersion":2,"sessionId":"{SID}","seq":3,"type":"enc","payload":{{"kid":"k","nonceB64":"AAAA","ciphertextB64":"AAAA"}}}}"#
+    );
+    let frame = Frame::parse_line(enc.as_bytes()).unwrap();
+    assert_eq!(
+        (frame.type_str(), frame.event_type(), frame.seq()),
+        ("enc", None, 3)
+    );
+    let err = serde_json::from_str::<StreamEvent>(&enc)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(&format!(
+            r#"expected a plaintext event, found an "enc" envelope (session {SID}, seq 3)"#
+        )),
+        "{err}"
+    );
+    let err = serde_json::from_str::<EncryptedEnvelope>(&stdout_line("1"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(&format!(
+            r#"expected an "enc" envelope, found a plaintext stdout event (session {SID}, seq 1)"#
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn event_types_round_trip_through_their_wire_names() {
+    for t in EventType::ALL {
+        assert_eq!(EventType::from_wire(t.as_str()), Some(t));
+    }
+    assert_eq!(EventType::from_wire("enc"), None);
+}
+
+#[test]
+fn opaque_fields_keep_null_and_their_text() {
+    let line = format!(
+        r#"{{"protocolVersion":2,"sessionId":"{SID}","seq":5,"type":"final","payload":{{"ok":true,"result":null}}}}"#
+    );
+    let frame = Frame::parse_line(line.as_bytes()).unwrap();
+    let Frame::Event(StreamEvent {
+        payload: EventPayload::Final(f),
+        ..
+    }) = &frame
+    else {
+        panic!()
+    };
+    assert_eq!(f.result.as_ref().map(RawJson::get), Some("null"));
+    assert_eq!(serde_json::to_string(&frame).unwrap(), line);
+    assert_eq!(RawJson::null().get(), "null");
+    assert!(RawJson::from_string("{".to_owned()).is_err());
+}
+
+#[test]
+fn session_limits_default_like_ts_and_fill_gaps() {
+    let d = SessionLimits::default();
+    assert_eq!(
+        (
+            d.session_ttl_ms,
+            d.max_tool_calls,
+            d.max_stdout_bytes,
+            d.max_tool_result_bytes
+        ),
+        (60_000, 50, 262_144, 5_242_880)
+    );
+    assert_eq!(
+        (
+            d.tool_timeout_ms,
+            d.heartbeat_interval_ms,
+            d.deadline_ms,
+            d.per_tool_deadline_ms
+        ),
+        (30_000, 15_000, 0, 30_000)
+    );
+    assert!(!d.cancel_on_first_error);
+    let l: SessionLimits = serde_json::from_str(r#"{"maxToolCalls":5,"deadlineMs":1000}"#).unwrap();
+    assert_eq!(
+        (l.max_tool_calls, l.deadline_ms, l.session_ttl_ms),
+        (5, 1000, 60_000)
+    );
+    let err = serde_json::from_str::<SessionLimits>(r#"{"maxToolCalls":0}"#)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "invalid maxToolCalls: must be greater than 0 at line 1 column 18"
+    );
+    let text = serde_json::to_string(&d).unwrap();
+    assert!(
+        text.starts_with(r#"{"sessionTtlMs":60000,"maxToolCalls":50,"#),
+        "{text}"
+    );
+}
+
+#[test]
+fn runtime_channel_messages_round_trip() {
+    let raw = format!(
+        r#"{{"protocolVersion":2,"sessionId":"{SID}","type":"tool_result_submit","payload":{{"callId":"c_1","ok":true,"result":{{"rows":[1,2]}}}}}}"#
+    );
+    let msg: RuntimeChannelMessage = serde_json::from_str(&raw).unwrap();
+    let RuntimeChannelPayload::ToolResultSubmit(ToolResultSubmitPayload {
+        call_id,
+        ok,
+        result,
+        error,
+    }) = &msg.payload
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            call_id.as_str(),
+            *ok,
+            result.as_ref().map(RawJson::get),
+            error
+        ),
+        ("c_1", true, Some(r#"{"rows":[1,2]}"#), &None)
+    );
+    assert_eq!(serde_json::to_string(&msg).unwrap(), raw);
+
+    let cancel = RuntimeChannelMessage::new(
+        SessionId::new("s_1").unwrap(),
+        RuntimeChannelPayload::Cancel(CancelPayload::default()),
+    );
+    let text = serde_json::to_string(&cancel).unwrap();
+    assert_eq!(
+        text,
+        r#"{"protocolVersion":2,"sessionId":"s_1","type":"cancel","payload":{}}"#
+    );
+    assert_eq!(
+        serde_json::from_str::<RuntimeChannelMessage>(&text).unwrap(),
+        cancel
+    );
+
+    let err = serde_json::from_str::<RuntimeChannelMessage>(
+        r#"{"protocolVersion":2,"sessionId":"s_1","type":"stdout","payload":{}}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with(r#"unknown type "stdout": expected tool_result_submit or cancel"#),
+        "{err}"
+    );
+}
+
+#[test]
+fn encryption_request_uses_the_ts_mode_names() {
+    let req: EncryptionRequest = serde_json::from_str(r#"{"mode":"optional"}"#).unwrap();
+    assert_eq!(
+        req,
+        EncryptionRequest {
+            mode: EncryptionMode::Optional,
+            client_hello: None
+        }
+    );
+    assert_eq!(
+        serde_json::to_string(&EncryptionMode::Required).unwrap(),
+        r#""required""#
+    );
+    assert!(serde_json::from_str::<EncryptionMode>(r#""always""#).is_err());
+}
