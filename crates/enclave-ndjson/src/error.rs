@@ -190,6 +190,15 @@ mod tests {
     }
 
     #[test]
+    fn error_crosses_threads() {
+        fn assert_send_sync<E: Send + Sync + 'static>() {}
+        assert_send_sync::<Error>();
+        let io = Error::from(io::Error::new(io::ErrorKind::UnexpectedEof, "peer hung up"));
+        assert_eq!(io.to_string(), "peer hung up");
+        assert_eq!(io.line(), None);
+    }
+
+    #[test]
     fn trim_matches_json_whitespace_only() {
         assert_eq!(trim_json_whitespace(b" \t x y \r"), b"x y");
         // Non-JSON whitespace (form feed, NBSP) is content, as serde_json sees it.

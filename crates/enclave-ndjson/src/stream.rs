@@ -1,6 +1,7 @@
 //! The runtime-free face of the engine, mirroring `@enclave-vm/stream`'s NDJSON helpers.
 
 use std::fmt;
+use std::iter::FusedIterator;
 use std::marker::PhantomData;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -165,6 +166,9 @@ impl<T: DeserializeOwned> Iterator for Items<'_, T> {
         self.decoder.take(self.eof)
     }
 }
+
+// Items holds the decoder's only handle, so no byte can arrive once it has returned `None`.
+impl<T: DeserializeOwned> FusedIterator for Items<'_, T> {}
 
 impl<T> fmt::Debug for Items<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
