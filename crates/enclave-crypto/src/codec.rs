@@ -136,19 +136,12 @@ where
     }
 }
 
+// Borrow-only, like the NDJSON codec below: one `Encoder` impl lets sinks infer their item.
 impl<C> Encoder<&StreamEvent> for EncryptedCodec<C> {
     type Error = Error;
 
     fn encode(&mut self, event: &StreamEvent, dst: &mut BytesMut) -> Result<(), Error> {
         self.sealer.seal_event_line(event, dst)
-    }
-}
-
-impl<C> Encoder<StreamEvent> for EncryptedCodec<C> {
-    type Error = Error;
-
-    fn encode(&mut self, event: StreamEvent, dst: &mut BytesMut) -> Result<(), Error> {
-        self.sealer.seal_event_line(&event, dst)
     }
 }
 
