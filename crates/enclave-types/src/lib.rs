@@ -22,6 +22,9 @@
 //! which also decides which curves and ciphers to accept), and it does no I/O. It does not
 //! track sessions either: ordering of `seq` across lines is for the layers above.
 //!
+//! With the `fixtures` feature, `fixtures::mixed_stream` gives deterministic sample streams
+//! for benchmarks, tests and fuzz seeds.
+//!
 //! See `docs/PROTOCOL.md` for the wire format and the few deliberate differences from the
 //! TypeScript implementation.
 #![forbid(unsafe_code)]

@@ -17,14 +17,22 @@ pub struct RawJson(Box<RawValue>);
 impl RawJson {
     /// Checks that `json` is one well-formed JSON value and keeps its text.
     pub fn from_string(json: String) -> Result<Self, Error> {
-        RawValue::from_string(json).map(Self).map_err(Error::Json)
+        RawValue::from_string(json)
+            .map(Self)
+            .map_err(|e| Error::InvalidField {
+                field: "raw JSON",
+                reason: e.to_string(),
+            })
     }
 
     /// Serializes `value` to compact JSON text.
     pub fn from_value<T: Serialize + ?Sized>(value: &T) -> Result<Self, Error> {
         serde_json::value::to_raw_value(value)
             .map(Self)
-            .map_err(Error::Json)
+            .map_err(|e| Error::InvalidField {
+                field: "raw JSON",
+                reason: e.to_string(),
+            })
     }
 
     /// JSON `null`.
