@@ -1,3 +1,34 @@
-//! The `enclave` command-line tool (being written).
+//! The `enclave` command-line tool: validate, encrypt and decrypt EnclaveJS NDJSON streams.
+//!
+//! Every subcommand streams its input in fixed-size chunks, so memory stays bounded by the
+//! NDJSON line limit whatever the input's length. Exit status: 0 when every line was good, 1 when
+//! any line was bad, 2 on usage or I/O errors (clap also exits with 2 on bad arguments).
 #![forbid(unsafe_code)]
-fn main() {}
+
+mod input;
+mod validate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Tools for EnclaveJS streaming-protocol NDJSON streams.
+#[derive(Debug, Parser)]
+#[command(name = "enclave", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check every line of an NDJSON stream against the protocol and print one verdict per line.
+    Validate(validate::ValidateArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate(args) => validate::run(&args),
+    }
+}

@@ -1,0 +1,90 @@
+//! Input and output plumbing shared by the subcommands: where bytes come from, how they are
+//! read in bounded chunks, and what the exit statuses mean.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+use std::process::ExitCode;
+
+/// Size of each read: large enough to amortize system calls, small enough to keep memory flat.
+pub(crate) const CHUNK_SIZE: usize = 64 * 1024;
+
+/// Every line was good.
+pub(crate) const EXIT_OK: u8 = 0;
+/// At least one line was bad; the others were processed.
+pub(crate) const EXIT_BAD_LINES: u8 = 1;
+/// Usage or I/O error: the input could not be read, or the output could not be written.
+pub(crate) const EXIT_FAILURE: u8 = 2;
+
+/// Where a subcommand reads from: a named file, or standard input when none is given.
+pub(crate) struct Input {
+    name: String,
+    reader: Box<dyn Read>,
+}
+
+impl Input {
+    /// Opens `path`, or standard input for `None` (and for `-`, by convention).
+    pub(crate) fn open(path: Option<&Path>) -> io::Result<Self> {
+        match path {
+            None => Ok(Self::stdin()),
+            Some(p) if p.as_os_str() == "-" => Ok(Self::stdin()),
+            Some(p) => Ok(Self {
+                name: p.display().to_string(),
+                reader: Box::new(File::open(p).map_err(|e| with_context(e, p))?),
+            }),
+        }
+    }
+
+    fn stdin() -> Self {
+        Self {
+            name: "<stdin>".to_owned(),
+            reader: Box::new(io::stdin().lock()),
+        }
+    }
+
+    /// The name to use in messages: the path, or `<stdin>`.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Reads the whole input in chunks of [`CHUNK_SIZE`], handing each to `on_chunk`.
+    ///
+    /// `on_chunk` returning an error stops the read (used when writing the output fails).
+    pub(crate) fn for_each_chunk(
+        &mut self,
+        mut on_chunk: impl FnMut(&[u8]) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let mut buf = vec![0u8; CHUNK_SIZE];
+        loop {
+            match self.reader.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => on_chunk(&buf[..n])?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Input {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Input")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn with_context(err: io::Error, path: &Path) -> io::Error {
+    io::Error::new(err.kind(), format!("{}: {err}", path.display()))
+}
+
+/// Reports a fatal I/O error for `command` and gives the matching exit status.
+///
+/// A closed pipe on standard output (`enclave validate big.ndjson | head`) is not worth a
+/// message: the reader has what it asked for.
+pub(crate) fn fail(command: &str, err: &io::Error) -> ExitCode {
+    if err.kind() != io::ErrorKind::BrokenPipe {
+        eprintln!("enclave {command}: {err}");
+    }
+    ExitCode::from(EXIT_FAILURE)
+}
