@@ -27,10 +27,15 @@ type Codec = EncryptedCodec<NdjsonCodec<Frame>>;
 /// A fresh session (new keys, so the opener's nonce memory starts empty every run).
 fn codecs(session_id: &SessionId) -> (Codec, Codec) {
     let client = ClientHandshake::start().expect("handshake");
-    let (hello, server_keys) = accept_client_hello(client.client_hello(), session_id).expect("accept");
+    let (hello, server_keys) =
+        accept_client_hello(client.client_hello(), session_id).expect("accept");
     let client_keys = client.finish(&hello, session_id).expect("finish");
-    let (s_sealer, s_opener) = server_keys.into_ciphers(Role::Server).expect("server ciphers");
-    let (c_sealer, c_opener) = client_keys.into_ciphers(Role::Client).expect("client ciphers");
+    let (s_sealer, s_opener) = server_keys
+        .into_ciphers(Role::Server)
+        .expect("server ciphers");
+    let (c_sealer, c_opener) = client_keys
+        .into_ciphers(Role::Client)
+        .expect("client ciphers");
     (
         EncryptedCodec::required(NdjsonCodec::new(), s_sealer, s_opener),
         EncryptedCodec::required(NdjsonCodec::new(), c_sealer, c_opener),
@@ -73,7 +78,8 @@ fn nonce(counter: usize) -> Nonce {
 /// The floor: ring alone, sealing each event's plaintext in place, nothing else.
 fn ring_seal(key: &LessSafeKey, plaintexts: &mut [Vec<u8>]) {
     for (i, buf) in plaintexts.iter_mut().enumerate() {
-        key.seal_in_place_append_tag(nonce(i), Aad::empty(), buf).expect("seal");
+        key.seal_in_place_append_tag(nonce(i), Aad::empty(), buf)
+            .expect("seal");
     }
 }
 
@@ -90,7 +96,7 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
-#[allow(clippy::cast_precision_loss)]
+#[allow(clippy::cast_precision_loss)] // Counts far below 2^52.
 fn report(name: &str, time: Duration, bytes: usize) {
     let secs = time.as_secs_f64();
     println!(
@@ -101,6 +107,8 @@ fn report(name: &str, time: Duration, bytes: usize) {
     );
 }
 
+// Byte and event counts here are far below 2^52, so the f64 conversions are exact.
+#[allow(clippy::cast_precision_loss)]
 fn main() {
     let events = mixed_stream(EVENTS, 0x5eed);
     let session_id = events[0].session_id.clone();
