@@ -30,7 +30,7 @@ impl Input {
             Some(p) if p.as_os_str() == "-" => Ok(Self::stdin()),
             Some(p) => Ok(Self {
                 name: p.display().to_string(),
-                reader: Box::new(File::open(p).map_err(|e| with_context(e, p))?),
+                reader: Box::new(File::open(p).map_err(|e| with_context(&e, p))?),
             }),
         }
     }
@@ -74,7 +74,7 @@ impl std::fmt::Debug for Input {
     }
 }
 
-fn with_context(err: io::Error, path: &Path) -> io::Error {
+fn with_context(err: &io::Error, path: &Path) -> io::Error {
     io::Error::new(err.kind(), format!("{}: {err}", path.display()))
 }
 

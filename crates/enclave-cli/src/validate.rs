@@ -102,7 +102,7 @@ impl Tally {
         item: Result<Frame, LineError>,
         line: u64,
     ) -> io::Result<()> {
-        let verdict = match &item {
+        let verdict = match item {
             Ok(frame) => {
                 self.valid += 1;
                 Verdict::Valid {
