@@ -18,8 +18,10 @@
 //! [`Frame`]: enclave_types::Frame
 #![forbid(unsafe_code)]
 
+mod crypto;
 mod event;
 mod ndjson;
 
+pub use crate::crypto::{envelope_opener, hello_parser};
 pub use crate::event::event_parser;
 pub use crate::ndjson::ndjson_decoder;

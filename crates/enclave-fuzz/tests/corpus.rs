@@ -12,6 +12,8 @@ fn body(target: &str) -> Option<fn(&[u8])> {
     match target {
         "ndjson_decoder" => Some(enclave_fuzz::ndjson_decoder),
         "event_parser" => Some(enclave_fuzz::event_parser),
+        "envelope_opener" => Some(enclave_fuzz::envelope_opener),
+        "hello_parser" => Some(enclave_fuzz::hello_parser),
         _ => None,
     }
 }
