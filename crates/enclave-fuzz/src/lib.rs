@@ -1,8 +1,9 @@
 //! Fuzz target bodies for the enclave-stream crates, as plain functions of `&[u8]`.
 //!
 //! Each body checks invariants, not just "does not panic": the NDJSON decoder must agree with
-//! a line-by-line reference model however its input is chunked, and a parsed [`Frame`] must
-//! survive serialization and re-parsing unchanged. A broken invariant panics with a message
+//! a line-by-line reference model however its input is chunked, a parsed [`Frame`] must
+//! survive serialization and re-parsing unchanged, and the crypto layer must refuse any edit
+//! of a genuine envelope and any malformed hello. A broken invariant panics with a message
 //! saying which one and where, which is how a fuzzer reports a finding.
 //!
 //! Three drivers share these bodies: the libFuzzer binaries in `fuzz_targets/` (built by
@@ -11,8 +12,8 @@
 //! One module per layer under test keeps each layer's targets together.
 //!
 //! What this crate does *not* do: it links no libFuzzer unless the `libfuzzer` feature is on,
-//! it owns no protocol logic (everything it checks lives in `enclave-ndjson` and
-//! `enclave-types`), and its functions are for fuzzing only; it has no error type because a
+//! it owns no protocol logic (everything it checks lives in `enclave-ndjson`, `enclave-types`
+//! and `enclave-crypto`), and its functions are for fuzzing only; it has no error type because a
 //! body either returns or reports a broken invariant by panicking.
 //!
 //! [`Frame`]: enclave_types::Frame
