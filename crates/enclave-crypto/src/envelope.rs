@@ -2,7 +2,7 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use bytes::{BufMut, BytesMut};
+use bytes::BufMut;
 use enclave_types::{EncryptedEnvelope, EncryptedPayload, StreamEvent, PROTOCOL_VERSION};
 
 use crate::cipher::{Opener, Sealer, NONCE_LEN, TAG_LEN};
@@ -47,16 +47,13 @@ impl Sealer {
 
     /// Seals `event` and appends its envelope to `out` as one NDJSON line (compact JSON and
     /// `\n`, byte for byte what serializing the [`EncryptedEnvelope`] gives), encoding the
-    /// base64 straight into `out`.
-    pub fn seal_event_line(
+    /// base64 straight into `out` (a `BytesMut`, a `Vec<u8>`, ...).
+    pub fn seal_event_line<B: BufMut>(
         &mut self,
         event: &StreamEvent,
-        out: &mut BytesMut,
+        out: &mut B,
     ) -> Result<(), Error> {
         let nonce = self.seal_event_buf(event)?;
-        let ciphertext_len = base64::encoded_len(self.buf.len(), true)
-            .ok_or_else(|| sealing_failed(event, "ciphertext too long to encode".to_owned()))?;
-        out.reserve(ciphertext_len + self.kid().len() + event.session_id.as_str().len() + 128);
         // Strings go through serde_json so ids and key ids are escaped exactly as serde would.
         out.put_slice(b"{\"protocolVersion\":");
         put_json(out, &PROTOCOL_VERSION)
@@ -74,25 +71,31 @@ impl Sealer {
             })
             .map_err(|e| sealing_failed(event, format!("could not write the envelope: {e}")))?;
         out.put_slice(b",\"nonceB64\":\"");
-        encode_into(&nonce, NONCE_B64_LEN, out);
+        encode_into(&nonce, out);
         out.put_slice(b"\",\"ciphertextB64\":\"");
-        encode_into(&self.buf, ciphertext_len, out);
+        encode_into(&self.buf, out);
         out.put_slice(b"\"}}\n");
         Ok(())
     }
 }
 
-fn put_json<T: serde::Serialize + ?Sized>(out: &mut BytesMut, value: &T) -> serde_json::Result<()> {
-    serde_json::to_writer((&mut *out).writer(), value)
+fn put_json<B: BufMut, T: serde::Serialize + ?Sized>(
+    out: &mut B,
+    value: &T,
+) -> serde_json::Result<()> {
+    serde_json::to_writer(out.writer(), value)
 }
 
-/// Standard base64 of `bytes` appended to `out`, without an intermediate `String`.
-fn encode_into(bytes: &[u8], encoded_len: usize, out: &mut BytesMut) {
-    let start = out.len();
-    out.resize(start + encoded_len, 0);
-    let written = STANDARD.encode_slice(bytes, &mut out[start..]).unwrap_or(0);
-    // encoded_len is exact, so this only trims if base64 ever disagreed with itself.
-    out.truncate(start + written);
+/// Standard base64 of `bytes` appended to `out` through a small stack buffer, without an
+/// intermediate `String`. Blocks are a multiple of 3 bytes, so they concatenate exactly.
+fn encode_into<B: BufMut>(bytes: &[u8], out: &mut B) {
+    const BLOCK: usize = 3 * 256;
+    let mut encoded = [0u8; BLOCK / 3 * 4];
+    for block in bytes.chunks(BLOCK) {
+        // The buffer fits a full block's encoding, so this never fails.
+        let written = STANDARD.encode_slice(block, &mut encoded).unwrap_or(0);
+        out.put_slice(&encoded[..written]);
+    }
 }
 
 impl Opener {
