@@ -183,14 +183,15 @@ impl Error {
         }
     }
 
-    /// Attaches a 1-based line number (keeps an existing one).
-    pub(crate) fn at_line(self, line: u64) -> Self {
-        match self {
-            Self::AtLine { .. } => self,
-            other => Self::AtLine {
-                line,
-                source: Box::new(other),
-            },
+    /// Attaches a 1-based input line number, unless the error already names its line.
+    #[must_use]
+    pub fn at_line(self, line: u64) -> Self {
+        if self.line().is_some() {
+            return self;
+        }
+        Self::AtLine {
+            line,
+            source: Box::new(self),
         }
     }
 }
