@@ -5,6 +5,7 @@
 //! any line was bad, 2 on usage or I/O errors (clap also exits with 2 on bad arguments).
 #![forbid(unsafe_code)]
 
+mod crypt;
 mod input;
 mod validate;
 
@@ -24,11 +25,17 @@ struct Cli {
 enum Command {
     /// Check every line of an NDJSON stream against the protocol and print one verdict per line.
     Validate(validate::ValidateArgs),
+    /// Seal NDJSON events into `enc` envelopes with a session key (counter nonces).
+    Encrypt(crypt::EncryptArgs),
+    /// Open `enc` envelopes into NDJSON events with a session key.
+    Decrypt(crypt::DecryptArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate(args) => validate::run(&args),
+        Command::Encrypt(args) => crypt::run_encrypt(&args),
+        Command::Decrypt(args) => crypt::run_decrypt(&args),
     }
 }

@@ -1,0 +1,257 @@
+//! `enclave encrypt` and `enclave decrypt`: NDJSON events to `enc` envelopes and back, with a
+//! session key given on the command line.
+//!
+//! A line that fails is reported on standard error with its line number and error code;
+//! nothing of it reaches standard output, and the other lines go on. Keys never appear in
+//! messages.
+
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use enclave_crypto::{Error, Opener, Sealer, SessionKey, KEY_LEN};
+use enclave_ndjson::{StreamDecoder, DEFAULT_MAX_LINE_LENGTH};
+use enclave_types::{Frame, StreamEvent};
+
+use crate::input::{fail, Input, EXIT_BAD_LINES, EXIT_FAILURE, EXIT_OK};
+
+/// Arguments of `enclave encrypt`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct EncryptArgs {
+    /// The 32-byte AES-256-GCM session key, as 64 hex digits.
+    #[arg(long, value_name = "HEX")]
+    key_hex: String,
+
+    /// The key id the envelopes carry as `kid` (`k_<uuid>`).
+    #[arg(long, value_name = "KID")]
+    key_id: String,
+
+    /// NDJSON events to seal; standard input when absent or `-`.
+    file: Option<PathBuf>,
+}
+
+/// Arguments of `enclave decrypt`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DecryptArgs {
+    /// The 32-byte AES-256-GCM session key, as 64 hex digits.
+    #[arg(long, value_name = "HEX")]
+    key_hex: String,
+
+    /// The key id envelopes must carry; by default the first envelope's `kid` is taken and
+    /// every later envelope must carry the same one.
+    #[arg(long, value_name = "KID")]
+    key_id: Option<String>,
+
+    /// NDJSON `enc` envelopes to open; standard input when absent or `-`.
+    file: Option<PathBuf>,
+}
+
+/// Builds the session key from `--key-hex` without echoing the key in any message.
+fn session_key(command: &str, key_hex: &str, kid: &str) -> Result<SessionKey, ExitCode> {
+    let mut bytes = [0u8; KEY_LEN];
+    let key = hex::decode_to_slice(key_hex.trim(), &mut bytes)
+        .map_err(|_| ())
+        .and_then(|()| SessionKey::new(kid, &bytes).map_err(|_| ()));
+    // The key now lives (only) inside ring's key schedule.
+    bytes.fill(0);
+    key.map_err(|()| {
+        eprintln!("enclave {command}: --key-hex must be 64 hex digits (a 32-byte AES-256 key)");
+        ExitCode::from(EXIT_FAILURE)
+    })
+}
+
+/// Counts lines and reports the failed ones.
+#[derive(Debug)]
+struct Report {
+    command: &'static str,
+    done: u64,
+    failed: u64,
+}
+
+impl Report {
+    fn new(command: &'static str) -> Self {
+        Self {
+            command,
+            done: 0,
+            failed: 0,
+        }
+    }
+
+    /// Prints `enclave decrypt: FILE: line N: CODE: what failed`.
+    fn failed(&mut self, input: &str, err: &Error) {
+        self.failed += 1;
+        let message = err.to_string();
+        match err.line() {
+            Some(line) => {
+                let prefix = format!("line {line}: ");
+                let detail = message.strip_prefix(&prefix).unwrap_or(&message);
+                eprintln!(
+                    "enclave {}: {input}: line {line}: {}: {detail}",
+                    self.command,
+                    err.code()
+                );
+            }
+            None => eprintln!(
+                "enclave {}: {input}: {}: {message}",
+                self.command,
+                err.code()
+            ),
+        }
+    }
+
+    fn finish(&self, input: &str, verb: &str) -> ExitCode {
+        eprintln!(
+            "enclave {}: {input}: {} lines {verb}, {} failed",
+            self.command, self.done, self.failed
+        );
+        ExitCode::from(if self.failed == 0 {
+            EXIT_OK
+        } else {
+            EXIT_BAD_LINES
+        })
+    }
+}
+
+/// Runs `enclave encrypt`.
+pub(crate) fn run_encrypt(args: &EncryptArgs) -> ExitCode {
+    const COMMAND: &str = "encrypt";
+    let key = match session_key(COMMAND, &args.key_hex, &args.key_id) {
+        Ok(key) => key,
+        Err(code) => return code,
+    };
+    let mut sealer = match Sealer::new(key) {
+        Ok(sealer) => sealer,
+        Err(err) => {
+            eprintln!("enclave {COMMAND}: {err}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let mut input = match Input::open(args.file.as_deref()) {
+        Ok(input) => input,
+        Err(err) => return fail(COMMAND, &err),
+    };
+    let name = input.name().to_owned();
+    let mut out = BufWriter::new(io::stdout().lock());
+    let mut decoder = StreamDecoder::<StreamEvent>::with_max_line_length(DEFAULT_MAX_LINE_LENGTH);
+    let mut report = Report::new(COMMAND);
+    // One reused buffer: each envelope line is built here, then written whole.
+    let mut line = Vec::new();
+    let mut seal = |item: Result<StreamEvent, enclave_ndjson::Error>,
+                    line_number: u64,
+                    out: &mut BufWriter<_>|
+     -> io::Result<()> {
+        line.clear();
+        let sealed = item
+            .map_err(Error::from)
+            .and_then(|event| sealer.seal_event_line(&event, &mut line));
+        match sealed {
+            Ok(()) => {
+                report.done += 1;
+                out.write_all(&line)
+            }
+            Err(err) => {
+                report.failed(&name, &err.at_line(line_number));
+                Ok(())
+            }
+        }
+    };
+    let read = input.for_each_chunk(|chunk| {
+        decoder.feed(chunk);
+        while let Some(item) = decoder.next_item() {
+            seal(item, decoder.line_number(), &mut out)?;
+        }
+        out.flush()
+    });
+    let finished = read.and_then(|()| {
+        while let Some(item) = decoder.flush().next() {
+            seal(item, decoder.line_number(), &mut out)?;
+        }
+        out.flush()
+    });
+    if let Err(err) = finished {
+        return fail(COMMAND, &err);
+    }
+    report.finish(&name, "sealed")
+}
+
+/// Runs `enclave decrypt`.
+pub(crate) fn run_decrypt(args: &DecryptArgs) -> ExitCode {
+    const COMMAND: &str = "decrypt";
+    // Checked up front so a bad key is a usage error even on empty input.
+    if let Err(code) = session_key(COMMAND, &args.key_hex, "") {
+        return code;
+    }
+    let mut opener: Option<Opener> = match &args.key_id {
+        Some(kid) => match session_key(COMMAND, &args.key_hex, kid) {
+            Ok(key) => Some(Opener::new(key)),
+            Err(code) => return code,
+        },
+        None => None,
+    };
+    let mut input = match Input::open(args.file.as_deref()) {
+        Ok(input) => input,
+        Err(err) => return fail(COMMAND, &err),
+    };
+    let name = input.name().to_owned();
+    let mut out = BufWriter::new(io::stdout().lock());
+    let mut decoder = StreamDecoder::<Frame>::with_max_line_length(DEFAULT_MAX_LINE_LENGTH);
+    let mut report = Report::new(COMMAND);
+    let mut line = Vec::new();
+    let mut open = |item: Result<Frame, enclave_ndjson::Error>,
+                    line_number: u64,
+                    out: &mut BufWriter<_>|
+     -> io::Result<()> {
+        let opened = item.map_err(Error::from).and_then(|frame| match frame {
+            Frame::Encrypted(envelope) => {
+                let opener = match opener.as_mut() {
+                    Some(opener) => opener,
+                    // No --key-id: the first envelope names the key for the whole input.
+                    None => opener.insert(Opener::new(
+                        session_key(COMMAND, &args.key_hex, &envelope.payload.kid).map_err(
+                            |_| Error::KeyDerivationFailed {
+                                reason: "--key-hex is not a 32-byte key",
+                            },
+                        )?,
+                    )),
+                };
+                opener.open_envelope(&envelope)
+            }
+            Frame::Event(event) => Err(Error::PlaintextRefused {
+                session: event.session_id.as_str().to_owned(),
+                seq: event.seq,
+            }),
+        });
+        match opened.and_then(|event| {
+            line.clear();
+            serde_json::to_writer(&mut line, &event)
+                .map_err(|e| Error::Frame(enclave_ndjson::Error::Serialize(e)))
+        }) {
+            Ok(()) => {
+                report.done += 1;
+                line.push(b'\n');
+                out.write_all(&line)
+            }
+            Err(err) => {
+                report.failed(&name, &err.at_line(line_number));
+                Ok(())
+            }
+        }
+    };
+    let read = input.for_each_chunk(|chunk| {
+        decoder.feed(chunk);
+        while let Some(item) = decoder.next_item() {
+            open(item, decoder.line_number(), &mut out)?;
+        }
+        out.flush()
+    });
+    let finished = read.and_then(|()| {
+        while let Some(item) = decoder.flush().next() {
+            open(item, decoder.line_number(), &mut out)?;
+        }
+        out.flush()
+    });
+    if let Err(err) = finished {
+        return fail(COMMAND, &err);
+    }
+    report.finish(&name, "opened")
+}

@@ -1,0 +1,250 @@
+//! `enclave encrypt` / `enclave decrypt` as a user runs them: the built binary and pipes, on
+//! the TypeScript implementation's envelope vectors.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EnvelopeCase {
+    direction: String,
+    key_hex: String,
+    key_id: String,
+    line: String,
+    inner_json: String,
+}
+
+fn cases() -> Vec<EnvelopeCase> {
+    serde_json::from_str(include_str!("data/envelopes.json")).expect("envelopes.json")
+}
+
+/// Runs `enclave <args>` with `input` on standard input.
+fn enclave(args: &[&str], input: &[u8]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_enclave"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn enclave");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let output = child.wait_with_output().expect("wait for enclave");
+    match writer.join().expect("writer thread") {
+        // A usage error exits before reading its input.
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => {}
+        result => result.expect("write stdin"),
+    }
+    output
+}
+
+fn json_lines(bytes: &[u8]) -> Vec<Value> {
+    String::from_utf8(bytes.to_vec())
+        .expect("UTF-8 output")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON value per line"))
+        .collect()
+}
+
+fn ndjson<'a>(lines: impl Iterator<Item = &'a str>) -> String {
+    let mut text = String::new();
+    for line in lines {
+        text.push_str(line);
+        text.push('\n');
+    }
+    text
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The vectors grouped by key and direction, in file order.
+fn groups() -> Vec<Vec<EnvelopeCase>> {
+    let mut groups: Vec<Vec<EnvelopeCase>> = Vec::new();
+    for case in cases() {
+        match groups
+            .iter_mut()
+            .find(|g| g[0].key_hex == case.key_hex && g[0].direction == case.direction)
+        {
+            Some(group) => group.push(case),
+            None => groups.push(vec![case]),
+        }
+    }
+    groups
+}
+
+#[test]
+fn decrypt_opens_every_vector_line_to_its_inner_json() {
+    let groups = groups();
+    assert_eq!(groups.len(), 6);
+    for group in groups {
+        let input = ndjson(group.iter().map(|c| c.line.as_str()));
+        for key_id in [None, Some(group[0].key_id.as_str())] {
+            let mut args = vec!["decrypt", "--key-hex", &group[0].key_hex];
+            if let Some(kid) = key_id {
+                args.extend(["--key-id", kid]);
+            }
+            let output = enclave(&args, input.as_bytes());
+            assert!(output.status.success(), "{}", stderr(&output));
+            let expected: Vec<Value> = group
+                .iter()
+                .map(|c| serde_json::from_str(&c.inner_json).unwrap())
+                .collect();
+            assert_eq!(json_lines(&output.stdout), expected);
+        }
+    }
+}
+
+#[test]
+fn encrypt_then_decrypt_gives_the_events_back() {
+    let sample = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples/session.ndjson");
+    let events = std::fs::read(&sample).expect("sample session");
+    let key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let sealed = enclave(
+        &[
+            "encrypt",
+            "--key-hex",
+            key,
+            "--key-id",
+            "k_cli-test",
+            sample.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert!(sealed.status.success(), "{}", stderr(&sealed));
+    let envelopes = json_lines(&sealed.stdout);
+    let originals = json_lines(&events);
+    assert_eq!(envelopes.len(), originals.len());
+    for (envelope, original) in envelopes.iter().zip(&originals) {
+        assert_eq!(envelope["type"], "enc");
+        assert_eq!(envelope["payload"]["kid"], "k_cli-test");
+        assert_eq!(envelope["sessionId"], original["sessionId"]);
+        assert_eq!(envelope["seq"], original["seq"]);
+        assert!(!envelope.to_string().contains("fetching users"));
+    }
+    let opened = enclave(
+        &["decrypt", "--key-hex", key, "--key-id", "k_cli-test"],
+        &sealed.stdout,
+    );
+    assert!(opened.status.success(), "{}", stderr(&opened));
+    assert_eq!(json_lines(&opened.stdout), originals);
+}
+
+#[test]
+fn a_tampered_line_is_reported_with_its_line_number_and_the_others_come_through() {
+    let group = &groups()[0];
+    let mut lines: Vec<String> = group.iter().map(|c| c.line.clone()).collect();
+    // Change one base64 character inside line 3's ciphertext.
+    let at = lines[2].find("\"ciphertextB64\":\"").unwrap() + 20;
+    let replacement = if &lines[2][at..=at] == "A" { "B" } else { "A" };
+    lines[2].replace_range(at..=at, replacement);
+    let input = ndjson(lines.iter().map(String::as_str));
+
+    let output = enclave(
+        &["decrypt", "--key-hex", &group[0].key_hex],
+        input.as_bytes(),
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(
+        err.contains("<stdin>: line 3: ENCRYPTION_DECRYPTION_FAILED: "),
+        "stderr: {err}"
+    );
+    assert!(
+        !err.contains(&group[0].key_hex),
+        "the key must not be printed: {err}"
+    );
+    let opened = json_lines(&output.stdout);
+    let expected: Vec<Value> = group
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 2)
+        .map(|(_, c)| serde_json::from_str(&c.inner_json).unwrap())
+        .collect();
+    assert_eq!(opened, expected);
+}
+
+#[test]
+fn replayed_plaintext_and_garbage_lines_are_reported_and_skipped() {
+    let group = &groups()[0];
+    let input = format!(
+        "{}\n{}\n{{not json\n{}\n",
+        group[0].line, group[0].inner_json, group[0].line
+    );
+    let output = enclave(
+        &["decrypt", "--key-hex", &group[0].key_hex],
+        input.as_bytes(),
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.contains("line 2: ENCRYPTION_DECRYPTION_FAILED: plaintext"),
+        "{err}"
+    );
+    assert!(err.contains("line 3: FRAME_ERROR: "), "{err}");
+    assert!(err.contains("line 4: ENCRYPTION_NONCE_REUSE: "), "{err}");
+    assert_eq!(json_lines(&output.stdout).len(), 1);
+}
+
+#[test]
+fn a_wrong_key_id_or_a_bad_key_is_refused() {
+    let group = &groups()[0];
+    let input = format!("{}\n", group[0].line);
+    let output = enclave(
+        &[
+            "decrypt",
+            "--key-hex",
+            &group[0].key_hex,
+            "--key-id",
+            "k_other",
+        ],
+        input.as_bytes(),
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("line 1: ENCRYPTION_DECRYPTION_FAILED: unknown key id"));
+    assert!(output.stdout.is_empty());
+
+    for bad in ["00", "zz", &"0".repeat(66)] {
+        for command in ["encrypt", "decrypt"] {
+            let output = enclave(
+                &[command, "--key-hex", bad, "--key-id", "k_x"],
+                input.as_bytes(),
+            );
+            assert_eq!(output.status.code(), Some(2), "{command} {bad}");
+            assert!(stderr(&output).contains("--key-hex must be 64 hex digits"));
+        }
+    }
+    let output = enclave(
+        &[
+            "decrypt",
+            "--key-hex",
+            &group[0].key_hex,
+            "/nonexistent/enclave-input",
+        ],
+        b"",
+    );
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn encrypt_reports_lines_that_are_not_events() {
+    let key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let group = &groups()[0];
+    // An envelope is not an event to seal; neither is garbage.
+    let input = format!("{}\n{}\nnope\n", group[0].inner_json, group[0].line);
+    let output = enclave(
+        &["encrypt", "--key-hex", key, "--key-id", "k_x"],
+        input.as_bytes(),
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(err.contains("line 2: FRAME_ERROR: "), "{err}");
+    assert!(err.contains("line 3: FRAME_ERROR: "), "{err}");
+    assert_eq!(json_lines(&output.stdout).len(), 1);
+}
