@@ -9,8 +9,8 @@ use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use ring::rand::{SecureRandom, SystemRandom};
 use zeroize::Zeroize;
 
-use crate::error::{Error, Location};
-use crate::replay::NonceGuard;
+use crate::error::Error;
+use crate::replay::{NonceGuard, Refusal};
 
 /// AES-256 key length in bytes.
 pub const KEY_LEN: usize = 32;
@@ -230,7 +230,7 @@ impl Opener {
     pub fn open(&mut self, nonce: &[u8; NONCE_LEN], ciphertext: &[u8]) -> Result<Vec<u8>, Error> {
         self.buf.clear();
         self.buf.extend_from_slice(ciphertext);
-        let len = self.open_buf(nonce, None)?;
+        let len = self.open_buf(nonce)?;
         self.guard.record(nonce);
         let plaintext = self.buf[..len].to_vec();
         self.buf.zeroize();
@@ -238,17 +238,19 @@ impl Opener {
     }
 
     /// Checks the nonce before decryption, as a cheap refusal of replays.
-    pub(crate) fn check_nonce(
-        &self,
-        nonce: &[u8; NONCE_LEN],
-        location: Option<&Location>,
-    ) -> Result<(), Error> {
+    fn check_nonce(&self, nonce: &[u8; NONCE_LEN]) -> Result<(), Error> {
         self.guard
             .check(nonce, MAX_MESSAGES_PER_KEY)
-            .map_err(|refusal| Error::NonceReuse {
-                location: location.cloned(),
-                nonce_b64: STANDARD.encode(nonce),
-                reason: refusal.reason(),
+            .map_err(|refusal| match refusal {
+                Refusal::PastLimit => Error::KeyExpired {
+                    kid: self.key.kid().to_owned(),
+                    limit: MAX_MESSAGES_PER_KEY,
+                },
+                _ => Error::NonceReuse {
+                    location: None,
+                    nonce_b64: STANDARD.encode(nonce),
+                    reason: refusal.reason(),
+                },
             })
     }
 
@@ -259,24 +261,9 @@ impl Opener {
 
     /// Checks the nonce and opens `self.buf` in place; returns the plaintext length at the
     /// front of `buf`. The caller records the nonce once its own checks pass.
-    pub(crate) fn open_buf(
-        &mut self,
-        nonce: &[u8; NONCE_LEN],
-        location: Option<&Location>,
-    ) -> Result<usize, Error> {
-        self.check_nonce(nonce, location)?;
-        let len = self
-            .key
-            .open_in_place(nonce, &mut self.buf)
-            .map_err(|err| match err {
-                Error::DecryptionFailed { reason, .. } => Error::DecryptionFailed {
-                    location: location.cloned(),
-                    reason,
-                },
-                other => other,
-            })?
-            .len();
-        Ok(len)
+    pub(crate) fn open_buf(&mut self, nonce: &[u8; NONCE_LEN]) -> Result<usize, Error> {
+        self.check_nonce(nonce)?;
+        Ok(self.key.open_in_place(nonce, &mut self.buf)?.len())
     }
 }
 
@@ -337,6 +324,19 @@ mod tests {
         assert_eq!(opener.open(&nonce, &sealed).unwrap(), b"once");
         let err = opener.open(&nonce, &sealed).unwrap_err();
         assert_eq!(err.code(), "ENCRYPTION_NONCE_REUSE");
+    }
+
+    #[test]
+    fn opener_refuses_a_peer_counter_past_the_limit_as_expired() {
+        let mut sealer = Sealer::new(key()).unwrap();
+        let mut opener = Opener::new(key());
+        let (first, sealed) = sealer.seal(b"counter 0").unwrap();
+        opener.open(&first, &sealed).unwrap();
+        let mut past = first;
+        past[8..].copy_from_slice(&(1u32 << 30).to_be_bytes());
+        let sealed = key().seal(&past, b"too far").unwrap();
+        let err = opener.open(&past, &sealed).unwrap_err();
+        assert_eq!(err.code(), "ENCRYPTION_KEY_EXPIRED", "{err}");
     }
 
     #[test]

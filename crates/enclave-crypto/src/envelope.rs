@@ -102,63 +102,88 @@ impl Opener {
     /// Opens an `enc` envelope: checks the key id, the nonce (never accepted before), the
     /// tag, and that the inner event carries the envelope's `sessionId` and `seq`.
     pub fn open_envelope(&mut self, envelope: &EncryptedEnvelope) -> Result<StreamEvent, Error> {
-        let location = Location {
-            session: envelope.session_id.as_str().to_owned(),
-            seq: envelope.seq,
-        };
         let payload = &envelope.payload;
         if payload.kid != self.kid() {
             return Err(Error::KeyIdMismatch {
-                session: location.session,
-                seq: location.seq,
+                session: envelope.session_id.as_str().to_owned(),
+                seq: envelope.seq,
                 expected: self.kid().to_owned(),
                 found: truncated(&payload.kid),
             });
         }
-        let failed = |location: &Location, reason: &'static str| Error::DecryptionFailed {
-            location: Some(location.clone()),
+        let failed = |reason: &'static str| Error::DecryptionFailed {
+            location: None,
             reason: reason.into(),
         };
+        // Errors get the envelope's location only when they happen: nothing is allocated
+        // on the way to a successful open.
+        let locate = |err| located(err, envelope);
         let mut nonce = [0u8; NONCE_LEN];
         if payload.nonce_b64.len() != NONCE_B64_LEN
             || STANDARD.decode_slice(&payload.nonce_b64, &mut nonce) != Ok(NONCE_LEN)
         {
-            return Err(failed(
-                &location,
+            return Err(locate(failed(
                 "nonceB64 is not standard base64 of 12 bytes",
-            ));
+            )));
         }
         self.buf.clear();
         STANDARD
             .decode_vec(&payload.ciphertext_b64, &mut self.buf)
-            .map_err(|_| failed(&location, "ciphertextB64 is not standard base64"))?;
+            .map_err(|_| locate(failed("ciphertextB64 is not standard base64")))?;
         if let Some(tag_b64) = &payload.tag_b64 {
             let before = self.buf.len();
             if tag_b64.len() > 4 * TAG_LEN.div_ceil(3)
                 || STANDARD.decode_vec(tag_b64, &mut self.buf).is_err()
                 || self.buf.len() - before != TAG_LEN
             {
-                return Err(failed(
-                    &location,
-                    "tagB64 is not standard base64 of 16 bytes",
-                ));
+                return Err(locate(failed("tagB64 is not standard base64 of 16 bytes")));
             }
         }
-        let len = self.open_buf(&nonce, Some(&location))?;
-        let event: StreamEvent =
-            serde_json::from_slice(&self.buf[..len]).map_err(|e| Error::DecryptionFailed {
-                location: Some(location.clone()),
+        let len = self.open_buf(&nonce).map_err(locate)?;
+        let event: StreamEvent = serde_json::from_slice(&self.buf[..len]).map_err(|e| {
+            locate(Error::DecryptionFailed {
+                location: None,
                 reason: format!("the decrypted payload is not a valid event: {e}").into(),
-            })?;
+            })
+        })?;
         if event.session_id != envelope.session_id || event.seq != envelope.seq {
             return Err(Error::EnvelopeMismatch {
-                session: location.session,
-                seq: location.seq,
+                session: envelope.session_id.as_str().to_owned(),
+                seq: envelope.seq,
                 inner_session: truncated(event.session_id.as_str()),
                 inner_seq: event.seq,
             });
         }
         self.accept_nonce(&nonce);
         Ok(event)
+    }
+}
+
+/// Fills in the envelope's session and seq on errors that do not have them yet.
+fn located(err: Error, envelope: &EncryptedEnvelope) -> Error {
+    let here = || {
+        Some(Location {
+            session: envelope.session_id.as_str().to_owned(),
+            seq: envelope.seq,
+        })
+    };
+    match err {
+        Error::DecryptionFailed {
+            location: None,
+            reason,
+        } => Error::DecryptionFailed {
+            location: here(),
+            reason,
+        },
+        Error::NonceReuse {
+            location: None,
+            nonce_b64,
+            reason,
+        } => Error::NonceReuse {
+            location: here(),
+            nonce_b64,
+            reason,
+        },
+        other => other,
     }
 }

@@ -32,7 +32,7 @@ impl Refusal {
         match self {
             Self::Seen => "this nonce was already accepted under this key",
             Self::TooOld => "counter nonce older than the replay window",
-            Self::PastLimit => "counter nonce past the per-key message limit",
+            Self::PastLimit => "counter nonce at or past the per-key message limit",
         }
     }
 }
