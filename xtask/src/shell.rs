@@ -121,9 +121,25 @@ pub(crate) fn format_duration(duration: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{describe, format_duration};
+    use super::{cargo, describe, first_line, format_duration};
+    use crate::project_root;
     use std::process::Command;
     use std::time::Duration;
+
+    #[test]
+    fn a_missing_cargo_subcommand_is_told_apart_from_an_installed_one() {
+        // This is how `ensure_cargo_subcommand` decides to run `cargo install`.
+        let root = project_root();
+        let version = first_line(&mut cargo(&root, &["--version"])).expect("cargo runs");
+        assert!(version.starts_with("cargo "), "{version}");
+        assert_eq!(
+            first_line(&mut cargo(
+                &root,
+                &["no-such-subcommand-xtask", "--version"]
+            )),
+            None
+        );
+    }
 
     #[test]
     fn durations_read_as_minutes_and_tenths() {
