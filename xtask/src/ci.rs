@@ -17,47 +17,32 @@ struct Step {
 }
 
 fn steps(root: &Path) -> Vec<Step> {
-    let step = |name, args: &[&str]| Step {
+    // Written as the developer would type them after `cargo`; no argument contains a space.
+    let step = |name, args: &str| Step {
         name,
         prepare: None,
-        command: cargo(root, args),
+        command: cargo(root, &args.split_whitespace().collect::<Vec<_>>()),
     };
-    let mut doc = step("doc", &["doc", "--workspace", "--no-deps", "--locked"]);
+    let mut doc = step("doc", "doc --workspace --no-deps --locked");
     doc.command.env("RUSTDOCFLAGS", "-D warnings");
     let mut deny = step(
         "deny",
-        &[
-            "deny",
-            "--all-features",
-            "--locked",
-            "check",
-            "bans",
-            "licenses",
-            "sources",
-        ],
+        "deny --all-features --locked check bans licenses sources",
     );
     deny.prepare = Some(|root| shell::ensure_cargo_subcommand(root, "deny", "cargo-deny"));
     vec![
-        step("fmt", &["fmt", "--all", "--", "--check"]),
+        step("fmt", "fmt --all -- --check"),
         step(
             "clippy",
-            &[
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--locked",
-                "--",
-                "-D",
-                "warnings",
-            ],
+            "clippy --workspace --all-targets --locked -- -D warnings",
         ),
         // Includes doc tests, the xtask tidy rules and the Node interop test.
-        step("test", &["test", "--workspace", "--locked"]),
+        step("test", "test --workspace --locked"),
         doc,
         // Advisories need the RustSec database, which cannot be fetched here (see deny.toml).
         deny,
         // Benches are not run in CI, but they must keep compiling.
-        step("bench", &["bench", "--workspace", "--locked", "--no-run"]),
+        step("bench", "bench --workspace --locked --no-run"),
     ]
 }
 
@@ -120,4 +105,30 @@ fn print_summary(done: &[(&str, Duration)], failed: Option<(&str, Duration)>, to
         println!("  {name:<8} {:>10}  FAILED", format_duration(elapsed));
     }
     println!("  {:<8} {:>10}", "total", format_duration(total));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::steps;
+    use crate::shell::describe;
+    use std::path::Path;
+
+    #[test]
+    fn steps_run_in_ci_order_with_the_documented_commands() {
+        let lines: Vec<String> = steps(Path::new("."))
+            .iter()
+            .map(|step| format!("{}: {}", step.name, describe(&step.command)))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "fmt: cargo fmt --all -- --check",
+                "clippy: cargo clippy --workspace --all-targets --locked -- -D warnings",
+                "test: cargo test --workspace --locked",
+                "doc: RUSTDOCFLAGS='-D warnings' cargo doc --workspace --no-deps --locked",
+                "deny: cargo deny --all-features --locked check bans licenses sources",
+                "bench: cargo bench --workspace --locked --no-run",
+            ]
+        );
+    }
 }
