@@ -115,7 +115,9 @@ try {
     type: 'stdout',
     payload: { chunk: `peer opened ${opened} envelopes: grüße, 日本語, emoji 🔐, quote " and newline \n` },
   }));
-  process.exit(0);
+  // Not process.exit(): stdout to a pipe is asynchronous on Linux, and exiting at once would
+  // cut off whatever is still queued beyond the pipe's 64 KiB buffer.
+  process.exitCode = 0;
 } catch (err) {
   fail(err && err.stack ? err.stack : String(err));
 }
