@@ -140,11 +140,17 @@ impl Opener {
             }
         }
         let len = self.open_buf(&nonce).map_err(locate)?;
-        let event: StreamEvent = serde_json::from_slice(&self.buf[..len]).map_err(|e| {
-            locate(Error::DecryptionFailed {
-                location: None,
-                reason: format!("the decrypted payload is not a valid event: {e}").into(),
-            })
+        // UTF-8 is checked over the whole plaintext, as the NDJSON layer checks a whole line:
+        // `from_slice` alone would let bad bytes through inside fields it skips.
+        let plaintext = std::str::from_utf8(&self.buf[..len]).map_err(|e| {
+            locate(failed_owned(format!(
+                "the decrypted payload is not UTF-8: {e}"
+            )))
+        })?;
+        let event: StreamEvent = serde_json::from_str(plaintext).map_err(|e| {
+            locate(failed_owned(format!(
+                "the decrypted payload is not a valid event: {e}"
+            )))
         })?;
         if event.session_id != envelope.session_id || event.seq != envelope.seq {
             return Err(Error::EnvelopeMismatch {
@@ -156,6 +162,14 @@ impl Opener {
         }
         self.accept_nonce(&nonce);
         Ok(event)
+    }
+}
+
+/// A decryption failure whose reason is only known at run time.
+fn failed_owned(reason: String) -> Error {
+    Error::DecryptionFailed {
+        location: None,
+        reason: reason.into(),
     }
 }
 

@@ -329,3 +329,29 @@ fn bad_base64_and_nonce_lengths_are_refused_with_a_reason() {
         assert_eq!(err.code(), "ENCRYPTION_DECRYPTION_FAILED", "{err}");
     }
 }
+
+#[test]
+fn authentic_plaintext_that_is_not_utf8_is_refused_like_a_plaintext_line() {
+    // The NDJSON layer refuses a line with invalid UTF-8 anywhere, even inside a field the
+    // model ignores; an envelope whose (authentic) plaintext does the same gets the same verdict.
+    let case = &envelope_cases()[0];
+    let key = SessionKey::new(&case.key_id, &unhex::<32>(&case.key_hex)).unwrap();
+    let template = envelope_of(&case.line);
+    let inner = case.inner_json.strip_suffix('}').unwrap();
+    let mut plaintext = inner.as_bytes().to_vec();
+    plaintext.extend_from_slice(b",\"ignored\":\"\xff\xfe\"}");
+    let nonce = [9u8; NONCE_LEN];
+    let mut envelope = template.clone();
+    envelope.payload.nonce_b64 = STANDARD.encode(nonce);
+    envelope.payload.ciphertext_b64 = STANDARD.encode(key.seal(&nonce, &plaintext).unwrap());
+    let err = opener_for(case).open_envelope(&envelope).unwrap_err();
+    assert_eq!(err.code(), "ENCRYPTION_DECRYPTION_FAILED", "{err}");
+    assert!(err.to_string().contains("not UTF-8"), "{err}");
+
+    // The same plaintext with valid text in the ignored field opens.
+    let plaintext = format!("{inner},\"ignored\":\"ok\"}}");
+    envelope.payload.ciphertext_b64 =
+        STANDARD.encode(key.seal(&nonce, plaintext.as_bytes()).unwrap());
+    let event = opener_for(case).open_envelope(&envelope).unwrap();
+    assert_eq!(event.seq, template.seq);
+}
