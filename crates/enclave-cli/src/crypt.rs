@@ -10,10 +10,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use enclave_crypto::{Error, Opener, Sealer, SessionKey, KEY_LEN};
-use enclave_ndjson::{StreamDecoder, DEFAULT_MAX_LINE_LENGTH};
+use enclave_ndjson::{Error as LineError, DEFAULT_MAX_LINE_LENGTH};
 use enclave_types::{Frame, StreamEvent};
 
-use crate::input::{fail, Input, EXIT_BAD_LINES, EXIT_FAILURE, EXIT_OK};
+use crate::input::{fail, lines_status, Input, EXIT_FAILURE};
 
 /// Arguments of `enclave encrypt`.
 #[derive(Debug, clap::Args)]
@@ -104,11 +104,7 @@ impl Report {
             "enclave {}: {input}: {} lines {verb}, {} failed",
             self.command, self.done, self.failed
         );
-        ExitCode::from(if self.failed == 0 {
-            EXIT_OK
-        } else {
-            EXIT_BAD_LINES
-        })
+        lines_status(self.failed)
     }
 }
 
@@ -132,43 +128,30 @@ pub(crate) fn run_encrypt(args: &EncryptArgs) -> ExitCode {
     };
     let name = input.name().to_owned();
     let mut out = BufWriter::new(io::stdout().lock());
-    let mut decoder = StreamDecoder::<StreamEvent>::with_max_line_length(DEFAULT_MAX_LINE_LENGTH);
     let mut report = Report::new(COMMAND);
     // One reused buffer: each envelope line is built here, then written whole.
     let mut line = Vec::new();
-    let mut seal = |item: Result<StreamEvent, enclave_ndjson::Error>,
-                    line_number: u64,
-                    out: &mut BufWriter<_>|
-     -> io::Result<()> {
-        line.clear();
-        let sealed = item
-            .map_err(Error::from)
-            .and_then(|event| sealer.seal_event_line(&event, &mut line));
-        match sealed {
-            Ok(()) => {
-                report.done += 1;
-                out.write_all(&line)
+    let sealed = input.for_each_line(
+        DEFAULT_MAX_LINE_LENGTH,
+        &mut out,
+        |item: Result<StreamEvent, LineError>, line_number, out| {
+            line.clear();
+            let sealed = item
+                .map_err(Error::from)
+                .and_then(|event| sealer.seal_event_line(&event, &mut line));
+            match sealed {
+                Ok(()) => {
+                    report.done += 1;
+                    out.write_all(&line)
+                }
+                Err(err) => {
+                    report.failed(&name, &err.at_line(line_number));
+                    Ok(())
+                }
             }
-            Err(err) => {
-                report.failed(&name, &err.at_line(line_number));
-                Ok(())
-            }
-        }
-    };
-    let read = input.for_each_chunk(|chunk| {
-        decoder.feed(chunk);
-        while let Some(item) = decoder.next_item() {
-            seal(item, decoder.line_number(), &mut out)?;
-        }
-        out.flush()
-    });
-    let finished = read.and_then(|()| {
-        while let Some(item) = decoder.flush().next() {
-            seal(item, decoder.line_number(), &mut out)?;
-        }
-        out.flush()
-    });
-    if let Err(err) = finished {
+        },
+    );
+    if let Err(err) = sealed {
         return fail(COMMAND, &err);
     }
     report.finish(&name, "sealed")
@@ -194,63 +177,50 @@ pub(crate) fn run_decrypt(args: &DecryptArgs) -> ExitCode {
     };
     let name = input.name().to_owned();
     let mut out = BufWriter::new(io::stdout().lock());
-    let mut decoder = StreamDecoder::<Frame>::with_max_line_length(DEFAULT_MAX_LINE_LENGTH);
     let mut report = Report::new(COMMAND);
     let mut line = Vec::new();
-    let mut open = |item: Result<Frame, enclave_ndjson::Error>,
-                    line_number: u64,
-                    out: &mut BufWriter<_>|
-     -> io::Result<()> {
-        let opened = item.map_err(Error::from).and_then(|frame| match frame {
-            Frame::Encrypted(envelope) => {
-                let opener = match opener.as_mut() {
-                    Some(opener) => opener,
-                    // No --key-id: the first envelope names the key for the whole input.
-                    None => opener.insert(Opener::new(
-                        session_key(COMMAND, &args.key_hex, &envelope.payload.kid).map_err(
-                            |_| Error::KeyDerivationFailed {
-                                reason: "--key-hex is not a 32-byte key",
-                            },
-                        )?,
-                    )),
-                };
-                opener.open_envelope(&envelope)
+    let opened_all = input.for_each_line(
+        DEFAULT_MAX_LINE_LENGTH,
+        &mut out,
+        |item: Result<Frame, LineError>, line_number, out| {
+            let opened = item.map_err(Error::from).and_then(|frame| match frame {
+                Frame::Encrypted(envelope) => {
+                    let opener = match opener.as_mut() {
+                        Some(opener) => opener,
+                        // No --key-id: the first envelope names the key for the whole input.
+                        None => opener.insert(Opener::new(
+                            session_key(COMMAND, &args.key_hex, &envelope.payload.kid).map_err(
+                                |_| Error::KeyDerivationFailed {
+                                    reason: "--key-hex is not a 32-byte key",
+                                },
+                            )?,
+                        )),
+                    };
+                    opener.open_envelope(&envelope)
+                }
+                Frame::Event(event) => Err(Error::PlaintextRefused {
+                    session: event.session_id.as_str().to_owned(),
+                    seq: event.seq,
+                }),
+            });
+            match opened.and_then(|event| {
+                line.clear();
+                serde_json::to_writer(&mut line, &event)
+                    .map_err(|e| Error::Frame(enclave_ndjson::Error::Serialize(e)))
+            }) {
+                Ok(()) => {
+                    report.done += 1;
+                    line.push(b'\n');
+                    out.write_all(&line)
+                }
+                Err(err) => {
+                    report.failed(&name, &err.at_line(line_number));
+                    Ok(())
+                }
             }
-            Frame::Event(event) => Err(Error::PlaintextRefused {
-                session: event.session_id.as_str().to_owned(),
-                seq: event.seq,
-            }),
-        });
-        match opened.and_then(|event| {
-            line.clear();
-            serde_json::to_writer(&mut line, &event)
-                .map_err(|e| Error::Frame(enclave_ndjson::Error::Serialize(e)))
-        }) {
-            Ok(()) => {
-                report.done += 1;
-                line.push(b'\n');
-                out.write_all(&line)
-            }
-            Err(err) => {
-                report.failed(&name, &err.at_line(line_number));
-                Ok(())
-            }
-        }
-    };
-    let read = input.for_each_chunk(|chunk| {
-        decoder.feed(chunk);
-        while let Some(item) = decoder.next_item() {
-            open(item, decoder.line_number(), &mut out)?;
-        }
-        out.flush()
-    });
-    let finished = read.and_then(|()| {
-        while let Some(item) = decoder.flush().next() {
-            open(item, decoder.line_number(), &mut out)?;
-        }
-        out.flush()
-    });
-    if let Err(err) = finished {
+        },
+    );
+    if let Err(err) = opened_all {
         return fail(COMMAND, &err);
     }
     report.finish(&name, "opened")

@@ -2,12 +2,15 @@
 //! read in bounded chunks, and what the exit statuses mean.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
+use enclave_ndjson::{Error as LineError, StreamDecoder};
+use serde::de::DeserializeOwned;
+
 /// Size of each read: large enough to amortize system calls, small enough to keep memory flat.
-pub(crate) const CHUNK_SIZE: usize = 64 * 1024;
+const CHUNK_SIZE: usize = 64 * 1024;
 
 /// Every line was good.
 pub(crate) const EXIT_OK: u8 = 0;
@@ -50,7 +53,7 @@ impl Input {
     /// Reads the whole input in chunks of [`CHUNK_SIZE`], handing each to `on_chunk`.
     ///
     /// `on_chunk` returning an error stops the read (used when writing the output fails).
-    pub(crate) fn for_each_chunk(
+    fn for_each_chunk(
         &mut self,
         mut on_chunk: impl FnMut(&[u8]) -> io::Result<()>,
     ) -> io::Result<()> {
@@ -64,6 +67,39 @@ impl Input {
             }
         }
     }
+}
+
+impl Input {
+    /// Decodes the input as NDJSON lines of `T`, handing each decoded line (or its line-level
+    /// error) to `on_line` with its 1-based line number, in order.
+    ///
+    /// `out` is flushed after every chunk read, so a live pipe sees the results as its lines
+    /// arrive; memory stays bounded by `max_line_length` plus one chunk.
+    pub(crate) fn for_each_line<T: DeserializeOwned, W: Write>(
+        &mut self,
+        max_line_length: usize,
+        out: &mut W,
+        mut on_line: impl FnMut(Result<T, LineError>, u64, &mut W) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let mut decoder = StreamDecoder::<T>::with_max_line_length(max_line_length);
+        self.for_each_chunk(|chunk| {
+            decoder.feed(chunk);
+            while let Some(item) = decoder.next_item() {
+                on_line(item, decoder.line_number(), out)?;
+            }
+            out.flush()
+        })?;
+        // End of input: a last line without a newline is still decoded.
+        while let Some(item) = decoder.flush().next() {
+            on_line(item, decoder.line_number(), out)?;
+        }
+        out.flush()
+    }
+}
+
+/// The exit status once every line was handled: 0 if none failed, 1 otherwise.
+pub(crate) fn lines_status(failed: u64) -> ExitCode {
+    ExitCode::from(if failed == 0 { EXIT_OK } else { EXIT_BAD_LINES })
 }
 
 impl std::fmt::Debug for Input {

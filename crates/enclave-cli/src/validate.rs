@@ -9,11 +9,11 @@ use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use enclave_ndjson::{Error as LineError, StreamDecoder, DEFAULT_MAX_LINE_LENGTH};
+use enclave_ndjson::{Error as LineError, DEFAULT_MAX_LINE_LENGTH};
 use enclave_types::Frame;
 use serde::Serialize;
 
-use crate::input::{fail, Input, EXIT_BAD_LINES, EXIT_OK};
+use crate::input::{fail, lines_status, Input};
 
 /// Arguments of `enclave validate`.
 #[derive(Debug, clap::Args)]
@@ -58,25 +58,11 @@ pub(crate) fn run(args: &ValidateArgs) -> ExitCode {
         Err(err) => return fail("validate", &err),
     };
     let mut out = BufWriter::new(io::stdout().lock());
-    let mut decoder = StreamDecoder::<Frame>::with_max_line_length(args.max_line_length);
     let mut tally = Tally::default();
-
-    let read = input.for_each_chunk(|chunk| {
-        decoder.feed(chunk);
-        while let Some(item) = decoder.next_item() {
-            tally.record(&mut out, item, decoder.line_number())?;
-        }
-        // Verdicts leave once per chunk read, so a live pipe sees them as its lines arrive.
-        out.flush()
+    let checked = input.for_each_line(args.max_line_length, &mut out, |item, line, out| {
+        tally.record(out, item, line)
     });
-    let finished = read.and_then(|()| {
-        // End of input: a last line without a newline still gets its verdict.
-        while let Some(item) = decoder.flush().next() {
-            tally.record(&mut out, item, decoder.line_number())?;
-        }
-        out.flush()
-    });
-    if let Err(err) = finished {
+    if let Err(err) = checked {
         return fail("validate", &err);
     }
 
@@ -87,11 +73,7 @@ pub(crate) fn run(args: &ValidateArgs) -> ExitCode {
         tally.valid,
         tally.invalid
     );
-    ExitCode::from(if tally.invalid == 0 {
-        EXIT_OK
-    } else {
-        EXIT_BAD_LINES
-    })
+    lines_status(tally.invalid)
 }
 
 impl Tally {
