@@ -24,6 +24,52 @@
 //! - The small API of [`encrypt`] / [`decrypt`] and [`create_encrypted_channel`] for bytes
 //!   outside the event protocol.
 //!
+//! ```
+//! use bytes::BytesMut;
+//! use enclave_crypto::{accept_client_hello, ClientHandshake, EncryptedCodec, Role};
+//! use enclave_ndjson::NdjsonCodec;
+//! use enclave_types::{EventPayload, Frame, SessionId, StdoutPayload, StreamEvent};
+//! use tokio_util::codec::{Decoder, Encoder};
+//!
+//! // The hello exchange: each side ends with one key per direction.
+//! let session_id = SessionId::generate();
+//! let client = ClientHandshake::start()?;
+//! let (server_hello, server_keys) = accept_client_hello(client.client_hello(), &session_id)?;
+//! let client_keys = client.finish(&server_hello, &session_id)?;
+//!
+//! // Each side stacks the encryption layer on the NDJSON codec.
+//! let (sealer, opener) = server_keys.into_ciphers(Role::Server)?;
+//! let mut server = EncryptedCodec::required(NdjsonCodec::<Frame>::new(), sealer, opener);
+//! let (sealer, opener) = client_keys.into_ciphers(Role::Client)?;
+//! let mut client = EncryptedCodec::required(NdjsonCodec::<Frame>::new(), sealer, opener);
+//!
+//! let event = StreamEvent::new(
+//!     session_id,
+//!     1,
+//!     EventPayload::Stdout(StdoutPayload { chunk: "grüße ✓".into() }),
+//! );
+//! let mut wire = BytesMut::new();
+//! server.encode(&event, &mut wire)?;
+//! let line = std::str::from_utf8(&wire)?;
+//! assert!(line.contains(r#""type":"enc""#) && !line.contains("grüße"));
+//!
+//! let replayed = wire.clone();
+//! let opened = client.decode(&mut wire)?.expect("one line").expect("authentic");
+//! assert!(opened.encrypted);
+//! assert_eq!(opened.event, event);
+//!
+//! // A replayed line is refused, and so is any change to a sealed line: each with the
+//! // TypeScript implementation's error code, and the stream goes on.
+//! let err = client.decode(&mut replayed.clone())?.expect("one line").unwrap_err();
+//! assert_eq!(err.code(), "ENCRYPTION_NONCE_REUSE");
+//! server.encode(&StreamEvent { seq: 2, ..event }, &mut wire)?;
+//! let at = wire.len() - 10;
+//! wire[at] = if wire[at] == b'A' { b'B' } else { b'A' };
+//! let err = client.decode(&mut wire)?.expect("one line").unwrap_err();
+//! assert_eq!(err.code(), "ENCRYPTION_DECRYPTION_FAILED");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! Keys, secrets and cipher state are wiped on drop and never appear in `Debug` output;
 //! errors carry the TypeScript implementation's codes ([`Error::code`]) and say where.
 //!

@@ -17,6 +17,33 @@
 //! raw JSON text ([`RawJson`]). Writing gives the TS shape: camelCase names, absent optionals
 //! omitted, integral numbers without a fraction.
 //!
+//! ```
+//! use enclave_types::{EventPayload, EventType, Frame, SessionId, StdoutPayload, StreamEvent};
+//!
+//! // Read one line of a stream: validation happens while parsing.
+//! let line = br#"{"protocolVersion":2,"sessionId":"s_demo","seq":3,"type":"stdout","payload":{"chunk":"hi\n"}}"#;
+//! let frame = Frame::parse_line(line)?;
+//! assert_eq!((frame.type_str(), frame.seq()), ("stdout", 3));
+//!
+//! // A bad line says what is wrong and where.
+//! let bad = br#"{"protocolVersion":2,"sessionId":"sess_demo","seq":3,"type":"stdout","payload":{"chunk":""}}"#;
+//! let err = Frame::parse_line(bad).unwrap_err();
+//! assert!(err.to_string().contains(r#"invalid sessionId "sess_demo": must start with "s_""#));
+//!
+//! // Write an event in the TypeScript shape.
+//! let event = StreamEvent::new(
+//!     SessionId::new("s_demo")?,
+//!     4,
+//!     EventPayload::Stdout(StdoutPayload { chunk: "done".into() }),
+//! );
+//! assert_eq!(event.event_type(), EventType::Stdout);
+//! assert_eq!(
+//!     serde_json::to_string(&event)?,
+//!     r#"{"protocolVersion":2,"sessionId":"s_demo","seq":4,"type":"stdout","payload":{"chunk":"done"}}"#
+//! );
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! What this crate does *not* do: it does not split a byte stream into lines (that is
 //! `enclave-ndjson`), it does not encrypt, decrypt or decode base64 (that is `enclave-crypto`,
 //! which also decides which curves and ciphers to accept), and it does no I/O. It does not
