@@ -99,10 +99,17 @@ impl Tally {
             Err(LineError::Io(err)) => return Err(io::Error::new(err.kind(), err.to_string())),
             Err(err) => {
                 self.invalid += 1;
+                let line = err.line().unwrap_or(line);
+                // The verdict carries the line number already; the message need not repeat it.
+                let message = err.to_string();
+                let error = match message.strip_prefix(&format!("line {line}: ")) {
+                    Some(rest) => rest.to_owned(),
+                    None => message,
+                };
                 Verdict::Invalid {
-                    line: err.line().unwrap_or(line),
+                    line,
                     valid: false,
-                    error: err.to_string(),
+                    error,
                 }
             }
         };
