@@ -91,21 +91,11 @@ impl NonceGuard {
             self.prefix = Some(prefix);
             self.highest = 0;
             self.window = 1;
+            self.adopt_recent(prefix);
             return;
         }
         if self.prefix == Some(prefix) {
-            if counter > self.highest {
-                let shift = counter - self.highest;
-                self.window = if shift >= WINDOW_BITS {
-                    0
-                } else {
-                    self.window << shift
-                };
-                self.window |= 1;
-                self.highest = counter;
-            } else {
-                self.window |= 1u128 << (self.highest - counter);
-            }
+            self.mark(counter);
             return;
         }
         if self.recent.insert(*nonce) {
@@ -116,6 +106,42 @@ impl NonceGuard {
                 }
             }
         }
+    }
+}
+
+impl NonceGuard {
+    /// Marks `counter` (under the learned prefix) as accepted in the window.
+    fn mark(&mut self, counter: u64) {
+        if counter > self.highest {
+            let shift = counter - self.highest;
+            self.window = if shift >= WINDOW_BITS {
+                0
+            } else {
+                self.window << shift
+            };
+            self.window |= 1;
+            self.highest = counter;
+        } else if self.highest - counter < WINDOW_BITS {
+            self.window |= 1u128 << (self.highest - counter);
+        }
+    }
+
+    /// Moves nonces under a just-learned prefix from the FIFO set into the window: counters
+    /// that arrived before counter 0 would otherwise open again once the window takes over.
+    fn adopt_recent(&mut self, prefix: [u8; 8]) {
+        if !self.recent_order.iter().any(|n| n[..8] == prefix) {
+            return;
+        }
+        let mut kept = VecDeque::with_capacity(self.recent_order.len());
+        for nonce in std::mem::take(&mut self.recent_order) {
+            if nonce[..8] == prefix {
+                self.recent.remove(&nonce);
+                self.mark(split(&nonce).1);
+            } else {
+                kept.push_back(nonce);
+            }
+        }
+        self.recent_order = kept;
     }
 }
 
@@ -183,6 +209,72 @@ mod tests {
         assert_eq!(
             guard.check(&counter_nonce(1, 1 << 30), LIMIT),
             Err(Refusal::PastLimit)
+        );
+    }
+
+    #[test]
+    fn counters_that_arrive_before_counter_zero_are_still_refused_after_it() {
+        let mut guard = NonceGuard::default();
+        // Counters 1, 2 and 100 overtake counter 0 (reordered in transit).
+        for counter in [1, 2, 100] {
+            let nonce = counter_nonce(3, counter);
+            assert_eq!(guard.check(&nonce, LIMIT), Ok(()), "counter {counter}");
+            guard.record(&nonce);
+        }
+        let other = counter_nonce(4, 9);
+        guard.record(&other);
+        guard.record(&counter_nonce(3, 0));
+        // The window now holds them; the replays are refused, the gaps still open.
+        for counter in [0, 1, 2, 100] {
+            assert_eq!(
+                guard.check(&counter_nonce(3, counter), LIMIT),
+                Err(Refusal::Seen),
+                "counter {counter}"
+            );
+        }
+        for counter in [3, 99, 101] {
+            assert_eq!(guard.check(&counter_nonce(3, counter), LIMIT), Ok(()));
+        }
+        // Another prefix stays in the FIFO set.
+        assert_eq!(guard.check(&other, LIMIT), Err(Refusal::Seen));
+        assert_eq!(guard.recent.len(), 1);
+        assert_eq!(guard.recent_order.len(), 1);
+    }
+
+    #[test]
+    fn window_edges_far_jumps_and_counter_zero() {
+        let mut guard = NonceGuard::default();
+        guard.record(&counter_nonce(5, 0));
+        assert_eq!(guard.check(&counter_nonce(5, 0), LIMIT), Err(Refusal::Seen));
+        // A jump of exactly the window size keeps only the new counter.
+        guard.record(&counter_nonce(5, 128));
+        assert_eq!(
+            guard.check(&counter_nonce(5, 0), LIMIT),
+            Err(Refusal::TooOld)
+        );
+        assert_eq!(guard.check(&counter_nonce(5, 1), LIMIT), Ok(()));
+        // A jump of one less keeps the old highest at the window's far edge.
+        guard.record(&counter_nonce(5, 255));
+        assert_eq!(
+            guard.check(&counter_nonce(5, 128), LIMIT),
+            Err(Refusal::Seen)
+        );
+        assert_eq!(
+            guard.check(&counter_nonce(5, 127), LIMIT),
+            Err(Refusal::TooOld)
+        );
+        // The last counter below the limit is accepted once; the limit itself never.
+        let last = counter_nonce(5, (1 << 30) - 1);
+        assert_eq!(guard.check(&last, LIMIT), Ok(()));
+        guard.record(&last);
+        assert_eq!(guard.check(&last, LIMIT), Err(Refusal::Seen));
+        assert_eq!(
+            guard.check(&counter_nonce(5, u32::MAX), LIMIT),
+            Err(Refusal::PastLimit)
+        );
+        assert_eq!(
+            guard.check(&counter_nonce(5, 255), LIMIT),
+            Err(Refusal::TooOld)
         );
     }
 
