@@ -170,6 +170,8 @@ impl SharedSecret {
         info: &[u8],
         len: usize,
     ) -> Result<Zeroizing<Vec<u8>>, Error> {
+        // Checked before allocating: a huge `len` must be an error, not an abort.
+        kdf::check_okm_len(len)?;
         let mut out = Zeroizing::new(vec![0u8; len]);
         kdf::hkdf_sha256(self.bytes.as_ref(), salt, info, &mut out)?;
         Ok(out)

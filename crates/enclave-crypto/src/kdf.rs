@@ -14,7 +14,7 @@ pub const HKDF_INFO_CLIENT_TO_SERVER: &str = "enclavejs-c2s-enc";
 pub const HKDF_INFO_SERVER_TO_CLIENT: &str = "enclavejs-s2c-enc";
 
 /// The largest HKDF-SHA256 output (255 blocks of 32 bytes).
-const MAX_OKM_LEN: usize = 255 * 32;
+pub(crate) const MAX_OKM_LEN: usize = 255 * 32;
 
 /// An output length for ring's HKDF, which wants it as a type.
 struct OkmLen(usize);
@@ -33,11 +33,7 @@ pub fn hkdf_sha256(
     info: &[u8],
     out: &mut [u8],
 ) -> Result<(), Error> {
-    if out.len() > MAX_OKM_LEN {
-        return Err(Error::KeyDerivationFailed {
-            reason: "HKDF-SHA256 output is limited to 8160 bytes",
-        });
-    }
+    check_okm_len(out.len())?;
     let salt = Salt::new(HKDF_SHA256, salt.unwrap_or(&[0u8; 32]));
     let prk = salt.extract(ikm);
     let info = [info];
@@ -46,6 +42,16 @@ pub fn hkdf_sha256(
         .map_err(|_| Error::KeyDerivationFailed {
             reason: "HKDF-SHA256 expand failed",
         })
+}
+
+/// Refuses an HKDF-SHA256 output length past RFC 5869's bound.
+pub(crate) fn check_okm_len(len: usize) -> Result<(), Error> {
+    if len > MAX_OKM_LEN {
+        return Err(Error::KeyDerivationFailed {
+            reason: "HKDF-SHA256 output is limited to 8160 bytes",
+        });
+    }
+    Ok(())
 }
 
 /// Which end of the session we are: the client seals with the client→server key.

@@ -58,3 +58,17 @@ fn a_channel_talks_both_ways_and_refuses_replays() {
     let own = server.seal(b"echo").unwrap();
     assert!(server.open(&own).is_err());
 }
+
+#[test]
+fn derive_key_refuses_lengths_past_the_hkdf_bound_without_allocating_them() {
+    let (alice, bob) = (generate_key_pair().unwrap(), generate_key_pair().unwrap());
+    let secret = derive_shared_secret(alice, bob.public_key()).unwrap();
+    assert_eq!(
+        derive_key(&secret, None, "max", 255 * 32).unwrap().len(),
+        8160
+    );
+    for len in [255 * 32 + 1, usize::MAX] {
+        let err = derive_key(&secret, None, "too long", len).unwrap_err();
+        assert_eq!(err.code(), "ENCRYPTION_KEY_DERIVATION_FAILED", "{len}");
+    }
+}
