@@ -248,3 +248,30 @@ fn encrypt_reports_lines_that_are_not_events() {
     assert!(err.contains("line 3: FRAME_ERROR: "), "{err}");
     assert_eq!(json_lines(&output.stdout).len(), 1);
 }
+
+#[test]
+fn without_a_key_id_a_first_line_that_fails_does_not_pick_the_key_id() {
+    let groups = groups();
+    let (ours, theirs) = (&groups[0], &groups[2]);
+    assert_ne!(ours[0].key_id, theirs[0].key_id);
+    // Line 1 comes from another session's key: it fails, and the lines after it still open.
+    let input = ndjson(
+        std::iter::once(theirs[0].line.as_str()).chain(ours.iter().map(|c| c.line.as_str())),
+    );
+    let output = enclave(
+        &["decrypt", "--key-hex", &ours[0].key_hex],
+        input.as_bytes(),
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(
+        err.contains("line 1: ENCRYPTION_DECRYPTION_FAILED: "),
+        "{err}"
+    );
+    assert_eq!(err.matches("ENCRYPTION_").count(), 1, "{err}");
+    let expected: Vec<Value> = ours
+        .iter()
+        .map(|c| serde_json::from_str(&c.inner_json).unwrap())
+        .collect();
+    assert_eq!(json_lines(&output.stdout), expected);
+}
