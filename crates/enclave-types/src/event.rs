@@ -7,6 +7,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::error::Error;
 use crate::id::{CallId, SessionId};
 use crate::number::{self, ProtocolVersion, PROTOCOL_VERSION};
+use crate::optional;
 use crate::raw::{self, RawJson};
 use crate::timestamp::{self, Timestamp};
 
@@ -162,10 +163,18 @@ pub struct ErrorInfo {
     /// Human-readable message.
     pub message: String,
     /// Machine-readable code.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "optional::code",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub code: Option<String>,
     /// Stack trace, in debug setups only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "optional::stack",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stack: Option<String>,
 }
 
@@ -217,10 +226,18 @@ pub struct ErrorPayload {
     /// Human-readable message.
     pub message: String,
     /// Path to the failing operation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "optional::path",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub path: Option<Vec<String>>,
     /// Typed details.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "optional::details",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub details: Option<Vec<ErrorDetail>>,
 }
 
@@ -231,7 +248,11 @@ pub struct EncryptionConfig {
     /// Whether the session's events are encrypted.
     pub enabled: bool,
     /// The session key's id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "optional::key_id",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub key_id: Option<String>,
 }
 
@@ -247,7 +268,11 @@ pub struct SessionInitPayload {
     /// Encryption settings.
     pub encryption: EncryptionConfig,
     /// Where to replay the stream after a reconnect.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "optional::replay_url",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub replay_url: Option<String>,
 }
 
@@ -323,13 +348,25 @@ pub struct FinalPayload {
     )]
     pub result: Option<RawJson>,
     /// The legacy single error.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "optional::error",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub error: Option<ErrorInfo>,
     /// Per-path errors.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "optional::errors",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub errors: Option<Vec<ErrorPayload>>,
     /// Run statistics.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "optional::stats",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stats: Option<SessionStats>,
 }
 
@@ -347,10 +384,18 @@ pub struct ErrorEventPayload {
     /// The message.
     pub message: String,
     /// Machine-readable code.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "optional::code",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub code: Option<String>,
     /// Whether the session can go on.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "optional::recoverable",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub recoverable: Option<bool>,
 }
 
@@ -368,7 +413,11 @@ pub struct PartialResultPayload {
     )]
     pub data: Option<RawJson>,
     /// The error for this path.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "optional::error",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub error: Option<ErrorPayload>,
     /// Whether more partial results follow.
     pub has_next: bool,

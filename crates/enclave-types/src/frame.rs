@@ -11,6 +11,7 @@ use crate::event::{non_empty, EventPayload, EventType, StreamEvent};
 use crate::id::SessionId;
 use crate::message::{visit_message, Discriminant};
 use crate::number::{serialize_safe_integer, ProtocolVersion, PROTOCOL_VERSION};
+use crate::optional;
 
 /// The wire `type` of an encrypted envelope.
 pub const ENCRYPTED_TYPE: &str = "enc";
@@ -41,7 +42,11 @@ pub struct EncryptedPayload {
     #[serde(deserialize_with = "ciphertext_b64")]
     pub ciphertext_b64: String,
     /// A separate tag, for peers that send one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "optional::tag_b64",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub tag_b64: Option<String>,
 }
 

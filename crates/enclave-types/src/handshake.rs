@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::number::{ProtocolVersion, PROTOCOL_VERSION};
+use crate::optional;
 
 /// The only curve: NIST P-256.
 pub const CURVE_P256: &str = "P-256";
@@ -57,7 +58,11 @@ pub struct ServerHello {
     /// Id of the derived session key; envelopes carry it as `kid`.
     pub key_id: String,
     /// An optional signature over the hello.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "optional::signature_b64",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub signature_b64: Option<String>,
 }
 
@@ -81,6 +86,10 @@ pub struct EncryptionRequest {
     /// What the client wants.
     pub mode: EncryptionMode,
     /// The client's hello, when it wants encryption.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "optional::client_hello",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_hello: Option<ClientHello>,
 }

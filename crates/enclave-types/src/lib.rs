@@ -66,6 +66,7 @@ mod id;
 mod limits;
 mod message;
 mod number;
+mod optional;
 mod raw;
 mod runtime;
 mod timestamp;

@@ -10,6 +10,7 @@ use crate::event::ErrorInfo;
 use crate::id::{CallId, SessionId};
 use crate::message::{visit_message, Discriminant};
 use crate::number::{ProtocolVersion, PROTOCOL_VERSION};
+use crate::optional;
 use crate::raw::{self, RawJson};
 
 /// The wire `type` of a runtime channel message. Closed.
@@ -79,7 +80,11 @@ pub struct ToolResultSubmitPayload {
     )]
     pub result: Option<RawJson>,
     /// The failure.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "optional::error",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub error: Option<ErrorInfo>,
 }
 
@@ -87,7 +92,11 @@ pub struct ToolResultSubmitPayload {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct CancelPayload {
     /// Why.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "optional::reason",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reason: Option<String>,
 }
 

@@ -436,3 +436,92 @@ fn encryption_request_uses_the_ts_mode_names() {
     );
     assert!(serde_json::from_str::<EncryptionMode>(r#""always""#).is_err());
 }
+
+#[test]
+fn optional_fields_refuse_null_like_zod() {
+    // zod's `.optional()` accepts absence only; `null` must not pass and vanish on rewrite.
+    for (ty, payload, field) in [
+        ("error", r#"{"message":"m","code":null}"#, "code"),
+        (
+            "error",
+            r#"{"message":"m","recoverable":null}"#,
+            "recoverable",
+        ),
+        ("final", r#"{"ok":true,"error":null}"#, "error"),
+        (
+            "final",
+            r#"{"ok":true,"error":{"message":"m","stack":null}}"#,
+            "stack",
+        ),
+        ("final", r#"{"ok":true,"errors":null}"#, "errors"),
+        ("final", r#"{"ok":true,"stats":null}"#, "stats"),
+        (
+            "final",
+            r#"{"ok":false,"errors":[{"code":"c","message":"m","path":null}]}"#,
+            "path",
+        ),
+        (
+            "final",
+            r#"{"ok":false,"errors":[{"code":"c","message":"m","details":null}]}"#,
+            "details",
+        ),
+        (
+            "partial_result",
+            r#"{"path":[],"hasNext":false,"error":null}"#,
+            "error",
+        ),
+        (
+            "session_init",
+            r#"{"cancelUrl":"u","expiresAt":"2026-11-28T02:00:00Z","encryption":{"enabled":true,"keyId":null}}"#,
+            "keyId",
+        ),
+        (
+            "session_init",
+            r#"{"cancelUrl":"u","expiresAt":"2026-11-28T02:00:00Z","encryption":{"enabled":false},"replayUrl":null}"#,
+            "replayUrl",
+        ),
+        (
+            "enc",
+            r#"{"kid":"k","nonceB64":"n","ciphertextB64":"c","tagB64":null}"#,
+            "tagB64",
+        ),
+    ] {
+        let line = format!(
+            r#"{{"protocolVersion":2,"sessionId":"{SID}","seq":4,"type":"{ty}","payload":{payload}}}"#
+        );
+        let err = parse_err(&line);
+        assert!(
+            err.contains(&format!(
+                "(session {SID}, seq 4): invalid {field}: must be omitted when absent, not null"
+            )),
+            "{ty}.{field}: {err}"
+        );
+    }
+
+    // Opaque fields are `unknown` in TS: a present null is a value, kept as such.
+    let line = format!(
+        r#"{{"protocolVersion":2,"sessionId":"{SID}","seq":4,"type":"partial_result","payload":{{"path":[],"data":null,"hasNext":false}}}}"#
+    );
+    assert!(Frame::parse_line(line.as_bytes()).is_ok());
+
+    let err = serde_json::from_str::<RuntimeChannelMessage>(
+        r#"{"protocolVersion":2,"sessionId":"s_1","type":"cancel","payload":{"reason":null}}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("invalid reason: must be omitted"), "{err}");
+    let err = serde_json::from_str::<RuntimeChannelMessage>(
+        r#"{"protocolVersion":2,"sessionId":"s_1","type":"tool_result_submit","payload":{"callId":"c_1","ok":false,"error":null}}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("invalid error: must be omitted"), "{err}");
+    let err =
+        serde_json::from_str::<EncryptionRequest>(r#"{"mode":"required","clientHello":null}"#)
+            .unwrap_err()
+            .to_string();
+    assert!(
+        err.contains("invalid clientHello: must be omitted"),
+        "{err}"
+    );
+}
