@@ -92,6 +92,11 @@ impl LineEngine {
                     consumed += read_to;
                     self.next_index = 0;
                     if consumed == buf.len() {
+                        // End of input ends the long line too, so input fed after a flush
+                        // starts a fresh line instead of being swallowed as its rest.
+                        if eof {
+                            self.discarding = false;
+                        }
                         return (consumed, None);
                     }
                 }

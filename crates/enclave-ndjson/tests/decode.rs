@@ -334,3 +334,105 @@ fn stringify_then_parse_round_trips() {
     assert!(parsed.errors.is_empty());
     assert_eq!(parsed.items, records);
 }
+
+#[test]
+fn input_after_a_flushed_too_long_tail_starts_a_fresh_line() {
+    // The tail breaks the limit and has no newline; EOF ends it, so nothing later is lost.
+    let mut decoder = StreamDecoder::<Rec>::with_max_line_length(8);
+    decoder.feed(&[b'x'; 20]);
+    assert_eq!(
+        summary(&decoder.flush().collect::<Vec<_>>()),
+        ["too_long@1"]
+    );
+    decoder.feed(b"{\"a\":2,\"b\":\"\"}\n");
+    let later: Vec<_> = decoder.items().collect();
+    assert_eq!(
+        later.len(),
+        1,
+        "the first line after the flush was swallowed"
+    );
+    assert_eq!(later[0].as_ref().unwrap_err().line(), Some(2));
+
+    let mut decoder = StreamDecoder::<Rec>::with_max_line_length(16);
+    decoder.feed(&[b'x'; 40]);
+    assert_eq!(
+        summary(&decoder.flush().collect::<Vec<_>>()),
+        ["too_long@1"]
+    );
+    decoder.feed(b"{\"a\":2,\"b\":\"\"}\n");
+    assert_eq!(summary(&decoder.items().collect::<Vec<_>>()), ["ok:2"]);
+    assert_eq!(decoder.line_number(), 2);
+
+    // The codec, as FramedRead drives it when a reader yields data again after EOF.
+    let mut codec = NdjsonCodec::<Rec>::with_max_line_length(16);
+    let mut buf = BytesMut::from(&[b'x'; 40][..]);
+    let mut out = Vec::new();
+    while let Some(item) = codec.decode_eof(&mut buf).unwrap() {
+        out.push(item);
+    }
+    buf.extend_from_slice(b"{\"a\":2,\"b\":\"\"}\n");
+    while let Some(item) = codec.decode(&mut buf).unwrap() {
+        out.push(item);
+    }
+    assert_eq!(summary(&out), ["too_long@1", "ok:2"]);
+}
+
+#[test]
+fn limit_edges_with_and_without_carriage_return() {
+    // `[1]` is 3 bytes: at a limit of 3 it passes with `\n`; the `\r` of `\r\n` counts, as in
+    // tokio-util's LinesCodec, so the same value ending in `\r\n` is one byte too long.
+    let line = |a: u32| format!("{{\"a\":{a},\"b\":\"\"}}");
+    let at_limit = line(1);
+    let limit = at_limit.len();
+    for chunk in [1, 2, limit, limit + 1, 4096] {
+        for (input, expected) in [
+            (format!("{at_limit}\n{}\n", line(2)), vec!["ok:1", "ok:2"]),
+            (
+                format!("{at_limit}\r\n{}\n", line(2)),
+                vec!["too_long@1", "ok:2"],
+            ),
+            (
+                format!("{at_limit} \n{}\n", line(2)),
+                vec!["too_long@1", "ok:2"],
+            ),
+            (at_limit.clone(), vec!["ok:1"]),
+            (format!("{at_limit}\r"), vec!["too_long@1"]),
+            (format!("\r\n\r\n{at_limit}"), vec!["ok:1"]),
+        ] {
+            let out = decode_chunked(input.as_bytes(), chunk, limit);
+            assert_eq!(summary(&out), expected, "{input:?} in chunks of {chunk}");
+            let codec = decode_codec(input.as_bytes(), chunk, limit);
+            assert_eq!(
+                summary(&codec),
+                expected,
+                "codec: {input:?} in chunks of {chunk}"
+            );
+        }
+    }
+    // At a limit of 0 only empty lines pass; a lone `\r` line is one byte too long.
+    let out = decode_chunked(b"\n\n\r\n{}\n", 1, 0);
+    assert_eq!(summary(&out), ["too_long@3", "too_long@4"]);
+}
+
+#[test]
+fn reset_mid_discard_forgets_the_long_line() {
+    let mut decoder = StreamDecoder::<Rec>::with_max_line_length(8);
+    decoder.feed(&[b'x'; 30]);
+    assert_eq!(
+        summary(&decoder.items().collect::<Vec<_>>()),
+        ["too_long@1"]
+    );
+    decoder.reset();
+    decoder.feed(b"{\"a\":1,\"b\":\"\"}\n");
+    assert_eq!(
+        summary(&decoder.items().collect::<Vec<_>>()),
+        ["too_long@1"]
+    );
+    let mut decoder = StreamDecoder::<Rec>::with_max_line_length(64);
+    decoder.feed(&[b'x'; 100]);
+    assert_eq!(decoder.items().count(), 1);
+    decoder.reset();
+    decoder.feed_str("{\"a\":1,\"b\":\"é\"}\n");
+    assert_eq!(summary(&decoder.items().collect::<Vec<_>>()), ["ok:1"]);
+    assert_eq!(decoder.line_number(), 1);
+}
