@@ -25,7 +25,8 @@ use crate::error::Error;
 ///
 /// Lines longer than [`max_line_length`](Self::max_line_length) (by default
 /// [`DEFAULT_MAX_LINE_LENGTH`]) produce one [`Error::LineTooLong`]; the rest of that line is
-/// dropped as it arrives, so the buffer never holds more than the limit plus one read.
+/// dropped as it arrives, so the buffer never holds more than the limit plus one read. The
+/// limit counts every byte before the `\n`, the `\r` of a `\r\n` and whitespace included.
 ///
 /// ```
 /// use bytes::BytesMut;
@@ -56,7 +57,8 @@ impl<T> NdjsonCodec<T> {
         Self::with_max_line_length(DEFAULT_MAX_LINE_LENGTH)
     }
 
-    /// A codec that rejects lines longer than `max_line_length` bytes (not counting `\n`).
+    /// A codec that rejects lines longer than `max_line_length` bytes (not counting `\n`;
+    /// a `\r` before it counts, as in tokio-util's `LinesCodec`).
     pub fn with_max_line_length(max_line_length: usize) -> Self {
         Self {
             engine: LineEngine::new(max_line_length),

@@ -51,7 +51,8 @@ impl<T> StreamDecoder<T> {
         Self::with_max_line_length(DEFAULT_MAX_LINE_LENGTH)
     }
 
-    /// A decoder that rejects lines longer than `max_line_length` bytes (not counting `\n`).
+    /// A decoder that rejects lines longer than `max_line_length` bytes (not counting `\n`;
+    /// a `\r` before it counts, as in tokio-util's `LinesCodec`).
     pub fn with_max_line_length(max_line_length: usize) -> Self {
         Self {
             engine: LineEngine::new(max_line_length),
