@@ -184,23 +184,23 @@ pub(crate) fn run_decrypt(args: &DecryptArgs) -> ExitCode {
         &mut out,
         |item: Result<Frame, LineError>, line_number, out| {
             let opened = item.map_err(Error::from).and_then(|frame| match frame {
-                Frame::Encrypted(envelope) => match opener.as_mut() {
-                    Some(opener) => opener.open_envelope(&envelope),
+                Frame::Encrypted(envelope) => {
+                    if let Some(opener) = opener.as_mut() {
+                        return opener.open_envelope(&envelope);
+                    }
                     // No --key-id: the first envelope that opens names the key for the whole
                     // input, so a forged or damaged first line cannot lock out the rest.
-                    None => {
-                        let mut first = Opener::new(
-                            session_key(COMMAND, &args.key_hex, &envelope.payload.kid).map_err(
-                                |_| Error::KeyDerivationFailed {
-                                    reason: "--key-hex is not a 32-byte key",
-                                },
-                            )?,
-                        );
-                        let event = first.open_envelope(&envelope)?;
-                        opener = Some(first);
-                        Ok(event)
-                    }
-                },
+                    let mut first = Opener::new(
+                        session_key(COMMAND, &args.key_hex, &envelope.payload.kid).map_err(
+                            |_| Error::KeyDerivationFailed {
+                                reason: "--key-hex is not a 32-byte key",
+                            },
+                        )?,
+                    );
+                    let event = first.open_envelope(&envelope)?;
+                    opener = Some(first);
+                    Ok(event)
+                }
                 Frame::Event(event) => Err(Error::PlaintextRefused {
                     session: event.session_id.as_str().to_owned(),
                     seq: event.seq,
