@@ -33,7 +33,7 @@ impl Input {
             Some(p) if p.as_os_str() == "-" => Ok(Self::stdin()),
             Some(p) => Ok(Self {
                 name: p.display().to_string(),
-                reader: Box::new(File::open(p).map_err(|e| with_context(&e, p))?),
+                reader: Box::new(File::open(p).map_err(|e| with_context(&e, &p.display()))?),
             }),
         }
     }
@@ -63,7 +63,8 @@ impl Input {
                 Ok(0) => return Ok(()),
                 Ok(n) => on_chunk(&buf[..n])?,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+                // A directory opens fine and fails only here; the message must still say which.
+                Err(e) => return Err(with_context(&e, &self.name)),
             }
         }
     }
@@ -110,8 +111,9 @@ impl std::fmt::Debug for Input {
     }
 }
 
-fn with_context(err: &io::Error, path: &Path) -> io::Error {
-    io::Error::new(err.kind(), format!("{}: {err}", path.display()))
+/// `err` prefixed with the input it concerns, keeping its kind.
+fn with_context(err: &io::Error, name: &dyn std::fmt::Display) -> io::Error {
+    io::Error::new(err.kind(), format!("{name}: {err}"))
 }
 
 /// Reports a fatal I/O error for `command` and gives the matching exit status.

@@ -133,6 +133,17 @@ fn missing_file_and_bad_usage_exit_two() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/enclave.ndjson"));
     assert!(output.stdout.is_empty());
 
+    // A directory opens like a file and fails on the first read; the message names it.
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let output = enclave().args(["validate", dir]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("enclave validate: {dir}: ")),
+        "{stderr}"
+    );
+    assert!(output.stdout.is_empty());
+
     let output = enclave()
         .args(["validate", "--no-such-flag"])
         .output()
