@@ -54,6 +54,11 @@ impl LineEngine {
         self.line
     }
 
+    /// Whether the front of the unconsumed bytes, up to the next `\n`, belongs to a too-long line.
+    pub(crate) fn is_discarding(&self) -> bool {
+        self.discarding
+    }
+
     /// Forgets all progress, as if no byte had been seen.
     pub(crate) fn reset(&mut self) {
         *self = Self::new(self.max_length);

@@ -96,7 +96,13 @@ impl<T> StreamDecoder<T> {
     /// Whether pending bytes hold anything but whitespace, i.e. whether taking items or
     /// flushing would still produce something.
     pub fn has_pending(&self) -> bool {
-        self.buf.iter().any(|&b| !is_json_whitespace(b))
+        // Bytes still owed to a too-long line will be dropped, not decoded.
+        let live = if self.engine.is_discarding() {
+            memchr::memchr(b'\n', &self.buf).map_or(&[][..], |end| &self.buf[end + 1..])
+        } else {
+            &self.buf[..]
+        };
+        live.iter().any(|&b| !is_json_whitespace(b))
     }
 
     /// The longest line accepted, in bytes, not counting the `\n`.

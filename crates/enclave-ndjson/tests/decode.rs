@@ -436,3 +436,24 @@ fn reset_mid_discard_forgets_the_long_line() {
     assert_eq!(summary(&decoder.items().collect::<Vec<_>>()), ["ok:1"]);
     assert_eq!(decoder.line_number(), 1);
 }
+
+#[test]
+fn has_pending_ignores_the_rest_of_a_line_being_discarded() {
+    let mut decoder = StreamDecoder::<Rec>::with_max_line_length(8);
+    decoder.feed(&[b'x'; 12]);
+    // Only the first limit + 1 bytes are consumed with the error; the rest waits to be dropped.
+    assert_eq!(summary(&[decoder.next_item().unwrap()]), ["too_long@1"]);
+    assert!(decoder.pending_len() > 0);
+    assert!(!decoder.has_pending(), "nothing left would decode");
+    assert_eq!(decoder.flush().count(), 0);
+
+    let mut decoder = StreamDecoder::<Rec>::with_max_line_length(8);
+    decoder.feed(&[b'x'; 12]);
+    decoder.feed(
+        b"xx
+[1]",
+    );
+    assert!(decoder.next_item().unwrap().is_err());
+    assert!(decoder.has_pending(), "`[1]` after the long line is live");
+    assert_eq!(summary(&decoder.flush().collect::<Vec<_>>()), ["value@2"]);
+}
