@@ -194,9 +194,9 @@ pub enum ErrorDetail {
     },
     /// `upstream_info`: the upstream HTTP failure.
     UpstreamInfo {
-        /// HTTP status code.
+        /// HTTP status code: any safe integer, as in the TS schema.
         #[serde(with = "number::status_code")]
-        status_code: u64,
+        status_code: i64,
         /// The upstream URL.
         url: String,
     },
@@ -209,11 +209,11 @@ pub enum ErrorDetail {
     },
     /// `quota_info`: a quota ran out.
     QuotaInfo {
-        /// The quota.
-        #[serde(with = "number::any_number")]
+        /// The quota; never negative.
+        #[serde(with = "number::quota_limit")]
         limit: f64,
-        /// How much was used.
-        #[serde(with = "number::any_number")]
+        /// How much was used; never negative.
+        #[serde(with = "number::quota_used")]
         used: f64,
     },
 }

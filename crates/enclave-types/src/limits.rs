@@ -38,6 +38,7 @@ positive_limit!(max_stdout_bytes, "maxStdoutBytes");
 positive_limit!(max_tool_result_bytes, "maxToolResultBytes");
 positive_limit!(tool_timeout_ms, "toolTimeoutMs");
 positive_limit!(heartbeat_interval_ms, "heartbeatIntervalMs");
+positive_limit!(per_tool_deadline_ms, "perToolDeadlineMs");
 
 /// What a session may use. Absent fields take the defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -65,7 +66,7 @@ pub struct SessionLimits {
     #[serde(with = "number::deadline_ms")]
     pub deadline_ms: u64,
     /// Default per-tool deadline, in ms. Default 30 000.
-    #[serde(with = "number::per_tool_deadline_ms")]
+    #[serde(with = "per_tool_deadline_ms")]
     pub per_tool_deadline_ms: u64,
     /// Cancel pending tool calls on the first failure. Default false.
     pub cancel_on_first_error: bool,

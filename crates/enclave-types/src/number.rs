@@ -114,6 +114,48 @@ impl Visitor<'_> for SafeInteger {
     }
 }
 
+/// Visits a JS safe integer of either sign (zod's `.int()` without a bound), such as `statusCode`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SignedSafeInteger(pub(crate) &'static str);
+
+impl SignedSafeInteger {
+    fn out_of_range<E: de::Error>(self, shown: &dyn fmt::Display) -> E {
+        E::custom(Error::InvalidField {
+            field: self.0,
+            reason: format!("{shown} is not an integer between -{MAX_SEQ} and {MAX_SEQ}"),
+        })
+    }
+}
+
+impl Visitor<'_> for SignedSafeInteger {
+    type Value = i64;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} as an integer", self.0)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<i64, E> {
+        i64::try_from(v).map_or_else(|_| Err(self.out_of_range(&v)), |v| self.visit_i64(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<i64, E> {
+        if v.unsigned_abs() <= MAX_SEQ {
+            Ok(v)
+        } else {
+            Err(self.out_of_range(&v))
+        }
+    }
+
+    #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<i64, E> {
+        if v.fract() == 0.0 && v.abs() <= MAX_SEQ as f64 {
+            Ok(v as i64)
+        } else {
+            Err(self.out_of_range(&v))
+        }
+    }
+}
+
 /// Writes a counter, refusing values JavaScript cannot represent exactly.
 pub(crate) fn serialize_safe_integer<S: Serializer>(
     field: &'static str,
@@ -234,15 +276,37 @@ macro_rules! number_field {
     };
 }
 
+/// `upstream_info.statusCode`: any safe integer, as the TS schema has no sign rule.
+pub(crate) mod status_code {
+    use serde::{Deserializer, Serializer};
+
+    use super::{SignedSafeInteger, MAX_SEQ};
+    use crate::error::Error;
+
+    #[allow(clippy::trivially_copy_pass_by_ref)]
+    pub(crate) fn serialize<S: Serializer>(v: &i64, s: S) -> Result<S::Ok, S::Error> {
+        if v.unsigned_abs() > MAX_SEQ {
+            return Err(serde::ser::Error::custom(Error::InvalidField {
+                field: "statusCode",
+                reason: format!("{v} is not an integer between -{MAX_SEQ} and {MAX_SEQ}"),
+            }));
+        }
+        s.serialize_i64(*v)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        d.deserialize_any(SignedSafeInteger("statusCode"))
+    }
+}
+
 safe_integer_field!(tool_call_count, "toolCallCount");
 safe_integer_field!(stdout_bytes, "stdoutBytes");
-safe_integer_field!(status_code, "statusCode");
 safe_integer_field!(deadline_ms, "deadlineMs");
-safe_integer_field!(per_tool_deadline_ms, "perToolDeadlineMs");
 optional_safe_integer_field!(bytes_received, "bytesReceived");
 optional_safe_integer_field!(total_bytes, "totalBytes");
 number_field!(duration_ms, "durationMs", 0.0, false);
 number_field!(elapsed_ms, "elapsedMs", 0.0, false);
 number_field!(retry_delay_ms, "retryDelayMs", 0.0, false);
 number_field!(budget_ms, "budgetMs", 0.0, true);
-number_field!(any_number, "number", f64::NEG_INFINITY, false);
+number_field!(quota_limit, "limit", 0.0, false);
+number_field!(quota_used, "used", 0.0, false);

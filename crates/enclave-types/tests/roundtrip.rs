@@ -89,7 +89,7 @@ fn error_info() -> impl Strategy<Value = ErrorInfo> {
 fn error_detail() -> impl Strategy<Value = ErrorDetail> {
     prop_oneof![
         millis().prop_map(|retry_delay_ms| ErrorDetail::RetryInfo { retry_delay_ms }),
-        (100u64..600, text())
+        (-1i64..600, text())
             .prop_map(|(status_code, url)| ErrorDetail::UpstreamInfo { status_code, url }),
         (text(), text()).prop_map(|(field, reason)| ErrorDetail::ValidationInfo { field, reason }),
         (millis(), millis()).prop_map(|(limit, used)| ErrorDetail::QuotaInfo { limit, used }),

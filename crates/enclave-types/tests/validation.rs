@@ -362,6 +362,14 @@ fn session_limits_default_like_ts_and_fill_gaps() {
         err,
         "invalid maxToolCalls: must be greater than 0 at line 1 column 18"
     );
+    // The TS schema makes perToolDeadlineMs positive; only deadlineMs may be 0.
+    let err = serde_json::from_str::<SessionLimits>(r#"{"perToolDeadlineMs":0}"#)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "invalid perToolDeadlineMs: must be greater than 0 at line 1 column 23"
+    );
     let text = serde_json::to_string(&d).unwrap();
     assert!(
         text.starts_with(r#"{"sessionTtlMs":60000,"maxToolCalls":50,"#),
@@ -524,4 +532,45 @@ fn optional_fields_refuse_null_like_zod() {
         err.contains("invalid clientHello: must be omitted"),
         "{err}"
     );
+}
+
+#[test]
+fn error_detail_numbers_follow_the_ts_rules() {
+    let line = |detail: &str| {
+        format!(
+            r#"{{"protocolVersion":2,"sessionId":"{SID}","seq":2,"type":"final","payload":{{"ok":false,"errors":[{{"code":"c","message":"m","details":[{detail}]}}]}}}}"#
+        )
+    };
+    // statusCode is `z.number().int()`: no sign rule, safe-integer range.
+    for ok in [
+        r#"{"type":"upstream_info","statusCode":-1,"url":"u"}"#,
+        r#"{"type":"upstream_info","statusCode":0,"url":"u"}"#,
+        r#"{"type":"upstream_info","statusCode":503.0,"url":"u"}"#,
+        r#"{"type":"quota_info","limit":0,"used":0.5}"#,
+    ] {
+        let l = line(ok);
+        let frame = Frame::parse_line(l.as_bytes()).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        assert!(serde_json::to_string(&frame).is_ok());
+    }
+    for (bad, says) in [
+        (
+            r#"{"type":"upstream_info","statusCode":-9007199254740992,"url":"u"}"#,
+            "invalid statusCode: -9007199254740992 is not an integer between",
+        ),
+        (
+            r#"{"type":"upstream_info","statusCode":1.5,"url":"u"}"#,
+            "invalid statusCode: 1.5 is not an integer",
+        ),
+        (
+            r#"{"type":"quota_info","limit":-1,"used":0}"#,
+            "invalid limit: -1 must be at least 0",
+        ),
+        (
+            r#"{"type":"quota_info","limit":1,"used":-0.5}"#,
+            "invalid used: -0.5 must be at least 0",
+        ),
+    ] {
+        let err = parse_err(&line(bad));
+        assert!(err.contains(says), "{bad}: {err}");
+    }
 }
