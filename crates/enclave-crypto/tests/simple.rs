@@ -67,6 +67,7 @@ fn derive_key_refuses_lengths_past_the_hkdf_bound_without_allocating_them() {
         derive_key(&secret, None, "max", 255 * 32).unwrap().len(),
         8160
     );
+    assert!(derive_key(&secret, None, "empty", 0).unwrap().is_empty());
     for len in [255 * 32 + 1, usize::MAX] {
         let err = derive_key(&secret, None, "too long", len).unwrap_err();
         assert_eq!(err.code(), "ENCRYPTION_KEY_DERIVATION_FAILED", "{len}");
