@@ -355,3 +355,46 @@ fn authentic_plaintext_that_is_not_utf8_is_refused_like_a_plaintext_line() {
     let event = opener_for(case).open_envelope(&envelope).unwrap();
     assert_eq!(event.seq, template.seq);
 }
+
+#[test]
+fn base64_that_the_typescript_side_never_writes_is_refused_not_repaired() {
+    // That side writes with `btoa` (standard alphabet, padded, canonical); its `atob` would
+    // repair the variants below, this layer refuses them (docs/SECURITY.md).
+    let cases = envelope_cases();
+    let case = cases
+        .iter()
+        .find(|c| envelope_of(&c.line).payload.ciphertext_b64.ends_with('='))
+        .expect("a vector whose ciphertext base64 is padded");
+    let original = envelope_of(&case.line);
+    let b64 = &original.payload.ciphertext_b64;
+    let unpadded = b64.trim_end_matches('=').to_owned();
+    // The last data character carries bits past the end of the bytes: set one of them.
+    let mut trailing = unpadded.clone();
+    let last = trailing.pop().unwrap();
+    let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let index = alphabet.find(last).unwrap();
+    trailing.push(alphabet.as_bytes()[index ^ 1] as char);
+    trailing.push_str(&b64[unpadded.len()..]);
+    let spaced = format!("{}\n{}", &b64[..8], &b64[8..]);
+    for (name, ciphertext) in [
+        ("unpadded", unpadded),
+        ("non-zero trailing bits", trailing),
+        ("whitespace", spaced),
+        ("url-safe", b64.replace('+', "-").replace('/', "_")),
+    ] {
+        if ciphertext == *b64 {
+            continue; // No '+' or '/' to swap in this vector.
+        }
+        let mut envelope = original.clone();
+        envelope.payload.ciphertext_b64 = ciphertext;
+        let mut opener = opener_for(case);
+        let err = opener.open_envelope(&envelope).unwrap_err();
+        assert_eq!(err.code(), "ENCRYPTION_DECRYPTION_FAILED", "{name}: {err}");
+        assert!(
+            err.to_string().contains("not standard base64"),
+            "{name}: {err}"
+        );
+        // The refusal did not burn the nonce.
+        opener.open_envelope(&original).unwrap();
+    }
+}
