@@ -83,18 +83,20 @@ impl Input {
         mut on_line: impl FnMut(Result<T, LineError>, u64, &mut W) -> io::Result<()>,
     ) -> io::Result<()> {
         let mut decoder = StreamDecoder::<T>::with_max_line_length(max_line_length);
+        // `on_line` fails only when writing its output; say so, as read errors name the input.
+        let output = |err: io::Error| with_context(&err, &"standard output");
         self.for_each_chunk(|chunk| {
             decoder.feed(chunk);
             while let Some(item) = decoder.next_item() {
-                on_line(item, decoder.line_number(), out)?;
+                on_line(item, decoder.line_number(), out).map_err(output)?;
             }
-            out.flush()
+            out.flush().map_err(output)
         })?;
         // End of input: a last line without a newline is still decoded.
         while let Some(item) = decoder.flush().next() {
-            on_line(item, decoder.line_number(), out)?;
+            on_line(item, decoder.line_number(), out).map_err(output)?;
         }
-        out.flush()
+        out.flush().map_err(output)
     }
 }
 

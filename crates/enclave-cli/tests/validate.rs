@@ -151,6 +151,24 @@ fn missing_file_and_bad_usage_exit_two() {
     assert_eq!(output.status.code(), Some(2));
 }
 
+#[cfg(target_os = "linux")]
+#[test]
+fn a_failed_write_exits_two_and_says_it_was_standard_output() {
+    let full = std::fs::File::create("/dev/full").expect("/dev/full exists on Linux");
+    let output = enclave()
+        .arg("validate")
+        .arg(sample())
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with("enclave validate: standard output: "),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn verdicts_stream_out_while_input_is_still_open() {
     let mut child = enclave()
