@@ -15,16 +15,23 @@ macro_rules! positive_limit {
 
             #[allow(clippy::trivially_copy_pass_by_ref)]
             pub(super) fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+                if *v == 0 {
+                    return Err(serde::ser::Error::custom(positive()));
+                }
                 serialize_safe_integer($field, *v, s)
+            }
+
+            fn positive() -> Error {
+                Error::InvalidField {
+                    field: $field,
+                    reason: "must be greater than 0".to_owned(),
+                }
             }
 
             pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
                 let v = d.deserialize_any(SafeInteger($field))?;
                 if v == 0 {
-                    return Err(serde::de::Error::custom(Error::InvalidField {
-                        field: $field,
-                        reason: "must be greater than 0".to_owned(),
-                    }));
+                    return Err(serde::de::Error::custom(positive()));
                 }
                 Ok(v)
             }

@@ -171,25 +171,40 @@ pub(crate) fn serialize_safe_integer<S: Serializer>(
     serializer.serialize_u64(v)
 }
 
-/// Writes a JS number: integral values without a fraction (`100`, not `100.0`), like `JSON.stringify`.
-#[allow(
-    clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    clippy::cast_precision_loss
-)]
-pub(crate) fn serialize_js_number<S: Serializer>(v: f64, serializer: S) -> Result<S::Ok, S::Error> {
-    if v.fract() == 0.0 && v.abs() <= MAX_SEQ as f64 {
-        if v < 0.0 {
-            serializer.serialize_i64(v as i64)
-        } else {
-            serializer.serialize_u64(v as u64)
-        }
+/// The rule of a JS number field: finite, and `min <= v` (or `min < v` when `exclusive`).
+fn check_number(field: &'static str, v: f64, min: f64, exclusive: bool) -> Result<(), Error> {
+    let ok = v.is_finite() && if exclusive { v > min } else { v >= min };
+    if ok {
+        return Ok(());
+    }
+    let op = if exclusive { ">" } else { ">=" };
+    Err(Error::InvalidField {
+        field,
+        reason: format!("{v} must be a finite number {op} {min}"),
+    })
+}
+
+/// Writes a JS number field, refusing what its rule refuses (serde_json would turn NaN and
+/// infinities into `null`). Integral values below 1e21 are written as digits without a
+/// fraction (`100`, not `100.0`), like `JSON.stringify`.
+#[allow(clippy::cast_possible_truncation)]
+pub(crate) fn serialize_number<S: Serializer>(
+    field: &'static str,
+    v: f64,
+    min: f64,
+    exclusive: bool,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    check_number(field, v, min, exclusive).map_err(serde::ser::Error::custom)?;
+    if v.fract() == 0.0 && v.abs() < 1e21 {
+        // Exact: an integral f64 below 1e21 fits an i128.
+        serializer.serialize_i128(v as i128)
     } else {
         serializer.serialize_f64(v)
     }
 }
 
-/// Reads any JSON number as `f64`, requiring `min <= v` (or `min < v` when `exclusive`).
+/// Reads any JSON number as `f64` and checks the field's rule.
 pub(crate) fn deserialize_number<'de, D: Deserializer<'de>>(
     deserializer: D,
     field: &'static str,
@@ -197,20 +212,8 @@ pub(crate) fn deserialize_number<'de, D: Deserializer<'de>>(
     exclusive: bool,
 ) -> Result<f64, D::Error> {
     let v = f64::deserialize(deserializer)?;
-    let ok = if exclusive { v > min } else { v >= min };
-    if ok {
-        Ok(v)
-    } else {
-        let rule = if exclusive {
-            "greater than"
-        } else {
-            "at least"
-        };
-        Err(de::Error::custom(Error::InvalidField {
-            field,
-            reason: format!("{v} must be {rule} {min}"),
-        }))
-    }
+    check_number(field, v, min, exclusive).map_err(de::Error::custom)?;
+    Ok(v)
 }
 
 /// Defines a `serde(with)` module for a counter, named after its wire field so errors can
@@ -266,7 +269,7 @@ macro_rules! number_field {
 
             #[allow(clippy::trivially_copy_pass_by_ref)]
             pub(crate) fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-                super::serialize_js_number(*v, s)
+                super::serialize_number($field, *v, $min, $exclusive, s)
             }
 
             pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {

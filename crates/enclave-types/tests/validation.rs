@@ -1,10 +1,10 @@
 //! Unit rules: ids, seq, date-times, limits, runtime messages, and the text of each error.
 
 use enclave_types::{
-    CallId, CancelPayload, EncryptedEnvelope, EncryptionMode, EncryptionRequest, Error,
-    EventPayload, EventType, Frame, ProtocolVersion, RawJson, RefId, RuntimeChannelMessage,
-    RuntimeChannelPayload, SessionId, SessionLimits, StdoutPayload, StreamEvent, Timestamp,
-    ToolResultSubmitPayload, MAX_SEQ, PROTOCOL_VERSION,
+    CallId, CancelPayload, DeadlineExceededPayload, EncryptedEnvelope, EncryptionMode,
+    EncryptionRequest, Error, EventPayload, EventType, Frame, ProtocolVersion, RawJson, RefId,
+    RuntimeChannelMessage, RuntimeChannelPayload, SessionId, SessionLimits, StdoutPayload,
+    StreamEvent, Timestamp, ToolResultSubmitPayload, MAX_SEQ, PROTOCOL_VERSION,
 };
 
 const SID: &str = "s_6b1f0c2e-93c1-4a41-9a57-0d1c3c3f1e01";
@@ -210,7 +210,7 @@ fn payload_errors_name_the_type_session_and_seq() {
         r#"{{"protocolVersion":2,"sessionId":"{SID}","seq":10,"type":"deadline_exceeded","payload":{{"elapsedMs":1,"budgetMs":-5}}}}"#
     );
     assert!(
-        parse_err(&line).contains("invalid budgetMs: -5 must be greater than 0"),
+        parse_err(&line).contains("invalid budgetMs: -5 must be a finite number > 0"),
         "{}",
         parse_err(&line)
     );
@@ -563,14 +563,68 @@ fn error_detail_numbers_follow_the_ts_rules() {
         ),
         (
             r#"{"type":"quota_info","limit":-1,"used":0}"#,
-            "invalid limit: -1 must be at least 0",
+            "invalid limit: -1 must be a finite number >= 0",
         ),
         (
             r#"{"type":"quota_info","limit":1,"used":-0.5}"#,
-            "invalid used: -0.5 must be at least 0",
+            "invalid used: -0.5 must be a finite number >= 0",
         ),
     ] {
         let err = parse_err(&line(bad));
         assert!(err.contains(says), "{bad}: {err}");
     }
+}
+
+#[test]
+fn writing_refuses_numbers_the_ts_schema_refuses() {
+    let event = |elapsed_ms: f64, budget_ms: f64| {
+        StreamEvent::new(
+            SessionId::new("s_1").unwrap(),
+            1,
+            EventPayload::DeadlineExceeded(DeadlineExceededPayload {
+                elapsed_ms,
+                budget_ms,
+            }),
+        )
+    };
+    // serde_json would write NaN and infinities as `null`, which TS refuses.
+    for (elapsed, budget, says) in [
+        (
+            f64::NAN,
+            1.0,
+            "invalid elapsedMs: NaN must be a finite number >= 0",
+        ),
+        (
+            1.0,
+            f64::INFINITY,
+            "invalid budgetMs: inf must be a finite number > 0",
+        ),
+        (
+            -1.0,
+            1.0,
+            "invalid elapsedMs: -1 must be a finite number >= 0",
+        ),
+        (1.0, 0.0, "invalid budgetMs: 0 must be a finite number > 0"),
+    ] {
+        let err = serde_json::to_string(&event(elapsed, budget))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, says);
+    }
+    // Integral values below 1e21 are digits, as JSON.stringify writes them.
+    assert!(serde_json::to_string(&event(9_007_199_254_740_992.0, 1e20))
+        .unwrap()
+        .ends_with(r#"{"elapsedMs":9007199254740992,"budgetMs":100000000000000000000}}"#));
+    assert!(serde_json::to_string(&event(-0.0, 1e21))
+        .unwrap()
+        .ends_with(r#"{"elapsedMs":0,"budgetMs":1e+21}}"#));
+
+    let limits = SessionLimits {
+        max_tool_calls: 0,
+        ..SessionLimits::DEFAULT
+    };
+    assert_eq!(
+        serde_json::to_string(&limits).unwrap_err().to_string(),
+        "invalid maxToolCalls: must be greater than 0"
+    );
 }
