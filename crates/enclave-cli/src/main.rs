@@ -23,7 +23,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Check every line of an NDJSON stream against the protocol and print one verdict per line.
+    /// Check every line of an NDJSON stream against the protocol; one verdict per non-blank line.
     Validate(validate::ValidateArgs),
     /// Seal NDJSON events into `enc` envelopes with a session key (counter nonces).
     Encrypt(crypt::EncryptArgs),
