@@ -72,6 +72,17 @@ fn valid_verdict_has_exactly_the_documented_shape() {
 }
 
 #[test]
+fn dash_reads_standard_input_like_no_file() {
+    let input = format!("{STDOUT_EVENT}\n");
+    let with_dash = validate_stdin(input.as_bytes(), &["-"]);
+    let without = validate_stdin(input.as_bytes(), &[]);
+    assert_eq!(with_dash.status.code(), Some(0), "{with_dash:?}");
+    assert_eq!(with_dash.stdout, without.stdout);
+    assert_eq!(with_dash.stderr, without.stderr);
+    assert!(String::from_utf8_lossy(&with_dash.stderr).contains("<stdin>: 1 lines checked"));
+}
+
+#[test]
 fn bad_lines_are_reported_with_their_number_and_the_rest_goes_on() {
     let bad_session = STDOUT_EVENT.replace("s_1", "sess_1");
     let mut bytes = format!("{STDOUT_EVENT}\n\n  \r\nnot json\n{bad_session}\n").into_bytes();
