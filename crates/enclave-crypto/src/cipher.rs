@@ -237,7 +237,7 @@ impl Opener {
         Ok(plaintext)
     }
 
-    /// Checks the nonce before decryption, as a cheap refusal of replays.
+    /// Refuses a nonce already accepted, or a peer counter past the per-key limit.
     fn check_nonce(&self, nonce: &[u8; NONCE_LEN]) -> Result<(), Error> {
         self.guard
             .check(nonce, MAX_MESSAGES_PER_KEY)
@@ -259,11 +259,14 @@ impl Opener {
         self.guard.record(nonce);
     }
 
-    /// Checks the nonce and opens `self.buf` in place; returns the plaintext length at the
+    /// Opens `self.buf` in place and checks the nonce; returns the plaintext length at the
     /// front of `buf`. The caller records the nonce once its own checks pass.
     pub(crate) fn open_buf(&mut self, nonce: &[u8; NONCE_LEN]) -> Result<usize, Error> {
+        // Authentication comes first, so a forged nonce is reported as a failed decryption:
+        // only an authentic envelope can claim a replay or an expired key.
+        let len = self.key.open_in_place(nonce, &mut self.buf)?.len();
         self.check_nonce(nonce)?;
-        Ok(self.key.open_in_place(nonce, &mut self.buf)?.len())
+        Ok(len)
     }
 }
 
@@ -337,6 +340,27 @@ mod tests {
         let sealed = key().seal(&past, b"too far").unwrap();
         let err = opener.open(&past, &sealed).unwrap_err();
         assert_eq!(err.code(), "ENCRYPTION_KEY_EXPIRED", "{err}");
+    }
+
+    #[test]
+    fn a_forged_nonce_is_a_failed_decryption_not_a_replay_or_an_expired_key() {
+        let mut sealer = Sealer::new(key()).unwrap();
+        let mut opener = Opener::new(key());
+        let (first, sealed_first) = sealer.seal(b"counter 0").unwrap();
+        let (second, sealed_second) = sealer.seal(b"counter 1").unwrap();
+        opener.open(&first, &sealed_first).unwrap();
+        // Counter 1's ciphertext under the (accepted) counter-0 nonce, or under a nonce past
+        // the limit: neither authenticates, and that is what must be reported.
+        let mut past = first;
+        past[8..].copy_from_slice(&(1u32 << 30).to_be_bytes());
+        for forged in [first, past] {
+            let err = opener.open(&forged, &sealed_second).unwrap_err();
+            assert_eq!(err.code(), "ENCRYPTION_DECRYPTION_FAILED", "{err}");
+        }
+        // The genuine replay is still a replay, and counter 1 still opens.
+        let err = opener.open(&first, &sealed_first).unwrap_err();
+        assert_eq!(err.code(), "ENCRYPTION_NONCE_REUSE", "{err}");
+        assert_eq!(opener.open(&second, &sealed_second).unwrap(), b"counter 1");
     }
 
     #[test]
