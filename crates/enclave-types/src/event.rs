@@ -6,6 +6,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::Error;
 use crate::id::{CallId, SessionId};
+use crate::named;
 use crate::number::{self, ProtocolVersion, PROTOCOL_VERSION};
 use crate::optional;
 use crate::raw::{self, RawJson};
@@ -16,7 +17,7 @@ pub(crate) fn non_empty<'de, D: Deserializer<'de>>(
     d: D,
     field: &'static str,
 ) -> Result<String, D::Error> {
-    let s = String::deserialize(d)?;
+    let s: String = named::named(d, field)?;
     if s.is_empty() {
         Err(serde::de::Error::custom(Error::InvalidField {
             field,
@@ -161,6 +162,7 @@ pub enum SessionState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorInfo {
     /// Human-readable message.
+    #[serde(deserialize_with = "named::message")]
     pub message: String,
     /// Machine-readable code.
     #[serde(
@@ -198,13 +200,16 @@ pub enum ErrorDetail {
         #[serde(with = "number::status_code")]
         status_code: i64,
         /// The upstream URL.
+        #[serde(deserialize_with = "named::url")]
         url: String,
     },
     /// `validation_info`: which input field was wrong.
     ValidationInfo {
         /// The field.
+        #[serde(deserialize_with = "named::field")]
         field: String,
         /// Why it was refused.
+        #[serde(deserialize_with = "named::reason")]
         reason: String,
     },
     /// `quota_info`: a quota ran out.
@@ -222,8 +227,10 @@ pub enum ErrorDetail {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorPayload {
     /// Machine-readable code, e.g. `TOOL_TIMEOUT`.
+    #[serde(deserialize_with = "named::code")]
     pub code: String,
     /// Human-readable message.
+    #[serde(deserialize_with = "named::message")]
     pub message: String,
     /// Path to the failing operation.
     #[serde(
@@ -246,6 +253,7 @@ pub struct ErrorPayload {
 #[serde(rename_all = "camelCase")]
 pub struct EncryptionConfig {
     /// Whether the session's events are encrypted.
+    #[serde(deserialize_with = "named::enabled")]
     pub enabled: bool,
     /// The session key's id.
     #[serde(
@@ -261,6 +269,7 @@ pub struct EncryptionConfig {
 #[serde(rename_all = "camelCase")]
 pub struct SessionInitPayload {
     /// Where to cancel the session.
+    #[serde(deserialize_with = "named::cancel_url")]
     pub cancel_url: String,
     /// When the session expires.
     #[serde(deserialize_with = "timestamp::expires_at")]
@@ -280,6 +289,7 @@ pub struct SessionInitPayload {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StdoutPayload {
     /// The output text.
+    #[serde(deserialize_with = "named::chunk")]
     pub chunk: String,
 }
 
@@ -287,8 +297,10 @@ pub struct StdoutPayload {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogPayload {
     /// Severity.
+    #[serde(deserialize_with = "named::level")]
     pub level: LogLevel,
     /// The message.
+    #[serde(deserialize_with = "named::message")]
     pub message: String,
     /// Structured data: a JSON object, kept raw.
     #[serde(
@@ -339,6 +351,7 @@ pub struct SessionStats {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FinalPayload {
     /// Whether everything succeeded.
+    #[serde(deserialize_with = "named::ok")]
     pub ok: bool,
     /// The result, kept raw; `null` is kept as `Some`.
     #[serde(
@@ -382,6 +395,7 @@ pub struct HeartbeatPayload {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorEventPayload {
     /// The message.
+    #[serde(deserialize_with = "named::message")]
     pub message: String,
     /// Machine-readable code.
     #[serde(
@@ -404,6 +418,7 @@ pub struct ErrorEventPayload {
 #[serde(rename_all = "camelCase")]
 pub struct PartialResultPayload {
     /// Where this result slots in.
+    #[serde(deserialize_with = "named::path")]
     pub path: Vec<String>,
     /// The data for this path, kept raw; `null` is kept as `Some`.
     #[serde(
@@ -420,6 +435,7 @@ pub struct PartialResultPayload {
     )]
     pub error: Option<ErrorPayload>,
     /// Whether more partial results follow.
+    #[serde(deserialize_with = "named::has_next")]
     pub has_next: bool,
 }
 
@@ -444,6 +460,7 @@ pub struct ToolProgressPayload {
     /// The tool call.
     pub call_id: CallId,
     /// Where it is.
+    #[serde(deserialize_with = "named::phase")]
     pub phase: ToolProgressPhase,
     /// Bytes received so far.
     #[serde(
@@ -484,8 +501,10 @@ pub struct CatalogChangedPayload {
     #[serde(deserialize_with = "catalog_version")]
     pub version: String,
     /// Actions added.
+    #[serde(deserialize_with = "named::added_actions")]
     pub added_actions: Vec<String>,
     /// Actions removed.
+    #[serde(deserialize_with = "named::removed_actions")]
     pub removed_actions: Vec<String>,
 }
 

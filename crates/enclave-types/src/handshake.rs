@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::named;
 use crate::number::{ProtocolVersion, PROTOCOL_VERSION};
 use crate::optional;
 
@@ -22,10 +23,13 @@ pub struct ClientHello {
     /// Protocol version of the client.
     pub protocol_version: ProtocolVersion,
     /// Ephemeral public key: standard base64 of the 65-byte uncompressed P-256 point.
+    #[serde(deserialize_with = "named::client_ephemeral_pub_key_b64")]
     pub client_ephemeral_pub_key_b64: String,
     /// Curve name (`P-256`).
+    #[serde(deserialize_with = "named::curve")]
     pub curve: String,
     /// Ciphers the client accepts (`AES-GCM-256`).
+    #[serde(deserialize_with = "named::supported_algorithms")]
     pub supported_algorithms: Vec<String>,
 }
 
@@ -48,14 +52,19 @@ pub struct ServerHello {
     /// Protocol version of the server.
     pub protocol_version: ProtocolVersion,
     /// Ephemeral public key: standard base64 of the 65-byte uncompressed P-256 point.
+    #[serde(deserialize_with = "named::server_ephemeral_pub_key_b64")]
     pub server_ephemeral_pub_key_b64: String,
     /// Curve name (`P-256`).
+    #[serde(deserialize_with = "named::curve")]
     pub curve: String,
     /// The chosen cipher (`AES-GCM-256`).
+    #[serde(deserialize_with = "named::selected_algorithm")]
     pub selected_algorithm: String,
     /// The key derivation (`HKDF-SHA-256`).
+    #[serde(deserialize_with = "named::kdf")]
     pub kdf: String,
     /// Id of the derived session key; envelopes carry it as `kid`.
+    #[serde(deserialize_with = "named::key_id")]
     pub key_id: String,
     /// An optional signature over the hello.
     #[serde(
@@ -84,6 +93,7 @@ pub enum EncryptionMode {
 #[serde(rename_all = "camelCase")]
 pub struct EncryptionRequest {
     /// What the client wants.
+    #[serde(deserialize_with = "named::mode")]
     pub mode: EncryptionMode,
     /// The client's hello, when it wants encryption.
     #[serde(

@@ -65,6 +65,7 @@ mod handshake;
 mod id;
 mod limits;
 mod message;
+mod named;
 mod number;
 mod optional;
 mod raw;

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::named;
 use crate::number;
 
 /// Defines a `serde(with)` module for a limit that must be a positive safe integer.
@@ -76,6 +77,7 @@ pub struct SessionLimits {
     #[serde(with = "per_tool_deadline_ms")]
     pub per_tool_deadline_ms: u64,
     /// Cancel pending tool calls on the first failure. Default false.
+    #[serde(deserialize_with = "named::cancel_on_first_error")]
     pub cancel_on_first_error: bool,
 }
 

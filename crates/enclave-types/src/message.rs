@@ -61,7 +61,7 @@ pub(crate) struct Message<K: Discriminant> {
 }
 
 /// Drops serde_json's trailing " at line L column C" so a wrapped message names one position.
-fn strip_position(msg: &str) -> &str {
+pub(crate) fn strip_position(msg: &str) -> &str {
     if let Some(at) = msg.rfind(" at line ") {
         let tail = &msg[at + " at line ".len()..];
         let mut parts = tail.splitn(2, " column ");

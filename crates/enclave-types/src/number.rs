@@ -211,7 +211,7 @@ pub(crate) fn deserialize_number<'de, D: Deserializer<'de>>(
     min: f64,
     exclusive: bool,
 ) -> Result<f64, D::Error> {
-    let v = f64::deserialize(deserializer)?;
+    let v: f64 = crate::named::named(deserializer, field)?;
     check_number(field, v, min, exclusive).map_err(de::Error::custom)?;
     Ok(v)
 }

@@ -29,7 +29,9 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for NotNull<T> {
     }
 
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
-        T::deserialize(d).map(Some)
+        T::deserialize(d)
+            .map(Some)
+            .map_err(|e| crate::named::rename(self.0, &e))
     }
 }
 

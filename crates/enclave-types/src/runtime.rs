@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use crate::event::ErrorInfo;
 use crate::id::{CallId, SessionId};
 use crate::message::{visit_message, Discriminant};
+use crate::named;
 use crate::number::{ProtocolVersion, PROTOCOL_VERSION};
 use crate::optional;
 use crate::raw::{self, RawJson};
@@ -71,6 +72,7 @@ pub struct ToolResultSubmitPayload {
     /// The call this result answers.
     pub call_id: CallId,
     /// Whether the tool succeeded.
+    #[serde(deserialize_with = "named::ok")]
     pub ok: bool,
     /// The result, kept raw; `null` is kept as `Some`.
     #[serde(

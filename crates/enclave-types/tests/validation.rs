@@ -499,9 +499,10 @@ fn optional_fields_refuse_null_like_zod() {
         );
         let err = parse_err(&line);
         assert!(
-            err.contains(&format!(
-                "(session {SID}, seq 4): invalid {field}: must be omitted when absent, not null"
-            )),
+            err.contains(&format!("(session {SID}, seq 4): invalid "))
+                && err.contains(&format!(
+                    "invalid {field}: must be omitted when absent, not null"
+                )),
             "{ty}.{field}: {err}"
         );
     }
@@ -626,5 +627,80 @@ fn writing_refuses_numbers_the_ts_schema_refuses() {
     assert_eq!(
         serde_json::to_string(&limits).unwrap_err().to_string(),
         "invalid maxToolCalls: must be greater than 0"
+    );
+}
+
+#[test]
+fn type_errors_name_the_field_and_its_parents() {
+    let line = |ty: &str, payload: &str| {
+        format!(
+            r#"{{"protocolVersion":2,"sessionId":"{SID}","seq":6,"type":"{ty}","payload":{payload}}}"#
+        )
+    };
+    for (ty, payload, says) in [
+        (
+            "stdout",
+            r#"{"chunk":5}"#,
+            "invalid chunk: invalid type: integer `5`, expected a string at line 1 column",
+        ),
+        (
+            "final",
+            r#"{"ok":"yes"}"#,
+            "invalid ok: invalid type: string",
+        ),
+        (
+            "log",
+            r#"{"level":"loud","message":"m"}"#,
+            "invalid level: unknown variant `loud`",
+        ),
+        (
+            "tool_call",
+            r#"{"callId":"c_1","toolName":7,"args":1}"#,
+            "invalid toolName: invalid type: integer `7`",
+        ),
+        (
+            "final",
+            r#"{"ok":true,"stats":{"durationMs":"5","toolCallCount":0,"stdoutBytes":1}}"#,
+            "invalid stats: invalid durationMs: invalid type: string",
+        ),
+        (
+            "final",
+            r#"{"ok":false,"errors":[{"code":"c","message":"m","details":[{"type":"upstream_info","statusCode":500,"url":false}]}]}"#,
+            "invalid errors: invalid details: invalid url: invalid type: boolean",
+        ),
+        (
+            "catalog_changed",
+            r#"{"version":"1","addedActions":[1],"removedActions":[]}"#,
+            "invalid addedActions: invalid type: integer `1`",
+        ),
+        (
+            "enc",
+            r#"{"kid":1,"nonceB64":"n","ciphertextB64":"c"}"#,
+            "invalid kid: invalid type: integer",
+        ),
+    ] {
+        let err = parse_err(&line(ty, payload));
+        assert!(
+            err.contains(&format!(
+                "invalid {ty} payload (session {SID}, seq 6): {says}"
+            )),
+            "{err}"
+        );
+        // One position only: the inner one is dropped when the field name is added.
+        assert_eq!(err.matches(" at line ").count(), 1, "{err}");
+    }
+    let err = serde_json::from_str::<EncryptionRequest>(r#"{"mode":"sometimes"}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("invalid mode: unknown variant `sometimes`"),
+        "{err}"
+    );
+    let err = serde_json::from_str::<SessionLimits>(r#"{"cancelOnFirstError":"no"}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("invalid cancelOnFirstError: invalid type"),
+        "{err}"
     );
 }

@@ -1,0 +1,66 @@
+//! Required fields whose errors name them.
+//!
+//! serde's own messages for a wrong type (`invalid type: integer `5`, expected a string`) do not
+//! say which field was wrong; these wrappers add the wire name. They cost nothing on success.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer};
+use serde::Deserialize;
+
+use crate::message::strip_position;
+
+/// Prefixes `cause` with the field's name, dropping serde_json's inner position (the
+/// enclosing object adds its own).
+pub(crate) fn rename<E: de::Error>(field: &'static str, cause: &dyn fmt::Display) -> E {
+    let cause = cause.to_string();
+    E::custom(format_args!("invalid {field}: {}", strip_position(&cause)))
+}
+
+/// Reads a field, naming it in the error.
+pub(crate) fn named<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+    field: &'static str,
+) -> Result<T, D::Error> {
+    T::deserialize(d).map_err(|e| rename(field, &e))
+}
+
+/// One `deserialize_with` function per wire name.
+macro_rules! named_fields {
+    ($($name:ident => $field:literal),* $(,)?) => {
+        $(
+            pub(crate) fn $name<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+                d: D,
+            ) -> Result<T, D::Error> {
+                named(d, $field)
+            }
+        )*
+    };
+}
+
+named_fields! {
+    added_actions => "addedActions",
+    cancel_on_first_error => "cancelOnFirstError",
+    cancel_url => "cancelUrl",
+    chunk => "chunk",
+    client_ephemeral_pub_key_b64 => "clientEphemeralPubKeyB64",
+    code => "code",
+    curve => "curve",
+    enabled => "enabled",
+    field => "field",
+    has_next => "hasNext",
+    kdf => "kdf",
+    key_id => "keyId",
+    level => "level",
+    message => "message",
+    mode => "mode",
+    ok => "ok",
+    path => "path",
+    phase => "phase",
+    reason => "reason",
+    removed_actions => "removedActions",
+    selected_algorithm => "selectedAlgorithm",
+    server_ephemeral_pub_key_b64 => "serverEphemeralPubKeyB64",
+    supported_algorithms => "supportedAlgorithms",
+    url => "url",
+}
