@@ -230,11 +230,13 @@ impl Opener {
     pub fn open(&mut self, nonce: &[u8; NONCE_LEN], ciphertext: &[u8]) -> Result<Vec<u8>, Error> {
         self.buf.clear();
         self.buf.extend_from_slice(ciphertext);
-        let len = self.open_buf(nonce)?;
-        self.guard.record(nonce);
-        let plaintext = self.buf[..len].to_vec();
+        let opened = self.open_buf(nonce).map(|len| {
+            self.guard.record(nonce);
+            self.buf[..len].to_vec()
+        });
+        // Wiped on failure too: a refused replay has been decrypted in place.
         self.buf.zeroize();
-        Ok(plaintext)
+        opened
     }
 
     /// Refuses a nonce already accepted, or a peer counter past the per-key limit.
@@ -327,6 +329,8 @@ mod tests {
         assert_eq!(opener.open(&nonce, &sealed).unwrap(), b"once");
         let err = opener.open(&nonce, &sealed).unwrap_err();
         assert_eq!(err.code(), "ENCRYPTION_NONCE_REUSE");
+        // The refused replay was decrypted in place; its plaintext does not stay behind.
+        assert!(opener.buf.is_empty());
     }
 
     #[test]
