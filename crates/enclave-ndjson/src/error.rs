@@ -6,6 +6,9 @@ use std::io;
 /// How many characters of a bad line an error quotes.
 pub(crate) const EXCERPT_CHARS: usize = 64;
 
+/// How many characters of the parser's or the type's complaint an error message shows.
+const REASON_CHARS: usize = 160;
+
 /// Everything that can go wrong while framing NDJSON.
 ///
 /// Line-level variants (`LineTooLong`, `InvalidUtf8`, `InvalidJson`, `InvalidValue`) are
@@ -116,13 +119,28 @@ impl Error {
 }
 
 /// serde_json's message without its "at line 1 column N" tail: we report the position ourselves.
+///
+/// A type's complaint may quote the offending input whole (`unknown variant \`…\``), so, like
+/// the excerpt, it is cut to [`REASON_CHARS`] characters and its control characters escaped.
 struct Reason<'a>(&'a serde_json::Error);
 
 impl fmt::Display for Reason<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let full = self.0.to_string();
         let tail = format!(" at line {} column {}", self.0.line(), self.0.column());
-        f.write_str(full.strip_suffix(&tail).unwrap_or(&full))
+        let reason = full.strip_suffix(&tail).unwrap_or(&full);
+        for (taken, c) in reason.chars().enumerate() {
+            if taken == REASON_CHARS {
+                return f.write_str("...");
+            }
+            // Quotes and backslashes are the message's own punctuation, not input to defuse.
+            if matches!(c, '"' | '\'' | '\\') {
+                f.write_char(c)?;
+            } else {
+                write!(f, "{}", c.escape_debug())?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -222,6 +240,31 @@ mod tests {
             err.to_string(),
             "line 3: longer than the limit of 10 bytes; skipped to the next newline"
         );
+    }
+
+    #[test]
+    fn a_reason_quoting_the_input_is_cut_and_escaped() {
+        #[derive(Debug, serde::Deserialize)]
+        enum Kind {
+            #[allow(dead_code)]
+            Known,
+        }
+        let raw = format!("\"\\u001b[2J\\n{}\"", "x".repeat(100_000));
+        let source = serde_json::from_str::<Kind>(&raw).unwrap_err();
+        assert!(
+            source.to_string().len() > 100_000,
+            "serde_json quotes the whole value"
+        );
+        let message = Error::from_json(4, raw.as_bytes(), source).to_string();
+        assert!(message.len() < 1024, "{} bytes", message.len());
+        assert!(!message.chars().any(char::is_control), "{message}");
+        assert!(
+            message.starts_with(
+                "line 4: rejected value at column 100013: unknown variant `\\u{1b}[2J\\nxxx"
+            ),
+            "{message}"
+        );
+        assert!(message.contains("xxx... (excerpt: \""), "{message}");
     }
 
     #[test]
