@@ -9,6 +9,8 @@ use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use zeroize::{Zeroize, Zeroizing};
+
 use enclave_crypto::{Error, Opener, Sealer, SessionKey, KEY_LEN};
 use enclave_ndjson::{Error as LineError, DEFAULT_MAX_LINE_LENGTH};
 use enclave_types::{Frame, StreamEvent};
@@ -46,16 +48,22 @@ pub(crate) struct DecryptArgs {
     file: Option<PathBuf>,
 }
 
-/// Builds the session key from `--key-hex` without echoing the key in any message.
-fn session_key(command: &str, key_hex: &str, kid: &str) -> Result<SessionKey, ExitCode> {
-    let mut bytes = [0u8; KEY_LEN];
-    let key = hex::decode_to_slice(key_hex.trim(), &mut bytes)
-        .map_err(|_| ())
-        .and_then(|()| SessionKey::new(kid, &bytes).map_err(|_| ()));
-    // The key now lives (only) inside ring's key schedule.
-    bytes.fill(0);
-    key.map_err(|()| {
+/// The key bytes from `--key-hex`, wiped on drop; the argument text is wiped as soon as it is
+/// read. Nothing here ever echoes the key.
+fn key_bytes(command: &str, key_hex: &mut String) -> Result<Zeroizing<[u8; KEY_LEN]>, ExitCode> {
+    let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
+    let decoded = hex::decode_to_slice(key_hex.trim(), bytes.as_mut_slice());
+    key_hex.zeroize();
+    decoded.map(|()| bytes).map_err(|_| {
         eprintln!("enclave {command}: --key-hex must be 64 hex digits (a 32-byte AES-256 key)");
+        ExitCode::from(EXIT_FAILURE)
+    })
+}
+
+/// The session key for `kid`, or the usage error to exit with.
+fn session_key(command: &str, bytes: &[u8; KEY_LEN], kid: &str) -> Result<SessionKey, ExitCode> {
+    SessionKey::new(kid, bytes).map_err(|err| {
+        eprintln!("enclave {command}: {err}");
         ExitCode::from(EXIT_FAILURE)
     })
 }
@@ -109,9 +117,11 @@ impl Report {
 }
 
 /// Runs `enclave encrypt`.
-pub(crate) fn run_encrypt(args: &EncryptArgs) -> ExitCode {
+pub(crate) fn run_encrypt(mut args: EncryptArgs) -> ExitCode {
     const COMMAND: &str = "encrypt";
-    let key = match session_key(COMMAND, &args.key_hex, &args.key_id) {
+    let key = match key_bytes(COMMAND, &mut args.key_hex)
+        .and_then(|bytes| session_key(COMMAND, &bytes, &args.key_id))
+    {
         Ok(key) => key,
         Err(code) => return code,
     };
@@ -158,14 +168,15 @@ pub(crate) fn run_encrypt(args: &EncryptArgs) -> ExitCode {
 }
 
 /// Runs `enclave decrypt`.
-pub(crate) fn run_decrypt(args: &DecryptArgs) -> ExitCode {
+pub(crate) fn run_decrypt(mut args: DecryptArgs) -> ExitCode {
     const COMMAND: &str = "decrypt";
-    // Checked up front so a bad key is a usage error even on empty input.
-    if let Err(code) = session_key(COMMAND, &args.key_hex, "") {
-        return code;
-    }
+    // Decoded up front so a bad key is a usage error even on empty input.
+    let key = match key_bytes(COMMAND, &mut args.key_hex) {
+        Ok(key) => key,
+        Err(code) => return code,
+    };
     let mut opener: Option<Opener> = match &args.key_id {
-        Some(kid) => match session_key(COMMAND, &args.key_hex, kid) {
+        Some(kid) => match session_key(COMMAND, &key, kid) {
             Ok(key) => Some(Opener::new(key)),
             Err(code) => return code,
         },
@@ -190,13 +201,8 @@ pub(crate) fn run_decrypt(args: &DecryptArgs) -> ExitCode {
                     }
                     // No --key-id: the first envelope that opens names the key for the whole
                     // input, so a forged or damaged first line cannot lock out the rest.
-                    let mut first = Opener::new(
-                        session_key(COMMAND, &args.key_hex, &envelope.payload.kid).map_err(
-                            |_| Error::KeyDerivationFailed {
-                                reason: "--key-hex is not a 32-byte key",
-                            },
-                        )?,
-                    );
+                    let mut first =
+                        Opener::new(SessionKey::new(&envelope.payload.kid, key.as_slice())?);
                     let event = first.open_envelope(&envelope)?;
                     opener = Some(first);
                     Ok(event)

@@ -35,7 +35,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Validate(args) => validate::run(&args),
-        Command::Encrypt(args) => crypt::run_encrypt(&args),
-        Command::Decrypt(args) => crypt::run_decrypt(&args),
+        Command::Encrypt(args) => crypt::run_encrypt(args),
+        Command::Decrypt(args) => crypt::run_decrypt(args),
     }
 }
