@@ -13,6 +13,8 @@ use tokio_util::codec::Decoder;
 const CONTROL_LEN: usize = 4;
 /// Errors quote at most 64 characters, each escaped to at most 10 bytes, plus `...`.
 const MAX_EXCERPT_LEN: usize = 64 * 10 + 3;
+/// A whole message: the excerpt, a reason of at most 160 escaped characters, and the framing.
+const MAX_MESSAGE_LEN: usize = MAX_EXCERPT_LEN + 160 * 10 + 3 + 256;
 
 /// Decodes `data` as NDJSON through [`StreamDecoder`] (whole and chunked), [`NdjsonCodec`]
 /// (chunked) and, at the default limit, [`parse_ndjson`](enclave_ndjson::parse_ndjson), and
@@ -25,8 +27,8 @@ const MAX_EXCERPT_LEN: usize = 64 * 10 + 3;
 ///
 /// Checked: every face yields exactly the model's items and errors (so chunking never
 /// changes the result), never more items than lines, errors with strictly increasing line
-/// numbers and bounded excerpts, a pending buffer never longer than the line limit once
-/// items are taken, and the model's final line count.
+/// numbers, bounded excerpts and short printable messages, a pending buffer never longer
+/// than the line limit once items are taken, and the model's final line count.
 ///
 /// # Panics
 ///
@@ -99,6 +101,12 @@ impl<T> Outcome<T> {
                 excerpt.len()
             );
         }
+        let message = err.to_string();
+        assert!(
+            message.len() <= MAX_MESSAGE_LEN && !message.chars().any(char::is_control),
+            "an error message must be short and printable, got {} bytes: {message:?}",
+            message.len()
+        );
         let line = err
             .line()
             .unwrap_or_else(|| panic!("a line error without a line number: {err}"));
