@@ -181,7 +181,10 @@ pub struct ErrorInfo {
 }
 
 /// A typed error detail (gRPC `google.rpc.Status` style), tagged by `type`. Closed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Read in one pass by a hand-written visitor (see `detail.rs`): serde's tagged enums
+/// buffer into a recursive tree.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(
     tag = "type",
     rename_all = "snake_case",
@@ -191,34 +194,31 @@ pub enum ErrorDetail {
     /// `retry_info`: when to retry.
     RetryInfo {
         /// Delay before retrying, in milliseconds.
-        #[serde(with = "number::retry_delay_ms")]
+        #[serde(serialize_with = "number::retry_delay_ms::serialize")]
         retry_delay_ms: f64,
     },
     /// `upstream_info`: the upstream HTTP failure.
     UpstreamInfo {
         /// HTTP status code: any safe integer, as in the TS schema.
-        #[serde(with = "number::status_code")]
+        #[serde(serialize_with = "number::status_code::serialize")]
         status_code: i64,
         /// The upstream URL.
-        #[serde(deserialize_with = "named::url")]
         url: String,
     },
     /// `validation_info`: which input field was wrong.
     ValidationInfo {
         /// The field.
-        #[serde(deserialize_with = "named::field")]
         field: String,
         /// Why it was refused.
-        #[serde(deserialize_with = "named::reason")]
         reason: String,
     },
     /// `quota_info`: a quota ran out.
     QuotaInfo {
         /// The quota; never negative.
-        #[serde(with = "number::quota_limit")]
+        #[serde(serialize_with = "number::quota_limit::serialize")]
         limit: f64,
         /// How much was used; never negative.
-        #[serde(with = "number::quota_used")]
+        #[serde(serialize_with = "number::quota_used::serialize")]
         used: f64,
     },
 }

@@ -56,6 +56,7 @@
 //! TypeScript implementation.
 #![forbid(unsafe_code)]
 
+mod detail;
 mod error;
 mod event;
 #[cfg(feature = "fixtures")]

@@ -704,3 +704,74 @@ fn type_errors_name_the_field_and_its_parents() {
         "{err}"
     );
 }
+
+#[test]
+fn error_details_read_in_one_pass_in_any_key_order() {
+    use enclave_types::ErrorDetail;
+    let detail = |json: &str| serde_json::from_str::<ErrorDetail>(json).map_err(|e| e.to_string());
+    let retry = Ok(ErrorDetail::RetryInfo {
+        retry_delay_ms: 1.5,
+    });
+    assert_eq!(detail(r#"{"type":"retry_info","retryDelayMs":1.5}"#), retry);
+    // Fields before `type`, unknown keys of any depth, and fields of other variants are fine.
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    assert_eq!(
+        detail(&format!(
+            r#"{{"retryDelayMs":1.5,"x":{deep},"limit":"not a number","type":"retry_info"}}"#
+        )),
+        retry
+    );
+    // The last `type` wins, and claims fields read under an earlier one.
+    assert_eq!(
+        detail(r#"{"type":"retry_info","limit":1,"used":2,"type":"quota_info"}"#),
+        Ok(ErrorDetail::QuotaInfo {
+            limit: 1.0,
+            used: 2.0
+        })
+    );
+    assert_eq!(
+        detail(r#"{"url":"u","type":"upstream_info","statusCode":502}"#),
+        Ok(ErrorDetail::UpstreamInfo {
+            status_code: 502,
+            url: "u".into()
+        })
+    );
+    // Rules hold on both paths, and errors name the field.
+    for (json, says) in [
+        (
+            r#"{"retryDelayMs":-1,"type":"retry_info"}"#,
+            "invalid retryDelayMs: -1 must be a finite number >= 0",
+        ),
+        (
+            r#"{"type":"retry_info","retryDelayMs":-1}"#,
+            "invalid retryDelayMs: -1 must be a finite number >= 0",
+        ),
+        (
+            r#"{"field":5,"reason":"r","type":"validation_info"}"#,
+            "invalid field: invalid type: integer `5`",
+        ),
+        (
+            r#"{"type":"validation_info","field":"f"}"#,
+            "missing field `reason`",
+        ),
+        (r#"{"retryDelayMs":1}"#, "missing field `type`"),
+        (
+            r#"{"type":"typo_info"}"#,
+            "invalid type: unknown variant `typo_info`",
+        ),
+        (r#"[]"#, "expected an error detail object"),
+    ] {
+        let err = detail(json).unwrap_err();
+        assert!(err.contains(says), "{json}: {err}");
+        assert_eq!(err.matches(" at line ").count(), 1, "{err}");
+    }
+    // Written with `type` first, as the TS writer does.
+    assert_eq!(
+        serde_json::to_string(&ErrorDetail::QuotaInfo {
+            limit: 10.0,
+            used: 10.5
+        })
+        .unwrap(),
+        r#"{"type":"quota_info","limit":10,"used":10.5}"#
+    );
+}
