@@ -759,7 +759,7 @@ fn error_details_read_in_one_pass_in_any_key_order() {
             r#"{"type":"typo_info"}"#,
             "invalid type: unknown variant `typo_info`",
         ),
-        (r#"[]"#, "expected an error detail object"),
+        ("[]", "expected an error detail object"),
     ] {
         let err = detail(json).unwrap_err();
         assert!(err.contains(says), "{json}: {err}");
