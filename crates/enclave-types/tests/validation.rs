@@ -246,6 +246,16 @@ fn duplicate_keys_last_wins_but_type_cannot_change_a_read_payload() {
         })
     );
 
+    // Deliberate difference (docs/PROTOCOL.md): a repeated key inside a payload is refused.
+    let line = format!(
+        r#"{{"protocolVersion":2,"sessionId":"{SID}","seq":1,"type":"stdout","payload":{{"chunk":"a","chunk":"b"}}}}"#
+    );
+    assert!(
+        parse_err(&line).contains(&format!("(session {SID}, seq 1): duplicate field `chunk`")),
+        "{}",
+        parse_err(&line)
+    );
+
     let line = format!(
         r#"{{"protocolVersion":2,"sessionId":"{SID}","seq":1,"type":"stdout","payload":{{"chunk":"a"}},"type":"log"}}"#
     );
