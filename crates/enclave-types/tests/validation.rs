@@ -785,3 +785,26 @@ fn error_details_read_in_one_pass_in_any_key_order() {
         r#"{"type":"quota_info","limit":10,"used":10.5}"#
     );
 }
+
+#[test]
+fn hellos_keep_algorithm_names_for_the_crypto_layer_to_refuse() {
+    // Deliberate difference (docs/PROTOCOL.md): TS refuses these at parse time; the crypto
+    // layer refuses them with ENCRYPTION_UNSUPPORTED_ALGORITHM and friends.
+    let hello: enclave_types::ClientHello = serde_json::from_str(
+        r#"{"protocolVersion":2,"clientEphemeralPubKeyB64":"","curve":"P-384","supportedAlgorithms":[]}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        (hello.curve.as_str(), hello.supported_algorithms.len()),
+        ("P-384", 0)
+    );
+    let err = serde_json::from_str::<enclave_types::ServerHello>(
+        r#"{"protocolVersion":2,"serverEphemeralPubKeyB64":"k","curve":"P-256","selectedAlgorithm":"AES-GCM-256","kdf":7,"keyId":"k_1"}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("invalid kdf: invalid type: integer `7`"),
+        "{err}"
+    );
+}
