@@ -181,6 +181,38 @@ fn a_failed_write_exits_two_and_says_it_was_standard_output() {
 }
 
 #[test]
+fn a_reader_that_hangs_up_ends_the_run_quietly_with_status_two() {
+    // `enclave validate big.ndjson | head -1`: far more verdicts than a pipe buffer holds.
+    let mut input = String::new();
+    for _ in 0..50_000 {
+        input.push_str(STDOUT_EVENT);
+        input.push('\n');
+    }
+    let file = std::env::temp_dir().join(format!("enclave-epipe-{}.ndjson", std::process::id()));
+    std::fs::write(&file, &input).unwrap();
+    let mut child = enclave()
+        .arg("validate")
+        .arg(&file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    assert!(first.starts_with("{\"line\":1,\"valid\":true"), "{first}");
+    drop(stdout);
+    let output = child.wait_with_output().unwrap();
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        output.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
 fn verdicts_stream_out_while_input_is_still_open() {
     let mut child = enclave()
         .arg("validate")
