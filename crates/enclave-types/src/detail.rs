@@ -15,15 +15,44 @@ use crate::event::ErrorDetail;
 use crate::message::strip_position;
 use crate::{named, number};
 
-/// `type` of a detail. Closed. Named after the wire strings.
-#[allow(clippy::enum_variant_names)]
-#[derive(Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
+/// `type` of a detail. Closed.
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    RetryInfo,
-    UpstreamInfo,
-    ValidationInfo,
-    QuotaInfo,
+    Retry,
+    Upstream,
+    Validation,
+    Quota,
+}
+
+impl<'de> Deserialize<'de> for Kind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KindVisitor;
+
+        impl Visitor<'_> for KindVisitor {
+            type Value = Kind;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an error detail type string")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Kind, E> {
+                Ok(match v {
+                    "retry_info" => Kind::Retry,
+                    "upstream_info" => Kind::Upstream,
+                    "validation_info" => Kind::Validation,
+                    "quota_info" => Kind::Quota,
+                    _ => {
+                        return Err(E::custom(format_args!(
+                            "unknown error detail type {v:?}: expected retry_info, \
+                             upstream_info, validation_info or quota_info"
+                        )))
+                    }
+                })
+            }
+        }
+
+        d.deserialize_str(KindVisitor)
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -46,10 +75,10 @@ impl Key {
     fn belongs_to(self, kind: Kind) -> bool {
         matches!(
             (kind, self),
-            (Kind::RetryInfo, Self::RetryDelayMs)
-                | (Kind::UpstreamInfo, Self::StatusCode | Self::Url)
-                | (Kind::ValidationInfo, Self::Field | Self::Reason)
-                | (Kind::QuotaInfo, Self::Limit | Self::Used)
+            (Kind::Retry, Self::RetryDelayMs)
+                | (Kind::Upstream, Self::StatusCode | Self::Url)
+                | (Kind::Validation, Self::Field | Self::Reason)
+                | (Kind::Quota, Self::Limit | Self::Used)
         )
     }
 }
@@ -67,11 +96,6 @@ macro_rules! field_type {
     };
 }
 
-fn kind<'de, D: Deserializer<'de>>(d: D) -> Result<Kind, D::Error> {
-    named::named(d, "type")
-}
-
-field_type!(KindValue, Kind, kind);
 field_type!(RetryDelayMs, f64, number::retry_delay_ms::deserialize);
 field_type!(StatusCode, i64, number::status_code::deserialize);
 field_type!(Url, String, named::url);
@@ -136,7 +160,7 @@ impl<'de> Visitor<'de> for DetailVisitor {
             // is kept as text: a later `type` key may still claim it (last key wins).
             let typed = kind.is_some_and(|k| key.belongs_to(k));
             match key {
-                Key::Type => kind = Some(map.next_value::<KindValue>()?.0),
+                Key::Type => kind = Some(map.next_value()?),
                 Key::RetryDelayMs => retry.read(&mut map, typed)?,
                 Key::StatusCode => status.read(&mut map, typed)?,
                 Key::Url => url.read(&mut map, typed)?,
@@ -151,18 +175,18 @@ impl<'de> Visitor<'de> for DetailVisitor {
         }
         Ok(
             match kind.ok_or_else(|| de::Error::missing_field("type"))? {
-                Kind::RetryInfo => ErrorDetail::RetryInfo {
+                Kind::Retry => ErrorDetail::RetryInfo {
                     retry_delay_ms: retry.finish::<A::Error>("retryDelayMs")?.0,
                 },
-                Kind::UpstreamInfo => ErrorDetail::UpstreamInfo {
+                Kind::Upstream => ErrorDetail::UpstreamInfo {
                     status_code: status.finish::<A::Error>("statusCode")?.0,
                     url: url.finish::<A::Error>("url")?.0,
                 },
-                Kind::ValidationInfo => ErrorDetail::ValidationInfo {
+                Kind::Validation => ErrorDetail::ValidationInfo {
                     field: field.finish::<A::Error>("field")?.0,
                     reason: reason.finish::<A::Error>("reason")?.0,
                 },
-                Kind::QuotaInfo => ErrorDetail::QuotaInfo {
+                Kind::Quota => ErrorDetail::QuotaInfo {
                     limit: limit.finish::<A::Error>("limit")?.0,
                     used: used.finish::<A::Error>("used")?.0,
                 },

@@ -767,7 +767,11 @@ fn error_details_read_in_one_pass_in_any_key_order() {
         (r#"{"retryDelayMs":1}"#, "missing field `type`"),
         (
             r#"{"type":"typo_info"}"#,
-            "invalid type: unknown variant `typo_info`",
+            r#"unknown error detail type "typo_info": expected retry_info,"#,
+        ),
+        (
+            r#"{"type":null}"#,
+            "invalid type: null, expected an error detail type string",
         ),
         ("[]", "expected an error detail object"),
     ] {
