@@ -699,6 +699,20 @@ fn type_errors_name_the_field_and_its_parents() {
         // One position only: the inner one is dropped when the field name is added.
         assert_eq!(err.matches(" at line ").count(), 1, "{err}");
     }
+    // A wrong JSON type for a closed enum says what it got, not just "expected value".
+    let err = parse_err(&line("log", r#"{"level":5,"message":"m"}"#));
+    assert!(
+        err.contains("invalid level: invalid type: integer `5`, expected a string"),
+        "{err}"
+    );
+    let err = parse_err(&line(
+        "tool_progress",
+        r#"{"callId":"c_1","phase":null,"elapsedMs":1}"#,
+    ));
+    assert!(
+        err.contains("invalid phase: invalid type: null, expected a string"),
+        "{err}"
+    );
     let err = serde_json::from_str::<EncryptionRequest>(r#"{"mode":"sometimes"}"#)
         .unwrap_err()
         .to_string();
