@@ -161,7 +161,14 @@ fn is_js_whitespace(c: char) -> bool {
 }
 
 fn trim_js_whitespace(line: &[u8]) -> &[u8] {
-    let ascii = line.trim_ascii();
+    // `trim_ascii` leaves the vertical tab (U+000B), which JavaScript trims.
+    let is_space = |b: &u8| b.is_ascii_whitespace() || *b == 0x0b;
+    let start = line.iter().position(|b| !is_space(b)).unwrap_or(line.len());
+    let end = line
+        .iter()
+        .rposition(|b| !is_space(b))
+        .map_or(start, |i| i + 1);
+    let ascii = &line[start..end];
     // Only look at Unicode spaces when a non-ASCII byte sits at an edge (rare).
     let edge_non_ascii =
         ascii.first().is_some_and(|b| !b.is_ascii()) || ascii.last().is_some_and(|b| !b.is_ascii());

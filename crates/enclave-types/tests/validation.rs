@@ -273,6 +273,14 @@ fn parse_line_trims_like_javascript() {
         Frame::parse_line(line.as_bytes()).unwrap().type_str(),
         "stdout"
     );
+    // The vertical tab is JavaScript whitespace but not ASCII whitespace to Rust.
+    for line in [
+        format!("\u{b}{}\u{b}", stdout_line("1")),
+        format!("\u{b}\u{3000}{}\u{c}\u{b}", stdout_line("1")),
+    ] {
+        assert!(Frame::parse_line(line.as_bytes()).is_ok(), "{line:?}");
+    }
+    assert!(Frame::parse_line(b"\x0b\x0b").is_err());
     assert!(Frame::parse_line(b"   ").is_err());
 }
 
