@@ -30,7 +30,7 @@ macro_rules! positive_limit {
             }
 
             pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-                let v = d.deserialize_any(SafeInteger($field))?;
+                let v = SafeInteger($field).read(d)?;
                 if v == 0 {
                     return Err(serde::de::Error::custom(positive()));
                 }

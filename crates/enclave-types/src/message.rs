@@ -178,6 +178,6 @@ impl<'de> DeserializeSeed<'de> for SafeIntegerSeed {
     type Value = u64;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<u64, D::Error> {
-        deserializer.deserialize_any(SafeInteger("seq"))
+        SafeInteger("seq").read(deserializer)
     }
 }

@@ -18,6 +18,17 @@ pub(crate) fn rename<E: de::Error>(field: &'static str, cause: &dyn fmt::Display
     E::custom(format_args!("invalid {field}: {}", strip_position(&cause)))
 }
 
+/// Names the field in `e` unless its text already does (a number visitor's own errors do;
+/// the parser's `number out of range` for `1e400` does not).
+pub(crate) fn name_if_missing<E: de::Error>(field: &'static str, e: E) -> E {
+    let text = e.to_string();
+    if text.contains(field) {
+        e
+    } else {
+        rename(field, &text)
+    }
+}
+
 /// Reads a field, naming it in the error.
 pub(crate) fn named<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     d: D,

@@ -57,7 +57,7 @@ impl Serialize for ProtocolVersion {
 
 impl<'de> Deserialize<'de> for ProtocolVersion {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let n = deserializer.deserialize_any(SafeInteger("protocolVersion"))?;
+        let n = SafeInteger("protocolVersion").read(deserializer)?;
         Self::from_u64(n).ok_or_else(|| {
             de::Error::custom(Error::InvalidField {
                 field: "protocolVersion",
@@ -77,6 +77,14 @@ impl SafeInteger {
             field: self.0,
             reason: format!("{shown} is not an integer between 0 and {MAX_SEQ}"),
         })
+    }
+}
+
+impl SafeInteger {
+    /// Reads the field with this visitor; every error names the field.
+    pub(crate) fn read<'de, D: Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
+        d.deserialize_any(self)
+            .map_err(|e| crate::named::name_if_missing(self.0, e))
     }
 }
 
@@ -124,6 +132,14 @@ impl SignedSafeInteger {
             field: self.0,
             reason: format!("{shown} is not an integer between -{MAX_SEQ} and {MAX_SEQ}"),
         })
+    }
+}
+
+impl SignedSafeInteger {
+    /// Reads the field with this visitor; every error names the field.
+    pub(crate) fn read<'de, D: Deserializer<'de>>(self, d: D) -> Result<i64, D::Error> {
+        d.deserialize_any(self)
+            .map_err(|e| crate::named::name_if_missing(self.0, e))
     }
 }
 
@@ -229,7 +245,7 @@ macro_rules! safe_integer_field {
             }
 
             pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-                d.deserialize_any(super::SafeInteger($field))
+                super::SafeInteger($field).read(d)
             }
         }
     };
@@ -255,7 +271,7 @@ macro_rules! optional_safe_integer_field {
             pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
                 d: D,
             ) -> Result<Option<u64>, D::Error> {
-                d.deserialize_any(super::SafeInteger($field)).map(Some)
+                super::SafeInteger($field).read(d).map(Some)
             }
         }
     };
@@ -298,7 +314,7 @@ pub(crate) mod status_code {
     }
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-        d.deserialize_any(SignedSafeInteger("statusCode"))
+        SignedSafeInteger("statusCode").read(d)
     }
 }
 

@@ -721,6 +721,17 @@ fn type_errors_name_the_field_and_its_parents() {
         err.contains("invalid phase: invalid type: null, expected a string"),
         "{err}"
     );
+    // Numbers beyond f64 (1e400) are refused by the parser itself; the error still names them.
+    let err = parse_err(&stdout_line("1e400"));
+    assert!(err.contains("invalid seq: number out of range"), "{err}");
+    let err = parse_err(&line(
+        "final",
+        r#"{"ok":true,"stats":{"durationMs":1,"toolCallCount":1e400,"stdoutBytes":0}}"#,
+    ));
+    assert!(
+        err.contains("invalid stats: invalid toolCallCount: number out of range"),
+        "{err}"
+    );
     let err = serde_json::from_str::<EncryptionRequest>(r#"{"mode":"sometimes"}"#)
         .unwrap_err()
         .to_string();
