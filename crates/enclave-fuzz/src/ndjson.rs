@@ -73,9 +73,19 @@ enum Outcome<T> {
     },
     BadJson {
         line: u64,
+        /// 1-based byte column in the line as received.
+        column: usize,
         syntax: bool,
+        /// serde_json's message without its position (which counts from the trimmed value).
         reason: String,
     },
+}
+
+/// serde_json's message without the " at line L column C" it ends with.
+fn reason(err: &serde_json::Error) -> String {
+    let full = err.to_string();
+    let tail = format!(" at line {} column {}", err.line(), err.column());
+    full.strip_suffix(&tail).unwrap_or(&full).to_owned()
 }
 
 impl<T> Outcome<T> {
@@ -117,15 +127,27 @@ impl<T> Outcome<T> {
         match err {
             Error::LineTooLong { line, limit } => Self::TooLong { line, limit },
             Error::InvalidUtf8 { line, column, .. } => Self::BadUtf8 { line, column },
-            Error::InvalidJson { line, source, .. } => Self::BadJson {
+            Error::InvalidJson {
                 line,
+                column,
+                source,
+                ..
+            } => Self::BadJson {
+                line,
+                column,
                 syntax: true,
-                reason: source.to_string(),
+                reason: reason(&source),
             },
-            Error::InvalidValue { line, source, .. } => Self::BadJson {
+            Error::InvalidValue {
                 line,
+                column,
+                source,
+                ..
+            } => Self::BadJson {
+                line,
+                column,
                 syntax: false,
-                reason: source.to_string(),
+                reason: reason(&source),
             },
             other => panic!("decoding produced a non-line error: {other}"),
         }
@@ -152,24 +174,50 @@ fn model<T: DeserializeOwned>(input: &[u8], limit: usize) -> (Vec<Outcome<T>>, u
                     line,
                     column: err.valid_up_to() + 1,
                 },
-                Ok(text) => match serde_json::from_str(text) {
-                    Ok(value) => Outcome::Item(value),
-                    Err(err) => Outcome::BadJson {
-                        line,
-                        syntax: !err.is_data(),
-                        reason: err.to_string(),
-                    },
-                },
+                // The TypeScript decoder parses `line.trim()`.
+                Ok(text) => {
+                    let value = js_trim(text);
+                    let leading = text.len() - text.trim_start_matches(is_js_whitespace).len();
+                    match serde_json::from_str(value) {
+                        Ok(value) => Outcome::Item(value),
+                        Err(err) => Outcome::BadJson {
+                            line,
+                            column: leading + err.column(),
+                            syntax: !err.is_data(),
+                            reason: reason(&err),
+                        },
+                    }
+                }
             });
         }
     }
     (outcomes, line)
 }
 
+/// Blank as the TypeScript decoder sees it: nothing left after `trim()`.
 fn is_blank(segment: &[u8]) -> bool {
-    segment
-        .iter()
-        .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    std::str::from_utf8(segment).is_ok_and(|text| js_trim(text).is_empty())
+}
+
+/// JavaScript's `String.prototype.trim`, written out from the ECMAScript WhiteSpace and
+/// LineTerminator productions.
+fn js_trim(text: &str) -> &str {
+    text.trim_matches(is_js_whitespace)
+}
+
+fn is_js_whitespace(c: char) -> bool {
+    // WhiteSpace: TAB, VT, FF, SP, NBSP, ZWNBSP (BOM) and category Zs; LineTerminator: LF, CR,
+    // LS, PS.
+    c == '\u{feff}'
+        || matches!(
+            c,
+            '\t' | '\u{b}' | '\u{c}' | '\n' | '\r' | '\u{2028}' | '\u{2029}'
+        )
+        || matches!(
+            c,
+            ' ' | '\u{a0}' | '\u{1680}' | '\u{2000}'
+                ..='\u{200a}' | '\u{202f}' | '\u{205f}' | '\u{3000}'
+        )
 }
 
 fn check<T: DeserializeOwned + PartialEq + Debug>(input: &[u8], limit: usize, chunks: &[usize]) {

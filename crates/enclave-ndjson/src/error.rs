@@ -45,27 +45,29 @@ pub enum Error {
     /// A line was not well-formed JSON (syntax error, truncated value, trailing data).
     #[error(
         "line {line}: invalid JSON at column {column}: {reason} (excerpt: \"{excerpt}\")",
-        column = .source.column(),
         reason = Reason(.source)
     )]
     InvalidJson {
         /// 1-based line number.
         line: u64,
+        /// 1-based byte column in the line as received (leading whitespace included).
+        column: usize,
         /// The start of the trimmed line, escaped.
         excerpt: String,
-        /// serde_json's diagnosis; its column is a 1-based byte column in the line.
+        /// serde_json's diagnosis; its own column counts from the first non-whitespace byte.
         source: serde_json::Error,
     },
 
     /// A line was well-formed JSON but not a valid value of the decoded type.
     #[error(
         "line {line}: rejected value at column {column}: {reason} (excerpt: \"{excerpt}\")",
-        column = .source.column(),
         reason = Reason(.source)
     )]
     InvalidValue {
         /// 1-based line number.
         line: u64,
+        /// 1-based byte column in the line as received (leading whitespace included).
+        column: usize,
         /// The start of the trimmed line, escaped.
         excerpt: String,
         /// The type's own complaint (missing field, wrong type, failed validation).
@@ -100,17 +102,28 @@ impl Error {
     }
 
     /// Builds the error for a line serde_json refused, telling syntax from data faults.
-    pub(crate) fn from_json(line: u64, raw: &[u8], source: serde_json::Error) -> Self {
+    ///
+    /// `leading` is how many bytes of whitespace were trimmed off the front of the line before
+    /// parsing, so the column reported is still a column of the line as received.
+    pub(crate) fn from_json(
+        line: u64,
+        raw: &[u8],
+        leading: usize,
+        source: serde_json::Error,
+    ) -> Self {
         let excerpt = excerpt(raw);
+        let column = leading + source.column();
         if source.is_data() {
             Self::InvalidValue {
                 line,
+                column,
                 excerpt,
                 source,
             }
         } else {
             Self::InvalidJson {
                 line,
+                column,
                 excerpt,
                 source,
             }
@@ -175,6 +188,29 @@ pub(crate) fn excerpt(raw: &[u8]) -> String {
     out
 }
 
+/// Whether `c` is whitespace to JavaScript's `String.prototype.trim`, which the TypeScript
+/// implementation applies to every line: JSON's four, VT, FF, NBSP, the BOM, the Unicode spaces
+/// and the line and paragraph separators.
+pub(crate) fn is_js_whitespace(c: char) -> bool {
+    matches!(
+        c,
+        '\t' | '\n' | '\u{b}' | '\u{c}' | '\r' | ' ' | '\u{a0}' | '\u{1680}' | '\u{2000}'
+            ..='\u{200a}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202f}'
+                | '\u{205f}'
+                | '\u{3000}'
+                | '\u{feff}'
+    )
+}
+
+/// Whether a line starting or ending with byte `b` may carry whitespace beyond JSON's own
+/// (`\x0b`, `\x0c`, or the first or last byte of a multi-byte character).
+pub(crate) fn may_start_js_whitespace(b: u8) -> bool {
+    !b.is_ascii() || b == 0x0b || b == 0x0c
+}
+
 /// Whether `b` is whitespace in JSON's grammar (RFC 8259 `ws`).
 pub(crate) fn is_json_whitespace(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
@@ -227,7 +263,7 @@ mod tests {
     #[test]
     fn display_says_what_and_where() {
         let source = serde_json::from_str::<serde_json::Value>("{\"seq\":,").unwrap_err();
-        let err = Error::from_json(12, b"{\"seq\":,", source);
+        let err = Error::from_json(12, b"{\"seq\":,", 0, source);
         assert_eq!(
             err.to_string(),
             "line 12: invalid JSON at column 8: expected value (excerpt: \"{\\\"seq\\\":,\")"
@@ -255,7 +291,7 @@ mod tests {
             source.to_string().len() > 100_000,
             "serde_json quotes the whole value"
         );
-        let message = Error::from_json(4, raw.as_bytes(), source).to_string();
+        let message = Error::from_json(4, raw.as_bytes(), 0, source).to_string();
         assert!(message.len() < 1024, "{} bytes", message.len());
         assert!(!message.chars().any(char::is_control), "{message}");
         assert!(
@@ -275,7 +311,7 @@ mod tests {
             a: u32,
         }
         let source = serde_json::from_str::<Rec>("{\"a\":\"x\"}").unwrap_err();
-        let err = Error::from_json(1, b"{\"a\":\"x\"}", source);
+        let err = Error::from_json(1, b"{\"a\":\"x\"}", 0, source);
         assert!(
             matches!(err, Error::InvalidValue { line: 1, .. }),
             "{err:?}"

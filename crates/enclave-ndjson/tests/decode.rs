@@ -169,13 +169,13 @@ fn bad_json_and_bad_values_are_item_errors_and_decoding_continues() {
         "{\"a\":\"2\",\"b\":\"x\"}\n",       // wrong type
         "{\"a\":2}\n",                       // missing field
         "{\"a\":1,\"b\":\"x\"\n",            // truncated
-        "\u{feff}{\"a\":7,\"b\":\"bom\"}\n", // a BOM is not JSON whitespace
+        "\u{feff}{\"a\":7,\"b\":\"bom\"}\n", // a BOM is trimmed, as JS trim() does
         "{\"a\":8,\"b\":\"x\"}\n",
     );
     let out = decode_chunked(input.as_bytes(), 3, 1024);
     assert_eq!(
         summary(&out),
-        ["ok:1", "json@2", "json@3", "json@4", "value@5", "value@6", "json@7", "json@8", "ok:8"]
+        ["ok:1", "json@2", "json@3", "json@4", "value@5", "value@6", "json@7", "ok:7", "ok:8"]
     );
     let err = out[1].as_ref().unwrap_err();
     assert_eq!(
@@ -456,4 +456,34 @@ fn has_pending_ignores_the_rest_of_a_line_being_discarded() {
     assert!(decoder.next_item().unwrap().is_err());
     assert!(decoder.has_pending(), "`[1]` after the long line is live");
     assert_eq!(summary(&decoder.flush().collect::<Vec<_>>()), ["value@2"]);
+}
+
+#[test]
+fn lines_are_trimmed_like_javascript_trim() {
+    // The TypeScript decoder parses `line.trim()`: besides JSON's four whitespace bytes that
+    // removes VT, FF, NBSP, the BOM, the Unicode spaces and the line/paragraph separators.
+    let input = concat!(
+        "\u{feff}{\"a\":1,\"b\":\"bom\"}\r\n",
+        "\u{a0}\u{2003}{\"a\":2,\"b\":\"spaces\"}\u{3000}\n",
+        "\u{b}\u{c}{\"a\":3,\"b\":\"vt ff\"}\u{2028}\n",
+        "\u{feff} \u{a0}\r\n", // nothing left after trim: a blank line, counted
+        "\u{85}{\"a\":5,\"b\":\"NEL\"}\n", // U+0085 is not JS whitespace
+        "{\"a\":6,\"b\":\"x\"}\u{a0}x\n", // only the edges are trimmed
+    );
+    let out = decode_chunked(input.as_bytes(), 5, 1024);
+    assert_eq!(summary(&out), ["ok:1", "ok:2", "ok:3", "json@5", "json@6"]);
+}
+
+#[test]
+fn columns_count_from_the_start_of_the_line_as_received() {
+    // A BOM (3 bytes) and a space are trimmed before parsing; the column still counts them.
+    let out = decode_chunked("\u{feff} {\"a\":,\"b\":\"x\"}\n".as_bytes(), 64, 1024);
+    match out[0].as_ref().unwrap_err() {
+        Error::InvalidJson { line, column, .. } => assert_eq!((*line, *column), (1, 10)),
+        other => panic!("expected invalid JSON, got {other}"),
+    }
+    // Plain JSON whitespace is left to the parser; same column either way.
+    let out = decode_chunked("    {\"a\":,\"b\":\"x\"}\n".as_bytes(), 64, 1024);
+    let err = out[0].as_ref().unwrap_err();
+    assert!(err.to_string().contains("at column 10"), "{err}");
 }
