@@ -191,6 +191,9 @@ pub(crate) fn excerpt(raw: &[u8]) -> String {
 /// Whether `c` is whitespace to JavaScript's `String.prototype.trim`, which the TypeScript
 /// implementation applies to every line: JSON's four, VT, FF, NBSP, the BOM, the Unicode spaces
 /// and the line and paragraph separators.
+///
+/// `enclave_types::Frame::parse_line` trims with the same set (that crate sits below this one and
+/// this one knows nothing of it), so a change here belongs there too.
 pub(crate) fn is_js_whitespace(c: char) -> bool {
     matches!(
         c,
