@@ -6,14 +6,14 @@
 //! messages.
 
 use std::io::{self, BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-
-use zeroize::{Zeroize, Zeroizing};
 
 use enclave_crypto::{Error, Opener, Sealer, SessionKey, KEY_LEN};
 use enclave_ndjson::{Error as LineError, DEFAULT_MAX_LINE_LENGTH};
 use enclave_types::{Frame, StreamEvent};
+use serde::de::DeserializeOwned;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::input::{fail, lines_status, Input, EXIT_FAILURE};
 
@@ -132,39 +132,12 @@ pub(crate) fn run_encrypt(mut args: EncryptArgs) -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    let mut input = match Input::open(args.file.as_deref()) {
-        Ok(input) => input,
-        Err(err) => return fail(COMMAND, &err),
-    };
-    let name = input.name().to_owned();
-    let mut out = BufWriter::new(io::stdout().lock());
-    let mut report = Report::new(COMMAND);
-    // One reused buffer: each envelope line is built here, then written whole.
-    let mut line = Vec::new();
-    let sealed = input.for_each_line(
-        DEFAULT_MAX_LINE_LENGTH,
-        &mut out,
-        |item: Result<StreamEvent, LineError>, line_number, out| {
-            line.clear();
-            let sealed = item
-                .map_err(Error::from)
-                .and_then(|event| sealer.seal_event_line(&event, &mut line));
-            match sealed {
-                Ok(()) => {
-                    report.done += 1;
-                    out.write_all(&line)
-                }
-                Err(err) => {
-                    report.failed(&name, &err.at_line(line_number));
-                    Ok(())
-                }
-            }
-        },
-    );
-    if let Err(err) = sealed {
-        return fail(COMMAND, &err);
-    }
-    report.finish(&name, "sealed")
+    transform_lines(
+        COMMAND,
+        args.file.as_deref(),
+        "sealed",
+        |event: StreamEvent, line| sealer.seal_event_line(&event, line),
+    )
 }
 
 /// Runs `enclave decrypt`.
@@ -182,44 +155,68 @@ pub(crate) fn run_decrypt(mut args: DecryptArgs) -> ExitCode {
         },
         None => None,
     };
-    let mut input = match Input::open(args.file.as_deref()) {
-        Ok(input) => input,
-        Err(err) => return fail(COMMAND, &err),
-    };
-    let name = input.name().to_owned();
-    let mut out = BufWriter::new(io::stdout().lock());
-    let mut report = Report::new(COMMAND);
-    let mut line = Vec::new();
-    let opened_all = input.for_each_line(
-        DEFAULT_MAX_LINE_LENGTH,
-        &mut out,
-        |item: Result<Frame, LineError>, line_number, out| {
-            let opened = item.map_err(Error::from).and_then(|frame| match frame {
+    transform_lines(
+        COMMAND,
+        args.file.as_deref(),
+        "opened",
+        |frame: Frame, line| {
+            let event = match frame {
                 Frame::Encrypted(envelope) => {
                     if let Some(opener) = opener.as_mut() {
-                        return opener.open_envelope(&envelope);
+                        opener.open_envelope(&envelope)
+                    } else {
+                        // No --key-id: the first envelope that opens names the key for the whole
+                        // input, so a forged or damaged first line cannot lock out the rest.
+                        let mut first =
+                            Opener::new(SessionKey::new(&envelope.payload.kid, key.as_slice())?);
+                        let event = first.open_envelope(&envelope)?;
+                        opener = Some(first);
+                        Ok(event)
                     }
-                    // No --key-id: the first envelope that opens names the key for the whole
-                    // input, so a forged or damaged first line cannot lock out the rest.
-                    let mut first =
-                        Opener::new(SessionKey::new(&envelope.payload.kid, key.as_slice())?);
-                    let event = first.open_envelope(&envelope)?;
-                    opener = Some(first);
-                    Ok(event)
                 }
                 Frame::Event(event) => Err(Error::PlaintextRefused {
                     session: event.session_id.as_str().to_owned(),
                     seq: event.seq,
                 }),
-            });
-            match opened.and_then(|event| {
-                line.clear();
-                serde_json::to_writer(&mut line, &event)
-                    .map_err(|e| Error::Frame(enclave_ndjson::Error::Serialize(e)))
-            }) {
+            }?;
+            serde_json::to_writer(&mut *line, &event)
+                .map_err(|e| Error::Frame(enclave_ndjson::Error::Serialize(e)))?;
+            line.push(b'\n');
+            Ok(())
+        },
+    )
+}
+
+/// Reads NDJSON lines of `T` from `file` (standard input when `None`) and writes what
+/// `transform` puts in its (reused, cleared) buffer for each to standard output.
+///
+/// A line that fails, in framing or in `transform`, is reported on standard error with its
+/// line number and error code; nothing of it is written and the next line goes on.
+fn transform_lines<T: DeserializeOwned>(
+    command: &'static str,
+    file: Option<&Path>,
+    verb: &str,
+    mut transform: impl FnMut(T, &mut Vec<u8>) -> Result<(), Error>,
+) -> ExitCode {
+    let mut input = match Input::open(file) {
+        Ok(input) => input,
+        Err(err) => return fail(command, &err),
+    };
+    let name = input.name().to_owned();
+    let mut out = BufWriter::new(io::stdout().lock());
+    let mut report = Report::new(command);
+    let mut line = Vec::new();
+    let done = input.for_each_line(
+        DEFAULT_MAX_LINE_LENGTH,
+        &mut out,
+        |item: Result<T, LineError>, line_number, out| {
+            line.clear();
+            match item
+                .map_err(Error::from)
+                .and_then(|value| transform(value, &mut line))
+            {
                 Ok(()) => {
                     report.done += 1;
-                    line.push(b'\n');
                     out.write_all(&line)
                 }
                 Err(err) => {
@@ -229,8 +226,8 @@ pub(crate) fn run_decrypt(mut args: DecryptArgs) -> ExitCode {
             }
         },
     );
-    if let Err(err) = opened_all {
-        return fail(COMMAND, &err);
+    if let Err(err) = done {
+        return fail(command, &err);
     }
-    report.finish(&name, "opened")
+    report.finish(&name, verb)
 }
