@@ -67,87 +67,70 @@ impl<'de> Deserialize<'de> for ProtocolVersion {
     }
 }
 
-/// Visits a non-negative JS safe integer; the field name goes into error messages.
+/// Reads a non-negative JS safe integer (`seq`, counters); every error names the field.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SafeInteger(pub(crate) &'static str);
 
 impl SafeInteger {
-    fn out_of_range<E: de::Error>(self, shown: &dyn fmt::Display) -> E {
-        E::custom(Error::InvalidField {
-            field: self.0,
-            reason: format!("{shown} is not an integer between 0 and {MAX_SEQ}"),
-        })
-    }
-}
-
-impl SafeInteger {
-    /// Reads the field with this visitor; every error names the field.
+    /// Reads the field; the visitor refuses anything below zero, so the value fits a `u64`.
     pub(crate) fn read<'de, D: Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
-        d.deserialize_any(self)
-            .map_err(|e| crate::named::name_if_missing(self.0, e))
+        JsInteger::read(self.0, 0, d).map(i64::unsigned_abs)
     }
 }
 
-impl Visitor<'_> for SafeInteger {
-    type Value = u64;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} as a non-negative integer", self.0)
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
-        if v <= MAX_SEQ {
-            Ok(v)
-        } else {
-            Err(self.out_of_range(&v))
-        }
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
-        u64::try_from(v).map_or_else(|_| Err(self.out_of_range(&v)), |v| self.visit_u64(v))
-    }
-
-    // JSON.parse makes `1.0` and `1e3` plain numbers, and zod's `.int()` accepts them.
-    #[allow(
-        clippy::cast_possible_truncation,
-        clippy::cast_sign_loss,
-        clippy::cast_precision_loss
-    )]
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<u64, E> {
-        if v.fract() == 0.0 && (0.0..=MAX_SEQ as f64).contains(&v) {
-            Ok(v as u64)
-        } else {
-            Err(self.out_of_range(&v))
-        }
-    }
-}
-
-/// Visits a JS safe integer of either sign (zod's `.int()` without a bound), such as `statusCode`.
+/// Reads a JS safe integer of either sign (zod's `.int()` without a bound), such as `statusCode`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SignedSafeInteger(pub(crate) &'static str);
 
 impl SignedSafeInteger {
+    /// Reads the field; every error names it.
+    pub(crate) fn read<'de, D: Deserializer<'de>>(self, d: D) -> Result<i64, D::Error> {
+        JsInteger::read(self.0, -MAX_SAFE, d)
+    }
+}
+
+/// `MAX_SEQ` as a signed bound: the largest integer a JS number holds exactly.
+#[allow(clippy::cast_possible_wrap)] // 2^53 - 1 fits an i64.
+const MAX_SAFE: i64 = MAX_SEQ as i64;
+
+/// The visitor behind both: an integer in `min..=MAX_SAFE`, where JSON.parse makes `1.0` and
+/// `1e3` plain numbers and zod's `.int()` accepts them.
+#[derive(Debug, Clone, Copy)]
+struct JsInteger {
+    field: &'static str,
+    min: i64,
+}
+
+impl JsInteger {
+    fn read<'de, D: Deserializer<'de>>(
+        field: &'static str,
+        min: i64,
+        d: D,
+    ) -> Result<i64, D::Error> {
+        d.deserialize_any(Self { field, min })
+            .map_err(|e| crate::named::name_if_missing(field, e))
+    }
+
     fn out_of_range<E: de::Error>(self, shown: &dyn fmt::Display) -> E {
         E::custom(Error::InvalidField {
-            field: self.0,
-            reason: format!("{shown} is not an integer between -{MAX_SEQ} and {MAX_SEQ}"),
+            field: self.field,
+            reason: format!(
+                "{shown} is not an integer between {} and {MAX_SEQ}",
+                self.min
+            ),
         })
     }
 }
 
-impl SignedSafeInteger {
-    /// Reads the field with this visitor; every error names the field.
-    pub(crate) fn read<'de, D: Deserializer<'de>>(self, d: D) -> Result<i64, D::Error> {
-        d.deserialize_any(self)
-            .map_err(|e| crate::named::name_if_missing(self.0, e))
-    }
-}
-
-impl Visitor<'_> for SignedSafeInteger {
+impl Visitor<'_> for JsInteger {
     type Value = i64;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} as an integer", self.0)
+        if self.min == 0 {
+            write!(f, "{} as a non-negative integer", self.field)
+        } else {
+            write!(f, "{} as an integer", self.field)
+        }
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<i64, E> {
@@ -155,7 +138,7 @@ impl Visitor<'_> for SignedSafeInteger {
     }
 
     fn visit_i64<E: de::Error>(self, v: i64) -> Result<i64, E> {
-        if v.unsigned_abs() <= MAX_SEQ {
+        if (self.min..=MAX_SAFE).contains(&v) {
             Ok(v)
         } else {
             Err(self.out_of_range(&v))
@@ -164,7 +147,8 @@ impl Visitor<'_> for SignedSafeInteger {
 
     #[allow(clippy::cast_possible_truncation, clippy::cast_precision_loss)]
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<i64, E> {
-        if v.fract() == 0.0 && v.abs() <= MAX_SEQ as f64 {
+        // Both bounds are exact in an f64 (|bound| <= 2^53 - 1).
+        if v.fract() == 0.0 && (self.min as f64..=MAX_SAFE as f64).contains(&v) {
             Ok(v as i64)
         } else {
             Err(self.out_of_range(&v))
