@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::event::ErrorDetail;
-use crate::message::strip_position;
+use crate::message::{strip_position, Tag};
 use crate::{named, number};
 
 /// `type` of a detail. Closed.
@@ -26,32 +26,19 @@ enum Kind {
 
 impl<'de> Deserialize<'de> for Kind {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct KindVisitor;
-
-        impl Visitor<'_> for KindVisitor {
-            type Value = Kind;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an error detail type string")
-            }
-
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Kind, E> {
-                Ok(match v {
-                    "retry_info" => Kind::Retry,
-                    "upstream_info" => Kind::Upstream,
-                    "validation_info" => Kind::Validation,
-                    "quota_info" => Kind::Quota,
-                    _ => {
-                        return Err(E::custom(format_args!(
-                            "unknown error detail type {v:?}: expected retry_info, \
-                             upstream_info, validation_info or quota_info"
-                        )))
-                    }
-                })
-            }
+        Tag {
+            expecting: "an error detail type string",
+            name: "error detail type",
+            expected: "retry_info, upstream_info, validation_info or quota_info",
+            parse: |v| match v {
+                "retry_info" => Some(Kind::Retry),
+                "upstream_info" => Some(Kind::Upstream),
+                "validation_info" => Some(Kind::Validation),
+                "quota_info" => Some(Kind::Quota),
+                _ => None,
+            },
         }
-
-        d.deserialize_str(KindVisitor)
+        .read(d)
     }
 }
 

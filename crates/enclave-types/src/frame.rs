@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use crate::error::Error;
 use crate::event::{non_empty, EventPayload, EventType, StreamEvent};
 use crate::id::SessionId;
-use crate::message::{visit_message, Discriminant};
+use crate::message::{visit_message, Discriminant, Tag};
 use crate::number::{serialize_safe_integer, ProtocolVersion, PROTOCOL_VERSION};
 use crate::optional;
 
@@ -204,32 +204,21 @@ impl fmt::Display for FrameKind {
 
 impl<'de> Deserialize<'de> for FrameKind {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KindVisitor;
-
-        impl Visitor<'_> for KindVisitor {
-            type Value = FrameKind;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an event type string")
-            }
-
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<FrameKind, E> {
+        Tag {
+            expecting: "an event type string",
+            name: "type",
+            expected: "one of session_init, stdout, log, tool_call, tool_result_applied, final, \
+                       heartbeat, error, partial_result, tool_progress, deadline_exceeded, \
+                       catalog_changed, enc",
+            parse: |v| {
                 if v == ENCRYPTED_TYPE {
-                    return Ok(FrameKind::Encrypted);
+                    Some(FrameKind::Encrypted)
+                } else {
+                    EventType::from_wire(v).map(FrameKind::Event)
                 }
-                EventType::from_wire(v)
-                    .map(FrameKind::Event)
-                    .ok_or_else(|| {
-                        E::custom(format_args!(
-                            "unknown type {v:?}: expected one of session_init, stdout, log, \
-                         tool_call, tool_result_applied, final, heartbeat, error, \
-                         partial_result, tool_progress, deadline_exceeded, catalog_changed, enc"
-                        ))
-                    })
-            }
+            },
         }
-
-        deserializer.deserialize_str(KindVisitor)
+        .read(deserializer)
     }
 }
 

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -179,5 +179,41 @@ impl<'de> DeserializeSeed<'de> for SafeIntegerSeed {
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<u64, D::Error> {
         SafeInteger("seq").read(deserializer)
+    }
+}
+
+/// How a closed string tag (`type`, an error detail's `type`) is read and what its errors say.
+pub(crate) struct Tag<T> {
+    /// For serde's "invalid type" errors, e.g. `an event type string`.
+    pub(crate) expecting: &'static str,
+    /// Names the tag in the unknown-value error, e.g. `type`.
+    pub(crate) name: &'static str,
+    /// The known values, listed in the unknown-value error.
+    pub(crate) expected: &'static str,
+    /// Maps a known value.
+    pub(crate) parse: fn(&str) -> Option<T>,
+}
+
+impl<T> Tag<T> {
+    /// Reads the tag: a string that `parse` knows, or an error naming the value received.
+    pub(crate) fn read<'de, D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<T> Visitor<'_> for Tag<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.expecting)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        (self.parse)(v).ok_or_else(|| {
+            E::custom(format_args!(
+                "unknown {} {v:?}: expected {}",
+                self.name, self.expected
+            ))
+        })
     }
 }

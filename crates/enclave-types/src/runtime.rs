@@ -2,13 +2,13 @@
 
 use std::fmt;
 
-use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::event::ErrorInfo;
 use crate::id::{CallId, SessionId};
-use crate::message::{visit_message, Discriminant};
+use crate::message::{visit_message, Discriminant, Tag};
 use crate::named;
 use crate::number::{ProtocolVersion, PROTOCOL_VERSION};
 use crate::optional;
@@ -41,27 +41,17 @@ impl fmt::Display for RuntimeChannelMessageType {
 
 impl<'de> Deserialize<'de> for RuntimeChannelMessageType {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct TypeVisitor;
-
-        impl Visitor<'_> for TypeVisitor {
-            type Value = RuntimeChannelMessageType;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a runtime channel message type string")
-            }
-
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                match v {
-                    "tool_result_submit" => Ok(RuntimeChannelMessageType::ToolResultSubmit),
-                    "cancel" => Ok(RuntimeChannelMessageType::Cancel),
-                    _ => Err(E::custom(format_args!(
-                        "unknown type {v:?}: expected tool_result_submit or cancel"
-                    ))),
-                }
-            }
+        Tag {
+            expecting: "a runtime channel message type string",
+            name: "type",
+            expected: "tool_result_submit or cancel",
+            parse: |v| match v {
+                "tool_result_submit" => Some(RuntimeChannelMessageType::ToolResultSubmit),
+                "cancel" => Some(RuntimeChannelMessageType::Cancel),
+                _ => None,
+            },
         }
-
-        deserializer.deserialize_str(TypeVisitor)
+        .read(deserializer)
     }
 }
 
