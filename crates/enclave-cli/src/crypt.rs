@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use enclave_crypto::{Error, Opener, Sealer, SessionKey, KEY_LEN};
-use enclave_ndjson::{Error as LineError, DEFAULT_MAX_LINE_LENGTH};
+use enclave_ndjson::{Error as LineError, StreamEncoder, DEFAULT_MAX_LINE_LENGTH};
 use enclave_types::{Frame, StreamEvent};
 use serde::de::DeserializeOwned;
 use zeroize::{Zeroize, Zeroizing};
@@ -155,6 +155,7 @@ pub(crate) fn run_decrypt(mut args: DecryptArgs) -> ExitCode {
         },
         None => None,
     };
+    let mut encoder = StreamEncoder::<StreamEvent>::new();
     transform_lines(
         COMMAND,
         args.file.as_deref(),
@@ -179,9 +180,10 @@ pub(crate) fn run_decrypt(mut args: DecryptArgs) -> ExitCode {
                     seq: event.seq,
                 }),
             }?;
-            serde_json::to_writer(&mut *line, &event)
-                .map_err(|e| Error::Frame(enclave_ndjson::Error::Serialize(e)))?;
-            line.push(b'\n');
+            // The NDJSON encoder, not a bare serializer: an opaque field keeps its text as the
+            // peer sent it, newlines included, and the encoder keeps each event on one line.
+            encoder.encode(&event)?;
+            line.extend_from_slice(&encoder.take());
             Ok(())
         },
     )

@@ -275,3 +275,43 @@ fn without_a_key_id_a_first_line_that_fails_does_not_pick_the_key_id() {
         .collect();
     assert_eq!(json_lines(&output.stdout), expected);
 }
+
+#[test]
+fn decrypt_writes_one_line_per_event_even_when_the_plaintext_spans_lines() {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+    use enclave_crypto::SessionKey;
+
+    // JSON allows newlines between tokens, and opaque fields keep their text as sent: a peer
+    // that pretty-prints `args` must still come out of `decrypt` as one NDJSON line.
+    let case = &cases()[0];
+    let mut key_bytes = [0u8; 32];
+    hex::decode_to_slice(&case.key_hex, &mut key_bytes).unwrap();
+    let key = SessionKey::new(&case.key_id, &key_bytes).unwrap();
+    let template: Value = serde_json::from_str(&case.line).unwrap();
+    let plaintext = format!(
+        "{{\"protocolVersion\":2,\"sessionId\":{},\"seq\":{},\"type\":\"tool_call\",\
+         \"payload\":{{\"callId\":\"c_1\",\"toolName\":\"t\",\"args\":{{\n  \"limit\": 10\n}}}}}}",
+        template["sessionId"], template["seq"]
+    );
+    let nonce = [3u8; 12];
+    let mut envelope = template.clone();
+    envelope["payload"]["nonceB64"] = STANDARD.encode(nonce).into();
+    envelope["payload"]["ciphertextB64"] = STANDARD
+        .encode(key.seal(&nonce, plaintext.as_bytes()).unwrap())
+        .into();
+
+    let output = enclave(
+        &["decrypt", "--key-hex", &case.key_hex],
+        format!("{envelope}\n").as_bytes(),
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let events = json_lines(&output.stdout);
+    assert_eq!(
+        events.len(),
+        1,
+        "{:?}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    assert_eq!(events[0]["payload"]["args"]["limit"], 10);
+}
