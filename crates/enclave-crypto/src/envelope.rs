@@ -11,22 +11,17 @@ use crate::error::{truncated, Error, Location};
 /// Base64 length of a 12-byte nonce.
 const NONCE_B64_LEN: usize = 16;
 
-fn sealing_failed(event: &StreamEvent, reason: String) -> Error {
-    Error::DecryptionFailed {
-        location: Some(Location {
-            session: event.session_id.as_str().to_owned(),
-            seq: event.seq,
-        }),
-        reason: reason.into(),
-    }
+/// An event that cannot be written as JSON (e.g. a hand-built `NaN` duration the model refuses):
+/// the same encoding fault the NDJSON layer reports, not a cryptographic one.
+fn unencodable(err: serde_json::Error) -> Error {
+    Error::Frame(enclave_ndjson::Error::Serialize(err))
 }
 
 impl Sealer {
     /// Serializes `event` into the reused buffer and seals it in place.
     fn seal_event_buf(&mut self, event: &StreamEvent) -> Result<[u8; NONCE_LEN], Error> {
         self.buf.clear();
-        serde_json::to_writer(&mut self.buf, event)
-            .map_err(|e| sealing_failed(event, format!("could not serialize the event: {e}")))?;
+        serde_json::to_writer(&mut self.buf, event).map_err(unencodable)?;
         self.seal_buf()
     }
 
@@ -69,7 +64,7 @@ impl Sealer {
                 out.put_slice(b",\"type\":\"enc\",\"payload\":{\"kid\":");
                 put_json(out, self.kid())
             })
-            .map_err(|e| sealing_failed(event, format!("could not write the envelope: {e}")))?;
+            .map_err(unencodable)?;
         out.put_slice(b",\"nonceB64\":\"");
         encode_into(&nonce, out);
         out.put_slice(b"\",\"ciphertextB64\":\"");

@@ -201,3 +201,38 @@ fn sealed_lines_are_exactly_what_serde_writes_for_the_envelope() {
         );
     }
 }
+
+#[test]
+fn an_event_that_cannot_be_written_as_json_is_an_encoding_error_and_writes_nothing() {
+    use enclave_types::{CallId, ToolProgressPayload, ToolProgressPhase};
+
+    let session_id = SessionId::generate();
+    let ends = handshake(&session_id);
+    let mut server = codec(ends.server, true);
+    // JSON has no NaN: the model refuses to write it rather than emit `null`.
+    let event = StreamEvent::new(
+        session_id.clone(),
+        1,
+        EventPayload::ToolProgress(ToolProgressPayload {
+            call_id: CallId::generate(),
+            phase: ToolProgressPhase::Receiving,
+            bytes_received: None,
+            total_bytes: None,
+            elapsed_ms: f64::NAN,
+        }),
+    );
+    let mut wire = BytesMut::new();
+    let err = server.encode(&event, &mut wire).unwrap_err();
+    assert_eq!(err.code(), "FRAME_ERROR", "{err}");
+    assert!(err.to_string().contains("elapsedMs"), "{err}");
+    assert!(wire.is_empty(), "nothing of the event reaches the wire");
+    assert_eq!(server.sealer().messages_sealed(), 0, "no nonce is spent");
+
+    // The codec goes on: the next event seals and opens normally.
+    let mut client = codec(ends.client, true);
+    server
+        .encode(&stdout(&session_id, 2, "after"), &mut wire)
+        .unwrap();
+    let opened = client.decode(&mut wire).unwrap().unwrap().unwrap();
+    assert_eq!(opened.event, stdout(&session_id, 2, "after"));
+}
