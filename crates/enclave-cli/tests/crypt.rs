@@ -1,12 +1,13 @@
 //! `enclave encrypt` / `enclave decrypt` as a user runs them: the built binary and pipes, on
 //! the TypeScript implementation's envelope vectors.
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use serde::Deserialize;
 use serde_json::Value;
+
+mod common;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -22,34 +23,7 @@ fn cases() -> Vec<EnvelopeCase> {
     serde_json::from_str(include_str!("data/envelopes.json")).expect("envelopes.json")
 }
 
-/// Runs `enclave <args>` with `input` on standard input.
-fn enclave(args: &[&str], input: &[u8]) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_enclave"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn enclave");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&input));
-    let output = child.wait_with_output().expect("wait for enclave");
-    match writer.join().expect("writer thread") {
-        // A usage error exits before reading its input.
-        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => {}
-        result => result.expect("write stdin"),
-    }
-    output
-}
-
-fn json_lines(bytes: &[u8]) -> Vec<Value> {
-    String::from_utf8(bytes.to_vec())
-        .expect("UTF-8 output")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON value per line"))
-        .collect()
-}
+use common::{json_lines, run as enclave};
 
 fn ndjson<'a>(lines: impl Iterator<Item = &'a str>) -> String {
     let mut text = String::new();

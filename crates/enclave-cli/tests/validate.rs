@@ -2,14 +2,14 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn enclave() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_enclave"))
-}
+mod common;
+
+use common::{command as enclave, json_lines};
 
 fn sample() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("samples/session.ndjson")
@@ -17,28 +17,11 @@ fn sample() -> PathBuf {
 
 /// Runs `enclave validate` with `input` on standard input.
 fn validate_stdin(input: &[u8], extra: &[&str]) -> Output {
-    let mut child = enclave()
-        .arg("validate")
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn enclave");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&input));
-    let output = child.wait_with_output().expect("wait for enclave");
-    writer.join().expect("writer thread").expect("write stdin");
-    output
+    common::run(&[&["validate"], extra].concat(), input)
 }
 
 fn verdicts(output: &Output) -> Vec<Value> {
-    String::from_utf8(output.stdout.clone())
-        .expect("stdout is UTF-8")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("each verdict is one JSON line"))
-        .collect()
+    json_lines(&output.stdout)
 }
 
 const STDOUT_EVENT: &str =
