@@ -15,7 +15,7 @@ use enclave_types::{Frame, StreamEvent};
 use serde::de::DeserializeOwned;
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::input::{fail, lines_status, Input, EXIT_FAILURE};
+use crate::input::{fail, lines_status, report, Input, EXIT_FAILURE};
 
 /// Arguments of `enclave encrypt`.
 #[derive(Debug, clap::Args)]
@@ -55,7 +55,9 @@ fn key_bytes(command: &str, key_hex: &mut String) -> Result<Zeroizing<[u8; KEY_L
     let decoded = hex::decode_to_slice(key_hex.trim(), bytes.as_mut_slice());
     key_hex.zeroize();
     decoded.map(|()| bytes).map_err(|_| {
-        eprintln!("enclave {command}: --key-hex must be 64 hex digits (a 32-byte AES-256 key)");
+        report(format_args!(
+            "enclave {command}: --key-hex must be 64 hex digits (a 32-byte AES-256 key)"
+        ));
         ExitCode::from(EXIT_FAILURE)
     })
 }
@@ -63,7 +65,7 @@ fn key_bytes(command: &str, key_hex: &mut String) -> Result<Zeroizing<[u8; KEY_L
 /// The session key for `kid`, or the usage error to exit with.
 fn session_key(command: &str, bytes: &[u8; KEY_LEN], kid: &str) -> Result<SessionKey, ExitCode> {
     SessionKey::new(kid, bytes).map_err(|err| {
-        eprintln!("enclave {command}: {err}");
+        report(format_args!("enclave {command}: {err}"));
         ExitCode::from(EXIT_FAILURE)
     })
 }
@@ -93,25 +95,25 @@ impl Report {
             Some(line) => {
                 let prefix = format!("line {line}: ");
                 let detail = message.strip_prefix(&prefix).unwrap_or(&message);
-                eprintln!(
+                report(format_args!(
                     "enclave {}: {input}: line {line}: {}: {detail}",
                     self.command,
                     err.code()
-                );
+                ));
             }
-            None => eprintln!(
+            None => report(format_args!(
                 "enclave {}: {input}: {}: {message}",
                 self.command,
                 err.code()
-            ),
+            )),
         }
     }
 
     fn finish(&self, input: &str, verb: &str) -> ExitCode {
-        eprintln!(
+        report(format_args!(
             "enclave {}: {input}: {} lines {verb}, {} failed",
             self.command, self.done, self.failed
-        );
+        ));
         lines_status(self.failed)
     }
 }
@@ -128,7 +130,7 @@ pub(crate) fn run_encrypt(mut args: EncryptArgs) -> ExitCode {
     let mut sealer = match Sealer::new(key) {
         Ok(sealer) => sealer,
         Err(err) => {
-            eprintln!("enclave {COMMAND}: {err}");
+            report(format_args!("enclave {COMMAND}: {err}"));
             return ExitCode::from(EXIT_FAILURE);
         }
     };

@@ -124,7 +124,16 @@ fn with_context(err: &io::Error, name: &dyn std::fmt::Display) -> io::Error {
 /// message: the reader has what it asked for.
 pub(crate) fn fail(command: &str, err: &io::Error) -> ExitCode {
     if err.kind() != io::ErrorKind::BrokenPipe {
-        eprintln!("enclave {command}: {err}");
+        report(format_args!("enclave {command}: {err}"));
     }
     ExitCode::from(EXIT_FAILURE)
+}
+
+/// Writes one message line to standard error, the only way this tool writes there.
+///
+/// A failed write is ignored, unlike `eprintln!`, which panics: when the reader of our messages
+/// hangs up (`enclave decrypt … 2>&1 >/dev/null | head -1`) there is no one left to tell, and
+/// the exit status already says how the run went.
+pub(crate) fn report(message: std::fmt::Arguments<'_>) {
+    let _ = writeln!(io::stderr().lock(), "{message}");
 }

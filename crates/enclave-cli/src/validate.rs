@@ -13,7 +13,7 @@ use enclave_ndjson::{Error as LineError, DEFAULT_MAX_LINE_LENGTH};
 use enclave_types::Frame;
 use serde::Serialize;
 
-use crate::input::{fail, lines_status, Input};
+use crate::input::{fail, lines_status, report, Input};
 
 /// Arguments of `enclave validate`.
 #[derive(Debug, clap::Args)]
@@ -66,13 +66,13 @@ pub(crate) fn run(args: &ValidateArgs) -> ExitCode {
         return fail("validate", &err);
     }
 
-    eprintln!(
+    report(format_args!(
         "enclave validate: {}: {} lines checked, {} valid, {} invalid",
         input.name(),
         tally.valid + tally.invalid,
         tally.valid,
         tally.invalid
-    );
+    ));
     lines_status(tally.invalid)
 }
 

@@ -2,7 +2,7 @@
 //! the TypeScript implementation's envelope vectors.
 
 use std::path::PathBuf;
-use std::process::Output;
+use std::process::{Output, Stdio};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -288,4 +288,77 @@ fn decrypt_writes_one_line_per_event_even_when_the_plaintext_spans_lines() {
         String::from_utf8_lossy(&output.stdout)
     );
     assert_eq!(events[0]["payload"]["args"]["limit"], 10);
+}
+
+#[test]
+fn a_hung_up_reader_of_the_messages_changes_nothing_but_the_messages() {
+    // `enclave decrypt … 2>&1 >/dev/null | head -1`: the per-line reports and the summary go to
+    // a pipe nobody reads. The run still ends as it would have, with status 1 for the bad lines
+    // (a panic would be 101).
+    let group = &groups()[0];
+    let input = format!("nope\n{}\nnope again\n{{}}\n", group[0].line);
+    let output = common::run_into(
+        &["decrypt", "--key-hex", &group[0].key_hex],
+        input.as_bytes(),
+        Stdio::piped(),
+        common::hung_up_pipe(),
+    );
+    assert_eq!(output.status.code(), Some(1), "{:?}", output.status);
+    assert_eq!(json_lines(&output.stdout).len(), 1);
+
+    let input = ndjson(group.iter().map(|c| c.line.as_str()));
+    let output = common::run_into(
+        &["decrypt", "--key-hex", &group[0].key_hex],
+        input.as_bytes(),
+        Stdio::null(),
+        common::hung_up_pipe(),
+    );
+    assert_eq!(output.status.code(), Some(0), "{:?}", output.status);
+
+    // A usage error still exits 2 when it cannot be told.
+    for command in ["encrypt", "decrypt"] {
+        let output = common::run_into(
+            &[command, "--key-hex", "zz", "--key-id", "k_x"],
+            b"",
+            Stdio::null(),
+            common::hung_up_pipe(),
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{command}: {:?}",
+            output.status
+        );
+    }
+}
+
+#[test]
+fn a_hung_up_reader_of_the_output_ends_the_run_quietly_with_status_two() {
+    let group = &groups()[0];
+    let key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let runs = [
+        (
+            vec!["decrypt", "--key-hex", group[0].key_hex.as_str()],
+            ndjson(group.iter().map(|c| c.line.as_str())),
+        ),
+        (
+            vec!["encrypt", "--key-hex", key, "--key-id", "k_x"],
+            ndjson(group.iter().map(|c| c.inner_json.as_str())),
+        ),
+    ];
+    for (args, input) in runs {
+        let output = common::run_into(
+            &args,
+            input.as_bytes(),
+            common::hung_up_pipe(),
+            Stdio::piped(),
+        );
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(output.stderr.is_empty(), "{args:?}: {}", stderr(&output));
+    }
 }

@@ -240,3 +240,34 @@ fn large_stream_passes_through() {
     assert_eq!(verdicts[19_999]["seq"], 19_999);
     assert_eq!(verdicts[19_999]["line"], 20_000);
 }
+
+#[test]
+fn a_hung_up_reader_of_the_summary_changes_nothing_but_the_summary() {
+    // `enclave validate … 2>&1 >/dev/null | head -0`: the summary goes to a pipe nobody reads.
+    // The status is the one the verdicts call for (a panic would be 101).
+    let sample = std::fs::read(sample()).unwrap();
+    let output = common::run_into(
+        &["validate"],
+        &sample,
+        Stdio::piped(),
+        common::hung_up_pipe(),
+    );
+    assert_eq!(output.status.code(), Some(0), "{:?}", output.status);
+    assert_eq!(verdicts(&output).len(), 11);
+
+    let output = common::run_into(
+        &["validate"],
+        b"not json\n",
+        Stdio::piped(),
+        common::hung_up_pipe(),
+    );
+    assert_eq!(output.status.code(), Some(1), "{:?}", output.status);
+
+    let output = common::run_into(
+        &["validate", "/nonexistent/enclave.ndjson"],
+        b"",
+        Stdio::piped(),
+        common::hung_up_pipe(),
+    );
+    assert_eq!(output.status.code(), Some(2), "{:?}", output.status);
+}

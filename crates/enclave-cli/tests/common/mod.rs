@@ -12,11 +12,17 @@ pub(crate) fn command() -> Command {
 
 /// Runs `enclave <args>` with `input` on standard input and collects what it printed.
 pub(crate) fn run(args: &[&str], input: &[u8]) -> Output {
+    run_into(args, input, Stdio::piped(), Stdio::piped())
+}
+
+/// Runs `enclave <args>` with `input` on standard input and the given standard output and
+/// error; what went to a piped one is collected, the others are empty in the result.
+pub(crate) fn run_into(args: &[&str], input: &[u8], stdout: Stdio, stderr: Stdio) -> Output {
     let mut child = command()
         .args(args)
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(stdout)
+        .stderr(stderr)
         .spawn()
         .expect("spawn enclave");
     let mut stdin = child.stdin.take().expect("stdin");
@@ -30,6 +36,15 @@ pub(crate) fn run(args: &[&str], input: &[u8]) -> Output {
         result => result.expect("write stdin"),
     }
     output
+}
+
+/// The write end of a pipe whose read end is already closed, as standard output or standard
+/// error is when its reader has hung up (`… | head -1` after the first line): every write to it
+/// fails with `EPIPE`, from the first byte on, with no race against the reader.
+pub(crate) fn hung_up_pipe() -> Stdio {
+    let (reader, writer) = std::io::pipe().expect("create a pipe");
+    drop(reader);
+    Stdio::from(writer)
 }
 
 /// Standard output as one JSON value per line; fails the test on anything else.
