@@ -121,9 +121,17 @@ impl Report {
 /// Runs `enclave encrypt`.
 pub(crate) fn run_encrypt(mut args: EncryptArgs) -> ExitCode {
     const COMMAND: &str = "encrypt";
-    let key = match key_bytes(COMMAND, &mut args.key_hex)
-        .and_then(|bytes| session_key(COMMAND, &bytes, &args.key_id))
-    {
+    let key = match key_bytes(COMMAND, &mut args.key_hex).and_then(|bytes| {
+        // Every envelope would carry `"kid":""`, which both implementations refuse to open:
+        // a usage error now, not a stream of envelopes no peer can read.
+        if args.key_id.is_empty() {
+            report(format_args!(
+                "enclave {COMMAND}: --key-id must not be empty (every envelope carries it as `kid`)"
+            ));
+            return Err(ExitCode::from(EXIT_FAILURE));
+        }
+        session_key(COMMAND, &bytes, &args.key_id)
+    }) {
         Ok(key) => key,
         Err(code) => return code,
     };

@@ -362,3 +362,22 @@ fn a_hung_up_reader_of_the_output_ends_the_run_quietly_with_status_two() {
         assert!(output.stderr.is_empty(), "{args:?}: {}", stderr(&output));
     }
 }
+
+#[test]
+fn encrypt_refuses_an_empty_key_id_before_reading_anything() {
+    // Envelopes with `"kid":""` are refused by every peer, ours and the TypeScript one.
+    let key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let input = format!("{}\n", cases()[0].inner_json);
+    let output = enclave(
+        &["encrypt", "--key-hex", key, "--key-id", ""],
+        input.as_bytes(),
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(output.stdout.is_empty());
+    let err = stderr(&output);
+    assert!(
+        err.starts_with("enclave encrypt: --key-id must not be empty"),
+        "{err}"
+    );
+    assert!(!err.contains(key), "the key must not be printed: {err}");
+}
