@@ -2,8 +2,9 @@
 //!
 //! `cargo xtask ci` runs every check CI runs, in CI's order, and stops at the first failure;
 //! `cargo xtask fuzz` runs the libFuzzer targets of `crates/enclave-fuzz` for a bounded time.
-//! The repository's own rules (doc comments, lints, licenses, dependency versions) are checked
-//! by `cargo test -p xtask`, so they run inside the `test` step of `cargo xtask ci`.
+//! The repository's own rules (doc comments, lints, licenses, dependency versions, crate
+//! layering, the JS-trim tables, the vector copies) are checked by `cargo test -p xtask`, so
+//! they run inside the `test` step of `cargo xtask ci`.
 //!
 //! This crate uses only the standard library so that it builds in seconds on a fresh clone.
 //! It does not build or test anything itself: every step is a plain `cargo` command, printed

@@ -8,6 +8,10 @@ use std::path::{Path, PathBuf};
 
 use crate::project_root;
 
+mod js_trim;
+mod layering;
+mod vectors;
+
 /// Directories that hold generated or foreign files, never our sources.
 const SKIPPED_DIRS: &[&str] = &["target", "corpus", "artifacts", "coverage", "node_modules"];
 
