@@ -243,6 +243,34 @@ fn no_unfinished_code_or_debug_prints() {
 }
 
 #[test]
+fn the_cli_writes_messages_without_the_print_macros() {
+    // They panic when the stream is a closed pipe (`enclave … 2>&1 | head -1`); the CLI writes
+    // through `input::report` and its buffered standard output instead.
+    let forbidden = [
+        concat!("println", "!("),
+        concat!("eprintln", "!("),
+        concat!("print", "!("),
+        concat!("eprint", "!("),
+    ];
+    let mut files = Vec::new();
+    collect_rust_files(&project_root().join("crates/enclave-cli/src"), &mut files);
+    let mut violations = Vec::new();
+    for path in files {
+        for (index, line) in read(&path).lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            if let Some(pattern) = forbidden.iter().find(|pattern| code.contains(**pattern)) {
+                violations.push(format!(
+                    "{}:{}: `{pattern}` panics on a closed pipe; use `input::report`",
+                    show(&path),
+                    index + 1
+                ));
+            }
+        }
+    }
+    assert_clean("CLI output", &violations);
+}
+
+#[test]
 fn readme_shows_how_to_try_the_tool_and_run_ci() {
     let path = project_root().join("README.md");
     let Ok(text) = fs::read_to_string(&path) else {
