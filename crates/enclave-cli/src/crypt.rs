@@ -122,8 +122,8 @@ impl Report {
 pub(crate) fn run_encrypt(mut args: EncryptArgs) -> ExitCode {
     const COMMAND: &str = "encrypt";
     let key = match key_bytes(COMMAND, &mut args.key_hex).and_then(|bytes| {
-        // Every envelope would carry `"kid":""`, which both implementations refuse to open:
-        // a usage error now, not a stream of envelopes no peer can read.
+        // Every envelope would carry `"kid":""`, which both implementations refuse to read
+        // (enclave-types requires a non-empty `kid`): a usage error now, not unreadable output.
         if args.key_id.is_empty() {
             report(format_args!(
                 "enclave {COMMAND}: --key-id must not be empty (every envelope carries it as `kid`)"

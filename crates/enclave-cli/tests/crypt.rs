@@ -365,7 +365,7 @@ fn a_hung_up_reader_of_the_output_ends_the_run_quietly_with_status_two() {
 
 #[test]
 fn encrypt_refuses_an_empty_key_id_before_reading_anything() {
-    // Envelopes with `"kid":""` are refused by every peer, ours and the TypeScript one.
+    // Envelopes with `"kid":""` would be refused when read (enclave-types requires a `kid`).
     let key = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
     let input = format!("{}\n", cases()[0].inner_json);
     let output = enclave(
