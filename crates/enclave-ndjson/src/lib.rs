@@ -31,8 +31,8 @@ mod error;
 mod stream;
 
 pub use crate::codec::NdjsonCodec;
-pub use crate::engine::DEFAULT_MAX_LINE_LENGTH;
-pub use crate::error::Error;
+pub use crate::engine::{LineLimit, OutputBuf, DEFAULT_MAX_LINE_LENGTH};
+pub use crate::error::{Error, WriteError};
 pub use crate::stream::{
     parse_ndjson, stringify_ndjson, Items, ParsedNdjson, StreamDecoder, StreamEncoder,
 };
