@@ -1,4 +1,4 @@
-//! The crate's one error type, and the excerpts that make line errors readable.
+//! The crate's error types, line-level and fatal, and the excerpts that make line errors readable.
 
 use std::fmt::{self, Write as _};
 use std::io;
@@ -302,7 +302,7 @@ mod tests {
     #[test]
     fn trim_matches_json_whitespace_only() {
         assert_eq!(trim_json_whitespace(b" \t x y \r"), b"x y");
-        // Non-JSON whitespace (form feed, NBSP) is content, as serde_json sees it.
+        // Excerpts keep other whitespace (form feed, NBSP) visible; parsing trims JavaScript's set.
         assert_eq!(trim_json_whitespace(b"\x0cx"), b"\x0cx");
         assert_eq!(trim_json_whitespace(b""), b"");
     }
