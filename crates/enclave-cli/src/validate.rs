@@ -94,9 +94,7 @@ impl Tally {
                     seq: frame.seq(),
                 }
             }
-            // An I/O error cannot come out of a decoder fed from memory; everything else is a
-            // verdict on the line and the stream goes on.
-            Err(LineError::Io(err)) => return Err(io::Error::new(err.kind(), err.to_string())),
+            // Every item error is a verdict on the line, and the stream goes on.
             Err(err) => {
                 self.invalid += 1;
                 let line = err.line().unwrap_or(line);

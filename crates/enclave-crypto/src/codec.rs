@@ -17,7 +17,7 @@ pub trait LineNumbered {
     fn line_number(&self) -> u64;
 }
 
-impl<T> LineNumbered for NdjsonCodec<T> {
+impl<In, Out: ?Sized> LineNumbered for NdjsonCodec<In, Out> {
     fn line_number(&self) -> u64 {
         NdjsonCodec::line_number(self)
     }

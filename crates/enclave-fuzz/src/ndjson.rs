@@ -76,16 +76,31 @@ enum Outcome<T> {
         /// 1-based byte column in the line as received.
         column: usize,
         syntax: bool,
-        /// serde_json's message without its position (which counts from the trimmed value).
+        /// serde_json's message without its position (which counts from the trimmed value),
+        /// cut and escaped as errors quote it.
         reason: String,
     },
 }
 
-/// serde_json's message without the " at line L column C" it ends with.
+/// serde_json's message without the " at line L column C" it ends with, as an error quotes
+/// it: its first 160 characters, control characters escaped, then `...` if it went on.
 fn reason(err: &serde_json::Error) -> String {
     let full = err.to_string();
     let tail = format!(" at line {} column {}", err.line(), err.column());
-    full.strip_suffix(&tail).unwrap_or(&full).to_owned()
+    let message = full.strip_suffix(&tail).unwrap_or(&full);
+    let mut quoted = String::new();
+    for (taken, c) in message.chars().enumerate() {
+        if taken == 160 {
+            quoted.push_str("...");
+            break;
+        }
+        if matches!(c, '"' | '\'' | '\\') {
+            quoted.push(c);
+        } else {
+            quoted.extend(c.escape_debug());
+        }
+    }
+    quoted
 }
 
 impl<T> Outcome<T> {
@@ -130,24 +145,24 @@ impl<T> Outcome<T> {
             Error::InvalidJson {
                 line,
                 column,
-                source,
+                reason,
                 ..
             } => Self::BadJson {
                 line,
                 column,
                 syntax: true,
-                reason: reason(&source),
+                reason,
             },
             Error::InvalidValue {
                 line,
                 column,
-                source,
+                reason,
                 ..
             } => Self::BadJson {
                 line,
                 column,
                 syntax: false,
-                reason: reason(&source),
+                reason,
             },
             other => panic!("decoding produced a non-line error: {other}"),
         }

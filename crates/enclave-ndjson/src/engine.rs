@@ -54,11 +54,6 @@ impl LineEngine {
         self.line
     }
 
-    /// Whether the front of the unconsumed bytes, up to the next `\n`, belongs to a too-long line.
-    pub(crate) fn is_discarding(&self) -> bool {
-        self.discarding
-    }
-
     /// Forgets all progress, as if no byte had been seen.
     pub(crate) fn reset(&mut self) {
         *self = Self::new(self.max_length);
@@ -74,6 +69,30 @@ impl LineEngine {
         buf: &[u8],
         eof: bool,
     ) -> (usize, Option<Result<T, Error>>) {
+        let (consumed, framed) = self.frame(buf, eof);
+        let item = framed.map(|framed| match framed {
+            Framed::Line { start, end } => parse_line(&buf[start..end], self.line),
+            Framed::TooLong => Err(Error::LineTooLong {
+                line: self.line,
+                limit: self.max_length,
+            }),
+        });
+        (consumed, item)
+    }
+
+    /// Whether decoding `buf` to its end, as at end of input, would yield at least one item.
+    ///
+    /// Runs the framing rules on a copy of the engine without parsing, so it agrees with
+    /// [`decode`](Self::decode) by construction, whatever the whitespace, limit or discard state.
+    pub(crate) fn would_yield(&self, buf: &[u8]) -> bool {
+        self.clone().frame(buf, true).1.is_some()
+    }
+
+    /// Finds the next line of `buf` that yields an item, skipping blank ones.
+    ///
+    /// Returns how many bytes to consume, and where that line sits in `buf` (or that it
+    /// broke the limit). `self.line` is then that line's number.
+    fn frame(&mut self, buf: &[u8], eof: bool) -> (usize, Option<Framed>) {
         let mut consumed = 0;
         loop {
             let rest = &buf[consumed..];
@@ -110,32 +129,37 @@ impl LineEngine {
                     // Cursors first: nothing below may leave them pointing into a consumed line.
                     self.next_index = 0;
                     self.line += 1;
+                    let line_start = consumed;
                     consumed += end + 1;
-                    let raw = &rest[..end];
-                    if is_blank(raw) {
+                    if is_blank(&rest[..end]) {
                         continue;
                     }
-                    return (consumed, Some(parse_line(raw, self.line)));
+                    let line = Framed::Line {
+                        start: line_start,
+                        end: line_start + end,
+                    };
+                    return (consumed, Some(line));
                 }
                 (false, None) if rest.len() > self.max_length => {
                     self.next_index = 0;
                     self.discarding = true;
                     self.line += 1;
                     consumed += read_to;
-                    let error = Error::LineTooLong {
-                        line: self.line,
-                        limit: self.max_length,
-                    };
-                    return (consumed, Some(Err(error)));
+                    return (consumed, Some(Framed::TooLong));
                 }
                 (false, None) if eof => {
                     self.next_index = 0;
+                    let line_start = consumed;
                     consumed = buf.len();
                     if is_blank(rest) {
                         return (consumed, None);
                     }
                     self.line += 1;
-                    return (consumed, Some(parse_line(rest, self.line)));
+                    let line = Framed::Line {
+                        start: line_start,
+                        end: consumed,
+                    };
+                    return (consumed, Some(line));
                 }
                 (false, None) => {
                     self.next_index = read_to;
@@ -177,6 +201,15 @@ impl LineEngine {
     }
 }
 
+/// A line found by [`LineEngine::frame`].
+#[derive(Clone, Copy, Debug)]
+enum Framed {
+    /// A line with content at `buf[start..end]` (its `\n` excluded).
+    Line { start: usize, end: usize },
+    /// A line over the limit; the engine now discards the rest of it.
+    TooLong,
+}
+
 /// A line holding only whitespace (`\r` included, and whatever else JavaScript's `trim`
 /// removes) carries no value.
 fn is_blank(raw: &[u8]) -> bool {
@@ -208,49 +241,121 @@ fn parse_line<T: DeserializeOwned>(raw: &[u8], line: u64) -> Result<T, Error> {
     let start = text.trim_start_matches(is_js_whitespace);
     let value = start.trim_end_matches(is_js_whitespace);
     let leading = text.len() - start.len();
-    serde_json::from_str(value).map_err(|source| Error::from_json(line, raw, leading, source))
+    serde_json::from_str(value).map_err(|source| Error::from_json(line, raw, leading, &source))
 }
 
-/// An output buffer the encoder can serialize into and roll back.
-pub(crate) trait LineBuf: BufMut {
-    fn filled(&self) -> usize;
+/// An output buffer lines are appended to, and that a refused line can be cut back out of.
+///
+/// Implemented for `BytesMut` (what `FramedWrite` encodes into) and `Vec<u8>`.
+pub trait OutputBuf: BufMut + AsRef<[u8]> + AsMut<[u8]> {
+    /// Shortens the buffer to its first `len` bytes; does nothing if it is not longer.
     fn truncate_to(&mut self, len: usize);
-    fn filled_mut(&mut self) -> &mut [u8];
 }
 
-impl LineBuf for BytesMut {
-    fn filled(&self) -> usize {
-        self.len()
-    }
+impl OutputBuf for BytesMut {
     fn truncate_to(&mut self, len: usize) {
         self.truncate(len);
     }
-    fn filled_mut(&mut self) -> &mut [u8] {
-        self
-    }
 }
 
-impl LineBuf for Vec<u8> {
-    fn filled(&self) -> usize {
-        self.len()
-    }
+impl OutputBuf for Vec<u8> {
     fn truncate_to(&mut self, len: usize) {
         self.truncate(len);
     }
-    fn filled_mut(&mut self) -> &mut [u8] {
-        self
+}
+
+/// The encoders' rule for the lines they write, for a layer that writes lines itself.
+///
+/// A line longer than the limit is refused where it is written rather than where it is read:
+/// the peer would drop it as too long, and the writer is the one who can say which value it
+/// was. The length counted is what was actually appended, so a layer that transforms values
+/// (`enclave-crypto` turns an event into an `enc` line about 4/3 as long) checks its own
+/// output, not its input. Lines are numbered as written, 1-based; a refused line takes no
+/// number, since nothing of it reaches the output.
+///
+/// ```
+/// use bytes::{BufMut, BytesMut};
+/// use enclave_ndjson::{Error, LineLimit};
+///
+/// let mut limit = LineLimit::new(8);
+/// let mut out = BytesMut::from("kept\n");
+///
+/// let start = out.len();
+/// out.put_slice(b"\"short\"\n");
+/// limit.commit_line(&mut out, start)?;
+///
+/// let start = out.len();
+/// out.put_slice(b"\"much too long\"\n");
+/// let err = limit.commit_line(&mut out, start).unwrap_err();
+/// assert!(matches!(err, Error::LineTooLongToWrite { line: 2, length: 15, limit: 8 }));
+/// assert_eq!(&out[..], b"kept\n\"short\"\n", "the refused line is cut back out");
+/// assert_eq!(limit.lines_written(), 1);
+/// # Ok::<(), Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LineLimit {
+    max_length: usize,
+    written: u64,
+}
+
+impl LineLimit {
+    /// A limit of `max_line_length` bytes per line, not counting the `\n`, with no line
+    /// written yet.
+    pub const fn new(max_line_length: usize) -> Self {
+        Self {
+            max_length: max_line_length,
+            written: 0,
+        }
+    }
+
+    /// The longest line accepted, in bytes, not counting the `\n`.
+    pub const fn max_line_length(&self) -> usize {
+        self.max_length
+    }
+
+    /// How many lines have been committed so far.
+    pub const fn lines_written(&self) -> u64 {
+        self.written
+    }
+
+    /// Accepts or refuses the one line appended to `buf` since it was `start` bytes long.
+    ///
+    /// The length checked is that of the appended bytes without one trailing `\n`. Within the
+    /// limit, the line is counted; over it, `buf` is cut back to `start` bytes, exactly as it
+    /// was before the line, and [`Error::LineTooLongToWrite`] names the line it would have
+    /// been. Costs one comparison; no allocation unless it refuses.
+    pub fn commit_line<B: OutputBuf + ?Sized>(
+        &mut self,
+        buf: &mut B,
+        start: usize,
+    ) -> Result<(), Error> {
+        let appended = buf.as_ref().get(start..).unwrap_or_default();
+        let length = match appended.split_last() {
+            Some((b'\n', line)) => line.len(),
+            _ => appended.len(),
+        };
+        if length > self.max_length {
+            buf.truncate_to(start);
+            return Err(Error::LineTooLongToWrite {
+                line: self.written + 1,
+                length,
+                limit: self.max_length,
+            });
+        }
+        self.written += 1;
+        Ok(())
     }
 }
 
-/// Appends `item` as one JSON line (ending in `\n`) to `buf`.
+/// Appends `item` as one JSON line (ending in `\n`) to `buf`, held to `limit`.
 ///
 /// On failure `buf` is left exactly as it was, so no half line ever reaches the wire.
-pub(crate) fn encode_line<T, B>(item: &T, buf: &mut B) -> Result<(), Error>
+pub(crate) fn encode_line<T, B>(item: &T, buf: &mut B, limit: &mut LineLimit) -> Result<(), Error>
 where
     T: Serialize + ?Sized,
-    B: LineBuf,
+    B: OutputBuf,
 {
-    let start = buf.filled();
+    let start = buf.as_ref().len();
     if let Err(err) = serde_json::to_writer((&mut *buf).writer(), item) {
         buf.truncate_to(start);
         return Err(Error::Serialize(err));
@@ -258,14 +363,14 @@ where
     // serde_json escapes newlines in strings, but a `RawValue` is copied verbatim and may be
     // pretty-printed. Outside strings a newline is only whitespace, so a space is equivalent
     // and keeps the value on one line.
-    let written = &mut buf.filled_mut()[start..];
+    let written = &mut buf.as_mut()[start..];
     let mut from = 0;
     while let Some(offset) = memchr::memchr(b'\n', &written[from..]) {
         written[from + offset] = b' ';
         from += offset + 1;
     }
     buf.put_u8(b'\n');
-    Ok(())
+    limit.commit_line(buf, start)
 }
 
 #[cfg(test)]
@@ -418,21 +523,76 @@ mod tests {
 
     #[test]
     fn encode_rolls_back_on_failure_and_keeps_one_line() {
+        let mut limit = LineLimit::new(DEFAULT_MAX_LINE_LENGTH);
         let mut buf = BytesMut::from(&b"kept\n"[..]);
         let mut bad = std::collections::BTreeMap::new();
         bad.insert(vec![1u8], 1);
         assert!(matches!(
-            encode_line(&bad, &mut buf),
+            encode_line(&bad, &mut buf, &mut limit),
             Err(Error::Serialize(_))
         ));
         assert_eq!(&buf[..], b"kept\n");
+        assert_eq!(limit.lines_written(), 0);
 
         let raw =
             serde_json::value::RawValue::from_string("{\n  \"a\": [1,\n 2]\n}".into()).unwrap();
         let mut out = Vec::new();
-        encode_line(&raw, &mut out).unwrap();
+        encode_line(&raw, &mut out, &mut limit).unwrap();
         assert_eq!(out, b"{   \"a\": [1,  2] }\n");
         let back: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(back, serde_json::json!({"a": [1, 2]}));
+        assert_eq!(limit.lines_written(), 1);
+    }
+
+    #[test]
+    fn encode_limit_counts_the_line_as_written_without_its_newline() {
+        // `"abc"` is 5 bytes as written: at a limit of 5 it passes, at 4 it is refused.
+        let mut limit = LineLimit::new(5);
+        let mut buf = BytesMut::new();
+        encode_line("abc", &mut buf, &mut limit).unwrap();
+        // An escaped newline is two bytes on the wire, and that is what counts.
+        let err = encode_line("a\nb", &mut buf, &mut limit).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::LineTooLongToWrite {
+                    line: 2,
+                    length: 6,
+                    limit: 5
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(&buf[..], b"\"abc\"\n");
+        encode_line("ab", &mut buf, &mut limit).unwrap();
+        assert_eq!(limit.lines_written(), 2);
+        assert_eq!(&buf[..], b"\"abc\"\n\"ab\"\n");
+    }
+
+    #[test]
+    fn commit_line_measures_only_what_was_appended() {
+        let mut limit = LineLimit::new(3);
+        let mut buf = b"0123456789\n".to_vec();
+        // Earlier bytes do not count, nor does one trailing newline.
+        buf.extend_from_slice(b"abc\n");
+        limit.commit_line(&mut buf, 11).unwrap();
+        // Without a trailing newline every appended byte counts.
+        buf.extend_from_slice(b"abcd");
+        assert!(matches!(
+            limit.commit_line(&mut buf, 15),
+            Err(Error::LineTooLongToWrite {
+                line: 2,
+                length: 4,
+                limit: 3
+            })
+        ));
+        assert_eq!(buf, b"0123456789\nabc\n");
+        // Only one trailing newline is the terminator; a second is content.
+        buf.extend_from_slice(b"ab\n\n");
+        assert!(limit.commit_line(&mut buf, 15).is_ok());
+        assert_eq!(limit.lines_written(), 2);
+        // A start past the end (nothing appended, buffer shrunk) is an empty line, not a panic.
+        limit.commit_line(&mut buf, 100).unwrap();
+        assert_eq!(limit.lines_written(), 3);
     }
 }

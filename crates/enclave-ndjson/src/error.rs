@@ -1,4 +1,4 @@
-//! The crate's one error type, and the excerpts that make line errors readable.
+//! The crate's error types, line-level and fatal, and the excerpts that make line errors readable.
 
 use std::fmt::{self, Write as _};
 use std::io;
@@ -9,19 +9,22 @@ pub(crate) const EXCERPT_CHARS: usize = 64;
 /// How many characters of the parser's or the type's complaint an error message shows.
 const REASON_CHARS: usize = 160;
 
-/// Everything that can go wrong while framing NDJSON.
+/// What can be wrong with one line, read or written.
 ///
-/// Line-level variants (`LineTooLong`, `InvalidUtf8`, `InvalidJson`, `InvalidValue`) are
+/// Read-side variants (`LineTooLong`, `InvalidUtf8`, `InvalidJson`, `InvalidValue`) are
 /// *item* errors: the decoders hand them out in place of the line's value and carry on
-/// with the next line. `Io` ends a [`FramedRead`](tokio_util::codec::FramedRead) stream;
-/// `Serialize` is returned by the encoders.
+/// with the next line. Write-side variants (`LineTooLongToWrite`, `Serialize`) are returned
+/// by the encoders, which then have written nothing, so the next value can still go out.
+///
+/// None of these is fatal, and none is I/O: the codec's fatal faults are
+/// [`std::io::Error`] when decoding and [`WriteError::Io`] when encoding.
+///
+/// Peer data quoted in an error is bounded when the error is made: an excerpt keeps the
+/// first 64 characters of the line and a reason the first 160 characters of the parser's
+/// complaint, both escaped, however large the line was.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// Reading or writing the underlying byte stream failed.
-    #[error(transparent)]
-    Io(#[from] io::Error),
-
     /// A line was longer than the decoder's limit; its bytes were discarded up to the next `\n`.
     #[error("line {line}: longer than the limit of {limit} bytes; skipped to the next newline")]
     LineTooLong {
@@ -38,56 +41,66 @@ pub enum Error {
         line: u64,
         /// 1-based byte column of the first invalid byte.
         column: usize,
-        /// The start of the trimmed line, escaped (`\xNN` for invalid bytes).
+        /// The start of the line without surrounding JSON whitespace, escaped (`\xNN` for
+        /// invalid bytes).
         excerpt: String,
     },
 
     /// A line was not well-formed JSON (syntax error, truncated value, trailing data).
-    #[error(
-        "line {line}: invalid JSON at column {column}: {reason} (excerpt: \"{excerpt}\")",
-        reason = Reason(.source)
-    )]
+    #[error("line {line}: invalid JSON at column {column}: {reason} (excerpt: \"{excerpt}\")")]
     InvalidJson {
         /// 1-based line number.
         line: u64,
         /// 1-based byte column in the line as received (leading whitespace included).
         column: usize,
-        /// The start of the trimmed line, escaped.
+        /// The start of the line without surrounding JSON whitespace, escaped.
         excerpt: String,
-        /// serde_json's diagnosis; its own column counts from the first non-whitespace byte.
-        source: serde_json::Error,
+        /// serde_json's diagnosis without its position, cut and escaped.
+        reason: String,
     },
 
     /// A line was well-formed JSON but not a valid value of the decoded type.
-    #[error(
-        "line {line}: rejected value at column {column}: {reason} (excerpt: \"{excerpt}\")",
-        reason = Reason(.source)
-    )]
+    #[error("line {line}: rejected value at column {column}: {reason} (excerpt: \"{excerpt}\")")]
     InvalidValue {
         /// 1-based line number.
         line: u64,
         /// 1-based byte column in the line as received (leading whitespace included).
         column: usize,
-        /// The start of the trimmed line, escaped.
+        /// The start of the line without surrounding JSON whitespace, escaped.
         excerpt: String,
-        /// The type's own complaint (missing field, wrong type, failed validation).
-        source: serde_json::Error,
+        /// The type's own complaint (missing field, wrong type, failed validation), without
+        /// its position, cut and escaped.
+        reason: String,
+    },
+
+    /// A value's line would be longer than the limit the reading side applies, so it was not
+    /// written: the peer would refuse it (an `enc` line is about 4/3 of the event it seals).
+    #[error("line {line}: {length} bytes, longer than the limit of {limit} bytes; not written")]
+    LineTooLongToWrite {
+        /// 1-based number of the output line it would have been.
+        line: u64,
+        /// Its length in bytes, not counting the `\n`.
+        length: usize,
+        /// The limit in bytes, not counting the `\n`.
+        limit: usize,
     },
 
     /// A value could not be serialized as JSON (e.g. a map with non-string keys).
-    #[error("cannot encode value as JSON: {0}")]
+    #[error("cannot encode value as JSON: {}", Reason(.0))]
     Serialize(serde_json::Error),
 }
 
 impl Error {
-    /// The 1-based line number a line-level error refers to.
+    /// The 1-based line number the error refers to (an output line for
+    /// [`LineTooLongToWrite`](Self::LineTooLongToWrite)).
     pub fn line(&self) -> Option<u64> {
         match self {
             Self::LineTooLong { line, .. }
             | Self::InvalidUtf8 { line, .. }
             | Self::InvalidJson { line, .. }
-            | Self::InvalidValue { line, .. } => Some(*line),
-            Self::Io(_) | Self::Serialize(_) => None,
+            | Self::InvalidValue { line, .. }
+            | Self::LineTooLongToWrite { line, .. } => Some(*line),
+            Self::Serialize(_) => None,
         }
     }
 
@@ -97,38 +110,60 @@ impl Error {
             Self::InvalidUtf8 { excerpt, .. }
             | Self::InvalidJson { excerpt, .. }
             | Self::InvalidValue { excerpt, .. } => Some(excerpt),
-            Self::Io(_) | Self::LineTooLong { .. } | Self::Serialize(_) => None,
+            Self::LineTooLong { .. } | Self::LineTooLongToWrite { .. } | Self::Serialize(_) => None,
         }
     }
 
     /// Builds the error for a line serde_json refused, telling syntax from data faults.
     ///
     /// `leading` is how many bytes of whitespace were trimmed off the front of the line before
-    /// parsing, so the column reported is still a column of the line as received.
+    /// parsing, so the column reported is still a column of the line as received. The
+    /// serde_json error is dropped here: its message may quote the whole line.
     pub(crate) fn from_json(
         line: u64,
         raw: &[u8],
         leading: usize,
-        source: serde_json::Error,
+        source: &serde_json::Error,
     ) -> Self {
         let excerpt = excerpt(raw);
         let column = leading + source.column();
+        let reason = Reason(source).to_string();
         if source.is_data() {
             Self::InvalidValue {
                 line,
                 column,
                 excerpt,
-                source,
+                reason,
             }
         } else {
             Self::InvalidJson {
                 line,
                 column,
                 excerpt,
-                source,
+                reason,
             }
         }
     }
+}
+
+/// Why a value could not be written through [`NdjsonCodec`](crate::NdjsonCodec)'s `Encoder`.
+///
+/// Two kinds of failure with different consequences, kept apart so neither can be mistaken
+/// for the other: a refused value ([`Error`]: not serializable, or its line too long) wrote
+/// nothing and the sink stays usable, while an I/O fault comes from the transport and, like
+/// any error from a `FramedWrite`, means the stream is done. tokio-util requires an
+/// `Encoder`'s error to convert from [`io::Error`], which is why the encoder cannot return
+/// the line-level [`Error`] alone.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WriteError {
+    /// The value was refused before anything was written.
+    #[error(transparent)]
+    Refused(#[from] Error),
+
+    /// Writing to the underlying byte stream failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
 }
 
 /// serde_json's message without its "at line 1 column N" tail: we report the position ourselves.
@@ -250,15 +285,24 @@ mod tests {
     fn error_crosses_threads() {
         fn assert_send_sync<E: Send + Sync + 'static>() {}
         assert_send_sync::<Error>();
-        let io = Error::from(io::Error::new(io::ErrorKind::UnexpectedEof, "peer hung up"));
+        assert_send_sync::<WriteError>();
+        let io = WriteError::from(io::Error::new(io::ErrorKind::BrokenPipe, "peer hung up"));
         assert_eq!(io.to_string(), "peer hung up");
-        assert_eq!(io.line(), None);
+        let refused = WriteError::from(Error::LineTooLongToWrite {
+            line: 7,
+            length: 11,
+            limit: 10,
+        });
+        assert_eq!(
+            refused.to_string(),
+            "line 7: 11 bytes, longer than the limit of 10 bytes; not written"
+        );
     }
 
     #[test]
     fn trim_matches_json_whitespace_only() {
         assert_eq!(trim_json_whitespace(b" \t x y \r"), b"x y");
-        // Non-JSON whitespace (form feed, NBSP) is content, as serde_json sees it.
+        // Excerpts keep other whitespace (form feed, NBSP) visible; parsing trims JavaScript's set.
         assert_eq!(trim_json_whitespace(b"\x0cx"), b"\x0cx");
         assert_eq!(trim_json_whitespace(b""), b"");
     }
@@ -266,7 +310,7 @@ mod tests {
     #[test]
     fn display_says_what_and_where() {
         let source = serde_json::from_str::<serde_json::Value>("{\"seq\":,").unwrap_err();
-        let err = Error::from_json(12, b"{\"seq\":,", 0, source);
+        let err = Error::from_json(12, b"{\"seq\":,", 0, &source);
         assert_eq!(
             err.to_string(),
             "line 12: invalid JSON at column 8: expected value (excerpt: \"{\\\"seq\\\":,\")"
@@ -294,7 +338,7 @@ mod tests {
             source.to_string().len() > 100_000,
             "serde_json quotes the whole value"
         );
-        let message = Error::from_json(4, raw.as_bytes(), 0, source).to_string();
+        let message = Error::from_json(4, raw.as_bytes(), 0, &source).to_string();
         assert!(message.len() < 1024, "{} bytes", message.len());
         assert!(!message.chars().any(char::is_control), "{message}");
         assert!(
@@ -314,7 +358,7 @@ mod tests {
             a: u32,
         }
         let source = serde_json::from_str::<Rec>("{\"a\":\"x\"}").unwrap_err();
-        let err = Error::from_json(1, b"{\"a\":\"x\"}", 0, source);
+        let err = Error::from_json(1, b"{\"a\":\"x\"}", 0, &source);
         assert!(
             matches!(err, Error::InvalidValue { line: 1, .. }),
             "{err:?}"

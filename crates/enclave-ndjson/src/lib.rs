@@ -1,14 +1,17 @@
 //! NDJSON framing for the EnclaveJS stream: one JSON value per line, for any serde type.
 //!
 //! This layer owns the bytes-to-values step of the protocol. It splits a byte stream into
-//! lines at `\n`, tolerates `\r\n` and surrounding whitespace, skips blank lines, decodes
-//! each line with serde_json, and numbers lines so every complaint says where it happened.
-//! Going the other way it writes each value as compact JSON followed by `\n`, the shape
-//! the TypeScript `@enclave-vm/stream` peers emit and expect.
+//! lines at `\n`, trims each line as JavaScript's `trim()` does (so `\r\n`, a BOM or a
+//! NBSP around a value are fine), skips blank lines, decodes each line with serde_json, and
+//! numbers lines so every complaint says where it happened. Going the other way it writes
+//! each value as compact JSON followed by `\n`, the shape the TypeScript
+//! `@enclave-vm/stream` peers emit and expect.
 //!
 //! Two faces share one engine:
-//! - [`NdjsonCodec`], a tokio-util [`Decoder`](tokio_util::codec::Decoder) and
-//!   [`Encoder`](tokio_util::codec::Encoder) for `FramedRead` / `FramedWrite`;
+//! - [`NdjsonCodec<In, Out>`](NdjsonCodec), a tokio-util
+//!   [`Decoder`](tokio_util::codec::Decoder) of `In` and
+//!   [`Encoder`](tokio_util::codec::Encoder) of `Out` for `FramedRead` / `FramedWrite`
+//!   (the two directions of a link carry different messages);
 //! - [`StreamDecoder`], [`StreamEncoder`], [`parse_ndjson`] and [`stringify_ndjson`], which
 //!   need no runtime and mirror the TypeScript helpers.
 //!
@@ -16,7 +19,14 @@
 //! stopped), parsed in place from the buffer, and bounded by a line limit
 //! ([`DEFAULT_MAX_LINE_LENGTH`], 16 MiB, by default); the rest of an over-long line is
 //! dropped as it arrives rather than buffered. A bad line becomes an [`Error`] *item*
-//! carrying its line number and an excerpt, and decoding carries on with the next line.
+//! carrying its line number and a bounded excerpt, and decoding carries on with the next
+//! line. Only I/O is fatal: the codec's decoder fails with [`std::io::Error`] alone, and its
+//! encoder with [`WriteError`], which keeps I/O apart from a refused value.
+//!
+//! Output is held to the same limit, counted on the bytes actually written, so a peer never
+//! gets a line it would refuse; a refused value names its output line and leaves nothing
+//! behind. [`LineLimit`] applies that rule for a layer that writes its own lines (the
+//! encryption layer writes `enc` lines, about 4/3 the size of the event they seal).
 //!
 //! What this crate does **not** do: it knows nothing of events, sessions or sequence
 //! numbers (the `T` it decodes is the caller's, typically `enclave_types::Frame`), nothing
@@ -31,8 +41,8 @@ mod error;
 mod stream;
 
 pub use crate::codec::NdjsonCodec;
-pub use crate::engine::DEFAULT_MAX_LINE_LENGTH;
-pub use crate::error::Error;
+pub use crate::engine::{LineLimit, OutputBuf, DEFAULT_MAX_LINE_LENGTH};
+pub use crate::error::{Error, WriteError};
 pub use crate::stream::{
     parse_ndjson, stringify_ndjson, Items, ParsedNdjson, StreamDecoder, StreamEncoder,
 };

@@ -8,8 +8,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::engine::{encode_line, LineEngine, DEFAULT_MAX_LINE_LENGTH};
-use crate::error::{is_json_whitespace, Error};
+use crate::engine::{encode_line, LineEngine, LineLimit, DEFAULT_MAX_LINE_LENGTH};
+use crate::error::Error;
 
 /// Incremental NDJSON decoder for any transport: feed bytes as they arrive, take items out.
 ///
@@ -93,16 +93,13 @@ impl<T> StreamDecoder<T> {
         self.buf.len()
     }
 
-    /// Whether pending bytes hold anything but whitespace, i.e. whether taking items or
-    /// flushing would still produce something.
+    /// Whether [`flush`](Self::flush) would yield anything: a line with content, a bad line,
+    /// or one over the limit (the rest of a too-long line, still being dropped, is not).
+    ///
+    /// Blank means what it means to the decoder, JavaScript's `trim()` set, so pending
+    /// whitespace such as a NBSP or a BOM is not pending data.
     pub fn has_pending(&self) -> bool {
-        // Bytes still owed to a too-long line will be dropped, not decoded.
-        let live = if self.engine.is_discarding() {
-            memchr::memchr(b'\n', &self.buf).map_or(&[][..], |end| &self.buf[end + 1..])
-        } else {
-            &self.buf[..]
-        };
-        live.iter().any(|&b| !is_json_whitespace(b))
+        self.engine.would_yield(&self.buf)
     }
 
     /// The longest line accepted, in bytes, not counting the `\n`.
@@ -189,31 +186,45 @@ impl<T> fmt::Debug for Items<'_, T> {
 /// Incremental NDJSON encoder: appends one line per value to an output buffer.
 ///
 /// The counterpart of the TypeScript serializer stream (`JSON.stringify(event) + "\n"`):
-/// serde_json writes the same compact JSON, straight into the buffer.
+/// serde_json writes the same compact JSON, straight into the buffer. Lines are held to
+/// the line limit the reading side applies ([`DEFAULT_MAX_LINE_LENGTH`] unless told
+/// otherwise): a value whose line would be longer is refused with
+/// [`Error::LineTooLongToWrite`], naming the output line, and nothing of it is appended.
+///
+/// Each direction of a link has its own encoder, typed by what that direction carries.
 ///
 /// ```
-/// use enclave_ndjson::StreamEncoder;
+/// use enclave_ndjson::{Error, StreamEncoder};
 ///
-/// let mut encoder = StreamEncoder::new();
+/// let mut encoder = StreamEncoder::with_max_line_length(12);
 /// encoder.encode(&serde_json::json!({"seq": 1}))?;
+/// let err = encoder.encode(&serde_json::json!({"seq": 2, "big": true})).unwrap_err();
+/// assert!(matches!(err, Error::LineTooLongToWrite { line: 2, length: 20, limit: 12 }));
 /// encoder.encode(&serde_json::json!({"seq": 2}))?;
 /// assert_eq!(encoder.lines_encoded(), 2);
 /// assert_eq!(&encoder.take()[..], b"{\"seq\":1}\n{\"seq\":2}\n");
 /// assert!(encoder.is_empty());
-/// # Ok::<(), enclave_ndjson::Error>(())
+/// # Ok::<(), Error>(())
 /// ```
 pub struct StreamEncoder<T: ?Sized> {
     buf: BytesMut,
-    lines: u64,
+    written: LineLimit,
     _item: PhantomData<fn(&T)>,
 }
 
 impl<T: ?Sized> StreamEncoder<T> {
-    /// An encoder with an empty output buffer.
+    /// An encoder with an empty output buffer and the default line limit,
+    /// [`DEFAULT_MAX_LINE_LENGTH`] (16 MiB).
     pub fn new() -> Self {
+        Self::with_max_line_length(DEFAULT_MAX_LINE_LENGTH)
+    }
+
+    /// An encoder that refuses values whose line would be longer than `max_line_length`
+    /// bytes, not counting the `\n`.
+    pub fn with_max_line_length(max_line_length: usize) -> Self {
         Self {
             buf: BytesMut::new(),
-            lines: 0,
+            written: LineLimit::new(max_line_length),
             _item: PhantomData,
         }
     }
@@ -238,18 +249,21 @@ impl<T: ?Sized> StreamEncoder<T> {
         self.buf.is_empty()
     }
 
-    /// How many lines have been encoded since creation.
+    /// How many lines have been encoded since creation (refused values not included).
     pub fn lines_encoded(&self) -> u64 {
-        self.lines
+        self.written.lines_written()
+    }
+
+    /// The longest line written, in bytes, not counting the `\n`.
+    pub fn max_line_length(&self) -> usize {
+        self.written.max_line_length()
     }
 }
 
 impl<T: Serialize + ?Sized> StreamEncoder<T> {
     /// Appends `item` as one line; on error nothing is appended.
     pub fn encode(&mut self, item: &T) -> Result<(), Error> {
-        encode_line(item, &mut self.buf)?;
-        self.lines += 1;
-        Ok(())
+        encode_line(item, &mut self.buf, &mut self.written)
     }
 }
 
@@ -263,7 +277,8 @@ impl<T: ?Sized> fmt::Debug for StreamEncoder<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StreamEncoder")
             .field("item", &std::any::type_name::<T>())
-            .field("lines_encoded", &self.lines)
+            .field("max_line_length", &self.max_line_length())
+            .field("lines_encoded", &self.lines_encoded())
             .field("pending_len", &self.pending_len())
             .finish_non_exhaustive()
     }
@@ -312,7 +327,9 @@ pub fn parse_ndjson<T: DeserializeOwned>(input: impl AsRef<[u8]>) -> ParsedNdjso
 /// Encodes `items` as an NDJSON document, each line ending in `\n`.
 ///
 /// Unlike the TypeScript `serializeEvents`, which joins with `\n`, the last line is
-/// terminated too, so documents can be concatenated and streamed as they are.
+/// terminated too, so documents can be concatenated and streamed as they are. A value whose
+/// line would be longer than [`DEFAULT_MAX_LINE_LENGTH`], the limit [`parse_ndjson`] reads
+/// with, is refused with [`Error::LineTooLongToWrite`] naming its line.
 ///
 /// ```
 /// let text = enclave_ndjson::stringify_ndjson(&[[1, 2], [3, 4]])?;
@@ -321,8 +338,9 @@ pub fn parse_ndjson<T: DeserializeOwned>(input: impl AsRef<[u8]>) -> ParsedNdjso
 /// ```
 pub fn stringify_ndjson<T: Serialize>(items: &[T]) -> Result<String, Error> {
     let mut out = Vec::new();
+    let mut written = LineLimit::new(DEFAULT_MAX_LINE_LENGTH);
     for item in items {
-        encode_line(item, &mut out)?;
+        encode_line(item, &mut out, &mut written)?;
     }
     // serde_json only writes UTF-8, so this never takes the lossy branch.
     Ok(String::from_utf8(out)

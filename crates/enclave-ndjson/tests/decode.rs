@@ -3,7 +3,10 @@
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use enclave_ndjson::{parse_ndjson, stringify_ndjson, Error, NdjsonCodec, StreamDecoder};
+use enclave_ndjson::{
+    parse_ndjson, stringify_ndjson, Error, NdjsonCodec, StreamDecoder, StreamEncoder,
+    DEFAULT_MAX_LINE_LENGTH,
+};
 use serde::{Deserialize, Serialize};
 use tokio_util::codec::Decoder;
 
@@ -32,7 +35,7 @@ fn decode_chunked(input: &[u8], chunk: usize, limit: usize) -> Vec<Result<Rec, E
 
 /// Runs `input` through `NdjsonCodec` on a `BytesMut`, as `FramedRead` would.
 fn decode_codec(input: &[u8], chunk: usize, limit: usize) -> Vec<Result<Rec, Error>> {
-    let mut codec = NdjsonCodec::with_max_line_length(limit);
+    let mut codec = NdjsonCodec::<Rec>::with_max_line_length(limit);
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
     for piece in input.chunks(chunk) {
@@ -486,4 +489,134 @@ fn columns_count_from_the_start_of_the_line_as_received() {
     let out = decode_chunked("    {\"a\":,\"b\":\"x\"}\n".as_bytes(), 64, 1024);
     let err = out[0].as_ref().unwrap_err();
     assert!(err.to_string().contains("at column 10"), "{err}");
+}
+
+#[test]
+fn has_pending_agrees_with_flush_on_javascript_whitespace() {
+    // A NBSP, a BOM and the Unicode spaces are trimmed, so a tail of them is blank.
+    for tail in ["\u{a0}", "\u{feff}", " \u{2003}\u{3000} \r", "\u{b}\u{c}"] {
+        let mut decoder = StreamDecoder::<Rec>::new();
+        decoder.feed_str(&format!("{{\"a\":1,\"b\":\"\"}}\n{tail}"));
+        assert_eq!(summary(&decoder.items().collect::<Vec<_>>()), ["ok:1"]);
+        assert!(!decoder.has_pending(), "{tail:?} is blank to the decoder");
+        assert_eq!(decoder.flush().count(), 0, "{tail:?}");
+    }
+    // Half a NBSP is not whitespace but invalid UTF-8: it is pending, and flush says so.
+    let mut decoder = StreamDecoder::<Rec>::new();
+    decoder.feed(b"\xc2");
+    assert!(decoder.has_pending());
+    assert_eq!(summary(&decoder.flush().collect::<Vec<_>>()), ["utf8@1"]);
+    // Blank lines over the limit are reported as too long, so they are pending too.
+    let mut decoder = StreamDecoder::<Rec>::with_max_line_length(2);
+    decoder.feed_str("    ");
+    assert!(decoder.has_pending());
+    assert_eq!(
+        summary(&decoder.flush().collect::<Vec<_>>()),
+        ["too_long@1"]
+    );
+    // Complete blank lines before a value do not hide it.
+    let mut decoder = StreamDecoder::<Rec>::new();
+    decoder.feed_str("\u{a0}\n\u{feff}\n{\"a\":3,\"b\":\"\"}");
+    assert!(decoder.has_pending());
+    assert_eq!(summary(&decoder.flush().collect::<Vec<_>>()), ["ok:3"]);
+    assert!(!decoder.has_pending());
+}
+
+#[test]
+fn a_huge_bad_value_is_quoted_in_bounded_form_everywhere() {
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    enum Kind {
+        Known,
+    }
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Tagged {
+        kind: Kind,
+    }
+    // serde_json's own message quotes the whole 1 MiB variant name.
+    let value = "\u{1b}x".repeat(512 * 1024);
+    let line = format!("{{\"kind\":{}}}\n", serde_json::to_string(&value).unwrap());
+    let mut decoder = StreamDecoder::<Tagged>::new();
+    decoder.feed_str(&line);
+    let err = decoder.next_item().unwrap().unwrap_err();
+    let Error::InvalidValue {
+        line: 1,
+        ref reason,
+        ref excerpt,
+        ..
+    } = err
+    else {
+        panic!("expected a rejected value on line 1, got {err}");
+    };
+    assert!(reason.starts_with("unknown variant `\\u{1b}x"), "{reason}");
+    assert!(reason.len() <= 160 * 10 + 3, "{} bytes", reason.len());
+    assert!(excerpt.len() <= 64 * 10 + 3, "{} bytes", excerpt.len());
+    // Whatever way the error is shown, it stays small and printable: nothing behind it
+    // still holds the whole message.
+    let display = err.to_string();
+    let debug = format!("{err:?}");
+    assert!(display.len() < 4096, "{} bytes", display.len());
+    assert!(debug.len() < 4096, "{} bytes", debug.len());
+    assert!(!display.chars().any(char::is_control), "{display}");
+    assert!(std::error::Error::source(&err).is_none());
+
+    // Same for a syntax error deep inside a huge line.
+    let line = format!("[\"{}\",]\n", "y".repeat(1 << 20));
+    let parsed = parse_ndjson::<serde_json::Value>(&line);
+    let err = &parsed.errors[0];
+    assert!(matches!(err, Error::InvalidJson { line: 1, .. }), "{err}");
+    assert!(format!("{err:?}").len() < 4096);
+    assert!(err.to_string().len() < 4096);
+}
+
+#[test]
+fn stream_encoder_refuses_a_long_line_and_keeps_what_it_had() {
+    let mut encoder = StreamEncoder::<Rec>::with_max_line_length(20);
+    encoder.encode(&rec(1, "ok")).unwrap();
+    let before = encoder.as_bytes().to_vec();
+    let err = encoder.encode(&rec(2, "much too long")).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::LineTooLongToWrite {
+                line: 2,
+                length: 27,
+                limit: 20
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        encoder.as_bytes(),
+        &before[..],
+        "nothing partial is written"
+    );
+    assert_eq!(encoder.lines_encoded(), 1);
+    encoder.encode(&rec(3, "")).unwrap();
+    let parsed = parse_ndjson::<Rec>(encoder.take());
+    assert_eq!(parsed.items, [rec(1, "ok"), rec(3, "")]);
+}
+
+#[test]
+fn stringify_refuses_a_line_parse_would_refuse() {
+    // One byte over the default limit once quoted: `"` + payload + `"`.
+    let payload = "x".repeat(DEFAULT_MAX_LINE_LENGTH - 1);
+    let err = stringify_ndjson(&["small".to_owned(), payload]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::LineTooLongToWrite {
+                line: 2,
+                length,
+                limit: DEFAULT_MAX_LINE_LENGTH
+            } if length == DEFAULT_MAX_LINE_LENGTH + 1
+        ),
+        "{err}"
+    );
+    // At exactly the limit the line is written, and parse_ndjson takes it back.
+    let payload = "x".repeat(DEFAULT_MAX_LINE_LENGTH - 2);
+    let text = stringify_ndjson(std::slice::from_ref(&payload)).unwrap();
+    assert_eq!(text.len(), DEFAULT_MAX_LINE_LENGTH + 1);
+    assert_eq!(parse_ndjson::<String>(&text).items, [payload]);
 }

@@ -68,8 +68,43 @@ fn stream() -> impl Strategy<Value = Vec<u8>> {
         })
 }
 
+/// Input rich in what makes lines blank or not: JSON and JavaScript whitespace, half of a
+/// NBSP (invalid UTF-8 alone), CR, LF and a little content.
+fn whitespace_soup() -> impl Strategy<Value = Vec<u8>> {
+    let piece = prop_oneof![
+        Just(&b" "[..]),
+        Just(&b"\t"[..]),
+        Just(&b"\r"[..]),
+        Just(&b"\n"[..]),
+        Just(&b"\x0b\x0c"[..]),
+        Just("\u{a0}".as_bytes()),
+        Just("\u{feff}".as_bytes()),
+        Just("\u{2028}\u{3000}".as_bytes()),
+        Just(&b"\xc2"[..]),
+        Just(&b"1"[..]),
+        Just(&b"{"[..]),
+    ];
+    prop::collection::vec(piece, 0..24).prop_map(|pieces| pieces.concat())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn has_pending_is_whether_flush_yields(input in whitespace_soup(), cut in any::<prop::sample::Index>(), limit in 0usize..12, take in any::<bool>()) {
+        let mut decoder = StreamDecoder::<serde_json::Value>::with_max_line_length(limit);
+        let cut = cut.index(input.len() + 1);
+        decoder.feed(&input[..cut]);
+        if take {
+            // Taking some items first leaves the engine mid-stream (e.g. discarding).
+            let _ = decoder.next_item();
+        }
+        decoder.feed(&input[cut..]);
+        let pending = decoder.has_pending();
+        let flushed = decoder.flush().count();
+        prop_assert_eq!(pending, flushed > 0, "{} items flushed", flushed);
+        prop_assert!(!decoder.has_pending());
+    }
 
     #[test]
     fn any_split_decodes_like_the_whole(input in stream(), mut cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12)) {
