@@ -320,7 +320,9 @@ pub struct ToolCallPayload {
     /// The tool to run; never empty.
     #[serde(deserialize_with = "tool_name")]
     pub tool_name: String,
-    /// The arguments, any JSON (`null` included) but required; kept raw.
+    /// The arguments, any JSON (`null` included), kept raw. An absent `args` is read as
+    /// `null` (zod 4.3.6 accepts the omission, zod ≥ 4.4 refuses it), so we always write it.
+    #[serde(default = "RawJson::null")]
     pub args: RawJson,
 }
 
