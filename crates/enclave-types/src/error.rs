@@ -13,7 +13,7 @@ pub enum Error {
     InvalidId {
         /// Wire name of the id (`sessionId`, `callId`, `refId`).
         field: &'static str,
-        /// The rejected text.
+        /// The rejected text, cut to its first 64 characters and `…`.
         value: String,
         /// What rule it breaks.
         reason: String,
@@ -26,7 +26,7 @@ pub enum Error {
     InvalidTimestamp {
         /// Wire name of the field (`expiresAt`, `ts`).
         field: &'static str,
-        /// The rejected text.
+        /// The rejected text, cut to its first 64 characters and `…`.
         value: String,
     },
     /// Any other field that breaks a schema rule (range, emptiness, shape, enum value).
@@ -40,4 +40,123 @@ pub enum Error {
     /// A line that is not JSON, or JSON that does not match the protocol's shape.
     #[error("invalid frame: {0}")]
     Json(#[from] serde_json::Error),
+}
+
+/// How many characters of a peer's value an error quotes; the rest becomes `…`.
+pub(crate) const QUOTE_CHARS: usize = 64;
+
+/// A peer's value as an error quotes it: at most [`QUOTE_CHARS`] characters, then `…`.
+///
+/// Errors are created from untrusted (and, for `enc` lines, decrypted) text; quoting it whole
+/// would let a 1 MiB `callId` make a 1 MiB message that repeats the plaintext. Control
+/// characters are escaped by the `{:?}` that shows the result.
+pub(crate) fn cut(value: &str) -> String {
+    match value.char_indices().nth(QUOTE_CHARS) {
+        Some((end, _)) => format!("{}…", &value[..end]),
+        None => value.to_owned(),
+    }
+}
+
+/// Displays a peer's text unquoted (a session id in a message), cut and with control
+/// characters escaped.
+pub(crate) struct Cut<'a>(pub(crate) &'a str);
+
+impl std::fmt::Display for Cut<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write;
+        for (i, c) in self.0.chars().enumerate() {
+            if i == QUOTE_CHARS {
+                return f.write_char('…');
+            }
+            if c.is_control() {
+                write!(f, "{}", c.escape_debug())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Messages longer than this are checked for over-long quotes.
+const SHORT_MESSAGE: usize = 512;
+
+/// Cuts every `"…"` quote in an error message to [`QUOTE_CHARS`] characters.
+///
+/// serde_json quotes a whole string when it has the wrong type (`invalid type: string "…",
+/// expected a boolean`), before any code of ours sees it. The field wrappers that add the
+/// field's name pass their cause through here, so the message they create stays short.
+/// Quotes are `{:?}` output, so a `\` inside one always starts an escape.
+pub(crate) fn shorten_quotes(msg: &str) -> std::borrow::Cow<'_, str> {
+    if msg.len() <= SHORT_MESSAGE {
+        return std::borrow::Cow::Borrowed(msg);
+    }
+    let mut out = String::with_capacity(SHORT_MESSAGE);
+    let mut rest = msg;
+    while let Some(open) = rest.find('"') {
+        out.push_str(&rest[..=open]);
+        rest = &rest[open + 1..];
+        let mut chars = 0;
+        let mut escaped = false;
+        let mut end = rest.len();
+        let mut cut_at = None;
+        for (i, c) in rest.char_indices() {
+            if escaped {
+                escaped = false;
+                continue;
+            }
+            if c == '"' {
+                end = i;
+                break;
+            }
+            if chars == QUOTE_CHARS && cut_at.is_none() {
+                cut_at = Some(i);
+            }
+            chars += 1;
+            escaped = c == '\\';
+        }
+        match cut_at {
+            Some(at) => {
+                out.push_str(&rest[..at]);
+                out.push('…');
+            }
+            None => out.push_str(&rest[..end]),
+        }
+        // Keep the closing quote, if any, and go on after it.
+        rest = &rest[end..];
+        if let Some(after) = rest.strip_prefix('"') {
+            out.push('"');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    std::borrow::Cow::Owned(out)
+}
+
+/// Drops serde_json's trailing " at line L column C" so a wrapped message names one position.
+pub(crate) fn strip_position(msg: &str) -> &str {
+    if let Some(at) = msg.rfind(" at line ") {
+        let tail = &msg[at + " at line ".len()..];
+        let mut parts = tail.splitn(2, " column ");
+        let line_ok = parts
+            .next()
+            .is_some_and(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()));
+        let col_ok = parts
+            .next()
+            .is_some_and(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()));
+        if line_ok && col_ok {
+            return &msg[..at];
+        }
+    }
+    msg
+}
+
+/// Bounds an error that escaped every field wrapper (the whole line was a 1 MiB string).
+/// Short messages, the usual case, are returned untouched so their position stays.
+pub(crate) fn bounded<E: serde::de::Error>(e: E) -> E {
+    let text = e.to_string();
+    match shorten_quotes(&text) {
+        std::borrow::Cow::Borrowed(_) => e,
+        std::borrow::Cow::Owned(short) => E::custom(short),
+    }
 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::Error;
 use crate::id::{CallId, SessionId};
+use crate::message::Tag;
 use crate::named;
 use crate::number::{self, ProtocolVersion, PROTOCOL_VERSION};
 use crate::optional;
@@ -127,7 +128,7 @@ impl fmt::Display for EventType {
 }
 
 /// `log.level`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogLevel {
     /// `debug`
@@ -138,6 +139,24 @@ pub enum LogLevel {
     Warn,
     /// `error`
     Error,
+}
+
+impl<'de> Deserialize<'de> for LogLevel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Tag {
+            expecting: "a string",
+            name: "value",
+            expected: "debug, info, warn or error",
+            parse: |v| match v {
+                "debug" => Some(Self::Debug),
+                "info" => Some(Self::Info),
+                "warn" => Some(Self::Warn),
+                "error" => Some(Self::Error),
+                _ => None,
+            },
+        }
+        .read(d)
+    }
 }
 
 /// The lifecycle state of a session, as the TS `SessionState` names it.
@@ -442,7 +461,7 @@ pub struct PartialResultPayload {
 }
 
 /// `tool_progress.phase`. Closed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ToolProgressPhase {
     /// `connecting`
@@ -453,6 +472,24 @@ pub enum ToolProgressPhase {
     Receiving,
     /// `processing`
     Processing,
+}
+
+impl<'de> Deserialize<'de> for ToolProgressPhase {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Tag {
+            expecting: "a string",
+            name: "value",
+            expected: "connecting, sending, receiving or processing",
+            parse: |v| match v {
+                "connecting" => Some(Self::Connecting),
+                "sending" => Some(Self::Sending),
+                "receiving" => Some(Self::Receiving),
+                "processing" => Some(Self::Processing),
+                _ => None,
+            },
+        }
+        .read(d)
+    }
 }
 
 /// `tool_progress` payload.

@@ -6,7 +6,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::error::Error;
+use crate::error::{bounded, Cut, Error};
 use crate::event::{non_empty, EventPayload, EventType, StreamEvent};
 use crate::id::SessionId;
 use crate::message::{visit_message, Discriminant, Tag};
@@ -293,17 +293,17 @@ impl<'de> Visitor<'de> for FrameVisitor {
 
 impl<'de> Deserialize<'de> for Frame {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(FrameVisitor)
+        deserializer.deserialize_map(FrameVisitor).map_err(bounded)
     }
 }
 
 impl<'de> Deserialize<'de> for StreamEvent {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        match deserializer.deserialize_map(FrameVisitor)? {
+        match deserializer.deserialize_map(FrameVisitor).map_err(bounded)? {
             Frame::Event(e) => Ok(e),
             Frame::Encrypted(e) => Err(de::Error::custom(format_args!(
                 "expected a plaintext event, found an \"enc\" envelope (session {}, seq {}): decrypt it first",
-                e.session_id, e.seq
+                Cut(e.session_id.as_str()), e.seq
             ))),
         }
     }
@@ -311,12 +311,15 @@ impl<'de> Deserialize<'de> for StreamEvent {
 
 impl<'de> Deserialize<'de> for EncryptedEnvelope {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        match deserializer.deserialize_map(FrameVisitor)? {
+        match deserializer
+            .deserialize_map(FrameVisitor)
+            .map_err(bounded)?
+        {
             Frame::Encrypted(e) => Ok(e),
             Frame::Event(e) => Err(de::Error::custom(format_args!(
                 "expected an \"enc\" envelope, found a plaintext {} event (session {}, seq {})",
                 e.event_type(),
-                e.session_id,
+                Cut(e.session_id.as_str()),
                 e.seq
             ))),
         }

@@ -3,7 +3,9 @@
 //! Curve, algorithm and KDF stay strings here: refusing an unknown one, with its own error
 //! code, is the crypto layer's decision.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::message::Tag;
 
 use crate::named;
 use crate::number::{ProtocolVersion, PROTOCOL_VERSION};
@@ -76,7 +78,7 @@ pub struct ServerHello {
 }
 
 /// Whether a session encrypts its events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EncryptionMode {
     /// `disabled`: plaintext only.
@@ -86,6 +88,23 @@ pub enum EncryptionMode {
     Optional,
     /// `required`: refuse sessions without encryption.
     Required,
+}
+
+impl<'de> Deserialize<'de> for EncryptionMode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Tag {
+            expecting: "a string",
+            name: "value",
+            expected: "disabled, optional or required",
+            parse: |v| match v {
+                "disabled" => Some(Self::Disabled),
+                "optional" => Some(Self::Optional),
+                "required" => Some(Self::Required),
+                _ => None,
+            },
+        }
+        .read(d)
+    }
 }
 
 /// The encryption part of a session request.

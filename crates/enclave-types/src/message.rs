@@ -11,6 +11,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::error::{cut, shorten_quotes, strip_position, Cut};
 use crate::id::SessionId;
 use crate::number::{ProtocolVersion, SafeInteger};
 
@@ -60,24 +61,6 @@ pub(crate) struct Message<K: Discriminant> {
     pub(crate) payload: K::Payload,
 }
 
-/// Drops serde_json's trailing " at line L column C" so a wrapped message names one position.
-pub(crate) fn strip_position(msg: &str) -> &str {
-    if let Some(at) = msg.rfind(" at line ") {
-        let tail = &msg[at + " at line ".len()..];
-        let mut parts = tail.splitn(2, " column ");
-        let line_ok = parts
-            .next()
-            .is_some_and(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()));
-        let col_ok = parts
-            .next()
-            .is_some_and(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()));
-        if line_ok && col_ok {
-            return &msg[..at];
-        }
-    }
-    msg
-}
-
 /// Says which payload failed, and for which session and seq when those were already read.
 fn payload_error<E: de::Error>(
     kind: &dyn fmt::Display,
@@ -86,7 +69,8 @@ fn payload_error<E: de::Error>(
     cause: &dyn fmt::Display,
 ) -> E {
     let cause = cause.to_string();
-    let cause = strip_position(&cause);
+    let cause = shorten_quotes(strip_position(&cause));
+    let session_id = session_id.map(|s| Cut(s.as_str()));
     match (session_id, seq) {
         (Some(s), Some(n)) => E::custom(format_args!(
             "invalid {kind} payload (session {s}, seq {n}): {cause}"
@@ -211,8 +195,10 @@ impl<T> Visitor<'_> for Tag<T> {
     fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
         (self.parse)(v).ok_or_else(|| {
             E::custom(format_args!(
-                "unknown {} {v:?}: expected {}",
-                self.name, self.expected
+                "unknown {} {:?}: expected {}",
+                self.name,
+                cut(v),
+                self.expected
             ))
         })
     }

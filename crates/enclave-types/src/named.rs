@@ -4,18 +4,20 @@
 //! say which field was wrong; these wrappers add the wire name. They cost nothing on success.
 
 use std::fmt;
-use std::marker::PhantomData;
 
-use serde::de::{self, DeserializeOwned, Deserializer, IntoDeserializer, Visitor};
+use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
-use crate::message::strip_position;
+use crate::error::{shorten_quotes, strip_position};
 
 /// Prefixes `cause` with the field's name, dropping serde_json's inner position (the
 /// enclosing object adds its own).
 pub(crate) fn rename<E: de::Error>(field: &'static str, cause: &dyn fmt::Display) -> E {
     let cause = cause.to_string();
-    E::custom(format_args!("invalid {field}: {}", strip_position(&cause)))
+    E::custom(format_args!(
+        "invalid {field}: {}",
+        shorten_quotes(strip_position(&cause))
+    ))
 }
 
 /// Names the field in `e` unless its text already does (a number visitor's own errors do;
@@ -37,32 +39,6 @@ pub(crate) fn named<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
     T::deserialize(d).map_err(|e| rename(field, &e))
 }
 
-/// Reads a closed string enum (`level`, `phase`, `mode`), naming the field. Going through
-/// `deserialize_str` makes a wrong JSON type say so; serde_json's enum path only says
-/// "expected value".
-fn named_enum<'de, D: Deserializer<'de>, T: DeserializeOwned>(
-    d: D,
-    field: &'static str,
-) -> Result<T, D::Error> {
-    struct EnumStr<T>(PhantomData<T>);
-
-    impl<T: DeserializeOwned> Visitor<'_> for EnumStr<T> {
-        type Value = T;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a string")
-        }
-
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
-            T::deserialize(IntoDeserializer::<de::value::Error>::into_deserializer(v))
-                .map_err(E::custom)
-        }
-    }
-
-    d.deserialize_str(EnumStr(PhantomData))
-        .map_err(|e| rename(field, &e))
-}
-
 /// One `deserialize_with` function per wire name.
 macro_rules! named_fields {
     ($($name:ident => $field:literal),* $(,)?) => {
@@ -74,25 +50,6 @@ macro_rules! named_fields {
             }
         )*
     };
-}
-
-/// The same for closed string enums.
-macro_rules! named_enums {
-    ($($name:ident => $field:literal),* $(,)?) => {
-        $(
-            pub(crate) fn $name<'de, D: Deserializer<'de>, T: DeserializeOwned>(
-                d: D,
-            ) -> Result<T, D::Error> {
-                named_enum(d, $field)
-            }
-        )*
-    };
-}
-
-named_enums! {
-    level => "level",
-    mode => "mode",
-    phase => "phase",
 }
 
 named_fields! {
@@ -108,9 +65,12 @@ named_fields! {
     has_next => "hasNext",
     kdf => "kdf",
     key_id => "keyId",
+    level => "level",
     message => "message",
+    mode => "mode",
     ok => "ok",
     path => "path",
+    phase => "phase",
     reason => "reason",
     removed_actions => "removedActions",
     selected_algorithm => "selectedAlgorithm",

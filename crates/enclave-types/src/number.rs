@@ -3,10 +3,10 @@
 
 use std::fmt;
 
-use serde::de::{self, Visitor};
+use serde::de::{self, Unexpected, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::Error;
+use crate::error::{cut, Error};
 
 /// The largest `seq` (and counter) the protocol allows: `Number.MAX_SAFE_INTEGER`, 2^53 − 1.
 pub const MAX_SEQ: u64 = (1 << 53) - 1;
@@ -131,6 +131,11 @@ impl Visitor<'_> for JsInteger {
         } else {
             write!(f, "{} as an integer", self.field)
         }
+    }
+
+    // serde's default would quote the whole string.
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<i64, E> {
+        Err(E::invalid_type(Unexpected::Str(&cut(v)), &self))
     }
 
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<i64, E> {

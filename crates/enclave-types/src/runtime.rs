@@ -6,6 +6,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::error::bounded;
 use crate::event::ErrorInfo;
 use crate::id::{CallId, SessionId};
 use crate::message::{visit_message, Discriminant, Tag};
@@ -172,7 +173,9 @@ impl<'de> Deserialize<'de> for RuntimeChannelMessage {
             }
         }
 
-        deserializer.deserialize_map(MessageVisitor)
+        deserializer
+            .deserialize_map(MessageVisitor)
+            .map_err(bounded)
     }
 }
 

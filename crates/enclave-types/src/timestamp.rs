@@ -5,7 +5,7 @@ use std::fmt;
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::Error;
+use crate::error::{cut, Error};
 
 /// An ISO-8601 UTC date-time such as `2026-11-28T02:00:00.000Z`.
 ///
@@ -31,7 +31,10 @@ impl Timestamp {
             }
             Ok(Self(value))
         } else {
-            Err(Error::InvalidTimestamp { field, value })
+            Err(Error::InvalidTimestamp {
+                field,
+                value: cut(&value),
+            })
         }
     }
 

@@ -674,7 +674,7 @@ fn type_errors_name_the_field_and_its_parents() {
         (
             "log",
             r#"{"level":"loud","message":"m"}"#,
-            "invalid level: unknown variant `loud`",
+            r#"invalid level: unknown value "loud": expected debug, info, warn or error"#,
         ),
         (
             "tool_call",
@@ -741,7 +741,7 @@ fn type_errors_name_the_field_and_its_parents() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.starts_with("invalid mode: unknown variant `sometimes`"),
+        err.starts_with(r#"invalid mode: unknown value "sometimes": expected disabled"#),
         "{err}"
     );
     let err = serde_json::from_str::<SessionLimits>(r#"{"cancelOnFirstError":"no"}"#)
@@ -849,4 +849,76 @@ fn hellos_keep_algorithm_names_for_the_crypto_layer_to_refuse() {
         err.starts_with("invalid kdf: invalid type: integer `7`"),
         "{err}"
     );
+}
+
+#[test]
+fn errors_quote_at_most_a_short_cut_of_a_huge_value() {
+    // A 1 MiB value, starting with an escape sequence a terminal would obey (JSON-escaped in
+    // the lines).
+    let huge = format!("\u{1b}[31m{}", "x".repeat(1 << 20));
+    let huge_json = format!("\\u001b[31m{}", "x".repeat(1 << 20));
+    let line = |body: &str| body.replace("HUGE", &huge_json);
+    let cases = [
+        // Our own errors, cut where they are created.
+        r#"{"protocolVersion":2,"sessionId":"s_1","seq":1,"type":"log","payload":{"level":"HUGE","message":"m"}}"#,
+        r#"{"protocolVersion":2,"sessionId":"s_1","seq":1,"type":"tool_call","payload":{"callId":"HUGE","toolName":"t","args":1}}"#,
+        r#"{"protocolVersion":2,"sessionId":"HUGE","seq":1,"type":"stdout","payload":{"chunk":"a"}}"#,
+        r#"{"protocolVersion":2,"sessionId":"s_1","seq":"HUGE","type":"stdout","payload":{"chunk":"a"}}"#,
+        r#"{"protocolVersion":"HUGE","sessionId":"s_1","seq":1,"type":"stdout","payload":{"chunk":"a"}}"#,
+        r#"{"protocolVersion":2,"sessionId":"s_1","seq":1,"type":"HUGE","payload":{}}"#,
+        r#"{"protocolVersion":2,"sessionId":"s_1","seq":1,"type":"heartbeat","payload":{"ts":"HUGE"}}"#,
+        r#"{"protocolVersion":2,"sessionId":"s_1","seq":1,"type":"tool_progress","payload":{"callId":"c_1","phase":"HUGE","elapsedMs":1}}"#,
+        r#"{"protocolVersion":2,"sessionId":"s_1","seq":1,"type":"final","payload":{"ok":false,"errors":[{"code":"c","message":"m","details":[{"type":"HUGE"}]}]}}"#,
+        r#"{"protocolVersion":2,"sessionId":"s_1","seq":1,"type":"final","payload":{"ok":true,"stats":{"durationMs":1,"toolCallCount":"HUGE","stdoutBytes":0}}}"#,
+        // serde_json's own "invalid type: string …" errors, cut by the field that wraps them.
+        r#"{"protocolVersion":2,"sessionId":"s_1","seq":1,"type":"final","payload":{"ok":"HUGE"}}"#,
+        r#"{"protocolVersion":2,"sessionId":"s_1","seq":1,"type":"final","payload":{"ok":true,"stats":"HUGE"}}"#,
+        r#"{"protocolVersion":2,"sessionId":"s_1","seq":1,"type":"session_init","payload":{"cancelUrl":"/c","expiresAt":"2026-11-28T02:00:00Z","encryption":"HUGE"}}"#,
+        r#"{"protocolVersion":2,"sessionId":"s_1","seq":1,"type":"stdout","payload":"HUGE"}"#,
+        r#"{"payload":"HUGE","protocolVersion":2,"sessionId":"s_1","seq":1,"type":"stdout"}"#,
+        r#""HUGE""#,
+    ];
+    for case in cases {
+        let err = Frame::parse_line(line(case).as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.len() < 1024,
+            "{case}: {} bytes: {}",
+            err.len(),
+            &err[..200]
+        );
+        assert!(
+            !err.contains('\u{1b}'),
+            "{case}: control character quoted raw: {err}"
+        );
+        assert!(
+            err.contains("xxx"),
+            "{case}: the value is still quoted: {err}"
+        );
+    }
+    // A valid but huge session id named in a payload error is cut as well.
+    let err = Frame::parse_line(
+        line(r#"{"protocolVersion":2,"sessionId":"s_HUGE","seq":1,"type":"stdout","payload":{"chunk":1}}"#)
+            .as_bytes(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.len() < 1024, "{} bytes", err.len());
+    assert!(!err.contains('\u{1b}'), "{err}");
+    // The same bound for the other families and the constructors.
+    let err = serde_json::from_str::<RuntimeChannelMessage>(&line(
+        r#"{"protocolVersion":2,"sessionId":"s_HUGE","type":"cancel","payload":{"reason":"HUGE"},"extra":"HUGE","type":"HUGE"}"#,
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.len() < 1024, "{} bytes", err.len());
+    let err = serde_json::from_str::<EncryptionRequest>(&line(r#"{"mode":"HUGE"}"#))
+        .unwrap_err()
+        .to_string();
+    assert!(err.len() < 1024 && !err.contains('\u{1b}'), "{err}");
+    let err = CallId::new(huge.clone()).unwrap_err().to_string();
+    assert!(err.len() < 1024 && !err.contains('\u{1b}'), "{err}");
+    let err = Timestamp::new("ts", huge.clone()).unwrap_err().to_string();
+    assert!(err.len() < 1024 && !err.contains('\u{1b}'), "{err}");
 }
