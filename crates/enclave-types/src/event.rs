@@ -4,7 +4,6 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::error::Error;
 use crate::id::{CallId, SessionId};
 use crate::message::Tag;
 use crate::named;
@@ -12,30 +11,6 @@ use crate::number::{self, ProtocolVersion, PROTOCOL_VERSION};
 use crate::optional;
 use crate::raw::{self, RawJson};
 use crate::timestamp::{self, Timestamp};
-
-/// Reads a string that must not be empty; `field` names it in the error.
-pub(crate) fn non_empty<'de, D: Deserializer<'de>>(
-    d: D,
-    field: &'static str,
-) -> Result<String, D::Error> {
-    let s: String = named::named(d, field)?;
-    if s.is_empty() {
-        Err(serde::de::Error::custom(Error::InvalidField {
-            field,
-            reason: "must not be empty".to_owned(),
-        }))
-    } else {
-        Ok(s)
-    }
-}
-
-fn tool_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    non_empty(d, "toolName")
-}
-
-fn catalog_version<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    non_empty(d, "version")
-}
 
 /// The wire `type` of a plaintext stream event. Closed: other strings are refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -324,7 +299,7 @@ pub struct LogPayload {
     /// Structured data: a JSON object, kept raw.
     #[serde(
         default,
-        deserialize_with = "raw::object_data",
+        with = "raw::object_data",
         skip_serializing_if = "Option::is_none"
     )]
     pub data: Option<RawJson>,
@@ -337,7 +312,7 @@ pub struct ToolCallPayload {
     /// This call's id.
     pub call_id: CallId,
     /// The tool to run; never empty.
-    #[serde(deserialize_with = "tool_name")]
+    #[serde(with = "named::non_empty::tool_name")]
     pub tool_name: String,
     /// The arguments, any JSON (`null` included), kept raw. An absent `args` is read as
     /// `null` (zod 4.3.6 accepts the omission, zod ≥ 4.4 refuses it), so we always write it.
@@ -537,7 +512,7 @@ pub struct DeadlineExceededPayload {
 #[serde(rename_all = "camelCase")]
 pub struct CatalogChangedPayload {
     /// The new catalog version; never empty.
-    #[serde(deserialize_with = "catalog_version")]
+    #[serde(with = "named::non_empty::catalog_version")]
     pub version: String,
     /// Actions added.
     #[serde(deserialize_with = "named::added_actions")]

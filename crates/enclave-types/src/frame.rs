@@ -7,39 +7,27 @@ use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::error::{bounded, Cut, Error};
-use crate::event::{non_empty, EventPayload, EventType, StreamEvent};
+use crate::event::{EventPayload, EventType, StreamEvent};
 use crate::id::SessionId;
 use crate::message::{visit_message, Discriminant, Tag};
 use crate::number::{serialize_safe_integer, ProtocolVersion, PROTOCOL_VERSION};
-use crate::optional;
+use crate::{named, optional};
 
 /// The wire `type` of an encrypted envelope.
 pub const ENCRYPTED_TYPE: &str = "enc";
-
-fn kid<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    non_empty(d, "kid")
-}
-
-fn nonce_b64<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    non_empty(d, "nonceB64")
-}
-
-fn ciphertext_b64<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    non_empty(d, "ciphertextB64")
-}
 
 /// The payload of an `enc` line. Base64 is carried as text; the crypto layer decodes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EncryptedPayload {
     /// Id of the key that sealed it; never empty.
-    #[serde(deserialize_with = "kid")]
+    #[serde(with = "named::non_empty::kid")]
     pub kid: String,
     /// The AES-GCM nonce, standard base64; never empty.
-    #[serde(deserialize_with = "nonce_b64")]
+    #[serde(with = "named::non_empty::nonce_b64")]
     pub nonce_b64: String,
     /// Ciphertext (with the tag appended, as the TS peer writes it), standard base64; never empty.
-    #[serde(deserialize_with = "ciphertext_b64")]
+    #[serde(with = "named::non_empty::ciphertext_b64")]
     pub ciphertext_b64: String,
     /// A separate tag, for peers that send one.
     #[serde(

@@ -78,3 +78,67 @@ named_fields! {
     supported_algorithms => "supportedAlgorithms",
     url => "url",
 }
+
+/// Strings that must not be empty (`toolName`, `version`, `kid`, …), checked both ways: a
+/// hand-built value can hold an empty string, and we never write what we would refuse.
+pub(crate) mod non_empty {
+    use serde::{Deserializer, Serializer};
+
+    use crate::error::Error;
+
+    fn empty(field: &'static str) -> Error {
+        Error::InvalidField {
+            field,
+            reason: "must not be empty".to_owned(),
+        }
+    }
+
+    fn read<'de, D: Deserializer<'de>>(d: D, field: &'static str) -> Result<String, D::Error> {
+        let s: String = super::named(d, field)?;
+        if s.is_empty() {
+            Err(serde::de::Error::custom(empty(field)))
+        } else {
+            Ok(s)
+        }
+    }
+
+    fn write<S: Serializer>(v: &str, s: S, field: &'static str) -> Result<S::Ok, S::Error> {
+        if v.is_empty() {
+            Err(serde::ser::Error::custom(empty(field)))
+        } else {
+            s.serialize_str(v)
+        }
+    }
+
+    /// One `serde(with)` module per wire name.
+    macro_rules! non_empty_fields {
+        ($($name:ident => $field:literal),* $(,)?) => {
+            $(
+                pub(crate) mod $name {
+                    use serde::{Deserializer, Serializer};
+
+                    pub(crate) fn serialize<S: Serializer>(
+                        v: &str,
+                        s: S,
+                    ) -> Result<S::Ok, S::Error> {
+                        super::write(v, s, $field)
+                    }
+
+                    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+                        d: D,
+                    ) -> Result<String, D::Error> {
+                        super::read(d, $field)
+                    }
+                }
+            )*
+        };
+    }
+
+    non_empty_fields! {
+        tool_name => "toolName",
+        catalog_version => "version",
+        kid => "kid",
+        nonce_b64 => "nonceB64",
+        ciphertext_b64 => "ciphertextB64",
+    }
+}
