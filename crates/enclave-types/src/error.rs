@@ -37,6 +37,26 @@ pub enum Error {
         /// What rule it breaks.
         reason: String,
     },
+    /// A `\uD800`–`\uDFFF` escape without its partner. JavaScript strings may hold one; a Rust
+    /// `String` cannot, so the line is refused (see `docs/PROTOCOL.md`). serde_json reports
+    /// these as "lone leading surrogate" whatever their kind; this names the right one.
+    #[error(
+        "invalid frame: {context}lone {kind} surrogate \\u{escape:04x} in a string escape \
+         at line {line} column {column}"
+    )]
+    LoneSurrogate {
+        /// Where it was found, as the other errors say it (`invalid stdout payload (session
+        /// s_1, seq 3): invalid chunk: `); empty at the top level.
+        context: String,
+        /// `leading (high)` for `\uD800`–`\uDBFF`, `trailing (low)` for `\uDC00`–`\uDFFF`.
+        kind: &'static str,
+        /// The unpaired escape.
+        escape: u16,
+        /// Line of the error, as serde_json counts it.
+        line: usize,
+        /// Column of the error, as serde_json counts it.
+        column: usize,
+    },
     /// A line that is not JSON, or JSON that does not match the protocol's shape.
     #[error("invalid frame: {0}")]
     Json(#[from] serde_json::Error),
@@ -159,4 +179,49 @@ pub(crate) fn bounded<E: serde::de::Error>(e: E) -> E {
         std::borrow::Cow::Borrowed(_) => e,
         std::borrow::Cow::Owned(short) => E::custom(short),
     }
+}
+
+/// Renames serde_json's lone-surrogate errors. serde_json says "lone leading surrogate in hex
+/// escape" for a lone *trailing* surrogate too, and "unexpected end of hex escape" for a
+/// leading one followed by anything but `\u`; the offending escape is the last surrogate
+/// escape before the error's column, so the line tells which kind it is.
+pub(crate) fn surrogate_error(line: &[u8], e: &serde_json::Error) -> Option<Error> {
+    // The field wrappers re-create the error with their context, so look at the text's end.
+    let text = e.to_string();
+    let text = strip_position(&text);
+    let context = [
+        "lone leading surrogate in hex escape",
+        "unexpected end of hex escape",
+    ]
+    .iter()
+    .find_map(|phrase| text.strip_suffix(phrase))?;
+    // serde_json's column is the byte offset in the line, just after the failing escape
+    // (and at most two more bytes); the pair `\uD8xx\uXXXX` spans 12 bytes. A protocol line is
+    // one line: JSON strings cannot hold a raw newline.
+    if e.line() != 1 {
+        return None;
+    }
+    let end = e.column().min(line.len());
+    let window = &line[end.saturating_sub(16)..end];
+    let escape = window
+        .windows(6)
+        .rev()
+        .filter(|w| w[0] == b'\\' && w[1] == b'u')
+        .filter_map(|w| {
+            std::str::from_utf8(&w[2..])
+                .ok()
+                .and_then(|hex| u16::from_str_radix(hex, 16).ok())
+        })
+        .find(|n| (0xD800..=0xDFFF).contains(n))?;
+    Some(Error::LoneSurrogate {
+        context: context.to_owned(),
+        kind: if escape < 0xDC00 {
+            "leading (high)"
+        } else {
+            "trailing (low)"
+        },
+        escape,
+        line: e.line(),
+        column: e.column(),
+    })
 }

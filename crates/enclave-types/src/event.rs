@@ -14,6 +14,7 @@ use crate::timestamp::{self, Timestamp};
 
 /// The wire `type` of a plaintext stream event. Closed: other strings are refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum EventType {
     /// `session_init`: first event of a session.
     SessionInit,
@@ -105,6 +106,7 @@ impl fmt::Display for EventType {
 /// `log.level`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum LogLevel {
     /// `debug`
     Debug,
@@ -137,6 +139,7 @@ impl<'de> Deserialize<'de> for LogLevel {
 /// The lifecycle state of a session, as the TS `SessionState` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum SessionState {
     /// `starting`
     Starting,
@@ -154,6 +157,7 @@ pub enum SessionState {
 
 /// `error` inside `final` and `tool_result_submit`: the legacy single error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ErrorInfo {
     /// Human-readable message.
     #[serde(deserialize_with = "named::message")]
@@ -184,6 +188,7 @@ pub struct ErrorInfo {
     rename_all = "snake_case",
     rename_all_fields = "camelCase"
 )]
+#[non_exhaustive]
 pub enum ErrorDetail {
     /// `retry_info`: when to retry.
     RetryInfo {
@@ -219,6 +224,7 @@ pub enum ErrorDetail {
 
 /// A per-path error (GraphQL style) in `final.errors` and `partial_result.error`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ErrorPayload {
     /// Machine-readable code, e.g. `TOOL_TIMEOUT`.
     #[serde(deserialize_with = "named::code")]
@@ -245,6 +251,7 @@ pub struct ErrorPayload {
 /// `session_init.encryption`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct EncryptionConfig {
     /// Whether the session's events are encrypted.
     #[serde(deserialize_with = "named::enabled")]
@@ -261,6 +268,7 @@ pub struct EncryptionConfig {
 /// `session_init` payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct SessionInitPayload {
     /// Where to cancel the session.
     #[serde(deserialize_with = "named::cancel_url")]
@@ -281,6 +289,7 @@ pub struct SessionInitPayload {
 
 /// `stdout` payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct StdoutPayload {
     /// The output text.
     #[serde(deserialize_with = "named::chunk")]
@@ -289,6 +298,7 @@ pub struct StdoutPayload {
 
 /// `log` payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct LogPayload {
     /// Severity.
     #[serde(deserialize_with = "named::level")]
@@ -308,6 +318,7 @@ pub struct LogPayload {
 /// `tool_call` payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct ToolCallPayload {
     /// This call's id.
     pub call_id: CallId,
@@ -323,6 +334,7 @@ pub struct ToolCallPayload {
 /// `tool_result_applied` payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct ToolResultAppliedPayload {
     /// The call whose result was applied.
     pub call_id: CallId,
@@ -331,6 +343,7 @@ pub struct ToolResultAppliedPayload {
 /// `final.stats`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct SessionStats {
     /// Run time in milliseconds (may be fractional, never negative).
     #[serde(with = "number::duration_ms")]
@@ -345,6 +358,7 @@ pub struct SessionStats {
 
 /// `final` payload. Data and errors may coexist.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct FinalPayload {
     /// Whether everything succeeded.
     #[serde(deserialize_with = "named::ok")]
@@ -381,6 +395,7 @@ pub struct FinalPayload {
 
 /// `heartbeat` payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct HeartbeatPayload {
     /// When the heartbeat was sent.
     #[serde(deserialize_with = "timestamp::ts")]
@@ -389,6 +404,7 @@ pub struct HeartbeatPayload {
 
 /// `error` payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ErrorEventPayload {
     /// The message.
     #[serde(deserialize_with = "named::message")]
@@ -412,6 +428,7 @@ pub struct ErrorEventPayload {
 /// `partial_result` payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct PartialResultPayload {
     /// Where this result slots in.
     #[serde(deserialize_with = "named::path")]
@@ -438,6 +455,7 @@ pub struct PartialResultPayload {
 /// `tool_progress.phase`. Closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ToolProgressPhase {
     /// `connecting`
     Connecting,
@@ -470,6 +488,7 @@ impl<'de> Deserialize<'de> for ToolProgressPhase {
 /// `tool_progress` payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct ToolProgressPayload {
     /// The tool call.
     pub call_id: CallId,
@@ -498,6 +517,7 @@ pub struct ToolProgressPayload {
 /// `deadline_exceeded` payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct DeadlineExceededPayload {
     /// Milliseconds elapsed.
     #[serde(with = "number::elapsed_ms")]
@@ -510,6 +530,7 @@ pub struct DeadlineExceededPayload {
 /// `catalog_changed` payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct CatalogChangedPayload {
     /// The new catalog version; never empty.
     #[serde(with = "named::non_empty::catalog_version")]
@@ -524,6 +545,7 @@ pub struct CatalogChangedPayload {
 
 /// The payload of a plaintext event; its variant decides the wire `type`.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum EventPayload {
     /// `session_init`
     SessionInit(SessionInitPayload),
@@ -595,6 +617,7 @@ impl Serialize for EventPayload {
 /// On the wire: `{"protocolVersion":2,"sessionId":"s_…","seq":1,"type":"stdout","payload":{…}}`.
 /// `Serialize`/`Deserialize` live with [`Frame`](crate::Frame), which shares the parser.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct StreamEvent {
     /// Protocol version of the sender.
     pub protocol_version: ProtocolVersion,
@@ -621,4 +644,215 @@ impl StreamEvent {
     pub const fn event_type(&self) -> EventType {
         self.payload.event_type()
     }
+}
+
+// Constructors: the structs are `#[non_exhaustive]` (a protocol version may add fields), so
+// outside this crate they are built here, with every optional field absent, and then adjusted
+// through their public fields.
+
+impl ErrorInfo {
+    /// An error with a message and no code or stack.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            code: None,
+            stack: None,
+        }
+    }
+}
+
+impl ErrorPayload {
+    /// A per-path error without `path` or `details`.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+            path: None,
+            details: None,
+        }
+    }
+}
+
+impl EncryptionConfig {
+    /// Encryption settings without a key id.
+    pub fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            key_id: None,
+        }
+    }
+}
+
+impl SessionInitPayload {
+    /// A `session_init` payload without `replayUrl`.
+    pub fn new(
+        cancel_url: impl Into<String>,
+        expires_at: Timestamp,
+        encryption: EncryptionConfig,
+    ) -> Self {
+        Self {
+            cancel_url: cancel_url.into(),
+            expires_at,
+            encryption,
+            replay_url: None,
+        }
+    }
+}
+
+impl StdoutPayload {
+    /// A chunk of output.
+    pub fn new(chunk: impl Into<String>) -> Self {
+        Self {
+            chunk: chunk.into(),
+        }
+    }
+}
+
+impl LogPayload {
+    /// A log message without `data`.
+    pub fn new(level: LogLevel, message: impl Into<String>) -> Self {
+        Self {
+            level,
+            message: message.into(),
+            data: None,
+        }
+    }
+}
+
+impl ToolCallPayload {
+    /// A tool call. `tool_name` must not be empty; writing refuses an empty one.
+    pub fn new(call_id: CallId, tool_name: impl Into<String>, args: RawJson) -> Self {
+        Self {
+            call_id,
+            tool_name: tool_name.into(),
+            args,
+        }
+    }
+}
+
+impl ToolResultAppliedPayload {
+    /// The call whose result was applied.
+    pub fn new(call_id: CallId) -> Self {
+        Self { call_id }
+    }
+}
+
+impl SessionStats {
+    /// Run statistics.
+    pub fn new(duration_ms: f64, tool_call_count: u64, stdout_bytes: u64) -> Self {
+        Self {
+            duration_ms,
+            tool_call_count,
+            stdout_bytes,
+        }
+    }
+}
+
+impl FinalPayload {
+    /// A `final` payload with only `ok`.
+    pub fn new(ok: bool) -> Self {
+        Self {
+            ok,
+            result: None,
+            error: None,
+            errors: None,
+            stats: None,
+        }
+    }
+}
+
+impl HeartbeatPayload {
+    /// A heartbeat sent at `ts`.
+    pub fn new(ts: Timestamp) -> Self {
+        Self { ts }
+    }
+}
+
+impl ErrorEventPayload {
+    /// An `error` event without `code` or `recoverable`.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            code: None,
+            recoverable: None,
+        }
+    }
+}
+
+impl PartialResultPayload {
+    /// A partial result without `data` or `error`.
+    pub fn new(path: Vec<String>, has_next: bool) -> Self {
+        Self {
+            path,
+            data: None,
+            error: None,
+            has_next,
+        }
+    }
+}
+
+impl ToolProgressPayload {
+    /// Progress without byte counts.
+    pub fn new(call_id: CallId, phase: ToolProgressPhase, elapsed_ms: f64) -> Self {
+        Self {
+            call_id,
+            phase,
+            bytes_received: None,
+            total_bytes: None,
+            elapsed_ms,
+        }
+    }
+}
+
+impl DeadlineExceededPayload {
+    /// The budget ran out after `elapsed_ms`.
+    pub fn new(elapsed_ms: f64, budget_ms: f64) -> Self {
+        Self {
+            elapsed_ms,
+            budget_ms,
+        }
+    }
+}
+
+impl CatalogChangedPayload {
+    /// A catalog change. `version` must not be empty; writing refuses an empty one.
+    pub fn new(
+        version: impl Into<String>,
+        added_actions: Vec<String>,
+        removed_actions: Vec<String>,
+    ) -> Self {
+        Self {
+            version: version.into(),
+            added_actions,
+            removed_actions,
+        }
+    }
+}
+
+/// `From<…Payload> for EventPayload`, so `StreamEvent::new(id, seq, payload.into())` reads well.
+macro_rules! into_event_payload {
+    ($($payload:ident => $variant:ident),* $(,)?) => {
+        $(
+            impl From<$payload> for EventPayload {
+                fn from(p: $payload) -> Self {
+                    Self::$variant(p)
+                }
+            }
+        )*
+    };
+}
+
+into_event_payload! {
+    SessionInitPayload => SessionInit,
+    StdoutPayload => Stdout,
+    LogPayload => Log,
+    ToolCallPayload => ToolCall,
+    ToolResultAppliedPayload => ToolResultApplied,
+    FinalPayload => Final,
+    HeartbeatPayload => Heartbeat,
+    ErrorEventPayload => Error,
+    PartialResultPayload => PartialResult,
+    ToolProgressPayload => ToolProgress,
+    DeadlineExceededPayload => DeadlineExceeded,
+    CatalogChangedPayload => CatalogChanged,
 }

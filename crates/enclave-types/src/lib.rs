@@ -18,7 +18,7 @@
 //! omitted, integral numbers without a fraction.
 //!
 //! ```
-//! use enclave_types::{EventPayload, EventType, Frame, SessionId, StdoutPayload, StreamEvent};
+//! use enclave_types::{EventType, Frame, SessionId, StdoutPayload, StreamEvent};
 //!
 //! // Read one line of a stream: validation happens while parsing.
 //! let line = br#"{"protocolVersion":2,"sessionId":"s_demo","seq":3,"type":"stdout","payload":{"chunk":"hi\n"}}"#;
@@ -34,7 +34,7 @@
 //! let event = StreamEvent::new(
 //!     SessionId::new("s_demo")?,
 //!     4,
-//!     EventPayload::Stdout(StdoutPayload { chunk: "done".into() }),
+//!     StdoutPayload::new("done").into(),
 //! );
 //! assert_eq!(event.event_type(), EventType::Stdout);
 //! assert_eq!(
@@ -81,7 +81,7 @@ pub use event::{
     SessionStats, StdoutPayload, StreamEvent, ToolCallPayload, ToolProgressPayload,
     ToolProgressPhase, ToolResultAppliedPayload,
 };
-pub use frame::{EncryptedEnvelope, EncryptedPayload, Frame, ENCRYPTED_TYPE};
+pub use frame::{EncryptedEnvelope, EncryptedPayload, Frame, MessageFrame, ENCRYPTED_TYPE};
 pub use handshake::{
     ClientHello, EncryptionMode, EncryptionRequest, ServerHello, ALGORITHM_AES_GCM_256, CURVE_P256,
     KDF_HKDF_SHA256,

@@ -56,7 +56,7 @@ enum Key {
 pub(crate) struct Message<K: Discriminant> {
     pub(crate) protocol_version: ProtocolVersion,
     pub(crate) session_id: SessionId,
-    /// `None` for families without `seq` (runtime channel messages).
+    /// `None` when the line has none (runtime channel messages may omit it).
     pub(crate) seq: Option<u64>,
     pub(crate) payload: K::Payload,
 }
@@ -83,10 +83,10 @@ fn payload_error<E: de::Error>(
 }
 
 /// Reads one message object in a single pass. Duplicate keys: the last one wins, like
-/// `JSON.parse`, except that a second `type` may not change a payload already read.
+/// `JSON.parse`, except that a second `type` may not change a payload already read. A present
+/// `seq` is always checked; whether it is required is the caller's rule.
 pub(crate) fn visit_message<'de, K: Discriminant, A: MapAccess<'de>>(
     mut map: A,
-    with_seq: bool,
 ) -> Result<Message<K>, A::Error> {
     let mut protocol_version = None;
     let mut session_id: Option<SessionId> = None;
@@ -99,7 +99,7 @@ pub(crate) fn visit_message<'de, K: Discriminant, A: MapAccess<'de>>(
         match key {
             Key::ProtocolVersion => protocol_version = Some(map.next_value()?),
             Key::SessionId => session_id = Some(map.next_value()?),
-            Key::Seq if with_seq => {
+            Key::Seq => {
                 seq = Some(map.next_value_seed(SafeIntegerSeed)?);
             }
             Key::Type => {
@@ -126,7 +126,7 @@ pub(crate) fn visit_message<'de, K: Discriminant, A: MapAccess<'de>>(
                     payload = None;
                 }
             }
-            Key::Seq | Key::Other => {
+            Key::Other => {
                 map.next_value::<de::IgnoredAny>()?;
             }
         }
@@ -135,9 +135,6 @@ pub(crate) fn visit_message<'de, K: Discriminant, A: MapAccess<'de>>(
     let protocol_version =
         protocol_version.ok_or_else(|| de::Error::missing_field("protocolVersion"))?;
     let session_id = session_id.ok_or_else(|| de::Error::missing_field("sessionId"))?;
-    if with_seq && seq.is_none() {
-        return Err(de::Error::missing_field("seq"));
-    }
     let kind = kind.ok_or_else(|| de::Error::missing_field("type"))?;
     let payload = match (payload, raw_payload) {
         (_, Some(raw)) => {

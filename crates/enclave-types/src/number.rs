@@ -16,6 +16,7 @@ pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion::V2;
 
 /// A protocol version: 2 is current, 1 is still accepted on the wire. A JSON number on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[non_exhaustive]
 pub enum ProtocolVersion {
     /// Version 1: the first eight event types.
     V1,
@@ -174,6 +175,15 @@ pub(crate) fn serialize_safe_integer<S: Serializer>(
         }));
     }
     serializer.serialize_u64(v)
+}
+
+/// Writes `seq` through the safe-integer check.
+pub(crate) struct Seq(pub(crate) u64);
+
+impl Serialize for Seq {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serialize_safe_integer("seq", self.0, serializer)
+    }
 }
 
 /// The rule of a JS number field: finite, and `min <= v` (or `min < v` when `exclusive`).
