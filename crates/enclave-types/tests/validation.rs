@@ -1032,3 +1032,20 @@ fn lone_surrogate_errors_name_the_right_kind() {
         Err(Error::Json(_))
     ));
 }
+
+#[test]
+fn invalid_utf8_inside_a_line_is_refused() {
+    // Deliberate difference (docs/PROTOCOL.md): TS's decoder would turn these bytes into
+    // U+FFFD and accept the line.
+    for bad in [&b"\xff"[..], b"\xe2\x82", b"\xc0\xaf"] {
+        let mut line = format!(
+            r#"{{"protocolVersion":2,"sessionId":"{SID}","seq":1,"type":"stdout","payload":{{"chunk":"a"#
+        )
+        .into_bytes();
+        line.extend_from_slice(bad);
+        line.extend_from_slice(br#"b"}}"#);
+        let err = Frame::parse_line(&line).unwrap_err().to_string();
+        assert!(err.contains("invalid unicode code point"), "{bad:?}: {err}");
+        assert!(err.contains("line 1 column"), "{bad:?}: {err}");
+    }
+}
