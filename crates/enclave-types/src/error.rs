@@ -98,21 +98,17 @@ impl std::fmt::Display for Cut<'_> {
     }
 }
 
-/// Messages longer than this are checked for over-long quotes.
-const SHORT_MESSAGE: usize = 512;
-
 /// Cuts every `"…"` quote in an error message to [`QUOTE_CHARS`] characters.
 ///
 /// serde_json quotes a whole string when it has the wrong type (`invalid type: string "…",
 /// expected a boolean`), before any code of ours sees it. The field wrappers that add the
 /// field's name pass their cause through here, so the message they create stays short.
-/// Quotes are `{:?}` output, so a `\` inside one always starts an escape.
+/// Quotes are `{:?}` output, so a `\` inside one always starts an escape. Borrowed when
+/// nothing was cut.
 pub(crate) fn shorten_quotes(msg: &str) -> std::borrow::Cow<'_, str> {
-    if msg.len() <= SHORT_MESSAGE {
-        return std::borrow::Cow::Borrowed(msg);
-    }
-    let mut out = String::with_capacity(SHORT_MESSAGE);
+    let mut out = String::new();
     let mut rest = msg;
+    let mut cut_any = false;
     while let Some(open) = rest.find('"') {
         out.push_str(&rest[..=open]);
         rest = &rest[open + 1..];
@@ -139,6 +135,7 @@ pub(crate) fn shorten_quotes(msg: &str) -> std::borrow::Cow<'_, str> {
             Some(at) => {
                 out.push_str(&rest[..at]);
                 out.push('…');
+                cut_any = true;
             }
             None => out.push_str(&rest[..end]),
         }
@@ -148,6 +145,9 @@ pub(crate) fn shorten_quotes(msg: &str) -> std::borrow::Cow<'_, str> {
             out.push('"');
             rest = after;
         }
+    }
+    if !cut_any {
+        return std::borrow::Cow::Borrowed(msg);
     }
     out.push_str(rest);
     std::borrow::Cow::Owned(out)

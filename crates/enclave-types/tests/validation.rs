@@ -880,6 +880,18 @@ fn errors_quote_at_most_a_short_cut_of_a_huge_value() {
             "{case}: the value is still quoted: {err}"
         );
     }
+    // A value just over the limit is cut to 64 characters too, whoever made the error.
+    let seventy = "y".repeat(70);
+    for case in [
+        r#"{"protocolVersion":2,"sessionId":"s_1","seq":1,"type":"final","payload":{"ok":"SEVENTY"}}"#,
+        r#"{"protocolVersion":2,"sessionId":"s_1","seq":"SEVENTY","type":"stdout","payload":{"chunk":"a"}}"#,
+        r#"{"protocolVersion":2,"sessionId":"SEVENTY","seq":1,"type":"stdout","payload":{"chunk":"a"}}"#,
+    ] {
+        let err = Frame::parse_line(case.replace("SEVENTY", &seventy).as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("\"{}…\"", "y".repeat(64))), "{err}");
+    }
     // A valid but huge session id named in a payload error is cut as well.
     let err = Frame::parse_line(
         line(r#"{"protocolVersion":2,"sessionId":"s_HUGE","seq":1,"type":"stdout","payload":{"chunk":1}}"#)
