@@ -189,6 +189,11 @@ pub(crate) fn run_decrypt(mut args: DecryptArgs) -> ExitCode {
                     session: event.session_id.as_str().to_owned(),
                     seq: event.seq,
                 }),
+                // `Frame` is non-exhaustive: a frame kind a later protocol version adds.
+                other => Err(Error::DecryptionFailed {
+                    location: None,
+                    reason: format!("unsupported frame type {:?}", other.type_str()).into(),
+                }),
             }?;
             // The NDJSON encoder, not a bare serializer: an opaque field keeps its text as the
             // peer sent it, newlines included, and the encoder keeps each event on one line.

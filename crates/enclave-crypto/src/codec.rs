@@ -113,6 +113,12 @@ impl<C> EncryptedCodec<C> {
                 event,
                 encrypted: false,
             }),
+            // `Frame` is non-exhaustive: a frame kind a later protocol version adds.
+            other => Err(Error::DecryptionFailed {
+                location: None,
+                reason: format!("unsupported frame type {:?}", other.type_str()).into(),
+            }
+            .at_line(self.inner.line_number())),
         }
     }
 }

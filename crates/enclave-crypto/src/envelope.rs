@@ -31,12 +31,11 @@ impl Sealer {
         Ok(EncryptedEnvelope::new(
             event.session_id.clone(),
             event.seq,
-            EncryptedPayload {
-                kid: self.kid().to_owned(),
-                nonce_b64: STANDARD.encode(nonce),
-                ciphertext_b64: STANDARD.encode(&self.buf),
-                tag_b64: None,
-            },
+            EncryptedPayload::new(
+                self.kid(),
+                STANDARD.encode(nonce),
+                STANDARD.encode(&self.buf),
+            ),
         ))
     }
 

@@ -2,7 +2,6 @@
 
 use enclave_types::{
     ClientHello, ServerHello, SessionId, ALGORITHM_AES_GCM_256, CURVE_P256, KDF_HKDF_SHA256,
-    PROTOCOL_VERSION,
 };
 
 use crate::ecdh::{EphemeralKeyPair, PublicKey};
@@ -16,25 +15,12 @@ pub fn generate_key_id() -> String {
 
 /// The `ClientHello` for our key pair (the TypeScript `createClientHello`).
 pub fn create_client_hello(key_pair: &EphemeralKeyPair) -> ClientHello {
-    ClientHello {
-        protocol_version: PROTOCOL_VERSION,
-        client_ephemeral_pub_key_b64: key_pair.public_key().to_base64(),
-        curve: CURVE_P256.to_owned(),
-        supported_algorithms: vec![ALGORITHM_AES_GCM_256.to_owned()],
-    }
+    ClientHello::new(key_pair.public_key().to_base64())
 }
 
 /// The `ServerHello` for our key pair and the key id (the TypeScript `createServerHello`).
 pub fn create_server_hello(key_pair: &EphemeralKeyPair, key_id: &str) -> ServerHello {
-    ServerHello {
-        protocol_version: PROTOCOL_VERSION,
-        server_ephemeral_pub_key_b64: key_pair.public_key().to_base64(),
-        curve: CURVE_P256.to_owned(),
-        selected_algorithm: ALGORITHM_AES_GCM_256.to_owned(),
-        kdf: KDF_HKDF_SHA256.to_owned(),
-        key_id: key_id.to_owned(),
-        signature_b64: None,
-    }
+    ServerHello::new(key_pair.public_key().to_base64(), key_id.to_owned())
 }
 
 fn check_curve(curve: &str) -> Result<(), Error> {

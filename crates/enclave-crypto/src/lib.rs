@@ -46,7 +46,7 @@
 //! let event = StreamEvent::new(
 //!     session_id,
 //!     1,
-//!     EventPayload::Stdout(StdoutPayload { chunk: "grüße ✓".into() }),
+//!     EventPayload::Stdout(StdoutPayload::new("grüße ✓")),
 //! );
 //! let mut wire = BytesMut::new();
 //! server.encode(&event, &mut wire)?;
@@ -62,7 +62,9 @@
 //! // TypeScript implementation's error code, and the stream goes on.
 //! let err = client.decode(&mut replayed.clone())?.expect("one line").unwrap_err();
 //! assert_eq!(err.code(), "ENCRYPTION_NONCE_REUSE");
-//! server.encode(&StreamEvent { seq: 2, ..event }, &mut wire)?;
+//! let mut next = event;
+//! next.seq = 2;
+//! server.encode(&next, &mut wire)?;
 //! let at = wire.len() - 10;
 //! wire[at] = if wire[at] == b'A' { b'B' } else { b'A' };
 //! let err = client.decode(&mut wire)?.expect("one line").unwrap_err();

@@ -31,9 +31,7 @@ fn stdout(session_id: &SessionId, seq: u64, chunk: &str) -> StreamEvent {
     StreamEvent::new(
         session_id.clone(),
         seq,
-        EventPayload::Stdout(StdoutPayload {
-            chunk: chunk.to_owned(),
-        }),
+        EventPayload::Stdout(StdoutPayload::new(chunk)),
     )
 }
 
@@ -213,13 +211,11 @@ fn an_event_that_cannot_be_written_as_json_is_an_encoding_error_and_writes_nothi
     let event = StreamEvent::new(
         session_id.clone(),
         1,
-        EventPayload::ToolProgress(ToolProgressPayload {
-            call_id: CallId::generate(),
-            phase: ToolProgressPhase::Receiving,
-            bytes_received: None,
-            total_bytes: None,
-            elapsed_ms: f64::NAN,
-        }),
+        EventPayload::ToolProgress(ToolProgressPayload::new(
+            CallId::generate(),
+            ToolProgressPhase::Receiving,
+            f64::NAN,
+        )),
     );
     let mut wire = BytesMut::new();
     let err = server.encode(&event, &mut wire).unwrap_err();

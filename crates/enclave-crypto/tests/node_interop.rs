@@ -74,7 +74,7 @@ fn event(session_id: &SessionId, seq: u64, chunk: String) -> StreamEvent {
     StreamEvent::new(
         session_id.clone(),
         seq,
-        EventPayload::Stdout(StdoutPayload { chunk }),
+        EventPayload::Stdout(StdoutPayload::new(chunk)),
     )
 }
 

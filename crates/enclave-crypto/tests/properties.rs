@@ -24,7 +24,7 @@ proptest! {
         let event = StreamEvent::new(
             SessionId::new(session).unwrap(),
             seq,
-            EventPayload::Stdout(StdoutPayload { chunk }),
+            EventPayload::Stdout(StdoutPayload::new(chunk)),
         );
         let mut sealer = Sealer::new(key()).unwrap();
         let mut line = BytesMut::new();

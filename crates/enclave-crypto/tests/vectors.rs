@@ -162,7 +162,7 @@ fn our_hellos_have_the_typescript_shape() {
 fn envelope_of(line: &str) -> EncryptedEnvelope {
     match Frame::parse_line(line.as_bytes()).unwrap() {
         Frame::Encrypted(envelope) => envelope,
-        Frame::Event(event) => panic!("expected an enc line, got {}", event.event_type().as_str()),
+        other => panic!("expected an enc line, got {}", other.type_str()),
     }
 }
 

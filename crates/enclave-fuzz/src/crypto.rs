@@ -104,9 +104,7 @@ fn genuine() -> (StreamEvent, EncryptedEnvelope) {
     let event = StreamEvent::new(
         SessionId::new("s_fuzz").expect("valid id"),
         7,
-        EventPayload::Stdout(StdoutPayload {
-            chunk: "fuzz ✓".to_owned(),
-        }),
+        EventPayload::Stdout(StdoutPayload::new("fuzz ✓")),
     );
     let mut sealer = Sealer::new(key()).expect("system randomness");
     let envelope = sealer.seal_event(&event).expect("sealing a small event");

@@ -11,8 +11,9 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::error::{shorten_quotes, strip_position};
 use crate::event::ErrorDetail;
-use crate::message::{strip_position, Tag};
+use crate::message::Tag;
 use crate::{named, number};
 
 /// `type` of a detail. Closed.
@@ -118,7 +119,7 @@ impl<T> Slot<T> {
         match self {
             Self::Ready(v) => Ok(v),
             Self::Raw(raw) => serde_json::from_str(raw.get())
-                .map_err(|e| E::custom(strip_position(&e.to_string()))),
+                .map_err(|e| E::custom(shorten_quotes(strip_position(&e.to_string())))),
             Self::Empty => Err(E::missing_field(field)),
         }
     }

@@ -4,40 +4,17 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::error::Error;
 use crate::id::{CallId, SessionId};
+use crate::message::Tag;
 use crate::named;
 use crate::number::{self, ProtocolVersion, PROTOCOL_VERSION};
 use crate::optional;
 use crate::raw::{self, RawJson};
 use crate::timestamp::{self, Timestamp};
 
-/// Reads a string that must not be empty; `field` names it in the error.
-pub(crate) fn non_empty<'de, D: Deserializer<'de>>(
-    d: D,
-    field: &'static str,
-) -> Result<String, D::Error> {
-    let s: String = named::named(d, field)?;
-    if s.is_empty() {
-        Err(serde::de::Error::custom(Error::InvalidField {
-            field,
-            reason: "must not be empty".to_owned(),
-        }))
-    } else {
-        Ok(s)
-    }
-}
-
-fn tool_name<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    non_empty(d, "toolName")
-}
-
-fn catalog_version<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    non_empty(d, "version")
-}
-
 /// The wire `type` of a plaintext stream event. Closed: other strings are refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum EventType {
     /// `session_init`: first event of a session.
     SessionInit,
@@ -127,8 +104,9 @@ impl fmt::Display for EventType {
 }
 
 /// `log.level`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum LogLevel {
     /// `debug`
     Debug,
@@ -140,9 +118,28 @@ pub enum LogLevel {
     Error,
 }
 
+impl<'de> Deserialize<'de> for LogLevel {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Tag {
+            expecting: "a string",
+            name: "value",
+            expected: "debug, info, warn or error",
+            parse: |v| match v {
+                "debug" => Some(Self::Debug),
+                "info" => Some(Self::Info),
+                "warn" => Some(Self::Warn),
+                "error" => Some(Self::Error),
+                _ => None,
+            },
+        }
+        .read(d)
+    }
+}
+
 /// The lifecycle state of a session, as the TS `SessionState` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum SessionState {
     /// `starting`
     Starting,
@@ -160,6 +157,7 @@ pub enum SessionState {
 
 /// `error` inside `final` and `tool_result_submit`: the legacy single error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ErrorInfo {
     /// Human-readable message.
     #[serde(deserialize_with = "named::message")]
@@ -190,6 +188,7 @@ pub struct ErrorInfo {
     rename_all = "snake_case",
     rename_all_fields = "camelCase"
 )]
+#[non_exhaustive]
 pub enum ErrorDetail {
     /// `retry_info`: when to retry.
     RetryInfo {
@@ -225,6 +224,7 @@ pub enum ErrorDetail {
 
 /// A per-path error (GraphQL style) in `final.errors` and `partial_result.error`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ErrorPayload {
     /// Machine-readable code, e.g. `TOOL_TIMEOUT`.
     #[serde(deserialize_with = "named::code")]
@@ -251,6 +251,7 @@ pub struct ErrorPayload {
 /// `session_init.encryption`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct EncryptionConfig {
     /// Whether the session's events are encrypted.
     #[serde(deserialize_with = "named::enabled")]
@@ -267,6 +268,7 @@ pub struct EncryptionConfig {
 /// `session_init` payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct SessionInitPayload {
     /// Where to cancel the session.
     #[serde(deserialize_with = "named::cancel_url")]
@@ -287,6 +289,7 @@ pub struct SessionInitPayload {
 
 /// `stdout` payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct StdoutPayload {
     /// The output text.
     #[serde(deserialize_with = "named::chunk")]
@@ -295,6 +298,7 @@ pub struct StdoutPayload {
 
 /// `log` payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct LogPayload {
     /// Severity.
     #[serde(deserialize_with = "named::level")]
@@ -305,7 +309,7 @@ pub struct LogPayload {
     /// Structured data: a JSON object, kept raw.
     #[serde(
         default,
-        deserialize_with = "raw::object_data",
+        with = "raw::object_data",
         skip_serializing_if = "Option::is_none"
     )]
     pub data: Option<RawJson>,
@@ -314,19 +318,23 @@ pub struct LogPayload {
 /// `tool_call` payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct ToolCallPayload {
     /// This call's id.
     pub call_id: CallId,
     /// The tool to run; never empty.
-    #[serde(deserialize_with = "tool_name")]
+    #[serde(with = "named::non_empty::tool_name")]
     pub tool_name: String,
-    /// The arguments, any JSON (`null` included) but required; kept raw.
+    /// The arguments, any JSON (`null` included), kept raw. An absent `args` is read as
+    /// `null` (zod 4.3.6 accepts the omission, zod ≥ 4.4 refuses it), so we always write it.
+    #[serde(default = "RawJson::null")]
     pub args: RawJson,
 }
 
 /// `tool_result_applied` payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct ToolResultAppliedPayload {
     /// The call whose result was applied.
     pub call_id: CallId,
@@ -335,6 +343,7 @@ pub struct ToolResultAppliedPayload {
 /// `final.stats`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct SessionStats {
     /// Run time in milliseconds (may be fractional, never negative).
     #[serde(with = "number::duration_ms")]
@@ -349,6 +358,7 @@ pub struct SessionStats {
 
 /// `final` payload. Data and errors may coexist.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct FinalPayload {
     /// Whether everything succeeded.
     #[serde(deserialize_with = "named::ok")]
@@ -385,6 +395,7 @@ pub struct FinalPayload {
 
 /// `heartbeat` payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct HeartbeatPayload {
     /// When the heartbeat was sent.
     #[serde(deserialize_with = "timestamp::ts")]
@@ -393,6 +404,7 @@ pub struct HeartbeatPayload {
 
 /// `error` payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ErrorEventPayload {
     /// The message.
     #[serde(deserialize_with = "named::message")]
@@ -416,6 +428,7 @@ pub struct ErrorEventPayload {
 /// `partial_result` payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct PartialResultPayload {
     /// Where this result slots in.
     #[serde(deserialize_with = "named::path")]
@@ -440,8 +453,9 @@ pub struct PartialResultPayload {
 }
 
 /// `tool_progress.phase`. Closed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ToolProgressPhase {
     /// `connecting`
     Connecting,
@@ -453,9 +467,28 @@ pub enum ToolProgressPhase {
     Processing,
 }
 
+impl<'de> Deserialize<'de> for ToolProgressPhase {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Tag {
+            expecting: "a string",
+            name: "value",
+            expected: "connecting, sending, receiving or processing",
+            parse: |v| match v {
+                "connecting" => Some(Self::Connecting),
+                "sending" => Some(Self::Sending),
+                "receiving" => Some(Self::Receiving),
+                "processing" => Some(Self::Processing),
+                _ => None,
+            },
+        }
+        .read(d)
+    }
+}
+
 /// `tool_progress` payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct ToolProgressPayload {
     /// The tool call.
     pub call_id: CallId,
@@ -484,6 +517,7 @@ pub struct ToolProgressPayload {
 /// `deadline_exceeded` payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct DeadlineExceededPayload {
     /// Milliseconds elapsed.
     #[serde(with = "number::elapsed_ms")]
@@ -496,9 +530,10 @@ pub struct DeadlineExceededPayload {
 /// `catalog_changed` payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct CatalogChangedPayload {
     /// The new catalog version; never empty.
-    #[serde(deserialize_with = "catalog_version")]
+    #[serde(with = "named::non_empty::catalog_version")]
     pub version: String,
     /// Actions added.
     #[serde(deserialize_with = "named::added_actions")]
@@ -510,6 +545,7 @@ pub struct CatalogChangedPayload {
 
 /// The payload of a plaintext event; its variant decides the wire `type`.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum EventPayload {
     /// `session_init`
     SessionInit(SessionInitPayload),
@@ -581,6 +617,7 @@ impl Serialize for EventPayload {
 /// On the wire: `{"protocolVersion":2,"sessionId":"s_…","seq":1,"type":"stdout","payload":{…}}`.
 /// `Serialize`/`Deserialize` live with [`Frame`](crate::Frame), which shares the parser.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct StreamEvent {
     /// Protocol version of the sender.
     pub protocol_version: ProtocolVersion,
@@ -607,4 +644,215 @@ impl StreamEvent {
     pub const fn event_type(&self) -> EventType {
         self.payload.event_type()
     }
+}
+
+// Constructors: the structs are `#[non_exhaustive]` (a protocol version may add fields), so
+// outside this crate they are built here, with every optional field absent, and then adjusted
+// through their public fields.
+
+impl ErrorInfo {
+    /// An error with a message and no code or stack.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            code: None,
+            stack: None,
+        }
+    }
+}
+
+impl ErrorPayload {
+    /// A per-path error without `path` or `details`.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+            path: None,
+            details: None,
+        }
+    }
+}
+
+impl EncryptionConfig {
+    /// Encryption settings without a key id.
+    pub fn new(enabled: bool) -> Self {
+        Self {
+            enabled,
+            key_id: None,
+        }
+    }
+}
+
+impl SessionInitPayload {
+    /// A `session_init` payload without `replayUrl`.
+    pub fn new(
+        cancel_url: impl Into<String>,
+        expires_at: Timestamp,
+        encryption: EncryptionConfig,
+    ) -> Self {
+        Self {
+            cancel_url: cancel_url.into(),
+            expires_at,
+            encryption,
+            replay_url: None,
+        }
+    }
+}
+
+impl StdoutPayload {
+    /// A chunk of output.
+    pub fn new(chunk: impl Into<String>) -> Self {
+        Self {
+            chunk: chunk.into(),
+        }
+    }
+}
+
+impl LogPayload {
+    /// A log message without `data`.
+    pub fn new(level: LogLevel, message: impl Into<String>) -> Self {
+        Self {
+            level,
+            message: message.into(),
+            data: None,
+        }
+    }
+}
+
+impl ToolCallPayload {
+    /// A tool call. `tool_name` must not be empty; writing refuses an empty one.
+    pub fn new(call_id: CallId, tool_name: impl Into<String>, args: RawJson) -> Self {
+        Self {
+            call_id,
+            tool_name: tool_name.into(),
+            args,
+        }
+    }
+}
+
+impl ToolResultAppliedPayload {
+    /// The call whose result was applied.
+    pub fn new(call_id: CallId) -> Self {
+        Self { call_id }
+    }
+}
+
+impl SessionStats {
+    /// Run statistics.
+    pub fn new(duration_ms: f64, tool_call_count: u64, stdout_bytes: u64) -> Self {
+        Self {
+            duration_ms,
+            tool_call_count,
+            stdout_bytes,
+        }
+    }
+}
+
+impl FinalPayload {
+    /// A `final` payload with only `ok`.
+    pub fn new(ok: bool) -> Self {
+        Self {
+            ok,
+            result: None,
+            error: None,
+            errors: None,
+            stats: None,
+        }
+    }
+}
+
+impl HeartbeatPayload {
+    /// A heartbeat sent at `ts`.
+    pub fn new(ts: Timestamp) -> Self {
+        Self { ts }
+    }
+}
+
+impl ErrorEventPayload {
+    /// An `error` event without `code` or `recoverable`.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            code: None,
+            recoverable: None,
+        }
+    }
+}
+
+impl PartialResultPayload {
+    /// A partial result without `data` or `error`.
+    pub fn new(path: Vec<String>, has_next: bool) -> Self {
+        Self {
+            path,
+            data: None,
+            error: None,
+            has_next,
+        }
+    }
+}
+
+impl ToolProgressPayload {
+    /// Progress without byte counts.
+    pub fn new(call_id: CallId, phase: ToolProgressPhase, elapsed_ms: f64) -> Self {
+        Self {
+            call_id,
+            phase,
+            bytes_received: None,
+            total_bytes: None,
+            elapsed_ms,
+        }
+    }
+}
+
+impl DeadlineExceededPayload {
+    /// The budget ran out after `elapsed_ms`.
+    pub fn new(elapsed_ms: f64, budget_ms: f64) -> Self {
+        Self {
+            elapsed_ms,
+            budget_ms,
+        }
+    }
+}
+
+impl CatalogChangedPayload {
+    /// A catalog change. `version` must not be empty; writing refuses an empty one.
+    pub fn new(
+        version: impl Into<String>,
+        added_actions: Vec<String>,
+        removed_actions: Vec<String>,
+    ) -> Self {
+        Self {
+            version: version.into(),
+            added_actions,
+            removed_actions,
+        }
+    }
+}
+
+/// `From<…Payload> for EventPayload`, so `StreamEvent::new(id, seq, payload.into())` reads well.
+macro_rules! into_event_payload {
+    ($($payload:ident => $variant:ident),* $(,)?) => {
+        $(
+            impl From<$payload> for EventPayload {
+                fn from(p: $payload) -> Self {
+                    Self::$variant(p)
+                }
+            }
+        )*
+    };
+}
+
+into_event_payload! {
+    SessionInitPayload => SessionInit,
+    StdoutPayload => Stdout,
+    LogPayload => Log,
+    ToolCallPayload => ToolCall,
+    ToolResultAppliedPayload => ToolResultApplied,
+    FinalPayload => Final,
+    HeartbeatPayload => Heartbeat,
+    ErrorEventPayload => Error,
+    PartialResultPayload => PartialResult,
+    ToolProgressPayload => ToolProgress,
+    DeadlineExceededPayload => DeadlineExceeded,
+    CatalogChangedPayload => CatalogChanged,
 }

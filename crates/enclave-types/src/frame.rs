@@ -6,40 +6,30 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::error::Error;
-use crate::event::{non_empty, EventPayload, EventType, StreamEvent};
+use crate::error::{bounded, Cut, Error};
+use crate::event::{EventPayload, EventType, StreamEvent};
 use crate::id::SessionId;
 use crate::message::{visit_message, Discriminant, Tag};
-use crate::number::{serialize_safe_integer, ProtocolVersion, PROTOCOL_VERSION};
-use crate::optional;
+use crate::number::{ProtocolVersion, Seq, PROTOCOL_VERSION};
+use crate::runtime::{RuntimeChannelMessage, RuntimeChannelMessageType, RuntimeChannelPayload};
+use crate::{named, optional};
 
 /// The wire `type` of an encrypted envelope.
 pub const ENCRYPTED_TYPE: &str = "enc";
 
-fn kid<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    non_empty(d, "kid")
-}
-
-fn nonce_b64<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    non_empty(d, "nonceB64")
-}
-
-fn ciphertext_b64<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    non_empty(d, "ciphertextB64")
-}
-
 /// The payload of an `enc` line. Base64 is carried as text; the crypto layer decodes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct EncryptedPayload {
     /// Id of the key that sealed it; never empty.
-    #[serde(deserialize_with = "kid")]
+    #[serde(with = "named::non_empty::kid")]
     pub kid: String,
     /// The AES-GCM nonce, standard base64; never empty.
-    #[serde(deserialize_with = "nonce_b64")]
+    #[serde(with = "named::non_empty::nonce_b64")]
     pub nonce_b64: String,
     /// Ciphertext (with the tag appended, as the TS peer writes it), standard base64; never empty.
-    #[serde(deserialize_with = "ciphertext_b64")]
+    #[serde(with = "named::non_empty::ciphertext_b64")]
     pub ciphertext_b64: String,
     /// A separate tag, for peers that send one.
     #[serde(
@@ -50,8 +40,26 @@ pub struct EncryptedPayload {
     pub tag_b64: Option<String>,
 }
 
+impl EncryptedPayload {
+    /// A payload without a separate tag. None of the three may be empty; writing refuses an
+    /// empty one.
+    pub fn new(
+        kid: impl Into<String>,
+        nonce_b64: impl Into<String>,
+        ciphertext_b64: impl Into<String>,
+    ) -> Self {
+        Self {
+            kid: kid.into(),
+            nonce_b64: nonce_b64.into(),
+            ciphertext_b64: ciphertext_b64.into(),
+            tag_b64: None,
+        }
+    }
+}
+
 /// An encrypted event: `{"protocolVersion":2,"sessionId":…,"seq":…,"type":"enc","payload":{kid,nonceB64,ciphertextB64}}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct EncryptedEnvelope {
     /// Protocol version of the sender.
     pub protocol_version: ProtocolVersion,
@@ -77,6 +85,7 @@ impl EncryptedEnvelope {
 
 /// What one line of the stream is, like the TS `parseLine` result.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Frame {
     /// A plaintext event.
     Event(StreamEvent),
@@ -88,7 +97,8 @@ impl Frame {
     /// Parses one line as the TS `parseLine` does: trims surrounding whitespace (JavaScript's
     /// `trim` set, BOM included), then parses and validates in one pass.
     pub fn parse_line(line: &[u8]) -> Result<Self, Error> {
-        serde_json::from_slice(trim_js_whitespace(line)).map_err(Error::Json)
+        let line = trim_js_whitespace(line);
+        serde_json::from_slice(line).map_err(|e| json_error(line, e))
     }
 
     /// The session the frame belongs to.
@@ -142,6 +152,12 @@ impl From<EncryptedEnvelope> for Frame {
     fn from(envelope: EncryptedEnvelope) -> Self {
         Self::Encrypted(envelope)
     }
+}
+
+/// The error for a line that did not parse. Kept as serde_json's error, except for one message
+/// serde_json gets wrong (see `error::surrogate_error`).
+fn json_error(line: &[u8], e: serde_json::Error) -> Error {
+    crate::error::surrogate_error(line, &e).unwrap_or(Error::Json(e))
 }
 
 /// JavaScript's `String.prototype.trim` set: ASCII whitespace, NBSP, Unicode spaces, line
@@ -272,7 +288,7 @@ impl<'de> Visitor<'de> for FrameVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Frame, A::Error> {
-        let m = visit_message::<FrameKind, A>(map, true)?;
+        let m = visit_message::<FrameKind, A>(map)?;
         let seq = m.seq.ok_or_else(|| de::Error::missing_field("seq"))?;
         Ok(match m.payload {
             FramePayload::Event(payload) => Frame::Event(StreamEvent {
@@ -293,17 +309,17 @@ impl<'de> Visitor<'de> for FrameVisitor {
 
 impl<'de> Deserialize<'de> for Frame {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(FrameVisitor)
+        deserializer.deserialize_map(FrameVisitor).map_err(bounded)
     }
 }
 
 impl<'de> Deserialize<'de> for StreamEvent {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        match deserializer.deserialize_map(FrameVisitor)? {
+        match deserializer.deserialize_map(FrameVisitor).map_err(bounded)? {
             Frame::Event(e) => Ok(e),
             Frame::Encrypted(e) => Err(de::Error::custom(format_args!(
                 "expected a plaintext event, found an \"enc\" envelope (session {}, seq {}): decrypt it first",
-                e.session_id, e.seq
+                Cut(e.session_id.as_str()), e.seq
             ))),
         }
     }
@@ -311,24 +327,18 @@ impl<'de> Deserialize<'de> for StreamEvent {
 
 impl<'de> Deserialize<'de> for EncryptedEnvelope {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        match deserializer.deserialize_map(FrameVisitor)? {
+        match deserializer
+            .deserialize_map(FrameVisitor)
+            .map_err(bounded)?
+        {
             Frame::Encrypted(e) => Ok(e),
             Frame::Event(e) => Err(de::Error::custom(format_args!(
                 "expected an \"enc\" envelope, found a plaintext {} event (session {}, seq {})",
                 e.event_type(),
-                e.session_id,
+                Cut(e.session_id.as_str()),
                 e.seq
             ))),
         }
-    }
-}
-
-/// Writes `seq` through the safe-integer check.
-struct Seq(u64);
-
-impl Serialize for Seq {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serialize_safe_integer("seq", self.0, serializer)
     }
 }
 
@@ -383,6 +393,172 @@ impl Serialize for Frame {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
             Self::Event(e) => e.serialize(serializer),
+            Self::Encrypted(e) => e.serialize(serializer),
+        }
+    }
+}
+
+/// What one line of the client → server direction is: a runtime channel message
+/// (`tool_result_submit`, `cancel`) or an `enc` envelope around one.
+///
+/// Read in one pass like [`Frame`]. An envelope needs its `seq`; a plain message may carry one
+/// (see [`RuntimeChannelMessage::seq`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MessageFrame {
+    /// A plaintext runtime channel message.
+    Message(RuntimeChannelMessage),
+    /// An `enc` envelope around a runtime channel message.
+    Encrypted(EncryptedEnvelope),
+}
+
+impl MessageFrame {
+    /// Parses one line: trims it as JavaScript's `trim` does (see [`Frame::parse_line`]),
+    /// then parses and validates in one pass.
+    pub fn parse_line(line: &[u8]) -> Result<Self, Error> {
+        let line = trim_js_whitespace(line);
+        serde_json::from_slice(line).map_err(|e| json_error(line, e))
+    }
+
+    /// The session the line belongs to.
+    pub fn session_id(&self) -> &SessionId {
+        match self {
+            Self::Message(m) => &m.session_id,
+            Self::Encrypted(e) => &e.session_id,
+        }
+    }
+
+    /// The line's `seq`: always present on an envelope, optional on a plain message.
+    pub fn seq(&self) -> Option<u64> {
+        match self {
+            Self::Message(m) => m.seq,
+            Self::Encrypted(e) => Some(e.seq),
+        }
+    }
+
+    /// The sender's protocol version.
+    pub fn protocol_version(&self) -> ProtocolVersion {
+        match self {
+            Self::Message(m) => m.protocol_version,
+            Self::Encrypted(e) => e.protocol_version,
+        }
+    }
+
+    /// The wire `type` string (`"enc"` for envelopes).
+    pub fn type_str(&self) -> &'static str {
+        match self {
+            Self::Message(m) => m.payload.message_type().as_str(),
+            Self::Encrypted(_) => ENCRYPTED_TYPE,
+        }
+    }
+}
+
+impl From<RuntimeChannelMessage> for MessageFrame {
+    fn from(message: RuntimeChannelMessage) -> Self {
+        Self::Message(message)
+    }
+}
+
+impl From<EncryptedEnvelope> for MessageFrame {
+    fn from(envelope: EncryptedEnvelope) -> Self {
+        Self::Encrypted(envelope)
+    }
+}
+
+/// `type` of a client → server line: a runtime channel message type, or `enc`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MessageKind {
+    Message(RuntimeChannelMessageType),
+    Encrypted,
+}
+
+impl fmt::Display for MessageKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Message(t) => f.write_str(t.as_str()),
+            Self::Encrypted => f.write_str(ENCRYPTED_TYPE),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MessageKind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Tag {
+            expecting: "a runtime channel message type string",
+            name: "type",
+            expected: "tool_result_submit, cancel or enc",
+            parse: |v| match v {
+                "tool_result_submit" => {
+                    Some(Self::Message(RuntimeChannelMessageType::ToolResultSubmit))
+                }
+                "cancel" => Some(Self::Message(RuntimeChannelMessageType::Cancel)),
+                ENCRYPTED_TYPE => Some(Self::Encrypted),
+                _ => None,
+            },
+        }
+        .read(deserializer)
+    }
+}
+
+enum MessageFramePayload {
+    Message(RuntimeChannelPayload),
+    Encrypted(EncryptedPayload),
+}
+
+impl Discriminant for MessageKind {
+    type Payload = MessageFramePayload;
+
+    fn deserialize_payload<'de, D: Deserializer<'de>>(
+        self,
+        d: D,
+    ) -> Result<MessageFramePayload, D::Error> {
+        match self {
+            Self::Message(t) => t.deserialize_payload(d).map(MessageFramePayload::Message),
+            Self::Encrypted => EncryptedPayload::deserialize(d).map(MessageFramePayload::Encrypted),
+        }
+    }
+}
+
+struct MessageFrameVisitor;
+
+impl<'de> Visitor<'de> for MessageFrameVisitor {
+    type Value = MessageFrame;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a runtime channel message or an \"enc\" envelope object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<MessageFrame, A::Error> {
+        let m = visit_message::<MessageKind, A>(map)?;
+        Ok(match m.payload {
+            MessageFramePayload::Message(payload) => MessageFrame::Message(RuntimeChannelMessage {
+                protocol_version: m.protocol_version,
+                session_id: m.session_id,
+                seq: m.seq,
+                payload,
+            }),
+            MessageFramePayload::Encrypted(payload) => MessageFrame::Encrypted(EncryptedEnvelope {
+                protocol_version: m.protocol_version,
+                session_id: m.session_id,
+                seq: m.seq.ok_or_else(|| de::Error::missing_field("seq"))?,
+                payload,
+            }),
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for MessageFrame {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_map(MessageFrameVisitor)
+            .map_err(bounded)
+    }
+}
+
+impl Serialize for MessageFrame {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Message(m) => m.serialize(serializer),
             Self::Encrypted(e) => e.serialize(serializer),
         }
     }

@@ -3,7 +3,9 @@
 //! Curve, algorithm and KDF stay strings here: refusing an unknown one, with its own error
 //! code, is the crypto layer's decision.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::message::Tag;
 
 use crate::named;
 use crate::number::{ProtocolVersion, PROTOCOL_VERSION};
@@ -19,6 +21,7 @@ pub const KDF_HKDF_SHA256: &str = "HKDF-SHA-256";
 /// The client's half of the key agreement.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct ClientHello {
     /// Protocol version of the client.
     pub protocol_version: ProtocolVersion,
@@ -48,6 +51,7 @@ impl ClientHello {
 /// The server's half of the key agreement.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct ServerHello {
     /// Protocol version of the server.
     pub protocol_version: ProtocolVersion,
@@ -75,9 +79,26 @@ pub struct ServerHello {
     pub signature_b64: Option<String>,
 }
 
+impl ServerHello {
+    /// A hello of the current protocol version selecting P-256, AES-GCM-256 and HKDF-SHA-256,
+    /// without a signature.
+    pub fn new(server_ephemeral_pub_key_b64: String, key_id: String) -> Self {
+        Self {
+            protocol_version: PROTOCOL_VERSION,
+            server_ephemeral_pub_key_b64,
+            curve: CURVE_P256.to_owned(),
+            selected_algorithm: ALGORITHM_AES_GCM_256.to_owned(),
+            kdf: KDF_HKDF_SHA256.to_owned(),
+            key_id,
+            signature_b64: None,
+        }
+    }
+}
+
 /// Whether a session encrypts its events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum EncryptionMode {
     /// `disabled`: plaintext only.
     #[default]
@@ -88,9 +109,27 @@ pub enum EncryptionMode {
     Required,
 }
 
+impl<'de> Deserialize<'de> for EncryptionMode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Tag {
+            expecting: "a string",
+            name: "value",
+            expected: "disabled, optional or required",
+            parse: |v| match v {
+                "disabled" => Some(Self::Disabled),
+                "optional" => Some(Self::Optional),
+                "required" => Some(Self::Required),
+                _ => None,
+            },
+        }
+        .read(d)
+    }
+}
+
 /// The encryption part of a session request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct EncryptionRequest {
     /// What the client wants.
     #[serde(deserialize_with = "named::mode")]
@@ -102,4 +141,11 @@ pub struct EncryptionRequest {
         skip_serializing_if = "Option::is_none"
     )]
     pub client_hello: Option<ClientHello>,
+}
+
+impl EncryptionRequest {
+    /// A request for `mode`, with the client's hello when it wants encryption.
+    pub fn new(mode: EncryptionMode, client_hello: Option<ClientHello>) -> Self {
+        Self { mode, client_hello }
+    }
 }

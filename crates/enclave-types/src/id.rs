@@ -6,7 +6,7 @@ use std::str::FromStr;
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::Error;
+use crate::error::{cut, Error};
 
 /// Checks `value` against `prefix` the way the TS schemas do (`startsWith` + one more char).
 fn check(field: &'static str, prefix: &'static str, value: &str) -> Result<(), Error> {
@@ -19,7 +19,7 @@ fn check(field: &'static str, prefix: &'static str, value: &str) -> Result<(), E
     };
     Err(Error::InvalidId {
         field,
-        value: value.to_owned(),
+        value: cut(value),
         reason,
     })
 }

@@ -7,7 +7,8 @@
 //! - [`StreamEvent`] and its twelve payloads ([`EventPayload`]), the `enc` line
 //!   ([`EncryptedEnvelope`]), and [`Frame`], which is what one NDJSON line of a stream is;
 //! - the handshake messages ([`ClientHello`], [`ServerHello`]) and [`EncryptionRequest`];
-//! - runtime channel messages ([`RuntimeChannelMessage`]: `tool_result_submit`, `cancel`);
+//! - runtime channel messages ([`RuntimeChannelMessage`]: `tool_result_submit`, `cancel`), and
+//!   [`MessageFrame`], a line of the client → server direction (a message or an envelope);
 //! - [`SessionLimits`] with the TS defaults, error payloads ([`ErrorInfo`], [`ErrorPayload`],
 //!   [`ErrorDetail`]) and the prefixed ids [`SessionId`], [`CallId`], [`RefId`].
 //!
@@ -15,10 +16,16 @@
 //! prefixes, safe-integer `seq`, UTC date-times, closed enums, non-empty strings) as it reads,
 //! without building a `serde_json::Value` first. Opaque fields (`args`, `result`, `data`) stay
 //! raw JSON text ([`RawJson`]). Writing gives the TS shape: camelCase names, absent optionals
-//! omitted, integral numbers without a fraction.
+//! omitted, integral numbers without a fraction. Fields are public, so writing re-checks the
+//! rules a hand-built value can break (an empty `toolName`, a NaN duration) and fails with an
+//! `invalid <field>` error rather than write a line a reader refuses. The rule across the
+//! TypeScript side's zod versions: read what any of them accepts, write what all of them accept.
+//!
+//! Types a protocol version can extend are `#[non_exhaustive]`: build them with their `new`
+//! constructors (optional fields absent) and `From` impls, then set public fields.
 //!
 //! ```
-//! use enclave_types::{EventPayload, EventType, Frame, SessionId, StdoutPayload, StreamEvent};
+//! use enclave_types::{EventType, Frame, SessionId, StdoutPayload, StreamEvent};
 //!
 //! // Read one line of a stream: validation happens while parsing.
 //! let line = br#"{"protocolVersion":2,"sessionId":"s_demo","seq":3,"type":"stdout","payload":{"chunk":"hi\n"}}"#;
@@ -34,7 +41,7 @@
 //! let event = StreamEvent::new(
 //!     SessionId::new("s_demo")?,
 //!     4,
-//!     EventPayload::Stdout(StdoutPayload { chunk: "done".into() }),
+//!     StdoutPayload::new("done").into(),
 //! );
 //! assert_eq!(event.event_type(), EventType::Stdout);
 //! assert_eq!(
@@ -81,7 +88,7 @@ pub use event::{
     SessionStats, StdoutPayload, StreamEvent, ToolCallPayload, ToolProgressPayload,
     ToolProgressPhase, ToolResultAppliedPayload,
 };
-pub use frame::{EncryptedEnvelope, EncryptedPayload, Frame, ENCRYPTED_TYPE};
+pub use frame::{EncryptedEnvelope, EncryptedPayload, Frame, MessageFrame, ENCRYPTED_TYPE};
 pub use handshake::{
     ClientHello, EncryptionMode, EncryptionRequest, ServerHello, ALGORITHM_AES_GCM_256, CURVE_P256,
     KDF_HKDF_SHA256,

@@ -51,6 +51,7 @@ positive_limit!(per_tool_deadline_ms, "perToolDeadlineMs");
 /// What a session may use. Absent fields take the defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
+#[non_exhaustive]
 pub struct SessionLimits {
     /// Longest session, in ms. Default 60 000.
     #[serde(with = "session_ttl_ms")]

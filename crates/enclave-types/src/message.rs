@@ -11,6 +11,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::error::{cut, shorten_quotes, strip_position, Cut};
 use crate::id::SessionId;
 use crate::number::{ProtocolVersion, SafeInteger};
 
@@ -55,27 +56,9 @@ enum Key {
 pub(crate) struct Message<K: Discriminant> {
     pub(crate) protocol_version: ProtocolVersion,
     pub(crate) session_id: SessionId,
-    /// `None` for families without `seq` (runtime channel messages).
+    /// `None` when the line has none (runtime channel messages may omit it).
     pub(crate) seq: Option<u64>,
     pub(crate) payload: K::Payload,
-}
-
-/// Drops serde_json's trailing " at line L column C" so a wrapped message names one position.
-pub(crate) fn strip_position(msg: &str) -> &str {
-    if let Some(at) = msg.rfind(" at line ") {
-        let tail = &msg[at + " at line ".len()..];
-        let mut parts = tail.splitn(2, " column ");
-        let line_ok = parts
-            .next()
-            .is_some_and(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_digit()));
-        let col_ok = parts
-            .next()
-            .is_some_and(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()));
-        if line_ok && col_ok {
-            return &msg[..at];
-        }
-    }
-    msg
 }
 
 /// Says which payload failed, and for which session and seq when those were already read.
@@ -86,7 +69,8 @@ fn payload_error<E: de::Error>(
     cause: &dyn fmt::Display,
 ) -> E {
     let cause = cause.to_string();
-    let cause = strip_position(&cause);
+    let cause = shorten_quotes(strip_position(&cause));
+    let session_id = session_id.map(|s| Cut(s.as_str()));
     match (session_id, seq) {
         (Some(s), Some(n)) => E::custom(format_args!(
             "invalid {kind} payload (session {s}, seq {n}): {cause}"
@@ -99,10 +83,10 @@ fn payload_error<E: de::Error>(
 }
 
 /// Reads one message object in a single pass. Duplicate keys: the last one wins, like
-/// `JSON.parse`, except that a second `type` may not change a payload already read.
+/// `JSON.parse`, except that a second `type` may not change a payload already read. A present
+/// `seq` is always checked; whether it is required is the caller's rule.
 pub(crate) fn visit_message<'de, K: Discriminant, A: MapAccess<'de>>(
     mut map: A,
-    with_seq: bool,
 ) -> Result<Message<K>, A::Error> {
     let mut protocol_version = None;
     let mut session_id: Option<SessionId> = None;
@@ -115,7 +99,7 @@ pub(crate) fn visit_message<'de, K: Discriminant, A: MapAccess<'de>>(
         match key {
             Key::ProtocolVersion => protocol_version = Some(map.next_value()?),
             Key::SessionId => session_id = Some(map.next_value()?),
-            Key::Seq if with_seq => {
+            Key::Seq => {
                 seq = Some(map.next_value_seed(SafeIntegerSeed)?);
             }
             Key::Type => {
@@ -142,7 +126,7 @@ pub(crate) fn visit_message<'de, K: Discriminant, A: MapAccess<'de>>(
                     payload = None;
                 }
             }
-            Key::Seq | Key::Other => {
+            Key::Other => {
                 map.next_value::<de::IgnoredAny>()?;
             }
         }
@@ -151,9 +135,6 @@ pub(crate) fn visit_message<'de, K: Discriminant, A: MapAccess<'de>>(
     let protocol_version =
         protocol_version.ok_or_else(|| de::Error::missing_field("protocolVersion"))?;
     let session_id = session_id.ok_or_else(|| de::Error::missing_field("sessionId"))?;
-    if with_seq && seq.is_none() {
-        return Err(de::Error::missing_field("seq"));
-    }
     let kind = kind.ok_or_else(|| de::Error::missing_field("type"))?;
     let payload = match (payload, raw_payload) {
         (_, Some(raw)) => {
@@ -211,8 +192,10 @@ impl<T> Visitor<'_> for Tag<T> {
     fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
         (self.parse)(v).ok_or_else(|| {
             E::custom(format_args!(
-                "unknown {} {v:?}: expected {}",
-                self.name, self.expected
+                "unknown {} {:?}: expected {}",
+                self.name,
+                cut(v),
+                self.expected
             ))
         })
     }

@@ -3,10 +3,10 @@
 
 use std::fmt;
 
-use serde::de::{self, Visitor};
+use serde::de::{self, Unexpected, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::Error;
+use crate::error::{cut, Error};
 
 /// The largest `seq` (and counter) the protocol allows: `Number.MAX_SAFE_INTEGER`, 2^53 − 1.
 pub const MAX_SEQ: u64 = (1 << 53) - 1;
@@ -16,6 +16,7 @@ pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion::V2;
 
 /// A protocol version: 2 is current, 1 is still accepted on the wire. A JSON number on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[non_exhaustive]
 pub enum ProtocolVersion {
     /// Version 1: the first eight event types.
     V1,
@@ -133,6 +134,11 @@ impl Visitor<'_> for JsInteger {
         }
     }
 
+    // serde's default would quote the whole string.
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<i64, E> {
+        Err(E::invalid_type(Unexpected::Str(&cut(v)), &self))
+    }
+
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<i64, E> {
         i64::try_from(v).map_or_else(|_| Err(self.out_of_range(&v)), |v| self.visit_i64(v))
     }
@@ -169,6 +175,15 @@ pub(crate) fn serialize_safe_integer<S: Serializer>(
         }));
     }
     serializer.serialize_u64(v)
+}
+
+/// Writes `seq` through the safe-integer check.
+pub(crate) struct Seq(pub(crate) u64);
+
+impl Serialize for Seq {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serialize_safe_integer("seq", self.0, serializer)
+    }
 }
 
 /// The rule of a JS number field: finite, and `min <= v` (or `min < v` when `exclusive`).

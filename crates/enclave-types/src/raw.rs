@@ -106,15 +106,37 @@ pub(crate) fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<RawJson>
     RawJson::deserialize(d).map(Some)
 }
 
-/// `log.data`: a JSON object (a string-keyed record in the TS schema), kept raw.
-pub(crate) fn object_data<'de, D: Deserializer<'de>>(d: D) -> Result<Option<RawJson>, D::Error> {
-    let raw = RawJson::deserialize(d)?;
-    if raw.is_object() {
-        Ok(Some(raw))
-    } else {
-        Err(serde::de::Error::custom(Error::InvalidField {
+/// `log.data`: a JSON object (a string-keyed record in the TS schema), kept raw. Writing
+/// refuses what reading refuses, since a hand-built [`RawJson`] can hold any JSON.
+pub(crate) mod object_data {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::RawJson;
+    use crate::error::Error;
+
+    fn not_an_object() -> Error {
+        Error::InvalidField {
             field: "data",
             reason: "must be a JSON object".to_owned(),
-        }))
+        }
+    }
+
+    #[allow(clippy::ref_option)] // serde(with) hands the field by reference.
+    pub(crate) fn serialize<S: Serializer>(v: &Option<RawJson>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(raw) if !raw.is_object() => Err(serde::ser::Error::custom(not_an_object())),
+            _ => v.serialize(s),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<RawJson>, D::Error> {
+        let raw = RawJson::deserialize(d)?;
+        if raw.is_object() {
+            Ok(Some(raw))
+        } else {
+            Err(serde::de::Error::custom(not_an_object()))
+        }
     }
 }

@@ -5,25 +5,36 @@ use std::fmt;
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::Error;
+use crate::error::{cut, Error};
 
 /// An ISO-8601 UTC date-time such as `2026-11-28T02:00:00.000Z`.
 ///
 /// Accepted: `YYYY-MM-DDTHH:MM[:SS[.fraction]]Z` with a real calendar date (leap years
 /// included), hours 00–23, minutes and seconds 00–59 — the rule of zod's `datetime()` that the
-/// TypeScript schemas use. Offsets other than `Z` and date-only values are refused. The text is
-/// kept verbatim so it round-trips byte for byte; this type does no time arithmetic.
+/// TypeScript schemas use. Offsets other than `Z` and date-only values are refused.
+///
+/// A time without seconds (`…T02:00Z`) is accepted but stored as `…T02:00:00Z`: zod 4.3.6 (the
+/// TypeScript 2.15.2 lockfile) accepts the short form, zod ≥ 4.5 refuses it, and we write only
+/// what every version accepts. Any other text is kept verbatim and round-trips byte for byte;
+/// this type does no time arithmetic.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(String);
 
 impl Timestamp {
     /// Validates `value` and wraps it; `field` names the wire field in the error.
     pub fn new(field: &'static str, value: impl Into<String>) -> Result<Self, Error> {
-        let value = value.into();
+        let mut value = value.into();
         if is_utc_datetime(value.as_bytes()) {
+            // `YYYY-MM-DDTHH:MMZ`: the only accepted form without seconds.
+            if value.len() == SHORT_FORM_LEN {
+                value.insert_str(SHORT_FORM_LEN - 1, ":00");
+            }
             Ok(Self(value))
         } else {
-            Err(Error::InvalidTimestamp { field, value })
+            Err(Error::InvalidTimestamp {
+                field,
+                value: cut(&value),
+            })
         }
     }
 
@@ -87,6 +98,9 @@ pub(crate) fn expires_at<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D
 pub(crate) fn ts<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
     d.deserialize_str(TimestampVisitor("ts"))
 }
+
+/// Length of `YYYY-MM-DDTHH:MMZ`, a date-time without seconds.
+const SHORT_FORM_LEN: usize = 17;
 
 /// Two ASCII digits at `at`, as a number.
 fn two_digits(b: &[u8], at: usize) -> Option<u32> {

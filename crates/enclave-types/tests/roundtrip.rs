@@ -1,12 +1,14 @@
-//! Any event survives serialize → parse unchanged, and what we write has the TS wire shape.
+//! Any event survives serialize → parse unchanged, what we write has the TS wire shape, and
+//! any value built through the public API is either refused when written or read back as is.
 
 use enclave_types::{
-    CallId, CatalogChangedPayload, DeadlineExceededPayload, EncryptedEnvelope, EncryptedPayload,
-    EncryptionConfig, ErrorDetail, ErrorEventPayload, ErrorInfo, ErrorPayload, EventPayload,
-    FinalPayload, Frame, HeartbeatPayload, LogLevel, LogPayload, PartialResultPayload,
-    ProtocolVersion, RawJson, SessionId, SessionInitPayload, SessionStats, StdoutPayload,
-    StreamEvent, Timestamp, ToolCallPayload, ToolProgressPayload, ToolProgressPhase,
-    ToolResultAppliedPayload, MAX_SEQ,
+    CallId, CancelPayload, CatalogChangedPayload, DeadlineExceededPayload, EncryptedEnvelope,
+    EncryptedPayload, EncryptionConfig, ErrorDetail, ErrorEventPayload, ErrorInfo, ErrorPayload,
+    EventPayload, FinalPayload, Frame, HeartbeatPayload, LogLevel, LogPayload, MessageFrame,
+    PartialResultPayload, ProtocolVersion, RawJson, RuntimeChannelMessage, RuntimeChannelPayload,
+    SessionId, SessionInitPayload, SessionLimits, SessionStats, StdoutPayload, StreamEvent,
+    Timestamp, ToolCallPayload, ToolProgressPayload, ToolProgressPhase, ToolResultAppliedPayload,
+    ToolResultSubmitPayload, MAX_SEQ,
 };
 use proptest::collection::vec;
 use proptest::option;
@@ -78,65 +80,115 @@ fn raw_object() -> impl Strategy<Value = RawJson> {
         .prop_map(|(k, v)| RawJson::from_value(&serde_json::json!({ k: v })).unwrap())
 }
 
+// The generators below take `wild`: false gives only values our parser accepts (for the
+// round-trip and shape properties), true also gives values a user can build through the public
+// API but that break a schema rule (empty names, NaN, negative durations, non-object log data,
+// seq beyond 2^53 - 1), for the "write only what we read" property.
+
+/// Strings that must not be empty.
+fn name(wild: bool) -> BoxedStrategy<String> {
+    if wild {
+        prop_oneof![Just(String::new()), non_empty_text()].boxed()
+    } else {
+        non_empty_text().boxed()
+    }
+}
+
+/// Amounts: finite and >= 0, or anything when wild.
+fn amount(wild: bool) -> BoxedStrategy<f64> {
+    if wild {
+        prop_oneof![
+            millis(),
+            Just(0.0),
+            Just(-0.5),
+            Just(f64::NAN),
+            Just(f64::INFINITY),
+            any::<f64>()
+        ]
+        .boxed()
+    } else {
+        millis().boxed()
+    }
+}
+
+/// Counters: safe integers, or any u64 when wild.
+fn counter(wild: bool) -> BoxedStrategy<u64> {
+    if wild {
+        prop_oneof![safe_int(), MAX_SEQ..=u64::MAX].boxed()
+    } else {
+        safe_int().boxed()
+    }
+}
+
+fn log_data(wild: bool) -> BoxedStrategy<RawJson> {
+    if wild {
+        prop_oneof![raw_object(), raw_json()].boxed()
+    } else {
+        raw_object().boxed()
+    }
+}
+
 fn error_info() -> impl Strategy<Value = ErrorInfo> {
-    (text(), option::of(text()), option::of(text())).prop_map(|(message, code, stack)| ErrorInfo {
-        message,
-        code,
-        stack,
+    (text(), option::of(text()), option::of(text())).prop_map(|(message, code, stack)| {
+        let mut info = ErrorInfo::new(message);
+        info.code = code;
+        info.stack = stack;
+        info
     })
 }
 
-fn error_detail() -> impl Strategy<Value = ErrorDetail> {
+fn error_detail(wild: bool) -> impl Strategy<Value = ErrorDetail> {
+    let status = if wild {
+        any::<i64>().boxed()
+    } else {
+        (-1i64..600).boxed()
+    };
     prop_oneof![
-        millis().prop_map(|retry_delay_ms| ErrorDetail::RetryInfo { retry_delay_ms }),
-        (-1i64..600, text())
+        amount(wild).prop_map(|retry_delay_ms| ErrorDetail::RetryInfo { retry_delay_ms }),
+        (status, text())
             .prop_map(|(status_code, url)| ErrorDetail::UpstreamInfo { status_code, url }),
         (text(), text()).prop_map(|(field, reason)| ErrorDetail::ValidationInfo { field, reason }),
-        (millis(), millis()).prop_map(|(limit, used)| ErrorDetail::QuotaInfo { limit, used }),
+        (amount(wild), amount(wild))
+            .prop_map(|(limit, used)| ErrorDetail::QuotaInfo { limit, used }),
     ]
 }
 
-fn error_payload() -> impl Strategy<Value = ErrorPayload> {
+fn error_payload(wild: bool) -> impl Strategy<Value = ErrorPayload> {
     (
         text(),
         text(),
         option::of(vec(text(), 0..3)),
-        option::of(vec(error_detail(), 0..3)),
+        option::of(vec(error_detail(wild), 0..3)),
     )
-        .prop_map(|(code, message, path, details)| ErrorPayload {
-            code,
-            message,
-            path,
-            details,
+        .prop_map(|(code, message, path, details)| {
+            let mut error = ErrorPayload::new(code, message);
+            error.path = path;
+            error.details = details;
+            error
         })
 }
 
-fn final_payload() -> impl Strategy<Value = EventPayload> {
+fn final_payload(wild: bool) -> impl Strategy<Value = EventPayload> {
     (
         any::<bool>(),
         option::of(raw_json()),
         option::of(error_info()),
-        option::of(vec(error_payload(), 0..3)),
-        option::of((millis(), safe_int(), safe_int())),
+        option::of(vec(error_payload(wild), 0..3)),
+        option::of((amount(wild), counter(wild), counter(wild))),
     )
         .prop_map(|(ok, result, error, errors, stats)| {
-            EventPayload::Final(FinalPayload {
-                ok,
-                result,
-                error,
-                errors,
-                stats: stats.map(
-                    |(duration_ms, tool_call_count, stdout_bytes)| SessionStats {
-                        duration_ms,
-                        tool_call_count,
-                        stdout_bytes,
-                    },
-                ),
-            })
+            let mut payload = FinalPayload::new(ok);
+            payload.result = result;
+            payload.error = error;
+            payload.errors = errors;
+            payload.stats = stats.map(|(duration_ms, tool_call_count, stdout_bytes)| {
+                SessionStats::new(duration_ms, tool_call_count, stdout_bytes)
+            });
+            payload.into()
         })
 }
 
-fn tool_progress_payload() -> impl Strategy<Value = EventPayload> {
+fn tool_progress_payload(wild: bool) -> impl Strategy<Value = EventPayload> {
     (
         call_id(),
         prop_oneof![
@@ -145,24 +197,26 @@ fn tool_progress_payload() -> impl Strategy<Value = EventPayload> {
             Just(ToolProgressPhase::Receiving),
             Just(ToolProgressPhase::Processing)
         ],
-        option::of(safe_int()),
-        option::of(safe_int()),
-        millis(),
+        option::of(counter(wild)),
+        option::of(counter(wild)),
+        amount(wild),
     )
         .prop_map(
             |(call_id, phase, bytes_received, total_bytes, elapsed_ms)| {
-                EventPayload::ToolProgress(ToolProgressPayload {
-                    call_id,
-                    phase,
-                    bytes_received,
-                    total_bytes,
-                    elapsed_ms,
-                })
+                let mut payload = ToolProgressPayload::new(call_id, phase, elapsed_ms);
+                payload.bytes_received = bytes_received;
+                payload.total_bytes = total_bytes;
+                payload.into()
             },
         )
 }
 
-fn payload() -> impl Strategy<Value = EventPayload> {
+fn payload(wild: bool) -> impl Strategy<Value = EventPayload> {
+    let budget = if wild {
+        amount(true)
+    } else {
+        millis().prop_map(|b| b + 0.125).boxed()
+    };
     prop_oneof![
         (
             text(),
@@ -172,14 +226,13 @@ fn payload() -> impl Strategy<Value = EventPayload> {
             option::of(text())
         )
             .prop_map(|(cancel_url, expires_at, enabled, key_id, replay_url)| {
-                EventPayload::SessionInit(SessionInitPayload {
-                    cancel_url,
-                    expires_at,
-                    encryption: EncryptionConfig { enabled, key_id },
-                    replay_url,
-                })
+                let mut encryption = EncryptionConfig::new(enabled);
+                encryption.key_id = key_id;
+                let mut payload = SessionInitPayload::new(cancel_url, expires_at, encryption);
+                payload.replay_url = replay_url;
+                payload.into()
             }),
-        text().prop_map(|chunk| EventPayload::Stdout(StdoutPayload { chunk })),
+        text().prop_map(|chunk| StdoutPayload::new(chunk).into()),
         (
             prop_oneof![
                 Just(LogLevel::Debug),
@@ -188,80 +241,172 @@ fn payload() -> impl Strategy<Value = EventPayload> {
                 Just(LogLevel::Error)
             ],
             text(),
-            option::of(raw_object())
+            option::of(log_data(wild))
         )
-            .prop_map(|(level, message, data)| EventPayload::Log(LogPayload {
-                level,
-                message,
-                data
-            })),
-        (call_id(), non_empty_text(), raw_json()).prop_map(|(call_id, tool_name, args)| {
-            EventPayload::ToolCall(ToolCallPayload {
-                call_id,
-                tool_name,
-                args,
-            })
+            .prop_map(|(level, message, data)| {
+                let mut payload = LogPayload::new(level, message);
+                payload.data = data;
+                payload.into()
+            }),
+        (call_id(), name(wild), raw_json()).prop_map(|(call_id, tool_name, args)| {
+            ToolCallPayload::new(call_id, tool_name, args).into()
         }),
-        call_id().prop_map(
-            |call_id| EventPayload::ToolResultApplied(ToolResultAppliedPayload { call_id })
-        ),
-        final_payload(),
-        timestamp().prop_map(|ts| EventPayload::Heartbeat(HeartbeatPayload { ts })),
+        call_id().prop_map(|call_id| ToolResultAppliedPayload::new(call_id).into()),
+        final_payload(wild),
+        timestamp().prop_map(|ts| HeartbeatPayload::new(ts).into()),
         (text(), option::of(text()), option::of(any::<bool>())).prop_map(
             |(message, code, recoverable)| {
-                EventPayload::Error(ErrorEventPayload {
-                    message,
-                    code,
-                    recoverable,
-                })
+                let mut payload = ErrorEventPayload::new(message);
+                payload.code = code;
+                payload.recoverable = recoverable;
+                payload.into()
             }
         ),
         (
             vec(text(), 0..4),
             option::of(raw_json()),
-            option::of(error_payload()),
+            option::of(error_payload(wild)),
             any::<bool>()
         )
             .prop_map(|(path, data, error, has_next)| {
-                EventPayload::PartialResult(PartialResultPayload {
-                    path,
-                    data,
-                    error,
-                    has_next,
-                })
+                let mut payload = PartialResultPayload::new(path, has_next);
+                payload.data = data;
+                payload.error = error;
+                payload.into()
             }),
-        tool_progress_payload(),
-        (millis(), millis()).prop_map(|(elapsed_ms, budget)| {
-            EventPayload::DeadlineExceeded(DeadlineExceededPayload {
-                elapsed_ms,
-                budget_ms: budget + 0.125,
-            })
+        tool_progress_payload(wild),
+        (amount(wild), budget).prop_map(|(elapsed_ms, budget_ms)| {
+            DeadlineExceededPayload::new(elapsed_ms, budget_ms).into()
         }),
-        (non_empty_text(), vec(text(), 0..3), vec(text(), 0..3)).prop_map(
+        (name(wild), vec(text(), 0..3), vec(text(), 0..3)).prop_map(
             |(version, added_actions, removed_actions)| {
-                EventPayload::CatalogChanged(CatalogChangedPayload {
-                    version,
-                    added_actions,
-                    removed_actions,
-                })
+                CatalogChangedPayload::new(version, added_actions, removed_actions).into()
             }
         ),
     ]
 }
 
-fn event() -> impl Strategy<Value = StreamEvent> {
+fn event_with(wild: bool) -> impl Strategy<Value = StreamEvent> {
     (
         prop_oneof![Just(ProtocolVersion::V1), Just(ProtocolVersion::V2)],
         session_id(),
-        safe_int(),
-        payload(),
+        counter(wild),
+        payload(wild),
     )
-        .prop_map(|(protocol_version, session_id, seq, payload)| StreamEvent {
-            protocol_version,
-            session_id,
-            seq,
-            payload,
+        .prop_map(|(protocol_version, session_id, seq, payload)| {
+            let mut event = StreamEvent::new(session_id, seq, payload);
+            event.protocol_version = protocol_version;
+            event
         })
+}
+
+fn event() -> impl Strategy<Value = StreamEvent> {
+    event_with(false)
+}
+
+fn envelope(wild: bool) -> impl Strategy<Value = EncryptedEnvelope> {
+    let base64 = |n: usize| {
+        if wild {
+            prop_oneof![Just(String::new()), "[A-Za-z0-9+/]{4,24}"].boxed()
+        } else {
+            proptest::string::string_regex(&format!("[A-Za-z0-9+/]{{{n},40}}"))
+                .unwrap()
+                .boxed()
+        }
+    };
+    (
+        session_id(),
+        counter(wild),
+        name(wild),
+        base64(16),
+        base64(4),
+        option::of("[A-Za-z0-9+/]{4,24}"),
+    )
+        .prop_map(|(session_id, seq, kid, nonce, ct, tag)| {
+            let mut payload = EncryptedPayload::new(kid, nonce, ct);
+            payload.tag_b64 = tag;
+            EncryptedEnvelope::new(session_id, seq, payload)
+        })
+}
+
+fn runtime_message(wild: bool) -> impl Strategy<Value = RuntimeChannelMessage> {
+    (
+        session_id(),
+        option::of(counter(wild)),
+        prop_oneof![
+            (
+                call_id(),
+                any::<bool>(),
+                option::of(raw_json()),
+                option::of(error_info())
+            )
+                .prop_map(|(call_id, ok, result, error)| {
+                    let mut p = ToolResultSubmitPayload::new(call_id, ok);
+                    p.result = result;
+                    p.error = error;
+                    RuntimeChannelPayload::from(p)
+                }),
+            option::of(text()).prop_map(|reason| CancelPayload::new(reason).into()),
+        ],
+    )
+        .prop_map(|(session_id, seq, payload)| {
+            let mut message = RuntimeChannelMessage::new(session_id, payload);
+            message.seq = seq;
+            message
+        })
+}
+
+fn limits(wild: bool) -> impl Strategy<Value = SessionLimits> {
+    let limit = move || {
+        if wild {
+            prop_oneof![Just(0), 1..=MAX_SEQ, MAX_SEQ..=u64::MAX].boxed()
+        } else {
+            (1..=MAX_SEQ).boxed()
+        }
+    };
+    (
+        [limit(), limit(), limit(), limit()],
+        [limit(), limit(), limit()],
+        counter(wild),
+        any::<bool>(),
+    )
+        .prop_map(|(a, b, deadline_ms, cancel_on_first_error)| {
+            let mut limits = SessionLimits::DEFAULT;
+            limits.session_ttl_ms = a[0];
+            limits.max_tool_calls = a[1];
+            limits.max_stdout_bytes = a[2];
+            limits.max_tool_result_bytes = a[3];
+            limits.tool_timeout_ms = b[0];
+            limits.heartbeat_interval_ms = b[1];
+            limits.per_tool_deadline_ms = b[2];
+            limits.deadline_ms = deadline_ms;
+            limits.cancel_on_first_error = cancel_on_first_error;
+            limits
+        })
+}
+
+/// What the "write only what we read" property checks: writing `value` either fails with a
+/// message that names the rule, or gives text our own parser reads back as `value`.
+fn writes_only_what_it_reads<T>(value: &T) -> Result<(), TestCaseError>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    match serde_json::to_vec(value) {
+        Err(e) => {
+            let msg = e.to_string();
+            prop_assert!(msg.starts_with("invalid "), "unclear error: {}", msg);
+        }
+        Ok(bytes) => {
+            let back: T = serde_json::from_slice(&bytes).map_err(|e| {
+                TestCaseError::fail(format!(
+                    "wrote a line we refuse: {e}\n{}",
+                    String::from_utf8_lossy(&bytes)
+                ))
+            })?;
+            prop_assert_eq!(&back, value);
+        }
+    }
+    Ok(())
 }
 
 /// Walks what we wrote and checks the TS shape: camelCase keys, no `null` standing in for an
@@ -324,22 +469,26 @@ proptest! {
     }
 
     #[test]
-    fn any_envelope_round_trips(
-        session_id in session_id(),
-        seq in safe_int(),
-        kid in non_empty_text(),
-        nonce in "[A-Za-z0-9+/]{16}",
-        ct in "[A-Za-z0-9+/]{4,40}",
-        tag in option::of("[A-Za-z0-9+/]{4,24}"),
-    ) {
-        let envelope = EncryptedEnvelope::new(
-            session_id,
-            seq,
-            EncryptedPayload { kid, nonce_b64: nonce, ciphertext_b64: ct, tag_b64: tag },
-        );
+    fn any_envelope_round_trips(envelope in envelope(false)) {
         let line = serde_json::to_string(&envelope).unwrap();
         let frame = Frame::parse_line(line.as_bytes()).unwrap();
         prop_assert_eq!(frame, Frame::Encrypted(envelope));
         assert_ts_shape(&serde_json::from_str(&line).unwrap(), "");
+    }
+
+    #[test]
+    fn any_value_built_through_the_api_fails_to_write_or_round_trips(
+        event in event_with(true),
+        envelope in envelope(true),
+        message in runtime_message(true),
+        limits in limits(true),
+    ) {
+        writes_only_what_it_reads(&event)?;
+        writes_only_what_it_reads(&Frame::from(event))?;
+        writes_only_what_it_reads(&envelope)?;
+        writes_only_what_it_reads(&MessageFrame::from(envelope))?;
+        writes_only_what_it_reads(&message)?;
+        writes_only_what_it_reads(&MessageFrame::from(message))?;
+        writes_only_what_it_reads(&limits)?;
     }
 }

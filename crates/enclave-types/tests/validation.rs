@@ -2,9 +2,9 @@
 
 use enclave_types::{
     CallId, CancelPayload, DeadlineExceededPayload, EncryptedEnvelope, EncryptionMode,
-    EncryptionRequest, Error, EventPayload, EventType, Frame, ProtocolVersion, RawJson, RefId,
-    RuntimeChannelMessage, RuntimeChannelPayload, SessionId, SessionLimits, StdoutPayload,
-    StreamEvent, Timestamp, ToolResultSubmitPayload, MAX_SEQ, PROTOCOL_VERSION,
+    EncryptionRequest, Error, EventPayload, EventType, Frame, MessageFrame, ProtocolVersion,
+    RawJson, RefId, RuntimeChannelMessage, RuntimeChannelPayload, SessionId, SessionLimits,
+    StdoutPayload, StreamEvent, Timestamp, ToolResultSubmitPayload, MAX_SEQ, PROTOCOL_VERSION,
 };
 
 const SID: &str = "s_6b1f0c2e-93c1-4a41-9a57-0d1c3c3f1e01";
@@ -119,9 +119,7 @@ fn seq_beyond_max_is_refused_when_writing() {
     let mut event = StreamEvent::new(
         SessionId::new("s_1").unwrap(),
         MAX_SEQ,
-        EventPayload::Stdout(StdoutPayload {
-            chunk: String::new(),
-        }),
+        StdoutPayload::new("").into(),
     );
     assert!(serde_json::to_string(&event).is_ok());
     event.seq = MAX_SEQ + 1;
@@ -137,12 +135,17 @@ fn datetimes_are_utc_with_z_and_real_dates() {
     for ok in [
         "2026-11-28T02:00:00.000Z",
         "2026-11-28T02:00:00Z",
-        "2026-11-28T02:00Z",
         "2024-02-29T23:59:59.123456789Z",
         "2000-02-29T00:00:00Z",
     ] {
         assert_eq!(Timestamp::new("ts", ok).unwrap().as_str(), ok);
     }
+    // Read what any TS version accepts, write only what all accept: zod >= 4.5 refuses a
+    // time without seconds, so it is stored (and written) with `:00`.
+    assert_eq!(
+        Timestamp::new("ts", "2026-11-28T02:00Z").unwrap().as_str(),
+        "2026-11-28T02:00:00Z"
+    );
     for bad in [
         "2026-11-28",
         "2026-11-28T02:00:00+01:00",
@@ -239,12 +242,7 @@ fn duplicate_keys_last_wins_but_type_cannot_change_a_read_payload() {
         panic!()
     };
     assert_eq!(event.seq, 2);
-    assert_eq!(
-        event.payload,
-        EventPayload::Stdout(StdoutPayload {
-            chunk: "b".to_owned()
-        })
-    );
+    assert_eq!(event.payload, EventPayload::Stdout(StdoutPayload::new("b")));
 
     // Deliberate difference (docs/PROTOCOL.md): a repeated key inside a payload is refused.
     let line = format!(
@@ -406,6 +404,7 @@ fn runtime_channel_messages_round_trip() {
         ok,
         result,
         error,
+        ..
     }) = &msg.payload
     else {
         panic!()
@@ -449,13 +448,7 @@ fn runtime_channel_messages_round_trip() {
 #[test]
 fn encryption_request_uses_the_ts_mode_names() {
     let req: EncryptionRequest = serde_json::from_str(r#"{"mode":"optional"}"#).unwrap();
-    assert_eq!(
-        req,
-        EncryptionRequest {
-            mode: EncryptionMode::Optional,
-            client_hello: None
-        }
-    );
+    assert_eq!(req, EncryptionRequest::new(EncryptionMode::Optional, None));
     assert_eq!(
         serde_json::to_string(&EncryptionMode::Required).unwrap(),
         r#""required""#
@@ -600,10 +593,7 @@ fn writing_refuses_numbers_the_ts_schema_refuses() {
         StreamEvent::new(
             SessionId::new("s_1").unwrap(),
             1,
-            EventPayload::DeadlineExceeded(DeadlineExceededPayload {
-                elapsed_ms,
-                budget_ms,
-            }),
+            DeadlineExceededPayload::new(elapsed_ms, budget_ms).into(),
         )
     };
     // serde_json would write NaN and infinities as `null`, which TS refuses.
@@ -638,10 +628,8 @@ fn writing_refuses_numbers_the_ts_schema_refuses() {
         .unwrap()
         .ends_with(r#"{"elapsedMs":0,"budgetMs":1e+21}}"#));
 
-    let limits = SessionLimits {
-        max_tool_calls: 0,
-        ..SessionLimits::DEFAULT
-    };
+    let mut limits = SessionLimits::DEFAULT;
+    limits.max_tool_calls = 0;
     assert_eq!(
         serde_json::to_string(&limits).unwrap_err().to_string(),
         "invalid maxToolCalls: must be greater than 0"
@@ -669,7 +657,7 @@ fn type_errors_name_the_field_and_its_parents() {
         (
             "log",
             r#"{"level":"loud","message":"m"}"#,
-            "invalid level: unknown variant `loud`",
+            r#"invalid level: unknown value "loud": expected debug, info, warn or error"#,
         ),
         (
             "tool_call",
@@ -736,7 +724,7 @@ fn type_errors_name_the_field_and_its_parents() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.starts_with("invalid mode: unknown variant `sometimes`"),
+        err.starts_with(r#"invalid mode: unknown value "sometimes": expected disabled"#),
         "{err}"
     );
     let err = serde_json::from_str::<SessionLimits>(r#"{"cancelOnFirstError":"no"}"#)
@@ -844,4 +832,232 @@ fn hellos_keep_algorithm_names_for_the_crypto_layer_to_refuse() {
         err.starts_with("invalid kdf: invalid type: integer `7`"),
         "{err}"
     );
+}
+
+#[test]
+fn errors_quote_at_most_a_short_cut_of_a_huge_value() {
+    // A 1 MiB value, starting with an escape sequence a terminal would obey (JSON-escaped in
+    // the lines).
+    let huge = format!("\u{1b}[31m{}", "x".repeat(1 << 20));
+    let huge_json = format!("\\u001b[31m{}", "x".repeat(1 << 20));
+    let line = |body: &str| body.replace("HUGE", &huge_json);
+    let cases = [
+        // Our own errors, cut where they are created.
+        r#"{"protocolVersion":2,"sessionId":"s_1","seq":1,"type":"log","payload":{"level":"HUGE","message":"m"}}"#,
+        r#"{"protocolVersion":2,"sessionId":"s_1","seq":1,"type":"tool_call","payload":{"callId":"HUGE","toolName":"t","args":1}}"#,
+        r#"{"protocolVersion":2,"sessionId":"HUGE","seq":1,"type":"stdout","payload":{"chunk":"a"}}"#,
+        r#"{"protocolVersion":2,"sessionId":"s_1","seq":"HUGE","type":"stdout","payload":{"chunk":"a"}}"#,
+        r#"{"protocolVersion":"HUGE","sessionId":"s_1","seq":1,"type":"stdout","payload":{"chunk":"a"}}"#,
+        r#"{"protocolVersion":2,"sessionId":"s_1","seq":1,"type":"HUGE","payload":{}}"#,
+        r#"{"protocolVersion":2,"sessionId":"s_1","seq":1,"type":"heartbeat","payload":{"ts":"HUGE"}}"#,
+        r#"{"protocolVersion":2,"sessionId":"s_1","seq":1,"type":"tool_progress","payload":{"callId":"c_1","phase":"HUGE","elapsedMs":1}}"#,
+        r#"{"protocolVersion":2,"sessionId":"s_1","seq":1,"type":"final","payload":{"ok":false,"errors":[{"code":"c","message":"m","details":[{"type":"HUGE"}]}]}}"#,
+        r#"{"protocolVersion":2,"sessionId":"s_1","seq":1,"type":"final","payload":{"ok":true,"stats":{"durationMs":1,"toolCallCount":"HUGE","stdoutBytes":0}}}"#,
+        // serde_json's own "invalid type: string …" errors, cut by the field that wraps them.
+        r#"{"protocolVersion":2,"sessionId":"s_1","seq":1,"type":"final","payload":{"ok":"HUGE"}}"#,
+        r#"{"protocolVersion":2,"sessionId":"s_1","seq":1,"type":"final","payload":{"ok":true,"stats":"HUGE"}}"#,
+        r#"{"protocolVersion":2,"sessionId":"s_1","seq":1,"type":"session_init","payload":{"cancelUrl":"/c","expiresAt":"2026-11-28T02:00:00Z","encryption":"HUGE"}}"#,
+        r#"{"protocolVersion":2,"sessionId":"s_1","seq":1,"type":"stdout","payload":"HUGE"}"#,
+        r#"{"payload":"HUGE","protocolVersion":2,"sessionId":"s_1","seq":1,"type":"stdout"}"#,
+        r#""HUGE""#,
+    ];
+    for case in cases {
+        let err = Frame::parse_line(line(case).as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.len() < 1024,
+            "{case}: {} bytes: {}",
+            err.len(),
+            &err[..200]
+        );
+        assert!(
+            !err.contains('\u{1b}'),
+            "{case}: control character quoted raw: {err}"
+        );
+        assert!(
+            err.contains("xxx"),
+            "{case}: the value is still quoted: {err}"
+        );
+    }
+    // A value just over the limit is cut to 64 characters too, whoever made the error.
+    let seventy = "y".repeat(70);
+    for case in [
+        r#"{"protocolVersion":2,"sessionId":"s_1","seq":1,"type":"final","payload":{"ok":"SEVENTY"}}"#,
+        r#"{"protocolVersion":2,"sessionId":"s_1","seq":"SEVENTY","type":"stdout","payload":{"chunk":"a"}}"#,
+        r#"{"protocolVersion":2,"sessionId":"SEVENTY","seq":1,"type":"stdout","payload":{"chunk":"a"}}"#,
+    ] {
+        let err = Frame::parse_line(case.replace("SEVENTY", &seventy).as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("\"{}…\"", "y".repeat(64))), "{err}");
+    }
+    // A valid but huge session id named in a payload error is cut as well.
+    let err = Frame::parse_line(
+        line(r#"{"protocolVersion":2,"sessionId":"s_HUGE","seq":1,"type":"stdout","payload":{"chunk":1}}"#)
+            .as_bytes(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.len() < 1024, "{} bytes", err.len());
+    assert!(!err.contains('\u{1b}'), "{err}");
+    // The same bound for the other families and the constructors.
+    let err = serde_json::from_str::<RuntimeChannelMessage>(&line(
+        r#"{"protocolVersion":2,"sessionId":"s_HUGE","type":"cancel","payload":{"reason":"HUGE"},"extra":"HUGE","type":"HUGE"}"#,
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.len() < 1024, "{} bytes", err.len());
+    let err = serde_json::from_str::<EncryptionRequest>(&line(r#"{"mode":"HUGE"}"#))
+        .unwrap_err()
+        .to_string();
+    assert!(err.len() < 1024 && !err.contains('\u{1b}'), "{err}");
+    let err = CallId::new(huge.clone()).unwrap_err().to_string();
+    assert!(err.len() < 1024 && !err.contains('\u{1b}'), "{err}");
+    let err = Timestamp::new("ts", huge.clone()).unwrap_err().to_string();
+    assert!(err.len() < 1024 && !err.contains('\u{1b}'), "{err}");
+}
+
+#[test]
+fn runtime_messages_carry_an_optional_seq() {
+    let cancel = RuntimeChannelMessage::new(
+        SessionId::new(SID).unwrap(),
+        CancelPayload::new(Some("user".to_owned())).into(),
+    );
+    // Absent unless set: the TS shape is unchanged.
+    let line = serde_json::to_string(&cancel).unwrap();
+    assert_eq!(
+        line,
+        format!(
+            r#"{{"protocolVersion":2,"sessionId":"{SID}","type":"cancel","payload":{{"reason":"user"}}}}"#
+        )
+    );
+    let numbered = cancel.with_seq(1);
+    let line = serde_json::to_string(&numbered).unwrap();
+    assert_eq!(
+        line,
+        format!(
+            r#"{{"protocolVersion":2,"sessionId":"{SID}","seq":1,"type":"cancel","payload":{{"reason":"user"}}}}"#
+        )
+    );
+    let back: RuntimeChannelMessage = serde_json::from_str(&line).unwrap();
+    assert_eq!(back, numbered);
+    // A present seq follows the seq rule.
+    let bad = line.replace(r#""seq":1"#, r#""seq":-1"#);
+    let err = serde_json::from_str::<RuntimeChannelMessage>(&bad)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("invalid seq: -1 is not an integer"), "{err}");
+    let too_big = numbered.clone().with_seq(MAX_SEQ + 1);
+    assert!(serde_json::to_string(&too_big)
+        .unwrap_err()
+        .to_string()
+        .contains("invalid seq"));
+}
+
+#[test]
+fn message_frames_are_runtime_messages_or_envelopes() {
+    let message = format!(
+        r#" {{"protocolVersion":2,"sessionId":"{SID}","seq":3,"type":"tool_result_submit","payload":{{"callId":"c_1","ok":true}}}}"#
+    );
+    let frame = MessageFrame::parse_line(message.as_bytes()).unwrap();
+    assert_eq!(frame.session_id().as_str(), SID);
+    assert_eq!(frame.seq(), Some(3));
+    assert_eq!(frame.type_str(), "tool_result_submit");
+    let MessageFrame::Message(m) = &frame else {
+        panic!("{frame:?}")
+    };
+    assert_eq!(
+        m.payload,
+        ToolResultSubmitPayload::new(CallId::new("c_1").unwrap(), true).into()
+    );
+    assert_eq!(serde_json::to_string(&frame).unwrap(), message.trim());
+
+    let unnumbered =
+        format!(r#"{{"protocolVersion":2,"sessionId":"{SID}","type":"cancel","payload":{{}}}}"#);
+    assert_eq!(
+        MessageFrame::parse_line(unnumbered.as_bytes())
+            .unwrap()
+            .seq(),
+        None
+    );
+
+    let envelope = format!(
+        r#"{{"protocolVersion":2,"sessionId":"{SID}","seq":4,"type":"enc","payload":{{"kid":"k","nonceB64":"AAAA","ciphertextB64":"AAAA"}}}}"#
+    );
+    let frame = MessageFrame::parse_line(envelope.as_bytes()).unwrap();
+    assert!(matches!(&frame, MessageFrame::Encrypted(e) if e.seq == 4));
+    assert_eq!((frame.seq(), frame.type_str()), (Some(4), "enc"));
+    assert_eq!(serde_json::to_string(&frame).unwrap(), envelope);
+
+    // An envelope needs its seq; event types belong to the other direction.
+    let err = MessageFrame::parse_line(envelope.replace(r#""seq":4,"#, "").as_bytes())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("missing field `seq`"), "{err}");
+    let err = MessageFrame::parse_line(stdout_line("1").as_bytes())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(r#"unknown type "stdout": expected tool_result_submit, cancel or enc"#),
+        "{err}"
+    );
+}
+
+#[test]
+fn lone_surrogate_errors_name_the_right_kind() {
+    let chunk = |escaped: &str| {
+        format!(
+            r#"{{"protocolVersion":2,"sessionId":"{SID}","seq":1,"type":"stdout","payload":{{"chunk":"a{escaped}b"}}}}"#
+        )
+    };
+    for (escaped, says) in [
+        // serde_json calls all of these "lone leading surrogate" or "unexpected end of hex
+        // escape".
+        (r"\ud800", r"lone leading (high) surrogate \ud800"),
+        (r"\udbff\n", r"lone leading (high) surrogate \udbff"),
+        (r"\ud800\u0041", r"lone leading (high) surrogate \ud800"),
+        (r"\udc00", r"lone trailing (low) surrogate \udc00"),
+        (
+            r"\ud83d\ude00\udfff",
+            r"lone trailing (low) surrogate \udfff",
+        ),
+    ] {
+        let err = Frame::parse_line(chunk(escaped).as_bytes()).unwrap_err();
+        assert!(
+            matches!(err, Error::LoneSurrogate { .. }),
+            "{escaped}: {err:?}"
+        );
+        let err = err.to_string();
+        assert!(
+            err.starts_with(&format!(
+                "invalid frame: invalid stdout payload (session {SID}, seq 1): invalid chunk: \
+                 {says} in a string escape at line 1 column "
+            )),
+            "{escaped}: {err}"
+        );
+    }
+    // A pair is fine, and other syntax errors keep serde_json's text.
+    assert!(Frame::parse_line(chunk(r"\ud83d\ude00").as_bytes()).is_ok());
+    assert!(matches!(
+        Frame::parse_line(chunk(r"\uzzzz").as_bytes()),
+        Err(Error::Json(_))
+    ));
+}
+
+#[test]
+fn invalid_utf8_inside_a_line_is_refused() {
+    // Deliberate difference (docs/PROTOCOL.md): TS's decoder would turn these bytes into
+    // U+FFFD and accept the line.
+    for bad in [&b"\xff"[..], b"\xe2\x82", b"\xc0\xaf"] {
+        let mut line = format!(
+            r#"{{"protocolVersion":2,"sessionId":"{SID}","seq":1,"type":"stdout","payload":{{"chunk":"a"#
+        )
+        .into_bytes();
+        line.extend_from_slice(bad);
+        line.extend_from_slice(br#"b"}}"#);
+        let err = Frame::parse_line(&line).unwrap_err().to_string();
+        assert!(err.contains("invalid unicode code point"), "{bad:?}: {err}");
+        assert!(err.contains("line 1 column"), "{bad:?}: {err}");
+    }
 }
