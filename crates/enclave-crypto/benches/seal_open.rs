@@ -12,9 +12,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use enclave_crypto::{accept_client_hello, ClientHandshake, EncryptedCodec, Role};
+use enclave_crypto::{accept_client_hello, ClientCodec, ClientHandshake, ServerCodec};
 use enclave_ndjson::NdjsonCodec;
-use enclave_types::{fixtures::mixed_stream, Frame, SessionId, StreamEvent};
+use enclave_types::{fixtures::mixed_stream, SessionId, StreamEvent};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -22,27 +22,22 @@ const EVENTS: usize = 200_000;
 const CHUNK: usize = 64 * 1024;
 const RUNS: usize = 7;
 
-type Codec = EncryptedCodec<NdjsonCodec<Frame>>;
-
-/// A fresh session (new keys, so the opener's nonce memory starts empty every run).
-fn codecs(session_id: &SessionId) -> (Codec, Codec) {
+/// A fresh session (new keys, so the opener's nonce memory starts empty every run): the
+/// server's codec seals the events, the client's opens them.
+fn codecs(session_id: &SessionId) -> (ServerCodec, ClientCodec) {
     let client = ClientHandshake::start().expect("handshake");
     let (hello, server_keys) =
         accept_client_hello(client.client_hello(), session_id).expect("accept");
     let client_keys = client.finish(&hello, session_id).expect("finish");
-    let (s_sealer, s_opener) = server_keys
-        .into_ciphers(Role::Server)
-        .expect("server ciphers");
-    let (c_sealer, c_opener) = client_keys
-        .into_ciphers(Role::Client)
-        .expect("client ciphers");
+    let (s_sealer, s_opener) = server_keys.into_ciphers().expect("server ciphers");
+    let (c_sealer, c_opener) = client_keys.into_ciphers().expect("client ciphers");
     (
-        EncryptedCodec::required(NdjsonCodec::new(), s_sealer, s_opener),
-        EncryptedCodec::required(NdjsonCodec::new(), c_sealer, c_opener),
+        ServerCodec::required(NdjsonCodec::new(), s_sealer, s_opener),
+        ClientCodec::required(NdjsonCodec::new(), c_sealer, c_opener),
     )
 }
 
-fn seal_all(codec: &mut Codec, events: &[StreamEvent], out: &mut BytesMut) {
+fn seal_all(codec: &mut ServerCodec, events: &[StreamEvent], out: &mut BytesMut) {
     out.clear();
     for event in events {
         codec.encode(event, out).expect("seal");
@@ -50,7 +45,7 @@ fn seal_all(codec: &mut Codec, events: &[StreamEvent], out: &mut BytesMut) {
 }
 
 /// Decoded as `FramedRead` would feed it: 64 KiB reads into a `BytesMut`.
-fn open_all(codec: &mut Codec, wire: &[u8]) -> usize {
+fn open_all(codec: &mut ClientCodec, wire: &[u8]) -> usize {
     let mut buf = BytesMut::with_capacity(2 * CHUNK);
     let mut ok = 0;
     for chunk in wire.chunks(CHUNK) {

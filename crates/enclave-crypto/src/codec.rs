@@ -1,81 +1,75 @@
 //! `EncryptedCodec`: the encryption layer as a tokio-util codec stacked on the NDJSON codec.
 
 use std::fmt;
+use std::io;
 
 use bytes::BytesMut;
 use enclave_ndjson::NdjsonCodec;
-use enclave_types::{EncryptionMode, Frame, StreamEvent};
+use enclave_types::{EncryptionMode, Frame, MessageFrame, RuntimeChannelMessage, StreamEvent};
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::cipher::{Opener, Sealer};
-use crate::error::Error;
+use crate::cipher::{Opener, Sealable, Sealer};
+use crate::error::{Error, WriteError};
+use crate::layer::{EncryptionLayer, IncomingFrame, Opened};
 
-/// A line codec that knows which line it decoded last, so errors found above it can name
-/// the line.
-pub trait LineNumbered {
+/// A line codec below the encryption layer: it knows which line it decoded last (so errors
+/// found above it can name the line) and how long a line its reader accepts.
+pub trait LineCodec {
     /// The 1-based number of the last line decoded (or skipped).
     fn line_number(&self) -> u64;
+    /// The longest line accepted, without its `\n`.
+    fn max_line_length(&self) -> usize;
 }
 
-impl<In, Out: ?Sized> LineNumbered for NdjsonCodec<In, Out> {
+impl<In, Out: ?Sized> LineCodec for NdjsonCodec<In, Out> {
     fn line_number(&self) -> u64 {
         NdjsonCodec::line_number(self)
     }
+
+    fn max_line_length(&self) -> usize {
+        NdjsonCodec::max_line_length(self)
+    }
 }
 
-/// One decoded event and whether it arrived sealed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Decrypted {
-    /// The event (opened, if it came in an envelope).
-    pub event: StreamEvent,
-    /// `true` if it came in an `enc` envelope, `false` if it came in plaintext (optional mode).
-    pub encrypted: bool,
-}
-
-/// Wraps the NDJSON codec below it (`C`, normally `NdjsonCodec<Frame>`) and exposes events
-/// upward: `Framed<io, EncryptedCodec<NdjsonCodec<Frame>>>` writes `enc` envelopes and reads
-/// events.
+/// A thin tokio-util adapter over [`EncryptionLayer`]: wraps the NDJSON codec below it (`C`)
+/// and exposes messages upward, so `Framed<io, EncryptedCodec<…>>` writes `enc` envelopes
+/// and reads messages.
 ///
-/// Decoding takes each [`Frame`] from `C` and opens envelopes with the [`Opener`]; a line
-/// that fails (bad frame, failed authentication, replayed nonce, moved envelope, plaintext in
-/// required mode) becomes an `Err` *item* naming its line, and the stream goes on. The
-/// codec's own `Err` is kept for I/O faults.
+/// Decoding takes each frame from `C` and hands it to the layer; a line that fails (bad
+/// frame, failed authentication, replay, moved envelope, plaintext where it is refused)
+/// becomes an `Err` *item* naming its line, and the stream goes on. The decoder's own error
+/// is `std::io::Error`, for the transport's faults.
 ///
-/// Encoding seals each [`StreamEvent`] with the [`Sealer`] and writes the envelope as one
-/// NDJSON line itself (compact JSON and `\n`, the shape `C` would write), so the base64
-/// goes straight into the output buffer instead of through an intermediate envelope value.
-pub struct EncryptedCodec<C> {
+/// Encoding goes through the layer, which writes each line straight into the output buffer
+/// (the base64 too) and refuses lines longer than the reader's limit, writing nothing.
+///
+/// Use [`ServerCodec`] or [`ClientCodec`]: each side reads one message family and writes
+/// the other.
+pub struct EncryptedCodec<C, Out, In> {
     inner: C,
-    sealer: Sealer,
-    opener: Opener,
-    mode: EncryptionMode,
+    layer: EncryptionLayer<Out, In>,
 }
 
-impl<C> EncryptedCodec<C> {
-    /// Encryption required: plaintext events are refused (as item errors).
-    pub fn required(inner: C, sealer: Sealer, opener: Opener) -> Self {
-        Self {
-            inner,
-            sealer,
-            opener,
-            mode: EncryptionMode::Required,
-        }
+/// The server's codec: reads runtime channel messages (plain or sealed), writes events.
+pub type ServerCodec =
+    EncryptedCodec<NdjsonCodec<MessageFrame, StreamEvent>, StreamEvent, RuntimeChannelMessage>;
+/// The client's codec: reads events (plain or sealed), writes runtime channel messages.
+pub type ClientCodec =
+    EncryptedCodec<NdjsonCodec<Frame, RuntimeChannelMessage>, RuntimeChannelMessage, StreamEvent>;
+
+impl<C: LineCodec, Out: Sealable, In: Sealable> EncryptedCodec<C, Out, In> {
+    /// Stacks `layer` on `inner`; the layer writes lines no longer than `inner` reads.
+    pub fn new(inner: C, mut layer: EncryptionLayer<Out, In>) -> Self {
+        layer.set_max_line_length(inner.max_line_length());
+        Self { inner, layer }
     }
 
-    /// Encryption optional: plaintext events pass through, marked `encrypted: false`.
-    /// Outgoing events are still sealed.
-    pub fn optional(inner: C, sealer: Sealer, opener: Opener) -> Self {
-        Self {
+    /// Encryption required, with the keys of a finished handshake.
+    pub fn required(inner: C, sealer: Sealer<Out>, opener: Opener<In>) -> Self {
+        Self::new(
             inner,
-            sealer,
-            opener,
-            mode: EncryptionMode::Optional,
-        }
-    }
-
-    /// `Required` or `Optional`.
-    pub fn mode(&self) -> EncryptionMode {
-        self.mode
+            EncryptionLayer::with_ciphers(EncryptionMode::Required, sealer, opener),
+        )
     }
 
     /// The codec below.
@@ -83,81 +77,72 @@ impl<C> EncryptedCodec<C> {
         &self.inner
     }
 
-    /// The sealer for outgoing events (e.g. to watch [`Sealer::messages_sealed`]).
-    pub fn sealer(&self) -> &Sealer {
-        &self.sealer
+    /// The codec below, to read the handshake's own lines before keys are installed.
+    pub fn inner_mut(&mut self) -> &mut C {
+        &mut self.inner
     }
 
-    fn open_frame<E>(&mut self, frame: Result<Frame, E>) -> Result<Decrypted, Error>
+    /// The encryption layer (mode, sealer, opener).
+    pub fn layer(&self) -> &EncryptionLayer<Out, In> {
+        &self.layer
+    }
+
+    /// The encryption layer, to install keys once the handshake finishes.
+    pub fn layer_mut(&mut self) -> &mut EncryptionLayer<Out, In> {
+        &mut self.layer
+    }
+
+    /// The codec below and the encryption layer, taken apart.
+    pub fn into_parts(self) -> (C, EncryptionLayer<Out, In>) {
+        (self.inner, self.layer)
+    }
+
+    fn open<F>(&mut self, frame: Result<F, enclave_ndjson::Error>) -> Result<Opened<In>, Error>
     where
-        C: LineNumbered,
-        Error: From<E>,
+        F: IncomingFrame<Message = In>,
     {
-        match frame? {
-            Frame::Encrypted(envelope) => self
-                .opener
-                .open_envelope(&envelope)
-                .map(|event| Decrypted {
-                    event,
-                    encrypted: true,
-                })
-                .map_err(|e| e.at_line(self.inner.line_number())),
-            Frame::Event(event) if self.mode == EncryptionMode::Required => {
-                Err(Error::PlaintextRefused {
-                    session: event.session_id.as_str().to_owned(),
-                    seq: event.seq,
-                }
-                .at_line(self.inner.line_number()))
-            }
-            Frame::Event(event) => Ok(Decrypted {
-                event,
-                encrypted: false,
-            }),
-            // `Frame` is non-exhaustive: a frame kind a later protocol version adds.
-            other => Err(Error::DecryptionFailed {
-                location: None,
-                reason: format!("unsupported frame type {:?}", other.type_str()).into(),
-            }
-            .at_line(self.inner.line_number())),
-        }
+        let frame = frame?;
+        self.layer
+            .open(frame)
+            .map_err(|err| err.at_line(self.inner.line_number()))
     }
 }
 
-impl<C, E> Decoder for EncryptedCodec<C>
+impl<C, F, Out, In> Decoder for EncryptedCodec<C, Out, In>
 where
-    C: Decoder<Item = Result<Frame, E>> + LineNumbered,
-    Error: From<E> + From<C::Error>,
+    C: Decoder<Item = Result<F, enclave_ndjson::Error>, Error = io::Error> + LineCodec,
+    F: IncomingFrame<Message = In>,
+    Out: Sealable,
+    In: Sealable,
 {
-    type Item = Result<Decrypted, Error>;
-    type Error = Error;
+    type Item = Result<Opened<In>, Error>;
+    type Error = io::Error;
 
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, Error> {
+    fn decode(&mut self, buf: &mut BytesMut) -> io::Result<Option<Self::Item>> {
         let frame = self.inner.decode(buf)?;
-        Ok(frame.map(|frame| self.open_frame(frame)))
+        Ok(frame.map(|frame| self.open(frame)))
     }
 
-    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Self::Item>, Error> {
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> io::Result<Option<Self::Item>> {
         let frame = self.inner.decode_eof(buf)?;
-        Ok(frame.map(|frame| self.open_frame(frame)))
+        Ok(frame.map(|frame| self.open(frame)))
     }
 }
 
 // Borrow-only, like the NDJSON codec below: one `Encoder` impl lets sinks infer their item.
-impl<C> Encoder<&StreamEvent> for EncryptedCodec<C> {
-    type Error = Error;
+impl<C, Out: Sealable, In: Sealable> Encoder<&Out> for EncryptedCodec<C, Out, In> {
+    type Error = WriteError;
 
-    fn encode(&mut self, event: &StreamEvent, dst: &mut BytesMut) -> Result<(), Error> {
-        self.sealer.seal_event_line(event, dst)
+    fn encode(&mut self, message: &Out, dst: &mut BytesMut) -> Result<(), WriteError> {
+        Ok(self.layer.encode(message, dst)?)
     }
 }
 
-impl<C: fmt::Debug> fmt::Debug for EncryptedCodec<C> {
+impl<C: fmt::Debug, Out, In> fmt::Debug for EncryptedCodec<C, Out, In> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EncryptedCodec")
             .field("inner", &self.inner)
-            .field("mode", &self.mode)
-            .field("sealer", &self.sealer)
-            .field("opener", &self.opener)
+            .field("layer", &self.layer)
             .finish()
     }
 }

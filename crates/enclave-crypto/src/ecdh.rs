@@ -11,6 +11,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::Error;
 use crate::kdf;
+use crate::keys::{ClientKeys, ServerKeys};
 
 /// Length of an uncompressed P-256 point: `0x04 || x || y`.
 pub const PUBLIC_KEY_LEN: usize = 65;
@@ -40,8 +41,8 @@ impl PublicKey {
         // throwaway key checks the point eagerly (on the curve, coordinates in range).
         let rng = SystemRandom::new();
         let probe = EphemeralPrivateKey::generate(&ECDH_P256, &rng).map_err(|_| {
-            Error::HandshakeFailed {
-                reason: "system randomness unavailable".into(),
+            Error::RandomnessUnavailable {
+                during: "checking a public key",
             }
         })?;
         agreement::agree_ephemeral(probe, &UnparsedPublicKey::new(&ECDH_P256, &bytes), |_| ())
@@ -95,8 +96,8 @@ impl EphemeralKeyPair {
     pub fn generate() -> Result<Self, Error> {
         let rng = SystemRandom::new();
         let private = EphemeralPrivateKey::generate(&ECDH_P256, &rng).map_err(|_| {
-            Error::HandshakeFailed {
-                reason: "could not generate an ephemeral P-256 key".into(),
+            Error::RandomnessUnavailable {
+                during: "generating an ephemeral P-256 key",
             }
         })?;
         let public = private
@@ -153,8 +154,8 @@ pub struct SharedSecret {
 }
 
 impl SharedSecret {
-    /// Wraps a known 32-byte x-coordinate (test vectors, keys agreed elsewhere).
-    pub fn from_bytes(mut bytes: [u8; SHARED_SECRET_LEN]) -> Self {
+    /// Wraps a known 32-byte x-coordinate (see [`hazmat::shared_secret`](crate::hazmat::shared_secret)).
+    pub(crate) fn from_bytes(mut bytes: [u8; SHARED_SECRET_LEN]) -> Self {
         let secret = Self {
             bytes: Zeroizing::new(bytes),
         };
@@ -177,14 +178,24 @@ impl SharedSecret {
         Ok(out)
     }
 
-    /// The two session keys (client→server and server→client) for `session_id`, both named
-    /// by `key_id`.
-    pub fn derive_session_keys(
-        &self,
+    /// The client's session keys for `session_id`, both named by `key_id`. Consumes the
+    /// secret: one agreement, one set of keys, one sealer per direction.
+    pub fn into_client_keys(
+        self,
         session_id: &SessionId,
         key_id: &str,
-    ) -> Result<kdf::SessionKeys, Error> {
-        kdf::SessionKeys::derive(self.bytes.as_ref(), session_id.as_str(), key_id)
+    ) -> Result<ClientKeys, Error> {
+        ClientKeys::derive(self.bytes.as_ref(), session_id, key_id)
+    }
+
+    /// The server's session keys for `session_id`, both named by `key_id`. Consumes the
+    /// secret: one agreement, one set of keys, one sealer per direction.
+    pub fn into_server_keys(
+        self,
+        session_id: &SessionId,
+        key_id: &str,
+    ) -> Result<ServerKeys, Error> {
+        ServerKeys::derive(self.bytes.as_ref(), session_id, key_id)
     }
 }
 
@@ -205,4 +216,15 @@ pub fn derive_shared_secret(
     peer: &PublicKey,
 ) -> Result<SharedSecret, Error> {
     key_pair.agree(peer)
+}
+
+/// HKDF-SHA256 of a shared secret (the TypeScript `deriveKey`): a missing salt means 32 zero
+/// bytes; the output is wiped on drop.
+pub fn derive_key(
+    secret: &SharedSecret,
+    salt: Option<&[u8]>,
+    info: &str,
+    len: usize,
+) -> Result<Zeroizing<Vec<u8>>, Error> {
+    secret.derive_key(salt, info.as_bytes(), len)
 }

@@ -5,8 +5,8 @@ use enclave_types::{
 };
 
 use crate::ecdh::{EphemeralKeyPair, PublicKey};
-use crate::error::{truncated, Error};
-use crate::kdf::SessionKeys;
+use crate::error::{quote, Error};
+use crate::keys::{ClientKeys, ServerKeys};
 
 /// A fresh key id, `k_<uuid v4>`, as the TypeScript server names session keys.
 pub fn generate_key_id() -> String {
@@ -29,7 +29,7 @@ fn check_curve(curve: &str) -> Result<(), Error> {
     } else {
         Err(Error::UnsupportedAlgorithm {
             field: "curve",
-            value: truncated(curve),
+            value: quote(curve),
             supported: CURVE_P256,
         })
     }
@@ -46,7 +46,7 @@ pub fn process_client_hello(hello: &ClientHello) -> Result<PublicKey, Error> {
     {
         return Err(Error::UnsupportedAlgorithm {
             field: "supportedAlgorithms",
-            value: truncated(&hello.supported_algorithms.join(",")),
+            value: quote(&hello.supported_algorithms.join(",")),
             supported: ALGORITHM_AES_GCM_256,
         });
     }
@@ -60,14 +60,14 @@ pub fn process_server_hello(hello: &ServerHello) -> Result<PublicKey, Error> {
     if hello.selected_algorithm != ALGORITHM_AES_GCM_256 {
         return Err(Error::UnsupportedAlgorithm {
             field: "selectedAlgorithm",
-            value: truncated(&hello.selected_algorithm),
+            value: quote(&hello.selected_algorithm),
             supported: ALGORITHM_AES_GCM_256,
         });
     }
     if hello.kdf != KDF_HKDF_SHA256 {
         return Err(Error::UnsupportedAlgorithm {
             field: "kdf",
-            value: truncated(&hello.kdf),
+            value: quote(&hello.kdf),
             supported: KDF_HKDF_SHA256,
         });
     }
@@ -100,11 +100,11 @@ impl ClientHandshake {
     }
 
     /// Reads the server's answer and derives the session keys for `session_id`.
-    pub fn finish(self, hello: &ServerHello, session_id: &SessionId) -> Result<SessionKeys, Error> {
+    pub fn finish(self, hello: &ServerHello, session_id: &SessionId) -> Result<ClientKeys, Error> {
         let server_key = process_server_hello(hello)?;
         self.key_pair
             .agree(&server_key)?
-            .derive_session_keys(session_id, &hello.key_id)
+            .into_client_keys(session_id, &hello.key_id)
     }
 }
 
@@ -113,13 +113,13 @@ impl ClientHandshake {
 pub fn accept_client_hello(
     hello: &ClientHello,
     session_id: &SessionId,
-) -> Result<(ServerHello, SessionKeys), Error> {
+) -> Result<(ServerHello, ServerKeys), Error> {
     let client_key = process_client_hello(hello)?;
     let key_pair = EphemeralKeyPair::generate()?;
     let key_id = generate_key_id();
     let server_hello = create_server_hello(&key_pair, &key_id);
     let keys = key_pair
         .agree(&client_key)?
-        .derive_session_keys(session_id, &key_id)?;
+        .into_server_keys(session_id, &key_id)?;
     Ok((server_hello, keys))
 }

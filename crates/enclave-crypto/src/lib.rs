@@ -1,53 +1,45 @@
 //! End-to-end encryption for EnclaveJS streams: the ECDH P-256 handshake, HKDF-SHA256 session
 //! keys and AES-256-GCM `enc` envelopes, on `ring`, wire compatible with the TypeScript
-//! `@enclave-vm/stream` 2.15.2 (browsers and Node peers read what this writes, and back).
+//! `@enclave-vm/stream` 2.15.2 (browsers and Node peers read the envelopes this writes, and
+//! back).
 //!
-//! What this layer owns, bottom up:
+//! The typed path, from handshake to wire:
 //!
-//! - **Keys** ([`EphemeralKeyPair`], [`PublicKey`], [`SharedSecret`]): ephemeral P-256 keys;
-//!   public keys travel as standard base64 of the 65-byte uncompressed point and are checked
-//!   on import (length, `0x04`, on the curve). The shared secret exposes no bytes, only
-//!   `derive_*` methods.
-//! - **Key schedule** ([`hkdf_sha256`], [`derive_key`], [`SessionKeys`]): HKDF-SHA256 with
-//!   the session id as salt and one key per direction (`enclavejs-c2s-enc`,
-//!   `enclavejs-s2c-enc`).
-//! - **Handshake** ([`ClientHandshake`], [`accept_client_hello`], [`process_client_hello`],
-//!   ...): the `ClientHello` / `ServerHello` exchange, refusing curves, ciphers and KDFs it
-//!   does not speak.
-//! - **Ciphers** ([`SessionKey`], [`Sealer`], [`Opener`]): AES-256-GCM with counter nonces
-//!   (8 random bytes + 4-byte counter), at most [`MAX_MESSAGES_PER_KEY`] per key, and
-//!   nonce-reuse checks on the opening side.
-//! - **Envelopes** ([`Sealer::seal_event`], [`Opener::open_envelope`]): the `enc` line,
-//!   bound to its `sessionId` and `seq` so it cannot be moved.
-//! - **Codec** ([`EncryptedCodec`]): stacks on `enclave_ndjson::NdjsonCodec<Frame>` so a
-//!   `Framed` transport writes envelopes and reads events.
-//! - The small API of [`encrypt`] / [`decrypt`] and [`create_encrypted_channel`] for bytes
-//!   outside the event protocol.
+//! 1. **Handshake** ([`ClientHandshake`], [`accept_client_hello`]): the `ClientHello` /
+//!    `ServerHello` exchange, refusing curves, ciphers and KDFs it does not speak. Each side
+//!    ends with its own role-typed keys, [`ClientKeys`] or [`ServerKeys`]: HKDF-SHA256 with the
+//!    session id as salt, one key per direction (`enclavejs-c2s-enc`, `enclavejs-s2c-enc`).
+//! 2. **Ciphers** ([`Sealer`], [`Opener`]): the keys turn, once, into one sealer for what the
+//!    side sends and one opener for what it receives, typed by message family — a server
+//!    seals [`StreamEvent`](enclave_types::StreamEvent)s and opens
+//!    [`RuntimeChannelMessage`](enclave_types::RuntimeChannelMessage)s, a client the other way
+//!    round, and neither can build the other's. Both are bound to their session; the opener
+//!    refuses any `seq` not after the last one it accepted, and any nonce it has seen.
+//! 3. **Layer** ([`EncryptionLayer`]): one connection's rules, whatever the carrier — mode,
+//!    seal each outgoing message, open each incoming frame, refuse plaintext once keys exist.
+//! 4. **Codec** ([`EncryptedCodec`], [`ServerCodec`], [`ClientCodec`]): the layer as a
+//!    tokio-util codec stacked on `enclave_ndjson::NdjsonCodec`, for byte streams.
 //!
 //! ```
 //! use bytes::BytesMut;
-//! use enclave_crypto::{accept_client_hello, ClientHandshake, EncryptedCodec, Role};
+//! use enclave_crypto::{accept_client_hello, ClientCodec, ClientHandshake, ServerCodec};
 //! use enclave_ndjson::NdjsonCodec;
-//! use enclave_types::{EventPayload, Frame, SessionId, StdoutPayload, StreamEvent};
+//! use enclave_types::{SessionId, StdoutPayload, StreamEvent};
 //! use tokio_util::codec::{Decoder, Encoder};
 //!
-//! // The hello exchange: each side ends with one key per direction.
+//! // The hello exchange: each side ends with its own keys.
 //! let session_id = SessionId::generate();
 //! let client = ClientHandshake::start()?;
 //! let (server_hello, server_keys) = accept_client_hello(client.client_hello(), &session_id)?;
 //! let client_keys = client.finish(&server_hello, &session_id)?;
 //!
 //! // Each side stacks the encryption layer on the NDJSON codec.
-//! let (sealer, opener) = server_keys.into_ciphers(Role::Server)?;
-//! let mut server = EncryptedCodec::required(NdjsonCodec::<Frame>::new(), sealer, opener);
-//! let (sealer, opener) = client_keys.into_ciphers(Role::Client)?;
-//! let mut client = EncryptedCodec::required(NdjsonCodec::<Frame>::new(), sealer, opener);
+//! let (sealer, opener) = server_keys.into_ciphers()?;
+//! let mut server = ServerCodec::required(NdjsonCodec::new(), sealer, opener);
+//! let (sealer, opener) = client_keys.into_ciphers()?;
+//! let mut client = ClientCodec::required(NdjsonCodec::new(), sealer, opener);
 //!
-//! let event = StreamEvent::new(
-//!     session_id,
-//!     1,
-//!     EventPayload::Stdout(StdoutPayload::new("grüße ✓")),
-//! );
+//! let event = StreamEvent::new(session_id, 1, StdoutPayload::new("grüße ✓").into());
 //! let mut wire = BytesMut::new();
 //! server.encode(&event, &mut wire)?;
 //! let line = std::str::from_utf8(&wire)?;
@@ -56,13 +48,14 @@
 //! let replayed = wire.clone();
 //! let opened = client.decode(&mut wire)?.expect("one line").expect("authentic");
 //! assert!(opened.encrypted);
-//! assert_eq!(opened.event, event);
+//! assert_eq!(opened.message, event);
 //!
 //! // A replayed line is refused, and so is any change to a sealed line: each with the
-//! // TypeScript implementation's error code, and the stream goes on.
+//! // TypeScript implementation's error code and where it happened; the stream goes on.
 //! let err = client.decode(&mut replayed.clone())?.expect("one line").unwrap_err();
 //! assert_eq!(err.code(), "ENCRYPTION_NONCE_REUSE");
-//! let mut next = event;
+//! assert_eq!(err.line(), Some(2));
+//! let mut next = event.clone();
 //! next.seq = 2;
 //! server.encode(&next, &mut wire)?;
 //! let at = wire.len() - 10;
@@ -72,13 +65,22 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! Keys, secrets and cipher state are wiped on drop and never appear in `Debug` output;
-//! errors carry the TypeScript implementation's codes ([`Error::code`]) and say where.
+//! Also here: the key material itself ([`EphemeralKeyPair`], [`PublicKey`],
+//! [`SharedSecret`], [`hkdf_sha256`]), the seed README's byte-level API ([`generate_key_pair`],
+//! [`derive_shared_secret`], [`derive_key`], [`encrypt`] / [`decrypt`] and
+//! [`create_encrypted_channel`], whose message format is this crate's own, not the
+//! TypeScript implementation's), and [`hazmat`]: raw AES-GCM with caller-chosen nonces and
+//! ciphers from raw key bytes, for what the typed path cannot express.
+//!
+//! Secrets are wiped on drop where this crate holds them (shared secrets, derived key bytes,
+//! nonce state, every buffer that held plaintext); ring's expanded AES key schedules and
+//! ephemeral private keys are not (see `docs/SECURITY.md`). Nothing secret appears in
+//! `Debug` output; errors carry the TypeScript implementation's codes ([`Error::code`]) and
+//! say where ([`Location`]).
 //!
 //! What this crate does **not** do: it does not authenticate the hellos (the ECDH is
-//! anonymous; an active man in the middle of the hello exchange is for the application to
-//! stop, see `docs/SECURITY.md`), it does not hide metadata (`sessionId`, `seq`, sizes and
-//! timing are visible), it does not split bytes into lines or define the event model (that
+//! anonymous; see `docs/SECURITY.md`), it does not hide metadata (`sessionId`, `seq`, sizes and
+//! timing are visible), it does not split bytes into lines or define the message model (that
 //! is `enclave-ndjson` and `enclave-types`), it does no network I/O, and it does not rotate
 //! keys, reconnect or resume a session: those belong to the layers above.
 #![forbid(unsafe_code)]
@@ -89,23 +91,28 @@ mod ecdh;
 mod envelope;
 mod error;
 mod handshake;
+pub mod hazmat;
 mod kdf;
-mod replay;
+mod keys;
+mod layer;
+mod nonce;
 mod simple;
 
-pub use cipher::{Opener, Sealer, SessionKey, KEY_LEN, MAX_MESSAGES_PER_KEY, NONCE_LEN, TAG_LEN};
-pub use codec::{Decrypted, EncryptedCodec, LineNumbered};
+pub use cipher::{Opener, Sealable, Sealer, KEY_LEN, MAX_MESSAGES_PER_KEY, TAG_LEN};
+pub use codec::{ClientCodec, EncryptedCodec, LineCodec, ServerCodec};
 pub use ecdh::{
-    derive_shared_secret, generate_key_pair, EphemeralKeyPair, PublicKey, SharedSecret,
+    derive_key, derive_shared_secret, generate_key_pair, EphemeralKeyPair, PublicKey, SharedSecret,
     PUBLIC_KEY_LEN, SHARED_SECRET_LEN,
 };
-pub use error::{Error, Location};
+pub use error::{Error, ErrorCode, Location, WriteError};
 pub use handshake::{
     accept_client_hello, create_client_hello, create_server_hello, generate_key_id,
     process_client_hello, process_server_hello, ClientHandshake,
 };
-pub use kdf::{
-    derive_key, hkdf_sha256, Role, SessionKeys, HKDF_INFO_CLIENT_TO_SERVER,
-    HKDF_INFO_SERVER_TO_CLIENT,
+pub use kdf::{hkdf_sha256, HKDF_INFO_CLIENT_TO_SERVER, HKDF_INFO_SERVER_TO_CLIENT};
+pub use keys::{ClientKeys, ServerKeys};
+pub use layer::{
+    ClientEncryption, EncryptionLayer, Incoming, IncomingFrame, Opened, ServerEncryption,
 };
-pub use simple::{create_encrypted_channel, decrypt, encrypt, EncryptedChannel};
+pub use nonce::NONCE_LEN;
+pub use simple::{create_encrypted_channel, decrypt, encrypt, EncryptedChannel, Role};

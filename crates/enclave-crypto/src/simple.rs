@@ -1,82 +1,110 @@
-//! The small API for callers that do not speak the event protocol: whole messages under a
-//! shared secret, and a two-way channel.
+//! The small API of the seed README, for bytes outside the event protocol: whole messages
+//! under a shared secret ([`encrypt`] / [`decrypt`]), and a two-way channel
+//! ([`create_encrypted_channel`]).
+//!
+//! The message format here is **this crate's own**: the TypeScript implementation has no
+//! counterpart (its `encrypt`/`decrypt` take a raw key and a caller's nonce). A message is
+//! `nonce (12 bytes) || ciphertext || tag (16 bytes)`, under a key derived from the secret
+//! with HKDF-SHA256 (zero salt; `info` = `enclavejs-message-enc` for [`encrypt`], the two
+//! session `info` strings for a channel). Only peers of this crate read it.
 
 use ring::rand::{SecureRandom, SystemRandom};
+use zeroize::Zeroizing;
 
-use crate::cipher::{Opener, Sealer, SessionKey, KEY_LEN, NONCE_LEN, TAG_LEN};
+use crate::cipher::{KEY_LEN, MAX_MESSAGES_PER_KEY, TAG_LEN};
 use crate::ecdh::{EphemeralKeyPair, PublicKey, SharedSecret};
-use crate::error::Error;
-use crate::kdf::{Role, SessionKeys, HKDF_INFO_CLIENT_TO_SERVER, HKDF_INFO_SERVER_TO_CLIENT};
+use crate::error::{Error, Location};
+use crate::hazmat::SessionKey;
+use crate::kdf::{HKDF_INFO_CLIENT_TO_SERVER, HKDF_INFO_SERVER_TO_CLIENT};
+use crate::nonce::{CounterNonces, Nonce, NonceGuard, Refusal, NONCE_LEN};
 
-/// HKDF `info` for [`encrypt`] / [`decrypt`]; this crate's own, the TypeScript
-/// implementation has no counterpart.
+/// HKDF `info` for [`encrypt`] / [`decrypt`].
 const MESSAGE_INFO: &[u8] = b"enclavejs-message-enc";
 /// The key id channel keys are known by; channel messages carry no key id.
 const CHANNEL_KID: &str = "channel";
 
-fn message_key(secret: &SharedSecret) -> Result<SessionKey, Error> {
-    let bytes = secret.derive_key(None, MESSAGE_INFO, KEY_LEN)?;
+/// Which end of a channel we are: the client seals with the client→server key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The side that starts the exchange.
+    Client,
+    /// The side that answers.
+    Server,
+}
+
+fn key(secret: &SharedSecret, info: &[u8]) -> Result<SessionKey, Error> {
+    let bytes = secret.derive_key(None, info, KEY_LEN)?;
     SessionKey::new(CHANNEL_KID, &bytes)
 }
 
-fn too_short() -> Error {
-    Error::DecryptionFailed {
-        location: None,
+fn split(message: &[u8]) -> Result<(Nonce, &[u8]), Error> {
+    let too_short = || Error::DecryptionFailed {
+        at: Location::NONE,
         reason: "message shorter than nonce and tag".into(),
+    };
+    if message.len() < NONCE_LEN + TAG_LEN {
+        return Err(too_short());
     }
+    let (nonce, sealed) = message.split_at(NONCE_LEN);
+    Ok((nonce.try_into().map_err(|_| too_short())?, sealed))
 }
 
-fn prepend_nonce(nonce: [u8; NONCE_LEN], sealed: &[u8]) -> Vec<u8> {
+fn join(nonce: &Nonce, sealed: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
-    out.extend_from_slice(&nonce);
+    out.extend_from_slice(nonce);
     out.extend_from_slice(sealed);
     out
 }
 
-/// Encrypts `plaintext` under a key derived from `secret` (HKDF-SHA256, zero salt) with a
-/// random nonce; returns `nonce || ciphertext || tag`.
+/// Encrypts `plaintext` under a key derived from `secret` with a random nonce; returns
+/// `nonce || ciphertext || tag` (this crate's format, see the module docs).
 pub fn encrypt(secret: &SharedSecret, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
-    let key = message_key(secret)?;
     let mut nonce = [0u8; NONCE_LEN];
     SystemRandom::new()
         .fill(&mut nonce)
-        .map_err(|_| Error::HandshakeFailed {
-            reason: "system randomness unavailable".into(),
+        .map_err(|_| Error::RandomnessUnavailable {
+            during: "choosing a random nonce",
         })?;
-    Ok(prepend_nonce(nonce, &key.seal(&nonce, plaintext)?))
+    Ok(join(
+        &nonce,
+        &key(secret, MESSAGE_INFO)?.seal(&nonce, plaintext)?,
+    ))
 }
 
 /// Decrypts what [`encrypt`] produced with the same secret.
 pub fn decrypt(secret: &SharedSecret, encrypted: &[u8]) -> Result<Vec<u8>, Error> {
-    if encrypted.len() < NONCE_LEN + TAG_LEN {
-        return Err(too_short());
-    }
-    let (nonce, sealed) = encrypted.split_at(NONCE_LEN);
-    let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| too_short())?;
-    message_key(secret)?.open(&nonce, sealed)
+    let (nonce, sealed) = split(encrypted)?;
+    key(secret, MESSAGE_INFO)?.open(&nonce, sealed)
 }
 
-/// A two-way channel over one shared secret: counter nonces outbound, nonce-reuse checks
-/// inbound. Messages are `nonce || ciphertext || tag`.
-#[derive(Debug)]
+/// A two-way channel over one shared secret: counter nonces outbound, replay checks inbound.
+/// Messages are `nonce || ciphertext || tag` (this crate's format, see the module docs).
 pub struct EncryptedChannel {
     public_key: Option<PublicKey>,
-    sealer: Sealer,
-    opener: Opener,
+    seal_key: SessionKey,
+    nonces: CounterNonces,
+    open_key: SessionKey,
+    guard: NonceGuard,
 }
 
 impl EncryptedChannel {
-    /// A channel for `role` over an agreed secret; keys are HKDF-SHA256 with a zero salt and
-    /// the per-direction `info` strings of the session key schedule.
-    pub fn new(role: Role, secret: &SharedSecret) -> Result<Self, Error> {
-        let c2s = secret.derive_key(None, HKDF_INFO_CLIENT_TO_SERVER.as_bytes(), KEY_LEN)?;
-        let s2c = secret.derive_key(None, HKDF_INFO_SERVER_TO_CLIENT.as_bytes(), KEY_LEN)?;
-        let (sealer, opener) =
-            SessionKeys::from_bytes(&c2s, &s2c, CHANNEL_KID)?.into_ciphers(role)?;
+    /// A channel for `role` over an agreed secret (consumed: one secret, one channel, so two
+    /// channels never seal under one key). Keys are HKDF-SHA256 with a zero salt and the
+    /// per-direction `info` strings of the session key schedule.
+    pub fn new(role: Role, secret: SharedSecret) -> Result<Self, Error> {
+        let c2s = key(&secret, HKDF_INFO_CLIENT_TO_SERVER.as_bytes())?;
+        let s2c = key(&secret, HKDF_INFO_SERVER_TO_CLIENT.as_bytes())?;
+        drop(secret);
+        let (seal_key, open_key) = match role {
+            Role::Client => (c2s, s2c),
+            Role::Server => (s2c, c2s),
+        };
         Ok(Self {
             public_key: None,
-            sealer,
-            opener,
+            seal_key,
+            nonces: CounterNonces::new(MAX_MESSAGES_PER_KEY)?,
+            open_key,
+            guard: NonceGuard::default(),
         })
     }
 
@@ -87,18 +115,33 @@ impl EncryptedChannel {
 
     /// Seals one message.
     pub fn seal(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
-        let (nonce, sealed) = self.sealer.seal(plaintext)?;
-        Ok(prepend_nonce(nonce, &sealed))
+        let nonce = self.nonces.next().ok_or(Error::KeyExpired {
+            kid: CHANNEL_KID.to_owned(),
+            limit: MAX_MESSAGES_PER_KEY,
+        })?;
+        Ok(join(&nonce, &self.seal_key.seal(&nonce, plaintext)?))
     }
 
     /// Opens one message, refusing a nonce already accepted.
     pub fn open(&mut self, message: &[u8]) -> Result<Vec<u8>, Error> {
-        if message.len() < NONCE_LEN + TAG_LEN {
-            return Err(too_short());
-        }
-        let (nonce, sealed) = message.split_at(NONCE_LEN);
-        let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| too_short())?;
-        self.opener.open(&nonce, sealed)
+        let (nonce, sealed) = split(message)?;
+        // Authenticate first: only an authentic message can claim a replay.
+        // Wiped on drop, so a refused replay leaves no plaintext behind.
+        let mut plaintext = Zeroizing::new(self.open_key.open(&nonce, sealed)?);
+        self.guard
+            .check(&nonce, MAX_MESSAGES_PER_KEY)
+            .map_err(|refusal| match refusal {
+                Refusal::PastLimit => Error::KeyExpired {
+                    kid: CHANNEL_KID.to_owned(),
+                    limit: MAX_MESSAGES_PER_KEY,
+                },
+                Refusal::Seen | Refusal::TooOld => Error::Replay {
+                    at: Location::NONE,
+                    reason: refusal.reason().into(),
+                },
+            })?;
+        self.guard.record(&nonce);
+        Ok(std::mem::take(&mut *plaintext))
     }
 }
 
@@ -111,8 +154,16 @@ pub fn create_encrypted_channel(
 ) -> Result<EncryptedChannel, Error> {
     let key_pair = EphemeralKeyPair::generate()?;
     let public_key = key_pair.public_key().clone();
-    let secret = key_pair.agree(remote_public_key)?;
-    let mut channel = EncryptedChannel::new(role, &secret)?;
+    let mut channel = EncryptedChannel::new(role, key_pair.agree(remote_public_key)?)?;
     channel.public_key = Some(public_key);
     Ok(channel)
+}
+
+impl std::fmt::Debug for EncryptedChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EncryptedChannel")
+            .field("public_key", &self.public_key)
+            .field("messages_sealed", &self.nonces.used())
+            .finish_non_exhaustive()
+    }
 }

@@ -4,12 +4,29 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use enclave_crypto::{
     accept_client_hello, generate_key_id, process_client_hello, process_server_hello,
-    ClientHandshake, PublicKey, Role,
+    ClientHandshake, Error, PublicKey,
 };
-use enclave_types::{ClientHello, ServerHello, SessionId};
+use enclave_types::{
+    CancelPayload, ClientHello, RuntimeChannelMessage, RuntimeChannelPayload, ServerHello,
+    SessionId, StdoutPayload, StreamEvent,
+};
 
 fn session() -> SessionId {
     SessionId::new("s_handshake-test").unwrap()
+}
+
+fn stdout(session_id: &SessionId, seq: u64, chunk: &str) -> StreamEvent {
+    StreamEvent::new(session_id.clone(), seq, StdoutPayload::new(chunk).into())
+}
+
+fn cancel(session_id: &SessionId, seq: u64, reason: &str) -> RuntimeChannelMessage {
+    // Through serde: the payload structs are non-exhaustive.
+    let payload: CancelPayload =
+        serde_json::from_value(serde_json::json!({ "reason": reason })).unwrap();
+    let mut message =
+        RuntimeChannelMessage::new(session_id.clone(), RuntimeChannelPayload::Cancel(payload));
+    message.seq = Some(seq);
+    message
 }
 
 #[test]
@@ -19,21 +36,26 @@ fn client_and_server_derive_the_same_keys() {
         accept_client_hello(client.client_hello(), &session()).unwrap();
     let client_keys = client.finish(&server_hello, &session()).unwrap();
     assert_eq!(client_keys.key_id(), server_hello.key_id);
-    let (mut client_sealer, mut client_opener) = client_keys.into_ciphers(Role::Client).unwrap();
-    let (mut server_sealer, mut server_opener) = server_keys.into_ciphers(Role::Server).unwrap();
-    let (nonce, sealed) = client_sealer.seal(b"to the server").unwrap();
-    assert_eq!(
-        server_opener.open(&nonce, &sealed).unwrap(),
-        b"to the server"
-    );
-    let (nonce, sealed) = server_sealer.seal(b"to the client").unwrap();
-    assert_eq!(
-        client_opener.open(&nonce, &sealed).unwrap(),
-        b"to the client"
-    );
-    // Directions use different keys: a client message does not open as a server one.
-    let (nonce, sealed) = client_sealer.seal(b"wrong way").unwrap();
-    assert!(client_opener.open(&nonce, &sealed).is_err());
+    assert_eq!(server_keys.key_id(), server_hello.key_id);
+    assert_eq!(client_keys.session_id(), &session());
+    assert_eq!(server_keys.session_id(), &session());
+    let (mut client_sealer, mut client_opener) = client_keys.into_ciphers().unwrap();
+    let (mut server_sealer, mut server_opener) = server_keys.into_ciphers().unwrap();
+    let up = cancel(&session(), 1, "to the server");
+    let sealed = client_sealer.seal(&up).unwrap();
+    assert_eq!(server_opener.open(&sealed).unwrap(), up);
+    let down = stdout(&session(), 1, "to the client");
+    let sealed = server_sealer.seal(&down).unwrap();
+    assert_eq!(client_opener.open(&sealed).unwrap(), down);
+    // Directions use different keys: the types keep a side from opening its own direction,
+    // and the bytes would not open under the other key anyway. Relabelled as the other
+    // direction's message family, a client envelope fails authentication at the client.
+    let own = client_sealer
+        .seal(&cancel(&session(), 2, "wrong way"))
+        .unwrap();
+    let err = client_opener.open(&own).unwrap_err();
+    assert!(matches!(err, Error::DecryptionFailed { .. }), "{err}");
+    assert!(err.to_string().contains("authentication failed"), "{err}");
 }
 
 #[test]
@@ -41,16 +63,22 @@ fn another_session_id_gives_other_keys() {
     let client = ClientHandshake::start().unwrap();
     let (server_hello, server_keys) =
         accept_client_hello(client.client_hello(), &session()).unwrap();
-    let client_keys = client
-        .finish(&server_hello, &SessionId::new("s_other").unwrap())
-        .unwrap();
-    let (mut sealer, _) = client_keys.into_ciphers(Role::Client).unwrap();
-    let (_, mut opener) = server_keys.into_ciphers(Role::Server).unwrap();
-    let (nonce, sealed) = sealer.seal(b"salted").unwrap();
-    assert_eq!(
-        opener.open(&nonce, &sealed).unwrap_err().code(),
-        "ENCRYPTION_DECRYPTION_FAILED"
-    );
+    let other = SessionId::new("s_other").unwrap();
+    let client_keys = client.finish(&server_hello, &other).unwrap();
+    let (mut sealer, _) = client_keys.into_ciphers().unwrap();
+    let (_, mut opener) = server_keys.into_ciphers().unwrap();
+    // Sealed for the session the client believes in: refused as another session's.
+    let sealed = sealer.seal(&cancel(&other, 1, "salted")).unwrap();
+    let err = opener.open(&sealed).unwrap_err();
+    assert!(matches!(err, Error::WrongSession { .. }), "{err}");
+    assert_eq!(err.code(), "ENCRYPTION_DECRYPTION_FAILED");
+    // Relabelled with the server's session, it reaches the key, which is not the same.
+    let mut relabelled = sealed.clone();
+    relabelled.session_id = session();
+    let err = opener.open(&relabelled).unwrap_err();
+    assert!(matches!(err, Error::DecryptionFailed { .. }), "{err}");
+    assert_eq!(err.code(), "ENCRYPTION_DECRYPTION_FAILED");
+    assert!(err.to_string().contains("authentication failed"), "{err}");
 }
 
 #[test]
@@ -157,9 +185,13 @@ fn debug_output_shows_no_secrets() {
     let text = format!("{keys:?}");
     assert_eq!(
         text,
-        format!("SessionKeys {{ kid: {:?}, .. }}", server_hello.key_id)
+        format!(
+            "ServerKeys {{ session: {:?}, kid: {:?}, .. }}",
+            session().as_str(),
+            server_hello.key_id
+        )
     );
-    let (sealer, opener) = keys.into_ciphers(Role::Server).unwrap();
+    let (sealer, opener) = keys.into_ciphers().unwrap();
     assert!(format!("{sealer:?}").starts_with("Sealer { kid: "));
     assert!(format!("{opener:?}").starts_with("Opener { kid: "));
     // The client side holds only its public key in view.
@@ -169,4 +201,13 @@ fn debug_output_shows_no_secrets() {
         "{text}"
     );
     assert!(text.contains(".."), "{text}");
+    let client_keys = client.finish(&server_hello, &session()).unwrap();
+    assert_eq!(
+        format!("{client_keys:?}"),
+        format!(
+            "ClientKeys {{ session: {:?}, kid: {:?}, .. }}",
+            session().as_str(),
+            server_hello.key_id
+        )
+    );
 }

@@ -8,8 +8,11 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use enclave_crypto::{accept_client_hello, Role};
-use enclave_types::{ClientHello, EventPayload, Frame, SessionId, StdoutPayload, StreamEvent};
+use enclave_crypto::accept_client_hello;
+use enclave_types::{
+    CancelPayload, ClientHello, Frame, RuntimeChannelMessage, RuntimeChannelPayload, SessionId,
+    StdoutPayload, StreamEvent,
+};
 
 /// The whole exchange must finish well within this.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -71,11 +74,25 @@ impl Drop for KillOnDrop {
 }
 
 fn event(session_id: &SessionId, seq: u64, chunk: String) -> StreamEvent {
-    StreamEvent::new(
-        session_id.clone(),
-        seq,
-        EventPayload::Stdout(StdoutPayload::new(chunk)),
-    )
+    StreamEvent::new(session_id.clone(), seq, StdoutPayload::new(chunk).into())
+}
+
+/// What the peer sends back: a `cancel` runtime channel message with a seq.
+fn cancel(session_id: &SessionId, seq: u64, reason: &str) -> RuntimeChannelMessage {
+    // Through serde: the payload structs are non-exhaustive.
+    let payload: CancelPayload =
+        serde_json::from_value(serde_json::json!({ "reason": reason })).unwrap();
+    let mut message =
+        RuntimeChannelMessage::new(session_id.clone(), RuntimeChannelPayload::Cancel(payload));
+    message.seq = Some(seq);
+    message
+}
+
+fn chunk_of(event: &StreamEvent) -> &str {
+    match &event.payload {
+        enclave_types::EventPayload::Stdout(stdout) => &stdout.chunk,
+        other => panic!("not a stdout event: {other:?}"),
+    }
 }
 
 #[test]
@@ -114,7 +131,8 @@ fn node_web_crypto_peer_speaks_the_same_protocol() {
     let hello: ClientHello = serde_json::from_str(&lines.next(child, "ClientHello")).unwrap();
     let (server_hello, keys) = accept_client_hello(&hello, &session_id).unwrap();
     writeln!(stdin, "{}", serde_json::to_string(&server_hello).unwrap()).unwrap();
-    let (mut sealer, mut opener) = keys.into_ciphers(Role::Server).unwrap();
+    // The server seals events (s2c) and opens runtime channel messages (c2s).
+    let (mut sealer, mut opener) = keys.into_ciphers().unwrap();
 
     // Non-ASCII text, JSON escapes, and 64 KiB payloads (ASCII and multi-byte).
     let events = vec![
@@ -131,33 +149,47 @@ fn node_web_crypto_peer_speaks_the_same_protocol() {
     let mut line = bytes::BytesMut::new();
     for event in &events {
         line.clear();
-        sealer.seal_event_line(event, &mut line).unwrap();
+        sealer.seal_line(event, &mut line).unwrap();
         stdin.write_all(&line).unwrap();
     }
     stdin.flush().unwrap();
     drop(stdin);
 
+    // Each event comes back as a `cancel` with the event's seq and its chunk as the reason.
     for (i, sent) in events.iter().enumerate() {
         let text = lines.next(child, &format!("echo of event {}", i + 1));
         let Frame::Encrypted(envelope) = Frame::parse_line(text.as_bytes()).unwrap() else {
             panic!("the peer sent plaintext: {text}");
         };
         assert_eq!(envelope.payload.kid, server_hello.key_id);
-        let echoed = opener.open_envelope(&envelope).unwrap();
-        assert_eq!(&echoed, sent, "event {} came back different", i + 1);
+        assert_eq!(envelope.seq, sent.seq);
+        let echoed = opener
+            .open(&envelope)
+            .unwrap_or_else(|err| panic!("echo of event {}: {err}", i + 1));
+        assert_eq!(
+            echoed,
+            cancel(&session_id, sent.seq, chunk_of(sent)),
+            "event {} came back different",
+            i + 1
+        );
     }
-    let own = lines.next(child, "the peer's own event");
+    let own = lines.next(child, "the peer's own message");
     let Frame::Encrypted(envelope) = Frame::parse_line(own.as_bytes()).unwrap() else {
         panic!("the peer sent plaintext: {own}");
     };
-    let own = opener.open_envelope(&envelope).unwrap();
+    let own = opener.open(&envelope).unwrap();
     assert_eq!(
         own,
-        event(
+        cancel(
             &session_id,
             1000,
-            "peer opened 5 envelopes: grüße, 日本語, emoji 🔐, quote \" and newline \n".to_owned()
+            "peer opened 5 envelopes: grüße, 日本語, emoji 🔐, quote \" and newline \n"
         )
+    );
+    // The peer's envelopes are replays once opened.
+    assert_eq!(
+        opener.open(&envelope).unwrap_err().code(),
+        "ENCRYPTION_NONCE_REUSE"
     );
 
     let mut child = guard.0.take().unwrap();

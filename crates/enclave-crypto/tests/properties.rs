@@ -1,15 +1,53 @@
-//! Properties over generated input: any event survives seal/open byte for byte, and the
-//! opener accepts each genuine nonce exactly once whatever the order within its window.
+//! Properties over generated input: any event survives seal/open byte for byte, the opener
+//! accepts each genuine nonce exactly once whatever the order within its window, and it
+//! accepts exactly the envelopes whose `seq` is after every one accepted before.
 
 use std::collections::HashSet;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
 use bytes::BytesMut;
-use enclave_crypto::{Opener, Sealer, SessionKey, NONCE_LEN};
-use enclave_types::{EventPayload, Frame, SessionId, StdoutPayload, StreamEvent, MAX_SEQ};
+use enclave_crypto::hazmat::{self, SessionKey};
+use enclave_crypto::{Error, NONCE_LEN};
+use enclave_types::{EncryptedEnvelope, Frame, SessionId, StdoutPayload, StreamEvent, MAX_SEQ};
 use proptest::prelude::*;
 
 fn key() -> SessionKey {
     SessionKey::new("k_prop", &[0x5a; 32]).unwrap()
+}
+
+fn event(session_id: &SessionId, seq: u64, chunk: impl Into<String>) -> StreamEvent {
+    StreamEvent::new(session_id.clone(), seq, StdoutPayload::new(chunk).into())
+}
+
+fn envelope_of(line: &[u8]) -> EncryptedEnvelope {
+    match Frame::parse_line(line).unwrap() {
+        Frame::Encrypted(envelope) => envelope,
+        other => panic!(
+            "a sealed line must parse as an envelope, not {}",
+            other.type_str()
+        ),
+    }
+}
+
+/// An envelope around `event` under a caller-chosen nonce, as a peer with its own nonce
+/// scheme (or a second sealer under the same key) would send it.
+fn envelope_with_nonce(event: &StreamEvent, nonce: &[u8; NONCE_LEN]) -> EncryptedEnvelope {
+    let sealed = key()
+        .seal(nonce, &serde_json::to_vec(event).unwrap())
+        .unwrap();
+    let line = serde_json::json!({
+        "protocolVersion": 2,
+        "sessionId": event.session_id.as_str(),
+        "seq": event.seq,
+        "type": "enc",
+        "payload": {
+            "kid": "k_prop",
+            "nonceB64": STANDARD.encode(nonce),
+            "ciphertextB64": STANDARD.encode(sealed),
+        },
+    });
+    envelope_of(line.to_string().as_bytes())
 }
 
 proptest! {
@@ -21,19 +59,22 @@ proptest! {
         session in "s_.{1,40}",
         seq in 0..=MAX_SEQ,
     ) {
-        let event = StreamEvent::new(
-            SessionId::new(session).unwrap(),
-            seq,
-            EventPayload::Stdout(StdoutPayload::new(chunk)),
-        );
-        let mut sealer = Sealer::new(key()).unwrap();
+        let event = event(&SessionId::new(session).unwrap(), seq, chunk);
+        let mut sealer = hazmat::sealer::<StreamEvent>(key()).unwrap();
         let mut line = BytesMut::new();
-        sealer.seal_event_line(&event, &mut line).unwrap();
+        sealer.seal_line(&event, &mut line).unwrap();
         prop_assert_eq!(line.iter().position(|b| *b == b'\n'), Some(line.len() - 1));
-        let Frame::Encrypted(envelope) = Frame::parse_line(&line).unwrap() else {
-            panic!("a sealed line must parse as an envelope");
-        };
-        prop_assert_eq!(Opener::new(key()).open_envelope(&envelope).unwrap(), event);
+        let envelope = envelope_of(&line);
+        prop_assert_eq!(&envelope.session_id, &event.session_id);
+        prop_assert_eq!(envelope.seq, seq);
+        let mut opener = hazmat::opener::<StreamEvent>(key(), true);
+        prop_assert_eq!(opener.open(&envelope).unwrap(), event.clone());
+        // `seal` gives the same envelope as a value: written out, a line of the same shape.
+        let sealed = sealer.seal(&event).unwrap();
+        let mut rewritten = serde_json::to_vec(&Frame::Encrypted(sealed.clone())).unwrap();
+        rewritten.push(b'\n');
+        prop_assert_eq!(rewritten.len(), line.len());
+        prop_assert_eq!(hazmat::opener::<StreamEvent>(key(), true).open(&sealed).unwrap(), event);
     }
 
     #[test]
@@ -41,7 +82,8 @@ proptest! {
         order in proptest::collection::vec(0u32..120, 1..200),
     ) {
         // Counter nonces under one prefix, counter 0 first so the opener learns the prefix,
-        // then arbitrary counters below the window size, repeats included.
+        // then arbitrary counters below the window size, repeats included. Each envelope
+        // has a fresh, increasing seq, so only the nonce memory can tell a repeat.
         let prefix = [0x11u8; 8];
         let nonce = |counter: u32| {
             let mut nonce = [0u8; NONCE_LEN];
@@ -49,17 +91,44 @@ proptest! {
             nonce[8..].copy_from_slice(&counter.to_be_bytes());
             nonce
         };
-        let sealing = key();
-        let mut opener = Opener::new(key());
+        let session_id = SessionId::new("s_window").unwrap();
+        let mut opener = hazmat::opener::<StreamEvent>(key(), true);
         let mut accepted = HashSet::new();
-        for counter in std::iter::once(0).chain(order) {
-            let sealed = sealing.seal(&nonce(counter), &counter.to_be_bytes()).unwrap();
-            let result = opener.open(&nonce(counter), &sealed);
+        for (seq, counter) in (1..).zip(std::iter::once(0).chain(order)) {
+            let sent = event(&session_id, seq, counter.to_string());
+            let result = opener.open(&envelope_with_nonce(&sent, &nonce(counter)));
             if accepted.insert(counter) {
-                prop_assert_eq!(result.unwrap(), counter.to_be_bytes().to_vec());
+                prop_assert_eq!(result.unwrap(), sent);
             } else {
-                prop_assert_eq!(result.unwrap_err().code(), "ENCRYPTION_NONCE_REUSE");
+                let err = result.unwrap_err();
+                prop_assert!(matches!(err, Error::Replay { .. }), "{}", err);
+                prop_assert_eq!(err.code(), "ENCRYPTION_NONCE_REUSE");
             }
+        }
+    }
+
+    #[test]
+    fn only_a_seq_after_every_accepted_one_opens(
+        seqs in proptest::collection::vec(0u64..64, 1..100),
+    ) {
+        // Authentic envelopes under fresh nonces, in any seq order: the opener accepts
+        // exactly the running maxima and refuses the rest as replays, changing nothing.
+        let session_id = SessionId::new("s_order").unwrap();
+        let mut sealer = hazmat::sealer::<StreamEvent>(key()).unwrap();
+        let mut opener = hazmat::opener::<StreamEvent>(key(), true);
+        let mut last = None;
+        for seq in seqs {
+            let sent = event(&session_id, seq, "ordered");
+            let result = opener.open(&sealer.seal(&sent).unwrap());
+            if last.is_none_or(|last| seq > last) {
+                prop_assert_eq!(result.unwrap(), sent);
+                last = Some(seq);
+            } else {
+                let err = result.unwrap_err();
+                prop_assert!(matches!(err, Error::Replay { .. }), "{}", err);
+                prop_assert_eq!(err.code(), "ENCRYPTION_NONCE_REUSE");
+            }
+            prop_assert_eq!(opener.last_seq(), last);
         }
     }
 }

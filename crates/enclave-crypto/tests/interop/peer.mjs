@@ -5,10 +5,12 @@
 //   rust -> peer  {"sessionId": "s_..."}                 (which session to join)
 //   peer -> rust  ClientHello
 //   rust -> peer  ServerHello
-//   rust -> peer  enc envelopes (server -> client); the peer opens each, checks that the
-//                 inner event has the envelope's sessionId and seq, and seals it back
-//                 (client -> server) with counter nonces.
-//   peer -> rust  one more envelope of an event the peer builds itself (non-ASCII text).
+//   rust -> peer  enc envelopes of events (server -> client); the peer opens each, checks
+//                 that the inner event has the envelope's sessionId and seq, and echoes it
+//                 back (client -> server, counter nonces) as a runtime channel message, the
+//                 one family a server opens: a `cancel` with the event's seq and its chunk
+//                 as the reason.
+//   peer -> rust  one more envelope of a `cancel` the peer builds itself (non-ASCII text).
 //   rust closes stdin; the peer exits 0, or 1 with a message on stderr at the first failure.
 import { createInterface } from 'node:readline';
 
@@ -72,19 +74,28 @@ try {
 
   const prefix = globalThis.crypto.getRandomValues(new Uint8Array(8));
   let counter = 0;
-  const seal = async (event) => {
+  // Seals a runtime channel message (it carries a seq, as every sealed message must).
+  const seal = async (message) => {
     const nonce = new Uint8Array(12);
     nonce.set(prefix);
     new DataView(nonce.buffer).setUint32(8, counter++, false);
-    const sealed = await subtle.encrypt({ name: 'AES-GCM', iv: nonce, tagLength: 128 }, c2s, enc.encode(JSON.stringify(event)));
+    const sealed = await subtle.encrypt({ name: 'AES-GCM', iv: nonce, tagLength: 128 }, c2s, enc.encode(JSON.stringify(message)));
     return {
       protocolVersion: 2,
-      sessionId: event.sessionId,
-      seq: event.seq,
+      sessionId: message.sessionId,
+      seq: message.seq,
       type: 'enc',
       payload: { kid: hello.keyId, nonceB64: b64(nonce), ciphertextB64: b64(new Uint8Array(sealed)) },
     };
   };
+
+  const cancel = (seq, reason) => ({
+    protocolVersion: 2,
+    sessionId,
+    seq,
+    type: 'cancel',
+    payload: { reason },
+  });
 
   let opened = 0;
   for (;;) {
@@ -103,18 +114,13 @@ try {
     if (event.sessionId !== envelope.sessionId || event.seq !== envelope.seq) {
       fail(`inner event ${event.sessionId}/${event.seq} does not match envelope ${envelope.sessionId}/${envelope.seq}`);
     }
+    if (event.type !== 'stdout') fail(`expected a stdout event, got type ${event.type}`);
     opened += 1;
-    send(await seal(event));
+    send(await seal(cancel(event.seq, event.payload.chunk)));
   }
   if (opened === 0) fail('no envelope arrived');
 
-  send(await seal({
-    protocolVersion: 2,
-    sessionId,
-    seq: 1000,
-    type: 'stdout',
-    payload: { chunk: `peer opened ${opened} envelopes: grüße, 日本語, emoji 🔐, quote " and newline \n` },
-  }));
+  send(await seal(cancel(1000, `peer opened ${opened} envelopes: grüße, 日本語, emoji 🔐, quote " and newline \n`)));
   // Not process.exit(): stdout to a pipe is asynchronous on Linux, and exiting at once would
   // cut off whatever is still queued beyond the pipe's 64 KiB buffer.
   process.exitCode = 0;

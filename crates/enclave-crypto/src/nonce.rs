@@ -1,20 +1,90 @@
-//! Bounded nonce-reuse detection for an opener.
+//! AES-GCM nonces: the counter nonces a sealer hands out, and the bounded memory an opener
+//! keeps of the nonces it accepted.
 //!
 //! Peers of the TypeScript implementation send two nonce styles under one key: counter nonces
 //! (8 random prefix bytes + a 4-byte big-endian counter starting at 0) and fully random ones.
-//! Counter nonces under the learned prefix are tracked with a sliding window, like IPsec's
-//! anti-replay; any other nonce is remembered in a bounded FIFO set. Memory stays constant.
+//! The guard learns the peer's prefix from the first nonce it accepts, whatever its counter,
+//! and tracks counters under that prefix with a sliding window like IPsec's anti-replay; any
+//! other nonce is remembered in a bounded FIFO set. Memory stays constant.
+//!
+//! The guard is the second line of defence: an opener first refuses any `seq` that is not
+//! after the last one it accepted, which no reordering or dropped line can switch off. The
+//! guard then catches what the `seq` rule cannot see (a second sealer under the same key
+//! reusing a nonce for a new `seq`).
 
 use std::collections::{HashSet, VecDeque};
 
+use ring::rand::{SecureRandom, SystemRandom};
 use zeroize::Zeroize;
 
-use crate::cipher::NONCE_LEN;
+use crate::error::Error;
+
+/// AES-GCM nonce length in bytes.
+pub const NONCE_LEN: usize = 12;
+
+/// One AES-GCM nonce.
+pub(crate) type Nonce = [u8; NONCE_LEN];
 
 /// How many counters behind the highest seen are still told apart.
 const WINDOW_BITS: u64 = 128;
-/// How many non-counter nonces are remembered.
+/// How many nonces outside the learned prefix are remembered.
 const RECENT_CAPACITY: usize = 1024;
+
+/// The counter nonces of one sealer: a random 8-byte prefix and a 4-byte big-endian counter,
+/// never wrapping.
+pub(crate) struct CounterNonces {
+    prefix: [u8; 8],
+    counter: u64,
+    limit: u64,
+}
+
+impl CounterNonces {
+    /// A fresh random prefix, the counter at 0, at most `limit` (≤ 2^32) nonces.
+    pub(crate) fn new(limit: u64) -> Result<Self, Error> {
+        let mut prefix = [0u8; 8];
+        SystemRandom::new()
+            .fill(&mut prefix)
+            .map_err(|_| Error::RandomnessUnavailable {
+                during: "choosing a nonce prefix",
+            })?;
+        Ok(Self {
+            prefix,
+            counter: 0,
+            limit: limit.min(1 << 32),
+        })
+    }
+
+    /// How many nonces have been handed out.
+    pub(crate) fn used(&self) -> u64 {
+        self.counter
+    }
+
+    /// The next nonce, or `None` once the limit is reached.
+    pub(crate) fn next(&mut self) -> Option<Nonce> {
+        if self.counter >= self.limit {
+            return None;
+        }
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce[..8].copy_from_slice(&self.prefix);
+        // The limit keeps the counter below 2^32, so it always fits the 4 bytes.
+        let counter = u32::try_from(self.counter).ok()?;
+        nonce[8..].copy_from_slice(&counter.to_be_bytes());
+        self.counter += 1;
+        Some(nonce)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_used_for_test(&mut self, counter: u64) {
+        self.counter = counter;
+    }
+}
+
+impl Drop for CounterNonces {
+    fn drop(&mut self) {
+        self.prefix.zeroize();
+        self.counter.zeroize();
+    }
+}
 
 /// Why a nonce was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,19 +107,20 @@ impl Refusal {
     }
 }
 
+/// The nonces an opener has accepted, in constant memory.
 #[derive(Debug, Default)]
 pub(crate) struct NonceGuard {
-    /// The peer's counter prefix, learned from its first counter nonce (counter 0).
+    /// The peer's counter prefix, learned from the first nonce accepted.
     prefix: Option<[u8; 8]>,
     /// Highest counter accepted under `prefix`.
     highest: u64,
     /// Bit `i` set: counter `highest - i` was accepted.
     window: u128,
-    recent: HashSet<[u8; NONCE_LEN]>,
-    recent_order: VecDeque<[u8; NONCE_LEN]>,
+    recent: HashSet<Nonce>,
+    recent_order: VecDeque<Nonce>,
 }
 
-fn split(nonce: &[u8; NONCE_LEN]) -> ([u8; 8], u64) {
+fn split(nonce: &Nonce) -> ([u8; 8], u64) {
     let mut prefix = [0u8; 8];
     prefix.copy_from_slice(&nonce[..8]);
     let counter = u32::from_be_bytes([nonce[8], nonce[9], nonce[10], nonce[11]]);
@@ -57,8 +128,8 @@ fn split(nonce: &[u8; NONCE_LEN]) -> ([u8; 8], u64) {
 }
 
 impl NonceGuard {
-    /// Refuses a nonce accepted before; call before spending work on decryption.
-    pub(crate) fn check(&self, nonce: &[u8; NONCE_LEN], limit: u64) -> Result<(), Refusal> {
+    /// Refuses a nonce accepted before, or a counter past `limit` under the learned prefix.
+    pub(crate) fn check(&self, nonce: &Nonce, limit: u64) -> Result<(), Refusal> {
         let (prefix, counter) = split(nonce);
         if self.prefix == Some(prefix) {
             if counter >= limit {
@@ -82,34 +153,32 @@ impl NonceGuard {
         Ok(())
     }
 
-    /// Records a nonce whose message authenticated; only then, so forgeries cannot fill it.
-    pub(crate) fn record(&mut self, nonce: &[u8; NONCE_LEN]) {
+    /// Records a nonce whose message authenticated and passed every other check; only then,
+    /// so forgeries cannot fill the memory or teach it a prefix.
+    pub(crate) fn record(&mut self, nonce: &Nonce) {
         let (prefix, counter) = split(nonce);
-        if self.prefix.is_none() && counter == 0 {
-            // A random nonce ends in four zero bytes with probability 2^-32, so counter 0
-            // marks the start of the peer's counter sequence.
-            self.prefix = Some(prefix);
-            self.highest = 0;
-            self.window = 1;
-            self.adopt_recent(prefix);
-            return;
-        }
-        if self.prefix == Some(prefix) {
-            self.mark(counter);
-            return;
-        }
-        if self.recent.insert(*nonce) {
-            self.recent_order.push_back(*nonce);
-            if self.recent_order.len() > RECENT_CAPACITY {
-                if let Some(oldest) = self.recent_order.pop_front() {
-                    self.recent.remove(&oldest);
+        match self.prefix {
+            None => {
+                // The first accepted nonce names the prefix, whatever its counter: a peer
+                // whose counter-0 line was dropped still gets the window, not the FIFO.
+                self.prefix = Some(prefix);
+                self.highest = counter;
+                self.window = 1;
+            }
+            Some(known) if known == prefix => self.mark(counter),
+            Some(_) => {
+                if self.recent.insert(*nonce) {
+                    self.recent_order.push_back(*nonce);
+                    if self.recent_order.len() > RECENT_CAPACITY {
+                        if let Some(oldest) = self.recent_order.pop_front() {
+                            self.recent.remove(&oldest);
+                        }
+                    }
                 }
             }
         }
     }
-}
 
-impl NonceGuard {
     /// Marks `counter` (under the learned prefix) as accepted in the window.
     fn mark(&mut self, counter: u64) {
         if counter > self.highest {
@@ -124,24 +193,6 @@ impl NonceGuard {
         } else if self.highest - counter < WINDOW_BITS {
             self.window |= 1u128 << (self.highest - counter);
         }
-    }
-
-    /// Moves nonces under a just-learned prefix from the FIFO set into the window: counters
-    /// that arrived before counter 0 would otherwise open again once the window takes over.
-    fn adopt_recent(&mut self, prefix: [u8; 8]) {
-        if !self.recent_order.iter().any(|n| n[..8] == prefix) {
-            return;
-        }
-        let mut kept = VecDeque::with_capacity(self.recent_order.len());
-        for nonce in std::mem::take(&mut self.recent_order) {
-            if nonce[..8] == prefix {
-                self.recent.remove(&nonce);
-                self.mark(split(&nonce).1);
-            } else {
-                kept.push_back(nonce);
-            }
-        }
-        self.recent_order = kept;
     }
 }
 
@@ -160,13 +211,38 @@ impl Drop for NonceGuard {
 mod tests {
     use super::*;
 
-    fn counter_nonce(prefix: u8, counter: u32) -> [u8; NONCE_LEN] {
+    fn counter_nonce(prefix: u8, counter: u32) -> Nonce {
         let mut nonce = [prefix; NONCE_LEN];
         nonce[8..].copy_from_slice(&counter.to_be_bytes());
         nonce
     }
 
     const LIMIT: u64 = 1 << 30;
+
+    #[test]
+    fn counter_nonces_share_the_prefix_count_up_and_stop_at_the_limit() {
+        let mut nonces = CounterNonces::new(3).unwrap();
+        let all: Vec<_> = std::iter::from_fn(|| nonces.next()).collect();
+        assert_eq!(all.len(), 3);
+        for (i, nonce) in all.iter().enumerate() {
+            assert_eq!(nonce[..8], all[0][..8]);
+            assert_eq!(nonce[8..], u32::try_from(i).unwrap().to_be_bytes());
+        }
+        assert_eq!(nonces.next(), None);
+        assert_eq!(nonces.used(), 3);
+        // Two generators never share a prefix (8 random bytes each).
+        let other = CounterNonces::new(3).unwrap().next().unwrap();
+        assert_ne!(other[..8], all[0][..8]);
+    }
+
+    #[test]
+    fn counter_nonces_never_wrap_even_with_a_limit_past_four_bytes() {
+        let mut nonces = CounterNonces::new(u64::MAX).unwrap();
+        nonces.set_used_for_test(u64::from(u32::MAX));
+        let last = nonces.next().unwrap();
+        assert_eq!(last[8..], u32::MAX.to_be_bytes());
+        assert_eq!(nonces.next(), None);
+    }
 
     #[test]
     fn counter_nonces_are_accepted_once_in_any_order_within_the_window() {
@@ -212,37 +288,31 @@ mod tests {
         );
     }
 
+    /// The bypass a review found: with the prefix learned only from counter 0, dropping that
+    /// one line sent every later nonce into the 1,024-entry FIFO, and after 1,024 more
+    /// envelopes the first one was forgotten and opened again.
     #[test]
-    fn counters_that_arrive_before_counter_zero_are_still_refused_after_it() {
+    fn dropping_counter_zero_does_not_switch_the_window_off() {
         let mut guard = NonceGuard::default();
-        // Counters 1, 2 and 100 overtake counter 0 (reordered in transit).
-        for counter in [1, 2, 100] {
-            let nonce = counter_nonce(3, counter);
+        for counter in 1..=3000 {
+            let nonce = counter_nonce(9, counter);
             assert_eq!(guard.check(&nonce, LIMIT), Ok(()), "counter {counter}");
             guard.record(&nonce);
         }
-        let other = counter_nonce(4, 9);
-        guard.record(&other);
-        guard.record(&counter_nonce(3, 0));
-        // The window now holds them; the replays are refused, the gaps still open.
-        for counter in [0, 1, 2, 100] {
-            assert_eq!(
-                guard.check(&counter_nonce(3, counter), LIMIT),
-                Err(Refusal::Seen),
-                "counter {counter}"
+        for counter in [1, 2, 1000, 2872, 2999, 3000] {
+            assert!(
+                guard.check(&counter_nonce(9, counter), LIMIT).is_err(),
+                "counter {counter} opened twice"
             );
         }
-        for counter in [3, 99, 101] {
-            assert_eq!(guard.check(&counter_nonce(3, counter), LIMIT), Ok(()));
-        }
-        // Another prefix stays in the FIFO set.
-        assert_eq!(guard.check(&other, LIMIT), Err(Refusal::Seen));
-        assert_eq!(guard.recent.len(), 1);
-        assert_eq!(guard.recent_order.len(), 1);
+        assert!(
+            guard.recent.is_empty(),
+            "our own counters never fill the FIFO"
+        );
     }
 
     #[test]
-    fn window_edges_far_jumps_and_counter_zero() {
+    fn window_edges_far_jumps_and_the_limit() {
         let mut guard = NonceGuard::default();
         guard.record(&counter_nonce(5, 0));
         assert_eq!(guard.check(&counter_nonce(5, 0), LIMIT), Err(Refusal::Seen));
@@ -272,15 +342,12 @@ mod tests {
             guard.check(&counter_nonce(5, u32::MAX), LIMIT),
             Err(Refusal::PastLimit)
         );
-        assert_eq!(
-            guard.check(&counter_nonce(5, 255), LIMIT),
-            Err(Refusal::TooOld)
-        );
     }
 
     #[test]
-    fn random_nonces_are_remembered_up_to_the_capacity() {
+    fn nonces_outside_the_prefix_are_remembered_up_to_the_capacity() {
         let mut guard = NonceGuard::default();
+        guard.record(&counter_nonce(0xee, 0));
         let random = |i: usize| {
             let mut nonce = [0xa5u8; NONCE_LEN];
             nonce[..8].copy_from_slice(&(i as u64).to_be_bytes());
@@ -296,7 +363,7 @@ mod tests {
             Err(Refusal::Seen)
         );
         assert_eq!(guard.check(&random(1), LIMIT), Err(Refusal::Seen));
-        // The oldest one was evicted to keep memory bounded.
+        // The oldest one was evicted to keep memory bounded (the seq rule still refuses it).
         assert_eq!(guard.check(&random(0), LIMIT), Ok(()));
         assert_eq!(guard.recent.len(), RECENT_CAPACITY);
     }
