@@ -9,7 +9,9 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use enclave_crypto::{Error, Opener, Sealer, SessionKey, KEY_LEN};
+use bytes::BytesMut;
+use enclave_crypto::hazmat::{self, SessionKey};
+use enclave_crypto::{Error, Incoming, IncomingFrame as _, Location, KEY_LEN};
 use enclave_ndjson::{Error as LineError, StreamEncoder, DEFAULT_MAX_LINE_LENGTH};
 use enclave_types::{Frame, StreamEvent};
 use serde::de::DeserializeOwned;
@@ -39,8 +41,8 @@ pub(crate) struct DecryptArgs {
     #[arg(long, value_name = "HEX")]
     key_hex: String,
 
-    /// The key id envelopes must carry; by default the `kid` of the first envelope that
-    /// opens is taken and every later envelope must carry the same one.
+    /// The key id envelopes must carry. By default any `kid` is accepted: it is not
+    /// authenticated, so it can only catch a mix-up, never a forgery.
     #[arg(long, value_name = "KID")]
     key_id: Option<String>,
 
@@ -135,7 +137,8 @@ pub(crate) fn run_encrypt(mut args: EncryptArgs) -> ExitCode {
         Ok(key) => key,
         Err(code) => return code,
     };
-    let mut sealer = match Sealer::new(key) {
+    // One sealer for the whole input: one random nonce prefix, counters that never repeat.
+    let mut sealer = match hazmat::sealer::<StreamEvent>(key) {
         Ok(sealer) => sealer,
         Err(err) => {
             report(format_args!("enclave {COMMAND}: {err}"));
@@ -146,7 +149,7 @@ pub(crate) fn run_encrypt(mut args: EncryptArgs) -> ExitCode {
         COMMAND,
         args.file.as_deref(),
         "sealed",
-        |event: StreamEvent, line| sealer.seal_event_line(&event, line),
+        |event: StreamEvent, line| sealer.seal_line(&event, line),
     )
 }
 
@@ -158,41 +161,24 @@ pub(crate) fn run_decrypt(mut args: DecryptArgs) -> ExitCode {
         Ok(key) => key,
         Err(code) => return code,
     };
-    let mut opener: Option<Opener> = match &args.key_id {
-        Some(kid) => match session_key(COMMAND, &key, kid) {
-            Ok(key) => Some(Opener::new(key)),
-            Err(code) => return code,
-        },
-        None => None,
+    // Without --key-id the `kid` is not checked: it is not authenticated, so adopting the
+    // first one seen would let one relabelled line lock out every genuine line after it.
+    let session_key = match session_key(COMMAND, &key, args.key_id.as_deref().unwrap_or("-")) {
+        Ok(session_key) => session_key,
+        Err(code) => return code,
     };
+    let mut opener = hazmat::opener::<StreamEvent>(session_key, args.key_id.is_some());
     let mut encoder = StreamEncoder::<StreamEvent>::new();
     transform_lines(
         COMMAND,
         args.file.as_deref(),
         "opened",
         |frame: Frame, line| {
-            let event = match frame {
-                Frame::Encrypted(envelope) => {
-                    if let Some(opener) = opener.as_mut() {
-                        opener.open_envelope(&envelope)
-                    } else {
-                        // No --key-id: the first envelope that opens names the key for the whole
-                        // input, so a forged or damaged first line cannot lock out the rest.
-                        let mut first =
-                            Opener::new(SessionKey::new(&envelope.payload.kid, key.as_slice())?);
-                        let event = first.open_envelope(&envelope)?;
-                        opener = Some(first);
-                        Ok(event)
-                    }
-                }
-                Frame::Event(event) => Err(Error::PlaintextRefused {
-                    session: event.session_id.as_str().to_owned(),
-                    seq: event.seq,
-                }),
-                // `Frame` is non-exhaustive: a frame kind a later protocol version adds.
-                other => Err(Error::DecryptionFailed {
-                    location: None,
-                    reason: format!("unsupported frame type {:?}", other.type_str()).into(),
+            let event = match frame.into_incoming()? {
+                Incoming::Sealed(envelope) => opener.open(&envelope),
+                Incoming::Plaintext(event) => Err(Error::PlaintextRefused {
+                    at: Location::message(event.session_id.as_str(), Some(event.seq)),
+                    reason: "decrypt reads only enc envelopes",
                 }),
             }?;
             // The NDJSON encoder, not a bare serializer: an opaque field keeps its text as the
@@ -213,7 +199,7 @@ fn transform_lines<T: DeserializeOwned>(
     command: &'static str,
     file: Option<&Path>,
     verb: &str,
-    mut transform: impl FnMut(T, &mut Vec<u8>) -> Result<(), Error>,
+    mut transform: impl FnMut(T, &mut BytesMut) -> Result<(), Error>,
 ) -> ExitCode {
     let mut input = match Input::open(file) {
         Ok(input) => input,
@@ -222,7 +208,7 @@ fn transform_lines<T: DeserializeOwned>(
     let name = input.name().to_owned();
     let mut out = BufWriter::new(io::stdout().lock());
     let mut report = Report::new(command);
-    let mut line = Vec::new();
+    let mut line = BytesMut::new();
     let done = input.for_each_line(
         DEFAULT_MAX_LINE_LENGTH,
         &mut out,

@@ -254,7 +254,7 @@ fn without_a_key_id_a_first_line_that_fails_does_not_pick_the_key_id() {
 fn decrypt_writes_one_line_per_event_even_when_the_plaintext_spans_lines() {
     use base64::engine::general_purpose::STANDARD;
     use base64::Engine as _;
-    use enclave_crypto::SessionKey;
+    use enclave_crypto::hazmat::SessionKey;
 
     // JSON allows newlines between tokens, and opaque fields keep their text as sent: a peer
     // that pretty-prints `args` must still come out of `decrypt` as one NDJSON line.
@@ -380,4 +380,81 @@ fn encrypt_refuses_an_empty_key_id_before_reading_anything() {
         "{err}"
     );
     assert!(!err.contains(key), "the key must not be printed: {err}");
+}
+
+/// A review's reproduction: relabelling only line 1's `kid` (which is not authenticated) used
+/// to be adopted as the stream's key id, so 39 genuine lines after it were refused. The
+/// TypeScript implementation opens all 40; so do we, and `--key-id` still catches a mix-up.
+#[test]
+fn one_relabelled_kid_does_not_lock_out_the_stream() {
+    const KEY: &str = "4242424242424242424242424242424242424242424242424242424242424242";
+    let events = ndjson(
+        (1..=40)
+            .map(|seq| {
+                format!(
+                    "{{\"protocolVersion\":2,\"sessionId\":\"s_kid\",\"seq\":{seq},\"type\":\"stdout\",\"payload\":{{\"chunk\":\"line {seq}\"}}}}"
+                )
+            })
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str),
+    );
+    let sealed = enclave(
+        &["encrypt", "--key-hex", KEY, "--key-id", "k_real"],
+        events.as_bytes(),
+    );
+    assert!(sealed.status.success(), "{}", stderr(&sealed));
+    let mut lines: Vec<Value> = json_lines(&sealed.stdout);
+    assert_eq!(lines.len(), 40);
+    lines[0]["payload"]["kid"] = Value::from("k_forged");
+    let input = ndjson(
+        lines
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str),
+    );
+
+    let output = enclave(&["decrypt", "--key-hex", KEY], input.as_bytes());
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(json_lines(&output.stdout).len(), 40);
+
+    let output = enclave(
+        &["decrypt", "--key-hex", KEY, "--key-id", "k_real"],
+        input.as_bytes(),
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let err = stderr(&output);
+    assert!(
+        err.contains("line 1: ENCRYPTION_DECRYPTION_FAILED: "),
+        "{err}"
+    );
+    assert!(err.contains("k_forged"), "{err}");
+    assert_eq!(json_lines(&output.stdout).len(), 39);
+}
+
+/// An event whose envelope would exceed the 16 MiB line limit that `decrypt` reads is refused
+/// by `encrypt` with its line number, instead of being written as a line nobody can read.
+#[test]
+fn encrypt_refuses_an_event_whose_envelope_would_be_too_long_to_read() {
+    const KEY: &str = "4242424242424242424242424242424242424242424242424242424242424242";
+    let big = "x".repeat(13 << 20);
+    let input = format!(
+        "{{\"protocolVersion\":2,\"sessionId\":\"s_big\",\"seq\":1,\"type\":\"stdout\",\"payload\":{{\"chunk\":\"small\"}}}}\n\
+         {{\"protocolVersion\":2,\"sessionId\":\"s_big\",\"seq\":2,\"type\":\"stdout\",\"payload\":{{\"chunk\":\"{big}\"}}}}\n\
+         {{\"protocolVersion\":2,\"sessionId\":\"s_big\",\"seq\":3,\"type\":\"stdout\",\"payload\":{{\"chunk\":\"small\"}}}}\n"
+    );
+    let sealed = enclave(
+        &["encrypt", "--key-hex", KEY, "--key-id", "k_big"],
+        input.as_bytes(),
+    );
+    assert_eq!(sealed.status.code(), Some(1), "{}", stderr(&sealed));
+    let err = stderr(&sealed);
+    assert!(err.contains("line 2: FRAME_ERROR: "), "{err}");
+    assert!(err.contains("over the line limit"), "{err}");
+    assert_eq!(json_lines(&sealed.stdout).len(), 2);
+    let opened = enclave(&["decrypt", "--key-hex", KEY], &sealed.stdout);
+    assert!(opened.status.success(), "{}", stderr(&opened));
+    assert_eq!(json_lines(&opened.stdout).len(), 2);
 }

@@ -1,14 +1,15 @@
 //! The encryption layer's targets: opening `enc` envelopes and reading hellos.
 
 use bytes::BytesMut;
+use enclave_crypto::hazmat::{self, SessionKey};
 use enclave_crypto::{
-    accept_client_hello, process_client_hello, process_server_hello, EncryptedCodec, Opener,
-    PublicKey, Sealer, SessionKey, PUBLIC_KEY_LEN,
+    accept_client_hello, process_client_hello, process_server_hello, EncryptedCodec,
+    EncryptionLayer, PublicKey, PUBLIC_KEY_LEN,
 };
 use enclave_ndjson::NdjsonCodec;
 use enclave_types::{
-    ClientHello, EncryptedEnvelope, EventPayload, Frame, ServerHello, SessionId, StdoutPayload,
-    StreamEvent,
+    ClientHello, EncryptedEnvelope, EncryptionMode, Frame, RuntimeChannelMessage, ServerHello,
+    SessionId, StdoutPayload, StreamEvent,
 };
 use tokio_util::codec::Decoder;
 
@@ -37,10 +38,10 @@ fn key() -> SessionKey {
 /// Opens untrusted envelope lines, and tampers with a genuine envelope.
 ///
 /// The first byte picks the mode. Odd: `data[1..]` is NDJSON fed through
-/// [`EncryptedCodec`] over [`NdjsonCodec`] (16 KiB line limit, optional mode); every item
-/// is an event or an error with a known code and
-/// a line number, items never outnumber lines, and every event that comes out survives
-/// a seal/open round trip. Even: a genuine envelope is sealed, then
+/// [`EncryptedCodec`] over [`NdjsonCodec`] (16 KiB line limit, optional mode with keys, so
+/// plaintext is refused); every item is an event that arrived sealed or an error with a known
+/// code and a line number, items never outnumber lines, and every event that comes out
+/// survives a seal/open round trip. Even: a genuine envelope is sealed, then
 /// `data[1..]` names (position, replacement) pairs of base64 characters to change in its
 /// nonce and ciphertext; any real change must be refused and the untouched envelope opens.
 ///
@@ -56,11 +57,14 @@ pub fn envelope_opener(data: &[u8]) {
 }
 
 fn open_lines(input: &[u8]) {
-    let sealer = Sealer::new(key()).expect("system randomness");
-    let mut codec = EncryptedCodec::optional(
-        NdjsonCodec::<Frame>::with_max_line_length(MAX_LINE),
-        sealer,
-        Opener::new(key()),
+    let sealer = hazmat::sealer::<RuntimeChannelMessage>(key()).expect("system randomness");
+    let mut codec = EncryptedCodec::new(
+        NdjsonCodec::<Frame, RuntimeChannelMessage>::with_max_line_length(MAX_LINE),
+        EncryptionLayer::with_ciphers(
+            EncryptionMode::Optional,
+            sealer,
+            hazmat::opener::<StreamEvent>(key(), true),
+        ),
     );
     let mut buf = BytesMut::from(input);
     let lines = input.split(|b| *b == b'\n').count();
@@ -75,9 +79,15 @@ fn open_lines(input: &[u8]) {
         items += 1;
         match item {
             // Whatever came out, sealed or plain, must survive a seal/open round trip.
-            Ok(decrypted) => round_trip(&decrypted.event),
+            Ok(opened) => {
+                assert!(opened.encrypted, "plaintext passed a layer with keys");
+                round_trip(&opened.message);
+            }
             Err(err) => {
-                assert!(OPEN_CODES.contains(&err.code()), "unexpected code: {err}");
+                assert!(
+                    OPEN_CODES.contains(&err.code().as_str()),
+                    "unexpected code: {err}"
+                );
                 let line = err
                     .line()
                     .unwrap_or_else(|| panic!("no line number: {err}"));
@@ -90,12 +100,12 @@ fn open_lines(input: &[u8]) {
 }
 
 fn round_trip(event: &StreamEvent) {
-    let mut sealer = Sealer::new(key()).expect("system randomness");
+    let mut sealer = hazmat::sealer::<StreamEvent>(key()).expect("system randomness");
     let envelope = sealer
-        .seal_event(event)
+        .seal(event)
         .unwrap_or_else(|err| panic!("an accepted event failed to seal: {err}"));
-    let opened = Opener::new(key())
-        .open_envelope(&envelope)
+    let opened = hazmat::opener::<StreamEvent>(key(), true)
+        .open(&envelope)
         .unwrap_or_else(|err| panic!("our own envelope failed to open: {err}"));
     assert_eq!(&opened, event);
 }
@@ -104,10 +114,10 @@ fn genuine() -> (StreamEvent, EncryptedEnvelope) {
     let event = StreamEvent::new(
         SessionId::new("s_fuzz").expect("valid id"),
         7,
-        EventPayload::Stdout(StdoutPayload::new("fuzz ✓")),
+        StdoutPayload::new("fuzz ✓").into(),
     );
-    let mut sealer = Sealer::new(key()).expect("system randomness");
-    let envelope = sealer.seal_event(&event).expect("sealing a small event");
+    let mut sealer = hazmat::sealer::<StreamEvent>(key()).expect("system randomness");
+    let envelope = sealer.seal(&event).expect("sealing a small event");
     (event, envelope)
 }
 
@@ -127,7 +137,7 @@ fn tamper(edits: &[u8]) {
         }
         *field = String::from_utf8(bytes).expect("base64 stays ASCII");
     }
-    let result = Opener::new(key()).open_envelope(&tampered);
+    let result = hazmat::opener::<StreamEvent>(key(), true).open(&tampered);
     if tampered == envelope {
         assert_eq!(result.expect("an untouched envelope opens"), event);
     } else {
@@ -161,13 +171,13 @@ pub fn hello_parser(data: &[u8]) {
                     accept_client_hello(&hello, &session).expect("an accepted hello is answered");
                 process_server_hello(&server_hello).expect("our own ServerHello is accepted");
             }
-            Err(err) => assert!(HELLO_CODES.contains(&err.code()), "{err}"),
+            Err(err) => assert!(HELLO_CODES.contains(&err.code().as_str()), "{err}"),
         }
     }
     if let Ok(hello) = serde_json::from_slice::<ServerHello>(data) {
         match process_server_hello(&hello) {
             Ok(public) => assert_eq!(public.to_base64(), hello.server_ephemeral_pub_key_b64),
-            Err(err) => assert!(HELLO_CODES.contains(&err.code()), "{err}"),
+            Err(err) => assert!(HELLO_CODES.contains(&err.code().as_str()), "{err}"),
         }
     }
     match PublicKey::from_bytes(data) {
