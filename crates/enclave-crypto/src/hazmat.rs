@@ -9,6 +9,13 @@
 //! [`ServerKeys`](crate::ServerKeys)) hands out exactly one sealer and one opener per key and
 //! direction; use this module only for keys agreed outside the protocol (test vectors, a key
 //! given on a command line) and keep one sealer per key yourself.
+//!
+//! Outside this module there is no way to build keys or ciphers from bytes:
+//!
+//! ```compile_fail
+//! let session = enclave_types::SessionId::generate();
+//! let keys = enclave_crypto::ServerKeys::from_bytes(&session, "k_1", &[0; 32], &[0; 32]);
+//! ```
 
 use std::fmt;
 

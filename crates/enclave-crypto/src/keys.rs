@@ -91,6 +91,13 @@ macro_rules! side_keys {
             /// Splits into the one sealer for our direction and the one opener for the
             /// peer's, both bound to the session. Consuming the keys is what keeps a second
             /// sealer from ever sharing a key with the first.
+            ///
+            /// ```compile_fail
+            #[doc = concat!("fn twice(keys: enclave_crypto::", stringify!($name), ") {")]
+            ///     let first = keys.into_ciphers();
+            ///     let second = keys.into_ciphers(); // use of moved value
+            /// }
+            /// ```
             pub fn into_ciphers(self) -> Result<(Sealer<$sends>, Opener<$receives>), Error> {
                 let KeyPair { session_id, $ours: ours, $theirs: theirs } = self.0;
                 let sealer = Sealer::new(ours, Some(session_id.clone()))?;
