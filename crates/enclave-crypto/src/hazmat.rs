@@ -5,8 +5,8 @@
 //! messages under one nonce (which reveals their XOR and lets a forger authenticate
 //! anything), or build a second [`Sealer`] under a key that already has one (two counter
 //! sequences under one key: a nonce collision away from the same failure). The typed API
-//! ([`ClientHandshake`](crate::ClientHandshake), [`ClientKeys`](crate::ClientKeys),
-//! [`ServerKeys`](crate::ServerKeys)) hands out exactly one sealer and one opener per key and
+//! ([`ClientHandshake`](crate::ClientHandshake), [`ClientKeys`],
+//! [`ServerKeys`]) hands out exactly one sealer and one opener per key and
 //! direction; use this module only for keys agreed outside the protocol (test vectors, a key
 //! given on a command line) and keep one sealer per key yourself.
 //!
