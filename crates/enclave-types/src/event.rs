@@ -263,6 +263,15 @@ pub struct EncryptionConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub key_id: Option<String>,
+    /// The server's answer to the client's `ClientHello`, when the session is encrypted: the
+    /// place the handshake completes on HTTP. An extra key for the TypeScript schema, which
+    /// strips it, so its clients are unaffected.
+    #[serde(
+        default,
+        deserialize_with = "optional::server_hello",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub server_hello: Option<crate::ServerHello>,
 }
 
 /// `session_init` payload.
@@ -679,6 +688,7 @@ impl EncryptionConfig {
         Self {
             enabled,
             key_id: None,
+            server_hello: None,
         }
     }
 }

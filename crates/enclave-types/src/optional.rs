@@ -72,6 +72,7 @@ optional_fields! {
     error => "error",
     errors => "errors",
     key_id => "keyId",
+    server_hello => "serverHello",
     path => "path",
     reason => "reason",
     recoverable => "recoverable",

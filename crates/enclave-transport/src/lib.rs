@@ -1,0 +1,22 @@
+//! Carriers for EnclaveJS streams: HTTP/1.1 chunked NDJSON (what the TypeScript broker and
+//! client speak) and WebSocket, server and client sides, each connection optionally
+//! end-to-end encrypted with a fresh handshake.
+//!
+//! What this layer owns: the wire mappings of `../shared/network-contract.md` — routes,
+//! headers, status codes, the WebSocket opening messages and control lines ([`wire`]) — and,
+//! per connection, the encryption layer of `enclave-crypto` on top of the NDJSON framing.
+//!
+//! What it leaves to the layer above: everything that outlives a connection. Sequence
+//! numbers, retention, resume tokens, epochs, acknowledgements and heartbeats sit behind the
+//! [`SessionService`] trait, which `enclave-reconnect` implements with its session hub.
+//! Architecture invariant: this crate never keeps session state of its own.
+#![forbid(unsafe_code)]
+
+mod service;
+pub mod wire;
+
+pub use service::{
+    Attachment, CloseReason, CreateSession, EventSource, Features, Outgoing, Refusal,
+    RefusalReason, ResumeSession, SessionConfig, SessionInfo, SessionService, Submit,
+    SubmitReceipt, Upstream,
+};

@@ -1,0 +1,492 @@
+//! The interface through which the transport reaches session state: [`SessionService`].
+//!
+//! The transport owns carriers and wire mappings (routes, headers, WebSocket messages,
+//! per-connection encryption); everything that outlives a connection — sequence numbers,
+//! retention, resume tokens, epochs, acknowledgements, heartbeats — sits behind this trait.
+//! `enclave-reconnect` implements it with its session hub; tests may implement it with
+//! anything. The transport never assumes which.
+
+use std::fmt;
+use std::sync::Arc;
+
+use enclave_types::{
+    EncryptionConfig, RuntimeChannelMessage, SessionId, SessionState, StreamEvent,
+};
+use futures::future::BoxFuture;
+
+/// What the transport needs from the session layer. Object safe: the server holds an
+/// `Arc<dyn SessionService>`.
+pub trait SessionService: Send + Sync + 'static {
+    /// Creates a session and attaches the requesting connection to it. The first event the
+    /// attachment yields is the session's `session_init` (seq 1), built from `request`.
+    fn create(&self, request: CreateSession) -> BoxFuture<'_, Result<Attachment, Refusal>>;
+
+    /// Attaches a connection to an existing session from `request.from` (inclusive). The
+    /// token is checked before anything that reveals whether the session exists.
+    fn resume(&self, request: ResumeSession) -> BoxFuture<'_, Result<Attachment, Refusal>>;
+
+    /// Client messages and an acknowledgement that arrived on a request of their own (HTTP
+    /// `POST /sessions/:id/messages`), outside any attachment.
+    fn submit(&self, request: Submit) -> BoxFuture<'_, Result<SubmitReceipt, Refusal>>;
+
+    /// One session's summary (`GET /sessions/:id`).
+    fn info(&self, session_id: &SessionId) -> BoxFuture<'_, Result<SessionInfo, Refusal>>;
+
+    /// Every session's summary (`GET /sessions`).
+    fn list(&self) -> BoxFuture<'_, Result<Vec<SessionInfo>, Refusal>>;
+
+    /// Ends and forgets a session (`DELETE /sessions/:id`).
+    fn delete(&self, session_id: &SessionId) -> BoxFuture<'_, Result<(), Refusal>>;
+
+    /// Asks the application to stop a session (`POST /sessions/:id/cancel`); the session's
+    /// stream still ends with its `final`.
+    fn cancel(
+        &self,
+        session_id: &SessionId,
+        reason: Option<String>,
+    ) -> BoxFuture<'_, Result<(), Refusal>>;
+}
+
+/// Optional behaviour a client asked for (HTTP `X-Enclave-Features`, WebSocket `features`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Features {
+    /// The client acknowledges events and understands control lines (end of replay, acks).
+    /// Clients without it (the TypeScript client) receive events only.
+    pub resume: bool,
+}
+
+impl Features {
+    /// Features from a comma-separated list (`resume`); unknown names are ignored.
+    pub fn parse(list: &str) -> Self {
+        let mut features = Self::default();
+        for name in list.split(',').map(str::trim) {
+            if name.eq_ignore_ascii_case("resume") {
+                features.resume = true;
+            }
+        }
+        features
+    }
+}
+
+/// The `config` of `POST /sessions`, as the TypeScript broker reads it. Absent fields take
+/// the session layer's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionConfig {
+    /// `maxExecutionMs`.
+    pub max_execution_ms: Option<u64>,
+    /// `maxToolCalls`.
+    pub max_tool_calls: Option<u64>,
+    /// `heartbeatIntervalMs`.
+    pub heartbeat_interval_ms: Option<u64>,
+}
+
+/// A new session, as the transport understood the request.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct CreateSession {
+    /// The id (the client's, or one the transport generated: the key schedule needs it
+    /// before the session exists).
+    pub session_id: SessionId,
+    /// The request's `code`, for the application.
+    pub code: Option<String>,
+    /// The request's `config`.
+    pub config: SessionConfig,
+    /// What `session_init.payload.encryption` says (with the `ServerHello` when encrypted).
+    pub encryption: EncryptionConfig,
+    /// Whether the session is encrypted: every later connection must be too.
+    pub encrypted: bool,
+    /// What the client asked for.
+    pub features: Features,
+}
+
+impl CreateSession {
+    /// A request for `session_id` with everything else at its default (plaintext).
+    pub fn new(session_id: SessionId) -> Self {
+        Self {
+            session_id,
+            code: None,
+            config: SessionConfig::default(),
+            encryption: EncryptionConfig::new(false),
+            encrypted: false,
+            features: Features::default(),
+        }
+    }
+}
+
+/// A connection that wants to continue a session.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ResumeSession {
+    /// The session.
+    pub session_id: SessionId,
+    /// The first `seq` wanted (inclusive). Everything before it is acknowledged.
+    pub from: u64,
+    /// The resume token, if the client presented one.
+    pub token: Option<String>,
+    /// The epoch the client last saw, if it says.
+    pub epoch: Option<u64>,
+    /// Whether this connection runs a fresh handshake (a resume of an encrypted session
+    /// without one is refused: no downgrade).
+    pub encrypted: bool,
+    /// What the client asked for.
+    pub features: Features,
+}
+
+impl ResumeSession {
+    /// A resume of `session_id` from `from`, without token, epoch or encryption.
+    pub fn new(session_id: SessionId, from: u64) -> Self {
+        Self {
+            session_id,
+            from,
+            token: None,
+            epoch: None,
+            encrypted: false,
+            features: Features::default(),
+        }
+    }
+}
+
+/// Client messages (already opened, if they came sealed) and an acknowledgement.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Submit {
+    /// The session.
+    pub session_id: SessionId,
+    /// The session's current resume token.
+    pub token: Option<String>,
+    /// Messages in the order received; each carries its own `seq`.
+    pub messages: Vec<RuntimeChannelMessage>,
+    /// The client holds every server event up to this `seq`.
+    pub ack: Option<u64>,
+}
+
+impl Submit {
+    /// A submission without messages or acknowledgement.
+    pub fn new(session_id: SessionId, token: Option<String>) -> Self {
+        Self {
+            session_id,
+            token,
+            messages: Vec::new(),
+            ack: None,
+        }
+    }
+}
+
+/// The answer to a [`Submit`]: `{"ack": M}` on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SubmitReceipt {
+    /// The highest client `seq` the server holds (0 when none).
+    pub ack: u64,
+}
+
+impl SubmitReceipt {
+    /// A receipt for client messages up to `ack`.
+    pub fn new(ack: u64) -> Self {
+        Self { ack }
+    }
+}
+
+/// A connection attached to a session: what to send it, and where its messages go.
+#[non_exhaustive]
+pub struct Attachment {
+    /// The session.
+    pub session_id: SessionId,
+    /// The resume token to give the client (a new one on every successful resume).
+    pub token: String,
+    /// The session's epoch: a server that lost the session's state has another.
+    pub epoch: u64,
+    /// `true` when this continues an existing session.
+    pub resumed: bool,
+    /// Whether the session is encrypted.
+    pub encrypted: bool,
+    /// What to write to the connection, in order.
+    pub events: Box<dyn EventSource>,
+    /// Where the connection's client messages and acknowledgements go.
+    pub upstream: Arc<dyn Upstream>,
+}
+
+impl Attachment {
+    /// An attachment; `resumed` and `encrypted` start `false`.
+    pub fn new(
+        session_id: SessionId,
+        token: String,
+        epoch: u64,
+        events: Box<dyn EventSource>,
+        upstream: Arc<dyn Upstream>,
+    ) -> Self {
+        Self {
+            session_id,
+            token,
+            epoch,
+            resumed: false,
+            encrypted: false,
+            events,
+            upstream,
+        }
+    }
+}
+
+impl fmt::Debug for Attachment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Attachment")
+            .field("session_id", &self.session_id.as_str())
+            .field("epoch", &self.epoch)
+            .field("resumed", &self.resumed)
+            .field("encrypted", &self.encrypted)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One thing for the transport to write to an attached connection.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Outgoing {
+    /// An event, in `seq` order (replayed ones first).
+    Event(Arc<StreamEvent>),
+    /// The replay a resume asked for is complete; what follows is live. A control line, sent
+    /// only to clients with the `resume` feature.
+    ReplayComplete {
+        /// The last replayed `seq` (the resume's `from` − 1 when nothing was replayed).
+        last_seq: u64,
+    },
+    /// The client's messages up to `seq` are held by the server. A control line, sent only
+    /// to clients with the `resume` feature.
+    Ack {
+        /// The highest client `seq` held.
+        seq: u64,
+    },
+    /// The connection must end: the client should resume (or give up, for a refusal).
+    Close(CloseReason),
+}
+
+/// Why the session layer ends a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseReason {
+    /// A newer connection resumed the session.
+    Superseded,
+    /// The server is shutting down: resume elsewhere.
+    ShuttingDown,
+    /// The session cannot go on; the client gets this refusal.
+    Refused(Refusal),
+}
+
+/// The stream of what to write to one attached connection.
+///
+/// `None` means the session's stream is over (after its `final`); the transport ends the
+/// response or closes the socket cleanly.
+pub trait EventSource: Send {
+    /// The next thing to write, waiting for it if the session has nothing new.
+    fn next(&mut self) -> BoxFuture<'_, Option<Outgoing>>;
+
+    /// The transport wrote every event up to `seq` to its connection (the bytes left this
+    /// process). For a client that does not acknowledge, the session layer may let such
+    /// events leave its retention when it is full, so the session never stalls.
+    fn written(&mut self, seq: u64);
+}
+
+/// Where an attached connection's client messages and acknowledgements go.
+pub trait Upstream: Send + Sync {
+    /// Hands over client messages in the order received. Duplicates (a `seq` already held)
+    /// are acknowledged again, never refused. Returns the highest client `seq` held.
+    fn deliver(&self, messages: Vec<RuntimeChannelMessage>) -> BoxFuture<'_, Result<u64, Refusal>>;
+
+    /// The client holds every server event up to `seq`.
+    fn ack(&self, seq: u64);
+}
+
+/// A session's summary, the broker's `GET /sessions/:id` shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionInfo {
+    /// The session.
+    pub session_id: SessionId,
+    /// Its state.
+    pub state: SessionState,
+    /// Creation time, ms since the Unix epoch.
+    pub created_at_ms: u64,
+    /// Expiry time, ms since the Unix epoch.
+    pub expires_at_ms: u64,
+    /// How long it has run, in ms.
+    pub duration_ms: u64,
+    /// How many tool calls it has made.
+    pub tool_call_count: u64,
+}
+
+impl SessionInfo {
+    /// A summary with zero duration and tool calls.
+    pub fn new(
+        session_id: SessionId,
+        state: SessionState,
+        created_at_ms: u64,
+        expires_at_ms: u64,
+    ) -> Self {
+        Self {
+            session_id,
+            state,
+            created_at_ms,
+            expires_at_ms,
+            duration_ms: 0,
+            tool_call_count: 0,
+        }
+    }
+}
+
+/// Why a request was refused: the `reason` of a refusal body, with its HTTP status, error
+/// code and WebSocket close code fixed by the network contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RefusalReason {
+    /// A resume without a token (and tokenless resume is off). 401 `RESUME_REFUSED`, 4401.
+    MissingToken,
+    /// A wrong or already used token. 403 `RESUME_REFUSED`, 4403.
+    BadToken,
+    /// No such session. 404 `NOT_FOUND`, 4404.
+    UnknownSession,
+    /// The resume position was trimmed from retention. 409 `RESUME_REFUSED`, 4409.
+    TooFarBehind,
+    /// The server lost the session's state since the client's epoch. 409 `RESUME_REFUSED`, 4409.
+    EpochMismatch,
+    /// The session expired. 410 `SESSION_EXPIRED`, 4410.
+    Expired,
+    /// Encryption is required and the request has no usable `ClientHello`.
+    /// 400 `ENCRYPTION_REQUIRED`, 4400.
+    EncryptionRequired,
+    /// The server is shutting down: resume elsewhere. 503 `SERVICE_UNAVAILABLE`, 1012.
+    ShuttingDown,
+    /// A session with that id exists. 409 `SESSION_EXISTS`, 4409.
+    SessionExists,
+    /// The request is malformed. 400 `INVALID_REQUEST`, 4400.
+    InvalidRequest,
+    /// The server cannot take more (a session limit, its store is unreachable).
+    /// 503 `SERVICE_UNAVAILABLE`, 1013.
+    Unavailable,
+    /// The deployment's authorization hook refused the request. 401 `UNAUTHORIZED`, 4401.
+    Unauthorized,
+}
+
+impl RefusalReason {
+    /// The `reason` string of the refusal body.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::MissingToken => "missing_token",
+            Self::BadToken => "bad_token",
+            Self::UnknownSession => "unknown_session",
+            Self::TooFarBehind => "too_far_behind",
+            Self::EpochMismatch => "epoch_mismatch",
+            Self::Expired => "expired",
+            Self::EncryptionRequired => "encryption_required",
+            Self::ShuttingDown => "shutting_down",
+            Self::SessionExists => "session_exists",
+            Self::InvalidRequest => "invalid_request",
+            Self::Unavailable => "unavailable",
+            Self::Unauthorized => "unauthorized",
+        }
+    }
+
+    /// Reads a `reason` string back (what a client does with a refusal body).
+    pub fn from_wire(reason: &str) -> Option<Self> {
+        Some(match reason {
+            "missing_token" => Self::MissingToken,
+            "bad_token" => Self::BadToken,
+            "unknown_session" => Self::UnknownSession,
+            "too_far_behind" => Self::TooFarBehind,
+            "epoch_mismatch" => Self::EpochMismatch,
+            "expired" => Self::Expired,
+            "encryption_required" => Self::EncryptionRequired,
+            "shutting_down" => Self::ShuttingDown,
+            "session_exists" => Self::SessionExists,
+            "invalid_request" => Self::InvalidRequest,
+            "unavailable" => Self::Unavailable,
+            "unauthorized" => Self::Unauthorized,
+            _ => return None,
+        })
+    }
+
+    /// The HTTP status.
+    pub const fn http_status(self) -> u16 {
+        match self {
+            Self::MissingToken | Self::Unauthorized => 401,
+            Self::BadToken => 403,
+            Self::UnknownSession => 404,
+            Self::TooFarBehind | Self::EpochMismatch | Self::SessionExists => 409,
+            Self::Expired => 410,
+            Self::EncryptionRequired | Self::InvalidRequest => 400,
+            Self::ShuttingDown | Self::Unavailable => 503,
+        }
+    }
+
+    /// The `code` of the refusal body.
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::MissingToken | Self::BadToken | Self::TooFarBehind | Self::EpochMismatch => {
+                "RESUME_REFUSED"
+            }
+            Self::UnknownSession => "NOT_FOUND",
+            Self::Expired => "SESSION_EXPIRED",
+            Self::EncryptionRequired => "ENCRYPTION_REQUIRED",
+            Self::ShuttingDown | Self::Unavailable => "SERVICE_UNAVAILABLE",
+            Self::SessionExists => "SESSION_EXISTS",
+            Self::InvalidRequest => "INVALID_REQUEST",
+            Self::Unauthorized => "UNAUTHORIZED",
+        }
+    }
+
+    /// The WebSocket close code that follows the refusal message.
+    pub const fn ws_close_code(self) -> u16 {
+        match self {
+            Self::MissingToken | Self::Unauthorized => 4401,
+            Self::BadToken => 4403,
+            Self::UnknownSession => 4404,
+            Self::TooFarBehind | Self::EpochMismatch | Self::SessionExists => 4409,
+            Self::Expired => 4410,
+            Self::EncryptionRequired | Self::InvalidRequest => 4400,
+            Self::ShuttingDown => 1012,
+            Self::Unavailable => 1013,
+        }
+    }
+
+    /// Whether a client may try again (elsewhere or later) rather than give up.
+    pub const fn is_retryable(self) -> bool {
+        matches!(self, Self::ShuttingDown | Self::Unavailable)
+    }
+}
+
+impl fmt::Display for RefusalReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refusal: why, and a message for people (`{"code", "message", "reason"}` on the wire).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} ({}): {message}", reason.code(), reason.as_str())]
+#[non_exhaustive]
+pub struct Refusal {
+    /// Why.
+    pub reason: RefusalReason,
+    /// What happened, for people; never quotes secrets.
+    pub message: String,
+}
+
+impl Refusal {
+    /// A refusal for `reason`.
+    pub fn new(reason: RefusalReason, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// The refusal body: `{"code", "message", "reason"}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "code": self.reason.code(),
+            "message": self.message,
+            "reason": self.reason.as_str(),
+        })
+    }
+}
