@@ -1,0 +1,13 @@
+//! Test tools shared by the enclave-stream crates' tests (never published): [`CutProxy`], a
+//! loopback TCP proxy that cuts connections — mid-line, at moments drawn from a seeded
+//! generator — or lets them go silent, so reconnection and resume can be tested against
+//! real sockets, and [`SplitMix64`], the small deterministic generator it draws with.
+//!
+//! What it does not do: it knows nothing of HTTP, WebSocket or the protocol; it moves bytes.
+#![forbid(unsafe_code)]
+
+mod proxy;
+mod rng;
+
+pub use proxy::{CutProxy, Fault, ProxyConfig};
+pub use rng::SplitMix64;
