@@ -153,6 +153,24 @@ pub enum Error {
         limit: u64,
     },
 
+    /// A `ServerHello` signature was refused: missing while the server's key is pinned,
+    /// malformed, or not valid over the handshake transcript.
+    #[error("server signature refused: {reason}")]
+    SignatureInvalid {
+        /// Why.
+        reason: Cow<'static, str>,
+    },
+
+    /// A server identity key could not be read: a PKCS#8 signing key or an SPKI public key
+    /// (the message names the file when there is one).
+    #[error("invalid {document}: {reason}")]
+    InvalidIdentityKey {
+        /// Which document: `signing key` or `server public key`.
+        document: &'static str,
+        /// What is wrong with it.
+        reason: Cow<'static, str>,
+    },
+
     /// The NDJSON layer below could not read or write a line (it names the line).
     #[error(transparent)]
     Frame(#[from] enclave_ndjson::Error),
@@ -179,6 +197,9 @@ pub enum ErrorCode {
     InvalidPublicKey,
     /// `ENCRYPTION_SIGNATURE_VERIFICATION_FAILED`
     SignatureVerificationFailed,
+    /// `ENCRYPTION_INVALID_IDENTITY_KEY` (ours): a signing key or a pinned public key
+    /// could not be read.
+    InvalidIdentityKey,
     /// `ENCRYPTION_SEAL_FAILED` (ours: the TypeScript code reports sealing failures as
     /// decryption failures).
     SealFailed,
@@ -200,6 +221,7 @@ impl ErrorCode {
             Self::UnsupportedAlgorithm => "ENCRYPTION_UNSUPPORTED_ALGORITHM",
             Self::InvalidPublicKey => "ENCRYPTION_INVALID_PUBLIC_KEY",
             Self::SignatureVerificationFailed => "ENCRYPTION_SIGNATURE_VERIFICATION_FAILED",
+            Self::InvalidIdentityKey => "ENCRYPTION_INVALID_IDENTITY_KEY",
             Self::SealFailed => "ENCRYPTION_SEAL_FAILED",
             Self::RandomnessUnavailable => "ENCRYPTION_RANDOMNESS_UNAVAILABLE",
             Self::Frame => "FRAME_ERROR",
@@ -307,6 +329,8 @@ impl Error {
             | Self::PlaintextRefused { .. } => ErrorCode::DecryptionFailed,
             Self::Replay { .. } => ErrorCode::NonceReuse,
             Self::KeyExpired { .. } => ErrorCode::KeyExpired,
+            Self::SignatureInvalid { .. } => ErrorCode::SignatureVerificationFailed,
+            Self::InvalidIdentityKey { .. } => ErrorCode::InvalidIdentityKey,
         }
     }
 

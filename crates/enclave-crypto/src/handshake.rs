@@ -1,11 +1,13 @@
 //! The hello exchange, written and read exactly as the TypeScript implementation does.
 
 use enclave_types::{
-    ClientHello, ServerHello, SessionId, ALGORITHM_AES_GCM_256, CURVE_P256, KDF_HKDF_SHA256,
+    ClientHello, EncryptionMode, ServerHello, SessionId, ALGORITHM_AES_GCM_256, CURVE_P256,
+    KDF_HKDF_SHA256,
 };
 
 use crate::ecdh::{EphemeralKeyPair, PublicKey};
 use crate::error::{quote, Error};
+use crate::identity::{HelloTranscript, SessionInitDigest, VerifyingKey};
 use crate::keys::{ClientKeys, ServerKeys};
 
 /// A fresh key id, `k_<uuid v4>`, as the TypeScript server names session keys.
@@ -97,6 +99,33 @@ impl ClientHandshake {
     /// The hello to send to the server.
     pub fn client_hello(&self) -> &ClientHello {
         &self.hello
+    }
+
+    /// The transcript inputs of this handshake for verifying a signed `ServerHello`: the
+    /// hello this client sent (never one echoed back), with the session, the mode the client
+    /// asked for and the `session_init` digest.
+    pub fn transcript<'a>(
+        &'a self,
+        session_id: &'a SessionId,
+        mode: EncryptionMode,
+        session_init: SessionInitDigest,
+    ) -> HelloTranscript<'a> {
+        HelloTranscript::new(session_id, &self.hello, mode, session_init)
+    }
+
+    /// Verifies the server's signed answer against `pinned` (see
+    /// [`VerifyingKey::verify_server_hello`]), then derives the session keys: no key exists
+    /// unless the signature holds.
+    pub fn finish_verified(
+        self,
+        hello: &ServerHello,
+        session_id: &SessionId,
+        mode: EncryptionMode,
+        session_init: SessionInitDigest,
+        pinned: &VerifyingKey,
+    ) -> Result<ClientKeys, Error> {
+        pinned.verify_server_hello(hello, &self.transcript(session_id, mode, session_init))?;
+        self.finish(hello, session_id)
     }
 
     /// Reads the server's answer and derives the session keys for `session_id`.

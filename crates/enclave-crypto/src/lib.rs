@@ -78,8 +78,14 @@
 //! `Debug` output; errors carry the TypeScript implementation's codes ([`Error::code`]) and
 //! say where ([`Location`]).
 //!
-//! What this crate does **not** do: it does not authenticate the hellos (the ECDH is
-//! anonymous; see `docs/SECURITY.md`), it does not hide metadata (`sessionId`, `seq`, sizes and
+//! Server identity ([`SigningKey`], [`VerifyingKey`], [`HelloTranscript`]): a long-term ECDSA
+//! P-256 key signs each `ServerHello` over a transcript of the whole handshake (both hellos,
+//! the mode, the plaintext `session_init`), and a client that pins the public key refuses a
+//! missing or wrong signature before any key exists ([`ClientHandshake::finish_verified`]).
+//! [`HelloTranscript`] lays the transcript out byte by byte.
+//!
+//! What this crate does **not** do: without a pinned key it does not authenticate the hellos
+//! (the ECDH is then anonymous; see `docs/SECURITY.md`), it does not hide metadata (`sessionId`, `seq`, sizes and
 //! timing are visible), it does not split bytes into lines or define the message model (that
 //! is `enclave-ndjson` and `enclave-types`), it does no network I/O, and it does not rotate
 //! keys, reconnect or resume a session: those belong to the layers above.
@@ -92,10 +98,12 @@ mod envelope;
 mod error;
 mod handshake;
 pub mod hazmat;
+mod identity;
 mod kdf;
 mod keys;
 mod layer;
 mod nonce;
+mod pem;
 mod simple;
 
 pub use cipher::{Opener, Sealable, Sealer, KEY_LEN, MAX_MESSAGES_PER_KEY, TAG_LEN};
@@ -108,6 +116,10 @@ pub use error::{Error, ErrorCode, Location, WriteError};
 pub use handshake::{
     accept_client_hello, create_client_hello, create_server_hello, generate_key_id,
     process_client_hello, process_server_hello, ClientHandshake,
+};
+pub use identity::{
+    HelloTranscript, SessionInitDigest, SigningKey, VerifyingKey, SIGNATURE_LEN, SPKI_LEN,
+    TRANSCRIPT_DOMAIN,
 };
 pub use kdf::{hkdf_sha256, HKDF_INFO_CLIENT_TO_SERVER, HKDF_INFO_SERVER_TO_CLIENT};
 pub use keys::{ClientKeys, ServerKeys};
