@@ -82,9 +82,12 @@ pub(crate) struct Shared {
 ///
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 /// let server = Server::new(service, ServerConfig::default());
+/// // Anything that resolves when the application wants to stop (here: a oneshot).
+/// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+/// # drop(stop);
 /// server
 ///     .serve(listener, async {
-///         let _ = tokio::signal::ctrl_c().await;
+///         let _ = stopped.await;
 ///     })
 ///     .await
 /// # }

@@ -275,7 +275,7 @@ fn stream_response(
             match encode_hello_header(&hello) {
                 Ok(value) => set_header(headers, wire::HEADER_SERVER_HELLO, &value),
                 Err(err) => {
-                    tracing::error!(session = %session_id, "cannot encode the ServerHello: {err}")
+                    tracing::error!(session = %session_id, "cannot encode the ServerHello: {err}");
                 }
             }
         }

@@ -202,19 +202,7 @@ impl Connection {
             None => ServerEncryption::new(EncryptionMode::Disabled),
         };
         layer.set_max_line_length(self.shared.config.max_line_length);
-        let opened = match serde_json::to_string(&Control::Opened(opened)) {
-            Ok(opened) => opened,
-            Err(err) => {
-                tracing::error!(session = %session_id, "cannot write the opened message: {err}");
-                return self.close(1011, "internal error").await;
-            }
-        };
-        if self
-            .socket
-            .send(Message::Text(opened.into()))
-            .await
-            .is_err()
-        {
+        if !self.send_opened(opened).await {
             return;
         }
         let mut pump = Pump {
@@ -279,6 +267,22 @@ impl Connection {
                         return;
                     }
                 }
+            }
+        }
+    }
+
+    /// Sends `{"type":"opened", …}`; `false` when the connection is gone.
+    async fn send_opened(&mut self, opened: WsOpened) -> bool {
+        match serde_json::to_string(&Control::Opened(opened)) {
+            Ok(opened) => self.socket.send(Message::Text(opened.into())).await.is_ok(),
+            Err(err) => {
+                tracing::error!(session = ?self.session_id.as_ref().map(SessionId::as_str), "cannot write the opened message: {err}");
+                let frame = CloseFrame {
+                    code: 1011,
+                    reason: Utf8Bytes::from_static("internal error"),
+                };
+                let _ = self.socket.send(Message::Close(Some(frame))).await;
+                false
             }
         }
     }

@@ -41,7 +41,8 @@ pub struct Record {
     pub acks: Vec<u64>,
     pub submits_encrypted: Vec<bool>,
     pub written: u64,
-    pub cancelled: Option<Option<String>>,
+    /// The reason of each cancellation, in order.
+    pub cancelled: Vec<Option<String>>,
 }
 
 type Shared = Arc<Mutex<Record>>;
@@ -154,7 +155,7 @@ impl SessionService for FakeService {
                 acks: Vec::new(),
                 submits_encrypted: Vec::new(),
                 written: 0,
-                cancelled: None,
+                cancelled: Vec::new(),
             }));
             sessions.insert(id.clone(), Arc::clone(&record));
             drop(sessions);
@@ -275,7 +276,7 @@ impl SessionService for FakeService {
         async move {
             let record =
                 record.ok_or_else(|| refuse(RefusalReason::UnknownSession, "not found"))?;
-            record.lock().unwrap().cancelled = Some(reason);
+            record.lock().unwrap().cancelled.push(reason);
             Ok(())
         }
         .boxed()
