@@ -12,9 +12,14 @@
 //! Architecture invariant: this crate never keeps session state of its own.
 #![forbid(unsafe_code)]
 
+mod server;
 mod service;
 pub mod wire;
 
+pub use server::{
+    tls_config_from_pem, AuthorizationHook, EncryptionPolicy, Server, ServerConfig,
+    DEFAULT_MAX_CONNECTIONS,
+};
 pub use service::{
     Attachment, CloseReason, CreateSession, EventSource, Features, Outgoing, Refusal,
     RefusalReason, ResumeSession, SessionConfig, SessionInfo, SessionService, Submit,

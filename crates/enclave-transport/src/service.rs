@@ -160,6 +160,11 @@ pub struct Submit {
     pub messages: Vec<RuntimeChannelMessage>,
     /// The client holds every server event up to this `seq`.
     pub ack: Option<u64>,
+    /// Whether the messages arrived sealed under the key of the session's current
+    /// encrypted connection. `false` for plaintext messages, and for an acknowledgement
+    /// alone sent while no encrypted connection is attached: the session layer of an
+    /// encrypted session refuses plaintext messages (no downgrade).
+    pub encrypted: bool,
 }
 
 impl Submit {
@@ -170,6 +175,7 @@ impl Submit {
             token,
             messages: Vec::new(),
             ack: None,
+            encrypted: false,
         }
     }
 }

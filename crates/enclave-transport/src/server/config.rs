@@ -1,0 +1,257 @@
+//! What a deployment can set on the server: limits, CORS origins, the session list, the
+//! encryption policy, an authorization hook and TLS.
+
+use std::fmt;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::service::Refusal;
+use crate::wire::DEFAULT_MAX_BODY_BYTES;
+
+/// The deployment's authorization hook: a function of the request's headers that refuses
+/// (with a [`Refusal`], usually [`RefusalReason::Unauthorized`](crate::RefusalReason)) or
+/// lets the request through. It runs on every route except CORS preflights (`OPTIONS`) and
+/// `GET /health`, the WebSocket upgrade included.
+pub type AuthorizationHook =
+    Arc<dyn Fn(&http::HeaderMap) -> Result<(), Refusal> + Send + Sync + 'static>;
+
+/// The server's encryption policy (`enclave serve --encryption`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EncryptionPolicy {
+    /// Never encrypt: a `ClientHello` is ignored, and a client whose mode is `required` is
+    /// refused with `ENCRYPTION_REQUIRED`.
+    Disabled,
+    /// Encrypt when the client offers a usable `ClientHello`; plaintext otherwise.
+    #[default]
+    Optional,
+    /// Refuse, before any event, every connection without a usable `ClientHello`
+    /// (`400 ENCRYPTION_REQUIRED`, WebSocket close 4400).
+    Required,
+}
+
+/// Server settings, built in the builder style from [`ServerConfig::default`].
+///
+/// ```
+/// use enclave_transport::{EncryptionPolicy, ServerConfig};
+///
+/// let config = ServerConfig::default()
+///     .max_body_bytes(64 * 1024)
+///     .allowed_origins(["https://app.example"])
+///     .session_list(false)
+///     .encryption(EncryptionPolicy::Required)
+///     .max_connections(512);
+/// assert_eq!(config.max_body_bytes_value(), 64 * 1024);
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    pub(crate) max_body_bytes: usize,
+    pub(crate) allowed_origins: Option<Vec<String>>,
+    pub(crate) session_list: bool,
+    pub(crate) encryption: EncryptionPolicy,
+    pub(crate) authorize: Option<AuthorizationHook>,
+    pub(crate) max_line_length: usize,
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    pub(crate) max_connections: usize,
+    pub(crate) shutdown_grace: Duration,
+    pub(crate) ws_open_timeout: Duration,
+    pub(crate) ws_ping_interval: Duration,
+    pub(crate) tls_handshake_timeout: Duration,
+}
+
+/// The default cap on concurrent connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            allowed_origins: None,
+            session_list: true,
+            encryption: EncryptionPolicy::Optional,
+            authorize: None,
+            max_line_length: enclave_ndjson::DEFAULT_MAX_LINE_LENGTH,
+            tls: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            shutdown_grace: Duration::from_secs(10),
+            ws_open_timeout: Duration::from_secs(10),
+            ws_ping_interval: Duration::from_secs(15),
+            tls_handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The largest request body accepted (`POST /sessions`, messages, cancel); default
+    /// 1 MiB. A larger body is answered `413` with
+    /// `{"code":"PAYLOAD_TOO_LARGE","message":…,"reason":"invalid_request"}`: the status and
+    /// code say what happened, the `reason` is the refusal reason a client already knows (a
+    /// request it must not retry as is).
+    #[must_use]
+    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// The body limit in force.
+    pub fn max_body_bytes_value(&self) -> usize {
+        self.max_body_bytes
+    }
+
+    /// Origins allowed cross-origin. By default any (`Access-Control-Allow-Origin: *`); with
+    /// a list, a listed request `Origin` is echoed back with `Vary: Origin`, and any other
+    /// gets no `Access-Control-Allow-Origin` at all.
+    #[must_use]
+    pub fn allowed_origins<I, S>(mut self, origins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.allowed_origins = Some(origins.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Allows every origin (`*`), the default.
+    #[must_use]
+    pub fn any_origin(mut self) -> Self {
+        self.allowed_origins = None;
+        self
+    }
+
+    /// Whether `GET /sessions` is served (default `true`); when off it answers `404
+    /// NOT_FOUND`, as a route that does not exist.
+    #[must_use]
+    pub fn session_list(mut self, enabled: bool) -> Self {
+        self.session_list = enabled;
+        self
+    }
+
+    /// The encryption policy (default [`EncryptionPolicy::Optional`]).
+    #[must_use]
+    pub fn encryption(mut self, policy: EncryptionPolicy) -> Self {
+        self.encryption = policy;
+        self
+    }
+
+    /// The policy in force.
+    pub fn encryption_policy(&self) -> EncryptionPolicy {
+        self.encryption
+    }
+
+    /// Installs the authorization hook, run on every route except `OPTIONS` and
+    /// `GET /health`. A refusal is answered with its status and body (on a WebSocket
+    /// upgrade too: the refusal comes before the upgrade).
+    #[must_use]
+    pub fn authorize<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&http::HeaderMap) -> Result<(), Refusal> + Send + Sync + 'static,
+    {
+        self.authorize = Some(Arc::new(hook));
+        self
+    }
+
+    /// The longest NDJSON line read or written, without its `\n` (default
+    /// [`enclave_ndjson::DEFAULT_MAX_LINE_LENGTH`]); it also bounds WebSocket messages.
+    #[must_use]
+    pub fn max_line_length(mut self, bytes: usize) -> Self {
+        self.max_line_length = bytes;
+        self
+    }
+
+    /// Serves https and wss with this rustls configuration (see [`tls_config_from_pem`]).
+    #[must_use]
+    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// The cap on concurrent connections (default [`DEFAULT_MAX_CONNECTIONS`]); past it the
+    /// server stops accepting until one ends. WebSocket sessions count until they close.
+    #[must_use]
+    pub fn max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = connections.max(1);
+        self
+    }
+
+    /// How long a graceful shutdown waits for connections to finish once their streams were
+    /// ended (default 10 s); connections still open then are dropped.
+    #[must_use]
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// How long a WebSocket client has to send its `open` message (default 10 s).
+    #[must_use]
+    pub fn ws_open_timeout(mut self, timeout: Duration) -> Self {
+        self.ws_open_timeout = timeout;
+        self
+    }
+
+    /// How often the server pings an open WebSocket (default 15 s).
+    #[must_use]
+    pub fn ws_ping_interval(mut self, interval: Duration) -> Self {
+        self.ws_ping_interval = interval;
+        self
+    }
+}
+
+impl fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("session_list", &self.session_list)
+            .field("encryption", &self.encryption)
+            .field("authorize", &self.authorize.is_some())
+            .field("max_line_length", &self.max_line_length)
+            .field("tls", &self.tls.is_some())
+            .field("max_connections", &self.max_connections)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A rustls server configuration (ring provider, TLS 1.2 and 1.3, ALPN `http/1.1`) from a
+/// PEM certificate chain and a PEM private key (PKCS#8, PKCS#1 or SEC1).
+///
+/// Errors name the file and what was wrong with it.
+pub fn tls_config_from_pem(
+    cert_file: &Path,
+    key_file: &Path,
+) -> io::Result<Arc<rustls::ServerConfig>> {
+    let invalid = |file: &Path, what: &dyn fmt::Display| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {what}", file.display()),
+        )
+    };
+    let certs = CertificateDer::pem_file_iter(cert_file)
+        .map_err(|err| invalid(cert_file, &err))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| invalid(cert_file, &err))?;
+    if certs.is_empty() {
+        return Err(invalid(cert_file, &"no CERTIFICATE in the file"));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|err| invalid(key_file, &err))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|err| io::Error::other(format!("TLS protocol versions: {err}")))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|err| {
+            invalid(
+                key_file,
+                &format_args!("does not match the certificate: {err}"),
+            )
+        })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}

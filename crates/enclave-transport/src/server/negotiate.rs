@@ -1,0 +1,179 @@
+//! Per-connection encryption: the handshake a request offers, decided against the server's
+//! policy, and the registry that lets `POST /sessions/:id/messages` open envelopes sealed
+//! under the key of the session's current HTTP stream connection.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use enclave_crypto::{accept_client_hello, Opener, Sealer};
+use enclave_types::{
+    ClientHello, EncryptionConfig, EncryptionMode, RuntimeChannelMessage, ServerHello, SessionId,
+    StreamEvent,
+};
+
+use super::config::EncryptionPolicy;
+use crate::service::{Refusal, RefusalReason};
+
+/// The outcome of a successful handshake on one connection.
+pub(crate) struct Handshake {
+    pub(crate) server_hello: ServerHello,
+    pub(crate) key_id: String,
+    pub(crate) sealer: Sealer<StreamEvent>,
+    pub(crate) opener: Opener<RuntimeChannelMessage>,
+}
+
+impl Handshake {
+    /// What `session_init.payload.encryption` says for this handshake.
+    pub(crate) fn encryption_config(&self) -> EncryptionConfig {
+        let mut config = EncryptionConfig::new(true);
+        config.key_id = Some(self.key_id.clone());
+        config.server_hello = Some(self.server_hello.clone());
+        config
+    }
+}
+
+/// Decides whether a connection is encrypted.
+///
+/// - Policy `Disabled`: never; a client whose mode is `required` is refused.
+/// - A client mode of `disabled` means its hello (if any) is ignored.
+/// - A hello that `accept_client_hello` refuses is unusable (logged).
+/// - Without a usable hello, policy `Required` or client mode `required` is refused with
+///   `ENCRYPTION_REQUIRED`; otherwise the connection is plaintext.
+pub(crate) fn negotiate(
+    policy: EncryptionPolicy,
+    client_mode: Option<EncryptionMode>,
+    hello: Option<&ClientHello>,
+    session_id: &SessionId,
+) -> Result<Option<Handshake>, Refusal> {
+    let client_requires = client_mode == Some(EncryptionMode::Required);
+    if policy == EncryptionPolicy::Disabled {
+        return if client_requires {
+            Err(Refusal::new(
+                RefusalReason::EncryptionRequired,
+                format!("session {session_id}: the client requires encryption and this server does not encrypt"),
+            ))
+        } else {
+            Ok(None)
+        };
+    }
+    let hello = hello.filter(|_| client_mode != Some(EncryptionMode::Disabled));
+    let why_unusable = match hello {
+        Some(hello) => match accept_client_hello(hello, session_id) {
+            Ok((server_hello, keys)) => {
+                let key_id = keys.key_id().to_owned();
+                let (sealer, opener) = keys.into_ciphers().map_err(|err| {
+                    Refusal::new(
+                        RefusalReason::Unavailable,
+                        format!("session {session_id}: cannot set up the session keys: {err}"),
+                    )
+                })?;
+                return Ok(Some(Handshake {
+                    server_hello,
+                    key_id,
+                    sealer,
+                    opener,
+                }));
+            }
+            Err(err) => {
+                tracing::warn!(session = %session_id, code = %err.code(), "unusable ClientHello: {err}");
+                format!("the ClientHello was refused ({}): {err}", err.code())
+            }
+        },
+        None => "no ClientHello was offered".to_owned(),
+    };
+    if policy == EncryptionPolicy::Required || client_requires {
+        Err(Refusal::new(
+            RefusalReason::EncryptionRequired,
+            format!("session {session_id}: encryption is required and {why_unusable}"),
+        ))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Reads an `X-Enclave-Client-Hello` value: base64url of the `ClientHello` JSON, with or
+/// without `=` padding.
+pub(crate) fn decode_hello_header(value: &str) -> Result<ClientHello, String> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(value.trim().trim_end_matches('='))
+        .map_err(|err| format!("X-Enclave-Client-Hello is not base64url: {err}"))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|err| format!("X-Enclave-Client-Hello is not a ClientHello: {err}"))
+}
+
+/// Writes an `X-Enclave-Server-Hello` value: base64url (no padding) of the `ServerHello` JSON.
+pub(crate) fn encode_hello_header(hello: &ServerHello) -> Result<String, serde_json::Error> {
+    serde_json::to_vec(hello).map(|json| URL_SAFE_NO_PAD.encode(json))
+}
+
+/// The opener of one session's current encrypted HTTP stream connection, shared with the
+/// messages route.
+pub(crate) type SharedOpener = Arc<Mutex<Opener<RuntimeChannelMessage>>>;
+
+/// Which HTTP stream connection currently speaks for each encrypted session: connection
+/// state, not session state (it dies with the connection).
+#[derive(Default)]
+pub(crate) struct OpenerRegistry {
+    current: Mutex<HashMap<SessionId, (u64, SharedOpener)>>,
+    next_connection: AtomicU64,
+}
+
+impl OpenerRegistry {
+    /// Makes `opener` (or, with `None`, no opener: a plaintext connection) the session's
+    /// current one, replacing any older connection's. The guard forgets it when the
+    /// connection ends, unless a newer connection replaced it first.
+    pub(crate) fn attach(
+        self: &Arc<Self>,
+        session_id: &SessionId,
+        opener: Option<SharedOpener>,
+    ) -> RegistryGuard {
+        let connection = self.next_connection.fetch_add(1, Ordering::Relaxed);
+        let mut current = self.lock();
+        match opener {
+            Some(opener) => {
+                current.insert(session_id.clone(), (connection, opener));
+            }
+            None => {
+                current.remove(session_id);
+            }
+        }
+        RegistryGuard {
+            registry: Arc::clone(self),
+            session_id: session_id.clone(),
+            connection,
+        }
+    }
+
+    /// The opener of the session's current encrypted stream connection, if there is one.
+    pub(crate) fn opener(&self, session_id: &SessionId) -> Option<SharedOpener> {
+        self.lock()
+            .get(session_id)
+            .map(|(_, opener)| Arc::clone(opener))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, (u64, SharedOpener)>> {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Removes a connection's entry from the [`OpenerRegistry`] when the connection ends.
+pub(crate) struct RegistryGuard {
+    registry: Arc<OpenerRegistry>,
+    session_id: SessionId,
+    connection: u64,
+}
+
+impl Drop for RegistryGuard {
+    fn drop(&mut self) {
+        let mut current = self.registry.lock();
+        if current
+            .get(&self.session_id)
+            .is_some_and(|(connection, _)| *connection == self.connection)
+        {
+            current.remove(&self.session_id);
+        }
+    }
+}

@@ -1,0 +1,599 @@
+//! The HTTP routes of the network contract, with CORS on every response and the
+//! deployment's authorization hook in front of every route but preflights and `/health`.
+//!
+//! Stacking, outermost first: CORS (answers preflights, decorates every response, refusals
+//! included) → authorization → the route.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use bytes::Bytes;
+use enclave_types::{MessageFrame, SessionId};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use serde::Deserialize;
+
+use super::body::{FirstLine, StreamBody};
+use super::negotiate::{decode_hello_header, encode_hello_header, negotiate, Handshake};
+use super::{ws, Shared};
+use crate::service::{
+    Attachment, CreateSession, Features, Refusal, RefusalReason, ResumeSession, SessionConfig,
+    SessionInfo, Submit,
+};
+use crate::wire::{self, CreateBody};
+
+type AppState = State<Arc<Shared>>;
+
+/// The router of every route, with its middleware, bound to `shared`.
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/sessions", post(create).get(list))
+        .route("/sessions/ws", get(ws::upgrade))
+        .route("/sessions/{id}", get(info).delete(delete))
+        .route("/sessions/{id}/stream", get(stream))
+        .route("/sessions/{id}/messages", post(messages))
+        .route("/sessions/{id}/cancel", post(cancel))
+        .fallback(no_route)
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            authorize,
+        ))
+        .layer(middleware::from_fn_with_state(Arc::clone(&shared), cors))
+        .with_state(shared)
+}
+
+// ---------------------------------------------------------------------------------------
+// Responses
+
+/// A refusal: its status and `{"code","message","reason"}`.
+pub(crate) fn refusal_response(refusal: &Refusal) -> Response {
+    let status =
+        StatusCode::from_u16(refusal.reason.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+    json_response(status, &refusal.to_json())
+}
+
+fn invalid(message: impl Into<String>) -> Response {
+    refusal_response(&bad_request(message))
+}
+
+fn bad_request(message: impl Into<String>) -> Refusal {
+    Refusal::new(RefusalReason::InvalidRequest, message)
+}
+
+fn json_response(status: StatusCode, value: &serde_json::Value) -> Response {
+    let mut response = (status, value.to_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    response
+}
+
+fn not_found(message: &str) -> Response {
+    json_response(
+        StatusCode::NOT_FOUND,
+        &serde_json::json!({ "code": "NOT_FOUND", "message": message }),
+    )
+}
+
+async fn no_route(method: Method, uri: http::Uri) -> Response {
+    not_found(&format!("no route for {method} {}", uri.path()))
+}
+
+// ---------------------------------------------------------------------------------------
+// Middleware
+
+/// Answers preflights and puts the CORS headers on every response.
+async fn cors(State(shared): AppState, request: Request, next: Next) -> Response {
+    let origin = request.headers().get(header::ORIGIN).cloned();
+    let mut response = if request.method() == Method::OPTIONS {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        next.run(request).await
+    };
+    let headers = response.headers_mut();
+    match &shared.config.allowed_origins {
+        None => {
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            );
+        }
+        Some(allowed) => {
+            headers.append(header::VARY, HeaderValue::from_static("Origin"));
+            if let Some(origin) = origin.filter(|origin| {
+                origin
+                    .to_str()
+                    .is_ok_and(|origin| allowed.iter().any(|allowed| allowed == origin))
+            }) {
+                headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            }
+        }
+    }
+    for (name, value) in [
+        (
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            wire::CORS_ALLOW_METHODS,
+        ),
+        (
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            wire::CORS_ALLOW_HEADERS,
+        ),
+        (
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            wire::CORS_EXPOSE_HEADERS,
+        ),
+        (header::ACCESS_CONTROL_MAX_AGE, "86400"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// Runs the deployment's hook on every route but preflights (answered by [`cors`] before
+/// this runs) and `/health`.
+async fn authorize(State(shared): AppState, request: Request, next: Next) -> Response {
+    if let Some(hook) = &shared.config.authorize {
+        if request.uri().path() != "/health" {
+            if let Err(refusal) = hook(request.headers()) {
+                return refusal_response(&refusal);
+            }
+        }
+    }
+    next.run(request).await
+}
+
+// ---------------------------------------------------------------------------------------
+// Request helpers
+
+/// Reads a body of at most `limit` bytes; over it, `413 PAYLOAD_TOO_LARGE` (reason
+/// `invalid_request`).
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(json_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &serde_json::json!({
+                "code": "PAYLOAD_TOO_LARGE",
+                "message": format!("the request body is larger than {limit} bytes"),
+                "reason": RefusalReason::InvalidRequest.as_str(),
+            }),
+        )),
+        Err(err) => Err(invalid(format!("cannot read the request body: {err}"))),
+    }
+}
+
+fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Refusal> {
+    headers
+        .get(name)
+        .map(|value| {
+            value
+                .to_str()
+                .map(str::trim)
+                .map_err(|_| bad_request(format!("header {name} is not visible ASCII")))
+        })
+        .transpose()
+}
+
+fn header_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>, Refusal> {
+    header_str(headers, name)?
+        .map(|value| {
+            value
+                .parse::<u64>()
+                .map_err(|_| bad_request(format!("header {name} is not a number: {value:?}")))
+        })
+        .transpose()
+}
+
+fn features(headers: &HeaderMap) -> Features {
+    headers
+        .get(wire::HEADER_FEATURES)
+        .and_then(|value| value.to_str().ok())
+        .map(Features::parse)
+        .unwrap_or_default()
+}
+
+/// A path id that must name a session, for routes that reveal nothing before the service's
+/// token check: one that cannot be an id is a malformed request (`400 INVALID_REQUEST`).
+fn path_id_for_resume(id: &str) -> Result<SessionId, Refusal> {
+    SessionId::new(id).map_err(|err| bad_request(format!("{id:?} is not a session id: {err}")))
+}
+
+/// A path id for the broker's routes: one that cannot be an id names no session (`404`).
+fn path_id_for_lookup(id: &str) -> Result<SessionId, Refusal> {
+    SessionId::new(id).map_err(|_| {
+        Refusal::new(
+            RefusalReason::UnknownSession,
+            format!("Session {id} not found"),
+        )
+    })
+}
+
+fn set_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(HeaderName::from_static(name), value);
+    } else {
+        tracing::error!(header = name, "value is not a valid header value: dropped");
+    }
+}
+
+/// The `200` NDJSON response for an attachment.
+fn stream_response(
+    shared: &Arc<Shared>,
+    attachment: Attachment,
+    handshake: Option<Handshake>,
+    first_line: FirstLine,
+    features: Features,
+) -> Response {
+    let Attachment {
+        session_id,
+        token,
+        epoch,
+        events,
+        ..
+    } = attachment;
+    let (sealer, opener, server_hello) = match handshake {
+        Some(handshake) => (
+            Some(handshake.sealer),
+            Some(Arc::new(Mutex::new(handshake.opener))),
+            Some(handshake.server_hello),
+        ),
+        None => (None, None, None),
+    };
+    let registry = shared.registry.attach(&session_id, opener);
+    let mut response = StreamBody {
+        session_id: session_id.clone(),
+        source: events,
+        sealer,
+        first_line,
+        features,
+        max_line_length: shared.config.max_line_length,
+        shutdown: shared.shutdown.clone(),
+        _registry: Some(registry),
+    }
+    .into_body()
+    .into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(wire::NDJSON_CONTENT_TYPE),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    set_header(headers, wire::HEADER_SESSION_ID, session_id.as_str());
+    set_header(headers, wire::HEADER_RESUME_TOKEN, &token);
+    set_header(headers, wire::HEADER_EPOCH, &epoch.to_string());
+    if first_line == FirstLine::AsTheRest {
+        if let Some(hello) = server_hello {
+            match encode_hello_header(&hello) {
+                Ok(value) => set_header(headers, wire::HEADER_SERVER_HELLO, &value),
+                Err(err) => {
+                    tracing::error!(session = %session_id, "cannot encode the ServerHello: {err}");
+                }
+            }
+        }
+    }
+    response
+}
+
+/// The session's settings from a request's `config`.
+pub(crate) fn session_config(config: Option<wire::CreateConfig>) -> SessionConfig {
+    let mut out = SessionConfig::default();
+    if let Some(config) = config {
+        out.max_execution_ms = config.max_execution_ms;
+        out.max_tool_calls = config.max_tool_calls;
+        out.heartbeat_interval_ms = config.heartbeat_interval_ms;
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Routes
+
+async fn health() -> Response {
+    json_response(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
+}
+
+/// `POST /sessions`.
+async fn create(State(shared): AppState, headers: HeaderMap, body: Body) -> Response {
+    let bytes = match read_body(body, shared.config.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(response) => return response,
+    };
+    // An empty body asks for a session with every default (`code` is optional here).
+    let request: CreateBody = if bytes.trim_ascii().is_empty() {
+        CreateBody::default()
+    } else {
+        match serde_json::from_slice(&bytes) {
+            Ok(request) => request,
+            Err(err) => return invalid(format!("the body is not a session request: {err}")),
+        }
+    };
+    let session_id = request.session_id.unwrap_or_else(SessionId::generate);
+    let (client_mode, hello) = match &request.encryption {
+        Some(offer) => (Some(offer.mode), offer.client_hello.as_ref()),
+        None => (None, None),
+    };
+    let handshake = match negotiate(shared.config.encryption, client_mode, hello, &session_id) {
+        Ok(handshake) => handshake,
+        Err(refusal) => return refusal_response(&refusal),
+    };
+    let features = features(&headers);
+    let mut create = CreateSession::new(session_id);
+    create.code = request.code;
+    create.config = session_config(request.config);
+    create.features = features;
+    if let Some(handshake) = &handshake {
+        create.encryption = handshake.encryption_config();
+        create.encrypted = true;
+    }
+    match shared.service.create(create).await {
+        Ok(attachment) => stream_response(
+            &shared,
+            attachment,
+            handshake,
+            FirstLine::Plaintext,
+            features,
+        ),
+        Err(refusal) => refusal_response(&refusal),
+    }
+}
+
+/// `GET /sessions/:id/stream?fromSeq=N` (also `?from=N`).
+async fn stream(
+    State(shared): AppState,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let session_id = match path_id_for_resume(&id) {
+        Ok(id) => id,
+        Err(refusal) => return refusal_response(&refusal),
+    };
+    let from = match query.get("fromSeq").or_else(|| query.get("from")) {
+        None => 1,
+        Some(value) => match value.trim().parse::<u64>() {
+            // `0` and `1` both mean "from the start".
+            Ok(from) => from.max(1),
+            Err(_) => return invalid(format!("fromSeq is not a number: {value:?}")),
+        },
+    };
+    let (token, epoch, hello) = match (
+        header_str(&headers, wire::HEADER_RESUME_TOKEN),
+        header_u64(&headers, wire::HEADER_EPOCH),
+        header_str(&headers, wire::HEADER_CLIENT_HELLO),
+    ) {
+        (Ok(token), Ok(epoch), Ok(hello)) => (token.map(str::to_owned), epoch, hello),
+        (Err(refusal), _, _) | (_, Err(refusal), _) | (_, _, Err(refusal)) => {
+            return refusal_response(&refusal)
+        }
+    };
+    let hello = match hello.map(decode_hello_header).transpose() {
+        Ok(hello) => hello,
+        Err(message) => return invalid(message),
+    };
+    let handshake = match negotiate(shared.config.encryption, None, hello.as_ref(), &session_id) {
+        Ok(handshake) => handshake,
+        Err(refusal) => return refusal_response(&refusal),
+    };
+    let features = features(&headers);
+    let mut resume = ResumeSession::new(session_id, from);
+    resume.token = token;
+    resume.epoch = epoch;
+    resume.encrypted = handshake.is_some();
+    resume.features = features;
+    match shared.service.resume(resume).await {
+        Ok(attachment) => stream_response(
+            &shared,
+            attachment,
+            handshake,
+            FirstLine::AsTheRest,
+            features,
+        ),
+        Err(refusal) => refusal_response(&refusal),
+    }
+}
+
+/// `POST /sessions/:id/messages`.
+async fn messages(
+    State(shared): AppState,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let session_id = match path_id_for_resume(&id) {
+        Ok(id) => id,
+        Err(refusal) => return refusal_response(&refusal),
+    };
+    let (token, ack) = match (
+        header_str(&headers, wire::HEADER_RESUME_TOKEN),
+        header_u64(&headers, wire::HEADER_ACK),
+    ) {
+        (Ok(token), Ok(ack)) => (token.map(str::to_owned), ack),
+        (Err(refusal), _) | (_, Err(refusal)) => return refusal_response(&refusal),
+    };
+    let bytes = match read_body(body, shared.config.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(response) => return response,
+    };
+    let opener = shared.registry.opener(&session_id);
+    let mut submit = Submit::new(session_id, token);
+    submit.ack = ack;
+    submit.encrypted = opener.is_some();
+    for (index, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let number = index + 1;
+        if line.trim_ascii().is_empty() {
+            continue;
+        }
+        let at = || format!("session {}, line {number}", submit.session_id);
+        if line.len() > shared.config.max_line_length {
+            return invalid(format!(
+                "{}: the line is {} bytes, longer than the limit of {}",
+                at(),
+                line.len(),
+                shared.config.max_line_length
+            ));
+        }
+        let frame = match MessageFrame::parse_line(line) {
+            Ok(frame) => frame,
+            Err(err) => return invalid(format!("{}: not a client message: {err}", at())),
+        };
+        if *frame.session_id() != submit.session_id {
+            return invalid(format!(
+                "{}: the message belongs to session {}",
+                at(),
+                frame.session_id()
+            ));
+        }
+        match (frame, &opener) {
+            (MessageFrame::Encrypted(envelope), Some(opener)) => {
+                let mut opener = opener.lock().unwrap_or_else(PoisonError::into_inner);
+                if opener.last_seq().is_some_and(|last| envelope.seq <= last) {
+                    // Already opened and handed over on this connection: a retry of a
+                    // request whose answer was lost is acknowledged again, not refused.
+                    continue;
+                }
+                match opener.open(&envelope) {
+                    Ok(message) => submit.messages.push(message),
+                    Err(err) => {
+                        return invalid(format!(
+                            "{}, seq {}: the envelope does not open ({}): {err}",
+                            at(),
+                            envelope.seq,
+                            err.code()
+                        ))
+                    }
+                }
+            }
+            (MessageFrame::Encrypted(envelope), None) => {
+                return refusal_response(&Refusal::new(
+                    RefusalReason::Unavailable,
+                    format!(
+                        "{}, seq {}: a sealed message, but no encrypted stream connection is \
+                         attached to the session: resume it, then send again",
+                        at(),
+                        envelope.seq
+                    ),
+                ))
+            }
+            (MessageFrame::Message(message), None) => submit.messages.push(message),
+            (MessageFrame::Message(message), Some(_)) => {
+                return invalid(format!(
+                    "{}, seq {:?}: a plaintext message for an encrypted session",
+                    at(),
+                    message.seq
+                ))
+            }
+            (other, _) => {
+                return invalid(format!(
+                    "{}: unsupported message type {:?}",
+                    at(),
+                    other.type_str()
+                ))
+            }
+        }
+    }
+    match shared.service.submit(submit).await {
+        Ok(receipt) => json_response(StatusCode::OK, &serde_json::json!({ "ack": receipt.ack })),
+        Err(refusal) => refusal_response(&refusal),
+    }
+}
+
+/// The broker's session summary.
+pub(crate) fn info_json(info: &SessionInfo) -> serde_json::Value {
+    serde_json::json!({
+        "sessionId": info.session_id.as_str(),
+        "state": info.state,
+        "createdAt": info.created_at_ms,
+        "expiresAt": info.expires_at_ms,
+        "stats": {
+            "duration": info.duration_ms,
+            "toolCallCount": info.tool_call_count,
+        },
+    })
+}
+
+/// `GET /sessions/:id`.
+async fn info(State(shared): AppState, Path(id): Path<String>) -> Response {
+    let session_id = match path_id_for_lookup(&id) {
+        Ok(id) => id,
+        Err(refusal) => return refusal_response(&refusal),
+    };
+    match shared.service.info(&session_id).await {
+        Ok(info) => json_response(StatusCode::OK, &info_json(&info)),
+        Err(refusal) => refusal_response(&refusal),
+    }
+}
+
+/// `GET /sessions` (404 when turned off).
+async fn list(State(shared): AppState) -> Response {
+    if !shared.config.session_list {
+        return not_found("the session list is turned off on this server");
+    }
+    match shared.service.list().await {
+        Ok(sessions) => json_response(
+            StatusCode::OK,
+            &serde_json::json!({
+                "sessions": sessions.iter().map(info_json).collect::<Vec<_>>(),
+                "total": sessions.len(),
+            }),
+        ),
+        Err(refusal) => refusal_response(&refusal),
+    }
+}
+
+/// `DELETE /sessions/:id`.
+async fn delete(State(shared): AppState, Path(id): Path<String>) -> Response {
+    let session_id = match path_id_for_lookup(&id) {
+        Ok(id) => id,
+        Err(refusal) => return refusal_response(&refusal),
+    };
+    match shared.service.delete(&session_id).await {
+        Ok(()) => json_response(
+            StatusCode::OK,
+            &serde_json::json!({ "success": true, "sessionId": session_id.as_str() }),
+        ),
+        Err(refusal) => refusal_response(&refusal),
+    }
+}
+
+/// The body of `POST /sessions/:id/cancel` (sent as `text/plain` by the TypeScript client).
+#[derive(Deserialize)]
+struct CancelBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /sessions/:id/cancel`: any content type, body `{"reason"?}` or empty.
+async fn cancel(State(shared): AppState, Path(id): Path<String>, body: Body) -> Response {
+    let session_id = match path_id_for_lookup(&id) {
+        Ok(id) => id,
+        Err(refusal) => return refusal_response(&refusal),
+    };
+    let bytes = match read_body(body, shared.config.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(response) => return response,
+    };
+    let reason = if bytes.trim_ascii().is_empty() {
+        None
+    } else {
+        match serde_json::from_slice::<CancelBody>(&bytes) {
+            Ok(body) => body.reason,
+            Err(err) => return invalid(format!("the body is not {{\"reason\"?}}: {err}")),
+        }
+    };
+    match shared.service.cancel(&session_id, reason).await {
+        Ok(()) => json_response(
+            StatusCode::OK,
+            &serde_json::json!({ "success": true, "sessionId": session_id.as_str() }),
+        ),
+        Err(refusal) => refusal_response(&refusal),
+    }
+}

@@ -1,0 +1,488 @@
+//! `GET /sessions/ws`: one WebSocket per attached connection.
+//!
+//! The first message each way replaces what HTTP carries in bodies and headers: the
+//! client's `{"type":"open", …}` (within [`ServerConfig::ws_open_timeout`]) creates or
+//! resumes a session, the server's `{"type":"opened", …}` answers with the id, token, epoch
+//! and, when encrypted, the `ServerHello`. From then on every event is sealed when the
+//! connection is encrypted (`session_init` too: the hello travelled in `opened`), and each
+//! text message holds one or more whole NDJSON lines, both ways. Acknowledgements both ways
+//! are `{"type":"ack","seq":N}`. A refusal is its JSON body as a text message, then a close
+//! with [`RefusalReason::ws_close_code`].
+//!
+//! [`ServerConfig::ws_open_timeout`]: super::ServerConfig::ws_open_timeout
+
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use axum::Extension;
+use bytes::{BufMut, BytesMut};
+use enclave_crypto::{EncryptionLayer, ServerEncryption};
+use enclave_types::{EncryptionMode, MessageFrame, SessionId, StreamEvent};
+use futures::future::BoxFuture;
+use futures::FutureExt as _;
+
+use super::listener::ConnectionGuard;
+use super::negotiate::{negotiate, Handshake};
+use super::routes::session_config;
+use super::Shared;
+use crate::service::{
+    Attachment, CloseReason, CreateSession, EventSource, Features, Outgoing, Refusal,
+    RefusalReason, ResumeSession, Upstream,
+};
+use crate::wire::{Control, WsOpen, WsOpened};
+
+/// Events already available are sent together, in messages of about this size.
+const BATCH_BYTES: usize = 64 * 1024;
+
+/// Upgrades, bounding every message by the line limit.
+pub(crate) async fn upgrade(
+    State(shared): State<Arc<Shared>>,
+    guard: Option<Extension<Arc<ConnectionGuard>>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let limit = shared.config.max_line_length;
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| async move {
+            // The connection's slot (and the shutdown tracking) lasts as long as the socket.
+            let _guard = guard;
+            let _track = shared.tracker.track();
+            Connection::open(shared, socket).await;
+        })
+}
+
+/// The session-facing half of one WebSocket.
+struct Connection {
+    shared: Arc<Shared>,
+    socket: WebSocket,
+    session_id: Option<SessionId>,
+}
+
+/// A pending `next()` of the event source, owning it so it can be kept across loop turns
+/// and polled without being dropped half-way.
+type Pull = BoxFuture<'static, (Box<dyn EventSource>, Option<Outgoing>)>;
+
+fn pull(mut source: Box<dyn EventSource>) -> Pull {
+    async move {
+        let item = source.next().await;
+        (source, item)
+    }
+    .boxed()
+}
+
+impl Connection {
+    async fn open(shared: Arc<Shared>, socket: WebSocket) {
+        let mut connection = Self {
+            shared,
+            socket,
+            session_id: None,
+        };
+        let timeout = connection.shared.config.ws_open_timeout;
+        let open = match tokio::time::timeout(timeout, connection.first_open()).await {
+            Ok(Ok(Some(open))) => open,
+            Ok(Ok(None)) => return,
+            Ok(Err(refusal)) => return connection.refuse(&refusal).await,
+            Err(_) => {
+                let refusal = Refusal::new(
+                    RefusalReason::InvalidRequest,
+                    format!("no open message within {} ms", timeout.as_millis()),
+                );
+                return connection.refuse(&refusal).await;
+            }
+        };
+        let features = Features::parse(&open.features.join(","));
+        match connection.attach(open, features).await {
+            Ok((attachment, handshake)) => connection.run(attachment, handshake, features).await,
+            Err(refusal) => connection.refuse(&refusal).await,
+        }
+    }
+
+    /// Reads the client's first message, which must be `{"type":"open", …}`.
+    /// `Ok(None)`: the client went away first.
+    async fn first_open(&mut self) -> Result<Option<WsOpen>, Refusal> {
+        loop {
+            let text = match self.socket.recv().await {
+                Some(Ok(Message::Text(text))) => text,
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Binary(_))) => {
+                    return Err(Refusal::new(
+                        RefusalReason::InvalidRequest,
+                        "the open message must be a text message",
+                    ))
+                }
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return Ok(None),
+            };
+            return match serde_json::from_str::<Control>(text.as_str().trim()) {
+                Ok(Control::Open(open)) => Ok(Some(open)),
+                Ok(_) => Err(Refusal::new(
+                    RefusalReason::InvalidRequest,
+                    "the first message must be {\"type\":\"open\", …}",
+                )),
+                Err(err) => Err(Refusal::new(
+                    RefusalReason::InvalidRequest,
+                    format!("the open message is malformed: {err}"),
+                )),
+            };
+        }
+    }
+
+    /// Creates or resumes the session the `open` names.
+    async fn attach(
+        &mut self,
+        open: WsOpen,
+        features: Features,
+    ) -> Result<(Attachment, Option<Handshake>), Refusal> {
+        let (client_mode, hello) = match &open.encryption {
+            Some(offer) => (Some(offer.mode), offer.client_hello.as_ref()),
+            None => (None, None),
+        };
+        let policy = self.shared.config.encryption;
+        if let Some(resume) = open.resume {
+            let session_id = open.session_id.ok_or_else(|| {
+                Refusal::new(
+                    RefusalReason::InvalidRequest,
+                    "a resume needs the sessionId of the session",
+                )
+            })?;
+            self.session_id = Some(session_id.clone());
+            let handshake = negotiate(policy, client_mode, hello, &session_id)?;
+            let mut request = ResumeSession::new(session_id, resume.from.max(1));
+            request.token = resume.token;
+            request.epoch = resume.epoch;
+            request.encrypted = handshake.is_some();
+            request.features = features;
+            let attachment = self.shared.service.resume(request).await?;
+            Ok((attachment, handshake))
+        } else {
+            let session_id = open.session_id.unwrap_or_else(SessionId::generate);
+            self.session_id = Some(session_id.clone());
+            let handshake = negotiate(policy, client_mode, hello, &session_id)?;
+            let mut request = CreateSession::new(session_id);
+            request.code = open.code;
+            request.config = session_config(open.config);
+            request.features = features;
+            if let Some(handshake) = &handshake {
+                request.encryption = handshake.encryption_config();
+                request.encrypted = true;
+            }
+            let attachment = self.shared.service.create(request).await?;
+            Ok((attachment, handshake))
+        }
+    }
+
+    /// Sends `opened`, then events out and client messages in until either side ends.
+    async fn run(
+        mut self,
+        attachment: Attachment,
+        handshake: Option<Handshake>,
+        features: Features,
+    ) {
+        let Attachment {
+            session_id,
+            token,
+            epoch,
+            resumed,
+            events,
+            upstream,
+            ..
+        } = attachment;
+        self.session_id = Some(session_id.clone());
+        let mut opened = WsOpened::new(session_id.clone(), token, epoch, resumed);
+        let mut layer = match handshake {
+            Some(handshake) => {
+                opened.server_hello = Some(handshake.server_hello);
+                EncryptionLayer::with_ciphers(
+                    EncryptionMode::Required,
+                    handshake.sealer,
+                    handshake.opener,
+                )
+            }
+            None => ServerEncryption::new(EncryptionMode::Disabled),
+        };
+        layer.set_max_line_length(self.shared.config.max_line_length);
+        if !self.send_opened(opened).await {
+            return;
+        }
+        let mut pump = Pump {
+            session_id,
+            layer,
+            features,
+            upstream,
+            batch: BytesMut::new(),
+            lines_received: 0,
+        };
+        let mut next = pull(events);
+        let mut ping = tokio::time::interval(self.shared.config.ws_ping_interval);
+        ping.reset();
+        let shutdown = self.shared.shutdown.clone();
+        loop {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => {
+                    let refusal = Refusal::new(RefusalReason::ShuttingDown, "the server is shutting down: resume elsewhere");
+                    return self.refuse(&refusal).await;
+                }
+                (source, item) = &mut next => {
+                    let end = pump.collect(source, item, &mut next);
+                    if !pump.batch.is_empty() {
+                        let text = pump.take_text();
+                        if self.socket.send(Message::Text(text)).await.is_err() {
+                            return;
+                        }
+                    }
+                    match end {
+                        Some(End::Finished) => return self.close(1000, "final").await,
+                        Some(End::Superseded) => return self.close(1000, "superseded").await,
+                        Some(End::Refused(refusal)) => return self.refuse(&refusal).await,
+                        Some(End::Failed) => return self.close(1011, "cannot write an event").await,
+                        None => {}
+                    }
+                }
+                message = self.socket.recv() => {
+                    let text = match message {
+                        Some(Ok(Message::Text(text))) => text,
+                        Some(Ok(Message::Binary(_))) => {
+                            tracing::warn!(session = %pump.session_id, "binary message ignored: lines travel in text messages");
+                            continue;
+                        }
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                        Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                    };
+                    if let Some(reply) = pump.receive(text.as_str()).await {
+                        match reply {
+                            Ok(Some(ack)) => {
+                                if self.socket.send(Message::Text(ack.into())).await.is_err() {
+                                    return;
+                                }
+                            }
+                            Ok(None) => {}
+                            Err(refusal) => return self.refuse(&refusal).await,
+                        }
+                    }
+                }
+                _ = ping.tick() => {
+                    if self.socket.send(Message::Ping(bytes::Bytes::new())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends `{"type":"opened", …}`; `false` when the connection is gone.
+    async fn send_opened(&mut self, opened: WsOpened) -> bool {
+        match serde_json::to_string(&Control::Opened(opened)) {
+            Ok(opened) => self.socket.send(Message::Text(opened.into())).await.is_ok(),
+            Err(err) => {
+                tracing::error!(session = ?self.session_id.as_ref().map(SessionId::as_str), "cannot write the opened message: {err}");
+                let frame = CloseFrame {
+                    code: 1011,
+                    reason: Utf8Bytes::from_static("internal error"),
+                };
+                let _ = self.socket.send(Message::Close(Some(frame))).await;
+                false
+            }
+        }
+    }
+
+    /// Sends the refusal body, then closes with its code.
+    async fn refuse(mut self, refusal: &Refusal) {
+        tracing::info!(session = ?self.session_id.as_ref().map(SessionId::as_str), "WebSocket refused: {refusal}");
+        let body = refusal.to_json().to_string();
+        if self.socket.send(Message::Text(body.into())).await.is_ok() {
+            self.close(refusal.reason.ws_close_code(), refusal.reason.as_str())
+                .await;
+        }
+    }
+
+    async fn close(mut self, code: u16, reason: &'static str) {
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        };
+        // The peer may be gone already; nothing more to do then.
+        let _ = self.socket.send(Message::Close(Some(frame))).await;
+    }
+}
+
+/// Why the outgoing side ended.
+enum End {
+    /// The session's stream is over (after its `final`).
+    Finished,
+    /// A newer connection resumed the session.
+    Superseded,
+    /// The session layer refused to go on (server shutdown included).
+    Refused(Refusal),
+    /// An event could not be written.
+    Failed,
+}
+
+/// The encoding state of one WebSocket.
+struct Pump {
+    session_id: SessionId,
+    layer: ServerEncryption,
+    features: Features,
+    upstream: Arc<dyn Upstream>,
+    batch: BytesMut,
+    lines_received: u64,
+}
+
+impl Pump {
+    /// Encodes `item` and every item already available after it (up to [`BATCH_BYTES`])
+    /// into the batch; leaves `next` pending on the source. Each event is reported
+    /// written once it is in the batch about to be handed to the socket.
+    fn collect(
+        &mut self,
+        mut source: Box<dyn EventSource>,
+        mut item: Option<Outgoing>,
+        next: &mut Pull,
+    ) -> Option<End> {
+        loop {
+            let end = match item {
+                None => Some(End::Finished),
+                Some(Outgoing::Event(event)) => match self.encode(&event) {
+                    Ok(()) => {
+                        source.written(event.seq);
+                        None
+                    }
+                    Err(()) => Some(End::Failed),
+                },
+                Some(Outgoing::ReplayComplete { last_seq }) => {
+                    self.control(&Control::ReplayComplete { last_seq });
+                    None
+                }
+                Some(Outgoing::Ack { seq }) => {
+                    self.control(&Control::Ack { seq });
+                    None
+                }
+                Some(Outgoing::Close(CloseReason::Superseded)) => Some(End::Superseded),
+                Some(Outgoing::Close(CloseReason::ShuttingDown)) => {
+                    Some(End::Refused(Refusal::new(
+                        RefusalReason::ShuttingDown,
+                        "the server is shutting down: resume elsewhere",
+                    )))
+                }
+                Some(Outgoing::Close(CloseReason::Refused(refusal))) => Some(End::Refused(refusal)),
+            };
+            *next = pull(source);
+            if end.is_some() {
+                return end;
+            }
+            if self.batch.len() >= BATCH_BYTES {
+                return None;
+            }
+            match (&mut *next).now_or_never() {
+                Some((again, following)) => {
+                    source = again;
+                    item = following;
+                }
+                None => return None,
+            }
+        }
+    }
+
+    fn encode(&mut self, event: &StreamEvent) -> Result<(), ()> {
+        self.layer.encode(event, &mut self.batch).map_err(|err| {
+            tracing::error!(session = %self.session_id, seq = event.seq, code = %err.code(), "cannot write event: {err}");
+        })
+    }
+
+    fn control(&mut self, control: &Control) {
+        if !self.features.resume {
+            return;
+        }
+        let start = self.batch.len();
+        match serde_json::to_writer((&mut self.batch).writer(), control) {
+            Ok(()) => self.batch.put_u8(b'\n'),
+            Err(err) => {
+                self.batch.truncate(start);
+                tracing::error!(session = %self.session_id, "cannot write control line: {err}");
+            }
+        }
+    }
+
+    fn take_text(&mut self) -> Utf8Bytes {
+        let bytes = self.batch.split().freeze();
+        // Every line is JSON written by serde: UTF-8 by construction.
+        match Utf8Bytes::try_from(bytes) {
+            Ok(text) => text,
+            Err(err) => {
+                tracing::error!(session = %self.session_id, "batch is not UTF-8: {err}");
+                Utf8Bytes::default()
+            }
+        }
+    }
+
+    /// Handles one client text message: its lines are acknowledgements or runtime channel
+    /// messages (plaintext, or `enc` when encrypted). A bad line is logged and dropped;
+    /// the connection goes on. Returns the ack line to send back, for `resume` clients.
+    async fn receive(&mut self, text: &str) -> Option<Result<Option<String>, Refusal>> {
+        let mut messages = Vec::new();
+        for line in text.split('\n') {
+            if line.trim().is_empty() {
+                continue;
+            }
+            self.lines_received += 1;
+            let number = self.lines_received;
+            match MessageFrame::parse_line(line.as_bytes()) {
+                Ok(frame) => {
+                    if let (MessageFrame::Encrypted(envelope), Some(opener)) =
+                        (&frame, self.layer.opener())
+                    {
+                        if opener.last_seq().is_some_and(|last| envelope.seq <= last) {
+                            tracing::debug!(session = %self.session_id, line = number, seq = envelope.seq, "message already received: dropped");
+                            continue;
+                        }
+                    }
+                    match self.layer.open(frame) {
+                        Ok(opened) if opened.message.session_id == self.session_id => {
+                            messages.push(opened.message);
+                        }
+                        Ok(opened) => tracing::warn!(
+                            session = %self.session_id,
+                            line = number,
+                            "message of session {} dropped",
+                            opened.message.session_id
+                        ),
+                        Err(err) => tracing::warn!(
+                            session = %self.session_id,
+                            line = number,
+                            code = %err.code(),
+                            "message dropped: {err}"
+                        ),
+                    }
+                }
+                Err(message_err) => match serde_json::from_str::<Control>(line.trim()) {
+                    Ok(Control::Ack { seq }) => self.upstream.ack(seq),
+                    Ok(other) => tracing::warn!(
+                        session = %self.session_id,
+                        line = number,
+                        "control line {other:?} is not expected here: dropped"
+                    ),
+                    Err(_) => tracing::warn!(
+                        session = %self.session_id,
+                        line = number,
+                        "neither a client message nor a control line: dropped ({message_err})"
+                    ),
+                },
+            }
+        }
+        if messages.is_empty() {
+            return None;
+        }
+        Some(match self.upstream.deliver(messages).await {
+            Ok(held) if self.features.resume => {
+                Ok(serde_json::to_string(&Control::Ack { seq: held })
+                    .map(|mut line| {
+                        line.push('\n');
+                        line
+                    })
+                    .ok())
+            }
+            Ok(_) => Ok(None),
+            Err(refusal) => Err(refusal),
+        })
+    }
+}

@@ -1,0 +1,797 @@
+//! The HTTP routes of the server, driven over loopback with a raw hyper client against an
+//! in-memory session service.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use bytes::BytesMut;
+use common::{header, json, send, text, Lines, Running, WAIT};
+use enclave_crypto::{ClientEncryption, ClientHandshake, EncryptionLayer};
+use enclave_transport::{EncryptionPolicy, Refusal, RefusalReason, ServerConfig};
+use enclave_types::{
+    CancelPayload, EncryptionMode, EventPayload, Frame, RuntimeChannelMessage, ServerHello,
+    SessionId, StreamEvent,
+};
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+fn event(line: &str) -> StreamEvent {
+    match Frame::parse_line(line.as_bytes()).unwrap() {
+        Frame::Event(event) => event,
+        other => panic!("not a plaintext event: {other:?}"),
+    }
+}
+
+fn client_layer(
+    handshake: ClientHandshake,
+    hello: &ServerHello,
+    id: &SessionId,
+) -> ClientEncryption {
+    let (sealer, opener) = handshake.finish(hello, id).unwrap().into_ciphers().unwrap();
+    EncryptionLayer::with_ciphers(EncryptionMode::Required, sealer, opener)
+}
+
+#[tokio::test]
+async fn health_preflight_and_cors_headers() {
+    let server = Running::start(1, ServerConfig::default()).await;
+    let response = send(server.addr, "GET", "/health", &[], "").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        header(&response, "access-control-expose-headers"),
+        Some(enclave_transport::wire::CORS_EXPOSE_HEADERS)
+    );
+    assert_eq!(json(response).await, json!({"status": "ok"}));
+
+    let response = send(
+        server.addr,
+        "OPTIONS",
+        "/sessions",
+        &[("origin", "https://a.example")],
+        "",
+    )
+    .await;
+    assert_eq!(response.status(), 204);
+    assert_eq!(
+        header(&response, "access-control-allow-methods"),
+        Some("GET, POST, DELETE, OPTIONS")
+    );
+    assert_eq!(
+        header(&response, "access-control-allow-headers"),
+        Some(enclave_transport::wire::CORS_ALLOW_HEADERS)
+    );
+    assert_eq!(header(&response, "access-control-max-age"), Some("86400"));
+    server.stop().await;
+
+    // A list of origins: a listed one is echoed with Vary, another gets none.
+    let server = Running::start(
+        1,
+        ServerConfig::default().allowed_origins(["https://a.example"]),
+    )
+    .await;
+    let response = send(
+        server.addr,
+        "OPTIONS",
+        "/sessions",
+        &[("origin", "https://a.example")],
+        "",
+    )
+    .await;
+    assert_eq!(
+        header(&response, "access-control-allow-origin"),
+        Some("https://a.example")
+    );
+    assert_eq!(header(&response, "vary"), Some("Origin"));
+    let response = send(
+        server.addr,
+        "GET",
+        "/sessions/s_nope",
+        &[("origin", "https://b.example")],
+        "",
+    )
+    .await;
+    assert_eq!(response.status(), 404);
+    assert_eq!(header(&response, "access-control-allow-origin"), None);
+    assert_eq!(header(&response, "vary"), Some("Origin"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn create_streams_every_event_as_one_line_with_the_session_headers() {
+    let server = Running::start(5, ServerConfig::default()).await;
+    let id = "s_3c1d2e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f";
+    let body = json!({"sessionId": id, "code": "return 1", "config": {"heartbeatIntervalMs": 500}});
+    let response = send(
+        server.addr,
+        "POST",
+        "/sessions",
+        &[JSON, ("accept", "application/x-ndjson")],
+        body.to_string(),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        header(&response, "content-type"),
+        Some("application/x-ndjson")
+    );
+    assert_eq!(header(&response, "cache-control"), Some("no-cache"));
+    assert_eq!(header(&response, "x-session-id"), Some(id));
+    assert_eq!(header(&response, "x-enclave-epoch"), Some("7"));
+    let token = header(&response, "x-enclave-resume-token")
+        .unwrap()
+        .to_owned();
+    assert_eq!(header(&response, "access-control-allow-origin"), Some("*"));
+    let lines: Vec<StreamEvent> = text(response).await.lines().map(event).collect();
+    assert_eq!(lines.len(), 7);
+    assert_eq!(
+        lines.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=7).collect::<Vec<_>>()
+    );
+    assert!(matches!(lines[0].payload, EventPayload::SessionInit(_)));
+    assert!(matches!(lines[6].payload, EventPayload::Final(_)));
+    let record = server.service.record(&SessionId::new(id).unwrap());
+    {
+        let record = record.lock().unwrap();
+        assert_eq!(record.token, token);
+        assert_eq!(record.code.as_deref(), Some("return 1"));
+        assert_eq!(record.written, 7, "every event was reported written");
+    }
+
+    // The same id again: never attach a caller to someone else's session.
+    let response = send(server.addr, "POST", "/sessions", &[JSON], body.to_string()).await;
+    assert_eq!(response.status(), 409);
+    assert_eq!(json(response).await["code"], "SESSION_EXISTS");
+
+    // Without a sessionId the server generates `s_<uuid>`.
+    let response = send(server.addr, "POST", "/sessions", &[], r#"{"code":"x"}"#).await;
+    let generated = header(&response, "x-session-id").unwrap().to_owned();
+    assert!(
+        generated.starts_with("s_") && generated.len() == 38,
+        "{generated}"
+    );
+    assert_eq!(text(response).await.lines().count(), 7);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_bodies_are_refused_with_json() {
+    let server = Running::start(1, ServerConfig::default().max_body_bytes(1024)).await;
+    let response = send(server.addr, "POST", "/sessions", &[JSON], "{not json").await;
+    assert_eq!(response.status(), 400);
+    let body = json(response).await;
+    assert_eq!(body["code"], "INVALID_REQUEST");
+    assert_eq!(body["reason"], "invalid_request");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a session request"),
+        "{body}"
+    );
+
+    let response = send(
+        server.addr,
+        "POST",
+        "/sessions",
+        &[JSON],
+        r#"{"sessionId":"x_1"}"#,
+    )
+    .await;
+    assert_eq!(response.status(), 400);
+
+    let big = format!(r#"{{"code":"{}"}}"#, "a".repeat(2000));
+    let response = send(server.addr, "POST", "/sessions", &[JSON], big).await;
+    assert_eq!(response.status(), 413);
+    assert_eq!(header(&response, "access-control-allow-origin"), Some("*"));
+    let body = json(response).await;
+    assert_eq!(body["code"], "PAYLOAD_TOO_LARGE");
+    assert_eq!(body["reason"], "invalid_request");
+    assert!(server.service.sessions.lock().unwrap().is_empty());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn encryption_required_is_refused_before_any_event() {
+    let server = Running::start(
+        1,
+        ServerConfig::default().encryption(EncryptionPolicy::Required),
+    )
+    .await;
+    let response = send(server.addr, "POST", "/sessions", &[JSON], r#"{"code":"x"}"#).await;
+    assert_eq!(response.status(), 400);
+    let body = json(response).await;
+    assert_eq!(body["code"], "ENCRYPTION_REQUIRED");
+    assert_eq!(body["reason"], "encryption_required");
+    // A hello with a bad key is not usable either.
+    let offer = json!({"code": "x", "encryption": {"mode": "optional", "clientHello": {
+        "protocolVersion": 2, "clientEphemeralPubKeyB64": "AAAA", "curve": "P-256",
+        "supportedAlgorithms": ["AES-GCM-256"]}}});
+    let response = send(server.addr, "POST", "/sessions", &[JSON], offer.to_string()).await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(json(response).await["code"], "ENCRYPTION_REQUIRED");
+    assert!(
+        server.service.sessions.lock().unwrap().is_empty(),
+        "no session was created"
+    );
+    server.stop().await;
+
+    // A client that requires encryption, on a server that never encrypts.
+    let server = Running::start(
+        1,
+        ServerConfig::default().encryption(EncryptionPolicy::Disabled),
+    )
+    .await;
+    let handshake = ClientHandshake::start().unwrap();
+    let offer =
+        json!({"encryption": {"mode": "required", "clientHello": handshake.client_hello()}});
+    let response = send(server.addr, "POST", "/sessions", &[JSON], offer.to_string()).await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(json(response).await["code"], "ENCRYPTION_REQUIRED");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_encrypted_session_end_to_end_both_ways() {
+    let server = Running::start(4, ServerConfig::default()).await;
+    let handshake = ClientHandshake::start().unwrap();
+    let id = SessionId::generate();
+    let body = json!({"sessionId": id, "code": "hold",
+        "encryption": {"mode": "required", "clientHello": handshake.client_hello()}});
+    let response = send(server.addr, "POST", "/sessions", &[JSON], body.to_string()).await;
+    assert_eq!(response.status(), 200);
+    let token = header(&response, "x-enclave-resume-token")
+        .unwrap()
+        .to_owned();
+    let mut lines = Lines::new(response);
+
+    // session_init in plaintext, carrying the ServerHello.
+    let init = event(&lines.next().await.unwrap());
+    let EventPayload::SessionInit(payload) = &init.payload else {
+        panic!("{init:?}")
+    };
+    assert!(payload.encryption.enabled);
+    let hello = payload
+        .encryption
+        .server_hello
+        .clone()
+        .expect("a ServerHello");
+    assert_eq!(
+        payload.encryption.key_id.as_deref(),
+        Some(hello.key_id.as_str())
+    );
+    let mut layer = client_layer(handshake, &hello, &id);
+
+    // Every later line is an envelope that opens to the fake's event.
+    for seq in 2..=5 {
+        let line = lines.next().await.unwrap();
+        assert!(line.contains(r#""type":"enc""#), "{line}");
+        assert!(!line.contains("line "), "no plaintext inside: {line}");
+        let opened = layer
+            .open(Frame::parse_line(line.as_bytes()).unwrap())
+            .unwrap();
+        assert!(opened.encrypted);
+        assert_eq!(opened.message.seq, seq);
+        assert!(matches!(opened.message.payload, EventPayload::Stdout(_)));
+    }
+
+    // Messages the other way, sealed under this connection's client→server key.
+    let mut wire = BytesMut::new();
+    for seq in 1..=2 {
+        let mut message = RuntimeChannelMessage::new(
+            id.clone(),
+            CancelPayload::new(Some(format!("r{seq}"))).into(),
+        );
+        message.seq = Some(seq);
+        layer.encode(&message, &mut wire).unwrap();
+    }
+    let path = format!("/sessions/{id}/messages");
+    let headers = [
+        ("x-enclave-resume-token", token.as_str()),
+        ("x-enclave-ack", "5"),
+        ("content-type", "application/x-ndjson"),
+    ];
+    let response = send(server.addr, "POST", &path, &headers, wire.clone().freeze()).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(json(response).await, json!({"ack": 2}));
+    // The same request again (its answer lost): acknowledged again, not refused.
+    let response = send(server.addr, "POST", &path, &headers, wire.freeze()).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(json(response).await, json!({"ack": 2}));
+    // Plaintext on an encrypted connection is refused.
+    let mut plain = RuntimeChannelMessage::new(id.clone(), CancelPayload::new(None).into());
+    plain.seq = Some(3);
+    let response = send(
+        server.addr,
+        "POST",
+        &path,
+        &headers,
+        serde_json::to_string(&plain).unwrap(),
+    )
+    .await;
+    assert_eq!(response.status(), 400);
+    assert!(json(response).await["message"]
+        .as_str()
+        .unwrap()
+        .contains("plaintext"));
+
+    let record = server.service.record(&id);
+    {
+        let record = record.lock().unwrap();
+        assert_eq!(record.messages.len(), 2);
+        assert_eq!(record.messages[1].seq, Some(2));
+        assert_eq!(record.acks, vec![5, 5]);
+        assert_eq!(record.submits_encrypted, vec![true, true]);
+        assert!(record.encrypted);
+    }
+    drop(lines);
+    server.stop().await;
+}
+
+// One story, start to end: a session, its refused resumes, an accepted one, a spent token.
+#[allow(clippy::too_many_lines)]
+#[tokio::test]
+async fn resume_checks_the_token_and_rotates_it_and_an_encrypted_resume_seals_every_line() {
+    let server = Running::start(4, ServerConfig::default()).await;
+    let handshake = ClientHandshake::start().unwrap();
+    let id = SessionId::generate();
+    let body = json!({"sessionId": id, "encryption": {"mode": "optional", "clientHello": handshake.client_hello()}});
+    let response = send(server.addr, "POST", "/sessions", &[JSON], body.to_string()).await;
+    let token = header(&response, "x-enclave-resume-token")
+        .unwrap()
+        .to_owned();
+    assert_eq!(text(response).await.lines().count(), 6);
+
+    let path = format!("/sessions/{id}/stream?fromSeq=3");
+    let response = send(server.addr, "GET", &path, &[], "").await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(json(response).await["reason"], "missing_token");
+    let response = send(
+        server.addr,
+        "GET",
+        &path,
+        &[("x-enclave-resume-token", "wrong")],
+        "",
+    )
+    .await;
+    assert_eq!(response.status(), 403);
+    assert_eq!(json(response).await["code"], "RESUME_REFUSED");
+    let response = send(
+        server.addr,
+        "GET",
+        "/sessions/nope/stream",
+        &[("x-enclave-resume-token", "t")],
+        "",
+    )
+    .await;
+    assert_eq!(response.status(), 400);
+    // Without a fresh hello, the encrypted session refuses (no downgrade).
+    let response = send(
+        server.addr,
+        "GET",
+        &path,
+        &[("x-enclave-resume-token", &token)],
+        "",
+    )
+    .await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(json(response).await["code"], "ENCRYPTION_REQUIRED");
+
+    // A fresh handshake in the headers; `from` is the TypeScript client's name.
+    let resume = ClientHandshake::start().unwrap();
+    let hello = URL_SAFE_NO_PAD.encode(serde_json::to_vec(resume.client_hello()).unwrap());
+    let path = format!("/sessions/{id}/stream?from=3");
+    let response = send(
+        server.addr,
+        "GET",
+        &path,
+        &[
+            ("x-enclave-resume-token", &token),
+            ("x-enclave-epoch", "7"),
+            ("x-enclave-client-hello", &hello),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let new_token = header(&response, "x-enclave-resume-token")
+        .unwrap()
+        .to_owned();
+    assert_ne!(new_token, token);
+    assert_eq!(header(&response, "x-session-id"), Some(id.as_str()));
+    let server_hello: ServerHello = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(header(&response, "x-enclave-server-hello").unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let mut layer = client_layer(resume, &server_hello, &id);
+    let body = text(response).await;
+    let seqs: Vec<u64> = body
+        .lines()
+        .map(|line| {
+            assert!(
+                line.contains(r#""type":"enc""#),
+                "every line sealed: {line}"
+            );
+            layer
+                .open(Frame::parse_line(line.as_bytes()).unwrap())
+                .unwrap()
+                .message
+                .seq
+        })
+        .collect();
+    assert_eq!(seqs, vec![3, 4, 5, 6]);
+
+    // The used token is gone; a padded hello header is read too.
+    let padded = format!("{hello}==");
+    let response = send(
+        server.addr,
+        "GET",
+        &path,
+        &[
+            ("x-enclave-resume-token", &token),
+            ("x-enclave-client-hello", &padded),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(response.status(), 403);
+    let response = send(
+        server.addr,
+        "GET",
+        &path,
+        &[
+            ("x-enclave-resume-token", &new_token),
+            ("x-enclave-client-hello", "!!"),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(response.status(), 400);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn control_lines_go_only_to_clients_with_the_resume_feature() {
+    let server = Running::start(2, ServerConfig::default()).await;
+    let id = SessionId::generate();
+    let response = send(
+        server.addr,
+        "POST",
+        "/sessions",
+        &[JSON],
+        json!({"sessionId": id}).to_string(),
+    )
+    .await;
+    let mut token = header(&response, "x-enclave-resume-token")
+        .unwrap()
+        .to_owned();
+    text(response).await;
+    let path = format!("/sessions/{id}/stream?fromSeq=2");
+    for (features, control) in [(None, false), (Some("resume"), true)] {
+        let mut headers = vec![("x-enclave-resume-token", token.as_str())];
+        if let Some(features) = features {
+            headers.push(("x-enclave-features", features));
+        }
+        let response = send(server.addr, "GET", &path, &headers, "").await;
+        assert_eq!(response.status(), 200);
+        let next = header(&response, "x-enclave-resume-token")
+            .unwrap()
+            .to_owned();
+        let body = text(response).await;
+        let lines: Vec<&str> = body.lines().collect();
+        assert_eq!(lines.len(), if control { 4 } else { 3 }, "{body}");
+        assert_eq!(
+            lines.contains(&r#"{"type":"replay_complete","lastSeq":4}"#),
+            control,
+            "{body}"
+        );
+        token = next;
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn plaintext_messages_acks_and_bad_lines() {
+    let server = Running::start(1, ServerConfig::default()).await;
+    let id = SessionId::generate();
+    let response = send(
+        server.addr,
+        "POST",
+        "/sessions",
+        &[JSON],
+        json!({"sessionId": id}).to_string(),
+    )
+    .await;
+    let token = header(&response, "x-enclave-resume-token")
+        .unwrap()
+        .to_owned();
+    text(response).await;
+    let path = format!("/sessions/{id}/messages");
+    let auth = ("x-enclave-resume-token", token.as_str());
+
+    let mut message =
+        RuntimeChannelMessage::new(id.clone(), CancelPayload::new(Some("stop".into())).into());
+    message.seq = Some(1);
+    let line = serde_json::to_string(&message).unwrap();
+    let response = send(
+        server.addr,
+        "POST",
+        &path,
+        &[auth, ("x-enclave-ack", "3")],
+        format!("{line}\n"),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(json(response).await, json!({"ack": 1}));
+
+    // An empty body just acknowledges.
+    let response = send(
+        server.addr,
+        "POST",
+        &path,
+        &[auth, ("x-enclave-ack", "4")],
+        "",
+    )
+    .await;
+    assert_eq!(json(response).await, json!({"ack": 1}));
+
+    // A bad line is named, and nothing of the request is delivered.
+    let response = send(
+        server.addr,
+        "POST",
+        &path,
+        &[auth],
+        format!("{line}\n{{\"type\":\"nope\"}}\n"),
+    )
+    .await;
+    assert_eq!(response.status(), 400);
+    let body = json(response).await;
+    assert_eq!(body["code"], "INVALID_REQUEST");
+    assert!(
+        body["message"].as_str().unwrap().contains("line 2"),
+        "{body}"
+    );
+    let response = send(
+        server.addr,
+        "POST",
+        &path,
+        &[auth, ("x-enclave-ack", "x")],
+        "",
+    )
+    .await;
+    assert_eq!(response.status(), 400);
+    let response = send(
+        server.addr,
+        "POST",
+        &path,
+        &[("x-enclave-resume-token", "bad")],
+        "",
+    )
+    .await;
+    assert_eq!(response.status(), 403);
+    // A sealed message while no encrypted stream is attached: retry after resuming.
+    let sealed = format!(
+        r#"{{"protocolVersion":2,"sessionId":"{id}","seq":2,"type":"enc","payload":{{"kid":"k_1","nonceB64":"AAAAAAAAAAAAAAAA","ciphertextB64":"AAAAAAAAAAAAAAAAAAAAAA=="}}}}"#
+    );
+    let response = send(server.addr, "POST", &path, &[auth], sealed).await;
+    assert_eq!(response.status(), 503, "{}", text(response).await);
+
+    let record = server.service.record(&id);
+    {
+        let record = record.lock().unwrap();
+        assert_eq!(record.messages, vec![message]);
+        assert_eq!(record.acks, vec![3, 4]);
+        assert_eq!(record.submits_encrypted, vec![false, false]);
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_brokers_routes_answer_in_its_shapes() {
+    let server = Running::start(1, ServerConfig::default()).await;
+    let id = SessionId::generate();
+    let response = send(
+        server.addr,
+        "POST",
+        "/sessions",
+        &[JSON],
+        json!({"sessionId": id}).to_string(),
+    )
+    .await;
+    text(response).await;
+
+    let response = send(server.addr, "GET", &format!("/sessions/{id}"), &[], "").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        json(response).await,
+        json!({"sessionId": id, "state": "running", "createdAt": 1000, "expiresAt": 61000,
+               "stats": {"duration": 25, "toolCallCount": 2}})
+    );
+    let response = send(server.addr, "GET", "/sessions", &[], "").await;
+    let body = json(response).await;
+    assert_eq!(body["total"], 1);
+    assert_eq!(body["sessions"][0]["state"], "completed");
+
+    let response = send(
+        server.addr,
+        "POST",
+        &format!("/sessions/{id}/cancel"),
+        &[("content-type", "text/plain")],
+        r#"{"reason":"user"}"#,
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        json(response).await,
+        json!({"success": true, "sessionId": id})
+    );
+    assert_eq!(
+        server.service.record(&id).lock().unwrap().cancelled,
+        vec![Some("user".to_owned())]
+    );
+    let response = send(
+        server.addr,
+        "POST",
+        &format!("/sessions/{id}/cancel"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let response = send(
+        server.addr,
+        "POST",
+        &format!("/sessions/{id}/cancel"),
+        &[],
+        "[1]",
+    )
+    .await;
+    assert_eq!(response.status(), 400);
+
+    let response = send(server.addr, "DELETE", &format!("/sessions/{id}"), &[], "").await;
+    assert_eq!(
+        json(response).await,
+        json!({"success": true, "sessionId": id})
+    );
+    let response = send(server.addr, "DELETE", &format!("/sessions/{id}"), &[], "").await;
+    assert_eq!(response.status(), 404);
+    assert_eq!(json(response).await["code"], "NOT_FOUND");
+    let response = send(server.addr, "GET", "/sessions/not-an-id", &[], "").await;
+    assert_eq!(response.status(), 404);
+    let response = send(server.addr, "GET", "/nowhere", &[], "").await;
+    assert_eq!(response.status(), 404);
+    server.stop().await;
+
+    let server = Running::start(1, ServerConfig::default().session_list(false)).await;
+    let response = send(server.addr, "GET", "/sessions", &[], "").await;
+    assert_eq!(response.status(), 404);
+    assert_eq!(json(response).await["code"], "NOT_FOUND");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_authorization_hook_guards_every_route_but_preflight_and_health() {
+    let config = ServerConfig::default().authorize(|headers| {
+        if headers
+            .get("authorization")
+            .is_some_and(|v| v == "Bearer ok")
+        {
+            Ok(())
+        } else {
+            Err(Refusal::new(
+                RefusalReason::Unauthorized,
+                "a bearer token is required",
+            ))
+        }
+    });
+    let server = Running::start(1, config).await;
+    let response = send(server.addr, "POST", "/sessions", &[], "").await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(header(&response, "access-control-allow-origin"), Some("*"));
+    assert_eq!(json(response).await["code"], "UNAUTHORIZED");
+    let response = send(server.addr, "GET", "/sessions/ws", &[], "").await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(
+        send(server.addr, "GET", "/health", &[], "").await.status(),
+        200
+    );
+    assert_eq!(
+        send(server.addr, "OPTIONS", "/sessions", &[], "")
+            .await
+            .status(),
+        204
+    );
+    let response = send(
+        server.addr,
+        "POST",
+        "/sessions",
+        &[("authorization", "Bearer ok")],
+        "",
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(text(response).await.lines().count(), 3);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bytes_that_are_not_http_close_only_their_connection() {
+    let server = Running::start(1, ServerConfig::default()).await;
+    let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    socket
+        .write_all(b"\x16\x03\x01garbage that is not HTTP\r\n\r\n")
+        .await
+        .unwrap();
+    let mut sink = Vec::new();
+    tokio::time::timeout(WAIT, socket.read_to_end(&mut sink))
+        .await
+        .expect("the server closes the connection")
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&sink).contains("200 OK"));
+    assert_eq!(
+        send(server.addr, "GET", "/health", &[], "").await.status(),
+        200
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_ends_attached_streams() {
+    let server = Running::start(
+        2,
+        ServerConfig::default().shutdown_grace(Duration::from_secs(5)),
+    )
+    .await;
+    let response = send(
+        server.addr,
+        "POST",
+        "/sessions",
+        &[JSON],
+        r#"{"code":"hold"}"#,
+    )
+    .await;
+    let mut lines = Lines::new(response);
+    for _ in 0..3 {
+        lines.next().await.expect("the events before the hold");
+    }
+    let reader = tokio::spawn(async move { lines.next().await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!reader.is_finished(), "the stream is held open");
+    let started = std::time::Instant::now();
+    server.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "no wait for the grace"
+    );
+    let end = tokio::time::timeout(WAIT, reader).await.unwrap().unwrap();
+    assert_eq!(end, None, "the body ended cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_sessions() {
+    let server = Running::start(5, ServerConfig::default()).await;
+    let addr = server.addr;
+    let started = std::time::Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..1000 {
+        tasks.push(tokio::spawn(async move {
+            let response = send(addr, "POST", "/sessions", &[JSON], r#"{"code":"x"}"#).await;
+            assert_eq!(response.status(), 200);
+            let body = text(response).await;
+            body.lines().map(|line| event(line).seq).collect::<Vec<_>>()
+        }));
+    }
+    for task in tasks {
+        let seqs = tokio::time::timeout(WAIT * 3, task).await.unwrap().unwrap();
+        assert_eq!(seqs, (1..=7).collect::<Vec<_>>());
+    }
+    assert_eq!(server.service.sessions.lock().unwrap().len(), 1000);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    server.stop().await;
+}

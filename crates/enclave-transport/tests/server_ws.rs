@@ -1,0 +1,283 @@
+//! The WebSocket route of the server, driven over loopback with tokio-tungstenite against an
+//! in-memory session service.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use common::{Running, WAIT};
+use enclave_crypto::{ClientHandshake, EncryptionLayer};
+use enclave_transport::{EncryptionPolicy, ServerConfig};
+use enclave_types::{
+    CancelPayload, EncryptionMode, EventPayload, Frame, RuntimeChannelMessage, SessionId,
+    StreamEvent,
+};
+use futures::{SinkExt as _, StreamExt as _};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+async fn connect(server: &Running) -> Socket {
+    let url = format!("ws://{}/sessions/ws", server.addr);
+    let (socket, response) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(response.status(), 101);
+    socket
+}
+
+/// What the server sent next: lines of a text message, or the close code.
+enum Received {
+    Lines(Vec<String>),
+    Closed(Option<u16>),
+}
+
+async fn receive(socket: &mut Socket) -> Received {
+    loop {
+        let message = tokio::time::timeout(WAIT, socket.next())
+            .await
+            .expect("a message within the wait");
+        match message {
+            Some(Ok(Message::Text(text))) => {
+                return Received::Lines(text.as_str().lines().map(str::to_owned).collect())
+            }
+            Some(Ok(Message::Close(frame))) => {
+                return Received::Closed(frame.map(|f| u16::from(f.code)))
+            }
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return Received::Closed(None),
+        }
+    }
+}
+
+/// Every line until the close, and the close code.
+async fn receive_all(socket: &mut Socket) -> (Vec<String>, Option<u16>) {
+    let mut lines = Vec::new();
+    loop {
+        match receive(socket).await {
+            Received::Lines(more) => lines.extend(more),
+            Received::Closed(code) => return (lines, code),
+        }
+    }
+}
+
+async fn send_json(socket: &mut Socket, value: &Value) {
+    socket.send(Message::text(value.to_string())).await.unwrap();
+}
+
+async fn opened(socket: &mut Socket) -> Value {
+    match receive(socket).await {
+        Received::Lines(lines) => {
+            assert_eq!(lines.len(), 1, "{lines:?}");
+            let opened: Value = serde_json::from_str(&lines[0]).unwrap();
+            assert_eq!(opened["type"], "opened", "{opened}");
+            opened
+        }
+        Received::Closed(code) => panic!("closed with {code:?} instead of opened"),
+    }
+}
+
+fn plain(line: &str) -> StreamEvent {
+    match Frame::parse_line(line.as_bytes()).unwrap() {
+        Frame::Event(event) => event,
+        other => panic!("not a plaintext event: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn open_creates_a_session_and_streams_it_to_final() {
+    let server = Running::start(4, ServerConfig::default()).await;
+    let mut socket = connect(&server).await;
+    send_json(&mut socket, &json!({"type": "open", "code": "x"})).await;
+    let opened = opened(&mut socket).await;
+    assert_eq!(opened["resumed"], false);
+    assert_eq!(opened["epoch"], 7);
+    assert!(opened.get("serverHello").is_none());
+    let id = SessionId::new(opened["sessionId"].as_str().unwrap()).unwrap();
+    let (lines, code) = receive_all(&mut socket).await;
+    let seqs: Vec<u64> = lines.iter().map(|l| plain(l).seq).collect();
+    assert_eq!(seqs, (1..=6).collect::<Vec<_>>());
+    assert_eq!(code, Some(1000));
+    let record = server.service.record(&id);
+    assert_eq!(
+        record.lock().unwrap().token,
+        opened["token"].as_str().unwrap()
+    );
+    assert_eq!(record.lock().unwrap().written, 6);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_encrypted_websocket_seals_every_event_and_opens_messages() {
+    let server = Running::start(
+        3,
+        ServerConfig::default().encryption(EncryptionPolicy::Required),
+    )
+    .await;
+    let mut socket = connect(&server).await;
+    let handshake = ClientHandshake::start().unwrap();
+    let id = SessionId::generate();
+    send_json(
+        &mut socket,
+        &json!({"type": "open", "sessionId": id, "code": "hold", "features": ["resume"],
+        "encryption": {"mode": "required", "clientHello": handshake.client_hello()}}),
+    )
+    .await;
+    let opened = opened(&mut socket).await;
+    let hello = serde_json::from_value(opened["serverHello"].clone()).unwrap();
+    let (sealer, opener) = handshake
+        .finish(&hello, &id)
+        .unwrap()
+        .into_ciphers()
+        .unwrap();
+    let mut layer = EncryptionLayer::with_ciphers(EncryptionMode::Required, sealer, opener);
+
+    let mut seqs = Vec::new();
+    while seqs.len() < 4 {
+        let Received::Lines(lines) = receive(&mut socket).await else {
+            panic!("closed early")
+        };
+        for line in lines {
+            assert!(
+                line.contains(r#""type":"enc""#),
+                "session_init is sealed too: {line}"
+            );
+            let event = layer
+                .open(Frame::parse_line(line.as_bytes()).unwrap())
+                .unwrap()
+                .message;
+            if event.seq == 1 {
+                let EventPayload::SessionInit(init) = &event.payload else {
+                    panic!("{event:?}")
+                };
+                assert!(init.encryption.enabled);
+            }
+            seqs.push(event.seq);
+        }
+    }
+    assert_eq!(seqs, vec![1, 2, 3, 4]);
+
+    // Two sealed messages and an ack in one text message; the server acknowledges.
+    let mut wire = BytesMut::new();
+    for seq in 1..=2 {
+        let mut message = RuntimeChannelMessage::new(id.clone(), CancelPayload::new(None).into());
+        message.seq = Some(seq);
+        layer.encode(&message, &mut wire).unwrap();
+    }
+    let mut text = String::from_utf8(wire.to_vec()).unwrap();
+    text.push_str("{\"type\":\"ack\",\"seq\":4}\n");
+    // A plaintext message on an encrypted connection is dropped; the connection goes on.
+    let mut injected = RuntimeChannelMessage::new(id.clone(), CancelPayload::new(None).into());
+    injected.seq = Some(3);
+    text.push_str(&serde_json::to_string(&injected).unwrap());
+    socket.send(Message::text(text)).await.unwrap();
+    let Received::Lines(lines) = receive(&mut socket).await else {
+        panic!("closed early")
+    };
+    assert_eq!(lines, vec![r#"{"type":"ack","seq":2}"#.to_owned()]);
+    let record = server.service.record(&id);
+    assert_eq!(record.lock().unwrap().messages.len(), 2);
+    assert_eq!(record.lock().unwrap().acks, vec![4]);
+
+    // Shutdown: the shutting_down refusal, then 1012.
+    let stopping = tokio::spawn(server.stop());
+    let (lines, code) = receive_all(&mut socket).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&lines[0]).unwrap()["reason"],
+        "shutting_down"
+    );
+    assert_eq!(code, Some(1012));
+    tokio::time::timeout(WAIT, stopping).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn resume_and_refusals_close_with_the_contract_codes() {
+    let server = Running::start(
+        2,
+        ServerConfig::default().ws_open_timeout(Duration::from_millis(200)),
+    )
+    .await;
+    let mut socket = connect(&server).await;
+    send_json(&mut socket, &json!({"type": "open"})).await;
+    let first = opened(&mut socket).await;
+    let id = first["sessionId"].as_str().unwrap().to_owned();
+    let (lines, _) = receive_all(&mut socket).await;
+    assert_eq!(lines.len(), 4);
+
+    // Resume from 3 with the token and the resume feature: replay, end marker, final.
+    let mut socket = connect(&server).await;
+    send_json(
+        &mut socket,
+        &json!({"type": "open", "sessionId": id, "features": ["resume"],
+        "resume": {"from": 3, "token": first["token"], "epoch": 7}}),
+    )
+    .await;
+    let again = opened(&mut socket).await;
+    assert_eq!(again["resumed"], true);
+    assert_ne!(again["token"], first["token"]);
+    let (lines, code) = receive_all(&mut socket).await;
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(plain(&lines[0]).seq, 3);
+    assert_eq!(lines[2], r#"{"type":"replay_complete","lastSeq":4}"#);
+    assert_eq!(code, Some(1000));
+
+    // The old token is spent: the refusal body, then 4403.
+    for (open, reason, close) in [
+        (
+            json!({"type": "open", "sessionId": id, "resume": {"from": 1, "token": first["token"]}}),
+            "bad_token",
+            4403,
+        ),
+        (
+            json!({"type": "open", "sessionId": id, "resume": {"from": 1}}),
+            "missing_token",
+            4401,
+        ),
+        (
+            json!({"type": "open", "sessionId": id}),
+            "session_exists",
+            4409,
+        ),
+        (json!({"type": "ack", "seq": 1}), "invalid_request", 4400),
+    ] {
+        let mut socket = connect(&server).await;
+        send_json(&mut socket, &open).await;
+        let (lines, code) = receive_all(&mut socket).await;
+        let body: Value = serde_json::from_str(&lines[0]).unwrap();
+        assert_eq!(body["reason"], reason, "{body}");
+        assert!(body["code"].is_string() && body["message"].is_string());
+        assert_eq!(code, Some(close));
+    }
+
+    // Nothing sent: the open timeout refuses with 4400.
+    let mut socket = connect(&server).await;
+    let (lines, code) = receive_all(&mut socket).await;
+    assert!(lines[0].contains("no open message"), "{lines:?}");
+    assert_eq!(code, Some(4400));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_required_policy_refuses_a_plaintext_open() {
+    let server = Running::start(
+        1,
+        ServerConfig::default().encryption(EncryptionPolicy::Required),
+    )
+    .await;
+    let mut socket = connect(&server).await;
+    send_json(&mut socket, &json!({"type": "open"})).await;
+    let (lines, code) = receive_all(&mut socket).await;
+    assert_eq!(
+        serde_json::from_str::<Value>(&lines[0]).unwrap()["code"],
+        "ENCRYPTION_REQUIRED"
+    );
+    assert_eq!(code, Some(CloseCode::from(4400).into()));
+    assert!(server.service.sessions.lock().unwrap().is_empty());
+    server.stop().await;
+}
