@@ -139,7 +139,7 @@ async fn heartbeats_take_sequence_numbers_like_any_event() {
     assert_eq!(next_seq(&mut attachment).await, Some(5));
     assert!(next(&mut attachment).await.is_none());
     // No heartbeat after the final.
-    tokio::time::sleep(Duration::from_millis(3000)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let info = hub.info(&session.session_id).await.unwrap();
     assert_eq!(info.state, SessionState::Completed);
 }
