@@ -333,3 +333,21 @@ async fn a_resume_past_the_last_seq_is_an_invalid_request() {
     let request = resume_request(&attachment.session_id, 5, Some(&attachment.token), false);
     assert_eq!(refused(&hub, request).await, RefusalReason::InvalidRequest);
 }
+
+#[tokio::test]
+async fn a_session_past_its_expiry_closes_its_connection_as_expired() {
+    let hub = hub(quiet().with_session_grace(Duration::from_millis(200)));
+    let mut request = CreateSession::new(SessionId::generate());
+    request.config.max_execution_ms = Some(100);
+    let (mut attachment, _session) = create_with(&hub, request).await;
+    assert_eq!(next_seq(&mut attachment).await, Some(1));
+    match next(&mut attachment).await {
+        Some(Outgoing::Close(CloseReason::Refused(refusal))) => {
+            assert_eq!(refusal.reason, RefusalReason::Expired);
+        }
+        other => panic!("expected an expired close, got {other:?}"),
+    }
+    assert!(next(&mut attachment).await.is_none());
+    let request = resume_request(&attachment.session_id, 2, Some(&attachment.token), false);
+    assert_eq!(refused(&hub, request).await, RefusalReason::Expired);
+}

@@ -17,6 +17,14 @@ use crate::Error;
 /// How many events a source reads from the store at once.
 const READ_BATCH: usize = 64;
 
+/// Why an attachment stops.
+enum Stop {
+    /// With a close notice (superseded, shutting down, expired).
+    Close(CloseReason),
+    /// Quietly: the session was deleted.
+    End,
+}
+
 /// What an attached connection writes, in order: replayed events, the end-of-replay line,
 /// live events, then `None` after the `final` (or a `Close` when superseded or shut down).
 pub(crate) struct HubEvents {
@@ -77,6 +85,46 @@ impl HubEvents {
         last
     }
 
+    /// Whether this attachment must stop, and the last item it yields if so.
+    fn stop(&mut self) -> Option<Stop> {
+        if *self.shutdown.borrow_and_update() {
+            return Some(Stop::Close(CloseReason::ShuttingDown));
+        }
+        if *self.generations.borrow_and_update() != self.generation {
+            return Some(Stop::Close(CloseReason::Superseded));
+        }
+        if !*self.closed.borrow_and_update() {
+            return None;
+        }
+        let expired = self
+            .rt
+            .expired_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some();
+        if expired {
+            let refusal = Refusal::new(
+                RefusalReason::Expired,
+                format!("session {} expired", self.rt.id),
+            );
+            return Some(Stop::Close(CloseReason::Refused(refusal)));
+        }
+        Some(Stop::End)
+    }
+
+    /// A client ack waiting to be sent (acknowledging clients only).
+    fn pending_ack(&self) -> Option<u64> {
+        if !self.acknowledges {
+            return None;
+        }
+        let mut attach = self.rt.attach_state();
+        if attach.generation == self.generation {
+            attach.pending_ack.take()
+        } else {
+            None
+        }
+    }
+
     async fn next_outgoing(&mut self) -> Option<Outgoing> {
         loop {
             if self.done {
@@ -86,27 +134,13 @@ impl HubEvents {
             let notified = rt.control.notified();
             let mut notified = std::pin::pin!(notified);
             notified.as_mut().enable();
-            if *self.shutdown.borrow_and_update() {
-                return self.finish(Some(Outgoing::Close(CloseReason::ShuttingDown)));
+            match self.stop() {
+                Some(Stop::Close(reason)) => return self.finish(Some(Outgoing::Close(reason))),
+                Some(Stop::End) => return self.finish(None),
+                None => {}
             }
-            if *self.generations.borrow_and_update() != self.generation {
-                return self.finish(Some(Outgoing::Close(CloseReason::Superseded)));
-            }
-            if *self.closed.borrow_and_update() {
-                return self.finish(None);
-            }
-            if self.acknowledges {
-                let ack = {
-                    let mut attach = self.rt.attach_state();
-                    if attach.generation == self.generation {
-                        attach.pending_ack.take()
-                    } else {
-                        None
-                    }
-                };
-                if let Some(seq) = ack {
-                    return Some(Outgoing::Ack { seq });
-                }
+            if let Some(seq) = self.pending_ack() {
+                return Some(Outgoing::Ack { seq });
             }
             if let Some(end) = self.replay_end {
                 if self.next_seq > end {
@@ -235,6 +269,8 @@ impl Upstream for HubUpstream {
 
 /// The client holds server events up to `seq`: they may leave retention.
 pub(crate) fn acknowledge(rt: &Runtime, seq: u64) {
+    // An ack past what was published must not let future events leave unsent.
+    let seq = seq.min(rt.last_seq.load(Ordering::Acquire));
     rt.acked.fetch_max(seq, Ordering::AcqRel);
     rt.space.notify_waiters();
 }

@@ -61,6 +61,9 @@ pub struct Hub {
 
 impl Hub {
     /// A hub with `config`, and its sweeper.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime (the sweeper is spawned here).
     pub fn new(config: HubConfig) -> Self {
         let rng = SystemRandom::new();
         let epoch = config.epoch.unwrap_or_else(|| token::epoch(&rng));
@@ -381,9 +384,16 @@ impl SessionService for Hub {
                     current: hash,
                     previous: Some(p),
                 },
-                _ => TokenHashes {
+                // The previous token: the new one was never used, so it stays valid.
+                Some(_) => TokenHashes {
                     current: hash,
                     previous: snapshot.tokens.previous,
+                },
+                // Tokenless (allowed): the current token keeps working until the new one
+                // is used, as after any resume.
+                None => TokenHashes {
+                    current: hash,
+                    previous: Some(snapshot.tokens.current),
                 },
             };
             let swapped = shared
@@ -459,7 +469,7 @@ impl SessionService for Hub {
             }
             let held = attach::deliver(shared, &rt, request.messages).await?;
             if let Some(ack) = request.ack {
-                attach::acknowledge(&rt, ack.min(snapshot.retention.last_seq.max(ack)));
+                attach::acknowledge(&rt, ack);
             }
             Ok(SubmitReceipt::new(held))
         })
@@ -656,9 +666,9 @@ async fn sweep_one(shared: &Shared, rt: &Arc<Runtime>) {
     };
     if shared.grace_expired(rt, &snapshot) {
         tracing::debug!(session = %rt.id, "session expired");
+        *rt.expired_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         rt.close();
         rt.upstream.lock().await.take();
-        *rt.expired_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         if let Err(err) = shared.store.expire(&rt.id).await {
             tracing::warn!(session = %rt.id, %err, "session not expired in the store");
         }

@@ -53,6 +53,8 @@ pub(crate) struct Runtime {
     pub(crate) acked: AtomicU64,
     /// Highest seq written to a connection that does not acknowledge.
     pub(crate) written: AtomicU64,
+    /// The last published seq (acknowledgements beyond it are clamped to it).
+    pub(crate) last_seq: AtomicU64,
     /// The seq of the `final` event, 0 before it.
     pub(crate) final_seq: AtomicU64,
     pub(crate) attach: Mutex<AttachState>,
@@ -79,6 +81,7 @@ impl Runtime {
             control: Notify::new(),
             acked: AtomicU64::new(0),
             written: AtomicU64::new(0),
+            last_seq: AtomicU64::new(0),
             final_seq: AtomicU64::new(0),
             attach: Mutex::new(AttachState::default()),
             generation: watch::channel(0).0,
@@ -139,6 +142,9 @@ pub(crate) async fn publish(
     payload: EventPayload,
 ) -> Result<u64, Error> {
     let mut state = rt.publish.lock().await;
+    if *shared.shutdown.borrow() {
+        return Err(Error::ShuttingDown);
+    }
     if state.finished || rt.is_closed() {
         return Err(Error::SessionClosed(rt.id.clone()));
     }
@@ -158,11 +164,14 @@ pub(crate) async fn publish(
     make_room(shared, rt, bytes).await?;
     shared.store.append(&rt.id, event, bytes).await?;
     state.next_seq += 1;
+    rt.last_seq.store(seq, Ordering::Release);
     if is_final {
         state.finished = true;
         rt.final_seq.store(seq, Ordering::Release);
     }
-    if next_state.is_some() || is_tool_call {
+    // The store's metadata changes only when the state does (or a tool call is counted).
+    let changed = next_state.is_some_and(|next| next != *rt.state.borrow());
+    if changed || is_tool_call || is_final {
         record_progress(shared, rt, next_state, is_tool_call, is_final).await?;
     }
     Ok(seq)

@@ -255,3 +255,84 @@ impl Store for MemoryStore {
         record.last_seq.as_ref().map(watch::Sender::subscribe)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use enclave_types::{EventPayload, StdoutPayload};
+
+    fn event(id: &SessionId, seq: u64) -> Arc<StreamEvent> {
+        Arc::new(StreamEvent::new(
+            id.clone(),
+            seq,
+            EventPayload::Stdout(StdoutPayload::new("x")),
+        ))
+    }
+
+    #[tokio::test]
+    async fn retention_tracks_counts_bytes_and_what_left() {
+        let store = MemoryStore::new();
+        let id = SessionId::generate();
+        let hash = crate::store::TokenHash::of("t");
+        let tokens = TokenHashes {
+            current: hash,
+            previous: None,
+        };
+        store
+            .create(SessionMeta::new(id.clone(), 1, 0, 10, false), tokens)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store
+                .create(SessionMeta::new(id.clone(), 1, 0, 10, false), tokens)
+                .await,
+            Err(Error::SessionExists(_))
+        ));
+        for seq in 1..=5 {
+            store.append(&id, event(&id, seq), 10).await.unwrap();
+        }
+        assert!(matches!(
+            store.append(&id, event(&id, 7), 10).await,
+            Err(Error::OutOfOrder {
+                expected: 6,
+                got: 7,
+                ..
+            })
+        ));
+        let retention = store.trim(&id, 2).await.unwrap();
+        assert_eq!(
+            (
+                retention.first_seq,
+                retention.last_seq,
+                retention.count,
+                retention.bytes,
+                retention.evicted_through
+            ),
+            (3, 5, 3, 30, 2)
+        );
+        let seqs: Vec<u64> = store
+            .read(&id, 4, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, [4, 5]);
+        // A read from before what is retained starts later: the reader sees the gap.
+        assert_eq!(store.read(&id, 1, 1).await.unwrap()[0].seq, 3);
+        assert_eq!(store.advance_client_seq(&id, 4).await.unwrap(), 4);
+        assert_eq!(store.advance_client_seq(&id, 2).await.unwrap(), 4);
+        let other = TokenHashes {
+            current: crate::store::TokenHash::of("u"),
+            previous: Some(hash),
+        };
+        assert!(store.swap_tokens(&id, tokens, other).await.unwrap());
+        assert!(!store.swap_tokens(&id, tokens, other).await.unwrap());
+        store.expire(&id).await.unwrap();
+        let snapshot = store.load(&id).await.unwrap().unwrap();
+        assert!(snapshot.expired && snapshot.retention.count == 0);
+        assert!(store.watch(&id).is_none());
+        assert!(store.remove(&id).await.unwrap());
+        assert!(store.load(&id).await.unwrap().is_none());
+    }
+}
