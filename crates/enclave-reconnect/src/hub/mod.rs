@@ -140,6 +140,37 @@ impl Shared {
             .cloned()
     }
 
+    /// Takes a place for `rt` among the sessions, checking the limit and the id under one
+    /// lock so concurrent creates cannot overshoot it.
+    fn reserve(&self, rt: &Arc<Runtime>) -> Result<(), Refusal> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        if sessions.contains_key(&rt.id) {
+            return Err(Refusal::new(
+                RefusalReason::SessionExists,
+                format!("session {} already exists", rt.id),
+            ));
+        }
+        if sessions.len() >= self.config.max_sessions {
+            return Err(Refusal::new(
+                RefusalReason::Unavailable,
+                format!("the server holds {} sessions, its limit", sessions.len()),
+            ));
+        }
+        sessions.insert(rt.id.clone(), Arc::clone(rt));
+        Ok(())
+    }
+
+    /// Gives back a place taken by [`Shared::reserve`] for a create that failed.
+    fn unreserve(&self, rt: &Arc<Runtime>) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        if sessions
+            .get(&rt.id)
+            .is_some_and(|held| Arc::ptr_eq(held, rt))
+        {
+            sessions.remove(&rt.id);
+        }
+    }
+
     fn refuse_if_shutting_down(&self) -> Result<(), Refusal> {
         if *self.shutdown.borrow() {
             return Err(Refusal::new(
@@ -260,17 +291,6 @@ impl SessionService for Hub {
             let shared = &self.shared;
             shared.refuse_if_shutting_down()?;
             let id = request.session_id.clone();
-            let held = shared
-                .sessions
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .len();
-            if held >= shared.config.max_sessions {
-                return Err(Refusal::new(
-                    RefusalReason::Unavailable,
-                    format!("the server holds {held} sessions, its limit"),
-                ));
-            }
             let (token, hash) = token::issue(&shared.rng).map_err(|e| unavailable(&id, &e))?;
             let created = clock::now_ms();
             let ttl = request
@@ -292,31 +312,30 @@ impl SessionService for Hub {
                 current: hash,
                 previous: None,
             };
-            match shared.store.create(meta, tokens).await {
-                Ok(()) => {}
-                Err(Error::SessionExists(_)) => {
-                    return Err(Refusal::new(
-                        RefusalReason::SessionExists,
-                        format!("session {id} already exists"),
-                    ))
-                }
-                Err(err) => return Err(unavailable(&id, &err)),
-            }
             let (messages_tx, messages_rx) = mpsc::channel(MESSAGE_QUEUE);
             let rt = Arc::new(Runtime::new(id.clone(), messages_tx));
-            shared
-                .sessions
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(id.clone(), Arc::clone(&rt));
+            shared.reserve(&rt)?;
+            if let Err(err) = shared.store.create(meta, tokens).await {
+                shared.unreserve(&rt);
+                return Err(match err {
+                    Error::SessionExists(_) => Refusal::new(
+                        RefusalReason::SessionExists,
+                        format!("session {id} already exists"),
+                    ),
+                    err => unavailable(&id, &err),
+                });
+            }
             let init = SessionInitPayload::new(
                 format!("/sessions/{id}/cancel"),
                 clock::timestamp("expiresAt", expires),
                 request.encryption.clone(),
             );
-            session::publish(shared, &rt, EventPayload::SessionInit(init))
-                .await
-                .map_err(|e| unavailable(&id, &e))?;
+            if let Err(err) = session::publish(shared, &rt, EventPayload::SessionInit(init)).await {
+                shared.unreserve(&rt);
+                // Best effort: the store failed already, or the hub is shutting down.
+                let _ = shared.store.remove(&id).await;
+                return Err(unavailable(&id, &err));
+            }
             let generation = rt.attach(request.features.resume, 0);
             let heartbeat = request
                 .config
