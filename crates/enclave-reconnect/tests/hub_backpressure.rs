@@ -143,3 +143,28 @@ async fn the_byte_bound_holds_as_well_as_the_count() {
     }
     tokio::time::timeout(WAIT, producer).await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn an_ack_past_the_last_published_seq_loses_nothing_published_later() {
+    let store = Arc::new(MemoryStore::new());
+    let hub = hub(bounded(&store));
+    let (mut attachment, session) = create(&hub, true).await;
+    attachment.upstream.ack(1000);
+    for n in 0..3 {
+        session
+            .handle
+            .publish(StdoutPayload::new(format!("{n}")))
+            .await
+            .unwrap();
+    }
+    let retention = store.retention(&attachment.session_id).await.unwrap();
+    assert_eq!(
+        (retention.first_seq, retention.last_seq),
+        (2, 4),
+        "only seq 1 was acknowledged"
+    );
+    // Seq 1 left as acknowledged: this connection skips it rather than failing.
+    for expected in 2..=4 {
+        assert_eq!(next_seq(&mut attachment).await, Some(expected));
+    }
+}

@@ -169,6 +169,13 @@ impl HubEvents {
                 }
             }
             if let Some(event) = self.buffer.pop_front() {
+                if event.seq > self.next_seq
+                    && event.seq - 1 <= self.rt.acked.load(Ordering::Acquire)
+                {
+                    // The client acknowledged what left retention before this connection
+                    // sent it: it holds those events already.
+                    self.next_seq = event.seq;
+                }
                 if event.seq != self.next_seq {
                     // Events this connection had not read left retention (drop_oldest).
                     let refusal = Refusal::new(
