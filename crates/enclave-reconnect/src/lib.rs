@@ -1,3 +1,51 @@
-//! Sessions that outlive their connections (work in progress: the hub lands with the
-//! transport issue).
+//! Sessions that outlive their connections, for EnclaveJS streams: the session layer.
+//!
+//! # What this crate owns
+//! - **The session hub** ([`Hub`]): it implements `enclave_transport::SessionService`, so
+//!   the transport's routes reach it for `create`, `resume`, `submit`, `info`, `list`,
+//!   `delete` and `cancel`. It numbers events (`session_init` is seq 1, heartbeats included),
+//!   retains what a client may still need within a bound of events *and* bytes, applies
+//!   backpressure to the application's `publish` ([`OverflowPolicy`]), checks and rotates
+//!   resume tokens, replays from any retained position, supersedes an older connection of
+//!   the same session, dedupes client messages by their `seq`, sends heartbeats and expires
+//!   sessions a grace period after their last connection ended.
+//! - **The store** ([`store::Store`]): session metadata, token hashes (never tokens), the
+//!   retained event log and the client position, behind a trait a shared store (Redis
+//!   Streams) can implement. [`store::MemoryStore`] is the default.
+//! - **The application side** ([`Hub::accept`] → [`NewSession`]): a [`SessionHandle`] to
+//!   publish, a [`Messages`] receiver for client messages, cancellation and state.
+//!
+//! # What it leaves to others
+//! Carriers, wire mappings, headers and per-connection encryption belong to
+//! `enclave-transport`: an attachment here is an `EventSource` of `Outgoing` items and an
+//! `Upstream`, never a socket. The hub never sees a token after hashing it, nor a key.
+//!
+//! # Example
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use enclave_reconnect::{Hub, HubConfig};
+//! use enclave_transport::{CreateSession, Outgoing, SessionService};
+//! use enclave_types::{FinalPayload, SessionId, StdoutPayload};
+//!
+//! let hub = Hub::new(HubConfig::default().with_heartbeat_ms(0));
+//! let id = SessionId::generate();
+//! let mut attachment = hub.create(CreateSession::new(id)).await.unwrap();
+//! let session = hub.accept().await.unwrap();
+//! session.handle.publish(StdoutPayload::new("hi\n")).await.unwrap();
+//! session.handle.finish(FinalPayload::new(true)).await.unwrap();
+//! let mut seqs = Vec::new();
+//! while let Some(Outgoing::Event(event)) = attachment.events.next().await {
+//!     seqs.push(event.seq);
+//! }
+//! assert_eq!(seqs, [1, 2, 3]);
+//! # }
+//! ```
 #![forbid(unsafe_code)]
+
+mod error;
+mod hub;
+pub mod store;
+
+pub use error::Error;
+pub use hub::{Hub, HubConfig, Messages, NewSession, OverflowPolicy, SessionHandle};

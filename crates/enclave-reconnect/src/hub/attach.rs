@@ -1,0 +1,331 @@
+//! One connection's view of a session: [`HubEvents`] (what to write, replay then live) and
+//! [`HubUpstream`] (its client messages and acknowledgements).
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use enclave_transport::{CloseReason, EventSource, Outgoing, Refusal, RefusalReason, Upstream};
+use enclave_types::{RuntimeChannelMessage, RuntimeChannelPayload, StreamEvent};
+use futures::future::BoxFuture;
+use tokio::sync::watch;
+
+use super::session::Runtime;
+use super::Shared;
+use crate::Error;
+
+/// How many events a source reads from the store at once.
+const READ_BATCH: usize = 64;
+
+/// Why an attachment stops.
+enum Stop {
+    /// With a close notice (superseded, shutting down, expired).
+    Close(CloseReason),
+    /// Quietly: the session was deleted.
+    End,
+}
+
+/// What an attached connection writes, in order: replayed events, the end-of-replay line,
+/// live events, then `None` after the `final` (or a `Close` when superseded or shut down).
+pub(crate) struct HubEvents {
+    shared: Arc<Shared>,
+    rt: Arc<Runtime>,
+    generation: u64,
+    acknowledges: bool,
+    next_seq: u64,
+    /// The last seq to replay before announcing the end of the replay (resumes only).
+    replay_end: Option<u64>,
+    buffer: VecDeque<Arc<StreamEvent>>,
+    appended: Option<watch::Receiver<u64>>,
+    generations: watch::Receiver<u64>,
+    shutdown: watch::Receiver<bool>,
+    closed: watch::Receiver<bool>,
+    done: bool,
+}
+
+impl std::fmt::Debug for HubEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubEvents")
+            .field("session", &self.rt.id.as_str())
+            .field("generation", &self.generation)
+            .field("next_seq", &self.next_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HubEvents {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        rt: Arc<Runtime>,
+        generation: u64,
+        acknowledges: bool,
+        from: u64,
+        replay_end: Option<u64>,
+    ) -> Self {
+        let appended = shared.store.watch(&rt.id);
+        Self {
+            generations: rt.generation.subscribe(),
+            shutdown: shared.shutdown.subscribe(),
+            closed: rt.closed.subscribe(),
+            shared,
+            rt,
+            generation,
+            acknowledges,
+            next_seq: from,
+            replay_end,
+            buffer: VecDeque::new(),
+            appended,
+            done: false,
+        }
+    }
+
+    fn finish(&mut self, last: Option<Outgoing>) -> Option<Outgoing> {
+        self.done = true;
+        self.rt.detach(self.generation);
+        last
+    }
+
+    /// Whether this attachment must stop, and the last item it yields if so.
+    fn stop(&mut self) -> Option<Stop> {
+        if *self.shutdown.borrow_and_update() {
+            return Some(Stop::Close(CloseReason::ShuttingDown));
+        }
+        if *self.generations.borrow_and_update() != self.generation {
+            return Some(Stop::Close(CloseReason::Superseded));
+        }
+        if !*self.closed.borrow_and_update() {
+            return None;
+        }
+        let expired = self
+            .rt
+            .expired_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some();
+        if expired {
+            let refusal = Refusal::new(
+                RefusalReason::Expired,
+                format!("session {} expired", self.rt.id),
+            );
+            return Some(Stop::Close(CloseReason::Refused(refusal)));
+        }
+        Some(Stop::End)
+    }
+
+    /// A client ack waiting to be sent (acknowledging clients only).
+    fn pending_ack(&self) -> Option<u64> {
+        if !self.acknowledges {
+            return None;
+        }
+        let mut attach = self.rt.attach_state();
+        if attach.generation == self.generation {
+            attach.pending_ack.take()
+        } else {
+            None
+        }
+    }
+
+    async fn next_outgoing(&mut self) -> Option<Outgoing> {
+        loop {
+            if self.done {
+                return None;
+            }
+            let rt = Arc::clone(&self.rt);
+            let notified = rt.control.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            match self.stop() {
+                Some(Stop::Close(reason)) => return self.finish(Some(Outgoing::Close(reason))),
+                Some(Stop::End) => return self.finish(None),
+                None => {}
+            }
+            if let Some(seq) = self.pending_ack() {
+                return Some(Outgoing::Ack { seq });
+            }
+            if let Some(end) = self.replay_end {
+                if self.next_seq > end {
+                    self.replay_end = None;
+                    if self.acknowledges {
+                        return Some(Outgoing::ReplayComplete { last_seq: end });
+                    }
+                    continue;
+                }
+            }
+            if self.buffer.is_empty() {
+                match self
+                    .shared
+                    .store
+                    .read(&self.rt.id, self.next_seq, READ_BATCH)
+                    .await
+                {
+                    Ok(events) => self.buffer.extend(events),
+                    Err(err) => {
+                        let refusal = Refusal::new(
+                            RefusalReason::Unavailable,
+                            format!("session {}: {err}", self.rt.id),
+                        );
+                        return self.finish(Some(Outgoing::Close(CloseReason::Refused(refusal))));
+                    }
+                }
+            }
+            if let Some(event) = self.buffer.pop_front() {
+                if event.seq > self.next_seq
+                    && event.seq - 1 <= self.rt.acked.load(Ordering::Acquire)
+                {
+                    // The client acknowledged what left retention before this connection
+                    // sent it: it holds those events already.
+                    self.next_seq = event.seq;
+                }
+                if event.seq != self.next_seq {
+                    // Events this connection had not read left retention (drop_oldest).
+                    let refusal = Refusal::new(
+                        RefusalReason::TooFarBehind,
+                        format!(
+                            "session {}: seq {} left retention before it was sent",
+                            self.rt.id, self.next_seq
+                        ),
+                    );
+                    return self.finish(Some(Outgoing::Close(CloseReason::Refused(refusal))));
+                }
+                self.next_seq += 1;
+                return Some(Outgoing::Event(event));
+            }
+            let final_seq = self.rt.final_seq.load(Ordering::Acquire);
+            if final_seq != 0 && self.next_seq > final_seq {
+                return self.finish(None);
+            }
+            let appended_rx = &mut self.appended;
+            let appended = async {
+                match appended_rx.as_mut() {
+                    Some(rx) => {
+                        if rx.changed().await.is_err() {
+                            // The store dropped the session: wait for `closed` instead.
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = appended => {}
+                () = notified => {}
+                _ = self.generations.changed() => {}
+                _ = self.shutdown.changed() => {}
+                _ = self.closed.changed() => {}
+            }
+        }
+    }
+}
+
+impl EventSource for HubEvents {
+    fn next(&mut self) -> BoxFuture<'_, Option<Outgoing>> {
+        Box::pin(self.next_outgoing())
+    }
+
+    fn written(&mut self, seq: u64) {
+        if !self.acknowledges && self.rt.attach_state().generation == self.generation {
+            self.rt.written.fetch_max(seq, Ordering::AcqRel);
+            self.rt.space.notify_waiters();
+        }
+    }
+}
+
+impl Drop for HubEvents {
+    fn drop(&mut self) {
+        self.rt.detach(self.generation);
+    }
+}
+
+/// Where one attachment's client messages and acknowledgements go.
+pub(crate) struct HubUpstream {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) rt: Arc<Runtime>,
+    pub(crate) generation: u64,
+    pub(crate) acknowledges: bool,
+}
+
+impl std::fmt::Debug for HubUpstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubUpstream")
+            .field("session", &self.rt.id.as_str())
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Upstream for HubUpstream {
+    fn deliver(&self, messages: Vec<RuntimeChannelMessage>) -> BoxFuture<'_, Result<u64, Refusal>> {
+        Box::pin(async move {
+            let held = deliver(&self.shared, &self.rt, messages).await?;
+            if self.acknowledges {
+                let mut attach = self.rt.attach_state();
+                if attach.generation == self.generation {
+                    attach.pending_ack = Some(held);
+                }
+                drop(attach);
+                self.rt.control.notify_waiters();
+            }
+            Ok(held)
+        })
+    }
+
+    fn ack(&self, seq: u64) {
+        acknowledge(&self.rt, seq);
+    }
+}
+
+/// The client holds server events up to `seq`: they may leave retention.
+pub(crate) fn acknowledge(rt: &Runtime, seq: u64) {
+    // An ack past what was published must not let future events leave unsent.
+    let seq = seq.min(rt.last_seq.load(Ordering::Acquire));
+    rt.acked.fetch_max(seq, Ordering::AcqRel);
+    rt.space.notify_waiters();
+}
+
+/// Hands client messages to the application in order, each seq once. A message without a
+/// seq takes the next one; a seq already held is skipped (acknowledged again); a seq past
+/// the next one is accepted and the position jumps to it (the client numbers its messages,
+/// and a gap means it gave up on the ones between). Returns the highest seq held.
+pub(crate) async fn deliver(
+    shared: &Shared,
+    rt: &Runtime,
+    messages: Vec<RuntimeChannelMessage>,
+) -> Result<u64, Refusal> {
+    let unavailable = |err: Error| {
+        Refusal::new(
+            RefusalReason::Unavailable,
+            format!("session {}: {err}", rt.id),
+        )
+    };
+    let app = rt.upstream.lock().await;
+    let Some(app) = app.as_ref() else {
+        return Err(Refusal::new(
+            RefusalReason::UnknownSession,
+            format!("session {} is closed", rt.id),
+        ));
+    };
+    let mut held = shared
+        .store
+        .retention(&rt.id)
+        .await
+        .map_err(unavailable)?
+        .client_seq;
+    for message in messages {
+        let seq = message.seq.unwrap_or(held + 1);
+        if seq <= held {
+            continue;
+        }
+        if matches!(message.payload, RuntimeChannelPayload::Cancel(_)) {
+            rt.cancelled.send_replace(true);
+        }
+        if app.send(message).await.is_err() {
+            tracing::debug!(session = %rt.id, seq, "the application no longer reads messages");
+        }
+        held = shared
+            .store
+            .advance_client_seq(&rt.id, seq)
+            .await
+            .map_err(unavailable)?;
+    }
+    Ok(held)
+}

@@ -1,0 +1,140 @@
+//! [`HubConfig`]: the hub's knobs, with the defaults the network contract asks for.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::store::{MemoryStore, Store};
+
+/// What the producer does when a session's retention bound is full of events that cannot
+/// leave (neither acknowledged nor, for a client without acknowledgements, written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OverflowPolicy {
+    /// `publish` waits (default): nothing a client may still need is lost.
+    #[default]
+    Wait,
+    /// The oldest event leaves anyway; a later resume from before it gets `too_far_behind`.
+    DropOldest,
+}
+
+/// How a [`Hub`](crate::Hub) behaves. Build with `HubConfig::default()` and the `with_…`
+/// methods.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct HubConfig {
+    /// Interval of `heartbeat` events; `None` sends none. Default 15 s (the TypeScript client
+    /// gives up after 30 s of silence). A session's `config.heartbeatIntervalMs` overrides it.
+    pub heartbeat: Option<Duration>,
+    /// How long a session waits for a connection after its last one ended before it
+    /// expires. Default 60 s.
+    pub session_grace: Duration,
+    /// How long a session may live (its `expiresAt`). Default 10 minutes; a session's
+    /// `config.maxExecutionMs` shortens it.
+    pub session_ttl: Duration,
+    /// Lets a client resume without a token (the unmodified TypeScript client). Default off.
+    pub allow_tokenless_resume: bool,
+    /// Bound on a session's retained events. Default 10 000.
+    pub max_buffered_events: u64,
+    /// Bound on their encoded bytes. Default 16 MiB, so what sits in socket buffers between
+    /// server and client (several MiB on loopback) stays resumable.
+    pub max_buffered_bytes: u64,
+    /// What `publish` does when the bound is full. Default [`OverflowPolicy::Wait`].
+    pub overflow: OverflowPolicy,
+    /// Most sessions held at once (expired ones waiting to be purged included); beyond it
+    /// `create` is refused `unavailable` (503). Default 10 000.
+    pub max_sessions: usize,
+    /// Where session state lives. Default a new [`MemoryStore`].
+    pub store: Arc<dyn Store>,
+    /// The server's epoch; `None` draws a random one when the hub starts (at most 2^53 − 1,
+    /// so JavaScript reads it exactly).
+    pub epoch: Option<u64>,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat: Some(Duration::from_secs(15)),
+            session_grace: Duration::from_mins(1),
+            session_ttl: Duration::from_mins(10),
+            allow_tokenless_resume: false,
+            max_buffered_events: 10_000,
+            max_buffered_bytes: 16 * 1024 * 1024,
+            overflow: OverflowPolicy::Wait,
+            max_sessions: 10_000,
+            store: Arc::new(MemoryStore::new()),
+            epoch: None,
+        }
+    }
+}
+
+impl HubConfig {
+    /// Heartbeat interval in ms; `0` turns heartbeats off.
+    #[must_use]
+    pub fn with_heartbeat_ms(mut self, ms: u64) -> Self {
+        self.heartbeat = (ms > 0).then(|| Duration::from_millis(ms));
+        self
+    }
+
+    /// Grace period after the last connection ends.
+    #[must_use]
+    pub fn with_session_grace(mut self, grace: Duration) -> Self {
+        self.session_grace = grace;
+        self
+    }
+
+    /// Session lifetime (`expiresAt`).
+    #[must_use]
+    pub fn with_session_ttl(mut self, ttl: Duration) -> Self {
+        self.session_ttl = ttl;
+        self
+    }
+
+    /// Whether a resume without a token is accepted.
+    #[must_use]
+    pub fn with_allow_tokenless_resume(mut self, allow: bool) -> Self {
+        self.allow_tokenless_resume = allow;
+        self
+    }
+
+    /// Bound on retained events (at least 1).
+    #[must_use]
+    pub fn with_max_buffered_events(mut self, events: u64) -> Self {
+        self.max_buffered_events = events.max(1);
+        self
+    }
+
+    /// Bound on retained bytes.
+    #[must_use]
+    pub fn with_max_buffered_bytes(mut self, bytes: u64) -> Self {
+        self.max_buffered_bytes = bytes;
+        self
+    }
+
+    /// Overflow policy.
+    #[must_use]
+    pub fn with_overflow(mut self, overflow: OverflowPolicy) -> Self {
+        self.overflow = overflow;
+        self
+    }
+
+    /// Session limit.
+    #[must_use]
+    pub fn with_max_sessions(mut self, sessions: usize) -> Self {
+        self.max_sessions = sessions;
+        self
+    }
+
+    /// The store.
+    #[must_use]
+    pub fn with_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// A fixed epoch (a restart that keeps a shared store keeps its epoch).
+    #[must_use]
+    pub fn with_epoch(mut self, epoch: u64) -> Self {
+        self.epoch = Some(epoch);
+        self
+    }
+}

@@ -1,0 +1,695 @@
+//! The session hub: [`Hub`] implements [`SessionService`] for the transport and hands each
+//! new session to the application ([`Hub::accept`]).
+//!
+//! Concurrency: the map of live sessions has one short lock; each session has a publish lock
+//! (seq order, backpressure) and an upstream lock (client message order), both async since
+//! they are held across store calls. A background sweeper expires sessions whose last
+//! connection ended more than a grace period ago, or whose `expiresAt` passed, and purges
+//! their records a grace period later; a heartbeat task per session publishes `heartbeat`
+//! events like any other.
+
+mod attach;
+mod clock;
+mod config;
+mod session;
+mod token;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use enclave_transport::{
+    Attachment, CreateSession, Refusal, RefusalReason, ResumeSession, SessionInfo, SessionService,
+    Submit, SubmitReceipt,
+};
+use enclave_types::{EventPayload, HeartbeatPayload, SessionId, SessionInitPayload};
+use futures::future::BoxFuture;
+use ring::rand::SystemRandom;
+use tokio::sync::{mpsc, watch, Mutex as AsyncMutex};
+use tokio::time::Instant;
+
+use self::attach::{HubEvents, HubUpstream};
+use self::session::Runtime;
+use crate::store::{SessionMeta, Snapshot, Store, TokenHash, TokenHashes};
+use crate::Error;
+
+pub use self::config::{HubConfig, OverflowPolicy};
+pub use self::session::{Messages, NewSession, SessionHandle};
+
+/// How many client messages wait for the application before delivery waits too.
+const MESSAGE_QUEUE: usize = 256;
+
+/// What every part of the hub shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: HubConfig,
+    pub(crate) store: Arc<dyn Store>,
+    epoch: u64,
+    rng: SystemRandom,
+    sessions: Mutex<HashMap<SessionId, Arc<Runtime>>>,
+    new_sessions: mpsc::UnboundedSender<NewSession>,
+    pub(crate) shutdown: watch::Sender<bool>,
+}
+
+/// The session hub: sessions that outlive their connections. A cheap handle: clones share
+/// the sessions. Create it inside a Tokio runtime (it starts a sweeper task).
+#[derive(Debug, Clone)]
+pub struct Hub {
+    shared: Arc<Shared>,
+    accepted: Arc<AsyncMutex<mpsc::UnboundedReceiver<NewSession>>>,
+}
+
+impl Hub {
+    /// A hub with `config`, and its sweeper.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime (the sweeper is spawned here).
+    pub fn new(config: HubConfig) -> Self {
+        let rng = SystemRandom::new();
+        let epoch = config.epoch.unwrap_or_else(|| token::epoch(&rng));
+        let (new_sessions, accepted) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            store: Arc::clone(&config.store),
+            config,
+            epoch,
+            rng,
+            sessions: Mutex::new(HashMap::new()),
+            new_sessions,
+            shutdown: watch::channel(false).0,
+        });
+        tokio::spawn(sweep(Arc::downgrade(&shared)));
+        Self {
+            shared,
+            accepted: Arc::new(AsyncMutex::new(accepted)),
+        }
+    }
+
+    /// The next new session for the application; `None` after [`Hub::shutdown`].
+    pub async fn accept(&self) -> Option<NewSession> {
+        let mut accepted = self.accepted.lock().await;
+        let mut shutdown = self.shared.shutdown.subscribe();
+        tokio::select! {
+            session = accepted.recv() => session,
+            _ = shutdown.wait_for(|s| *s) => None,
+        }
+    }
+
+    /// The epoch of this hub's sessions.
+    pub fn epoch(&self) -> u64 {
+        self.shared.epoch
+    }
+
+    /// A handle on a live session of this hub.
+    pub fn session(&self, id: &SessionId) -> Option<SessionHandle> {
+        self.shared.runtime(id).map(|rt| SessionHandle {
+            shared: Arc::clone(&self.shared),
+            rt,
+        })
+    }
+
+    /// Stops taking sessions; every attachment yields `Close(ShuttingDown)`, publishers get
+    /// [`Error::ShuttingDown`], and background tasks end.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.send_replace(true);
+    }
+
+    /// Ends a session now: its attachments end, its application side is cancelled, its
+    /// record is dropped from the store.
+    async fn remove(&self, id: &SessionId) -> Result<bool, Error> {
+        let rt = self
+            .shared
+            .sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id);
+        if let Some(rt) = &rt {
+            rt.close();
+            rt.upstream.lock().await.take();
+        }
+        let removed = self.shared.store.remove(id).await?;
+        Ok(removed || rt.is_some())
+    }
+}
+
+impl Shared {
+    fn runtime(&self, id: &SessionId) -> Option<Arc<Runtime>> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()
+    }
+
+    /// Takes a place for `rt` among the sessions, checking the limit and the id under one
+    /// lock so concurrent creates cannot overshoot it.
+    fn reserve(&self, rt: &Arc<Runtime>) -> Result<(), Refusal> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        if sessions.contains_key(&rt.id) {
+            return Err(Refusal::new(
+                RefusalReason::SessionExists,
+                format!("session {} already exists", rt.id),
+            ));
+        }
+        if sessions.len() >= self.config.max_sessions {
+            return Err(Refusal::new(
+                RefusalReason::Unavailable,
+                format!("the server holds {} sessions, its limit", sessions.len()),
+            ));
+        }
+        sessions.insert(rt.id.clone(), Arc::clone(rt));
+        Ok(())
+    }
+
+    /// Gives back a place taken by [`Shared::reserve`] for a create that failed.
+    fn unreserve(&self, rt: &Arc<Runtime>) {
+        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
+        if sessions
+            .get(&rt.id)
+            .is_some_and(|held| Arc::ptr_eq(held, rt))
+        {
+            sessions.remove(&rt.id);
+        }
+    }
+
+    fn refuse_if_shutting_down(&self) -> Result<(), Refusal> {
+        if *self.shutdown.borrow() {
+            return Err(Refusal::new(
+                RefusalReason::ShuttingDown,
+                "the server is shutting down: resume elsewhere",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks a presented token (or its absence) against a session that may not exist,
+    /// revealing nothing about its existence when the token is wrong or missing.
+    fn check_token(
+        &self,
+        id: &SessionId,
+        token: Option<&str>,
+        snapshot: Option<&Snapshot>,
+        accept_previous: bool,
+    ) -> Result<Option<TokenHash>, Refusal> {
+        let Some(token) = token else {
+            if self.config.allow_tokenless_resume {
+                return Ok(None);
+            }
+            return Err(Refusal::new(
+                RefusalReason::MissingToken,
+                format!("session {id}: a resume token is required"),
+            ));
+        };
+        let presented = TokenHash::of(token);
+        let valid = snapshot.is_some_and(|s| {
+            s.tokens.current.matches(&presented)
+                || (accept_previous && s.tokens.previous.is_some_and(|p| p.matches(&presented)))
+        });
+        if valid {
+            Ok(Some(presented))
+        } else {
+            Err(Refusal::new(
+                RefusalReason::BadToken,
+                format!("session {id}: the resume token is wrong or already used"),
+            ))
+        }
+    }
+
+    /// Resume checks (3) to (6), after the token and the session's existence: epoch,
+    /// expiry, no downgrade, position. Returns the first seq to send.
+    fn check_resume(
+        &self,
+        request: &ResumeSession,
+        snapshot: &Snapshot,
+        rt: &Runtime,
+    ) -> Result<u64, Refusal> {
+        let id = &request.session_id;
+        // (3) The epoch.
+        if let Some(epoch) = request.epoch {
+            if epoch != snapshot.meta.epoch {
+                return Err(Refusal::new(
+                    RefusalReason::EpochMismatch,
+                    format!(
+                        "session {id}: epoch {epoch} is not the server's {}",
+                        snapshot.meta.epoch
+                    ),
+                ));
+            }
+        }
+        // (4) Expiry.
+        if self.grace_expired(rt, snapshot) {
+            return Err(Refusal::new(
+                RefusalReason::Expired,
+                format!("session {id} expired"),
+            ));
+        }
+        // (5) No downgrade.
+        if snapshot.meta.encrypted && !request.encrypted {
+            return Err(Refusal::new(
+                RefusalReason::EncryptionRequired,
+                format!("session {id} is encrypted: the resume needs a ClientHello"),
+            ));
+        }
+        // (6) Position.
+        let from = request.from.max(1);
+        let retention = snapshot.retention;
+        if from > retention.last_seq + 1 {
+            return Err(Refusal::new(
+                RefusalReason::InvalidRequest,
+                format!(
+                    "session {id}: resume from seq {from}, but the last seq is {}",
+                    retention.last_seq
+                ),
+            ));
+        }
+        if from <= retention.evicted_through {
+            return Err(Refusal::new(
+                RefusalReason::TooFarBehind,
+                format!(
+                    "session {id}: seq {from} left retention (the oldest retained is {})",
+                    retention.first_seq
+                ),
+            ));
+        }
+        Ok(from)
+    }
+
+    fn grace_expired(&self, rt: &Runtime, snapshot: &Snapshot) -> bool {
+        let detached = rt.attach_state().detached_at;
+        snapshot.expired
+            || clock::now_ms() >= snapshot.meta.expires_at_ms
+            || detached.is_some_and(|at| at.elapsed() >= self.config.session_grace)
+    }
+}
+
+fn unavailable(id: &SessionId, err: &Error) -> Refusal {
+    Refusal::new(RefusalReason::Unavailable, format!("session {id}: {err}"))
+}
+
+impl SessionService for Hub {
+    fn create(&self, request: CreateSession) -> BoxFuture<'_, Result<Attachment, Refusal>> {
+        Box::pin(async move {
+            let shared = &self.shared;
+            shared.refuse_if_shutting_down()?;
+            let id = request.session_id.clone();
+            let (token, hash) = token::issue(&shared.rng).map_err(|e| unavailable(&id, &e))?;
+            let created = clock::now_ms();
+            let ttl = request
+                .config
+                .max_execution_ms
+                .map_or(shared.config.session_ttl, |ms| {
+                    shared.config.session_ttl.min(Duration::from_millis(ms))
+                });
+            let expires =
+                created.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+            let meta = SessionMeta::new(
+                id.clone(),
+                shared.epoch,
+                created,
+                expires,
+                request.encrypted,
+            );
+            let tokens = TokenHashes {
+                current: hash,
+                previous: None,
+            };
+            let (messages_tx, messages_rx) = mpsc::channel(MESSAGE_QUEUE);
+            let rt = Arc::new(Runtime::new(id.clone(), messages_tx));
+            shared.reserve(&rt)?;
+            if let Err(err) = shared.store.create(meta, tokens).await {
+                shared.unreserve(&rt);
+                return Err(match err {
+                    Error::SessionExists(_) => Refusal::new(
+                        RefusalReason::SessionExists,
+                        format!("session {id} already exists"),
+                    ),
+                    err => unavailable(&id, &err),
+                });
+            }
+            let init = SessionInitPayload::new(
+                format!("/sessions/{id}/cancel"),
+                clock::timestamp("expiresAt", expires),
+                request.encryption.clone(),
+            );
+            if let Err(err) = session::publish(shared, &rt, EventPayload::SessionInit(init)).await {
+                shared.unreserve(&rt);
+                // Best effort: the store failed already, or the hub is shutting down.
+                let _ = shared.store.remove(&id).await;
+                return Err(unavailable(&id, &err));
+            }
+            let generation = rt.attach(request.features.resume, 0);
+            let heartbeat = request
+                .config
+                .heartbeat_interval_ms
+                .map_or(shared.config.heartbeat, |ms| {
+                    (ms > 0).then(|| Duration::from_millis(ms))
+                });
+            if let Some(period) = heartbeat {
+                tokio::spawn(heartbeats(Arc::downgrade(shared), Arc::clone(&rt), period));
+            }
+            let new_session = NewSession {
+                session_id: id.clone(),
+                code: request.code.clone(),
+                config: request.config.clone(),
+                encrypted: request.encrypted,
+                handle: SessionHandle {
+                    shared: Arc::clone(shared),
+                    rt: Arc::clone(&rt),
+                },
+                messages: Messages { rx: messages_rx },
+            };
+            if shared.new_sessions.send(new_session).is_err() {
+                tracing::warn!(session = %id, "no application accepts sessions");
+            }
+            let mut attachment = attachment(
+                shared,
+                rt,
+                generation,
+                request.features.resume,
+                1,
+                None,
+                token,
+            );
+            attachment.encrypted = request.encrypted;
+            Ok(attachment)
+        })
+    }
+
+    fn resume(&self, request: ResumeSession) -> BoxFuture<'_, Result<Attachment, Refusal>> {
+        Box::pin(async move {
+            let shared = &self.shared;
+            shared.refuse_if_shutting_down()?;
+            let id = &request.session_id;
+            let snapshot = shared
+                .store
+                .load(id)
+                .await
+                .map_err(|e| unavailable(id, &e))?;
+            // (1) The token, before anything that says whether the session exists.
+            let presented =
+                shared.check_token(id, request.token.as_deref(), snapshot.as_ref(), true)?;
+            // (2) The session.
+            let (Some(snapshot), Some(rt)) = (snapshot, shared.runtime(id)) else {
+                return Err(Refusal::new(
+                    RefusalReason::UnknownSession,
+                    format!("session {id} is unknown to this server"),
+                ));
+            };
+            let retention = snapshot.retention;
+            let from = shared.check_resume(&request, &snapshot, &rt)?;
+            // Rotate: the presented token stays valid until the new one is used once.
+            let (token, hash) = token::issue(&shared.rng).map_err(|e| unavailable(id, &e))?;
+            let next = match presented {
+                Some(p) if snapshot.tokens.current.matches(&p) => TokenHashes {
+                    current: hash,
+                    previous: Some(p),
+                },
+                // The previous token: the new one was never used, so it stays valid.
+                Some(_) => TokenHashes {
+                    current: hash,
+                    previous: snapshot.tokens.previous,
+                },
+                // Tokenless (allowed): the current token keeps working until the new one
+                // is used, as after any resume.
+                None => TokenHashes {
+                    current: hash,
+                    previous: Some(snapshot.tokens.current),
+                },
+            };
+            let swapped = shared
+                .store
+                .swap_tokens(id, snapshot.tokens, next)
+                .await
+                .map_err(|e| unavailable(id, &e))?;
+            if !swapped {
+                return Err(Refusal::new(
+                    RefusalReason::BadToken,
+                    format!("session {id}: the resume token was used concurrently"),
+                ));
+            }
+            // A resume from N acknowledges everything before N.
+            shared
+                .store
+                .trim(id, from - 1)
+                .await
+                .map_err(|e| unavailable(id, &e))?;
+            let generation = rt.attach(request.features.resume, from - 1);
+            let replay_end = retention.last_seq.max(from - 1);
+            let mut attachment = attachment(
+                shared,
+                rt,
+                generation,
+                request.features.resume,
+                from,
+                Some(replay_end),
+                token,
+            );
+            attachment.epoch = snapshot.meta.epoch;
+            attachment.resumed = true;
+            attachment.encrypted = snapshot.meta.encrypted;
+            Ok(attachment)
+        })
+    }
+
+    fn submit(&self, request: Submit) -> BoxFuture<'_, Result<SubmitReceipt, Refusal>> {
+        Box::pin(async move {
+            let shared = &self.shared;
+            let id = &request.session_id;
+            let snapshot = shared
+                .store
+                .load(id)
+                .await
+                .map_err(|e| unavailable(id, &e))?;
+            let presented =
+                shared.check_token(id, request.token.as_deref(), snapshot.as_ref(), false)?;
+            let (Some(snapshot), Some(rt)) = (snapshot, shared.runtime(id)) else {
+                return Err(Refusal::new(
+                    RefusalReason::UnknownSession,
+                    format!("session {id} is unknown to this server"),
+                ));
+            };
+            if shared.grace_expired(&rt, &snapshot) {
+                return Err(Refusal::new(
+                    RefusalReason::Expired,
+                    format!("session {id} expired"),
+                ));
+            }
+            // Using the current token proves the client has it: the previous one retires.
+            if presented.is_some() && snapshot.tokens.previous.is_some() {
+                let next = TokenHashes {
+                    current: snapshot.tokens.current,
+                    previous: None,
+                };
+                // Losing this race to a resume is harmless: that resume rotated anyway.
+                shared
+                    .store
+                    .swap_tokens(id, snapshot.tokens, next)
+                    .await
+                    .map_err(|e| unavailable(id, &e))?;
+            }
+            let held = attach::deliver(shared, &rt, request.messages).await?;
+            if let Some(ack) = request.ack {
+                attach::acknowledge(&rt, ack);
+            }
+            Ok(SubmitReceipt::new(held))
+        })
+    }
+
+    fn info(&self, session_id: &SessionId) -> BoxFuture<'_, Result<SessionInfo, Refusal>> {
+        let id = session_id.clone();
+        Box::pin(async move {
+            let snapshot = self
+                .shared
+                .store
+                .load(&id)
+                .await
+                .map_err(|e| unavailable(&id, &e))?;
+            snapshot.map(|s| info_of(&s.meta)).ok_or_else(|| {
+                Refusal::new(
+                    RefusalReason::UnknownSession,
+                    format!("session {id} not found"),
+                )
+            })
+        })
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<SessionInfo>, Refusal>> {
+        Box::pin(async move {
+            let metas = self.shared.store.list().await.map_err(|e| {
+                Refusal::new(RefusalReason::Unavailable, format!("session store: {e}"))
+            })?;
+            Ok(metas.iter().map(info_of).collect())
+        })
+    }
+
+    fn delete(&self, session_id: &SessionId) -> BoxFuture<'_, Result<(), Refusal>> {
+        let id = session_id.clone();
+        Box::pin(async move {
+            match self.remove(&id).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(Refusal::new(
+                    RefusalReason::UnknownSession,
+                    format!("session {id} not found"),
+                )),
+                Err(err) => Err(unavailable(&id, &err)),
+            }
+        })
+    }
+
+    fn cancel(
+        &self,
+        session_id: &SessionId,
+        reason: Option<String>,
+    ) -> BoxFuture<'_, Result<(), Refusal>> {
+        let id = session_id.clone();
+        Box::pin(async move {
+            let Some(rt) = self.shared.runtime(&id) else {
+                return Err(Refusal::new(
+                    RefusalReason::UnknownSession,
+                    format!("session {id} not found"),
+                ));
+            };
+            tracing::debug!(session = %id, reason = reason.as_deref().unwrap_or(""), "cancel requested");
+            rt.cancelled.send_replace(true);
+            Ok(())
+        })
+    }
+}
+
+/// An attachment of `rt` for the connection of `generation`, sending from seq `from`.
+fn attachment(
+    shared: &Arc<Shared>,
+    rt: Arc<Runtime>,
+    generation: u64,
+    acknowledges: bool,
+    from: u64,
+    replay_end: Option<u64>,
+    token: String,
+) -> Attachment {
+    let events = HubEvents::new(
+        Arc::clone(shared),
+        Arc::clone(&rt),
+        generation,
+        acknowledges,
+        from,
+        replay_end,
+    );
+    let id = rt.id.clone();
+    let upstream = HubUpstream {
+        shared: Arc::clone(shared),
+        rt,
+        generation,
+        acknowledges,
+    };
+    Attachment::new(
+        id,
+        token,
+        shared.epoch,
+        Box::new(events),
+        Arc::new(upstream),
+    )
+}
+
+fn info_of(meta: &SessionMeta) -> SessionInfo {
+    let mut info = SessionInfo::new(
+        meta.session_id.clone(),
+        meta.state,
+        meta.created_at_ms,
+        meta.expires_at_ms,
+    );
+    let end = meta.finished_at_ms.unwrap_or_else(clock::now_ms);
+    info.duration_ms = end.saturating_sub(meta.created_at_ms);
+    info.tool_call_count = meta.tool_call_count;
+    info
+}
+
+/// Publishes `heartbeat` events every `period` until the session ends.
+async fn heartbeats(shared: Weak<Shared>, rt: Arc<Runtime>, period: Duration) {
+    let mut interval = tokio::time::interval_at(Instant::now() + period, period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut closed = rt.closed.subscribe();
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = closed.wait_for(|c| *c) => return,
+        }
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if *shared.shutdown.borrow() {
+            return;
+        }
+        let ts = clock::timestamp("ts", clock::now_ms());
+        match session::publish(
+            &shared,
+            &rt,
+            EventPayload::Heartbeat(HeartbeatPayload::new(ts)),
+        )
+        .await
+        {
+            Ok(_) => {}
+            Err(Error::SessionClosed(_) | Error::ShuttingDown) => return,
+            Err(err) => tracing::warn!(session = %rt.id, %err, "heartbeat not published"),
+        }
+    }
+}
+
+/// Expires sessions past their grace period or `expiresAt`, and purges expired ones a grace
+/// period later. Ends when the hub is dropped or shut down.
+async fn sweep(shared: Weak<Shared>) {
+    let period = match shared.upgrade() {
+        Some(s) => {
+            (s.config.session_grace / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+        }
+        None => return,
+    };
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if *shared.shutdown.borrow() {
+            return;
+        }
+        let runtimes: Vec<_> = shared
+            .sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        for rt in runtimes {
+            sweep_one(&shared, &rt).await;
+        }
+    }
+}
+
+async fn sweep_one(shared: &Shared, rt: &Arc<Runtime>) {
+    let expired_at = *rt.expired_at.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(at) = expired_at {
+        if at.elapsed() >= shared.config.session_grace {
+            shared
+                .sessions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&rt.id);
+            if let Err(err) = shared.store.remove(&rt.id).await {
+                tracing::warn!(session = %rt.id, %err, "expired session not purged");
+            }
+        }
+        return;
+    }
+    let Ok(Some(snapshot)) = shared.store.load(&rt.id).await else {
+        return;
+    };
+    if shared.grace_expired(rt, &snapshot) {
+        tracing::debug!(session = %rt.id, "session expired");
+        *rt.expired_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        rt.close();
+        rt.upstream.lock().await.take();
+        if let Err(err) = shared.store.expire(&rt.id).await {
+            tracing::warn!(session = %rt.id, %err, "session not expired in the store");
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! One session's in-process side: what the application holds ([`SessionHandle`],
+//! [`Messages`], [`NewSession`]) and what the hub keeps beside the store (`Runtime`): the
+//! publish path with its backpressure, the current attachment, cancellation.
+
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use enclave_transport::SessionConfig;
+use enclave_types::{
+    EventPayload, FinalPayload, RuntimeChannelMessage, SessionId, SessionState, StreamEvent,
+};
+use tokio::sync::{mpsc, watch, Mutex as AsyncMutex, Notify};
+use tokio::time::Instant;
+
+use super::config::OverflowPolicy;
+use super::Shared;
+use crate::store::Retention;
+use crate::Error;
+
+/// The attachment currently serving a session.
+#[derive(Debug, Default)]
+pub(crate) struct AttachState {
+    /// Bumped by every attach; an event source whose generation is older was superseded.
+    pub(crate) generation: u64,
+    /// Whether the current connection acknowledges events (`resume` feature).
+    pub(crate) acknowledges: bool,
+    /// When the last connection ended (`None` while one is attached).
+    pub(crate) detached_at: Option<Instant>,
+    /// A client ack to send on the current attachment (resume-feature clients only).
+    pub(crate) pending_ack: Option<u64>,
+}
+
+/// What the publisher knows between publishes (guarded by the publish lock).
+#[derive(Debug)]
+pub(crate) struct PublishState {
+    pub(crate) next_seq: u64,
+    pub(crate) finished: bool,
+}
+
+/// The in-process side of one session.
+#[derive(Debug)]
+pub(crate) struct Runtime {
+    pub(crate) id: SessionId,
+    pub(crate) publish: AsyncMutex<PublishState>,
+    /// Serializes client message delivery, so order and dedupe hold across carriers.
+    pub(crate) upstream: AsyncMutex<Option<mpsc::Sender<RuntimeChannelMessage>>>,
+    /// Woken when retention may have room: acks, writes, attach changes, close.
+    pub(crate) space: Notify,
+    /// Woken when an attachment has a control line to send.
+    pub(crate) control: Notify,
+    /// Highest server seq the client acknowledged.
+    pub(crate) acked: AtomicU64,
+    /// Highest seq written to a connection that does not acknowledge.
+    pub(crate) written: AtomicU64,
+    /// The last published seq (acknowledgements beyond it are clamped to it).
+    pub(crate) last_seq: AtomicU64,
+    /// The seq of the `final` event, 0 before it.
+    pub(crate) final_seq: AtomicU64,
+    pub(crate) attach: Mutex<AttachState>,
+    /// The current attachment generation, for event sources to notice a supersede.
+    pub(crate) generation: watch::Sender<u64>,
+    pub(crate) cancelled: watch::Sender<bool>,
+    /// `true` once the session was deleted or expired.
+    pub(crate) closed: watch::Sender<bool>,
+    pub(crate) state: watch::Sender<SessionState>,
+    /// When the session expired (it is purged a grace period later).
+    pub(crate) expired_at: Mutex<Option<Instant>>,
+}
+
+impl Runtime {
+    pub(crate) fn new(id: SessionId, messages: mpsc::Sender<RuntimeChannelMessage>) -> Self {
+        Self {
+            id,
+            publish: AsyncMutex::new(PublishState {
+                next_seq: 1,
+                finished: false,
+            }),
+            upstream: AsyncMutex::new(Some(messages)),
+            space: Notify::new(),
+            control: Notify::new(),
+            acked: AtomicU64::new(0),
+            written: AtomicU64::new(0),
+            last_seq: AtomicU64::new(0),
+            final_seq: AtomicU64::new(0),
+            attach: Mutex::new(AttachState::default()),
+            generation: watch::channel(0).0,
+            cancelled: watch::channel(false).0,
+            closed: watch::channel(false).0,
+            state: watch::channel(SessionState::Starting).0,
+            expired_at: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn attach_state(&self) -> std::sync::MutexGuard<'_, AttachState> {
+        self.attach.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes a new attachment current; returns its generation.
+    pub(crate) fn attach(&self, acknowledges: bool, acked_through: u64) -> u64 {
+        self.acked.fetch_max(acked_through, Ordering::AcqRel);
+        // A new connection has written nothing yet.
+        self.written.store(acked_through, Ordering::Release);
+        let generation = {
+            let mut attach = self.attach_state();
+            attach.generation += 1;
+            attach.acknowledges = acknowledges;
+            attach.detached_at = None;
+            attach.pending_ack = None;
+            attach.generation
+        };
+        self.generation.send_replace(generation);
+        self.space.notify_waiters();
+        generation
+    }
+
+    /// The attachment of `generation` ended.
+    pub(crate) fn detach(&self, generation: u64) {
+        let mut attach = self.attach_state();
+        if attach.generation == generation && attach.detached_at.is_none() {
+            attach.detached_at = Some(Instant::now());
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        *self.closed.borrow()
+    }
+
+    pub(crate) fn close(&self) {
+        self.closed.send_replace(true);
+        // The application stops working on a session that is gone.
+        self.cancelled.send_replace(true);
+        self.space.notify_waiters();
+        self.control.notify_waiters();
+    }
+}
+
+/// Publishes `payload` as the session's next event, waiting for room per the overflow policy.
+pub(crate) async fn publish(
+    shared: &Shared,
+    rt: &Runtime,
+    payload: EventPayload,
+) -> Result<u64, Error> {
+    let mut state = rt.publish.lock().await;
+    if *shared.shutdown.borrow() {
+        return Err(Error::ShuttingDown);
+    }
+    if state.finished || rt.is_closed() {
+        return Err(Error::SessionClosed(rt.id.clone()));
+    }
+    let seq = state.next_seq;
+    let is_final = matches!(payload, EventPayload::Final(_));
+    let next_state = next_state(&payload, rt);
+    let is_tool_call = matches!(payload, EventPayload::ToolCall(_));
+    let event = Arc::new(StreamEvent::new(rt.id.clone(), seq, payload));
+    let bytes = serde_json::to_vec(&*event)
+        .map_err(|source| Error::Encode {
+            session: rt.id.clone(),
+            seq,
+            source,
+        })?
+        .len() as u64
+        + 1;
+    make_room(shared, rt, bytes).await?;
+    shared.store.append(&rt.id, event, bytes).await?;
+    state.next_seq += 1;
+    rt.last_seq.store(seq, Ordering::Release);
+    if is_final {
+        state.finished = true;
+        rt.final_seq.store(seq, Ordering::Release);
+    }
+    // The store's metadata changes only when the state does (or a tool call is counted).
+    let changed = next_state.is_some_and(|next| next != *rt.state.borrow());
+    if changed || is_tool_call || is_final {
+        record_progress(shared, rt, next_state, is_tool_call, is_final).await?;
+    }
+    Ok(seq)
+}
+
+/// The state an event moves the session to, if any.
+fn next_state(payload: &EventPayload, rt: &Runtime) -> Option<SessionState> {
+    match payload {
+        EventPayload::Heartbeat(_) | EventPayload::SessionInit(_) => None,
+        EventPayload::ToolCall(_) => Some(SessionState::WaitingForTool),
+        EventPayload::Final(f) if f.ok => Some(SessionState::Completed),
+        EventPayload::Final(_) if *rt.cancelled.borrow() => Some(SessionState::Cancelled),
+        EventPayload::Final(_) => Some(SessionState::Failed),
+        _ => Some(SessionState::Running),
+    }
+}
+
+async fn record_progress(
+    shared: &Shared,
+    rt: &Runtime,
+    state: Option<SessionState>,
+    tool_call: bool,
+    finished: bool,
+) -> Result<(), Error> {
+    let Some(snapshot) = shared.store.load(&rt.id).await? else {
+        return Err(Error::UnknownSession(rt.id.clone()));
+    };
+    let mut meta = snapshot.meta;
+    if let Some(state) = state {
+        meta.state = state;
+        rt.state.send_replace(state);
+    }
+    if tool_call {
+        meta.tool_call_count += 1;
+    }
+    if finished {
+        meta.finished_at_ms = Some(super::clock::now_ms());
+    }
+    shared.store.put_meta(meta).await
+}
+
+/// Waits until an event of `bytes` fits the bound: acknowledged events leave first, then
+/// (for a client without acknowledgements) written ones, oldest first; under `DropOldest`
+/// the oldest leaves anyway. An event is always admitted into an empty retention, so one
+/// event larger than the byte bound cannot wedge a session.
+async fn make_room(shared: &Shared, rt: &Runtime, bytes: u64) -> Result<(), Error> {
+    let config = &shared.config;
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut closed = rt.closed.subscribe();
+    loop {
+        let mut notified = pin!(rt.space.notified());
+        notified.as_mut().enable();
+        if *shutdown.borrow_and_update() {
+            return Err(Error::ShuttingDown);
+        }
+        if *closed.borrow_and_update() {
+            return Err(Error::SessionClosed(rt.id.clone()));
+        }
+        let mut retention = shared.store.retention(&rt.id).await?;
+        let acked = rt.acked.load(Ordering::Acquire);
+        if retention.count > 0 && acked >= retention.first_seq {
+            retention = shared.store.trim(&rt.id, acked).await?;
+        }
+        if fits(
+            &retention,
+            bytes,
+            config.max_buffered_events,
+            config.max_buffered_bytes,
+        ) {
+            return Ok(());
+        }
+        let evictable = rt.written.load(Ordering::Acquire) >= retention.first_seq
+            && !rt.attach_state().acknowledges;
+        if evictable || config.overflow == OverflowPolicy::DropOldest {
+            shared.store.trim(&rt.id, retention.first_seq).await?;
+            continue;
+        }
+        tokio::select! {
+            () = notified => {}
+            _ = shutdown.changed() => {}
+            _ = closed.changed() => {}
+        }
+    }
+}
+
+fn fits(retention: &Retention, bytes: u64, max_events: u64, max_bytes: u64) -> bool {
+    retention.count == 0
+        || (retention.count < max_events && retention.bytes.saturating_add(bytes) <= max_bytes)
+}
+
+/// A new session, as the application receives it from [`Hub::accept`](crate::Hub::accept).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct NewSession {
+    /// The session.
+    pub session_id: SessionId,
+    /// The request's `code`.
+    pub code: Option<String>,
+    /// The request's `config`.
+    pub config: SessionConfig,
+    /// Whether the session is encrypted.
+    pub encrypted: bool,
+    /// Publishes events into the session.
+    pub handle: SessionHandle,
+    /// The client's messages, in order, each once.
+    pub messages: Messages,
+}
+
+/// The application's handle on a session: publish events, watch for cancellation and state.
+/// Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SessionHandle {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) rt: Arc<Runtime>,
+}
+
+impl SessionHandle {
+    /// The session.
+    pub fn session_id(&self) -> &SessionId {
+        &self.rt.id
+    }
+
+    /// Publishes the next event and returns its seq. Waits while the retention bound is full
+    /// of events the client may still need (policy `wait`). Publishing a `final` ends the
+    /// stream; anything after it fails with [`Error::SessionClosed`].
+    pub async fn publish(&self, payload: impl Into<EventPayload>) -> Result<u64, Error> {
+        publish(&self.shared, &self.rt, payload.into()).await
+    }
+
+    /// Publishes the session's `final` event.
+    pub async fn finish(&self, payload: FinalPayload) -> Result<u64, Error> {
+        self.publish(EventPayload::Final(payload)).await
+    }
+
+    /// Resolves once the session is cancelled (cancel route or a `cancel` message), or at
+    /// once if it already was. Also resolves when the session is deleted.
+    pub async fn cancelled(&self) {
+        let mut cancelled = self.rt.cancelled.subscribe();
+        let _ = cancelled.wait_for(|c| *c).await;
+    }
+
+    /// Whether the session was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        *self.rt.cancelled.borrow()
+    }
+
+    /// The session's state, updated as events are published.
+    pub fn state(&self) -> watch::Receiver<SessionState> {
+        self.rt.state.subscribe()
+    }
+}
+
+/// The client's messages for one session, in seq order, each exactly once.
+#[derive(Debug)]
+pub struct Messages {
+    pub(crate) rx: mpsc::Receiver<RuntimeChannelMessage>,
+}
+
+impl Messages {
+    /// The next message; `None` once the session is gone.
+    pub async fn recv(&mut self) -> Option<RuntimeChannelMessage> {
+        self.rx.recv().await
+    }
+}

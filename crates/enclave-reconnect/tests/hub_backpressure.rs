@@ -1,0 +1,170 @@
+//! Retention and backpressure: the producer waits for a stalled acknowledging reader, never
+//! for a reader that does not acknowledge, and retained memory stays within the bound.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{create, hub, next_seq, quiet, refused, resume_request, WAIT};
+use enclave_reconnect::store::{MemoryStore, Store};
+use enclave_reconnect::HubConfig;
+use enclave_transport::RefusalReason;
+use enclave_types::{FinalPayload, StdoutPayload};
+
+const MAX_EVENTS: u64 = 8;
+const MAX_BYTES: u64 = 4096;
+
+fn bounded(store: &Arc<MemoryStore>) -> HubConfig {
+    quiet()
+        .with_store(Arc::clone(store) as Arc<dyn Store>)
+        .with_max_buffered_events(MAX_EVENTS)
+        .with_max_buffered_bytes(MAX_BYTES)
+}
+
+#[tokio::test]
+async fn wait_policy_blocks_the_producer_until_acks_arrive_and_memory_stays_bounded() {
+    let store = Arc::new(MemoryStore::new());
+    let hub = hub(bounded(&store));
+    let (mut attachment, session) = create(&hub, true).await;
+    let id = attachment.session_id.clone();
+    let chunk = "x".repeat(200);
+    let producer = {
+        let handle = session.handle.clone();
+        let store = Arc::clone(&store);
+        let id = id.clone();
+        tokio::spawn(async move {
+            for _ in 0..100 {
+                handle
+                    .publish(StdoutPayload::new(chunk.clone()))
+                    .await
+                    .unwrap();
+                let retention = store.retention(&id).await.unwrap();
+                assert!(retention.count <= MAX_EVENTS, "{retention:?}");
+                assert!(retention.bytes <= MAX_BYTES, "{retention:?}");
+            }
+            handle.finish(FinalPayload::new(true)).await.unwrap()
+        })
+    };
+    // The reader stalls: the producer stops at the bound.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stalled = store.retention(&id).await.unwrap();
+    assert!(!producer.is_finished());
+    assert!(stalled.last_seq < 20, "the producer ran ahead: {stalled:?}");
+    // Reading without acknowledging frees nothing for an acknowledging client.
+    for expected in 1..=3 {
+        assert_eq!(next_seq(&mut attachment).await, Some(expected));
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        store.retention(&id).await.unwrap().last_seq,
+        stalled.last_seq
+    );
+    // Acks let it go on to the end.
+    let mut seq = 3;
+    while let Some(next) = next_seq(&mut attachment).await {
+        assert_eq!(next, seq + 1);
+        seq = next;
+        attachment.upstream.ack(seq);
+    }
+    let final_seq = tokio::time::timeout(WAIT, producer).await.unwrap().unwrap();
+    assert_eq!(final_seq, 102);
+    assert_eq!(seq, 102);
+}
+
+#[tokio::test]
+async fn a_client_without_acks_never_stalls_the_producer_once_events_are_written() {
+    let store = Arc::new(MemoryStore::new());
+    let hub = hub(bounded(&store));
+    let (mut attachment, session) = create(&hub, false).await;
+    let id = attachment.session_id.clone();
+    let token = attachment.token.clone();
+    let producer = {
+        let handle = session.handle.clone();
+        tokio::spawn(async move {
+            for n in 0..200 {
+                handle
+                    .publish(StdoutPayload::new(format!("{n}")))
+                    .await
+                    .unwrap();
+            }
+            handle.finish(FinalPayload::new(true)).await.unwrap()
+        })
+    };
+    let mut seen = 0;
+    while let Some(seq) = next_seq(&mut attachment).await {
+        assert_eq!(seq, seen + 1);
+        seen = seq;
+        // What the transport reports as written may leave when the bound is reached.
+        attachment.events.written(seq);
+        let retention = store.retention(&id).await.unwrap();
+        assert!(retention.count <= MAX_EVENTS, "{retention:?}");
+    }
+    assert_eq!(
+        tokio::time::timeout(WAIT, producer).await.unwrap().unwrap(),
+        202
+    );
+    assert_eq!(seen, 202);
+    // Positions that left retention cannot be resumed; recent ones can.
+    let refused_from_start = refused(&hub, resume_request(&id, 2, Some(&token), false)).await;
+    assert_eq!(refused_from_start, RefusalReason::TooFarBehind);
+}
+
+#[tokio::test]
+async fn the_byte_bound_holds_as_well_as_the_count() {
+    let store = Arc::new(MemoryStore::new());
+    let hub = hub(quiet()
+        .with_store(Arc::clone(&store) as Arc<dyn Store>)
+        .with_max_buffered_events(1000)
+        .with_max_buffered_bytes(2000));
+    let (mut attachment, session) = create(&hub, true).await;
+    let id = attachment.session_id.clone();
+    let producer = {
+        let handle = session.handle.clone();
+        tokio::spawn(async move {
+            for _ in 0..50 {
+                handle
+                    .publish(StdoutPayload::new("y".repeat(300)))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let retention = store.retention(&id).await.unwrap();
+    assert!(
+        retention.bytes <= 2000 && retention.count < 10,
+        "{retention:?}"
+    );
+    let mut seq = 0;
+    while seq < 51 {
+        seq = next_seq(&mut attachment).await.unwrap();
+        attachment.upstream.ack(seq);
+    }
+    tokio::time::timeout(WAIT, producer).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn an_ack_past_the_last_published_seq_loses_nothing_published_later() {
+    let store = Arc::new(MemoryStore::new());
+    let hub = hub(bounded(&store));
+    let (mut attachment, session) = create(&hub, true).await;
+    attachment.upstream.ack(1000);
+    for n in 0..3 {
+        session
+            .handle
+            .publish(StdoutPayload::new(format!("{n}")))
+            .await
+            .unwrap();
+    }
+    let retention = store.retention(&attachment.session_id).await.unwrap();
+    assert_eq!(
+        (retention.first_seq, retention.last_seq),
+        (2, 4),
+        "only seq 1 was acknowledged"
+    );
+    // Seq 1 left as acknowledged: this connection skips it rather than failing.
+    for expected in 2..=4 {
+        assert_eq!(next_seq(&mut attachment).await, Some(expected));
+    }
+}

@@ -1,0 +1,269 @@
+//! The application side and the other routes: client messages once each, heartbeats in the
+//! sequence, cancel, state and summaries, delete, shutdown, the session limit.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{create, hub, is_idle, next, next_seq, quiet, resume_request, WAIT};
+use enclave_reconnect::HubConfig;
+use enclave_transport::{CloseReason, Outgoing, RefusalReason, SessionService, Submit};
+use enclave_types::{
+    CallId, CancelPayload, EventPayload, FinalPayload, RawJson, RuntimeChannelMessage, SessionId,
+    SessionState, StdoutPayload, ToolCallPayload, ToolResultSubmitPayload,
+};
+
+fn result(id: &SessionId, seq: u64) -> RuntimeChannelMessage {
+    let payload = ToolResultSubmitPayload::new(CallId::generate(), true);
+    RuntimeChannelMessage::new(id.clone(), payload.into()).with_seq(seq)
+}
+
+#[tokio::test]
+async fn client_messages_reach_the_application_once_each_in_order() {
+    let hub = hub(quiet());
+    let (mut attachment, mut session) = create(&hub, true).await;
+    let id = attachment.session_id.clone();
+    let held = attachment
+        .upstream
+        .deliver(vec![result(&id, 1), result(&id, 2)])
+        .await
+        .unwrap();
+    assert_eq!(held, 2);
+    // A retry after a cut repeats seq 2: acknowledged again, not delivered again.
+    let held = attachment
+        .upstream
+        .deliver(vec![result(&id, 2), result(&id, 3)])
+        .await
+        .unwrap();
+    assert_eq!(held, 3);
+    let mut acks = Vec::new();
+    while let Some(Outgoing::Ack { seq }) =
+        tokio::time::timeout(Duration::from_millis(50), attachment.events.next())
+            .await
+            .ok()
+            .flatten()
+    {
+        acks.push(seq);
+    }
+    assert_eq!(
+        acks.last(),
+        Some(&3),
+        "an acknowledging client hears the ack"
+    );
+    // The HTTP messages route: the current token, the same dedupe.
+    let mut submit = Submit::new(id.clone(), Some(attachment.token.clone()));
+    submit.messages = vec![result(&id, 3), result(&id, 4)];
+    assert_eq!(hub.submit(submit).await.unwrap().ack, 4);
+    let mut seqs = Vec::new();
+    for _ in 0..4 {
+        let message = tokio::time::timeout(WAIT, session.messages.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        seqs.push(message.seq.unwrap());
+    }
+    assert_eq!(seqs, [1, 2, 3, 4]);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), session.messages.recv())
+            .await
+            .is_err()
+    );
+    let wrong = Submit::new(id.clone(), Some("wrong".into()));
+    assert_eq!(
+        hub.submit(wrong).await.unwrap_err().reason,
+        RefusalReason::BadToken
+    );
+    let missing = Submit::new(id.clone(), None);
+    assert_eq!(
+        hub.submit(missing).await.unwrap_err().reason,
+        RefusalReason::MissingToken
+    );
+}
+
+#[tokio::test]
+async fn submit_checks_the_current_token_only() {
+    let hub = hub(quiet());
+    let (first, _session) = create(&hub, true).await;
+    let id = first.session_id.clone();
+    let second = common::resume(&hub, resume_request(&id, 1, Some(&first.token), true)).await;
+    let previous = Submit::new(id.clone(), Some(first.token.clone()));
+    assert_eq!(
+        hub.submit(previous).await.unwrap_err().reason,
+        RefusalReason::BadToken
+    );
+    let current = Submit::new(id.clone(), Some(second.token.clone()));
+    assert_eq!(hub.submit(current).await.unwrap().ack, 0);
+    // The new token was used: the previous one no longer resumes.
+    assert_eq!(
+        common::refused(&hub, resume_request(&id, 1, Some(&first.token), true)).await,
+        RefusalReason::BadToken
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn heartbeats_take_sequence_numbers_like_any_event() {
+    let hub = hub(HubConfig::default().with_heartbeat_ms(1000));
+    let (mut attachment, session) = create(&hub, false).await;
+    assert_eq!(
+        session
+            .handle
+            .publish(StdoutPayload::new("a"))
+            .await
+            .unwrap(),
+        2
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        session
+            .handle
+            .publish(StdoutPayload::new("b"))
+            .await
+            .unwrap(),
+        4
+    );
+    assert_eq!(next_seq(&mut attachment).await, Some(1));
+    assert_eq!(next_seq(&mut attachment).await, Some(2));
+    let Some(Outgoing::Event(heartbeat)) = next(&mut attachment).await else {
+        panic!("a heartbeat at seq 3");
+    };
+    assert_eq!(heartbeat.seq, 3);
+    assert!(
+        matches!(&heartbeat.payload, EventPayload::Heartbeat(h) if h.ts.as_str().ends_with('Z'))
+    );
+    assert_eq!(next_seq(&mut attachment).await, Some(4));
+    session
+        .handle
+        .finish(FinalPayload::new(true))
+        .await
+        .unwrap();
+    assert_eq!(next_seq(&mut attachment).await, Some(5));
+    assert!(next(&mut attachment).await.is_none());
+    // No heartbeat after the final.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let info = hub.info(&session.session_id).await.unwrap();
+    assert_eq!(info.state, SessionState::Completed);
+}
+
+#[tokio::test]
+async fn cancel_state_and_summaries_follow_the_session() {
+    let hub = hub(quiet());
+    let (attachment, session) = create(&hub, false).await;
+    let id = attachment.session_id.clone();
+    assert_eq!(hub.info(&id).await.unwrap().state, SessionState::Starting);
+    session
+        .handle
+        .publish(StdoutPayload::new("a"))
+        .await
+        .unwrap();
+    assert_eq!(hub.info(&id).await.unwrap().state, SessionState::Running);
+    let call = ToolCallPayload::new(
+        CallId::generate(),
+        "search",
+        RawJson::from_string("{}".into()).unwrap(),
+    );
+    session.handle.publish(call).await.unwrap();
+    let info = hub.info(&id).await.unwrap();
+    assert_eq!(
+        (info.state, info.tool_call_count),
+        (SessionState::WaitingForTool, 1)
+    );
+    assert_eq!(
+        *session.handle.state().borrow(),
+        SessionState::WaitingForTool
+    );
+    assert!(!session.handle.is_cancelled());
+    hub.cancel(&id, Some("user".into())).await.unwrap();
+    tokio::time::timeout(WAIT, session.handle.cancelled())
+        .await
+        .unwrap();
+    session
+        .handle
+        .finish(FinalPayload::new(false))
+        .await
+        .unwrap();
+    assert_eq!(hub.info(&id).await.unwrap().state, SessionState::Cancelled);
+    assert_eq!(hub.list().await.unwrap().len(), 1);
+    let unknown = SessionId::generate();
+    assert_eq!(
+        hub.info(&unknown).await.unwrap_err().reason,
+        RefusalReason::UnknownSession
+    );
+    assert_eq!(
+        hub.cancel(&unknown, None).await.unwrap_err().reason,
+        RefusalReason::UnknownSession
+    );
+}
+
+#[tokio::test]
+async fn a_cancel_message_cancels_the_session() {
+    let hub = hub(quiet());
+    let (attachment, session) = create(&hub, false).await;
+    let id = attachment.session_id.clone();
+    let cancel =
+        RuntimeChannelMessage::new(id.clone(), CancelPayload::new(None).into()).with_seq(1);
+    attachment.upstream.deliver(vec![cancel]).await.unwrap();
+    tokio::time::timeout(WAIT, session.handle.cancelled())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn delete_ends_the_attached_stream_and_forgets_the_session() {
+    let hub = hub(quiet());
+    let (mut attachment, mut session) = create(&hub, false).await;
+    let id = attachment.session_id.clone();
+    assert_eq!(next_seq(&mut attachment).await, Some(1));
+    assert!(is_idle(&mut attachment).await);
+    hub.delete(&id).await.unwrap();
+    assert!(next(&mut attachment).await.is_none());
+    assert!(tokio::time::timeout(WAIT, session.messages.recv())
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        hub.info(&id).await.unwrap_err().reason,
+        RefusalReason::UnknownSession
+    );
+    assert_eq!(
+        hub.delete(&id).await.unwrap_err().reason,
+        RefusalReason::UnknownSession
+    );
+    assert!(session
+        .handle
+        .publish(StdoutPayload::new("x"))
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn shutdown_closes_every_attachment_and_refuses_new_sessions() {
+    let hub = hub(quiet());
+    let (mut attachment, _session) = create(&hub, false).await;
+    assert_eq!(next_seq(&mut attachment).await, Some(1));
+    hub.shutdown();
+    assert!(matches!(
+        next(&mut attachment).await,
+        Some(Outgoing::Close(CloseReason::ShuttingDown))
+    ));
+    assert!(next(&mut attachment).await.is_none());
+    let refusal = hub
+        .create(enclave_transport::CreateSession::new(SessionId::generate()))
+        .await
+        .unwrap_err();
+    assert_eq!(refusal.reason, RefusalReason::ShuttingDown);
+    assert!(hub.accept().await.is_none());
+}
+
+#[tokio::test]
+async fn the_session_limit_refuses_with_unavailable() {
+    let hub = hub(quiet().with_max_sessions(1));
+    let (_attachment, _session) = create(&hub, false).await;
+    let refusal = hub
+        .create(enclave_transport::CreateSession::new(SessionId::generate()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (refusal.reason, refusal.reason.http_status()),
+        (RefusalReason::Unavailable, 503)
+    );
+}
