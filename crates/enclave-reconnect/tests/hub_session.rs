@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use common::{create, hub, is_idle, next, next_seq, quiet, resume_request, WAIT};
 use enclave_reconnect::HubConfig;
-use enclave_transport::{CloseReason, Outgoing, RefusalReason, SessionService, Submit};
+use enclave_transport::{
+    CloseReason, CreateSession, Outgoing, RefusalReason, SessionService, Submit,
+};
 use enclave_types::{
     CallId, CancelPayload, EventPayload, FinalPayload, RawJson, RuntimeChannelMessage, SessionId,
     SessionState, StdoutPayload, ToolCallPayload, ToolResultSubmitPayload,
@@ -266,4 +268,29 @@ async fn the_session_limit_refuses_with_unavailable() {
         (refusal.reason, refusal.reason.http_status()),
         (RefusalReason::Unavailable, 503)
     );
+}
+
+#[tokio::test]
+async fn an_encrypted_session_refuses_plaintext_messages_on_the_side_route() {
+    let hub = hub(quiet());
+    let mut request = CreateSession::new(SessionId::generate());
+    request.encrypted = true;
+    let (first, _session) = common::create_with(&hub, request).await;
+    let id = first.session_id.clone();
+    let message =
+        RuntimeChannelMessage::new(id.clone(), CancelPayload::new(None).into()).with_seq(1);
+    let mut plain = Submit::new(id.clone(), Some(first.token.clone()));
+    plain.messages.push(message.clone());
+    assert_eq!(
+        hub.submit(plain).await.unwrap_err().reason,
+        RefusalReason::EncryptionRequired
+    );
+    // Sealed (opened by the transport under the connection's key), it is taken; a bare
+    // acknowledgement needs no seal.
+    let mut sealed = Submit::new(id.clone(), Some(first.token.clone()));
+    sealed.messages.push(message);
+    sealed.encrypted = true;
+    assert_eq!(hub.submit(sealed).await.unwrap().ack, 1);
+    let ack_only = Submit::new(id, Some(first.token.clone()));
+    assert_eq!(hub.submit(ack_only).await.unwrap().ack, 1);
 }

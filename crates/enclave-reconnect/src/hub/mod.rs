@@ -486,6 +486,14 @@ impl SessionService for Hub {
                     .await
                     .map_err(|e| unavailable(id, &e))?;
             }
+            // Plaintext messages into an encrypted session (between connections, or forged
+            // next to one) would bypass the encryption the session was created with.
+            if snapshot.meta.encrypted && !request.encrypted && !request.messages.is_empty() {
+                return Err(Refusal::new(
+                    RefusalReason::EncryptionRequired,
+                    format!("session {id} is encrypted: messages must be sealed"),
+                ));
+            }
             let held = attach::deliver(shared, &rt, request.messages).await?;
             if let Some(ack) = request.ack {
                 attach::acknowledge(&rt, ack);
