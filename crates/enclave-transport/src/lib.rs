@@ -20,3 +20,5 @@ pub use service::{
     RefusalReason, ResumeSession, SessionConfig, SessionInfo, SessionService, Submit,
     SubmitReceipt, Upstream,
 };
+
+pub mod client;
