@@ -312,7 +312,7 @@ pub async fn connect(
     conn.layer.set_max_line_length(config.max_line_length);
     match opened.keys {
         Keys::Done(Some(server_hello), Some(handshake)) => {
-            conn.install_keys(handshake, &server_hello)?
+            conn.install_keys(handshake, &server_hello)?;
         }
         Keys::Done(_, _) if config.encryption == EncryptionMode::Required => {
             return Err(ClientError::EncryptionDowngrade {
