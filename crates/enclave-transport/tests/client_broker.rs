@@ -3,6 +3,7 @@
 //! writes each recorded status, headers and body (chunked, one chunk per line, as the broker
 //! flushes), and the client must read every recorded stream and refusal.
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use enclave_transport::client::{
@@ -55,7 +56,7 @@ async fn replay_once(response: Value) -> (String, tokio::task::JoinHandle<Reques
             {
                 continue;
             }
-            head.push_str(&format!("{name}: {}\r\n", value.as_str().unwrap()));
+            write!(head, "{name}: {}\r\n", value.as_str().unwrap()).unwrap();
         }
         head.push_str("Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
         socket.write_all(head.as_bytes()).await.unwrap();
