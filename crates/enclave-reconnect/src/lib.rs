@@ -43,9 +43,14 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod client;
 mod error;
 mod hub;
 pub mod store;
 
+pub use client::{
+    ConnectionEvent, ConnectionState, ReconnectPolicy, ReconnectingStream, RetrySchedule,
+    SessionPosition, StreamConfig, StreamError,
+};
 pub use error::Error;
 pub use hub::{Hub, HubConfig, Messages, NewSession, OverflowPolicy, SessionHandle};

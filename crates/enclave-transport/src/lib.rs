@@ -25,3 +25,5 @@ pub use service::{
     RefusalReason, ResumeSession, SessionConfig, SessionInfo, SessionService, Submit,
     SubmitReceipt, Upstream,
 };
+
+pub mod client;

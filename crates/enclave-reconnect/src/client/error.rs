@@ -1,0 +1,74 @@
+//! What a [`ReconnectingStream`](super::ReconnectingStream) reports: terminal errors, after
+//! which it stops, and item errors about one line, after which it goes on.
+
+use enclave_transport::client::ClientError;
+use enclave_transport::Refusal;
+
+/// An error of the reconnecting client.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StreamError {
+    /// The server refused the session (bad or missing token, too far behind, expired, epoch
+    /// mismatch, unknown session, encryption required, …): terminal, never a silent gap.
+    #[error("session {session}: refused, giving up: {refusal}")]
+    Refused {
+        /// The session, or `-` before one is known.
+        session: String,
+        /// Why.
+        refusal: Refusal,
+        /// The HTTP status or WebSocket close code.
+        status: u16,
+    },
+    /// Every attempt allowed by the policy failed.
+    #[error("session {session}: gave up after {attempts} failed attempts; the last: {last}")]
+    OutOfAttempts {
+        /// The session, or `-` before one is known.
+        session: String,
+        /// How many attempts failed in a row.
+        attempts: u32,
+        /// The last attempt's error.
+        #[source]
+        last: Box<ClientError>,
+    },
+    /// An error that no retry can fix (a protocol violation, an encryption downgrade, a 4xx
+    /// answer without a refusal reason, a bad URL).
+    #[error("session {session}: {source}")]
+    Fatal {
+        /// The session, or `-` before one is known.
+        session: String,
+        /// The transport's error.
+        #[source]
+        source: Box<ClientError>,
+    },
+    /// The server skipped events: the stream cannot go on without a gap.
+    #[error("session {session}: expected seq {expected}, the server sent {got}")]
+    Gap {
+        /// The session.
+        session: String,
+        /// The seq due.
+        expected: u64,
+        /// The seq received.
+        got: u64,
+    },
+    /// Item error: one line could not be read; the stream goes on.
+    #[error(transparent)]
+    Item(Box<ClientError>),
+    /// Too many messages wait for the server's acknowledgement.
+    #[error("session {session}: {limit} messages wait for acknowledgement; not sending more")]
+    Backlog {
+        /// The session.
+        session: String,
+        /// The bound.
+        limit: usize,
+    },
+    /// The stream was closed by its owner, or has ended.
+    #[error("the stream is closed")]
+    Closed,
+}
+
+impl StreamError {
+    /// `true` when the stream stopped for good.
+    pub fn is_terminal(&self) -> bool {
+        !matches!(self, Self::Item(_) | Self::Backlog { .. })
+    }
+}

@@ -1,0 +1,691 @@
+//! The reconnecting client: a session's events in order and exactly once, across any number
+//! of reconnects, and messages to the server that survive them too.
+//!
+//! [`ReconnectingStream`] sits on `enclave_transport::client::Connection` (HTTP or WebSocket,
+//! encrypted or not, a fresh handshake on every connection). Everything happens inside the
+//! caller's [`next`](ReconnectingStream::next) and [`send`](ReconnectingStream::send): there
+//! is no background task, so nothing runs once the stream is dropped.
+//!
+//! - **Exactly once, in order.** It remembers the last `seq` delivered, resumes from the one
+//!   after it, drops any `seq` at or below it as a duplicate and stops with
+//!   [`StreamError::Gap`] rather than skip one.
+//! - **Acknowledgements.** Every 64 events or 100 ms after an unacknowledged one (both
+//!   configurable) it tells the server what it holds; a resume from N acknowledges the rest.
+//! - **Messages.** `send` numbers messages from 1 and keeps each until the server
+//!   acknowledges it; after a resume it sends the kept ones again (the server drops the seqs
+//!   it already holds).
+//! - **Retries** follow the [`ReconnectPolicy`]; the attempt count starts over after each
+//!   successful connection. A refusal other than "shutting down" or "unavailable", an
+//!   encryption downgrade or a protocol violation is terminal and surfaced, never retried.
+//! - **Heartbeat monitor.** A connection silent for longer than the heartbeat timeout is
+//!   treated as dead and resumed.
+//! - **Observable.** [`ConnectionState`] and [`ConnectionEvent`]s (a `tokio::sync::broadcast`
+//!   from [`events`](ReconnectingStream::events)), and an
+//!   [`on_reconnect`](ReconnectingStream::on_reconnect) callback.
+//! - [`close`](ReconnectingStream::close) never triggers a retry.
+
+mod error;
+mod policy;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::Duration;
+
+use enclave_transport::client::{
+    connect, ClientConfig, ClientError, Connection, NewSession, Open, Received, ResumeAt,
+};
+use enclave_types::{
+    EventPayload, RuntimeChannelMessage, RuntimeChannelPayload, SessionId, StreamEvent,
+};
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+pub use self::error::StreamError;
+pub use self::policy::{ReconnectPolicy, RetrySchedule};
+
+/// The connection states of the TypeScript client's state machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ConnectionState {
+    /// No connection, none being made.
+    Disconnected,
+    /// Making the first connection.
+    Connecting,
+    /// Connected.
+    Connected,
+    /// Making a later connection (a resume, or a retry).
+    Reconnecting,
+    /// Given up: out of attempts or refused.
+    Failed,
+    /// Closed by its owner, or the session ended with `final`.
+    Closed,
+}
+
+/// What happens to the connection, as the TypeScript client's state machine reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectionEvent {
+    /// The state changed.
+    StateChange {
+        /// The state before.
+        from: ConnectionState,
+        /// The state now.
+        to: ConnectionState,
+    },
+    /// A retry will start after `delay`.
+    RetryScheduled {
+        /// The attempt's number (from 1 after each success).
+        attempt: u32,
+        /// The wait before it.
+        delay: Duration,
+    },
+    /// A retry starts now.
+    RetryStarted {
+        /// The attempt's number.
+        attempt: u32,
+    },
+    /// A connection is up.
+    Connected {
+        /// The session.
+        session_id: SessionId,
+        /// Whether it resumed the session.
+        resumed: bool,
+    },
+    /// A connection was lost.
+    Disconnected {
+        /// Why.
+        reason: String,
+    },
+    /// The stream gave up.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// How a [`ReconnectingStream`] connects and retries.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct StreamConfig {
+    /// How each connection is made (encryption, TLS, headers, limits).
+    pub client: ClientConfig,
+    /// When to retry.
+    pub policy: ReconnectPolicy,
+    /// How long a connection may stay silent before it is treated as dead. Default 30 s.
+    pub heartbeat_timeout: Duration,
+    /// Acknowledge after this many unacknowledged events. Default 64.
+    pub ack_every: u64,
+    /// Acknowledge this long after the first unacknowledged event. Default 100 ms.
+    pub ack_interval: Duration,
+    /// The most messages kept for the server's acknowledgement. Default 4096.
+    pub max_unacked: usize,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            client: ClientConfig::default(),
+            policy: ReconnectPolicy::default(),
+            heartbeat_timeout: Duration::from_secs(30),
+            ack_every: 64,
+            ack_interval: Duration::from_millis(100),
+            max_unacked: 4096,
+        }
+    }
+}
+
+impl StreamConfig {
+    /// The defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets how each connection is made.
+    #[must_use]
+    pub fn with_client(mut self, client: ClientConfig) -> Self {
+        self.client = client;
+        self
+    }
+
+    /// Sets the retry policy.
+    #[must_use]
+    pub fn with_policy(mut self, policy: ReconnectPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Sets the heartbeat timeout.
+    #[must_use]
+    pub fn with_heartbeat_timeout(mut self, timeout: Duration) -> Self {
+        self.heartbeat_timeout = timeout;
+        self
+    }
+
+    /// Sets when events are acknowledged: after `every` events or `interval`.
+    #[must_use]
+    pub fn with_acks(mut self, every: u64, interval: Duration) -> Self {
+        self.ack_every = every.max(1);
+        self.ack_interval = interval;
+        self
+    }
+
+    /// Sets the bound on messages awaiting acknowledgement.
+    #[must_use]
+    pub fn with_max_unacked(mut self, max_unacked: usize) -> Self {
+        self.max_unacked = max_unacked;
+        self
+    }
+}
+
+/// An existing session to resume: its id, the first `seq` wanted, and the token and epoch of
+/// the last connection.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SessionPosition {
+    /// The session.
+    pub session_id: SessionId,
+    /// The first `seq` wanted (inclusive); everything before it counts as delivered.
+    pub from: u64,
+    /// The resume token.
+    pub token: Option<String>,
+    /// The epoch.
+    pub epoch: Option<u64>,
+}
+
+impl SessionPosition {
+    /// Resume `session_id` from `from`.
+    pub fn new(session_id: SessionId, from: u64) -> Self {
+        Self {
+            session_id,
+            from,
+            token: None,
+            epoch: None,
+        }
+    }
+
+    /// Presents `token`.
+    #[must_use]
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Presents `epoch`.
+    #[must_use]
+    pub fn with_epoch(mut self, epoch: u64) -> Self {
+        self.epoch = Some(epoch);
+        self
+    }
+}
+
+/// Capacity of the connection-event channel; a subscriber that lags loses the oldest.
+const EVENT_CHANNEL: usize = 256;
+
+/// What the select in [`ReconnectingStream::next`] woke up for.
+// Lives for one loop turn on the stack; boxing events would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+enum Step {
+    Item(Option<Result<Received, Box<ClientError>>>),
+    Silent,
+    AckDue,
+}
+
+/// A session's events across reconnects. See the [module docs](self).
+pub struct ReconnectingStream {
+    url: String,
+    config: StreamConfig,
+    new_session: NewSession,
+    session_id: Option<SessionId>,
+    token: Option<String>,
+    epoch: Option<u64>,
+    last_delivered: Option<u64>,
+    conn: Option<Connection>,
+    schedule: RetrySchedule,
+    need_delay: bool,
+    last_error: Option<ClientError>,
+    ever_connected: bool,
+    state: ConnectionState,
+    events: broadcast::Sender<ConnectionEvent>,
+    on_reconnect: Option<Box<dyn FnMut(u32) + Send>>,
+    next_message_seq: u64,
+    unacked: VecDeque<RuntimeChannelMessage>,
+    unacked_events: u64,
+    ack_due: Option<Instant>,
+    last_activity: Instant,
+    done: bool,
+}
+
+impl ReconnectingStream {
+    /// A stream that creates a new session on `url` at its first use.
+    pub fn new(url: impl Into<String>, session: NewSession, config: StreamConfig) -> Self {
+        let (events, _) = broadcast::channel(EVENT_CHANNEL);
+        Self {
+            url: url.into(),
+            schedule: config.policy.schedule(),
+            config,
+            new_session: session,
+            session_id: None,
+            token: None,
+            epoch: None,
+            last_delivered: None,
+            conn: None,
+            need_delay: false,
+            last_error: None,
+            ever_connected: false,
+            state: ConnectionState::Disconnected,
+            events,
+            on_reconnect: None,
+            next_message_seq: 1,
+            unacked: VecDeque::new(),
+            unacked_events: 0,
+            ack_due: None,
+            last_activity: Instant::now(),
+            done: false,
+        }
+    }
+
+    /// A stream that resumes an existing session on `url` at its first use.
+    pub fn resume(url: impl Into<String>, position: SessionPosition, config: StreamConfig) -> Self {
+        let mut stream = Self::new(url, NewSession::new(), config);
+        stream.last_delivered = position.from.checked_sub(1).filter(|&last| last > 0);
+        stream.session_id = Some(position.session_id);
+        stream.token = position.token;
+        stream.epoch = position.epoch;
+        stream
+    }
+
+    /// Calls `f(attempt)` each time a connection after the first one is up; `attempt` is
+    /// the number of the retry that made it.
+    pub fn on_reconnect(&mut self, f: impl FnMut(u32) + Send + 'static) {
+        self.on_reconnect = Some(Box::new(f));
+    }
+
+    /// A receiver of the connection events from now on.
+    pub fn events(&self) -> broadcast::Receiver<ConnectionEvent> {
+        self.events.subscribe()
+    }
+
+    /// The current state.
+    pub fn state(&self) -> ConnectionState {
+        self.state
+    }
+
+    /// The session, once known.
+    pub fn session_id(&self) -> Option<&SessionId> {
+        self.session_id.as_ref()
+    }
+
+    /// The latest resume token (rotated at every resume).
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// The session's epoch, once known.
+    pub fn epoch(&self) -> Option<u64> {
+        self.epoch
+    }
+
+    /// The last `seq` delivered by [`next`](Self::next).
+    pub fn last_delivered(&self) -> Option<u64> {
+        self.last_delivered
+    }
+
+    /// Messages sent and not yet acknowledged by the server.
+    pub fn unacked_len(&self) -> usize {
+        self.unacked.len()
+    }
+
+    /// Whether the current connection is encrypted.
+    pub fn encrypted(&self) -> bool {
+        self.conn.as_ref().is_some_and(Connection::encrypted)
+    }
+
+    /// The next event, exactly once and in order; `None` after `final`, after
+    /// [`close`](Self::close), or after a terminal error was returned. An item error
+    /// ([`StreamError::Item`]) leaves the stream going.
+    ///
+    /// Dropping the future while it waits to retry counts that attempt as made.
+    pub async fn next(&mut self) -> Option<Result<StreamEvent, StreamError>> {
+        loop {
+            if self.done {
+                return None;
+            }
+            if let Err(err) = self.ensure_connected().await {
+                return Some(Err(err));
+            }
+            let heartbeat_at = self.last_activity + self.config.heartbeat_timeout;
+            let ack_due = self.ack_due;
+            let conn = self.conn.as_mut()?;
+            let step = tokio::select! {
+                item = conn.next() => Step::Item(item.map(|r| r.map_err(Box::new))),
+                () = tokio::time::sleep_until(heartbeat_at) => Step::Silent,
+                () = sleep_until_some(ack_due), if ack_due.is_some() => Step::AckDue,
+            };
+            match step {
+                Step::Item(None) => {
+                    self.lost("the server ended the stream before final".to_owned(), None);
+                }
+                Step::Item(Some(Err(err))) if err.is_item() => {
+                    self.last_activity = Instant::now();
+                    return Some(Err(StreamError::Item(err)));
+                }
+                Step::Item(Some(Err(err))) => {
+                    let err = *err;
+                    if is_terminal(&err) {
+                        return Some(Err(self.fail(err)));
+                    }
+                    self.lost(err.to_string(), Some(err));
+                }
+                Step::Item(Some(Ok(received))) => {
+                    self.last_activity = Instant::now();
+                    if let Some(result) = self.receive(received).await {
+                        return Some(result);
+                    }
+                }
+                Step::Silent => self.lost(
+                    format!(
+                        "no data for {:?} (heartbeat timeout)",
+                        self.config.heartbeat_timeout
+                    ),
+                    None,
+                ),
+                Step::AckDue => self.send_ack().await,
+            }
+        }
+    }
+
+    /// Sends a message to the server under the next client `seq` (from 1), which it
+    /// returns. The message is kept until the server acknowledges it and sent again after a
+    /// resume; while no connection is up it waits for the next one.
+    pub async fn send(&mut self, payload: RuntimeChannelPayload) -> Result<u64, StreamError> {
+        if self.done {
+            return Err(StreamError::Closed);
+        }
+        if self.unacked.len() >= self.config.max_unacked {
+            return Err(StreamError::Backlog {
+                session: self.session_name(),
+                limit: self.config.max_unacked,
+            });
+        }
+        if self.session_id.is_none() {
+            self.ensure_connected().await?;
+        }
+        let session_id = self.session_id.clone().ok_or(StreamError::Closed)?;
+        let seq = self.next_message_seq;
+        self.next_message_seq += 1;
+        let message = RuntimeChannelMessage::new(session_id, payload).with_seq(seq);
+        self.unacked.push_back(message.clone());
+        if let Some(conn) = &mut self.conn {
+            if let Err(err) = conn.send(&message).await {
+                self.lost(format!("sending message {seq}: {err}"), Some(err));
+            }
+        }
+        Ok(seq)
+    }
+
+    /// Closes the stream: acknowledges what was delivered and closes the connection. No
+    /// retry follows.
+    pub async fn close(&mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            if let Some(last) = self.last_delivered {
+                let _ = conn.ack(last).await;
+            }
+            conn.close().await;
+        }
+        self.done = true;
+        self.set_state(ConnectionState::Closed);
+    }
+
+    /// Handles one thing received; `Some` when it is for the caller.
+    async fn receive(&mut self, received: Received) -> Option<Result<StreamEvent, StreamError>> {
+        match received {
+            Received::Event { event, .. } => {
+                let expected = self.last_delivered.map_or(1, |last| last + 1);
+                if event.seq < expected {
+                    tracing::trace!(seq = event.seq, "duplicate event dropped");
+                    return None;
+                }
+                if event.seq > expected {
+                    let err = StreamError::Gap {
+                        session: self.session_name(),
+                        expected,
+                        got: event.seq,
+                    };
+                    self.give_up(&err);
+                    return Some(Err(err));
+                }
+                self.last_delivered = Some(event.seq);
+                self.unacked_events += 1;
+                if self.ack_due.is_none() {
+                    self.ack_due = Some(Instant::now() + self.config.ack_interval);
+                }
+                if matches!(event.payload, EventPayload::Final(_)) {
+                    self.finish().await;
+                } else if self.unacked_events >= self.config.ack_every {
+                    self.send_ack().await;
+                }
+                Some(Ok(event))
+            }
+            Received::Ack { seq } => {
+                while self
+                    .unacked
+                    .front()
+                    .is_some_and(|m| m.seq.unwrap_or(0) <= seq)
+                {
+                    self.unacked.pop_front();
+                }
+                None
+            }
+            Received::ReplayComplete { last_seq } => {
+                tracing::debug!(last_seq, session = %self.session_name(), "replay complete");
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// The session ended with `final`: acknowledge it and close, without retrying.
+    async fn finish(&mut self) {
+        self.send_ack().await;
+        if let Some(conn) = self.conn.take() {
+            conn.close().await;
+        }
+        self.done = true;
+        self.set_state(ConnectionState::Closed);
+    }
+
+    async fn send_ack(&mut self) {
+        self.ack_due = None;
+        self.unacked_events = 0;
+        let (Some(conn), Some(last)) = (&mut self.conn, self.last_delivered) else {
+            return;
+        };
+        if let Err(err) = conn.ack(last).await {
+            self.lost(format!("acknowledging seq {last}: {err}"), Some(err));
+        }
+    }
+
+    /// Makes sure a connection is up, retrying under the policy.
+    async fn ensure_connected(&mut self) -> Result<(), StreamError> {
+        loop {
+            if self.done {
+                return Err(StreamError::Closed);
+            }
+            if self.conn.is_some() {
+                return Ok(());
+            }
+            if self.need_delay {
+                let Some((attempt, delay)) = self.schedule.next_delay() else {
+                    let attempts = self.schedule.attempts();
+                    let last = self.last_error.take().unwrap_or(ClientError::Closed {
+                        session: self.session_name(),
+                    });
+                    let err = StreamError::OutOfAttempts {
+                        session: self.session_name(),
+                        attempts,
+                        last: Box::new(last),
+                    };
+                    self.give_up(&err);
+                    return Err(err);
+                };
+                self.emit(ConnectionEvent::RetryScheduled { attempt, delay });
+                tokio::time::sleep(delay).await;
+                self.need_delay = false;
+                self.emit(ConnectionEvent::RetryStarted { attempt });
+            }
+            self.set_state(if self.ever_connected || self.schedule.attempts() > 0 {
+                ConnectionState::Reconnecting
+            } else {
+                ConnectionState::Connecting
+            });
+            let open = match &self.session_id {
+                Some(id) => Open::Resume(
+                    ResumeAt::new(id.clone(), self.last_delivered.map_or(1, |last| last + 1))
+                        .with_token(self.token.clone())
+                        .with_epoch(self.epoch),
+                ),
+                None => Open::New(self.new_session.clone()),
+            };
+            match connect(&self.url, open, &self.config.client).await {
+                Ok(conn) => self.connected(conn).await,
+                Err(err) if is_terminal(&err) => return Err(self.fail(err)),
+                Err(err) => {
+                    tracing::debug!(%err, session = %self.session_name(), "connection attempt failed");
+                    self.last_error = Some(err);
+                    self.need_delay = true;
+                }
+            }
+        }
+    }
+
+    /// A connection is up: adopt its session, token and epoch, and resend what the server
+    /// has not acknowledged.
+    async fn connected(&mut self, mut conn: Connection) {
+        self.session_id = Some(conn.session_id().clone());
+        if let Some(token) = conn.token() {
+            self.token = Some(token.to_owned());
+        }
+        if conn.epoch().is_some() {
+            self.epoch = conn.epoch();
+        }
+        let attempt = self.schedule.attempts();
+        let reconnect = self.ever_connected;
+        self.schedule.reset();
+        self.ever_connected = true;
+        self.last_activity = Instant::now();
+        self.set_state(ConnectionState::Connected);
+        self.emit(ConnectionEvent::Connected {
+            session_id: conn.session_id().clone(),
+            resumed: conn.resumed(),
+        });
+        if reconnect {
+            if let Some(callback) = &mut self.on_reconnect {
+                callback(attempt.max(1));
+            }
+        }
+        if !self.unacked.is_empty() {
+            let pending: Vec<_> = self.unacked.iter().cloned().collect();
+            if let Err(err) = conn.send_all(&pending).await {
+                self.lost(
+                    format!("resending {} messages: {err}", pending.len()),
+                    Some(err),
+                );
+                return;
+            }
+        }
+        self.conn = Some(conn);
+    }
+
+    /// The connection is gone; the next call retries after the policy's delay.
+    fn lost(&mut self, reason: String, err: Option<ClientError>) {
+        self.conn = None;
+        self.need_delay = true;
+        if err.is_some() {
+            self.last_error = err;
+        }
+        tracing::debug!(%reason, session = %self.session_name(), "connection lost");
+        self.emit(ConnectionEvent::Disconnected { reason });
+        self.set_state(ConnectionState::Disconnected);
+    }
+
+    /// A terminal transport error: give up and say why.
+    fn fail(&mut self, err: ClientError) -> StreamError {
+        let session = self.session_name();
+        let err = match err {
+            ClientError::Refused { refusal, status } => StreamError::Refused {
+                session,
+                refusal,
+                status,
+            },
+            other => StreamError::Fatal {
+                session,
+                source: Box::new(other),
+            },
+        };
+        self.give_up(&err);
+        err
+    }
+
+    fn give_up(&mut self, err: &StreamError) {
+        self.conn = None;
+        self.done = true;
+        self.emit(ConnectionEvent::Failed {
+            reason: err.to_string(),
+        });
+        self.set_state(ConnectionState::Failed);
+    }
+
+    fn set_state(&mut self, to: ConnectionState) {
+        if self.state != to {
+            let from = std::mem::replace(&mut self.state, to);
+            self.emit(ConnectionEvent::StateChange { from, to });
+        }
+    }
+
+    fn emit(&self, event: ConnectionEvent) {
+        // No subscriber is fine: the events are for whoever wants them.
+        let _ = self.events.send(event);
+    }
+
+    fn session_name(&self) -> String {
+        self.session_id
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), |id| id.as_str().to_owned())
+    }
+}
+
+/// Sleeps until `at`, or forever without one (the select guards that branch).
+async fn sleep_until_some(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Whether no retry can fix `err`.
+fn is_terminal(err: &ClientError) -> bool {
+    match err {
+        ClientError::Refused { refusal, .. } => !refusal.reason.is_retryable(),
+        ClientError::Status { status, .. } => !(*status >= 500 || *status == 429),
+        ClientError::Io { .. }
+        | ClientError::Timeout { .. }
+        | ClientError::Http { .. }
+        | ClientError::WebSocket { .. }
+        | ClientError::Closed { .. } => false,
+        _ => true,
+    }
+}
+
+impl fmt::Debug for ReconnectingStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReconnectingStream")
+            .field("url", &self.url)
+            .field("session_id", &self.session_id)
+            .field("state", &self.state)
+            .field("epoch", &self.epoch)
+            .field("last_delivered", &self.last_delivered)
+            .field("unacked", &self.unacked.len())
+            .field("conn", &self.conn)
+            .finish_non_exhaustive()
+    }
+}

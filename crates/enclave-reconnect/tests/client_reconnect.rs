@@ -1,0 +1,519 @@
+//! `ReconnectingStream` against a small fake of our HTTP server over loopback: it creates a
+//! session of N events, answers resumes from `from` with a rotated token, records client
+//! messages and acknowledges them, and can cut a connection mid-line, go silent, or refuse.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use enclave_reconnect::{
+    ConnectionEvent, ConnectionState, ReconnectPolicy, ReconnectingStream, StreamConfig,
+    StreamError,
+};
+use enclave_transport::client::{ClientConfig, NewSession};
+use enclave_transport::RefusalReason;
+use enclave_types::{CancelPayload, EncryptionMode, RuntimeChannelPayload, StreamEvent};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const LIMIT: Duration = Duration::from_secs(20);
+const SESSION: &str = "s_fake";
+
+/// What the fake does at a given seq while streaming.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    /// Write half of the line, then close the connection.
+    Cut,
+    /// Stop writing and hold the connection open.
+    Silent,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    total: u64,
+    faults: Vec<(u64, Fault)>,
+    token_serial: u64,
+    refuse_resumes: Option<(u16, &'static str, &'static str)>,
+    /// `from` of every resume, and the token it carried.
+    resumes: Vec<(u64, Option<String>)>,
+    messages: BTreeSet<u64>,
+    /// Message lines received, duplicates included.
+    message_lines: usize,
+    /// Answer `{"ack":0}` until the first resume, so the client must resend.
+    withhold_acks: bool,
+    acks: Vec<u64>,
+}
+
+struct Fake {
+    url: String,
+    state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Fake {
+    async fn start(total: u64, faults: Vec<(u64, Fault)>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let state = Arc::new(Mutex::new(State {
+            total,
+            faults,
+            ..State::default()
+        }));
+        let shared = Arc::clone(&state);
+        let task = tokio::spawn(async move {
+            let mut handlers = tokio::task::JoinSet::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                handlers.spawn(handle(socket, Arc::clone(&shared)));
+            }
+        });
+        Self { url, state, task }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap()
+    }
+}
+
+fn line(seq: u64, total: u64) -> String {
+    let (kind, payload) = if seq == 1 {
+        (
+            "session_init",
+            format!(
+                r#"{{"cancelUrl":"/sessions/{SESSION}/cancel","expiresAt":"2030-01-01T00:00:00.000Z","encryption":{{"enabled":false}}}}"#
+            ),
+        )
+    } else if seq == total {
+        ("final", r#"{"ok":true}"#.to_owned())
+    } else {
+        ("stdout", format!(r#"{{"chunk":"event {seq}"}}"#))
+    };
+    format!(
+        r#"{{"protocolVersion":2,"sessionId":"{SESSION}","seq":{seq},"type":"{kind}","payload":{payload}}}"#
+    ) + "\n"
+}
+
+async fn read_head(socket: &mut TcpStream) -> Option<(String, Vec<(String, String)>, Vec<u8>)> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let end = loop {
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at;
+        }
+        let n = socket.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8(buf[..end].to_vec()).ok()?;
+    let mut lines = head.split("\r\n");
+    let request_line = lines.next()?.to_owned();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .map_or(0, |(_, v)| v.parse().unwrap_or(0));
+    let mut body = buf[end + 4..].to_vec();
+    while body.len() < length {
+        let n = socket.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Some((request_line, headers, body))
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+async fn handle(mut socket: TcpStream, state: Arc<Mutex<State>>) {
+    // Keep-alive: the upstream connection carries several POSTs.
+    while let Some((request_line, headers, body)) = read_head(&mut socket).await {
+        let path = request_line
+            .split(' ')
+            .nth(1)
+            .unwrap_or_default()
+            .to_owned();
+        if request_line.starts_with("POST /sessions ") {
+            let token = next_token(&state);
+            stream(socket, &state, 1, &token).await;
+            return;
+        }
+        if path.contains("/stream?") {
+            let from: u64 = path
+                .split("from=")
+                .nth(1)
+                .and_then(|v| v.split('&').next())
+                .and_then(|v| v.parse().ok())
+                .unwrap();
+            assert!(path.contains(&format!("fromSeq={from}")), "{path}");
+            let presented = header(&headers, "x-enclave-resume-token").map(str::to_owned);
+            let refusal = {
+                let mut s = state.lock().unwrap();
+                s.resumes.push((from, presented));
+                s.refuse_resumes
+            };
+            if let Some((status, code, reason)) = refusal {
+                let body = format!(
+                    r#"{{"code":"{code}","message":"refused by the fake","reason":"{reason}"}}"#
+                );
+                let answer = format!(
+                    "HTTP/1.1 {status} Refused\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+                return;
+            }
+            let token = next_token(&state);
+            stream(socket, &state, from, &token).await;
+            return;
+        }
+        if path.ends_with("/messages") {
+            let ack = {
+                let mut s = state.lock().unwrap();
+                if let Some(seq) = header(&headers, "x-enclave-ack").and_then(|v| v.parse().ok()) {
+                    s.acks.push(seq);
+                }
+                for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                    let value: serde_json::Value = serde_json::from_slice(line).unwrap();
+                    s.messages.insert(value["seq"].as_u64().unwrap());
+                    s.message_lines += 1;
+                }
+                if s.withhold_acks && s.resumes.is_empty() {
+                    0
+                } else {
+                    s.messages.iter().next_back().copied().unwrap_or(0)
+                }
+            };
+            let body = format!(r#"{{"ack":{ack}}}"#);
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            if socket.write_all(answer.as_bytes()).await.is_err() {
+                return;
+            }
+            continue;
+        }
+        let _ = socket
+            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .await;
+        return;
+    }
+}
+
+fn next_token(state: &Mutex<State>) -> String {
+    let mut s = state.lock().unwrap();
+    s.token_serial += 1;
+    format!("t{}", s.token_serial)
+}
+
+async fn stream(mut socket: TcpStream, state: &Mutex<State>, from: u64, token: &str) {
+    let head = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\nX-Session-ID: {SESSION}\r\nX-Enclave-Resume-Token: {token}\r\nX-Enclave-Epoch: 7\r\n\r\n"
+    );
+    if socket.write_all(head.as_bytes()).await.is_err() {
+        return;
+    }
+    let total = state.lock().unwrap().total;
+    for seq in from..=total {
+        let fault = {
+            let mut s = state.lock().unwrap();
+            let at = s.faults.iter().position(|(at, _)| *at == seq);
+            at.map(|i| s.faults.remove(i).1)
+        };
+        let text = line(seq, total);
+        match fault {
+            Some(Fault::Cut) => {
+                let half = &text[..text.len() / 2];
+                let _ = socket
+                    .write_all(format!("{:x}\r\n{half}\r\n", half.len()).as_bytes())
+                    .await;
+                return;
+            }
+            Some(Fault::Silent) => {
+                // Hold the link open without a byte until the client gives up on it.
+                let mut sink = [0u8; 64];
+                let _ = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut sink)).await;
+                return;
+            }
+            None => {}
+        }
+        let chunk = format!("{:x}\r\n{text}\r\n", text.len());
+        if socket.write_all(chunk.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+    let _ = socket.write_all(b"0\r\n\r\n").await;
+}
+
+fn fast_config() -> StreamConfig {
+    StreamConfig::default()
+        .with_client(ClientConfig::default().with_encryption(EncryptionMode::Disabled))
+        .with_policy(
+            ReconnectPolicy::default()
+                .with_initial_delay(Duration::from_millis(5))
+                .with_max_delay(Duration::from_millis(40)),
+        )
+        .with_acks(16, Duration::from_millis(20))
+}
+
+async fn drain(stream: &mut ReconnectingStream) -> (Vec<StreamEvent>, Option<StreamError>) {
+    let mut events = Vec::new();
+    loop {
+        match tokio::time::timeout(LIMIT, stream.next())
+            .await
+            .expect("the stream stalled")
+        {
+            None => return (events, None),
+            Some(Ok(event)) => events.push(event),
+            Some(Err(err)) if err.is_terminal() => return (events, Some(err)),
+            Some(Err(err)) => panic!("unexpected item error: {err}"),
+        }
+    }
+}
+
+fn seqs(events: &[StreamEvent]) -> Vec<u64> {
+    events.iter().map(|e| e.seq).collect()
+}
+
+#[tokio::test]
+async fn reconnects_after_cuts_and_delivers_each_seq_once_in_order() {
+    let fake = Fake::start(
+        300,
+        vec![(50, Fault::Cut), (51, Fault::Cut), (200, Fault::Cut)],
+    )
+    .await;
+    let mut stream =
+        ReconnectingStream::new(&fake.url, NewSession::new().with_code("x"), fast_config());
+    let reconnects = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&reconnects);
+    stream.on_reconnect(move |attempt| seen.lock().unwrap().push(attempt));
+    let mut events_rx = stream.events();
+
+    let (events, err) = drain(&mut stream).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(seqs(&events), (1..=300).collect::<Vec<_>>());
+    assert_eq!(stream.state(), ConnectionState::Closed);
+
+    let state = fake.state();
+    let froms: Vec<u64> = state.resumes.iter().map(|(from, _)| *from).collect();
+    assert_eq!(
+        froms,
+        [50, 51, 200],
+        "each resume starts at the first missing seq"
+    );
+    // Each resume presents the token the previous answer issued.
+    let tokens: Vec<_> = state
+        .resumes
+        .iter()
+        .map(|(_, t)| t.clone().unwrap())
+        .collect();
+    assert_eq!(tokens, ["t1", "t2", "t3"]);
+    assert_eq!(stream.token(), Some("t4"));
+    assert_eq!(stream.epoch(), Some(7));
+    assert_eq!(
+        state.acks.last(),
+        Some(&300),
+        "the final event is acknowledged"
+    );
+    assert_eq!(
+        *reconnects.lock().unwrap(),
+        [1, 1, 1],
+        "the count restarts after each success"
+    );
+
+    let mut log = Vec::new();
+    while let Ok(event) = events_rx.try_recv() {
+        log.push(event);
+    }
+    let disconnects = log
+        .iter()
+        .filter(|e| matches!(e, ConnectionEvent::Disconnected { .. }))
+        .count();
+    assert_eq!(disconnects, 3);
+    let first_states: Vec<_> = log
+        .iter()
+        .filter_map(|e| match e {
+            ConnectionEvent::StateChange { to, .. } => Some(*to),
+            _ => None,
+        })
+        .take(6)
+        .collect();
+    assert_eq!(
+        first_states,
+        [
+            ConnectionState::Connecting,
+            ConnectionState::Connected,
+            ConnectionState::Disconnected,
+            ConnectionState::Reconnecting,
+            ConnectionState::Connected,
+            ConnectionState::Disconnected,
+        ]
+    );
+    assert!(log
+        .iter()
+        .any(|e| matches!(e, ConnectionEvent::RetryScheduled { attempt: 1, .. })));
+    assert!(log
+        .iter()
+        .any(|e| matches!(e, ConnectionEvent::RetryStarted { attempt: 1 })));
+}
+
+#[tokio::test]
+async fn gives_up_after_max_attempts_with_failed() {
+    // A port nobody listens on: every attempt is refused at once.
+    let url = {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let config = fast_config().with_policy(
+        ReconnectPolicy::default()
+            .with_max_attempts(3)
+            .with_initial_delay(Duration::from_millis(2))
+            .with_max_delay(Duration::from_millis(5)),
+    );
+    let mut stream = ReconnectingStream::new(url, NewSession::new(), config);
+    let mut events_rx = stream.events();
+    let (events, err) = drain(&mut stream).await;
+    assert!(events.is_empty());
+    match err {
+        Some(StreamError::OutOfAttempts { attempts, .. }) => assert_eq!(attempts, 3),
+        other => panic!("expected OutOfAttempts, got {other:?}"),
+    }
+    assert_eq!(stream.state(), ConnectionState::Failed);
+    let mut scheduled = Vec::new();
+    let mut failed = false;
+    while let Ok(event) = events_rx.try_recv() {
+        match event {
+            ConnectionEvent::RetryScheduled { attempt, .. } => scheduled.push(attempt),
+            ConnectionEvent::Failed { .. } => failed = true,
+            _ => {}
+        }
+    }
+    assert_eq!(scheduled, [1, 2, 3]);
+    assert!(failed);
+    assert!(
+        stream.next().await.is_none(),
+        "a failed stream stays failed"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_resume_is_terminal_and_never_retried() {
+    let fake = Fake::start(100, vec![(40, Fault::Cut)]).await;
+    fake.state().refuse_resumes = Some((403, "RESUME_REFUSED", "bad_token"));
+    let mut stream = ReconnectingStream::new(&fake.url, NewSession::new(), fast_config());
+    let (events, err) = drain(&mut stream).await;
+    assert_eq!(seqs(&events), (1..40).collect::<Vec<_>>());
+    match err {
+        Some(StreamError::Refused {
+            refusal, status, ..
+        }) => {
+            assert_eq!(refusal.reason, RefusalReason::BadToken);
+            assert_eq!(status, 403);
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(stream.state(), ConnectionState::Failed);
+    assert_eq!(fake.state().resumes.len(), 1, "no retry after a refusal");
+}
+
+#[tokio::test]
+async fn a_silent_link_is_noticed_by_the_heartbeat_monitor_and_resumed() {
+    let fake = Fake::start(80, vec![(30, Fault::Silent)]).await;
+    let config = fast_config().with_heartbeat_timeout(Duration::from_millis(300));
+    let mut stream = ReconnectingStream::new(&fake.url, NewSession::new(), config);
+    let mut events_rx = stream.events();
+    let (events, err) = drain(&mut stream).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(seqs(&events), (1..=80).collect::<Vec<_>>());
+    assert_eq!(fake.state().resumes.first().map(|r| r.0), Some(30));
+    let mut reasons = Vec::new();
+    while let Ok(event) = events_rx.try_recv() {
+        if let ConnectionEvent::Disconnected { reason } = event {
+            reasons.push(reason);
+        }
+    }
+    assert_eq!(reasons.len(), 1);
+    assert!(reasons[0].contains("heartbeat"), "{reasons:?}");
+}
+
+#[tokio::test]
+async fn messages_are_numbered_from_one_resent_after_a_cut_and_dropped_once_acked() {
+    let fake = Fake::start(60, vec![(20, Fault::Cut)]).await;
+    fake.state().withhold_acks = true;
+    let mut stream = ReconnectingStream::new(&fake.url, NewSession::new(), fast_config());
+    // The first event opens the session; then three messages go up.
+    let first = tokio::time::timeout(LIMIT, stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.seq, 1);
+    for expected in 1..=3 {
+        let reason = format!("m{expected}");
+        let seq = stream
+            .send(RuntimeChannelPayload::Cancel(CancelPayload::new(Some(
+                reason,
+            ))))
+            .await
+            .unwrap();
+        assert_eq!(seq, expected);
+    }
+    assert_eq!(
+        stream.unacked_len(),
+        3,
+        "nothing acknowledged before the cut"
+    );
+    let (events, err) = drain(&mut stream).await;
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(seqs(&events), (2..=60).collect::<Vec<_>>());
+    let state = fake.state();
+    assert_eq!(
+        state.messages.iter().copied().collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert_eq!(
+        state.message_lines, 6,
+        "each message sent again after the resume"
+    );
+    assert_eq!(stream.unacked_len(), 0, "the server acknowledged all three");
+}
+
+#[tokio::test]
+async fn close_stops_without_a_retry() {
+    let fake = Fake::start(1000, vec![]).await;
+    let mut stream = ReconnectingStream::new(&fake.url, NewSession::new(), fast_config());
+    for want in 1..=5 {
+        let event = tokio::time::timeout(LIMIT, stream.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(event.seq, want);
+    }
+    stream.close().await;
+    assert_eq!(stream.state(), ConnectionState::Closed);
+    assert!(stream.next().await.is_none());
+    assert!(matches!(
+        stream
+            .send(RuntimeChannelPayload::Cancel(CancelPayload::new(None)))
+            .await,
+        Err(StreamError::Closed)
+    ));
+    assert!(fake.state().resumes.is_empty());
+}

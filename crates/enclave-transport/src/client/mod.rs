@@ -1,0 +1,722 @@
+//! The client side: one connection to a server (ours or the TypeScript broker) over HTTP/1.1
+//! chunked NDJSON or WebSocket, for a new session or a resumed one, with a fresh encryption
+//! handshake on every connection.
+//!
+//! A [`Connection`] is one carrier connection; it does not reconnect (that is
+//! `enclave-reconnect`'s `ReconnectingStream`, built on this). What it does:
+//! - opens the session as the network contract says (`POST /sessions`,
+//!   `GET /sessions/:id/stream?from=N&fromSeq=N`, or the WebSocket `open`/`opened` exchange),
+//!   reading a refusal into [`ClientError::Refused`];
+//! - completes the handshake where the contract puts it (the first `session_init` line on an
+//!   HTTP create, `X-Enclave-Server-Hello` on an HTTP resume, `opened` on WebSocket) and from
+//!   then on accepts only envelopes;
+//! - yields events and control lines in the order received; a bad line is an item error and
+//!   the stream goes on;
+//! - sends runtime channel messages and acknowledgements (HTTP: `POST
+//!   /sessions/:id/messages`; WebSocket: text messages).
+
+mod error;
+mod http;
+mod net;
+mod ws;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use enclave_crypto::{ClientEncryption, ClientHandshake, ClientKeys};
+use enclave_ndjson::{StreamDecoder, DEFAULT_MAX_LINE_LENGTH};
+use enclave_types::{
+    EncryptionMode, EventPayload, Frame, RuntimeChannelMessage, ServerHello, SessionId, StreamEvent,
+};
+use serde_json::value::RawValue;
+
+pub use self::error::ClientError;
+pub use self::net::tls_config_from_ca_file;
+use self::net::{Carrier as CarrierKind, Target};
+use crate::service::{Refusal, RefusalReason};
+use crate::wire::{Control, CreateConfig};
+
+/// How a client connects: encryption, headers, features, TLS, limits.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// What the client wants: `Disabled` sends no hello, `Optional` encrypts when the server
+    /// answers the hello, `Required` refuses a connection without encryption. Default
+    /// `Optional`.
+    pub encryption: EncryptionMode,
+    /// Headers added to every HTTP request and to the WebSocket upgrade (credentials for a
+    /// deployment's authorization hook, …).
+    pub headers: Vec<(::http::HeaderName, ::http::HeaderValue)>,
+    /// Whether to ask for control lines and acknowledgements (`X-Enclave-Features: resume`).
+    /// Default `true`.
+    pub resume_feature: bool,
+    /// The TLS configuration for `https`/`wss` (ring provider). `None`: such URLs fail.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The longest line accepted, in bytes. Default 16 MiB.
+    pub max_line_length: usize,
+    /// How long dialing (TCP and TLS) and the opening exchange may take. Default 10 s.
+    pub connect_timeout: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            encryption: EncryptionMode::Optional,
+            headers: Vec::new(),
+            resume_feature: true,
+            tls: None,
+            max_line_length: DEFAULT_MAX_LINE_LENGTH,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ClientConfig {
+    /// The default configuration.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the encryption mode.
+    #[must_use]
+    pub fn with_encryption(mut self, mode: EncryptionMode) -> Self {
+        self.encryption = mode;
+        self
+    }
+
+    /// Adds a header to every request.
+    #[must_use]
+    pub fn with_header(mut self, name: ::http::HeaderName, value: ::http::HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// Whether to send `X-Enclave-Features: resume` (control lines, acknowledgements).
+    #[must_use]
+    pub fn with_resume_feature(mut self, on: bool) -> Self {
+        self.resume_feature = on;
+        self
+    }
+
+    /// Uses `tls` for `https`/`wss`.
+    #[must_use]
+    pub fn with_tls(mut self, tls: Arc<rustls::ClientConfig>) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Trusts the certificates of a PEM file for `https`/`wss`.
+    pub fn with_ca_file(self, path: &std::path::Path) -> Result<Self, ClientError> {
+        Ok(self.with_tls(tls_config_from_ca_file(path)?))
+    }
+
+    /// Sets the longest line accepted.
+    #[must_use]
+    pub fn with_max_line_length(mut self, max_line_length: usize) -> Self {
+        self.max_line_length = max_line_length;
+        self
+    }
+
+    /// Sets the connect timeout.
+    #[must_use]
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("encryption", &self.encryption)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .field("resume_feature", &self.resume_feature)
+            .field("tls", &self.tls.is_some())
+            .field("max_line_length", &self.max_line_length)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+/// A new session: the `POST /sessions` body's fields (or the WebSocket `open`'s).
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct NewSession {
+    /// The id to create the session under (`s_…`), or none to let the server choose.
+    pub session_id: Option<SessionId>,
+    /// The code to run.
+    pub code: Option<String>,
+    /// Session settings.
+    pub config: Option<CreateConfig>,
+}
+
+impl NewSession {
+    /// A new session with nothing set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks for this session id.
+    #[must_use]
+    pub fn with_session_id(mut self, session_id: SessionId) -> Self {
+        self.session_id = Some(session_id);
+        self
+    }
+
+    /// Sets the code to run.
+    #[must_use]
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    /// Sets the session settings.
+    #[must_use]
+    pub fn with_config(mut self, config: CreateConfig) -> Self {
+        self.config = Some(config);
+        self
+    }
+}
+
+/// Where to resume an existing session.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ResumeAt {
+    /// The session.
+    pub session_id: SessionId,
+    /// The first `seq` wanted (inclusive).
+    pub from: u64,
+    /// The resume token from the last connection.
+    pub token: Option<String>,
+    /// The epoch from the last connection.
+    pub epoch: Option<u64>,
+}
+
+impl ResumeAt {
+    /// Resume `session_id` from `from` (inclusive), without token or epoch.
+    pub fn new(session_id: SessionId, from: u64) -> Self {
+        Self {
+            session_id,
+            from,
+            token: None,
+            epoch: None,
+        }
+    }
+
+    /// Presents `token`.
+    #[must_use]
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
+    }
+
+    /// Presents `epoch`.
+    #[must_use]
+    pub fn with_epoch(mut self, epoch: Option<u64>) -> Self {
+        self.epoch = epoch;
+        self
+    }
+}
+
+/// What a connection opens.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Open {
+    /// Create a session.
+    New(NewSession),
+    /// Resume one.
+    Resume(ResumeAt),
+}
+
+impl Open {
+    /// The session this opens, when known before the server answers.
+    pub fn session_id(&self) -> Option<&SessionId> {
+        match self {
+            Self::New(new) => new.session_id.as_ref(),
+            Self::Resume(at) => Some(&at.session_id),
+        }
+    }
+}
+
+/// One thing received on a connection.
+// Events are nearly everything received; boxing them would cost an allocation per event.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Received {
+    /// An event, opened if it came sealed.
+    Event {
+        /// The event.
+        event: StreamEvent,
+        /// Whether it came in an `enc` envelope.
+        encrypted: bool,
+    },
+    /// The replay of a resume is over: what follows is live.
+    ReplayComplete {
+        /// The last replayed `seq`.
+        last_seq: u64,
+    },
+    /// The server holds every client message up to `seq`.
+    Ack {
+        /// The highest client `seq` the server holds.
+        seq: u64,
+    },
+}
+
+/// Connects to `url` (`http(s)://HOST:PORT` or `ws(s)://HOST:PORT`, optionally with a path
+/// prefix) and opens a session.
+pub async fn connect(
+    url: &str,
+    open: Open,
+    config: &ClientConfig,
+) -> Result<Connection, ClientError> {
+    let target = Arc::new(Target::parse(url)?);
+    let handshake = match config.encryption {
+        EncryptionMode::Disabled => None,
+        _ => Some(ClientHandshake::start().map_err(|source| {
+            ClientError::Encryption {
+                session: open
+                    .session_id()
+                    .map_or_else(|| "-".to_owned(), |id| id.as_str().to_owned()),
+                source: Box::new(source),
+            }
+        })?),
+    };
+    let opened = match target.carrier {
+        CarrierKind::Http => http::open(&target, config, &open, handshake).await?,
+        CarrierKind::Ws => ws::open(&target, config, &open, handshake).await?,
+    };
+    let mut conn = Connection {
+        target,
+        config: config.clone(),
+        session_id: opened.session_id,
+        token: opened.token,
+        epoch: opened.epoch,
+        resumed: opened.resumed,
+        layer: ClientEncryption::new(config.encryption),
+        pending_handshake: None,
+        awaiting_init: false,
+        decoder: StreamDecoder::with_max_line_length(config.max_line_length),
+        last_seq: None,
+        queued: VecDeque::new(),
+        carrier: opened.carrier,
+        ended: false,
+        failed: false,
+    };
+    conn.layer.set_max_line_length(config.max_line_length);
+    match opened.keys {
+        Keys::Done(Some(server_hello), Some(handshake)) => {
+            conn.install_keys(handshake, &server_hello)?;
+        }
+        Keys::Done(_, _) if config.encryption == EncryptionMode::Required => {
+            return Err(ClientError::EncryptionDowngrade {
+                session: conn.session_id.as_str().to_owned(),
+                reason: "no ServerHello in the server's answer",
+            });
+        }
+        Keys::Done(_, _) => {}
+        Keys::InFirstLine(handshake) => {
+            conn.pending_handshake = handshake;
+            conn.awaiting_init = true;
+        }
+    }
+    Ok(conn)
+}
+
+/// Where the handshake stands once the opening exchange is over.
+enum Keys {
+    /// The answer carried the ServerHello (or none): finish now.
+    Done(Option<ServerHello>, Option<ClientHandshake>),
+    /// HTTP create: the ServerHello comes in the first line, `session_init`.
+    InFirstLine(Option<ClientHandshake>),
+}
+
+/// What a carrier's opening exchange produced.
+struct Opened {
+    session_id: SessionId,
+    token: Option<String>,
+    epoch: Option<u64>,
+    resumed: bool,
+    keys: Keys,
+    carrier: Carrier,
+}
+
+/// The carrier of an open connection.
+enum Carrier {
+    Http(http::HttpCarrier),
+    Ws(Box<ws::WsCarrier>),
+}
+
+/// One open connection to a session. See the [module docs](self).
+pub struct Connection {
+    target: Arc<Target>,
+    config: ClientConfig,
+    session_id: SessionId,
+    token: Option<String>,
+    epoch: Option<u64>,
+    resumed: bool,
+    layer: ClientEncryption,
+    pending_handshake: Option<ClientHandshake>,
+    /// HTTP create: the first line must be the plaintext `session_init`.
+    awaiting_init: bool,
+    decoder: StreamDecoder<Box<RawValue>>,
+    last_seq: Option<u64>,
+    queued: VecDeque<Received>,
+    carrier: Carrier,
+    ended: bool,
+    failed: bool,
+}
+
+impl Connection {
+    /// The session.
+    pub fn session_id(&self) -> &SessionId {
+        &self.session_id
+    }
+
+    /// The resume token for the next resume (none from servers without resume, such as the
+    /// TypeScript broker).
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// The session's epoch, when the server told it.
+    pub fn epoch(&self) -> Option<u64> {
+        self.epoch
+    }
+
+    /// Whether this connection resumed an existing session.
+    pub fn resumed(&self) -> bool {
+        self.resumed
+    }
+
+    /// Whether this connection is encrypted (keys installed).
+    pub fn encrypted(&self) -> bool {
+        self.layer.is_encrypted()
+    }
+
+    /// The highest event `seq` received on this connection.
+    pub fn last_seq(&self) -> Option<u64> {
+        self.last_seq
+    }
+
+    /// The next event or control line; `None` once the server ended the stream or after a
+    /// fatal error. An item error ([`ClientError::is_item`]) leaves the stream going.
+    pub async fn next(&mut self) -> Option<Result<Received, ClientError>> {
+        loop {
+            if let Some(received) = self.queued.pop_front() {
+                return Some(Ok(received));
+            }
+            if self.failed {
+                return None;
+            }
+            if let Some(item) = self.decoder.next_item() {
+                let result = match item {
+                    Ok(raw) => self.classify(&raw),
+                    Err(source) => Err(ClientError::Line {
+                        session: self.session_id.as_str().to_owned(),
+                        source: Box::new(source),
+                    }),
+                };
+                if let Err(err) = &result {
+                    if !err.is_item() {
+                        self.failed = true;
+                    }
+                }
+                return Some(result);
+            }
+            if self.ended {
+                if self.decoder.has_pending() {
+                    // The server ends every line; a partial one means the link was cut.
+                    tracing::debug!(session = %self.session_id, "stream cut inside a line");
+                    self.decoder.reset();
+                }
+                return None;
+            }
+            let chunk = match &mut self.carrier {
+                Carrier::Http(http) => http.read_chunk(&self.session_id).await,
+                Carrier::Ws(ws) => ws.read_chunk(&self.session_id).await,
+            };
+            match chunk {
+                Ok(Some(bytes)) => self.decoder.feed(&bytes),
+                Ok(None) => self.ended = true,
+                Err(err) => {
+                    self.failed = true;
+                    return Some(Err(err));
+                }
+            }
+        }
+    }
+
+    /// Sends one runtime channel message (sealed when the connection is encrypted).
+    pub async fn send(&mut self, message: &RuntimeChannelMessage) -> Result<(), ClientError> {
+        self.send_all(std::slice::from_ref(message)).await
+    }
+
+    /// Sends messages in one request (HTTP) or one WebSocket message. On HTTP the server's
+    /// answer `{"ack": M}` comes back through [`next`](Self::next) as [`Received::Ack`].
+    pub async fn send_all(
+        &mut self,
+        messages: &[RuntimeChannelMessage],
+    ) -> Result<(), ClientError> {
+        let mut body = BytesMut::new();
+        for message in messages {
+            self.layer
+                .encode(message, &mut body)
+                .map_err(|source| ClientError::Encryption {
+                    session: self.session_id.as_str().to_owned(),
+                    source: Box::new(source),
+                })?;
+        }
+        self.post(body.freeze(), self.last_seq).await
+    }
+
+    /// Acknowledges every event up to `seq`.
+    pub async fn ack(&mut self, seq: u64) -> Result<(), ClientError> {
+        match &mut self.carrier {
+            Carrier::Http(_) => self.post(Bytes::new(), Some(seq)).await,
+            Carrier::Ws(ws) => {
+                let line = format!(r#"{{"type":"ack","seq":{seq}}}"#);
+                ws.send_text(line, &self.session_id).await
+            }
+        }
+    }
+
+    /// Closes the connection (a WebSocket close handshake; HTTP just drops it).
+    pub async fn close(mut self) {
+        if let Carrier::Ws(ws) = &mut self.carrier {
+            ws.close().await;
+        }
+    }
+
+    async fn post(&mut self, body: Bytes, ack: Option<u64>) -> Result<(), ClientError> {
+        if self.failed {
+            return Err(ClientError::Closed {
+                session: self.session_id.as_str().to_owned(),
+            });
+        }
+        match &mut self.carrier {
+            Carrier::Http(http) => {
+                let ack = http
+                    .post_messages(
+                        &self.target,
+                        &self.config,
+                        &self.session_id,
+                        self.token.as_deref(),
+                        body,
+                        ack,
+                    )
+                    .await?;
+                if let Some(seq) = ack {
+                    self.queued.push_back(Received::Ack { seq });
+                }
+                Ok(())
+            }
+            Carrier::Ws(ws) => {
+                if body.is_empty() {
+                    return Ok(());
+                }
+                let text = String::from_utf8(body.to_vec()).map_err(|_| ClientError::Protocol {
+                    session: self.session_id.as_str().to_owned(),
+                    reason: "an encoded message is not UTF-8".to_owned(),
+                })?;
+                ws.send_text(text, &self.session_id).await
+            }
+        }
+    }
+
+    fn install_keys(
+        &mut self,
+        handshake: ClientHandshake,
+        server_hello: &ServerHello,
+    ) -> Result<(), ClientError> {
+        let keys: ClientKeys = handshake
+            .finish(server_hello, &self.session_id)
+            .map_err(|source| self.encryption_error(source))?;
+        let (sealer, opener) = keys
+            .into_ciphers()
+            .map_err(|source| self.encryption_error(source))?;
+        self.layer.set_ciphers(sealer, opener);
+        Ok(())
+    }
+
+    fn encryption_error(&self, source: enclave_crypto::Error) -> ClientError {
+        ClientError::Encryption {
+            session: self.session_id.as_str().to_owned(),
+            source: Box::new(source),
+        }
+    }
+
+    /// Turns one line into an event or a control line.
+    fn classify(&mut self, raw: &RawValue) -> Result<Received, ClientError> {
+        let line = self.decoder.line_number();
+        let frame = match Frame::parse_line(raw.get().as_bytes()) {
+            Ok(frame) => frame,
+            Err(source) => return self.not_an_event(raw, line, source),
+        };
+        if self.awaiting_init {
+            self.awaiting_init = false;
+            if let Frame::Event(event) = frame {
+                return self.first_line(event);
+            }
+            if self.config.encryption == EncryptionMode::Required {
+                return Err(ClientError::EncryptionDowngrade {
+                    session: self.session_id.as_str().to_owned(),
+                    reason: "the first line is not a plaintext session_init",
+                });
+            }
+            self.pending_handshake = None;
+        }
+        let opened = self
+            .layer
+            .open(frame)
+            .map_err(|source| ClientError::RefusedLine {
+                session: self.session_id.as_str().to_owned(),
+                line,
+                source: Box::new(source),
+            })?;
+        self.accept(opened.message, opened.encrypted)
+    }
+
+    /// The first line of an HTTP create: the plaintext `session_init`, which carries the
+    /// ServerHello when the server encrypts.
+    fn first_line(&mut self, event: StreamEvent) -> Result<Received, ClientError> {
+        let handshake = self.pending_handshake.take();
+        let server_hello = match &event.payload {
+            EventPayload::SessionInit(init) if init.encryption.enabled => {
+                init.encryption.server_hello.clone()
+            }
+            _ => None,
+        };
+        if event.session_id != self.session_id {
+            return Err(ClientError::Protocol {
+                session: self.session_id.as_str().to_owned(),
+                reason: format!("the first line belongs to session {}", event.session_id),
+            });
+        }
+        match (handshake, server_hello) {
+            (Some(handshake), Some(hello)) => self.install_keys(handshake, &hello)?,
+            _ if self.config.encryption == EncryptionMode::Required => {
+                self.failed = true;
+                return Err(ClientError::EncryptionDowngrade {
+                    session: self.session_id.as_str().to_owned(),
+                    reason: "session_init carries no ServerHello",
+                });
+            }
+            _ => {}
+        }
+        self.accept(event, false)
+    }
+
+    fn accept(&mut self, event: StreamEvent, encrypted: bool) -> Result<Received, ClientError> {
+        if event.session_id != self.session_id {
+            return Err(ClientError::Protocol {
+                session: self.session_id.as_str().to_owned(),
+                reason: format!(
+                    "event seq {} belongs to session {}",
+                    event.seq, event.session_id
+                ),
+            });
+        }
+        self.last_seq = Some(self.last_seq.map_or(event.seq, |last| last.max(event.seq)));
+        Ok(Received::Event { event, encrypted })
+    }
+
+    /// A line that is not an event: a control line, a refusal (fatal), or an item error.
+    fn not_an_event(
+        &mut self,
+        raw: &RawValue,
+        line: u64,
+        source: enclave_types::Error,
+    ) -> Result<Received, ClientError> {
+        match serde_json::from_str::<Control>(raw.get()) {
+            Ok(Control::Ack { seq }) => return Ok(Received::Ack { seq }),
+            Ok(Control::ReplayComplete { last_seq }) => {
+                return Ok(Received::ReplayComplete { last_seq })
+            }
+            _ => {}
+        }
+        if let Some(refusal) = refusal_from_json(raw.get().as_bytes(), 0) {
+            self.failed = true;
+            return Err(refusal);
+        }
+        Err(ClientError::Unreadable {
+            session: self.session_id.as_str().to_owned(),
+            line,
+            source: Box::new(source),
+        })
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("server", &self.target.authority)
+            .field(
+                "carrier",
+                match self.carrier {
+                    Carrier::Http(_) => &"http",
+                    Carrier::Ws(_) => &"ws",
+                },
+            )
+            .field("session_id", &self.session_id)
+            .field("epoch", &self.epoch)
+            .field("resumed", &self.resumed)
+            .field("encrypted", &self.encrypted())
+            .field("last_seq", &self.last_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads a refusal body `{"code", "message", "reason"?}`. Without `reason` (the TypeScript
+/// broker sends none) the `code` decides where it is unambiguous.
+fn refusal_from_json(body: &[u8], status: u16) -> Option<ClientError> {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        code: String,
+        #[serde(default)]
+        message: String,
+        #[serde(default)]
+        reason: Option<String>,
+    }
+    let body: Body = serde_json::from_slice(body).ok()?;
+    let reason = body
+        .reason
+        .as_deref()
+        .and_then(RefusalReason::from_wire)
+        .or(match (body.code.as_str(), status) {
+            ("NOT_FOUND", _) => Some(RefusalReason::UnknownSession),
+            ("SESSION_EXPIRED", _) => Some(RefusalReason::Expired),
+            ("ENCRYPTION_REQUIRED", _) => Some(RefusalReason::EncryptionRequired),
+            ("SESSION_EXISTS", _) => Some(RefusalReason::SessionExists),
+            ("INVALID_REQUEST", _) => Some(RefusalReason::InvalidRequest),
+            ("UNAUTHORIZED", _) => Some(RefusalReason::Unauthorized),
+            ("SERVICE_UNAVAILABLE", _) => Some(RefusalReason::Unavailable),
+            ("RESUME_REFUSED", 401) => Some(RefusalReason::MissingToken),
+            ("RESUME_REFUSED", 403) => Some(RefusalReason::BadToken),
+            _ => None,
+        })?;
+    let status = if status == 0 {
+        reason.http_status()
+    } else {
+        status
+    };
+    Some(ClientError::Refused {
+        refusal: Refusal::new(reason, error::excerpt(&body.message, 500)),
+        status,
+    })
+}
+
+/// A refusal from an error answer, or [`ClientError::Status`] when it is not one.
+fn refusal_or_status(what: &str, status: u16, body: &[u8]) -> ClientError {
+    refusal_from_json(body, status).unwrap_or_else(|| ClientError::Status {
+        what: what.to_owned(),
+        status,
+        body: error::excerpt(&String::from_utf8_lossy(body), 200),
+    })
+}
