@@ -92,7 +92,13 @@ impl CutProxy {
         let counters = Arc::new(Counters::default());
         let (stop, stopped) = watch::channel(false);
         let tasks = Arc::new(Mutex::new(JoinSet::new()));
-        let accept = accept_loop(listener, config, Arc::clone(&counters), stopped, Arc::clone(&tasks));
+        let accept = accept_loop(
+            listener,
+            config,
+            Arc::clone(&counters),
+            stopped,
+            Arc::clone(&tasks),
+        );
         lock(&tasks).spawn(accept);
         Ok(Self {
             addr,
@@ -143,7 +149,9 @@ impl Drop for CutProxy {
 }
 
 fn lock(tasks: &Mutex<JoinSet<()>>) -> std::sync::MutexGuard<'_, JoinSet<()>> {
-    tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    tasks
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 async fn accept_loop(
@@ -164,7 +172,8 @@ async fn accept_loop(
             _ = stopped.changed() => return,
         };
         counters.connections.fetch_add(1, Ordering::Relaxed);
-        let target = config.targets[next_target.fetch_add(1, Ordering::Relaxed) % config.targets.len()];
+        let target =
+            config.targets[next_target.fetch_add(1, Ordering::Relaxed) % config.targets.len()];
         let budget = match config.fault_after_bytes {
             Some((low, high)) if counters.faults.load(Ordering::Relaxed) < config.max_faults => {
                 Some(rng.between(low, high))
@@ -345,8 +354,7 @@ mod tests {
         let mut buf = [0u8; 10];
         socket.read_exact(&mut buf).await.unwrap();
         let mut more = [0u8; 1];
-        let waited =
-            tokio::time::timeout(Duration::from_millis(300), socket.read(&mut more)).await;
+        let waited = tokio::time::timeout(Duration::from_millis(300), socket.read(&mut more)).await;
         assert!(waited.is_err(), "a silent link neither sends nor closes");
         proxy.stop().await;
         task.abort();
