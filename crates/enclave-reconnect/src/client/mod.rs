@@ -251,6 +251,11 @@ pub struct ReconnectingStream {
     unacked: VecDeque<RuntimeChannelMessage>,
     unacked_events: u64,
     ack_due: Option<Instant>,
+    /// An acknowledgement to send at the start of the next `next()` (kept out of the path
+    /// that returns an event, so dropping a `next()` future never loses one).
+    ack_now: bool,
+    /// `final` was delivered: the next `next()` (or `close()`) acknowledges it and closes.
+    finished: bool,
     last_activity: Instant,
     done: bool,
 }
@@ -278,6 +283,8 @@ impl ReconnectingStream {
             next_message_seq: 1,
             unacked: VecDeque::new(),
             unacked_events: 0,
+            ack_now: false,
+            finished: false,
             ack_due: None,
             last_activity: Instant::now(),
             done: false,
@@ -344,11 +351,20 @@ impl ReconnectingStream {
     /// [`close`](Self::close), or after a terminal error was returned. An item error
     /// ([`StreamError::Item`]) leaves the stream going.
     ///
-    /// Dropping the future while it waits to retry counts that attempt as made.
+    /// Cancel safe: once an event has been taken off the connection, the call returns it
+    /// without another await (acknowledgements go out at the start of the next call), so a
+    /// `next()` dropped in a `select!` never loses an event. Dropping the future while it
+    /// waits to retry counts that attempt as made.
     pub async fn next(&mut self) -> Option<Result<StreamEvent, StreamError>> {
         loop {
+            if self.finished && !self.done {
+                self.finish().await;
+            }
             if self.done {
                 return None;
+            }
+            if self.ack_now {
+                self.send_ack().await;
             }
             if let Err(err) = self.ensure_connected().await {
                 return Some(Err(err));
@@ -378,7 +394,7 @@ impl ReconnectingStream {
                 }
                 Step::Item(Some(Ok(received))) => {
                     self.last_activity = Instant::now();
-                    if let Some(result) = self.receive(received).await {
+                    if let Some(result) = self.receive(received) {
                         return Some(result);
                     }
                 }
@@ -426,6 +442,7 @@ impl ReconnectingStream {
     /// Closes the stream: acknowledges what was delivered and closes the connection. No
     /// retry follows.
     pub async fn close(&mut self) {
+        self.finished = false;
         if let Some(mut conn) = self.conn.take() {
             if let Some(last) = self.last_delivered {
                 let _ = conn.ack(last).await;
@@ -436,8 +453,10 @@ impl ReconnectingStream {
         self.set_state(ConnectionState::Closed);
     }
 
-    /// Handles one thing received; `Some` when it is for the caller.
-    async fn receive(&mut self, received: Received) -> Option<Result<StreamEvent, StreamError>> {
+    /// Handles one thing received; `Some` when it is for the caller. No await: what needs the
+    /// network afterwards (an acknowledgement, closing after `final`) is left for the next
+    /// call, so the event is never lost to a cancelled future.
+    fn receive(&mut self, received: Received) -> Option<Result<StreamEvent, StreamError>> {
         match received {
             Received::Event { event, .. } => {
                 let expected = self.last_delivered.map_or(1, |last| last + 1);
@@ -460,9 +479,9 @@ impl ReconnectingStream {
                     self.ack_due = Some(Instant::now() + self.config.ack_interval);
                 }
                 if matches!(event.payload, EventPayload::Final(_)) {
-                    self.finish().await;
+                    self.finished = true;
                 } else if self.unacked_events >= self.config.ack_every {
-                    self.send_ack().await;
+                    self.ack_now = true;
                 }
                 Some(Ok(event))
             }
@@ -496,6 +515,7 @@ impl ReconnectingStream {
 
     async fn send_ack(&mut self) {
         self.ack_due = None;
+        self.ack_now = false;
         self.unacked_events = 0;
         let (Some(conn), Some(last)) = (&mut self.conn, self.last_delivered) else {
             return;
