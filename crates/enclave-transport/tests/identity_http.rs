@@ -134,6 +134,7 @@ async fn create_with_a_redirected_cancel_url_is_refused() {
             br#""cancelUrl":"/sessions/"#,
             br#""cancelUrl":"//evil.ex/"#,
         )
+        .into()
     });
     let proxy = Proxy::start(server.addr, redirect).await;
     let url = format!("http://{}", proxy.addr);
@@ -334,7 +335,7 @@ async fn resume_with_a_substituted_server_key_is_refused() {
     // A man in the middle answers with its own ephemeral key, keeping the signature.
     let impostor = impostor_ephemeral_key(&at.session_id);
     let swap: identity_support::Rewrite =
-        Arc::new(move |buffer: &mut Vec<u8>| swap_header_hello_key(buffer, &impostor));
+        Arc::new(move |buffer: &mut Vec<u8>| swap_header_hello_key(buffer, &impostor).into());
     let proxy = Proxy::start(server.addr, swap).await;
     let err = open(&format!("http://{}", proxy.addr), Open::Resume(at), &config)
         .await
@@ -371,4 +372,32 @@ fn swap_header_hello_key(buffer: &mut Vec<u8>, key: &str) -> bool {
     assert_ne!(rewritten, head, "the answer carries X-Enclave-Server-Hello");
     buffer.splice(..end, rewritten.into_bytes());
     true
+}
+
+#[tokio::test]
+async fn a_pinned_client_never_settles_for_plaintext() {
+    // Even told `optional` after pinning, the client offers `required`: a server that does
+    // not encrypt refuses it rather than streaming in plaintext.
+    let server = Running::start(
+        EVENTS,
+        ServerConfig::default().encryption(EncryptionPolicy::Disabled),
+    )
+    .await;
+    let key = SigningKey::generate().unwrap();
+    let config = pinned(key.verifying_key()).with_encryption(EncryptionMode::Optional);
+    for url in [
+        format!("http://{}", server.addr),
+        format!("ws://{}", server.addr),
+    ] {
+        let err = open(&url, Open::New(NewSession::new()), &config)
+            .await
+            .unwrap_err();
+        let refusal = err.refusal().unwrap_or_else(|| panic!("{url}: {err:?}"));
+        assert_eq!(
+            refusal.reason,
+            enclave_transport::RefusalReason::EncryptionRequired
+        );
+    }
+    assert!(server.service.sessions.lock().unwrap().is_empty());
+    server.stop().await;
 }

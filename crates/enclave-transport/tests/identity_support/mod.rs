@@ -114,9 +114,30 @@ pub fn impostor_ephemeral_key(session_id: &SessionId) -> String {
     hello.server_ephemeral_pub_key_b64
 }
 
-/// What a proxy does to the bytes the server sent so far: `true` once it rewrote them
-/// (from then on it only forwards), `false` to wait for more.
-pub type Rewrite = Arc<dyn Fn(&mut Vec<u8>) -> bool + Send + Sync>;
+/// What a proxy does with the bytes the server sent so far, after a [`Rewrite`] saw them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Keep them and wait for more.
+    Hold,
+    /// Forward the first `n` bytes untouched (the client may need them to go on) and keep
+    /// looking at what follows.
+    Forward(usize),
+    /// Rewritten: forward everything, and from then on only relay.
+    Done,
+}
+
+impl From<bool> for Step {
+    fn from(done: bool) -> Self {
+        if done {
+            Self::Done
+        } else {
+            Self::Hold
+        }
+    }
+}
+
+/// Looks at (and may rewrite) the bytes the server sent so far.
+pub type Rewrite = Arc<dyn Fn(&mut Vec<u8>) -> Step + Send + Sync>;
 
 /// A loopback TCP proxy in front of a server that rewrites the start of every answer.
 pub struct Proxy {
@@ -193,19 +214,24 @@ async fn relay(
                 continue;
             }
             buffer.extend_from_slice(&chunk[..n]);
-            if rewrite(&mut buffer) {
-                rewrote.store(true, Ordering::SeqCst);
-                done = true;
-            } else if buffer.len() < PROXY_BUFFER {
-                continue;
-            } else {
-                // Nothing to rewrite in the first bytes: forward as is.
-                done = true;
-            }
-            if client_write.write_all(&buffer).await.is_err() {
+            let forward = match rewrite(&mut buffer) {
+                Step::Done => {
+                    rewrote.store(true, Ordering::SeqCst);
+                    done = true;
+                    buffer.len()
+                }
+                Step::Forward(n) => n.min(buffer.len()),
+                Step::Hold if buffer.len() < PROXY_BUFFER => continue,
+                Step::Hold => {
+                    // Nothing to rewrite in the first bytes: forward as is.
+                    done = true;
+                    buffer.len()
+                }
+            };
+            if client_write.write_all(&buffer[..forward]).await.is_err() {
                 break;
             }
-            buffer.clear();
+            buffer.drain(..forward);
         }
         if !buffer.is_empty() {
             let _ = client_write.write_all(&buffer).await;
