@@ -683,6 +683,12 @@ async fn sleep_until_some(at: Option<Instant>) {
 }
 
 /// Whether no retry can fix `err`.
+///
+/// Only failures of the link itself are retried; everything else is terminal, a server whose
+/// identity does not verify against the pinned key ([`ClientError::ServerIdentity`],
+/// `ENCRYPTION_SIGNATURE_VERIFICATION_FAILED`) and an encryption downgrade included: a
+/// retry would reach the same impostor or the same plaintext server (the test below keeps
+/// it so).
 fn is_terminal(err: &ClientError) -> bool {
     match err {
         ClientError::Refused { refusal, .. } => !refusal.reason.is_retryable(),
@@ -707,5 +713,32 @@ impl fmt::Debug for ReconnectingStream {
             .field("unacked", &self.unacked.len())
             .field("conn", &self.conn)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_terminal;
+    use enclave_transport::client::ClientError;
+
+    #[test]
+    fn an_unverified_server_identity_is_terminal() {
+        let identity = ClientError::ServerIdentity {
+            session: "s_pinned".to_owned(),
+            source: Box::new(enclave_crypto::Error::SignatureInvalid {
+                reason: "the ServerHello has no signatureB64".into(),
+            }),
+        };
+        assert!(!identity.is_item());
+        assert!(is_terminal(&identity));
+        let downgrade = ClientError::EncryptionDowngrade {
+            session: "s_pinned".to_owned(),
+            reason: "no ServerHello in the server's answer",
+        };
+        assert!(is_terminal(&downgrade));
+        let cut = ClientError::Closed {
+            session: "s_pinned".to_owned(),
+        };
+        assert!(!is_terminal(&cut), "a closed connection is retried");
     }
 }

@@ -108,6 +108,20 @@ pub enum ClientError {
         /// Where it was noticed.
         reason: &'static str,
     },
+    /// The server's identity could not be verified against the pinned key
+    /// ([`ClientConfig::with_server_key`](super::ClientConfig::with_server_key)): the
+    /// `ServerHello` has no signature, a malformed one, or one that does not verify over the
+    /// handshake transcript (another signer, a changed hello, mode or `session_init`). The
+    /// crypto error's code is `ENCRYPTION_SIGNATURE_VERIFICATION_FAILED`. Raised before any
+    /// key is derived or any event accepted; terminal — a retry would meet the same server.
+    #[error("session {session}: the server's identity is not verified ({}): {source}", .source.code())]
+    ServerIdentity {
+        /// The session.
+        session: String,
+        /// The crypto layer's refusal.
+        #[source]
+        source: Box<enclave_crypto::Error>,
+    },
     /// The handshake or a message's encryption failed.
     #[error("encryption on session {session}: {source}")]
     Encryption {

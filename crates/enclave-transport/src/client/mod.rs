@@ -13,7 +13,30 @@
 //! - yields events and control lines in the order received; a bad line is an item error and
 //!   the stream goes on;
 //! - sends runtime channel messages and acknowledgements (HTTP: `POST
-//!   /sessions/:id/messages`; WebSocket: text messages).
+//!   /sessions/:id/messages`; WebSocket: text messages);
+//! - with a pinned server key ([`ClientConfig::with_server_key`]), verifies the
+//!   `ServerHello`'s signature before deriving any key or accepting any event.
+//!
+//! # Server identity: what the client verifies, per route
+//!
+//! With a pinned key the client requires encryption (its offers say `required`) and
+//! rebuilds the signed transcript from its own values ([`ClientHandshake::transcript`]):
+//!
+//! | route | hello from | session id | mode | `sessionInitDigest` |
+//! |---|---|---|---|---|
+//! | HTTP create | the first line, `session_init` | `X-Session-ID` | the offer's (`required`) | of the received `session_init` |
+//! | HTTP resume | `X-Enclave-Server-Hello` | the resumed one | `required` | none |
+//! | WebSocket create | `opened.serverHello` | `opened.sessionId` | the offer's (`required`) | none |
+//! | WebSocket resume | `opened.serverHello` | the resumed one | `required` | none |
+//!
+//! The server's rule is the same (`ServerConfig::signing_key` on the server side): every
+//! resume binds `required`. On a create without a session id the server chose the id, and
+//! the client takes it from the answer (`X-Session-ID` or `opened`; a create that asked for
+//! an id refuses any other): the transcript binds the id, and on HTTP the `session_init`
+//! digest binds it too, so a rewritten id fails the signature like any other change. Any
+//! failure is [`ClientError::ServerIdentity`] (`ENCRYPTION_SIGNATURE_VERIFICATION_FAILED`);
+//! an answer without any `ServerHello` is [`ClientError::EncryptionDowngrade`]. Both end the
+//! connection before any event is delivered.
 
 mod error;
 mod http;
@@ -26,7 +49,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use enclave_crypto::{ClientEncryption, ClientHandshake, ClientKeys};
+use enclave_crypto::{
+    ClientEncryption, ClientHandshake, ClientKeys, SessionInitDigest, VerifyingKey,
+};
 use enclave_ndjson::{StreamDecoder, DEFAULT_MAX_LINE_LENGTH};
 use enclave_types::{
     EncryptionMode, EventPayload, Frame, RuntimeChannelMessage, ServerHello, SessionId, StreamEvent,
@@ -59,6 +84,9 @@ pub struct ClientConfig {
     pub max_line_length: usize,
     /// How long dialing (TCP and TLS) and the opening exchange may take. Default 10 s.
     pub connect_timeout: Duration,
+    /// The server's pinned identity key (see [`with_server_key`](Self::with_server_key)).
+    /// Default: none (the ECDH is anonymous).
+    pub server_key: Option<VerifyingKey>,
 }
 
 impl Default for ClientConfig {
@@ -70,6 +98,7 @@ impl Default for ClientConfig {
             tls: None,
             max_line_length: DEFAULT_MAX_LINE_LENGTH,
             connect_timeout: Duration::from_secs(10),
+            server_key: None,
         }
     }
 }
@@ -126,6 +155,21 @@ impl ClientConfig {
         self.connect_timeout = timeout;
         self
     }
+
+    /// Pins the server's identity key (`--server-key FILE`: load it with
+    /// [`VerifyingKey::from_spki_pem_file`]). Every connection then requires encryption —
+    /// [`encryption`](Self::encryption) is set to `Required`, and a connection is made as if
+    /// it were whatever it is set to later — and verifies the `ServerHello`'s signature
+    /// before it derives a key or accepts an event; see the [module docs](self) for what is
+    /// verified on each route. A missing or wrong signature is
+    /// [`ClientError::ServerIdentity`], a plaintext answer
+    /// [`ClientError::EncryptionDowngrade`].
+    #[must_use]
+    pub fn with_server_key(mut self, key: VerifyingKey) -> Self {
+        self.server_key = Some(key);
+        self.encryption = EncryptionMode::Required;
+        self
+    }
 }
 
 impl fmt::Debug for ClientConfig {
@@ -140,6 +184,7 @@ impl fmt::Debug for ClientConfig {
             .field("tls", &self.tls.is_some())
             .field("max_line_length", &self.max_line_length)
             .field("connect_timeout", &self.connect_timeout)
+            .field("server_key", &self.server_key)
             .finish()
     }
 }
@@ -277,6 +322,14 @@ pub async fn connect(
     config: &ClientConfig,
 ) -> Result<Connection, ClientError> {
     let target = Arc::new(Target::parse(url)?);
+    // A pinned key means encryption is required, whatever the mode says.
+    let pinned_config;
+    let config = if config.server_key.is_some() && config.encryption != EncryptionMode::Required {
+        pinned_config = config.clone().with_encryption(EncryptionMode::Required);
+        &pinned_config
+    } else {
+        config
+    };
     let handshake = match config.encryption {
         EncryptionMode::Disabled => None,
         _ => Some(ClientHandshake::start().map_err(|source| {
@@ -312,7 +365,12 @@ pub async fn connect(
     conn.layer.set_max_line_length(config.max_line_length);
     match opened.keys {
         Keys::Done(Some(server_hello), Some(handshake)) => {
-            conn.install_keys(handshake, &server_hello)?;
+            // The mode the transcript binds: `required` for every resume, else the offer's.
+            let mode = match &open {
+                Open::Resume(_) => EncryptionMode::Required,
+                Open::New(_) => config.encryption,
+            };
+            conn.verify_and_install(handshake, &server_hello, mode)?;
         }
         Keys::Done(_, _) if config.encryption == EncryptionMode::Required => {
             return Err(ClientError::EncryptionDowngrade {
@@ -530,19 +588,52 @@ impl Connection {
         }
     }
 
-    fn install_keys(
+    /// Finishes a handshake whose `ServerHello` travelled on its own (HTTP resume header,
+    /// WebSocket `opened`): verified against the pinned key, if any, with `mode` and no
+    /// `session_init` digest, before any key exists.
+    fn verify_and_install(
         &mut self,
         handshake: ClientHandshake,
         server_hello: &ServerHello,
+        mode: EncryptionMode,
     ) -> Result<(), ClientError> {
-        let keys: ClientKeys = handshake
-            .finish(server_hello, &self.session_id)
-            .map_err(|source| self.encryption_error(source))?;
+        let keys = match &self.config.server_key {
+            Some(pinned) => handshake
+                .finish_verified(
+                    server_hello,
+                    &self.session_id,
+                    mode,
+                    SessionInitDigest::none(),
+                    pinned,
+                )
+                .map_err(|source| self.identity_error(source))?,
+            None => handshake
+                .finish(server_hello, &self.session_id)
+                .map_err(|source| self.encryption_error(source))?,
+        };
+        self.install_keys(keys)
+    }
+
+    fn install_keys(&mut self, keys: ClientKeys) -> Result<(), ClientError> {
         let (sealer, opener) = keys
             .into_ciphers()
             .map_err(|source| self.encryption_error(source))?;
         self.layer.set_ciphers(sealer, opener);
         Ok(())
+    }
+
+    /// A failed identity check: a signature error is [`ClientError::ServerIdentity`]; any
+    /// other (a hello that is not a valid key, …) stays an encryption error.
+    fn identity_error(&self, source: enclave_crypto::Error) -> ClientError {
+        if matches!(source, enclave_crypto::Error::SignatureInvalid { .. }) {
+            tracing::warn!(session = %self.session_id, "server identity not verified: {source}");
+            ClientError::ServerIdentity {
+                session: self.session_id.as_str().to_owned(),
+                source: Box::new(source),
+            }
+        } else {
+            self.encryption_error(source)
+        }
     }
 
     fn encryption_error(&self, source: enclave_crypto::Error) -> ClientError {
@@ -585,22 +676,42 @@ impl Connection {
 
     /// The first line of an HTTP create: the plaintext `session_init`, which carries the
     /// ServerHello when the server encrypts.
+    ///
+    /// With a pinned key the whole line is verified first: the signature covers the hello,
+    /// the session, the mode and the line itself, so a flipped `encryption.enabled`, a
+    /// removed hello or a rewritten `cancelUrl` is refused before anything is accepted.
     fn first_line(&mut self, event: StreamEvent) -> Result<Received, ClientError> {
         let handshake = self.pending_handshake.take();
-        let server_hello = match &event.payload {
-            EventPayload::SessionInit(init) if init.encryption.enabled => {
-                init.encryption.server_hello.clone()
-            }
-            _ => None,
-        };
         if event.session_id != self.session_id {
             return Err(ClientError::Protocol {
                 session: self.session_id.as_str().to_owned(),
                 reason: format!("the first line belongs to session {}", event.session_id),
             });
         }
+        if let (Some(pinned), Some(handshake)) = (&self.config.server_key, &handshake) {
+            let verified = pinned.verify_session_init(
+                &event,
+                &self.session_id,
+                handshake.client_hello(),
+                self.config.encryption,
+            );
+            if let Err(source) = verified {
+                return Err(self.identity_error(source));
+            }
+        }
+        let server_hello = match &event.payload {
+            EventPayload::SessionInit(init) if init.encryption.enabled => {
+                init.encryption.server_hello.clone()
+            }
+            _ => None,
+        };
         match (handshake, server_hello) {
-            (Some(handshake), Some(hello)) => self.install_keys(handshake, &hello)?,
+            (Some(handshake), Some(hello)) => {
+                let keys = handshake
+                    .finish(&hello, &self.session_id)
+                    .map_err(|source| self.encryption_error(source))?;
+                self.install_keys(keys)?;
+            }
             _ if self.config.encryption == EncryptionMode::Required => {
                 self.failed = true;
                 return Err(ClientError::EncryptionDowngrade {

@@ -15,7 +15,7 @@ use enclave_ndjson::StreamEncoder;
 use enclave_types::{SessionId, StreamEvent};
 use tokio_util::sync::CancellationToken;
 
-use super::negotiate::RegistryGuard;
+use super::negotiate::{InitSigner, RegistryGuard};
 use crate::service::{CloseReason, EventSource, Features, Outgoing};
 use crate::wire::Control;
 
@@ -35,6 +35,9 @@ pub(crate) struct StreamBody {
     pub(crate) source: Box<dyn EventSource>,
     pub(crate) sealer: Option<Sealer<StreamEvent>>,
     pub(crate) first_line: FirstLine,
+    /// Signs the plaintext first line (`session_init`) when the server has an identity key
+    /// and the connection is encrypted.
+    pub(crate) signer: Option<InitSigner>,
     pub(crate) features: Features,
     pub(crate) max_line_length: usize,
     pub(crate) shutdown: CancellationToken,
@@ -138,11 +141,22 @@ impl Pump {
                     .map(|()| line.freeze())
                     .map_err(|err| format!("{} ({err})", err.code()))
             }
-            _ => self
-                .plain
-                .encode(event)
-                .map(|()| self.plain.take())
-                .map_err(|err| err.to_string()),
+            _ => match self.body.signer.as_ref().filter(|_| first_in_plaintext) {
+                Some(signer) => signer
+                    .sign(event)
+                    .map_err(|err| format!("cannot sign session_init ({}): {err}", err.code()))
+                    .and_then(|signed| {
+                        self.plain
+                            .encode(&signed)
+                            .map(|()| self.plain.take())
+                            .map_err(|err| err.to_string())
+                    }),
+                None => self
+                    .plain
+                    .encode(event)
+                    .map(|()| self.plain.take())
+                    .map_err(|err| err.to_string()),
+            },
         };
         written.map_err(|err| {
             // A line that cannot be written cannot be skipped either (the client would see a

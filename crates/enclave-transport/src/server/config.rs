@@ -1,5 +1,5 @@
 //! What a deployment can set on the server: limits, CORS origins, the session list, the
-//! encryption policy, an authorization hook and TLS.
+//! encryption policy, the server's identity key, an authorization hook and TLS.
 
 use std::fmt;
 use std::io;
@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use enclave_crypto::SigningKey;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -48,6 +49,28 @@ pub enum EncryptionPolicy {
 ///     .max_connections(512);
 /// assert_eq!(config.max_body_bytes_value(), 64 * 1024);
 /// ```
+///
+/// A server identity key (see [`signing_key`](Self::signing_key)) is loaded with
+/// `enclave_crypto::SigningKey`: from a PKCS#8 PEM file
+/// ([`SigningKey::from_pkcs8_pem_file`], as `enclave keygen` or `openssl genpkey -algorithm
+/// EC -pkeyopt ec_paramgen_curve:P-256` write it), from PEM text
+/// ([`SigningKey::from_pkcs8_pem`]) or DER ([`SigningKey::from_pkcs8_der`]); clients pin
+/// [`SigningKey::verifying_key`] (its SPKI PEM: `VerifyingKey::to_spki_pem`).
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use enclave_crypto::SigningKey;
+/// use enclave_transport::{EncryptionPolicy, ServerConfig};
+///
+/// # fn load() -> Result<(), enclave_crypto::Error> {
+/// let key = SigningKey::from_pkcs8_pem_file("server-key.pem".as_ref())?;
+/// println!("pin this:\n{}", key.verifying_key().to_spki_pem());
+/// let config = ServerConfig::default()
+///     .encryption(EncryptionPolicy::Required)
+///     .signing_key(Arc::new(key));
+/// assert!(config.signing_key_value().is_some());
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct ServerConfig {
@@ -55,6 +78,7 @@ pub struct ServerConfig {
     pub(crate) allowed_origins: Option<Vec<String>>,
     pub(crate) session_list: bool,
     pub(crate) encryption: EncryptionPolicy,
+    pub(crate) signing_key: Option<Arc<SigningKey>>,
     pub(crate) authorize: Option<AuthorizationHook>,
     pub(crate) max_line_length: usize,
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
@@ -75,6 +99,7 @@ impl Default for ServerConfig {
             allowed_origins: None,
             session_list: true,
             encryption: EncryptionPolicy::Optional,
+            signing_key: None,
             authorize: None,
             max_line_length: enclave_ndjson::DEFAULT_MAX_LINE_LENGTH,
             tls: None,
@@ -144,6 +169,42 @@ impl ServerConfig {
         self.encryption
     }
 
+    /// The server's long-term identity key: with it, every encrypted connection's
+    /// `ServerHello` carries `signatureB64`, so a client that pins
+    /// [`SigningKey::verifying_key`] detects a man in the middle, a downgrade or a redirect
+    /// before it accepts any envelope (`docs/PROTOCOL.md`, "Server identity"). Plaintext
+    /// connections carry no hello and nothing is signed. Default: none (anonymous ECDH).
+    ///
+    /// What is signed, per route (the transcript of [`enclave_crypto::HelloTranscript`]):
+    ///
+    /// | route | where the hello travels | `mode` in the transcript | `sessionInitDigest` |
+    /// |---|---|---|---|
+    /// | `POST /sessions` | the plaintext `session_init` (first line) | `encryption.mode` of the request body | the `session_init` event ([`SessionInitDigest::of_event`](enclave_crypto::SessionInitDigest::of_event)) |
+    /// | `GET /sessions/:id/stream` (resume) | `X-Enclave-Server-Hello` | always `required` | none ([`SessionInitDigest::none`](enclave_crypto::SessionInitDigest::none)) |
+    /// | WebSocket `open` without `resume` (create) | `opened.serverHello` | `encryption.mode` of the `open` message | none |
+    /// | WebSocket `open` with `resume` | `opened.serverHello` | always `required` | none |
+    ///
+    /// A resume of an encrypted session always requires encryption (the session layer
+    /// refuses a plaintext resume of an encrypted session), and the HTTP resume request has
+    /// no mode field, so every resume binds `required`, on both carriers; a client rebuilding
+    /// the transcript uses `required` for any resume. The session id is the session's (on a
+    /// create without one, the id the server generated, which the client learns from
+    /// `X-Session-ID`, `session_init` or `opened`); the `ClientHello` is the one received.
+    ///
+    /// On `POST /sessions` the server signs a copy of the `session_init` event as it writes
+    /// the line; the session layer keeps its unsigned copy (a later replay is sealed and
+    /// carries no signature).
+    #[must_use]
+    pub fn signing_key(mut self, key: Arc<SigningKey>) -> Self {
+        self.signing_key = Some(key);
+        self
+    }
+
+    /// The identity key in force, if any.
+    pub fn signing_key_value(&self) -> Option<&Arc<SigningKey>> {
+        self.signing_key.as_ref()
+    }
+
     /// Installs the authorization hook, run on every route except `OPTIONS` and
     /// `GET /health`. A refusal is answered with its status and body (on a WebSocket
     /// upgrade too: the refusal comes before the upgrade).
@@ -209,6 +270,10 @@ impl fmt::Debug for ServerConfig {
             .field("allowed_origins", &self.allowed_origins)
             .field("session_list", &self.session_list)
             .field("encryption", &self.encryption)
+            .field(
+                "signing_key",
+                &self.signing_key.as_ref().map(|key| key.verifying_key()),
+            )
             .field("authorize", &self.authorize.is_some())
             .field("max_line_length", &self.max_line_length)
             .field("tls", &self.tls.is_some())

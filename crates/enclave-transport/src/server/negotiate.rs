@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use enclave_crypto::{accept_client_hello, Opener, Sealer};
+use enclave_crypto::{accept_client_hello, Opener, Sealer, SessionInitDigest, SigningKey};
 use enclave_types::{
     ClientHello, EncryptionConfig, EncryptionMode, RuntimeChannelMessage, ServerHello, SessionId,
     StreamEvent,
@@ -19,6 +19,8 @@ use crate::service::{Refusal, RefusalReason};
 
 /// The outcome of a successful handshake on one connection.
 pub(crate) struct Handshake {
+    /// The client's hello as received: half of what a server identity signature binds.
+    pub(crate) client_hello: ClientHello,
     pub(crate) server_hello: ServerHello,
     pub(crate) key_id: String,
     pub(crate) sealer: Sealer<StreamEvent>,
@@ -32,6 +34,52 @@ impl Handshake {
         config.key_id = Some(self.key_id.clone());
         config.server_hello = Some(self.server_hello.clone());
         config
+    }
+
+    /// Signs the `ServerHello` with the server's identity key, for the routes where it
+    /// travels on its own (`X-Enclave-Server-Hello` on an HTTP resume, `opened` on
+    /// WebSocket): no plaintext `session_init` follows it, so the digest is
+    /// [`SessionInitDigest::none`]. `mode` is the mode the transcript binds (see
+    /// [`ServerConfig::signing_key`](super::ServerConfig::signing_key)).
+    pub(crate) fn sign_hello(
+        &mut self,
+        key: &SigningKey,
+        session_id: &SessionId,
+        mode: EncryptionMode,
+    ) -> Result<(), Refusal> {
+        let transcript = enclave_crypto::HelloTranscript::new(
+            session_id,
+            &self.client_hello,
+            mode,
+            SessionInitDigest::none(),
+        );
+        key.sign_server_hello(&mut self.server_hello, &transcript)
+            .map_err(|err| {
+                tracing::error!(session = %session_id, code = %err.code(), "cannot sign the ServerHello: {err}");
+                Refusal::new(
+                    RefusalReason::Unavailable,
+                    format!("session {session_id}: cannot sign the ServerHello: {err}"),
+                )
+            })
+    }
+}
+
+/// What the `session_init` of an encrypted `POST /sessions` is signed with: the server's key
+/// and the client's request as received.
+pub(crate) struct InitSigner {
+    pub(crate) key: Arc<SigningKey>,
+    pub(crate) client_hello: ClientHello,
+    pub(crate) mode: EncryptionMode,
+}
+
+impl InitSigner {
+    /// A signed copy of `event` (the `session_init` about to be written in plaintext); the
+    /// session layer keeps its unsigned copy.
+    pub(crate) fn sign(&self, event: &StreamEvent) -> Result<StreamEvent, enclave_crypto::Error> {
+        let mut signed = event.clone();
+        self.key
+            .sign_session_init(&mut signed, &self.client_hello, self.mode)?;
+        Ok(signed)
     }
 }
 
@@ -71,6 +119,7 @@ pub(crate) fn negotiate(
                     )
                 })?;
                 return Ok(Some(Handshake {
+                    client_hello: hello.clone(),
                     server_hello,
                     key_id,
                     sealer,

@@ -14,14 +14,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use bytes::Bytes;
-use enclave_types::{MessageFrame, SessionId};
+use enclave_types::{EncryptionMode, MessageFrame, SessionId};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use serde::Deserialize;
 
 use super::body::{FirstLine, StreamBody};
-use super::negotiate::{decode_hello_header, encode_hello_header, negotiate, Handshake};
+use super::negotiate::{
+    decode_hello_header, encode_hello_header, negotiate, Handshake, InitSigner,
+};
 use super::{ws, Shared};
 use crate::service::{
     Attachment, CreateSession, Features, Refusal, RefusalReason, ResumeSession, SessionConfig,
@@ -231,6 +233,7 @@ fn stream_response(
     attachment: Attachment,
     handshake: Option<Handshake>,
     first_line: FirstLine,
+    signer: Option<InitSigner>,
     features: Features,
 ) -> Response {
     let Attachment {
@@ -254,6 +257,7 @@ fn stream_response(
         source: events,
         sealer,
         first_line,
+        signer,
         features,
         max_line_length: shared.config.max_line_length,
         shutdown: shared.shutdown.clone(),
@@ -334,12 +338,22 @@ async fn create(State(shared): AppState, headers: HeaderMap, body: Body) -> Resp
         create.encryption = handshake.encryption_config();
         create.encrypted = true;
     }
+    // The transcript binds the mode the client asked for; a handshake implies an offer.
+    let signer = match (&shared.config.signing_key, &handshake, client_mode) {
+        (Some(key), Some(handshake), Some(mode)) => Some(InitSigner {
+            key: Arc::clone(key),
+            client_hello: handshake.client_hello.clone(),
+            mode,
+        }),
+        _ => None,
+    };
     match shared.service.create(create).await {
         Ok(attachment) => stream_response(
             &shared,
             attachment,
             handshake,
             FirstLine::Plaintext,
+            signer,
             features,
         ),
         Err(refusal) => refusal_response(&refusal),
@@ -379,10 +393,18 @@ async fn stream(
         Ok(hello) => hello,
         Err(message) => return invalid(message),
     };
-    let handshake = match negotiate(shared.config.encryption, None, hello.as_ref(), &session_id) {
+    let mut handshake = match negotiate(shared.config.encryption, None, hello.as_ref(), &session_id)
+    {
         Ok(handshake) => handshake,
         Err(refusal) => return refusal_response(&refusal),
     };
+    // A resume of an encrypted session always requires encryption, and this request has no
+    // mode field: the transcript binds `required` (see `ServerConfig::signing_key`).
+    if let (Some(key), Some(handshake)) = (&shared.config.signing_key, &mut handshake) {
+        if let Err(refusal) = handshake.sign_hello(key, &session_id, EncryptionMode::Required) {
+            return refusal_response(&refusal);
+        }
+    }
     let features = features(&headers);
     let mut resume = ResumeSession::new(session_id, from);
     resume.token = token;
@@ -395,6 +417,7 @@ async fn stream(
             attachment,
             handshake,
             FirstLine::AsTheRest,
+            None,
             features,
         ),
         Err(refusal) => refusal_response(&refusal),

@@ -147,7 +147,9 @@ impl Connection {
                 )
             })?;
             self.session_id = Some(session_id.clone());
-            let handshake = negotiate(policy, client_mode, hello, &session_id)?;
+            let mut handshake = negotiate(policy, client_mode, hello, &session_id)?;
+            // Every resume binds `required` (see `ServerConfig::signing_key`).
+            self.sign(&mut handshake, &session_id, EncryptionMode::Required)?;
             let mut request = ResumeSession::new(session_id, resume.from.max(1));
             request.token = resume.token;
             request.epoch = resume.epoch;
@@ -158,7 +160,10 @@ impl Connection {
         } else {
             let session_id = open.session_id.unwrap_or_else(SessionId::generate);
             self.session_id = Some(session_id.clone());
-            let handshake = negotiate(policy, client_mode, hello, &session_id)?;
+            let mut handshake = negotiate(policy, client_mode, hello, &session_id)?;
+            if let Some(mode) = client_mode {
+                self.sign(&mut handshake, &session_id, mode)?;
+            }
             let mut request = CreateSession::new(session_id);
             request.code = open.code;
             request.config = session_config(open.config);
@@ -169,6 +174,20 @@ impl Connection {
             }
             let attachment = self.shared.service.create(request).await?;
             Ok((attachment, handshake))
+        }
+    }
+
+    /// Signs the `ServerHello` that `opened` will carry, when the server has an identity
+    /// key and the connection is encrypted.
+    fn sign(
+        &self,
+        handshake: &mut Option<Handshake>,
+        session_id: &SessionId,
+        mode: EncryptionMode,
+    ) -> Result<(), Refusal> {
+        match (&self.shared.config.signing_key, handshake) {
+            (Some(key), Some(handshake)) => handshake.sign_hello(key, session_id, mode),
+            _ => Ok(()),
         }
     }
 
