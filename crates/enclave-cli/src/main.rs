@@ -6,9 +6,13 @@
 //! any line was bad, 2 on usage or I/O errors (clap also exits with 2 on bad arguments).
 #![forbid(unsafe_code)]
 
+mod connect;
 mod crypt;
+mod demo;
+mod generate;
 mod input;
 mod keygen;
+mod serve;
 mod validate;
 
 use std::process::ExitCode;
@@ -33,6 +37,23 @@ enum Command {
     Decrypt(crypt::DecryptArgs),
     /// Write a server signing key (PKCS#8 PEM, P-256) and print its public key (SPKI PEM).
     Keygen(keygen::KeygenArgs),
+    /// Serve sessions over HTTP NDJSON and WebSocket; first line: `listening http://HOST:PORT`.
+    Serve(serve::ServeArgs),
+    /// Open (or resume) a session and print its events, reconnecting on its own.
+    Connect(connect::ConnectArgs),
+    /// Server and client in one process, encrypted, with the connection cut mid-stream.
+    Demo(demo::DemoArgs),
+}
+
+/// Logs of the network commands: standard error, `RUST_LOG` filters (default: `default`).
+fn init_logs(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
 }
 
 fn main() -> ExitCode {
@@ -42,5 +63,18 @@ fn main() -> ExitCode {
         Command::Encrypt(args) => crypt::run_encrypt(args),
         Command::Decrypt(args) => crypt::run_decrypt(args),
         Command::Keygen(args) => keygen::run(&args),
+        Command::Serve(args) => {
+            init_logs("info");
+            serve::run(args)
+        }
+        Command::Connect(args) => {
+            // Standard error carries the session line and state changes; logs only warn.
+            init_logs("warn");
+            connect::run(&args)
+        }
+        Command::Demo(args) => {
+            init_logs("warn");
+            demo::run(&args)
+        }
     }
 }

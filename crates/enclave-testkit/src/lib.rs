@@ -1,4 +1,4 @@
-//! Test tools shared by the enclave-stream crates' tests (never published): [`CutProxy`], a
+//! Test tools shared by the enclave-stream crates' tests and `enclave demo`: [`CutProxy`], a
 //! loopback TCP proxy that cuts connections — mid-line, at moments drawn from a seeded
 //! generator — or lets them go silent, so reconnection and resume can be tested against
 //! real sockets, and [`SplitMix64`], the small deterministic generator it draws with.

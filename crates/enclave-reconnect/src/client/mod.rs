@@ -256,6 +256,9 @@ pub struct ReconnectingStream {
     ack_now: bool,
     /// `final` was delivered: the next `next()` (or `close()`) acknowledges it and closes.
     finished: bool,
+    /// A scheduled retry (its attempt number and when it starts), kept across cancelled
+    /// `next()` calls.
+    retry_at: Option<(u32, tokio::time::Instant)>,
     last_activity: Instant,
     done: bool,
 }
@@ -285,6 +288,7 @@ impl ReconnectingStream {
             unacked_events: 0,
             ack_now: false,
             finished: false,
+            retry_at: None,
             ack_due: None,
             last_activity: Instant::now(),
             done: false,
@@ -353,8 +357,9 @@ impl ReconnectingStream {
     ///
     /// Cancel safe: once an event has been taken off the connection, the call returns it
     /// without another await (acknowledgements go out at the start of the next call), so a
-    /// `next()` dropped in a `select!` never loses an event. Dropping the future while it
-    /// waits to retry counts that attempt as made.
+    /// `next()` dropped in a `select!` never loses an event, and one dropped while it waits
+    /// to retry resumes the same wait on the next call (no attempt is spent). A connection
+    /// attempt dropped halfway is made again.
     pub async fn next(&mut self) -> Option<Result<StreamEvent, StreamError>> {
         loop {
             if self.finished && !self.done {
@@ -535,21 +540,31 @@ impl ReconnectingStream {
                 return Ok(());
             }
             if self.need_delay {
-                let Some((attempt, delay)) = self.schedule.next_delay() else {
-                    let attempts = self.schedule.attempts();
-                    let last = self.last_error.take().unwrap_or(ClientError::Closed {
-                        session: self.session_name(),
-                    });
-                    let err = StreamError::OutOfAttempts {
-                        session: self.session_name(),
-                        attempts,
-                        last: Box::new(last),
+                // The deadline lives in `self`, so a `next()` dropped while it waits (in a
+                // `select!`) resumes the same wait instead of spending another attempt.
+                let (attempt, deadline) = if let Some(pending) = self.retry_at {
+                    pending
+                } else {
+                    let Some((attempt, delay)) = self.schedule.next_delay() else {
+                        let attempts = self.schedule.attempts();
+                        let last = self.last_error.take().unwrap_or(ClientError::Closed {
+                            session: self.session_name(),
+                        });
+                        let err = StreamError::OutOfAttempts {
+                            session: self.session_name(),
+                            attempts,
+                            last: Box::new(last),
+                        };
+                        self.give_up(&err);
+                        return Err(err);
                     };
-                    self.give_up(&err);
-                    return Err(err);
+                    self.emit(ConnectionEvent::RetryScheduled { attempt, delay });
+                    let pending = (attempt, tokio::time::Instant::now() + delay);
+                    self.retry_at = Some(pending);
+                    pending
                 };
-                self.emit(ConnectionEvent::RetryScheduled { attempt, delay });
-                tokio::time::sleep(delay).await;
+                tokio::time::sleep_until(deadline).await;
+                self.retry_at = None;
                 self.need_delay = false;
                 self.emit(ConnectionEvent::RetryStarted { attempt });
             }

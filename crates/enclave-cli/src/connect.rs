@@ -1,0 +1,279 @@
+//! `enclave connect URL`: a client that survives disconnects.
+//!
+//! Opens a session (or resumes one with `--session ID --from SEQ --token TOKEN`) over HTTP
+//! NDJSON (`http(s)://`) or WebSocket (`ws(s)://`), reconnects and resumes on its own, and
+//! prints every event exactly once, in order, re-serialized as one NDJSON line on standard
+//! output (`session_init` and heartbeats included). Lines typed on standard input (runtime
+//! channel messages: `tool_result_submit`, `cancel`) go to the server; the end of standard
+//! input ends sending, not receiving.
+//!
+//! Standard error gets `session ID token TOKEN epoch EPOCH` when the session opens and
+//! whenever the token changes, the connection's state changes, and the reason of a failure.
+//! Exit status: 0 after `final`, 1 when refused or out of attempts, 2 on usage errors.
+
+use std::io::{self, Write as _};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use enclave_crypto::VerifyingKey;
+use enclave_reconnect::{
+    ConnectionEvent, ReconnectPolicy, ReconnectingStream, SessionPosition, StreamConfig,
+};
+use enclave_transport::client::{ClientConfig, NewSession};
+use enclave_types::{EncryptionMode, EventPayload, RuntimeChannelMessage, SessionId};
+use tokio::io::AsyncBufReadExt as _;
+
+use crate::input::{report, EXIT_BAD_LINES, EXIT_FAILURE, EXIT_OK};
+
+/// Arguments of `enclave connect`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ConnectArgs {
+    /// The server's base URL: `http(s)://HOST:PORT` (NDJSON) or `ws(s)://HOST:PORT` (WebSocket).
+    url: String,
+
+    /// Ask for encryption (`optional`: if the server offers it), insist on it (`required`),
+    /// or not (`disabled`).
+    #[arg(long, value_enum, default_value = "optional")]
+    encryption: Encryption,
+
+    /// Pin the server's signing key (SPKI PEM, as `enclave keygen` prints it): a missing or
+    /// wrong ServerHello signature is refused before any event is accepted.
+    #[arg(long, value_name = "FILE")]
+    server_key: Option<PathBuf>,
+
+    /// Trust this CA (PEM) for https/wss.
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+
+    /// Resume this session instead of opening a new one (with --from and --token).
+    #[arg(long, value_name = "ID", requires = "from")]
+    session: Option<String>,
+
+    /// With --session: the first seq wanted (inclusive).
+    #[arg(long, value_name = "SEQ", requires = "session")]
+    from: Option<u64>,
+
+    /// With --session: the resume token.
+    #[arg(long, value_name = "TOKEN", requires = "session")]
+    token: Option<String>,
+
+    /// With --session: the epoch the session's seqs belong to.
+    #[arg(long, value_name = "E", requires = "session")]
+    epoch: Option<u64>,
+
+    /// Reconnection attempts before giving up.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    max_attempts: u32,
+
+    /// First delay between attempts, in ms (doubling, with ±30% jitter).
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    initial_delay_ms: u64,
+
+    /// Longest delay between attempts, in ms.
+    #[arg(long, value_name = "MS", default_value_t = 30_000)]
+    max_delay_ms: u64,
+
+    /// A connection silent this long (ms) is treated as dead and resumed.
+    #[arg(long, value_name = "MS", default_value_t = 30_000)]
+    heartbeat_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Encryption {
+    Disabled,
+    Optional,
+    Required,
+}
+
+/// Runs `enclave connect`.
+pub(crate) fn run(args: &ConnectArgs) -> ExitCode {
+    let config = match config(args) {
+        Ok(config) => config,
+        Err(message) => {
+            report(format_args!("enclave connect: {message}"));
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let stream = match &args.session {
+        Some(id) => {
+            let id = match SessionId::new(id.clone()) {
+                Ok(id) => id,
+                Err(err) => {
+                    report(format_args!("enclave connect: --session: {err}"));
+                    return ExitCode::from(EXIT_FAILURE);
+                }
+            };
+            let mut position = SessionPosition::new(id, args.from.unwrap_or(1));
+            if let Some(token) = &args.token {
+                position = position.with_token(token.clone());
+            }
+            if let Some(epoch) = args.epoch {
+                position = position.with_epoch(epoch);
+            }
+            ReconnectingStream::resume(args.url.clone(), position, config)
+        }
+        None => ReconnectingStream::new(args.url.clone(), NewSession::new(), config),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            report(format_args!(
+                "enclave connect: cannot start the runtime: {err}"
+            ));
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    runtime.block_on(connect(stream))
+}
+
+fn config(args: &ConnectArgs) -> Result<StreamConfig, String> {
+    let mode = match args.encryption {
+        Encryption::Disabled => EncryptionMode::Disabled,
+        Encryption::Optional => EncryptionMode::Optional,
+        Encryption::Required => EncryptionMode::Required,
+    };
+    let mut client = ClientConfig::new().with_encryption(mode);
+    if let Some(path) = &args.ca_file {
+        client = client.with_ca_file(path).map_err(|err| err.to_string())?;
+    }
+    if let Some(path) = &args.server_key {
+        let key = VerifyingKey::from_spki_pem_file(path).map_err(|err| err.to_string())?;
+        client = client.with_server_key(key);
+    }
+    if args.max_attempts == 0 {
+        return Err("--max-attempts must be at least 1".to_owned());
+    }
+    let policy = ReconnectPolicy::new()
+        .with_max_attempts(args.max_attempts)
+        .with_initial_delay(Duration::from_millis(args.initial_delay_ms))
+        .with_max_delay(Duration::from_millis(
+            args.max_delay_ms.max(args.initial_delay_ms),
+        ));
+    Ok(StreamConfig::new()
+        .with_client(client)
+        .with_policy(policy)
+        .with_heartbeat_timeout(Duration::from_millis(args.heartbeat_timeout_ms.max(1))))
+}
+
+async fn connect(mut stream: ReconnectingStream) -> ExitCode {
+    // State changes are printed by a task of their own: a select! branch for them would
+    // wake the loop (and drop `next`'s future) on every change.
+    let mut states = stream.events();
+    let printer = tokio::spawn(async move {
+        loop {
+            match states.recv().await {
+                Ok(event) => print_state(&event),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+    let code = run_stream(&mut stream).await;
+    printer.abort();
+    code
+}
+
+async fn run_stream(stream: &mut ReconnectingStream) -> ExitCode {
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin_open = true;
+    let mut announced: Option<(String, Option<String>)> = None;
+    let mut stdout = io::stdout().lock();
+    loop {
+        tokio::select! {
+            // `next` is cancel safe: a line typed meanwhile never costs an event.
+            item = stream.next() => {
+                announce(stream, &mut announced);
+                match item {
+                    Some(Ok(event)) => {
+                        let line = serde_json::to_string(&event);
+                        let written = line
+                            .map_err(io::Error::other)
+                            .and_then(|line| writeln!(stdout, "{line}"))
+                            .and_then(|()| stdout.flush());
+                        if let Err(err) = written {
+                            if err.kind() != io::ErrorKind::BrokenPipe {
+                                report(format_args!("enclave connect: {err}"));
+                            }
+                            stream.close().await;
+                            return ExitCode::from(EXIT_FAILURE);
+                        }
+                        if matches!(event.payload, EventPayload::Final(_)) {
+                            stream.close().await;
+                            return ExitCode::from(EXIT_OK);
+                        }
+                    }
+                    Some(Err(err)) if err.is_terminal() => {
+                        report(format_args!("enclave connect: {err}"));
+                        return ExitCode::from(EXIT_BAD_LINES);
+                    }
+                    Some(Err(err)) => report(format_args!("enclave connect: skipped: {err}")),
+                    None => {
+                        report(format_args!("enclave connect: the stream ended without a final event"));
+                        return ExitCode::from(EXIT_BAD_LINES);
+                    }
+                }
+            }
+            line = stdin.next_line(), if stdin_open => match line {
+                Ok(Some(line)) if line.trim().is_empty() => {}
+                Ok(Some(line)) => match serde_json::from_str::<RuntimeChannelMessage>(line.trim()) {
+                    Ok(message) => {
+                        if let Err(err) = stream.send(message.payload).await {
+                            report(format_args!("enclave connect: cannot send: {err}"));
+                        }
+                    }
+                    Err(err) => report(format_args!(
+                        "enclave connect: standard input: not a runtime channel message: {err}"
+                    )),
+                },
+                // End of input ends sending, not receiving.
+                Ok(None) | Err(_) => stdin_open = false,
+            },
+        }
+    }
+}
+
+fn print_state(event: &ConnectionEvent) {
+    match event {
+        ConnectionEvent::StateChange { from, to } => {
+            report(format_args!("enclave connect: state {from:?} -> {to:?}"));
+        }
+        ConnectionEvent::RetryScheduled { attempt, delay } => {
+            report(format_args!(
+                "enclave connect: retry {attempt} in {} ms",
+                delay.as_millis()
+            ));
+        }
+        ConnectionEvent::Disconnected { reason } => {
+            report(format_args!("enclave connect: disconnected: {reason}"));
+        }
+        ConnectionEvent::Failed { reason } => {
+            report(format_args!("enclave connect: failed: {reason}"));
+        }
+        _ => {}
+    }
+}
+
+/// Writes `session ID token TOKEN epoch EPOCH` when the session opens and whenever the token
+/// changes.
+fn announce(stream: &ReconnectingStream, announced: &mut Option<(String, Option<String>)>) {
+    let Some(id) = stream.session_id() else {
+        return;
+    };
+    let now = (id.as_str().to_owned(), stream.token().map(str::to_owned));
+    if announced.as_ref() != Some(&now) {
+        report(format_args!(
+            "session {} token {} epoch {}",
+            now.0,
+            now.1.as_deref().unwrap_or("-"),
+            stream
+                .epoch()
+                .map_or_else(|| "-".to_owned(), |epoch| epoch.to_string()),
+        ));
+        *announced = Some(now);
+    }
+}

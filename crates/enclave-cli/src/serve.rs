@@ -1,0 +1,321 @@
+//! `enclave serve`: an EnclaveJS stream server for tests, demos and clients under development.
+//!
+//! Serves HTTP NDJSON and WebSocket on one port (the session hub of `enclave-reconnect`
+//! behind the transport server of `enclave-transport`). Its first line on standard output is
+//! `listening http://HOST:PORT` (`https` with TLS; `http://[::1]:PORT` for IPv6), so a script
+//! can start it on port 0 and read where it is. Every new session gets its `session_init`,
+//! then the events of `--events FILE` (re-sequenced) or `--generate N` generated events, then
+//! `final`. Logs go to standard error through `tracing` (`RUST_LOG` filters them). It serves
+//! until SIGINT or SIGTERM, then stops accepting, ends every stream so clients resume
+//! elsewhere, and exits 0.
+
+use std::io::{self, Write as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use enclave_crypto::SigningKey;
+use enclave_reconnect::{Hub, HubConfig, NewSession, OverflowPolicy};
+use enclave_transport::{EncryptionPolicy, Server, ServerConfig};
+use enclave_types::{ErrorInfo, FinalPayload, RuntimeChannelPayload};
+
+use crate::generate::{load_events, Script};
+use crate::input::{report, EXIT_FAILURE, EXIT_OK};
+
+/// How long streams get to end once a shutdown signal arrives.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Arguments of `enclave serve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on; port 0 picks a free one.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    listen: String,
+
+    /// Stream this file's events in every session (re-sequenced; its own `session_init`,
+    /// `final` and `enc` lines are skipped).
+    #[arg(long, value_name = "FILE", conflicts_with = "generate")]
+    events: Option<PathBuf>,
+
+    /// Stream N generated events in every session (a mix of every type but `heartbeat`).
+    #[arg(long, value_name = "N")]
+    generate: Option<u64>,
+
+    /// At most this many events per second per session (default: as fast as clients read).
+    #[arg(long, value_name = "EVENTS_PER_S")]
+    rate: Option<f64>,
+
+    /// Encrypt when the client asks (`optional`), always (`required`) or never (`disabled`).
+    #[arg(long, value_enum, default_value = "optional")]
+    encryption: Encryption,
+
+    /// Sign every ServerHello with this key (PKCS#8 PEM, P-256; see `enclave keygen`).
+    #[arg(long, value_name = "FILE")]
+    signing_key: Option<PathBuf>,
+
+    /// Serve https/wss with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// Interval of `heartbeat` events, in ms (0 turns them off).
+    #[arg(long, value_name = "MS", default_value_t = 15_000)]
+    heartbeat_ms: u64,
+
+    /// Let clients resume by session id alone, without a resume token (what unmodified
+    /// TypeScript clients need; see docs/SECURITY.md for what it gives up).
+    #[arg(long)]
+    allow_tokenless_resume: bool,
+
+    /// Events a session retains for resumes (and for backpressure).
+    #[arg(long, value_name = "N")]
+    max_buffered_events: Option<u64>,
+
+    /// Bytes of events a session retains.
+    #[arg(long, value_name = "BYTES")]
+    max_buffered_bytes: Option<u64>,
+
+    /// When retention is full of unacknowledged events: make the producer wait, or drop the
+    /// oldest (a later resume from before it is refused with `too_far_behind`).
+    #[arg(long, value_enum, default_value = "wait")]
+    overflow: Overflow,
+
+    /// How long a session outlives its last connection, in ms.
+    #[arg(long, value_name = "MS")]
+    session_grace_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Encryption {
+    Disabled,
+    Optional,
+    Required,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Overflow {
+    Wait,
+    DropOldest,
+}
+
+/// Runs `enclave serve`.
+pub(crate) fn run(args: ServeArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => return usage(&format!("cannot start the runtime: {err}")),
+    };
+    runtime.block_on(serve(args))
+}
+
+fn usage(message: &str) -> ExitCode {
+    report(format_args!("enclave serve: {message}"));
+    ExitCode::from(EXIT_FAILURE)
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let script = match (&args.events, args.generate) {
+        (Some(path), _) => match load_events(path) {
+            Ok(events) => Script::Events(Arc::new(events)),
+            Err(err) => return usage(&err),
+        },
+        (None, n) => Script::Generate(n.unwrap_or(10)),
+    };
+    if let Some(rate) = args.rate {
+        if !(rate.is_finite() && rate > 0.0) {
+            return usage("--rate must be a positive number of events per second");
+        }
+    }
+    let mut server_config = ServerConfig::default().encryption(match args.encryption {
+        Encryption::Disabled => EncryptionPolicy::Disabled,
+        Encryption::Optional => EncryptionPolicy::Optional,
+        Encryption::Required => EncryptionPolicy::Required,
+    });
+    let scheme = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match enclave_transport::tls_config_from_pem(cert, key) {
+            Ok(tls) => {
+                server_config = server_config.tls(tls);
+                "https"
+            }
+            Err(err) => return usage(&err.to_string()),
+        },
+        _ => "http",
+    };
+    if let Some(path) = &args.signing_key {
+        match SigningKey::from_pkcs8_pem_file(path) {
+            Ok(key) => server_config = server_config.signing_key(Arc::new(key)),
+            Err(err) => return usage(&err.to_string()),
+        }
+    }
+    let mut hub_config = HubConfig::default()
+        .with_heartbeat_ms(args.heartbeat_ms)
+        .with_allow_tokenless_resume(args.allow_tokenless_resume)
+        .with_overflow(match args.overflow {
+            Overflow::Wait => OverflowPolicy::Wait,
+            Overflow::DropOldest => OverflowPolicy::DropOldest,
+        });
+    if let Some(events) = args.max_buffered_events {
+        hub_config = hub_config.with_max_buffered_events(events);
+    }
+    if let Some(bytes) = args.max_buffered_bytes {
+        hub_config = hub_config.with_max_buffered_bytes(bytes);
+    }
+    if let Some(ms) = args.session_grace_ms {
+        hub_config = hub_config.with_session_grace(Duration::from_millis(ms));
+    }
+
+    let listener = match bind(&args.listen).await {
+        Ok(listener) => listener,
+        Err(err) => return usage(&format!("cannot listen on {}: {err}", args.listen)),
+    };
+    let local = match listener.local_addr() {
+        Ok(local) => local,
+        Err(err) => return usage(&format!("cannot read the listening address: {err}")),
+    };
+    let hub = Hub::new(hub_config);
+    let server = Server::new(
+        Arc::new(hub.clone()),
+        server_config.shutdown_grace(SHUTDOWN_GRACE),
+    );
+
+    // The contract's first line: scripts read it to learn the port.
+    let announced = {
+        let mut stdout = io::stdout().lock();
+        writeln!(stdout, "listening {}", url(scheme, local)).and_then(|()| stdout.flush())
+    };
+    if let Err(err) = announced {
+        return usage(&format!("cannot write to standard output: {err}"));
+    }
+    tracing::info!(%local, "serving");
+
+    let application = tokio::spawn(run_sessions(hub.clone(), script, args.rate));
+    let signal_hub = hub.clone();
+    let served = server
+        .serve(listener, async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: ending streams so clients resume elsewhere");
+            signal_hub.shutdown();
+        })
+        .await;
+    application.abort();
+    match served {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(err) => {
+            report(format_args!("enclave serve: {err}"));
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// `http://127.0.0.1:PORT`, `http://[::1]:PORT`.
+fn url(scheme: &str, addr: SocketAddr) -> String {
+    format!("{scheme}://{addr}")
+}
+
+async fn bind(listen: &str) -> io::Result<tokio::net::TcpListener> {
+    let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address");
+    for addr in tokio::net::lookup_host(listen).await? {
+        match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => return Ok(listener),
+            Err(err) => last = err,
+        }
+    }
+    Err(last)
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(err) => {
+                tracing::warn!(%err, "cannot watch SIGTERM; only Ctrl-C stops the server");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The application: one task per new session, streaming the script.
+async fn run_sessions(hub: Hub, script: Script, rate: Option<f64>) {
+    while let Some(session) = hub.accept().await {
+        tokio::spawn(run_session(session, script.clone(), rate));
+    }
+}
+
+async fn run_session(session: NewSession, script: Script, rate: Option<f64>) {
+    let NewSession {
+        handle,
+        mut messages,
+        ..
+    } = session;
+    let id = handle.session_id().clone();
+    // Client messages are logged: this server runs no code and calls no tools.
+    let log_messages = {
+        let id = id.clone();
+        tokio::spawn(async move {
+            while let Some(message) = messages.recv().await {
+                match &message.payload {
+                    RuntimeChannelPayload::ToolResultSubmit(result) => {
+                        tracing::info!(session = %id, seq = ?message.seq, call = %result.call_id, ok = result.ok, "tool result received");
+                    }
+                    other => {
+                        tracing::info!(session = %id, seq = ?message.seq, kind = %other.message_type(), "message received");
+                    }
+                }
+            }
+        })
+    };
+    let mut pace = rate.map(|rate| {
+        let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        interval
+    });
+    let mut cancelled = false;
+    for index in 0..script.len() {
+        if let Some(pace) = pace.as_mut() {
+            pace.tick().await;
+        }
+        tokio::select! {
+            published = handle.publish(script.payload(index)) => {
+                if let Err(err) = published {
+                    tracing::debug!(session = %id, %err, "session closed while streaming");
+                    log_messages.abort();
+                    return;
+                }
+            }
+            () = handle.cancelled() => {
+                cancelled = true;
+                break;
+            }
+        }
+    }
+    let mut last = FinalPayload::new(!cancelled);
+    if cancelled {
+        let mut error = ErrorInfo::new("the session was cancelled");
+        error.code = Some("CANCELLED".to_owned());
+        last.error = Some(error);
+    }
+    if let Err(err) = handle.finish(last).await {
+        tracing::debug!(session = %id, %err, "session closed before its final event");
+    }
+    log_messages.abort();
+}

@@ -1,0 +1,462 @@
+//! `enclave serve` and `enclave connect` as other programs use them: the server started on
+//! port 0 and its first line read for the address, then driven by a Node.js peer that behaves
+//! like the TypeScript client `@enclave-vm/client` 2.15.2 (`tests/peers/ts-client.mjs`) and by
+//! `enclave connect`, directly and through a proxy that cuts the connection mid-stream.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use enclave_testkit::{CutProxy, ProxyConfig};
+use serde_json::Value;
+
+/// Every wait in these tests is bounded by this.
+const TIMEOUT: Duration = Duration::from_mins(1);
+
+/// A running `enclave serve`, killed when dropped.
+struct Served {
+    child: Child,
+    url: String,
+}
+
+impl Served {
+    fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_enclave"))
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("enclave serve starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(TIMEOUT)
+            .expect("a first line within the timeout");
+        let url = line
+            .trim()
+            .strip_prefix("listening ")
+            .unwrap_or_else(|| panic!("first line is `listening URL`, got {line:?}"))
+            .to_owned();
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+        Self { child, url }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs the TypeScript-client peer against `url` and returns its summary.
+fn ts_client(url: &str) -> Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/ts-client.mjs");
+    let mut child = Command::new("node")
+        .args([
+            script,
+            url,
+            "--delay-scale",
+            "0.02",
+            "--deadline-ms",
+            "45000",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node is on PATH (Node.js 20+ runs the TypeScript-client peer)");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(TIMEOUT);
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("the peer ends");
+    let line = line.unwrap_or_else(|_| {
+        panic!(
+            "no summary from the peer; stderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    serde_json::from_str(&line).unwrap_or_else(|err| panic!("summary {line:?}: {err}"))
+}
+
+fn seqs(summary: &Value) -> Vec<u64> {
+    summary["seqs"]
+        .as_array()
+        .expect("seqs")
+        .iter()
+        .map(|seq| seq.as_u64().expect("a seq"))
+        .collect()
+}
+
+#[test]
+fn the_typescript_client_reads_every_event_and_drops_none() {
+    let served = Served::start(&[
+        "--generate",
+        "300",
+        "--heartbeat-ms",
+        "100",
+        "--rate",
+        "2000",
+    ]);
+    let summary = ts_client(&served.url);
+    assert!(summary["error"].is_null(), "{summary}");
+    assert_eq!(summary["dropped"], 0, "{summary}");
+    assert_eq!(summary["final"], true, "{summary}");
+    let seqs = seqs(&summary);
+    // session_init, 300 events, final, and whatever heartbeats fell in between: every seq
+    // from 1, once, in order.
+    assert!(seqs.len() >= 302, "{} events", seqs.len());
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+}
+
+#[test]
+fn the_typescript_client_resumes_through_cuts_without_losing_or_repeating_an_event() {
+    let served = Served::start(&[
+        "--generate",
+        "2000",
+        "--heartbeat-ms",
+        "1000",
+        "--allow-tokenless-resume",
+    ]);
+    let target = served
+        .url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("a socket address");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let mut config = ProxyConfig::new(target).fault_after(20_000, 60_000);
+    config.max_faults = 6;
+    config.seed = 7;
+    let proxy = runtime
+        .block_on(CutProxy::start(config))
+        .expect("the proxy starts");
+    let summary = ts_client(&proxy.http_url());
+    assert!(summary["error"].is_null(), "{summary}");
+    assert_eq!(summary["final"], true, "{summary}");
+    let seqs = seqs(&summary);
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "every seq once, in order, across {} reconnects",
+        summary["reconnects"]
+    );
+    assert!(seqs.len() >= 2002, "{} events", seqs.len());
+    assert!(proxy.faults() >= 2, "only {} cuts", proxy.faults());
+    assert!(
+        summary["reconnects"].as_u64().unwrap_or(0) >= 2,
+        "{summary}"
+    );
+    // A line cut in half is all a cut costs the TypeScript client: it drops the fragment
+    // and asks for that event again.
+    assert!(
+        summary["dropped"].as_u64().unwrap_or(0) <= proxy.faults(),
+        "{summary}"
+    );
+    runtime.block_on(proxy.stop());
+}
+
+/// Runs `enclave connect <args>` with `input` on standard input, bounded by [`TIMEOUT`].
+fn connect(args: &[&str], input: &str) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_enclave"))
+        .arg("connect")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("enclave connect starts");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let input = input.to_owned();
+    std::thread::spawn(move || {
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    rx.recv_timeout(TIMEOUT)
+        .unwrap_or_else(|_| panic!("enclave connect (pid {pid}) did not finish within {TIMEOUT:?}"))
+        .expect("enclave connect's output")
+}
+
+fn events(output: &std::process::Output) -> Vec<Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one event per line"))
+        .collect()
+}
+
+/// `session ID token TOKEN epoch EPOCH` lines of standard error, as (id, token, epoch).
+fn announcements(output: &std::process::Output) -> Vec<(String, String, String)> {
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split(' ').collect();
+            match words.as_slice() {
+                ["session", id, "token", token, "epoch", epoch] => {
+                    Some(((*id).to_owned(), (*token).to_owned(), (*epoch).to_owned()))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn connect_prints_every_event_once_over_http_and_websocket_encrypted() {
+    let served = Served::start(&[
+        "--generate",
+        "40",
+        "--heartbeat-ms",
+        "100",
+        "--encryption",
+        "required",
+    ]);
+    for url in [served.url.clone(), served.url.replacen("http", "ws", 1)] {
+        let output = connect(&[&url, "--encryption", "required"], "");
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{url}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let events = events(&output);
+        let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "{url}");
+        assert_eq!(events[0]["type"], "session_init");
+        assert_eq!(events.last().unwrap()["type"], "final");
+        assert!(seqs.len() >= 42);
+        let said = announcements(&output);
+        assert!(
+            !said.is_empty(),
+            "{url}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(said[0].0, events[0]["sessionId"]);
+    }
+}
+
+#[test]
+fn connect_resumes_a_session_from_a_seq_with_its_token() {
+    let served = Served::start(&[
+        "--generate",
+        "3000",
+        "--heartbeat-ms",
+        "60000",
+        "--rate",
+        "500",
+    ]);
+    // First run: cut after ~3 KB, and every later connection goes to a closed port, so the
+    // client runs out of attempts with part of the session.
+    let target = served
+        .url
+        .trim_start_matches("http://")
+        .parse()
+        .expect("address");
+    // A multi-thread runtime keeps the proxy running while this thread waits on the client.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port");
+    let mut config = ProxyConfig::new(target).fault_after(3_000, 3_000);
+    config.targets.push(closed_port);
+    let proxy = runtime.block_on(CutProxy::start(config)).unwrap();
+    let first = connect(
+        &[
+            &proxy.http_url(),
+            "--max-attempts",
+            "1",
+            "--initial-delay-ms",
+            "10",
+        ],
+        "",
+    );
+    assert_eq!(
+        first.status.code(),
+        Some(1),
+        "out of attempts: {}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let seen = events(&first);
+    let (id, token, epoch) = announcements(&first).last().cloned().unwrap_or_else(|| {
+        panic!(
+            "a session line in {}",
+            String::from_utf8_lossy(&first.stderr)
+        )
+    });
+    let from = seen.len() as u64 + 1;
+    let second = connect(
+        &[
+            &served.url,
+            "--session",
+            &id,
+            "--from",
+            &from.to_string(),
+            "--token",
+            &token,
+            "--epoch",
+            &epoch,
+        ],
+        "",
+    );
+    assert_eq!(
+        second.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let rest = events(&second);
+    let seqs: Vec<u64> = seen
+        .iter()
+        .chain(&rest)
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    assert_eq!(rest.last().unwrap()["type"], "final");
+    // The token was rotated by the resume and announced.
+    assert!(announcements(&second).iter().any(|(_, t, _)| *t != token));
+    runtime.block_on(proxy.stop());
+}
+
+#[test]
+fn connect_refused_exits_1_and_bad_arguments_exit_2() {
+    let served = Served::start(&["--generate", "5"]);
+    let refused = connect(
+        &[
+            &served.url,
+            "--session",
+            "s_nobody",
+            "--from",
+            "1",
+            "--token",
+            "not-a-token",
+        ],
+        "",
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("bad_token") || stderr.contains("RESUME_REFUSED"),
+        "{stderr}"
+    );
+    let usage = connect(&[&served.url, "--from", "3"], "");
+    assert_eq!(usage.status.code(), Some(2));
+    let bad_id = connect(&[&served.url, "--session", "nope", "--from", "1"], "");
+    assert_eq!(bad_id.status.code(), Some(2));
+}
+
+/// `enclave keygen --out FILE` in `dir`; returns the key file and the printed public key.
+fn keygen(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let key = dir.join(format!("{name}.pem"));
+    let output = Command::new(env!("CARGO_BIN_EXE_enclave"))
+        .args(["keygen", "--out"])
+        .arg(&key)
+        .output()
+        .expect("enclave keygen runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let public = dir.join(format!("{name}.pub.pem"));
+    std::fs::write(&public, &output.stdout).expect("write the public key");
+    (key, public)
+}
+
+#[test]
+fn a_pinned_server_key_is_checked_by_connect() {
+    let dir = std::env::temp_dir().join(format!("enclave-pin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let (key, public) = keygen(&dir, "server");
+    let (_, other_public) = keygen(&dir, "other");
+    let key_arg = key.to_str().expect("UTF-8 path");
+    let served = Served::start(&["--generate", "10", "--signing-key", key_arg]);
+    for url in [served.url.clone(), served.url.replacen("http", "ws", 1)] {
+        let pinned = connect(&[&url, "--server-key", public.to_str().unwrap()], "");
+        assert_eq!(
+            pinned.status.code(),
+            Some(0),
+            "{url}: {}",
+            String::from_utf8_lossy(&pinned.stderr)
+        );
+        assert_eq!(events(&pinned).last().unwrap()["type"], "final");
+
+        let wrong = connect(
+            &[
+                &url,
+                "--server-key",
+                other_public.to_str().unwrap(),
+                "--max-attempts",
+                "1",
+            ],
+            "",
+        );
+        assert_eq!(wrong.status.code(), Some(1), "{url}");
+        assert!(
+            events(&wrong).is_empty(),
+            "{url}: no event before the signature is checked"
+        );
+        let stderr = String::from_utf8_lossy(&wrong.stderr);
+        assert!(
+            stderr.contains("ENCRYPTION_SIGNATURE_VERIFICATION_FAILED"),
+            "{url}: {stderr}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn demo_reports_nothing_lost_or_duplicated() {
+    let output = Command::new(env!("CARGO_BIN_EXE_enclave"))
+        .args([
+            "demo",
+            "--events",
+            "3000",
+            "--messages",
+            "30",
+            "--cuts",
+            "3",
+        ])
+        .output()
+        .expect("enclave demo runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    for line in lines {
+        assert!(
+            line.contains("lost 0, duplicated 0; 30 messages up, lost 0, duplicated 0"),
+            "{line}"
+        );
+    }
+}
