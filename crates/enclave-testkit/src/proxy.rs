@@ -70,6 +70,7 @@ impl ProxyConfig {
 struct Counters {
     connections: AtomicU64,
     faults: AtomicU64,
+    downstream_bytes: AtomicU64,
 }
 
 /// A running proxy on `127.0.0.1`, on a port the system picked.
@@ -131,6 +132,12 @@ impl CutProxy {
     /// Faults (cuts or silences) so far.
     pub fn faults(&self) -> u64 {
         self.counters.faults.load(Ordering::Relaxed)
+    }
+
+    /// Server→client bytes forwarded so far, over every connection (how tests size
+    /// [`ProxyConfig::fault_after_bytes`] and report bytes per event).
+    pub fn downstream_bytes(&self) -> u64 {
+        self.counters.downstream_bytes.load(Ordering::Relaxed)
     }
 
     /// Stops accepting, closes every connection and waits for the proxy's tasks.
@@ -236,9 +243,23 @@ async fn forward(
             if client_write.write_all(&buf[..allowed]).await.is_err() {
                 break;
             }
+            counters
+                .downstream_bytes
+                .fetch_add(allowed as u64, Ordering::Relaxed);
             if let Some(rest) = left.as_mut() {
                 *rest -= allowed as u64;
-                if *rest == 0 && counters.faults.fetch_add(1, Ordering::Relaxed) < max_faults {
+            }
+            if left == Some(0) {
+                // Past `max_faults` (other connections spent them meanwhile) the connection
+                // goes on unharmed, forwarding everything, and the count stays exact.
+                left = None;
+                let counted = counters
+                    .faults
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |f| {
+                        (f < max_faults).then_some(f + 1)
+                    })
+                    .is_ok();
+                if counted {
                     if fault == Fault::Silence {
                         // Hold both sockets open, forwarding nothing, until the proxy stops
                         // or the client gives up on this connection.
@@ -251,6 +272,13 @@ async fn forward(
                     }
                     return;
                 }
+                // What the budget held back of this read goes on too.
+                if client_write.write_all(&buf[allowed..n]).await.is_err() {
+                    break;
+                }
+                counters
+                    .downstream_bytes
+                    .fetch_add((n - allowed) as u64, Ordering::Relaxed);
             }
         }
         let _ = client_write.shutdown().await;
@@ -315,6 +343,7 @@ mod tests {
         }
         assert_eq!(proxy.faults(), 3);
         assert_eq!(proxy.connections(), 3);
+        assert!((300..=900).contains(&proxy.downstream_bytes()));
         proxy.stop().await;
         task.abort();
     }
