@@ -9,7 +9,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -217,11 +217,15 @@ async fn forward(
     let _ = server.set_nodelay(true);
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
+    // Set once the link goes silent: from then on nothing is forwarded either way, and the
+    // connection lives until the client closes it (or the proxy stops).
+    let silenced = AtomicBool::new(false);
     let upstream = async {
         let mut buf = vec![0u8; 16 * 1024];
         loop {
             match client_read.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
+                Ok(_) if silenced.load(Ordering::Relaxed) => {}
                 Ok(n) => {
                     if server_write.write_all(&buf[..n]).await.is_err() {
                         break;
@@ -261,14 +265,12 @@ async fn forward(
                     .is_ok();
                 if counted {
                     if fault == Fault::Silence {
-                        // Hold both sockets open, forwarding nothing, until the proxy stops
-                        // or the client gives up on this connection.
-                        let mut probe = [0u8; 1];
-                        let _ = tokio::time::timeout(
-                            Duration::from_mins(10),
-                            client_write.as_ref().peek(&mut probe),
-                        )
-                        .await;
+                        // Hold both sockets open, forwarding nothing, until the client gives
+                        // up on this connection (the upstream half sees its end) or the
+                        // proxy stops. Reading what the client sends, as the upstream half
+                        // goes on doing, is not an end: a WebSocket client sends acks.
+                        silenced.store(true, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_mins(10)).await;
                     }
                     return;
                 }
@@ -385,6 +387,10 @@ mod tests {
         let mut more = [0u8; 1];
         let waited = tokio::time::timeout(Duration::from_millis(300), socket.read(&mut more)).await;
         assert!(waited.is_err(), "a silent link neither sends nor closes");
+        // What the client sends goes nowhere either, and does not end the silence.
+        socket.write_all(b"ping").await.unwrap();
+        let waited = tokio::time::timeout(Duration::from_millis(300), socket.read(&mut more)).await;
+        assert!(waited.is_err(), "a silent link stays silent after the client writes");
         proxy.stop().await;
         task.abort();
     }
