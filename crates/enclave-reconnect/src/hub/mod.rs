@@ -379,6 +379,19 @@ impl SessionService for Hub {
             let shared = &self.shared;
             shared.refuse_if_shutting_down()?;
             let id = &request.session_id;
+            // (0) An epoch that is not this server state's: the state the client's position
+            // belongs to is gone (a restart that lost it). Decided by the hub's epoch alone,
+            // so it says nothing about whether the session exists; without it, a restarted
+            // server could only answer `bad_token`, as if the client had the wrong token.
+            if let Some(epoch) = request.epoch.filter(|&e| e != shared.epoch) {
+                return Err(Refusal::new(
+                    RefusalReason::EpochMismatch,
+                    format!(
+                        "session {id}: epoch {epoch} is not this server's ({}): its state is gone",
+                        shared.epoch
+                    ),
+                ));
+            }
             let snapshot = shared
                 .store
                 .load(id)
