@@ -107,6 +107,18 @@ impl Hub {
         })
     }
 
+    /// What a session retains right now: `(events, bytes)`, the figures its bound
+    /// ([`HubConfig::max_buffered_events`], [`HubConfig::max_buffered_bytes`]) limits.
+    /// `Ok(None)` for a session the store does not hold. One store read, no event copied:
+    /// cheap enough to sample while the session runs.
+    pub async fn retained(&self, id: &SessionId) -> Result<Option<(u64, u64)>, Error> {
+        match self.shared.store.retention(id).await {
+            Ok(retention) => Ok(Some((retention.count, retention.bytes))),
+            Err(Error::UnknownSession(_)) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
     /// Stops taking sessions; every attachment yields `Close(ShuttingDown)`, publishers get
     /// [`Error::ShuttingDown`], and background tasks end.
     pub fn shutdown(&self) {
