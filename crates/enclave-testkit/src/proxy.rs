@@ -390,7 +390,10 @@ mod tests {
         // What the client sends goes nowhere either, and does not end the silence.
         socket.write_all(b"ping").await.unwrap();
         let waited = tokio::time::timeout(Duration::from_millis(300), socket.read(&mut more)).await;
-        assert!(waited.is_err(), "a silent link stays silent after the client writes");
+        assert!(
+            waited.is_err(),
+            "a silent link stays silent after the client writes"
+        );
         proxy.stop().await;
         task.abort();
     }
