@@ -25,6 +25,5 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         ],
     );
     command.env("ENCLAVE_CHAOS_EVENTS", SOAK_EVENTS);
-    println!("ENCLAVE_CHAOS_EVENTS={SOAK_EVENTS}");
     shell::run(&mut command)
 }
