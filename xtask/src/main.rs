@@ -1,7 +1,9 @@
 //! Repository automation for enclave-stream, in the rust-analyzer `xtask` style.
 //!
 //! `cargo xtask ci` runs every check CI runs, in CI's order, and stops at the first failure;
-//! `cargo xtask fuzz` runs the libFuzzer targets of `crates/enclave-fuzz` for a bounded time.
+//! `cargo xtask fuzz` runs the libFuzzer targets of `crates/enclave-fuzz` for a bounded time;
+//! `cargo xtask soak` runs the reconnect chaos tests at full size (100,000 events, release
+//! mode) and prints their summaries, the figures of docs/BENCHMARKS.md.
 //! The repository's own rules (doc comments, lints, licenses, dependency versions, crate
 //! layering, the JS-trim tables, the vector copies) are checked by `cargo test -p xtask`, so
 //! they run inside the `test` step of `cargo xtask ci`.
@@ -14,6 +16,7 @@
 mod ci;
 mod fuzz;
 mod shell;
+mod soak;
 #[cfg(test)]
 mod tidy;
 
@@ -26,6 +29,7 @@ usage: cargo xtask <command>
 commands:
   ci                              run every CI check in order, stopping at the first failure
   fuzz [--seconds N] [TARGET...]  run each fuzz target (all by default) for N seconds (default 30)
+  soak                            run the chaos tests at 100,000 events (release) and print their summaries
   help                            print this message
 ";
 
@@ -36,6 +40,8 @@ fn main() -> ExitCode {
         Some("ci") => Err(format!("`ci` takes no arguments, got {:?}", &args[1..])),
         Some("fuzz") => fuzz::Options::parse(&args[1..])
             .and_then(|options| fuzz::run(&project_root(), &options)),
+        Some("soak") if args.len() == 1 => soak::run(&project_root()),
+        Some("soak") => Err(format!("`soak` takes no arguments, got {:?}", &args[1..])),
         Some("help" | "--help" | "-h") => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

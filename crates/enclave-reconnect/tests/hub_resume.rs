@@ -351,3 +351,22 @@ async fn a_session_past_its_expiry_closes_its_connection_as_expired() {
     let request = resume_request(&attachment.session_id, 2, Some(&attachment.token), false);
     assert_eq!(refused(&hub, request).await, RefusalReason::Expired);
 }
+
+#[tokio::test]
+async fn a_restarted_server_answers_epoch_mismatch_not_bad_token() {
+    let before = hub(quiet().with_epoch(7));
+    let (attachment, _session) = create(&before, false).await;
+    before.shutdown();
+    // The restart lost every session: a new hub, a new epoch, an empty store.
+    let after = hub(quiet().with_epoch(8));
+    let mut request = resume_request(&attachment.session_id, 2, Some(&attachment.token), false);
+    request.epoch = Some(7);
+    assert_eq!(
+        refused(&after, request.clone()).await,
+        RefusalReason::EpochMismatch
+    );
+    // Without an epoch the token is checked first, as for any resume, and nothing says
+    // whether the session exists.
+    request.epoch = None;
+    assert_eq!(refused(&after, request).await, RefusalReason::BadToken);
+}

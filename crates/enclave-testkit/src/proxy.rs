@@ -9,7 +9,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -70,6 +70,7 @@ impl ProxyConfig {
 struct Counters {
     connections: AtomicU64,
     faults: AtomicU64,
+    downstream_bytes: AtomicU64,
 }
 
 /// A running proxy on `127.0.0.1`, on a port the system picked.
@@ -131,6 +132,12 @@ impl CutProxy {
     /// Faults (cuts or silences) so far.
     pub fn faults(&self) -> u64 {
         self.counters.faults.load(Ordering::Relaxed)
+    }
+
+    /// Server→client bytes forwarded so far, over every connection (how tests size
+    /// [`ProxyConfig::fault_after_bytes`] and report bytes per event).
+    pub fn downstream_bytes(&self) -> u64 {
+        self.counters.downstream_bytes.load(Ordering::Relaxed)
     }
 
     /// Stops accepting, closes every connection and waits for the proxy's tasks.
@@ -210,11 +217,15 @@ async fn forward(
     let _ = server.set_nodelay(true);
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
+    // Set once the link goes silent: from then on nothing is forwarded either way, and the
+    // connection lives until the client closes it (or the proxy stops).
+    let silenced = AtomicBool::new(false);
     let upstream = async {
         let mut buf = vec![0u8; 16 * 1024];
         loop {
             match client_read.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
+                Ok(_) if silenced.load(Ordering::Relaxed) => {}
                 Ok(n) => {
                     if server_write.write_all(&buf[..n]).await.is_err() {
                         break;
@@ -236,21 +247,40 @@ async fn forward(
             if client_write.write_all(&buf[..allowed]).await.is_err() {
                 break;
             }
+            counters
+                .downstream_bytes
+                .fetch_add(allowed as u64, Ordering::Relaxed);
             if let Some(rest) = left.as_mut() {
                 *rest -= allowed as u64;
-                if *rest == 0 && counters.faults.fetch_add(1, Ordering::Relaxed) < max_faults {
+            }
+            if left == Some(0) {
+                // Past `max_faults` (other connections spent them meanwhile) the connection
+                // goes on unharmed, forwarding everything, and the count stays exact.
+                left = None;
+                let counted = counters
+                    .faults
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |f| {
+                        (f < max_faults).then_some(f + 1)
+                    })
+                    .is_ok();
+                if counted {
                     if fault == Fault::Silence {
-                        // Hold both sockets open, forwarding nothing, until the proxy stops
-                        // or the client gives up on this connection.
-                        let mut probe = [0u8; 1];
-                        let _ = tokio::time::timeout(
-                            Duration::from_mins(10),
-                            client_write.as_ref().peek(&mut probe),
-                        )
-                        .await;
+                        // Hold both sockets open, forwarding nothing, until the client gives
+                        // up on this connection (the upstream half sees its end) or the
+                        // proxy stops. Reading what the client sends, as the upstream half
+                        // goes on doing, is not an end: a WebSocket client sends acks.
+                        silenced.store(true, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_mins(10)).await;
                     }
                     return;
                 }
+                // What the budget held back of this read goes on too.
+                if client_write.write_all(&buf[allowed..n]).await.is_err() {
+                    break;
+                }
+                counters
+                    .downstream_bytes
+                    .fetch_add((n - allowed) as u64, Ordering::Relaxed);
             }
         }
         let _ = client_write.shutdown().await;
@@ -315,6 +345,7 @@ mod tests {
         }
         assert_eq!(proxy.faults(), 3);
         assert_eq!(proxy.connections(), 3);
+        assert!((300..=900).contains(&proxy.downstream_bytes()));
         proxy.stop().await;
         task.abort();
     }
@@ -356,6 +387,13 @@ mod tests {
         let mut more = [0u8; 1];
         let waited = tokio::time::timeout(Duration::from_millis(300), socket.read(&mut more)).await;
         assert!(waited.is_err(), "a silent link neither sends nor closes");
+        // What the client sends goes nowhere either, and does not end the silence.
+        socket.write_all(b"ping").await.unwrap();
+        let waited = tokio::time::timeout(Duration::from_millis(300), socket.read(&mut more)).await;
+        assert!(
+            waited.is_err(),
+            "a silent link stays silent after the client writes"
+        );
         proxy.stop().await;
         task.abort();
     }

@@ -107,6 +107,18 @@ impl Hub {
         })
     }
 
+    /// What a session retains right now: `(events, bytes)`, the figures its bound
+    /// ([`HubConfig::max_buffered_events`], [`HubConfig::max_buffered_bytes`]) limits.
+    /// `Ok(None)` for a session the store does not hold. One store read, no event copied:
+    /// cheap enough to sample while the session runs.
+    pub async fn retained(&self, id: &SessionId) -> Result<Option<(u64, u64)>, Error> {
+        match self.shared.store.retention(id).await {
+            Ok(retention) => Ok(Some((retention.count, retention.bytes))),
+            Err(Error::UnknownSession(_)) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
     /// Stops taking sessions; every attachment yields `Close(ShuttingDown)`, publishers get
     /// [`Error::ShuttingDown`], and background tasks end.
     pub fn shutdown(&self) {
@@ -379,6 +391,19 @@ impl SessionService for Hub {
             let shared = &self.shared;
             shared.refuse_if_shutting_down()?;
             let id = &request.session_id;
+            // (0) An epoch that is not this server state's: the state the client's position
+            // belongs to is gone (a restart that lost it). Decided by the hub's epoch alone,
+            // so it says nothing about whether the session exists; without it, a restarted
+            // server could only answer `bad_token`, as if the client had the wrong token.
+            if let Some(epoch) = request.epoch.filter(|&e| e != shared.epoch) {
+                return Err(Refusal::new(
+                    RefusalReason::EpochMismatch,
+                    format!(
+                        "session {id}: epoch {epoch} is not this server's ({}): its state is gone",
+                        shared.epoch
+                    ),
+                ));
+            }
             let snapshot = shared
                 .store
                 .load(id)
