@@ -16,7 +16,8 @@ pub enum StreamError {
         session: String,
         /// Why.
         refusal: Refusal,
-        /// The HTTP status or WebSocket close code.
+        /// The HTTP status of the refusal (a WebSocket refusal message carries the same
+        /// reason; its close code follows the contract table).
         status: u16,
     },
     /// Every attempt allowed by the policy failed.
