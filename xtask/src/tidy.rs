@@ -17,7 +17,7 @@ const SKIPPED_DIRS: &[&str] = &["target", "corpus", "artifacts", "coverage", "no
 
 /// The two commands the README promises; CI (`.ci/run`) runs the second.
 const README_COMMANDS: &[&str] = &[
-    "cargo run -p enclave-cli -- validate crates/enclave-cli/samples/session.ndjson",
+    "cargo run --release -p enclave-cli -- demo",
     "cargo xtask ci",
 ];
 
