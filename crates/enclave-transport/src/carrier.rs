@@ -68,7 +68,7 @@ use enclave_types::{
 use futures::{SinkExt as _, StreamExt as _};
 use serde::Deserialize as _;
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, Join, Stdin, Stdout};
-use tokio_util::codec::Framed;
+use tokio_util::codec::{Encoder, Framed, FramedParts};
 
 use crate::server::negotiate::negotiate;
 use crate::server::EncryptionPolicy;
@@ -381,17 +381,19 @@ where
     })
 }
 
-/// Moves `framed`'s IO and buffers (which may already hold lines that followed the first)
-/// under `codec`.
-fn restack<IO, C>(framed: Framed<IO, OpeningCodec>, codec: C) -> Framed<IO, C>
+/// Moves `framed`'s IO and buffers under `codec`. The read buffer may already hold lines
+/// that followed the first (a peer need not wait): `from_parts` marks it readable, so they
+/// are decoded before the IO is polled again.
+fn restack<IO, C, I>(framed: Framed<IO, OpeningCodec>, codec: C) -> Framed<IO, C>
 where
     IO: AsyncRead + AsyncWrite,
+    C: Encoder<I>,
 {
     let parts = framed.into_parts();
-    let mut next = Framed::new(parts.io, codec);
-    *next.read_buffer_mut() = parts.read_buf;
-    *next.write_buffer_mut() = parts.write_buf;
-    next
+    let mut next = FramedParts::new::<I>(parts.io, codec);
+    next.read_buf = parts.read_buf;
+    next.write_buf = parts.write_buf;
+    Framed::from_parts(next)
 }
 
 /// The client's half of the opening exchange over `io`: sends `open` (with a fresh
@@ -498,7 +500,10 @@ where
         NdjsonCodec::with_max_line_length(options.max_line_length),
         layer,
     );
-    Ok((restack(framed, codec), opened))
+    Ok((
+        restack::<_, _, &RuntimeChannelMessage>(framed, codec),
+        opened,
+    ))
 }
 
 /// A refusal body read back (`{"code", "message", "reason"}`), or a protocol error quoting
@@ -641,7 +646,7 @@ where
             NdjsonCodec::with_max_line_length(self.max_line_length),
             layer,
         );
-        Ok(restack(self.framed, codec))
+        Ok(restack::<_, _, &StreamEvent>(self.framed, codec))
     }
 
     /// Answers with `refusal`'s body (`{"code", "message", "reason"}`) as one line, then
