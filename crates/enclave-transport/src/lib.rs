@@ -12,6 +12,7 @@
 //! Architecture invariant: this crate never keeps session state of its own.
 #![forbid(unsafe_code)]
 
+pub mod carrier;
 mod server;
 mod service;
 pub mod wire;

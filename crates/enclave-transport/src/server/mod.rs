@@ -43,7 +43,7 @@
 mod body;
 mod config;
 mod listener;
-mod negotiate;
+pub(crate) mod negotiate;
 mod routes;
 mod ws;
 
