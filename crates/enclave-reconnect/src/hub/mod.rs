@@ -193,6 +193,26 @@ impl Shared {
         Ok(())
     }
 
+    /// Loads the session a request names, checking its token first (nothing says whether the
+    /// session exists before that): the snapshot, the in-process runtime, and the hash of the
+    /// token presented (none for a tokenless resume).
+    async fn authorize(
+        &self,
+        id: &SessionId,
+        token: Option<&str>,
+        accept_previous: bool,
+    ) -> Result<(Snapshot, Arc<Runtime>, Option<TokenHash>), Refusal> {
+        let snapshot = self.store.load(id).await.map_err(|e| unavailable(id, &e))?;
+        let presented = self.check_token(id, token, snapshot.as_ref(), accept_previous)?;
+        match (snapshot, self.runtime(id)) {
+            (Some(snapshot), Some(rt)) => Ok((snapshot, rt, presented)),
+            _ => Err(Refusal::new(
+                RefusalReason::UnknownSession,
+                format!("session {id} is unknown to this server"),
+            )),
+        }
+    }
+
     /// Checks a presented token (or its absence) against a session that may not exist,
     /// revealing nothing about its existence when the token is wrong or missing.
     fn check_token(
@@ -404,21 +424,10 @@ impl SessionService for Hub {
                     ),
                 ));
             }
-            let snapshot = shared
-                .store
-                .load(id)
-                .await
-                .map_err(|e| unavailable(id, &e))?;
-            // (1) The token, before anything that says whether the session exists.
-            let presented =
-                shared.check_token(id, request.token.as_deref(), snapshot.as_ref(), true)?;
-            // (2) The session.
-            let (Some(snapshot), Some(rt)) = (snapshot, shared.runtime(id)) else {
-                return Err(Refusal::new(
-                    RefusalReason::UnknownSession,
-                    format!("session {id} is unknown to this server"),
-                ));
-            };
+            // (1) The token, before anything that says whether the session exists; (2) the
+            // session.
+            let (snapshot, rt, presented) =
+                shared.authorize(id, request.token.as_deref(), true).await?;
             let retention = snapshot.retention;
             let from = shared.check_resume(&request, &snapshot, &rt)?;
             // Rotate: the presented token stays valid until the new one is used once.
@@ -479,19 +488,9 @@ impl SessionService for Hub {
         Box::pin(async move {
             let shared = &self.shared;
             let id = &request.session_id;
-            let snapshot = shared
-                .store
-                .load(id)
-                .await
-                .map_err(|e| unavailable(id, &e))?;
-            let presented =
-                shared.check_token(id, request.token.as_deref(), snapshot.as_ref(), false)?;
-            let (Some(snapshot), Some(rt)) = (snapshot, shared.runtime(id)) else {
-                return Err(Refusal::new(
-                    RefusalReason::UnknownSession,
-                    format!("session {id} is unknown to this server"),
-                ));
-            };
+            let (snapshot, rt, presented) = shared
+                .authorize(id, request.token.as_deref(), false)
+                .await?;
             if shared.grace_expired(&rt, &snapshot) {
                 return Err(Refusal::new(
                     RefusalReason::Expired,
