@@ -2,8 +2,10 @@
 //!
 //! Each body checks invariants, not just "does not panic": the NDJSON decoder must agree with
 //! a line-by-line reference model however its input is chunked, a parsed [`Frame`] must
-//! survive serialization and re-parsing unchanged, and the crypto layer must refuse any edit
-//! of a genuine envelope and any malformed hello. A broken invariant panics with a message
+//! survive serialization and re-parsing unchanged, the crypto layer must refuse any edit
+//! of a genuine envelope and any malformed hello, and the transport's parsers of untrusted
+//! requests and WebSocket messages must agree with reference models and refuse what they
+//! refuse as `invalid_request`, briefly. A broken invariant panics with a message
 //! saying which one and where, which is how a fuzzer reports a finding.
 //!
 //! Three drivers share these bodies: the libFuzzer binaries in `fuzz_targets/` (built by
@@ -12,8 +14,8 @@
 //! One module per layer under test keeps each layer's targets together.
 //!
 //! What this crate does *not* do: it links no libFuzzer unless the `libfuzzer` feature is on,
-//! it owns no protocol logic (everything it checks lives in `enclave-ndjson`, `enclave-types`
-//! and `enclave-crypto`), and its functions are for fuzzing only; it has no error type because a
+//! it owns no protocol logic (everything it checks lives in `enclave-ndjson`, `enclave-types`,
+//! `enclave-crypto` and `enclave-transport`), and its functions are for fuzzing only; it has no error type because a
 //! body either returns or reports a broken invariant by panicking.
 //!
 //! [`Frame`]: enclave_types::Frame
@@ -22,7 +24,9 @@
 mod crypto;
 mod event;
 mod ndjson;
+mod transport;
 
 pub use crate::crypto::{envelope_opener, hello_parser};
 pub use crate::event::event_parser;
 pub use crate::ndjson::ndjson_decoder;
+pub use crate::transport::{control_messages, http_request, ws_messages};

@@ -61,7 +61,7 @@ fn chunk_lengths(control: &[u8]) -> Vec<usize> {
 
 /// What a decoder produced for one line, in a form that can be compared.
 #[derive(Debug, PartialEq)]
-enum Outcome<T> {
+pub(crate) enum Outcome<T> {
     Item(T),
     TooLong {
         line: u64,
@@ -114,7 +114,7 @@ impl<T> Outcome<T> {
     }
 
     /// Normalizes a decoder's item, checking what the comparison cannot see.
-    fn from_decoded(item: Result<T, Error>) -> Self {
+    pub(crate) fn from_decoded(item: Result<T, Error>) -> Self {
         let err = match item {
             Ok(value) => return Self::Item(value),
             Err(err) => err,
@@ -171,6 +171,18 @@ impl<T> Outcome<T> {
 
 /// The reference model: split at `\n`, then judge each line on its own.
 fn model<T: DeserializeOwned>(input: &[u8], limit: usize) -> (Vec<Outcome<T>>, u64) {
+    let (numbered, lines) = numbered_model(input, limit);
+    (
+        numbered.into_iter().map(|(_, outcome)| outcome).collect(),
+        lines,
+    )
+}
+
+/// [`model`], with the 1-based line number of each outcome.
+pub(crate) fn numbered_model<T: DeserializeOwned>(
+    input: &[u8],
+    limit: usize,
+) -> (Vec<(u64, Outcome<T>)>, u64) {
     let mut outcomes = Vec::new();
     let mut line = 0;
     let mut segments = input.split(|&b| b == b'\n').peekable();
@@ -182,28 +194,31 @@ fn model<T: DeserializeOwned>(input: &[u8], limit: usize) -> (Vec<Outcome<T>>, u
         }
         line += 1;
         if segment.len() > limit {
-            outcomes.push(Outcome::TooLong { line, limit });
+            outcomes.push((line, Outcome::TooLong { line, limit }));
         } else if !is_blank(segment) {
-            outcomes.push(match std::str::from_utf8(segment) {
-                Err(err) => Outcome::BadUtf8 {
-                    line,
-                    column: err.valid_up_to() + 1,
-                },
-                // The TypeScript decoder parses `line.trim()`.
-                Ok(text) => {
-                    let value = js_trim(text);
-                    let leading = text.len() - text.trim_start_matches(is_js_whitespace).len();
-                    match serde_json::from_str(value) {
-                        Ok(value) => Outcome::Item(value),
-                        Err(err) => Outcome::BadJson {
-                            line,
-                            column: leading + err.column(),
-                            syntax: !err.is_data(),
-                            reason: reason(&err),
-                        },
+            outcomes.push((
+                line,
+                match std::str::from_utf8(segment) {
+                    Err(err) => Outcome::BadUtf8 {
+                        line,
+                        column: err.valid_up_to() + 1,
+                    },
+                    // The TypeScript decoder parses `line.trim()`.
+                    Ok(text) => {
+                        let value = js_trim(text);
+                        let leading = text.len() - text.trim_start_matches(is_js_whitespace).len();
+                        match serde_json::from_str(value) {
+                            Ok(value) => Outcome::Item(value),
+                            Err(err) => Outcome::BadJson {
+                                line,
+                                column: leading + err.column(),
+                                syntax: !err.is_data(),
+                                reason: reason(&err),
+                            },
+                        }
                     }
-                }
-            });
+                },
+            ));
         }
     }
     (outcomes, line)

@@ -1,9 +1,24 @@
 //! The names and shapes other programs rely on (`../shared/network-contract.md`): HTTP routes
 //! and headers, the `POST /sessions` body, the WebSocket opening messages, and the control
 //! lines that only clients with the `resume` feature receive.
+//!
+//! It also holds the parsers of every untrusted piece of a request or message that both the
+//! server and the client read: the `POST /sessions` body, the hello headers, number headers,
+//! the splitting of a WebSocket message or a messages body into NDJSON lines, and the
+//! classification of each line. The server and client call these very functions, and
+//! `enclave-fuzz` fuzzes them, so what is fuzzed is what runs.
 
-use enclave_types::{ClientHello, EncryptionMode, ServerHello, SessionId};
+use base64::alphabet;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
+use base64::Engine as _;
+use enclave_ndjson::StreamDecoder;
+use enclave_types::{ClientHello, EncryptionMode, Frame, MessageFrame, ServerHello, SessionId};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use crate::service::{Refusal, RefusalReason};
 
 /// `X-Session-ID` (response): the session's id.
 pub const HEADER_SESSION_ID: &str = "x-session-id";
@@ -199,3 +214,307 @@ pub enum Control {
 
 /// The `type`s a [`Control`] line can carry, to tell control lines from messages cheaply.
 pub const CONTROL_TYPES: [&str; 4] = ["open", "opened", "ack", "replay_complete"];
+
+// ---------------------------------------------------------------------------------------
+// Parsers of untrusted input, shared by the server and the client
+
+/// The longest refusal message built from untrusted input, in bytes: a message quoting a
+/// peer's value is cut (at a character boundary, marked `...`) so that a refusal stays
+/// small whatever the request held.
+pub const MAX_REFUSAL_MESSAGE_BYTES: usize = 512;
+
+/// A refusal with reason `invalid_request` whose message is cut to
+/// [`MAX_REFUSAL_MESSAGE_BYTES`].
+pub fn invalid_request(message: impl Into<String>) -> Refusal {
+    let mut message = message.into();
+    if message.len() > MAX_REFUSAL_MESSAGE_BYTES {
+        let mut end = MAX_REFUSAL_MESSAGE_BYTES - 3;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push_str("...");
+    }
+    Refusal::new(RefusalReason::InvalidRequest, message)
+}
+
+/// Parses a `POST /sessions` body. An empty (or all ASCII whitespace) body asks for a
+/// session with every default, as `code` is optional here.
+///
+/// # Errors
+///
+/// `invalid_request` when the body is not a [`CreateBody`].
+pub fn parse_create_body(body: &[u8]) -> Result<CreateBody, Refusal> {
+    if body.trim_ascii().is_empty() {
+        return Ok(CreateBody::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|err| invalid_request(format!("the body is not a session request: {err}")))
+}
+
+/// Reads a decimal number from a header or query value (`X-Enclave-Ack`,
+/// `X-Enclave-Epoch`, `fromSeq`): ASCII digits only (no sign), surrounding ASCII whitespace
+/// ignored, at most `u64::MAX`. `name` says where it came from, for the error.
+///
+/// # Errors
+///
+/// `invalid_request` naming `name` and quoting (a cut of) the value.
+pub fn parse_number(name: &str, value: &str) -> Result<u64, Refusal> {
+    let digits = value.trim_ascii();
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        if let Ok(number) = digits.parse::<u64>() {
+            return Ok(number);
+        }
+    }
+    let shown: String = value.chars().take(40).collect();
+    Err(invalid_request(format!(
+        "{name} is not a decimal number up to {}: {shown:?}",
+        u64::MAX
+    )))
+}
+
+/// base64url, with canonical `=` padding or none, as the hello headers carry it.
+const HELLO_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Writes an `X-Enclave-Client-Hello` or `X-Enclave-Server-Hello` value: base64url
+/// (unpadded) of the hello's JSON.
+///
+/// # Errors
+///
+/// When the hello does not serialize (it always does for the hello types).
+pub fn encode_hello_header<H: Serialize>(hello: &H) -> Result<String, serde_json::Error> {
+    serde_json::to_vec(hello).map(|json| HELLO_BASE64.encode(json))
+}
+
+/// Reads an `X-Enclave-Client-Hello` value: exactly base64url of the `ClientHello` JSON,
+/// with canonical `=` padding or none; surrounding ASCII whitespace is ignored.
+///
+/// # Errors
+///
+/// `invalid_request` when the value is not base64url or not a `ClientHello`.
+pub fn decode_client_hello_header(value: &str) -> Result<ClientHello, Refusal> {
+    decode_hello_header("X-Enclave-Client-Hello", value)
+}
+
+/// Reads an `X-Enclave-Server-Hello` value, by the rules of
+/// [`decode_client_hello_header`].
+///
+/// # Errors
+///
+/// `invalid_request` when the value is not base64url or not a `ServerHello`.
+pub fn decode_server_hello_header(value: &str) -> Result<ServerHello, Refusal> {
+    decode_hello_header("X-Enclave-Server-Hello", value)
+}
+
+fn decode_hello_header<H: DeserializeOwned>(name: &str, value: &str) -> Result<H, Refusal> {
+    let json = HELLO_BASE64
+        .decode(value.trim_ascii())
+        .map_err(|err| invalid_request(format!("{name} is not base64url: {err}")))?;
+    serde_json::from_slice(&json)
+        .map_err(|err| invalid_request(format!("{name} does not hold a hello: {err}")))
+}
+
+/// One line with a value, out of [`split_lines`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct NdjsonLine {
+    /// The 1-based line number in the text split (blank lines count).
+    pub number: u64,
+    /// The line's JSON value, without the whitespace around it.
+    pub value: Box<RawValue>,
+}
+
+/// Splits a WebSocket text message, or a `POST /sessions/:id/messages` body, into NDJSON
+/// lines by the rules of the NDJSON layer (`enclave-ndjson`): lines end at `\n`, blank
+/// lines (JavaScript's `trim()` set) are skipped, a last line without `\n` is a line (so a
+/// message of one JSON value and no newline is one line), and a line longer than
+/// `max_line_length` bytes is an error, as is one that is not UTF-8 or not JSON. Errors
+/// carry their line number and a bounded excerpt; splitting goes on after them.
+pub fn split_lines(
+    text: &[u8],
+    max_line_length: usize,
+) -> Vec<Result<NdjsonLine, enclave_ndjson::Error>> {
+    let mut decoder = StreamDecoder::<Box<RawValue>>::with_max_line_length(max_line_length);
+    decoder.feed(text);
+    if !text.is_empty() && !text.ends_with(b"\n") {
+        decoder.feed(b"\n");
+    }
+    let mut lines = Vec::new();
+    while let Some(item) = decoder.next_item() {
+        lines.push(item.map(|value| NdjsonLine {
+            number: decoder.line_number(),
+            value,
+        }));
+    }
+    lines
+}
+
+/// What one line of a stream is: data for the receiving side (a [`MessageFrame`] for the
+/// server, a [`Frame`] for the client), a [`Control`] line, or neither.
+/// The three cases are all there is (a line is data, control or neither), so the enum is
+/// exhaustive: a reader's `match` needs no catch-all that would hide a new case.
+#[derive(Debug)]
+pub enum Classified<T> {
+    /// An event, runtime message or `enc` envelope.
+    Data(T),
+    /// A control line: `ack`, `replay_complete`, `open` or `opened`.
+    Control(Control),
+    /// Neither: why the line is not data (the more useful of the two reasons, since data
+    /// is what a stream mostly carries).
+    Unreadable(enclave_types::Error),
+}
+
+/// Classifies a line the client sent (WebSocket): a runtime channel message or envelope, or
+/// a control line. Data is tried first; control `type`s never name a message.
+pub fn classify_client_line(line: &[u8]) -> Classified<MessageFrame> {
+    classify(line, MessageFrame::parse_line)
+}
+
+/// Classifies a line the server sent (HTTP or WebSocket): an event or envelope, or a
+/// control line.
+pub fn classify_server_line(line: &[u8]) -> Classified<Frame> {
+    classify(line, Frame::parse_line)
+}
+
+fn classify<T>(line: &[u8], parse: fn(&[u8]) -> Result<T, enclave_types::Error>) -> Classified<T> {
+    match parse(line) {
+        Ok(data) => Classified::Data(data),
+        Err(not_data) => match serde_json::from_slice::<Control>(line) {
+            Ok(control) => Classified::Control(control),
+            Err(_) => Classified::Unreadable(not_data),
+        },
+    }
+}
+
+/// Parses a `POST /sessions/:id/messages` body: NDJSON lines of client messages (plain or
+/// `enc`), each of session `session_id`, split by [`split_lines`]. Returns each message with
+/// its line number; an empty body just acknowledges.
+///
+/// # Errors
+///
+/// `invalid_request` at the first bad line: one over `max_line_length`, not JSON, not a
+/// client message, or of another session. The message names the session and the line.
+pub fn parse_messages_body(
+    body: &[u8],
+    session_id: &SessionId,
+    max_line_length: usize,
+) -> Result<Vec<(u64, MessageFrame)>, Refusal> {
+    let mut frames = Vec::new();
+    for line in split_lines(body, max_line_length) {
+        let line = line.map_err(|err| invalid_request(format!("session {session_id}, {err}")))?;
+        let at = || format!("session {session_id}, line {}", line.number);
+        let frame = MessageFrame::parse_line(line.value.get().as_bytes())
+            .map_err(|err| invalid_request(format!("{}: not a client message: {err}", at())))?;
+        if frame.session_id() != session_id {
+            return Err(invalid_request(format!(
+                "{}: the message belongs to session {}",
+                at(),
+                frame.session_id()
+            )));
+        }
+        frames.push((line.number, frame));
+    }
+    Ok(frames)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{
+        classify_server_line, decode_client_hello_header, parse_create_body, parse_messages_body,
+        parse_number, split_lines, Classified, Control, MAX_REFUSAL_MESSAGE_BYTES,
+    };
+    use crate::service::RefusalReason;
+    use enclave_types::SessionId;
+
+    #[test]
+    fn numbers_are_plain_decimal_digits() {
+        assert_eq!(parse_number("n", " 42 ").ok(), Some(42));
+        assert_eq!(
+            parse_number("n", "18446744073709551615").ok(),
+            Some(u64::MAX)
+        );
+        for bad in ["", "+1", "-1", "1e3", "0x10", "18446744073709551616", "4 2"] {
+            let refusal = parse_number("X-Enclave-Ack", bad).expect_err(bad);
+            assert_eq!(refusal.reason, RefusalReason::InvalidRequest);
+            assert!(refusal.message.starts_with("X-Enclave-Ack "), "{refusal}");
+        }
+    }
+
+    #[test]
+    fn a_hello_header_takes_canonical_padding_or_none() {
+        // `{}` is not a ClientHello, so each accepted encoding fails only at the JSON step.
+        for (value, base64_ok) in [
+            ("e30", true),
+            ("e30=", true),
+            ("e30==", false),
+            ("e3=0", false),
+        ] {
+            let message = decode_client_hello_header(value).expect_err(value).message;
+            assert_eq!(
+                message.contains("does not hold a hello"),
+                base64_ok,
+                "{value}: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn refusals_quoting_input_stay_short() {
+        // serde quotes a string of the wrong type in full.
+        let long = format!(
+            "{{\"config\":{{\"maxToolCalls\":\"{}\"}}}}",
+            "é".repeat(2000)
+        );
+        let refusal = parse_create_body(long.as_bytes()).expect_err("not a number");
+        assert!(
+            refusal.message.len() <= MAX_REFUSAL_MESSAGE_BYTES,
+            "{refusal}"
+        );
+        assert!(refusal.message.ends_with("..."), "{refusal}");
+        assert_eq!(
+            parse_create_body(b" \r\n").ok(),
+            Some(super::CreateBody::default())
+        );
+    }
+
+    #[test]
+    fn a_message_without_newline_is_one_line_and_long_lines_are_errors() {
+        let lines = split_lines(b"{\"type\":\"ack\",\"seq\":3}", 64);
+        assert_eq!(lines.len(), 1);
+        let line = lines[0].as_ref().expect("a line");
+        assert_eq!(line.number, 1);
+        assert!(matches!(
+            classify_server_line(line.value.get().as_bytes()),
+            Classified::Control(Control::Ack { seq: 3 })
+        ));
+        let lines = split_lines(b"\n  \n[1]\n[22222222]\n", 4);
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].as_ref().map(|line| line.number).ok(), Some(3));
+        assert_eq!(
+            lines[1]
+                .as_ref()
+                .err()
+                .and_then(enclave_ndjson::Error::line),
+            Some(4)
+        );
+    }
+
+    #[test]
+    fn a_messages_body_names_the_line_and_the_session() {
+        let session = SessionId::new("s_a").expect("an id");
+        let refusal = parse_messages_body(b"\n{\"type\":\"ack\",\"seq\":1}\n", &session, 1024)
+            .expect_err("an ack is not a client message");
+        assert!(
+            refusal.message.starts_with("session s_a, line 2: "),
+            "{refusal}"
+        );
+        assert!(parse_messages_body(b"", &session, 1024)
+            .expect("an empty body")
+            .is_empty());
+    }
+}

@@ -3,10 +3,9 @@
 //! second one (an HTTP/1.1 connection carries one request at a time, and the stream's never
 //! ends while the session runs).
 
-use base64::Engine as _;
 use bytes::Bytes;
 use enclave_crypto::ClientHandshake;
-use enclave_types::{ServerHello, SessionId};
+use enclave_types::SessionId;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
@@ -159,11 +158,9 @@ pub(super) async fn open(
                 req = req.header(wire::HEADER_EPOCH, epoch);
             }
             if let Some(h) = &handshake {
-                let json = serde_json::to_vec(h.client_hello()).expect("a hello serializes");
-                req = req.header(
-                    wire::HEADER_CLIENT_HELLO,
-                    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json),
-                );
+                let value =
+                    wire::encode_hello_header(h.client_hello()).expect("a hello serializes");
+                req = req.header(wire::HEADER_CLIENT_HELLO, value);
             }
             let what = format!(
                 "GET {}",
@@ -214,7 +211,10 @@ pub(super) async fn open(
         Open::New(_) => (false, Keys::InFirstLine(handshake)),
         Open::Resume(_) => {
             let hello = match header_str(&response, wire::HEADER_SERVER_HELLO) {
-                Some(encoded) => Some(decode_server_hello(encoded).map_err(protocol)?),
+                Some(encoded) => Some(
+                    wire::decode_server_hello_header(encoded)
+                        .map_err(|refusal| protocol(refusal.message))?,
+                ),
                 None => None,
             };
             (true, Keys::Done(hello, handshake))
@@ -232,16 +232,6 @@ pub(super) async fn open(
             poster: None,
         }),
     })
-}
-
-/// Reads `X-Enclave-Server-Hello`: base64url (padded or not) of the ServerHello JSON.
-fn decode_server_hello(encoded: &str) -> Result<ServerHello, String> {
-    let trimmed = encoded.trim_end_matches('=');
-    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(trimmed)
-        .map_err(|err| format!("X-Enclave-Server-Hello is not base64url: {err}"))?;
-    serde_json::from_slice(&json)
-        .map_err(|err| format!("X-Enclave-Server-Hello is not a ServerHello: {err}"))
 }
 
 impl HttpCarrier {

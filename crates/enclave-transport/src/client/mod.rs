@@ -62,7 +62,7 @@ pub use self::error::ClientError;
 pub use self::net::tls_config_from_ca_file;
 use self::net::{Carrier as CarrierKind, Target};
 use crate::service::{Refusal, RefusalReason};
-use crate::wire::{Control, CreateConfig};
+use crate::wire::{self, Classified, Control, CreateConfig};
 
 /// How a client connects: encryption, headers, features, TLS, limits.
 #[derive(Clone)]
@@ -646,9 +646,20 @@ impl Connection {
     /// Turns one line into an event or a control line.
     fn classify(&mut self, raw: &RawValue) -> Result<Received, ClientError> {
         let line = self.decoder.line_number();
-        let frame = match Frame::parse_line(raw.get().as_bytes()) {
-            Ok(frame) => frame,
-            Err(source) => return self.not_an_event(raw, line, source),
+        let frame = match wire::classify_server_line(raw.get().as_bytes()) {
+            Classified::Data(frame) => frame,
+            Classified::Control(Control::Ack { seq }) => return Ok(Received::Ack { seq }),
+            Classified::Control(Control::ReplayComplete { last_seq }) => {
+                return Ok(Received::ReplayComplete { last_seq })
+            }
+            Classified::Control(other) => {
+                let source = enclave_types::Error::InvalidField {
+                    field: "type",
+                    reason: format!("a server does not send {other:?} mid-stream"),
+                };
+                return Err(self.unreadable(line, source));
+            }
+            Classified::Unreadable(source) => return self.not_an_event(raw, line, source),
         };
         if self.awaiting_init {
             self.awaiting_init = false;
@@ -745,22 +756,19 @@ impl Connection {
         line: u64,
         source: enclave_types::Error,
     ) -> Result<Received, ClientError> {
-        match serde_json::from_str::<Control>(raw.get()) {
-            Ok(Control::Ack { seq }) => return Ok(Received::Ack { seq }),
-            Ok(Control::ReplayComplete { last_seq }) => {
-                return Ok(Received::ReplayComplete { last_seq })
-            }
-            _ => {}
-        }
         if let Some(refusal) = refusal_from_json(raw.get().as_bytes(), 0) {
             self.failed = true;
             return Err(refusal);
         }
-        Err(ClientError::Unreadable {
+        Err(self.unreadable(line, source))
+    }
+
+    fn unreadable(&self, line: u64, source: enclave_types::Error) -> ClientError {
+        ClientError::Unreadable {
             session: self.session_id.as_str().to_owned(),
             line,
             source: Box::new(source),
-        })
+        }
     }
 }
 

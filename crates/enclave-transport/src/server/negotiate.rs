@@ -6,8 +6,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use enclave_crypto::{accept_client_hello, Opener, Sealer, SessionInitDigest, SigningKey};
 use enclave_types::{
     ClientHello, EncryptionConfig, EncryptionMode, RuntimeChannelMessage, ServerHello, SessionId,
@@ -141,21 +139,6 @@ pub(crate) fn negotiate(
     } else {
         Ok(None)
     }
-}
-
-/// Reads an `X-Enclave-Client-Hello` value: base64url of the `ClientHello` JSON, with or
-/// without `=` padding.
-pub(crate) fn decode_hello_header(value: &str) -> Result<ClientHello, String> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(value.trim().trim_end_matches('='))
-        .map_err(|err| format!("X-Enclave-Client-Hello is not base64url: {err}"))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|err| format!("X-Enclave-Client-Hello is not a ClientHello: {err}"))
-}
-
-/// Writes an `X-Enclave-Server-Hello` value: base64url (no padding) of the `ServerHello` JSON.
-pub(crate) fn encode_hello_header(hello: &ServerHello) -> Result<String, serde_json::Error> {
-    serde_json::to_vec(hello).map(|json| URL_SAFE_NO_PAD.encode(json))
 }
 
 /// The opener of one session's current encrypted HTTP stream connection, shared with the

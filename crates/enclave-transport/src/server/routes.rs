@@ -21,15 +21,13 @@ use http_body_util::{BodyExt, Limited};
 use serde::Deserialize;
 
 use super::body::{FirstLine, StreamBody};
-use super::negotiate::{
-    decode_hello_header, encode_hello_header, negotiate, Handshake, InitSigner,
-};
+use super::negotiate::{negotiate, Handshake, InitSigner};
 use super::{ws, Shared};
 use crate::service::{
     Attachment, CreateSession, Features, Refusal, RefusalReason, ResumeSession, SessionConfig,
     SessionInfo, Submit,
 };
-use crate::wire::{self, CreateBody};
+use crate::wire;
 
 type AppState = State<Arc<Shared>>;
 
@@ -67,7 +65,7 @@ fn invalid(message: impl Into<String>) -> Response {
 }
 
 fn bad_request(message: impl Into<String>) -> Refusal {
-    Refusal::new(RefusalReason::InvalidRequest, message)
+    wire::invalid_request(message)
 }
 
 fn json_response(status: StatusCode, value: &serde_json::Value) -> Response {
@@ -187,11 +185,7 @@ fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>,
 
 fn header_u64(headers: &HeaderMap, name: &str) -> Result<Option<u64>, Refusal> {
     header_str(headers, name)?
-        .map(|value| {
-            value
-                .parse::<u64>()
-                .map_err(|_| bad_request(format!("header {name} is not a number: {value:?}")))
-        })
+        .map(|value| wire::parse_number(name, value))
         .transpose()
 }
 
@@ -276,7 +270,7 @@ fn stream_response(
     set_header(headers, wire::HEADER_EPOCH, &epoch.to_string());
     if first_line == FirstLine::AsTheRest {
         if let Some(hello) = server_hello {
-            match encode_hello_header(&hello) {
+            match wire::encode_hello_header(&hello) {
                 Ok(value) => set_header(headers, wire::HEADER_SERVER_HELLO, &value),
                 Err(err) => {
                     tracing::error!(session = %session_id, "cannot encode the ServerHello: {err}");
@@ -312,13 +306,9 @@ async fn create(State(shared): AppState, headers: HeaderMap, body: Body) -> Resp
         Err(response) => return response,
     };
     // An empty body asks for a session with every default (`code` is optional here).
-    let request: CreateBody = if bytes.trim_ascii().is_empty() {
-        CreateBody::default()
-    } else {
-        match serde_json::from_slice(&bytes) {
-            Ok(request) => request,
-            Err(err) => return invalid(format!("the body is not a session request: {err}")),
-        }
+    let request = match wire::parse_create_body(&bytes) {
+        Ok(request) => request,
+        Err(refusal) => return refusal_response(&refusal),
     };
     let session_id = request.session_id.unwrap_or_else(SessionId::generate);
     let (client_mode, hello) = match &request.encryption {
@@ -373,10 +363,10 @@ async fn stream(
     };
     let from = match query.get("fromSeq").or_else(|| query.get("from")) {
         None => 1,
-        Some(value) => match value.trim().parse::<u64>() {
-            // `0` and `1` both mean "from the start".
+        // `0` and `1` both mean "from the start".
+        Some(value) => match wire::parse_number("fromSeq", value) {
             Ok(from) => from.max(1),
-            Err(_) => return invalid(format!("fromSeq is not a number: {value:?}")),
+            Err(refusal) => return refusal_response(&refusal),
         },
     };
     let (token, epoch, hello) = match (
@@ -389,9 +379,9 @@ async fn stream(
             return refusal_response(&refusal)
         }
     };
-    let hello = match hello.map(decode_hello_header).transpose() {
+    let hello = match hello.map(wire::decode_client_hello_header).transpose() {
         Ok(hello) => hello,
-        Err(message) => return invalid(message),
+        Err(refusal) => return refusal_response(&refusal),
     };
     let mut handshake = match negotiate(shared.config.encryption, None, hello.as_ref(), &session_id)
     {
@@ -450,31 +440,16 @@ async fn messages(
     let mut submit = Submit::new(session_id, token);
     submit.ack = ack;
     submit.encrypted = opener.is_some();
-    for (index, line) in bytes.split(|&b| b == b'\n').enumerate() {
-        let number = index + 1;
-        if line.trim_ascii().is_empty() {
-            continue;
-        }
+    let frames = match wire::parse_messages_body(
+        &bytes,
+        &submit.session_id,
+        shared.config.max_line_length,
+    ) {
+        Ok(frames) => frames,
+        Err(refusal) => return refusal_response(&refusal),
+    };
+    for (number, frame) in frames {
         let at = || format!("session {}, line {number}", submit.session_id);
-        if line.len() > shared.config.max_line_length {
-            return invalid(format!(
-                "{}: the line is {} bytes, longer than the limit of {}",
-                at(),
-                line.len(),
-                shared.config.max_line_length
-            ));
-        }
-        let frame = match MessageFrame::parse_line(line) {
-            Ok(frame) => frame,
-            Err(err) => return invalid(format!("{}: not a client message: {err}", at())),
-        };
-        if *frame.session_id() != submit.session_id {
-            return invalid(format!(
-                "{}: the message belongs to session {}",
-                at(),
-                frame.session_id()
-            ));
-        }
         match (frame, &opener) {
             (MessageFrame::Encrypted(envelope), Some(opener)) => {
                 let mut opener = opener.lock().unwrap_or_else(PoisonError::into_inner);

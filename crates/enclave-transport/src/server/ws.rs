@@ -31,7 +31,7 @@ use crate::service::{
     Attachment, CloseReason, CreateSession, EventSource, Features, Outgoing, Refusal,
     RefusalReason, ResumeSession, Upstream,
 };
-use crate::wire::{Control, WsOpen, WsOpened};
+use crate::wire::{self, Classified, Control, WsOpen, WsOpened};
 
 /// Events already available are sent together, in messages of about this size.
 const BATCH_BYTES: usize = 64 * 1024;
@@ -231,6 +231,7 @@ impl Connection {
             upstream,
             batch: BytesMut::new(),
             lines_received: 0,
+            max_line_length: self.shared.config.max_line_length,
         };
         let mut next = pull(events);
         let mut ping = tokio::time::interval(self.shared.config.ws_ping_interval);
@@ -346,6 +347,7 @@ struct Pump {
     upstream: Arc<dyn Upstream>,
     batch: BytesMut,
     lines_received: u64,
+    max_line_length: usize,
 }
 
 impl Pump {
@@ -439,14 +441,18 @@ impl Pump {
     /// the connection goes on. Returns the ack line to send back, for `resume` clients.
     async fn receive(&mut self, text: &str) -> Option<Result<Option<String>, Refusal>> {
         let mut messages = Vec::new();
-        for line in text.split('\n') {
-            if line.trim().is_empty() {
-                continue;
-            }
+        for line in wire::split_lines(text.as_bytes(), self.max_line_length) {
             self.lines_received += 1;
             let number = self.lines_received;
-            match MessageFrame::parse_line(line.as_bytes()) {
-                Ok(frame) => {
+            let line = match line {
+                Ok(line) => line,
+                Err(err) => {
+                    tracing::warn!(session = %self.session_id, line = number, "line dropped: {err}");
+                    continue;
+                }
+            };
+            match wire::classify_client_line(line.value.get().as_bytes()) {
+                Classified::Data(frame) => {
                     if let (MessageFrame::Encrypted(envelope), Some(opener)) =
                         (&frame, self.layer.opener())
                     {
@@ -473,19 +479,17 @@ impl Pump {
                         ),
                     }
                 }
-                Err(message_err) => match serde_json::from_str::<Control>(line.trim()) {
-                    Ok(Control::Ack { seq }) => self.upstream.ack(seq),
-                    Ok(other) => tracing::warn!(
-                        session = %self.session_id,
-                        line = number,
-                        "control line {other:?} is not expected here: dropped"
-                    ),
-                    Err(_) => tracing::warn!(
-                        session = %self.session_id,
-                        line = number,
-                        "neither a client message nor a control line: dropped ({message_err})"
-                    ),
-                },
+                Classified::Control(Control::Ack { seq }) => self.upstream.ack(seq),
+                Classified::Control(other) => tracing::warn!(
+                    session = %self.session_id,
+                    line = number,
+                    "control line {other:?} is not expected here: dropped"
+                ),
+                Classified::Unreadable(message_err) => tracing::warn!(
+                    session = %self.session_id,
+                    line = number,
+                    "neither a client message nor a control line: dropped ({message_err})"
+                ),
             }
         }
         if messages.is_empty() {
