@@ -259,6 +259,7 @@ fn connect_prints_every_event_once_over_http_and_websocket_encrypted() {
 
 #[test]
 fn connect_resumes_a_session_from_a_seq_with_its_token() {
+    use std::io::Read as _;
     let served = Served::start(&[
         "--generate",
         "3000",
@@ -267,48 +268,58 @@ fn connect_resumes_a_session_from_a_seq_with_its_token() {
         "--rate",
         "500",
     ]);
-    // First run: cut after ~3 KB, and every later connection goes to a closed port, so the
-    // client runs out of attempts with part of the session.
-    let target = served
-        .url
-        .trim_start_matches("http://")
-        .parse()
-        .expect("address");
-    // A multi-thread runtime keeps the proxy running while this thread waits on the client.
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port");
-    let mut config = ProxyConfig::new(target).fault_after(3_000, 3_000);
-    config.targets.push(closed_port);
-    let proxy = runtime.block_on(CutProxy::start(config)).unwrap();
-    let first = connect(
-        &[
-            &proxy.http_url(),
-            "--max-attempts",
-            "1",
-            "--initial-delay-ms",
-            "10",
-        ],
-        "",
-    );
-    assert_eq!(
-        first.status.code(),
-        Some(1),
-        "out of attempts: {}",
-        String::from_utf8_lossy(&first.stderr)
-    );
-    let seen = events(&first);
-    let (id, token, epoch) = announcements(&first).last().cloned().unwrap_or_else(|| {
-        panic!(
-            "a session line in {}",
-            String::from_utf8_lossy(&first.stderr)
-        )
+    // First run: read ten events, then the client goes away (killed), as a crashed client
+    // would; it has announced the session and its token on standard error.
+    let mut first = Command::new(env!("CARGO_BIN_EXE_enclave"))
+        .args(["connect", &served.url])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("enclave connect starts");
+    let stdout = first.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            lines.push(line);
+            if lines.len() == 10 {
+                break;
+            }
+        }
+        let _ = tx.send(lines);
     });
+    let seen: Vec<Value> = rx
+        .recv_timeout(TIMEOUT)
+        .expect("ten events within the timeout")
+        .iter()
+        .map(|line| serde_json::from_str(line).expect("an event per line"))
+        .collect();
+    let _ = first.kill();
+    let _ = first.wait();
+    let mut stderr = String::new();
+    let _ = first
+        .stderr
+        .take()
+        .expect("piped stderr")
+        .read_to_string(&mut stderr);
+    let said: Vec<(String, String, String)> = stderr
+        .lines()
+        .filter_map(
+            |line| match line.split(' ').collect::<Vec<_>>().as_slice() {
+                ["session", id, "token", token, "epoch", epoch] => {
+                    Some(((*id).to_owned(), (*token).to_owned(), (*epoch).to_owned()))
+                }
+                _ => None,
+            },
+        )
+        .collect();
+    let (id, token, epoch) = said
+        .last()
+        .cloned()
+        .unwrap_or_else(|| panic!("a session line in {stderr}"));
+    assert_eq!(seen.len(), 10);
+
     let from = seen.len() as u64 + 1;
     let second = connect(
         &[
@@ -340,7 +351,6 @@ fn connect_resumes_a_session_from_a_seq_with_its_token() {
     assert_eq!(rest.last().unwrap()["type"], "final");
     // The token was rotated by the resume and announced.
     assert!(announcements(&second).iter().any(|(_, t, _)| *t != token));
-    runtime.block_on(proxy.stop());
 }
 
 #[test]
