@@ -680,7 +680,7 @@ pub mod tcp {
     use crate::wire::{WsOpen, WsOpened};
 
     /// Connects to `addr` (Nagle off: lines go out as written) and runs
-    /// [`handshake_client`](super::handshake_client).
+    /// [`handshake_client`].
     pub async fn connect(
         addr: impl ToSocketAddrs + std::fmt::Debug,
         open: WsOpen,
@@ -743,7 +743,7 @@ pub mod unix {
     use super::{handshake_client, CarrierError, ClientFramed, ClientOptions};
     use crate::wire::{WsOpen, WsOpened};
 
-    /// Connects to the socket at `path` and runs [`handshake_client`](super::handshake_client).
+    /// Connects to the socket at `path` and runs [`handshake_client`].
     pub async fn connect(
         path: impl AsRef<Path>,
         open: WsOpen,
