@@ -300,40 +300,7 @@ async fn handle(mut socket: TcpStream, state: Arc<Mutex<State>>) {
             return;
         }
         if path.ends_with("/messages") {
-            let ack = {
-                let mut s = state.lock().unwrap();
-                if let Some(seq) = header(&headers, "x-enclave-ack").and_then(|v| v.parse().ok()) {
-                    s.acks.push(seq);
-                }
-                for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                    let Ok(value) = serde_json::from_slice::<serde_json::Value>(line) else {
-                        s.violations.push("a message line that is not JSON".to_owned());
-                        continue;
-                    };
-                    let Some(seq) = value["seq"].as_u64() else {
-                        s.violations.push(format!("a message without seq: {value}"));
-                        continue;
-                    };
-                    if !value.to_string().contains(&format!(r#""m{seq}""#)) {
-                        s.violations
-                            .push(format!("message {seq} carries another payload: {value}"));
-                    }
-                    s.messages.insert(seq);
-                    s.message_lines += 1;
-                }
-                let acking = match s.ack_mode {
-                    Some(AckMode::Always) => true,
-                    Some(AckMode::AfterFirstResume) => s.served > 1,
-                    _ => false,
-                };
-                // The highest seq up to which every message arrived.
-                let contiguous = (1..).take_while(|n| s.messages.contains(n)).last();
-                if acking {
-                    contiguous.unwrap_or(0)
-                } else {
-                    0
-                }
-            };
+            let ack = take_messages(&state, &headers, &body);
             let body = format!(r#"{{"ack":{ack}}}"#);
             let answer = format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
@@ -348,6 +315,47 @@ async fn handle(mut socket: TcpStream, state: Arc<Mutex<State>>) {
             .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             .await;
         return;
+    }
+}
+
+/// Records the message lines of a `POST .../messages` and the acknowledgement it carries;
+/// returns the `{"ack": M}` to answer under the plan's [`AckMode`].
+fn take_messages(state: &Mutex<State>, headers: &[(String, String)], body: &[u8]) -> u64 {
+    let mut s = state.lock().unwrap();
+    if let Some(seq) = header(headers, "x-enclave-ack").and_then(|v| v.parse().ok()) {
+        s.acks.push(seq);
+    }
+    for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(line) else {
+            s.violations
+                .push("a message line that is not JSON".to_owned());
+            continue;
+        };
+        let Some(seq) = value["seq"].as_u64() else {
+            s.violations.push(format!("a message without seq: {value}"));
+            continue;
+        };
+        if !value.to_string().contains(&format!(r#""m{seq}""#)) {
+            s.violations
+                .push(format!("message {seq} carries another payload: {value}"));
+        }
+        s.messages.insert(seq);
+        s.message_lines += 1;
+    }
+    let acking = match s.ack_mode {
+        Some(AckMode::Always) => true,
+        Some(AckMode::AfterFirstResume) => s.served > 1,
+        _ => false,
+    };
+    // The highest seq up to which every message arrived.
+    let mut contiguous = 0;
+    while s.messages.contains(&(contiguous + 1)) {
+        contiguous += 1;
+    }
+    if acking {
+        contiguous
+    } else {
+        0
     }
 }
 
@@ -473,10 +481,9 @@ fn check_events(log: &[ConnectionEvent], failed: bool) -> Result<(), String> {
                 }
                 let allowed = matches!(
                     (from, to),
-                    (Disconnected | Reconnecting, Reconnecting)
+                    (Disconnected | Reconnecting, Reconnecting | Failed)
                         | (Connecting | Reconnecting, Connected)
                         | (Connected, Disconnected | Closed | Failed)
-                        | (Reconnecting | Disconnected, Failed)
                 ) || (i == 0 && (*from, *to) == (Disconnected, Connecting));
                 if !allowed || from == to {
                     return Err(format!("event {i}: {from:?} → {to:?} is not an edge"));
@@ -504,14 +511,18 @@ fn check_events(log: &[ConnectionEvent], failed: bool) -> Result<(), String> {
                     return Err(format!("event {i}: retry {n} after {attempt}, up {up}"));
                 }
                 if *delay > Duration::from_millis(5) {
-                    return Err(format!("event {i}: delay {delay:?} above the policy's 5 ms"));
+                    return Err(format!(
+                        "event {i}: delay {delay:?} above the policy's 5 ms"
+                    ));
                 }
                 attempt = *n;
                 scheduled = Some(*n);
             }
             ConnectionEvent::RetryStarted { attempt: n } => {
                 if scheduled != Some(*n) {
-                    return Err(format!("event {i}: retry {n} started, {scheduled:?} was due"));
+                    return Err(format!(
+                        "event {i}: retry {n} started, {scheduled:?} was due"
+                    ));
                 }
                 scheduled = None;
             }
@@ -558,6 +569,43 @@ fn case() -> impl Strategy<Value = Case> {
     })
 }
 
+/// Checks the connection events against the machine and against what the fake served.
+fn check_machine(
+    events_rx: &mut tokio::sync::broadcast::Receiver<ConnectionEvent>,
+    state: &State,
+    reconnects: &[u32],
+) -> Result<(), TestCaseError> {
+    // The observable machine.
+    let mut log = Vec::new();
+    loop {
+        match events_rx.try_recv() {
+            Ok(event) => log.push(event),
+            Err(tokio::sync::broadcast::error::TryRecvError::Empty) => break,
+            Err(err) => prop_assert!(false, "the event log: {}", err),
+        }
+    }
+    if let Err(reason) = check_events(&log, state.gap.is_some()) {
+        prop_assert!(false, "{}\n{:#?}", reason, log);
+    }
+    let count = |f: fn(&ConnectionEvent) -> bool| log.iter().filter(|e| f(e)).count();
+    let resumes = state.requests - 1;
+    prop_assert_eq!(
+        count(|e| matches!(e, ConnectionEvent::Connected { .. })),
+        state.served
+    );
+    prop_assert_eq!(
+        count(|e| matches!(e, ConnectionEvent::Disconnected { .. })),
+        state.served - 1
+    );
+    prop_assert_eq!(
+        count(|e| matches!(e, ConnectionEvent::RetryScheduled { .. })),
+        resumes
+    );
+    // `on_reconnect` gets each successful resume's attempt number (1 + the 503s before it).
+    prop_assert_eq!(reconnects, &state.attempts_per_resume);
+    Ok(())
+}
+
 async fn run(case: Case) -> Result<(), TestCaseError> {
     let total = case.events + 1;
     let fake = Fake::start(total, case.plans.clone(), case.ack_mode).await;
@@ -578,9 +626,8 @@ async fn run(case: Case) -> Result<(), TestCaseError> {
                 delivered.push(seq);
                 while pending_sends.next_if(|&at| at == seq).is_some() {
                     sent += 1;
-                    let payload = RuntimeChannelPayload::Cancel(CancelPayload::new(Some(format!(
-                        "m{sent}"
-                    ))));
+                    let payload =
+                        RuntimeChannelPayload::Cancel(CancelPayload::new(Some(format!("m{sent}"))));
                     let numbered = stream.send(payload).await;
                     prop_assert!(
                         matches!(numbered, Ok(n) if n == sent),
@@ -597,7 +644,10 @@ async fn run(case: Case) -> Result<(), TestCaseError> {
             }
         }
     }
-    prop_assert!(stream.next().await.is_none(), "the stream goes on after its end");
+    prop_assert!(
+        stream.next().await.is_none(),
+        "the stream goes on after its end"
+    );
 
     let state = fake.state();
     prop_assert!(
@@ -612,9 +662,20 @@ async fn run(case: Case) -> Result<(), TestCaseError> {
         (None, None) => {
             prop_assert_eq!(state.delivered, total, "the stream ended before final");
             prop_assert_eq!(stream.state(), ConnectionState::Closed);
-            prop_assert_eq!(state.acks.last().copied(), Some(total), "final acknowledged");
+            prop_assert_eq!(
+                state.acks.last().copied(),
+                Some(total),
+                "final acknowledged"
+            );
         }
-        (Some((due, got)), Some(StreamError::Gap { expected, got: sent, .. })) => {
+        (
+            Some((due, got)),
+            Some(StreamError::Gap {
+                expected,
+                got: sent,
+                ..
+            }),
+        ) => {
             prop_assert_eq!((due, got), (*expected, *sent));
             prop_assert_eq!(stream.state(), ConnectionState::Failed);
         }
@@ -644,35 +705,8 @@ async fn run(case: Case) -> Result<(), TestCaseError> {
         }
     }
 
-    // The observable machine.
-    let mut log = Vec::new();
-    loop {
-        match events_rx.try_recv() {
-            Ok(event) => log.push(event),
-            Err(tokio::sync::broadcast::error::TryRecvError::Empty) => break,
-            Err(err) => prop_assert!(false, "the event log: {}", err),
-        }
-    }
-    if let Err(reason) = check_events(&log, state.gap.is_some()) {
-        prop_assert!(false, "{}\n{:#?}", reason, log);
-    }
-    let count = |f: fn(&ConnectionEvent) -> bool| log.iter().filter(|e| f(e)).count();
-    let resumes = state.requests - 1;
-    prop_assert_eq!(
-        count(|e| matches!(e, ConnectionEvent::Connected { .. })),
-        state.served
-    );
-    prop_assert_eq!(
-        count(|e| matches!(e, ConnectionEvent::Disconnected { .. })),
-        state.served - 1
-    );
-    prop_assert_eq!(
-        count(|e| matches!(e, ConnectionEvent::RetryScheduled { .. })),
-        resumes
-    );
-    // `on_reconnect` gets each successful resume's attempt number (1 + the 503s before it).
-    prop_assert_eq!(&*reconnects.lock().unwrap(), &state.attempts_per_resume);
-    Ok(())
+    let reconnects = reconnects.lock().unwrap().clone();
+    check_machine(&mut events_rx, &state, &reconnects)
 }
 
 proptest! {
