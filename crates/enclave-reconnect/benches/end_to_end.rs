@@ -1,0 +1,564 @@
+//! End to end over loopback: the session hub behind the transport server, read by the
+//! transport client, plaintext and encrypted, HTTP NDJSON and WebSocket — against floors
+//! measured in the same run: raw hyper and raw tokio-tungstenite carrying the same
+//! pre-encoded NDJSON lines. Then 1,000 sessions × 1,000 events at once.
+//!
+//! Run with `cargo bench -p enclave-reconnect --bench end_to_end`
+//! (`ENCLAVE_BENCH_QUICK=1` divides the sizes by ten). Each row is the median of a few runs,
+//! interleaved so machine noise hits every contender alike. Latency is the time from
+//! `publish` (ours) or the hand-over of the line to the server task (floors) to the client
+//! holding the decoded event (ours) or the split line (floors); the publish time of each
+//! `seq` sits in a side table both ends share. MB/s counts the plaintext NDJSON bytes of the
+//! events delivered (the same for every row), not the wire bytes.
+//!
+//! The 1,000-session part runs the server in a child process (this same program, with
+//! `ENCLAVE_BENCH_SERVER` set) so that its memory can be read apart from the clients':
+//! `VmRSS` of the child before the sessions and once every session holds all its events.
+
+mod common;
+
+use std::io::{BufRead as _, Write as _};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use common::{median_index, mib, ms, percentile, size, vm_rss, Stamps};
+use enclave_reconnect::{Hub, HubConfig};
+use enclave_transport::client::{connect, ClientConfig, NewSession, Open, Received};
+use enclave_transport::{Server, ServerConfig};
+use enclave_types::fixtures::mixed_stream;
+use enclave_types::{EncryptionMode, EventPayload, FinalPayload, StdoutPayload};
+use futures::{SinkExt as _, StreamExt as _};
+use http_body_util::{BodyExt as _, StreamBody};
+use hyper::body::Frame;
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncBufReadExt as _;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+const RUNS: usize = 3;
+const SEED: u64 = 0x5eed;
+/// What our WebSocket server batches into one message, and what the floors batch likewise.
+const BATCH_BYTES: usize = 64 * 1024;
+const LIMIT: Duration = Duration::from_mins(1);
+const SERVER_ENV: &str = "ENCLAVE_BENCH_SERVER";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Carrier {
+    Http,
+    Ws,
+}
+
+/// One run of one contender.
+#[derive(Debug)]
+struct Sample {
+    events: usize,
+    took: Duration,
+    latencies: Vec<Duration>,
+}
+
+/// Our stack: a hub session served by the transport server on `127.0.0.1:0`, the payloads
+/// published as fast as `publish` takes them, the transport client reading to `final`.
+/// Returns the sample and the plaintext lines of the events as received.
+async fn ours(
+    payloads: &[EventPayload],
+    carrier: Carrier,
+    encrypted: bool,
+    keep_lines: bool,
+) -> (Sample, Vec<Bytes>) {
+    let hub = Hub::new(HubConfig::default().with_heartbeat_ms(0));
+    let server = Server::new(Arc::new(hub.clone()), ServerConfig::default());
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let serving = tokio::spawn(server.clone().serve(listener, std::future::pending()));
+
+    // session_init is seq 1, then the payloads, then final.
+    let stamps = Arc::new(Stamps::new(payloads.len() + 2));
+    let app = {
+        let hub = hub.clone();
+        let stamps = Arc::clone(&stamps);
+        let payloads = payloads.to_vec();
+        tokio::spawn(async move {
+            let session = hub.accept().await.expect("a session");
+            let mut expected = 2;
+            for payload in payloads {
+                stamps.mark(expected);
+                let seq = session.handle.publish(payload).await.expect("publish");
+                assert_eq!(
+                    seq, expected,
+                    "the hub numbers events from 2 after session_init"
+                );
+                expected += 1;
+            }
+            stamps.mark(expected);
+            session
+                .handle
+                .finish(FinalPayload::new(true))
+                .await
+                .expect("finish");
+        })
+    };
+
+    let scheme = match carrier {
+        Carrier::Http => "http",
+        Carrier::Ws => "ws",
+    };
+    let mode = if encrypted {
+        EncryptionMode::Required
+    } else {
+        EncryptionMode::Disabled
+    };
+    let started = Instant::now();
+    let mut conn = connect(
+        &format!("{scheme}://{addr}"),
+        Open::New(NewSession::new()),
+        &ClientConfig::new()
+            .with_encryption(mode)
+            .with_resume_feature(false),
+    )
+    .await
+    .expect("connect");
+    let mut latencies = Vec::with_capacity(payloads.len() + 2);
+    let mut lines = Vec::new();
+    let mut events = 0;
+    loop {
+        match tokio::time::timeout(LIMIT, conn.next()).await {
+            Ok(Some(Ok(Received::Event { event, .. }))) => {
+                if let Some(latency) = stamps.since(event.seq) {
+                    latencies.push(latency);
+                }
+                events += 1;
+                if keep_lines {
+                    let mut line = serde_json::to_vec(&event).expect("serializable");
+                    line.push(b'\n');
+                    lines.push(Bytes::from(line));
+                }
+                if matches!(event.payload, EventPayload::Final(_)) {
+                    break;
+                }
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(Some(Err(err))) => panic!("{scheme} encrypted={encrypted}: {err}"),
+            Ok(None) => panic!("{scheme} encrypted={encrypted}: the stream ended before final"),
+            Err(tokio::time::error::Elapsed { .. }) => panic!(
+                "{scheme} encrypted={encrypted}: no event for {LIMIT:?} after {events} events"
+            ),
+        }
+    }
+    let took = started.elapsed();
+    conn.close().await;
+    app.await.expect("the application task");
+    server.shutdown();
+    hub.shutdown();
+    let _ = tokio::time::timeout(Duration::from_secs(5), serving).await;
+    (
+        Sample {
+            events,
+            took,
+            latencies,
+        },
+        lines,
+    )
+}
+
+/// The floors' producer: hands each line to the server task through a bounded channel,
+/// stamping it, as the application publishes into the hub.
+fn produce(lines: &[Bytes], stamps: &Arc<Stamps>) -> mpsc::Receiver<Bytes> {
+    let (tx, rx) = mpsc::channel(1024);
+    let lines = lines.to_vec();
+    let stamps = Arc::clone(stamps);
+    tokio::spawn(async move {
+        for (seq, line) in (1..).zip(lines) {
+            stamps.mark(seq);
+            if tx.send(line).await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Takes every line already available (at least one), up to [`BATCH_BYTES`], as one buffer.
+async fn batch(rx: &mut mpsc::Receiver<Bytes>) -> Option<Bytes> {
+    let first = rx.recv().await?;
+    let mut out = BytesMut::with_capacity(BATCH_BYTES.max(first.len()));
+    out.extend_from_slice(&first);
+    while out.len() < BATCH_BYTES {
+        match rx.try_recv() {
+            Ok(line) => out.extend_from_slice(&line),
+            Err(_) => break,
+        }
+    }
+    Some(out.freeze())
+}
+
+/// Splits complete lines off `buf`, recording each one's latency by its position.
+fn split_lines(buf: &mut BytesMut, seq: &mut u64, stamps: &Stamps, latencies: &mut Vec<Duration>) {
+    while let Some(at) = buf.iter().position(|&b| b == b'\n') {
+        let line = buf.split_to(at + 1);
+        debug_assert!(line.len() > 1);
+        *seq += 1;
+        if let Some(latency) = stamps.since(*seq) {
+            latencies.push(latency);
+        }
+    }
+}
+
+/// Floor (a): a raw hyper HTTP/1.1 server streaming the lines as a chunked body, read by a
+/// raw hyper client that splits lines.
+async fn floor_http(lines: &[Bytes]) -> Sample {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let stamps = Arc::new(Stamps::new(lines.len()));
+    let server = {
+        let lines = lines.to_vec();
+        let stamps = Arc::clone(&stamps);
+        tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.expect("accept");
+            let service = hyper::service::service_fn(move |_request| {
+                let rx = produce(&lines, &stamps);
+                let chunks = futures::stream::unfold(rx, |mut rx| async move {
+                    let chunk = batch(&mut rx).await?;
+                    Some((Ok::<_, std::convert::Infallible>(Frame::data(chunk)), rx))
+                });
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        hyper::Response::builder()
+                            .header("content-type", "application/x-ndjson")
+                            .body(StreamBody::new(chunks))
+                            .expect("response"),
+                    )
+                }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(socket), service)
+                .await;
+        })
+    };
+    let started = Instant::now();
+    let socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(socket))
+        .await
+        .expect("handshake");
+    let driver = tokio::spawn(connection);
+    let request = hyper::Request::get("/stream")
+        .header("host", addr.to_string())
+        .body(http_body_util::Empty::<Bytes>::new())
+        .expect("request");
+    let response = sender.send_request(request).await.expect("response");
+    let mut body = response.into_body();
+    let mut buf = BytesMut::new();
+    let (mut seq, mut latencies) = (0, Vec::with_capacity(lines.len()));
+    while let Some(frame) = tokio::time::timeout(LIMIT, body.frame())
+        .await
+        .expect("a chunk in time")
+    {
+        if let Ok(data) = frame.expect("body").into_data() {
+            buf.extend_from_slice(&data);
+            split_lines(&mut buf, &mut seq, &stamps, &mut latencies);
+        }
+    }
+    let took = started.elapsed();
+    assert_eq!(seq, lines.len() as u64, "floor HTTP lost lines");
+    driver.abort();
+    server.abort();
+    Sample {
+        events: lines.len(),
+        took,
+        latencies,
+    }
+}
+
+/// Floor (b): a raw tokio-tungstenite server sending the lines batched into text messages
+/// (up to 64 KiB, as our server batches), read by a raw tokio-tungstenite client.
+async fn floor_ws(lines: &[Bytes]) -> Sample {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let stamps = Arc::new(Stamps::new(lines.len()));
+    let server = {
+        let lines = lines.to_vec();
+        let stamps = Arc::clone(&stamps);
+        tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.expect("accept");
+            let mut ws = tokio_tungstenite::accept_async(socket)
+                .await
+                .expect("upgrade");
+            let mut rx = produce(&lines, &stamps);
+            while let Some(chunk) = batch(&mut rx).await {
+                let text = Utf8Bytes::try_from(chunk).expect("UTF-8 lines");
+                if ws.send(Message::Text(text)).await.is_err() {
+                    return;
+                }
+            }
+            let _ = ws.close(None).await;
+        })
+    };
+    let started = Instant::now();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/stream"))
+        .await
+        .expect("connect");
+    let mut buf = BytesMut::new();
+    let (mut seq, mut latencies) = (0, Vec::with_capacity(lines.len()));
+    while let Some(message) = tokio::time::timeout(LIMIT, ws.next())
+        .await
+        .expect("a message in time")
+    {
+        match message {
+            Ok(Message::Text(text)) => {
+                buf.extend_from_slice(text.as_bytes());
+                split_lines(&mut buf, &mut seq, &stamps, &mut latencies);
+            }
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(_) => {}
+        }
+        if seq == lines.len() as u64 {
+            break;
+        }
+    }
+    let took = started.elapsed();
+    assert_eq!(seq, lines.len() as u64, "floor WS lost lines");
+    server.abort();
+    Sample {
+        events: lines.len(),
+        took,
+        latencies,
+    }
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn rate(sample: &Sample) -> f64 {
+    sample.events as f64 / sample.took.as_secs_f64()
+}
+
+/// Prints one row from the median run; returns its events/s.
+#[allow(clippy::cast_precision_loss)]
+fn row(name: &str, samples: &mut [Sample], bytes_per_event: f64, floor: Option<f64>) -> f64 {
+    let took: Vec<Duration> = samples.iter().map(|s| s.took).collect();
+    let median = &mut samples[median_index(&took)];
+    let events_per_s = rate(median);
+    let p50 = percentile(&mut median.latencies, 50.0);
+    let p99 = percentile(&mut median.latencies, 99.0);
+    let ratio = floor.map_or_else(
+        || "1.00 (floor)".to_owned(),
+        |f| format!("{:.2}", events_per_s / f),
+    );
+    println!(
+        "{name:<16} {events_per_s:>12.0} {:>9.1} {:>11} {:>11} {ratio:>14}",
+        events_per_s * bytes_per_event / 1e6,
+        ms(p50),
+        ms(p99),
+    );
+    events_per_s
+}
+
+/// The 1,000 × 1,000 part's server: a hub behind the transport server on `127.0.0.1:0`
+/// whose application publishes `events` small events into every session, then holds them
+/// until a line arrives on stdin, then finishes them all. Prints `listening ADDR` first;
+/// exits at stdin's end.
+fn child_server(events: usize) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let hub = Hub::new(HubConfig::default().with_heartbeat_ms(0));
+        let server = Server::new(Arc::new(hub.clone()), ServerConfig::default());
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        tokio::spawn(server.clone().serve(listener, std::future::pending()));
+        let (release, released) = watch::channel(false);
+        let app = {
+            let hub = hub.clone();
+            tokio::spawn(async move {
+                while let Some(session) = hub.accept().await {
+                    let mut released = released.clone();
+                    tokio::spawn(async move {
+                        for i in 0..events {
+                            let chunk = format!("event {i}\n");
+                            if session
+                                .handle
+                                .publish(StdoutPayload::new(chunk))
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                        let _ = released.wait_for(|r| *r).await;
+                        let _ = session.handle.finish(FinalPayload::new(true)).await;
+                    });
+                }
+            })
+        };
+        println!("listening {addr}");
+        std::io::stdout().flush().expect("stdout");
+        // The first line releases the sessions; the end of stdin ends the process.
+        let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        let _ = stdin.next_line().await;
+        let _ = release.send(true);
+        while let Ok(Some(_)) = stdin.next_line().await {}
+        server.shutdown();
+        hub.shutdown();
+        app.abort();
+    });
+}
+
+/// 1,000 sessions × 1,000 events at once, plaintext HTTP: total events/s, and the server's
+/// memory per session once every session holds all its events.
+#[allow(clippy::cast_precision_loss)]
+async fn many_sessions(sessions: usize, events: usize) {
+    let exe = std::env::current_exe().expect("this program");
+    let mut child = Command::new(exe)
+        .env(SERVER_ENV, events.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the server process");
+    let pid = child.id().to_string();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("the server's address");
+    let addr: SocketAddr = first
+        .trim()
+        .strip_prefix("listening ")
+        .and_then(|a| a.parse().ok())
+        .expect("listening ADDR");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = vm_rss(&pid).expect("the server's VmRSS");
+
+    let url = format!("http://{addr}");
+    let held = Arc::new(tokio::sync::Semaphore::new(0));
+    let started = Instant::now();
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..sessions {
+        let url = url.clone();
+        let held = Arc::clone(&held);
+        clients.spawn(async move {
+            let mut conn = connect(&url, Open::New(NewSession::new()), &ClientConfig::new())
+                .await
+                .expect("connect");
+            let mut received = 0;
+            loop {
+                match tokio::time::timeout(LIMIT, conn.next()).await {
+                    Ok(Some(Ok(Received::Event { event, .. }))) => {
+                        received += 1;
+                        // session_init, then `events` events: the session is at its peak.
+                        if event.seq == events as u64 + 1 {
+                            held.add_permits(1);
+                        }
+                        if matches!(event.payload, EventPayload::Final(_)) {
+                            break;
+                        }
+                    }
+                    Ok(Some(Ok(_))) => {}
+                    Ok(Some(Err(err))) => panic!("many sessions: {err}"),
+                    Ok(None) => panic!("many sessions: the stream ended before final"),
+                    Err(tokio::time::error::Elapsed { .. }) => {
+                        panic!("many sessions: no event for {LIMIT:?}")
+                    }
+                }
+            }
+            conn.close().await;
+            received
+        });
+    }
+    let all = u32::try_from(sessions).expect("sessions fit u32");
+    let _permits = tokio::time::timeout(LIMIT, held.acquire_many(all))
+        .await
+        .expect("every session at its peak in time")
+        .expect("semaphore open");
+    let delivered = started.elapsed();
+    let peak = vm_rss(&pid).expect("the server's VmRSS");
+
+    let mut stdin = child.stdin.take().expect("stdin");
+    writeln!(stdin, "release").expect("release the sessions");
+    let mut total = 0;
+    while let Some(received) = clients.join_next().await {
+        total += received.expect("client task");
+    }
+    drop(stdin);
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("the server exits");
+    assert!(status.success(), "server process: {status}");
+
+    let events_per_s = (sessions * (events + 1)) as f64 / delivered.as_secs_f64();
+    let growth = peak.saturating_sub(before);
+    println!(
+        "\n{sessions} sessions x {events} events at once, plaintext HTTP, one client task each"
+    );
+    println!(
+        "  all {} events (session_init included) delivered in {:.2} s: {events_per_s:.0} events/s total; {total} received with final",
+        sessions * (events + 1),
+        delivered.as_secs_f64()
+    );
+    println!(
+        "  server VmRSS {} before, {} with every session at its peak: {:.1} KiB per session \
+         ({events} events retained each)",
+        mib(before),
+        mib(peak),
+        growth as f64 / 1024.0 / sessions as f64
+    );
+}
+
+fn main() {
+    if let Some(events) = std::env::var_os(SERVER_ENV) {
+        let events = events
+            .to_str()
+            .and_then(|e| e.parse().ok())
+            .expect("events per session");
+        child_server(events);
+        return;
+    }
+    let events = size(200_000);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    // session_init and final come from the hub; the mix goes in between.
+    let payloads: Vec<EventPayload> = mixed_stream(events - 2, SEED)
+        .into_iter()
+        .map(|event| event.payload)
+        .collect();
+
+    runtime.block_on(async {
+        // Warm-up, and the plaintext lines exactly as our HTTP server writes them.
+        let (_, lines) = ours(&payloads, Carrier::Http, false, true).await;
+        assert_eq!(lines.len(), events);
+        let bytes: usize = lines.iter().map(Bytes::len).sum();
+        #[allow(clippy::cast_precision_loss)]
+        let bytes_per_event = bytes as f64 / events as f64;
+
+        let mut samples: [Vec<Sample>; 6] = Default::default();
+        for _ in 0..RUNS {
+            samples[0].push(ours(&payloads, Carrier::Http, false, false).await.0);
+            samples[1].push(ours(&payloads, Carrier::Http, true, false).await.0);
+            samples[2].push(ours(&payloads, Carrier::Ws, false, false).await.0);
+            samples[3].push(ours(&payloads, Carrier::Ws, true, false).await.0);
+            samples[4].push(floor_http(&lines).await);
+            samples[5].push(floor_ws(&lines).await);
+        }
+        println!(
+            "{events} events per session ({bytes_per_event:.0} B/event as plaintext NDJSON), median of {RUNS} runs, loopback, {} worker threads",
+            std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+        );
+        println!(
+            "{:<16} {:>12} {:>9} {:>11} {:>11} {:>14}",
+            "", "events/s", "MB/s", "p50", "p99", "vs floor"
+        );
+        let [http_plain, http_enc, ws_plain, ws_enc, f_http, f_ws] = &mut samples;
+        let floor_http_rate = row("floor HTTP", f_http, bytes_per_event, None);
+        let floor_ws_rate = row("floor WS", f_ws, bytes_per_event, None);
+        row("HTTP plain", http_plain, bytes_per_event, Some(floor_http_rate));
+        row("HTTP encrypted", http_enc, bytes_per_event, Some(floor_http_rate));
+        row("WS plain", ws_plain, bytes_per_event, Some(floor_ws_rate));
+        row("WS encrypted", ws_enc, bytes_per_event, Some(floor_ws_rate));
+
+        many_sessions(size(1_000), 1_000).await;
+    });
+}
