@@ -162,12 +162,21 @@ pub(crate) async fn publish(
         .len() as u64
         + 1;
     make_room(shared, rt, bytes).await?;
-    shared.store.append(&rt.id, event, bytes).await?;
+    // `final_seq` is known before the append wakes any reader: a reader that takes `final`
+    // right away must find it set, or it would wait for a next event that never comes.
+    if is_final {
+        rt.final_seq.store(seq, Ordering::Release);
+    }
+    if let Err(err) = shared.store.append(&rt.id, event, bytes).await {
+        if is_final {
+            rt.final_seq.store(0, Ordering::Release);
+        }
+        return Err(err);
+    }
     state.next_seq += 1;
     rt.last_seq.store(seq, Ordering::Release);
     if is_final {
         state.finished = true;
-        rt.final_seq.store(seq, Ordering::Release);
     }
     // The store's metadata changes only when the state does (or a tool call is counted).
     let changed = next_state.is_some_and(|next| next != *rt.state.borrow());

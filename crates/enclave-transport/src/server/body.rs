@@ -13,6 +13,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use enclave_crypto::Sealer;
 use enclave_ndjson::StreamEncoder;
 use enclave_types::{SessionId, StreamEvent};
+use futures::future::BoxFuture;
+use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
 use super::negotiate::{InitSigner, RegistryGuard};
@@ -32,7 +34,8 @@ pub(crate) enum FirstLine {
 /// One HTTP stream connection's writer.
 pub(crate) struct StreamBody {
     pub(crate) session_id: SessionId,
-    pub(crate) source: Box<dyn EventSource>,
+    /// Taken by [`StreamBody::into_body`]; always `Some` before.
+    pub(crate) source: Option<Box<dyn EventSource>>,
     pub(crate) sealer: Option<Sealer<StreamEvent>>,
     pub(crate) first_line: FirstLine,
     /// Signs the plaintext first line (`session_init`) when the server has an identity key
@@ -48,24 +51,46 @@ pub(crate) struct StreamBody {
 /// The state carried between two polls of the body.
 struct Pump {
     body: StreamBody,
+    /// The pending pull from the session layer, kept across chunks so taking "what is already
+    /// there" never drops an item.
+    next: Option<Pull>,
     plain: StreamEncoder<StreamEvent>,
     lines: u64,
-    /// The `seq` of the last event handed to hyper, reported as written at the next poll
-    /// (hyper polls again only once it has taken the previous chunk).
-    handed: Option<u64>,
+    /// An event that could not be written after earlier lines of its chunk: the chunk goes
+    /// out first, then the response is aborted with this.
+    failed: Option<io::Error>,
+    ended: bool,
+}
+
+/// The most a chunk holds before it is handed to hyper (more lines wait for the next one).
+const CHUNK_BYTES: usize = 64 * 1024;
+
+type Pull = BoxFuture<'static, (Box<dyn EventSource>, Option<Outgoing>)>;
+
+fn pull(mut source: Box<dyn EventSource>) -> Pull {
+    async move {
+        let item = source.next().await;
+        (source, item)
+    }
+    .boxed()
 }
 
 impl StreamBody {
-    /// The response body.
     pub(crate) fn into_body(mut self) -> Body {
         if let Some(sealer) = &mut self.sealer {
             sealer.set_max_line_length(self.max_line_length);
         }
+        let Some(source) = self.source.take() else {
+            tracing::error!(session = %self.session_id, "a stream body without its source: empty response");
+            return Body::empty();
+        };
         let pump = Pump {
             plain: StreamEncoder::with_max_line_length(self.max_line_length),
             body: self,
+            next: Some(pull(source)),
             lines: 0,
-            handed: None,
+            failed: None,
+            ended: false,
         };
         Body::from_stream(futures::stream::unfold(Some(pump), |pump| async move {
             let mut pump = pump?;
@@ -79,57 +104,96 @@ impl StreamBody {
 }
 
 impl Pump {
-    /// The next chunk: one line, or `None` when the stream is over.
+    /// The next chunk: one item waited for, then every item already available, up to
+    /// [`CHUNK_BYTES`], so a fast stream goes out in large chunks and a slow one line by line
+    /// without delay. An event counts as written once it is in a chunk handed to hyper.
     async fn next_chunk(&mut self) -> Option<io::Result<Bytes>> {
-        if let Some(seq) = self.handed.take() {
-            self.body.source.written(seq);
+        if let Some(err) = self.failed.take() {
+            return Some(Err(err));
         }
+        if self.ended {
+            return None;
+        }
+        let pending = self.next.as_mut()?;
+        let (mut source, mut item) = tokio::select! {
+            biased;
+            () = self.body.shutdown.cancelled() => {
+                tracing::debug!(session = %self.body.session_id, "server shutting down: stream ended");
+                return None;
+            }
+            pulled = pending => pulled,
+        };
+        let mut chunk = BytesMut::new();
         loop {
-            let item = tokio::select! {
-                biased;
-                () = self.body.shutdown.cancelled() => {
-                    tracing::debug!(session = %self.body.session_id, "server shutting down: stream ended");
-                    return None;
+            let end = self.put(&mut *source, item, &mut chunk);
+            self.next = Some(pull(source));
+            if end || chunk.len() >= CHUNK_BYTES {
+                self.ended |= end;
+                break;
+            }
+            match self.next.as_mut().and_then(FutureExt::now_or_never) {
+                Some((again, following)) => {
+                    source = again;
+                    item = following;
                 }
-                item = self.body.source.next() => item?,
-            };
-            match item {
-                Outgoing::Event(event) => {
-                    let line = self.event_line(&event);
-                    if line.is_ok() {
-                        self.handed = Some(event.seq);
-                    }
-                    return Some(line);
+                None => break,
+            }
+        }
+        if chunk.is_empty() {
+            return self.failed.take().map(Err);
+        }
+        Some(Ok(chunk.freeze()))
+    }
+
+    /// Appends one item's line to `chunk`; `true` when the stream ends with it.
+    fn put(
+        &mut self,
+        source: &mut dyn EventSource,
+        item: Option<Outgoing>,
+        chunk: &mut BytesMut,
+    ) -> bool {
+        match item {
+            None => true,
+            Some(Outgoing::Event(event)) => match self.event_line(&event) {
+                Ok(line) => {
+                    chunk.extend_from_slice(&line);
+                    source.written(event.seq);
+                    false
                 }
-                Outgoing::ReplayComplete { last_seq } => {
-                    if let Some(line) = self.control_line(&Control::ReplayComplete { last_seq }) {
-                        return Some(Ok(line));
-                    }
+                Err(err) => {
+                    self.failed = Some(err);
+                    true
                 }
-                Outgoing::Ack { seq } => {
-                    if let Some(line) = self.control_line(&Control::Ack { seq }) {
-                        return Some(Ok(line));
-                    }
+            },
+            Some(Outgoing::ReplayComplete { last_seq }) => {
+                if let Some(line) = self.control_line(&Control::ReplayComplete { last_seq }) {
+                    chunk.extend_from_slice(&line);
                 }
-                Outgoing::Close(reason) => {
-                    match reason {
-                        CloseReason::Refused(refusal) => tracing::info!(
-                            session = %self.body.session_id,
-                            "stream ended by the session layer: {refusal}"
-                        ),
-                        other => tracing::debug!(
-                            session = %self.body.session_id,
-                            reason = ?other,
-                            "stream ended by the session layer"
-                        ),
-                    }
-                    return None;
+                false
+            }
+            Some(Outgoing::Ack { seq }) => {
+                if let Some(line) = self.control_line(&Control::Ack { seq }) {
+                    chunk.extend_from_slice(&line);
                 }
+                false
+            }
+            Some(Outgoing::Close(reason)) => {
+                match reason {
+                    CloseReason::Refused(refusal) => tracing::info!(
+                        session = %self.body.session_id,
+                        "stream ended by the session layer: {refusal}"
+                    ),
+                    other => tracing::debug!(
+                        session = %self.body.session_id,
+                        reason = ?other,
+                        "stream ended by the session layer"
+                    ),
+                }
+                true
             }
         }
     }
 
-    /// Writes one event as a line: sealed once keys exist, except a plaintext first line.
     fn event_line(&mut self, event: &StreamEvent) -> io::Result<Bytes> {
         self.lines += 1;
         let first_in_plaintext = self.lines == 1 && self.body.first_line == FirstLine::Plaintext;

@@ -248,7 +248,7 @@ fn stream_response(
     let registry = shared.registry.attach(&session_id, opener);
     let mut response = StreamBody {
         session_id: session_id.clone(),
-        source: events,
+        source: Some(events),
         sealer,
         first_line,
         signer,

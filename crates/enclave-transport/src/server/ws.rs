@@ -37,6 +37,9 @@ use crate::wire::{self, Classified, Control, WsOpen, WsOpened};
 const BATCH_BYTES: usize = 64 * 1024;
 
 /// Upgrades, bounding every message by the line limit.
+/// How long a closing server waits for the client's close frame.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub(crate) async fn upgrade(
     State(shared): State<Arc<Shared>>,
     guard: Option<Extension<Arc<ConnectionGuard>>>,
@@ -192,6 +195,8 @@ impl Connection {
     }
 
     /// Sends `opened`, then events out and client messages in until either side ends.
+    // One select loop read top to bottom: events out, messages in, pings, shutdown.
+    #[allow(clippy::too_many_lines)]
     async fn run(
         mut self,
         attachment: Attachment,
@@ -248,7 +253,8 @@ impl Connection {
                     let end = pump.collect(source, item, &mut next);
                     if !pump.batch.is_empty() {
                         let text = pump.take_text();
-                        if self.socket.send(Message::Text(text)).await.is_err() {
+                        if let Err(err) = self.socket.send(Message::Text(text)).await {
+                            tracing::debug!(session = %pump.session_id, %err, "WebSocket gone while sending events");
                             return;
                         }
                     }
@@ -268,12 +274,24 @@ impl Connection {
                             continue;
                         }
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                        Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                        Some(Ok(Message::Close(frame))) => {
+                            tracing::debug!(session = %pump.session_id, ?frame, "the client closed the WebSocket");
+                            return;
+                        }
+                        Some(Err(err)) => {
+                            tracing::debug!(session = %pump.session_id, %err, "WebSocket read failed");
+                            return;
+                        }
+                        None => {
+                            tracing::debug!(session = %pump.session_id, "WebSocket ended without a close");
+                            return;
+                        }
                     };
                     if let Some(reply) = pump.receive(text.as_str()).await {
                         match reply {
                             Ok(Some(ack)) => {
-                                if self.socket.send(Message::Text(ack.into())).await.is_err() {
+                                if let Err(err) = self.socket.send(Message::Text(ack.into())).await {
+                                    tracing::debug!(session = %pump.session_id, %err, "WebSocket gone while acknowledging");
                                     return;
                                 }
                             }
@@ -283,7 +301,8 @@ impl Connection {
                     }
                 }
                 _ = ping.tick() => {
-                    if self.socket.send(Message::Ping(bytes::Bytes::new())).await.is_err() {
+                    if let Err(err) = self.socket.send(Message::Ping(bytes::Bytes::new())).await {
+                        tracing::debug!(session = %pump.session_id, %err, "WebSocket gone while pinging");
                         return;
                     }
                 }
@@ -323,7 +342,24 @@ impl Connection {
             reason: Utf8Bytes::from_static(reason),
         };
         // The peer may be gone already; nothing more to do then.
-        let _ = self.socket.send(Message::Close(Some(frame))).await;
+        if self.socket.send(Message::Close(Some(frame))).await.is_err() {
+            return;
+        }
+        // Wait (bounded) for the client's close, reading what it still sends (acks). Dropping
+        // the socket at once would close it with the client's messages unread, and the kernel
+        // would answer with a reset that destroys the events still in flight to the client:
+        // the tail of the stream, `final` included, lost on the wire.
+        let drained = tokio::time::timeout(CLOSE_WAIT, async {
+            while let Some(Ok(message)) = self.socket.recv().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::debug!(session = ?self.session_id.as_ref().map(SessionId::as_str), "no close from the client within {CLOSE_WAIT:?}");
+        }
     }
 }
 
