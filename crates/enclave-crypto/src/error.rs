@@ -303,6 +303,25 @@ fn located(at: &Location) -> String {
     }
 }
 
+/// The variants that carry a [`Location`], listed once for [`Error::location`] and its
+/// mutable twin.
+macro_rules! located_variants {
+    ($error:expr) => {
+        match $error {
+            Error::SealFailed { at, .. }
+            | Error::Unencodable { at, .. }
+            | Error::LineTooLong { at, .. }
+            | Error::DecryptionFailed { at, .. }
+            | Error::KeyIdMismatch { at, .. }
+            | Error::WrongSession { at, .. }
+            | Error::EnvelopeMismatch { at, .. }
+            | Error::PlaintextRefused { at, .. }
+            | Error::Replay { at, .. } => Some(at),
+            _ => None,
+        }
+    };
+}
+
 impl Error {
     /// The error's code (e.g. [`ErrorCode::DecryptionFailed`], which displays as
     /// `ENCRYPTION_DECRYPTION_FAILED`).
@@ -336,33 +355,11 @@ impl Error {
 
     /// Where the fault was found, for the variants that concern a line or a message.
     pub fn location(&self) -> Option<&Location> {
-        match self {
-            Self::SealFailed { at, .. }
-            | Self::Unencodable { at, .. }
-            | Self::LineTooLong { at, .. }
-            | Self::DecryptionFailed { at, .. }
-            | Self::KeyIdMismatch { at, .. }
-            | Self::WrongSession { at, .. }
-            | Self::EnvelopeMismatch { at, .. }
-            | Self::PlaintextRefused { at, .. }
-            | Self::Replay { at, .. } => Some(at),
-            _ => None,
-        }
+        located_variants!(self)
     }
 
     fn location_mut(&mut self) -> Option<&mut Location> {
-        match self {
-            Self::SealFailed { at, .. }
-            | Self::Unencodable { at, .. }
-            | Self::LineTooLong { at, .. }
-            | Self::DecryptionFailed { at, .. }
-            | Self::KeyIdMismatch { at, .. }
-            | Self::WrongSession { at, .. }
-            | Self::EnvelopeMismatch { at, .. }
-            | Self::PlaintextRefused { at, .. }
-            | Self::Replay { at, .. } => Some(at),
-            _ => None,
-        }
+        located_variants!(self)
     }
 
     /// The 1-based line the fault was found on, when a codec knows it.
