@@ -83,3 +83,48 @@ fn pem_errors_name_the_file() {
     let err = tls_config_from_pem(&data("test-cert.pem"), &data("test-cert.pem")).unwrap_err();
     assert!(err.to_string().contains("test-cert.pem"), "{err}");
 }
+
+/// Our own client over https and wss, trusting the test certificate through `with_ca_file`,
+/// encryption required on top of TLS: every event arrives, in order, to `final`.
+#[tokio::test]
+async fn our_client_reads_a_stream_over_https_and_wss() {
+    use enclave_transport::client::{connect, ClientConfig, NewSession, Open, Received};
+    use enclave_types::{EncryptionMode, EventPayload};
+
+    let tls = tls_config_from_pem(&data("test-cert.pem"), &data("test-key.pem")).unwrap();
+    let server = Running::start(5, ServerConfig::default().tls(tls)).await;
+    let config = ClientConfig::new()
+        .with_ca_file(&data("test-cert.pem"))
+        .unwrap()
+        .with_encryption(EncryptionMode::Required);
+    for scheme in ["https", "wss"] {
+        let url = format!("{scheme}://localhost:{}", server.addr.port());
+        let mut connection =
+            tokio::time::timeout(WAIT, connect(&url, Open::New(NewSession::new()), &config))
+                .await
+                .unwrap()
+                .unwrap_or_else(|err| panic!("{url}: {err}"));
+        let mut seqs = Vec::new();
+        loop {
+            let item = tokio::time::timeout(WAIT, connection.next())
+                .await
+                .unwrap_or_else(|_| panic!("{url}: no event in time"));
+            match item {
+                Some(Ok(Received::Event { event, encrypted })) => {
+                    assert!(encrypted || event.seq == 1, "{url}: seq {}", event.seq);
+                    seqs.push(event.seq);
+                    if matches!(event.payload, EventPayload::Final(_)) {
+                        break;
+                    }
+                }
+                Some(Ok(_)) => {}
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+        assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "{url}");
+        assert!(seqs.len() >= 7, "{url}: {seqs:?}");
+        assert!(connection.encrypted(), "{url}");
+        connection.close().await;
+    }
+    server.stop().await;
+}
