@@ -9,6 +9,10 @@
 //! The server is a small fake of our HTTP server on loopback (port 0) that follows a
 //! generated plan per connection and keeps a model of what the client must have received.
 
+mod raw_http;
+
+use raw_http::{header, read_head};
+
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,7 +24,7 @@ use enclave_reconnect::{
 use enclave_transport::client::{ClientConfig, NewSession};
 use enclave_types::{CancelPayload, EncryptionMode, RuntimeChannelPayload};
 use proptest::prelude::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 /// The bound on one generated case, end to end.
@@ -152,71 +156,6 @@ impl Fake {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap()
     }
-}
-
-fn line(seq: u64, total: u64) -> String {
-    let (kind, payload) = if seq == 1 {
-        (
-            "session_init",
-            format!(
-                r#"{{"cancelUrl":"/sessions/{SESSION}/cancel","expiresAt":"2030-01-01T00:00:00.000Z","encryption":{{"enabled":false}}}}"#
-            ),
-        )
-    } else if seq == total {
-        ("final", r#"{"ok":true}"#.to_owned())
-    } else {
-        ("stdout", format!(r#"{{"chunk":"event {seq}"}}"#))
-    };
-    format!(
-        r#"{{"protocolVersion":2,"sessionId":"{SESSION}","seq":{seq},"type":"{kind}","payload":{payload}}}"#
-    ) + "\n"
-}
-
-type Head = (String, Vec<(String, String)>, Vec<u8>);
-
-async fn read_head(socket: &mut TcpStream) -> Option<Head> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let end = loop {
-        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at;
-        }
-        if buf.len() > 64 * 1024 {
-            return None;
-        }
-        let n = socket.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8(buf[..end].to_vec()).ok()?;
-    let mut lines = head.split("\r\n");
-    let request_line = lines.next()?.to_owned();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let length: usize = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .map_or(0, |(_, v)| v.parse().unwrap_or(0));
-    let mut body = buf[end + 4..].to_vec();
-    while body.len() < length.min(1024 * 1024) {
-        let n = socket.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
-    Some((request_line, headers, body))
-}
-
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
 }
 
 async fn handle(mut socket: TcpStream, state: Arc<Mutex<State>>) {
@@ -396,7 +335,7 @@ async fn stream(mut socket: TcpStream, state: &Mutex<State>, start: u64, plan: O
     }
     let cut = plan.as_ref().and_then(|p| p.cut);
     for (index, &seq) in seqs.iter().enumerate() {
-        let text = line(seq, total);
+        let text = raw_http::line(SESSION, seq, total);
         if let Some((after, mid_line)) = cut {
             if index == after {
                 if mid_line {

@@ -2,6 +2,10 @@
 //! session of N events, answers resumes from `from` with a rotated token, records client
 //! messages and acknowledges them, and can cut a connection mid-line, go silent, or refuse.
 
+mod raw_http;
+
+use raw_http::{header, read_head};
+
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -78,66 +82,6 @@ impl Fake {
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap()
     }
-}
-
-fn line(seq: u64, total: u64) -> String {
-    let (kind, payload) = if seq == 1 {
-        (
-            "session_init",
-            format!(
-                r#"{{"cancelUrl":"/sessions/{SESSION}/cancel","expiresAt":"2030-01-01T00:00:00.000Z","encryption":{{"enabled":false}}}}"#
-            ),
-        )
-    } else if seq == total {
-        ("final", r#"{"ok":true}"#.to_owned())
-    } else {
-        ("stdout", format!(r#"{{"chunk":"event {seq}"}}"#))
-    };
-    format!(
-        r#"{{"protocolVersion":2,"sessionId":"{SESSION}","seq":{seq},"type":"{kind}","payload":{payload}}}"#
-    ) + "\n"
-}
-
-async fn read_head(socket: &mut TcpStream) -> Option<(String, Vec<(String, String)>, Vec<u8>)> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let end = loop {
-        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at;
-        }
-        let n = socket.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8(buf[..end].to_vec()).ok()?;
-    let mut lines = head.split("\r\n");
-    let request_line = lines.next()?.to_owned();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let length: usize = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .map_or(0, |(_, v)| v.parse().unwrap_or(0));
-    let mut body = buf[end + 4..].to_vec();
-    while body.len() < length {
-        let n = socket.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        body.extend_from_slice(&chunk[..n]);
-    }
-    Some((request_line, headers, body))
-}
-
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
 }
 
 async fn handle(mut socket: TcpStream, state: Arc<Mutex<State>>) {
@@ -236,7 +180,7 @@ async fn stream(mut socket: TcpStream, state: &Mutex<State>, from: u64, token: &
             let at = s.faults.iter().position(|(at, _)| *at == seq);
             at.map(|i| s.faults.remove(i).1)
         };
-        let text = line(seq, total);
+        let text = raw_http::line(SESSION, seq, total);
         match fault {
             Some(Fault::Cut) => {
                 let half = &text[..text.len() / 2];
