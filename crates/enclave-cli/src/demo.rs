@@ -106,12 +106,18 @@ async fn demo(args: &DemoArgs) -> ExitCode {
         return ExitCode::from(EXIT_FAILURE);
     };
     let serving = tokio::spawn(server.clone().serve(listener, std::future::pending()));
-    let application = tokio::spawn(run_sessions(hub.clone(), args.events, args.messages));
+    let received = Received::default();
+    let application = tokio::spawn(run_sessions(
+        hub.clone(),
+        args.events,
+        args.messages,
+        Arc::clone(&received),
+    ));
 
     let mut all_clean = true;
     let mut out = io::stdout().lock();
     for (name, ws) in [("WebSocket", true), ("HTTP NDJSON", false)] {
-        let outcome = match one_run(addr, ws, args).await {
+        let outcome = match one_run(addr, ws, args, &received).await {
             Ok(outcome) => outcome,
             Err(message) => {
                 report(format_args!("enclave demo: {name}: {message}"));
@@ -144,24 +150,24 @@ async fn demo(args: &DemoArgs) -> ExitCode {
     ExitCode::from(if all_clean { EXIT_OK } else { EXIT_BAD_LINES })
 }
 
-/// Seqs of client messages each session's application received, by session.
+/// Seqs of client messages each session's application received, by session: written by the
+/// application side, read by the checks at the end of a run.
 type Received = Arc<Mutex<Vec<(String, Vec<u64>)>>>;
-
-static RECEIVED: std::sync::OnceLock<Received> = std::sync::OnceLock::new();
-
-fn received() -> &'static Received {
-    RECEIVED.get_or_init(Received::default)
-}
 
 /// The application: streams `events` generated events into each session, collects its
 /// client messages (waiting for `messages` of them, or a few seconds), then ends it.
-async fn run_sessions(hub: Hub, events: u64, messages: u64) {
+async fn run_sessions(hub: Hub, events: u64, messages: u64, received: Received) {
     while let Some(session) = hub.accept().await {
-        tokio::spawn(run_session(session, events, messages));
+        tokio::spawn(run_session(
+            session,
+            events,
+            messages,
+            Arc::clone(&received),
+        ));
     }
 }
 
-async fn run_session(session: NewSession, events: u64, expected_messages: u64) {
+async fn run_session(session: NewSession, events: u64, expected_messages: u64, received: Received) {
     let NewSession {
         handle,
         mut messages,
@@ -169,14 +175,14 @@ async fn run_session(session: NewSession, events: u64, expected_messages: u64) {
     } = session;
     let id = handle.session_id().as_str().to_owned();
     let slot = {
-        let mut all = received().lock().unwrap_or_else(PoisonError::into_inner);
+        let mut all = received.lock().unwrap_or_else(PoisonError::into_inner);
         all.push((id.clone(), Vec::new()));
         all.len() - 1
     };
     let collector = tokio::spawn(async move {
         let mut count = 0;
         while let Some(message) = messages.recv().await {
-            let mut all = received().lock().unwrap_or_else(PoisonError::into_inner);
+            let mut all = received.lock().unwrap_or_else(PoisonError::into_inner);
             all[slot].1.push(message.seq.unwrap_or(0));
             count += 1;
             if count >= expected_messages {
@@ -195,7 +201,12 @@ async fn run_session(session: NewSession, events: u64, expected_messages: u64) {
     let _ = handle.finish(FinalPayload::new(true)).await;
 }
 
-async fn one_run(addr: SocketAddr, ws: bool, args: &DemoArgs) -> Result<Outcome, String> {
+async fn one_run(
+    addr: SocketAddr,
+    ws: bool,
+    args: &DemoArgs,
+    received: &Received,
+) -> Result<Outcome, String> {
     // An encrypted line is about 400 bytes: cut every `events / (cuts + 1)` events or so.
     let every = (args.events * 400 / (args.cuts + 1)).max(2_000);
     let mut config = ProxyConfig::new(addr).fault_after(every / 2, every * 3 / 2);
@@ -262,7 +273,7 @@ async fn one_run(addr: SocketAddr, ws: bool, args: &DemoArgs) -> Result<Outcome,
         .session_id()
         .map(|id| id.as_str().to_owned())
         .unwrap_or_default();
-    let messages = received()
+    let messages = received
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .iter()

@@ -153,14 +153,15 @@ pub(crate) async fn publish(
     let next_state = next_state(&payload, rt);
     let is_tool_call = matches!(payload, EventPayload::ToolCall(_));
     let event = Arc::new(StreamEvent::new(rt.id.clone(), seq, payload));
-    let bytes = serde_json::to_vec(&*event)
-        .map_err(|source| Error::Encode {
-            session: rt.id.clone(),
-            seq,
-            source,
-        })?
-        .len() as u64
-        + 1;
+    // Retention counts each event's JSON size; a counting writer measures it without
+    // building (and allocating) the JSON a second time beside the transport's.
+    let mut size = JsonSize(0);
+    serde_json::to_writer(&mut size, &*event).map_err(|source| Error::Encode {
+        session: rt.id.clone(),
+        seq,
+        source,
+    })?;
+    let bytes = size.0 + 1;
     make_room(shared, rt, bytes).await?;
     // `final_seq` is known before the append wakes any reader: a reader that takes `final`
     // right away must find it set, or it would wait for a next event that never comes.
@@ -343,5 +344,19 @@ impl Messages {
     /// The next message; `None` once the session is gone.
     pub async fn recv(&mut self) -> Option<RuntimeChannelMessage> {
         self.rx.recv().await
+    }
+}
+
+/// Counts the bytes written to it and keeps none of them.
+struct JsonSize(u64);
+
+impl std::io::Write for JsonSize {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0 += data.len() as u64;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
