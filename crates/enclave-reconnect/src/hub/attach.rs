@@ -6,12 +6,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use enclave_transport::{CloseReason, EventSource, Outgoing, Refusal, RefusalReason, Upstream};
-use enclave_types::{RuntimeChannelMessage, RuntimeChannelPayload, StreamEvent};
+use enclave_types::{EventPayload, RuntimeChannelMessage, RuntimeChannelPayload, StreamEvent};
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 
 use super::session::Runtime;
 use super::Shared;
+use crate::store::Inbound;
 use crate::Error;
 
 /// How many events a source reads from the store at once.
@@ -40,6 +41,12 @@ pub(crate) struct HubEvents {
     generations: watch::Receiver<u64>,
     shutdown: watch::Receiver<bool>,
     closed: watch::Receiver<bool>,
+    /// The `final` event was yielded: nothing follows it.
+    after_final: bool,
+    /// Counted in a shared store's presence (detached once when this attachment ends).
+    present: bool,
+    /// Through which seq a remote runtime's client released events from the shared store.
+    released: u64,
     done: bool,
 }
 
@@ -63,6 +70,7 @@ impl HubEvents {
         replay_end: Option<u64>,
     ) -> Self {
         let appended = shared.store.watch(&rt.id);
+        let present = shared.store.is_shared();
         Self {
             generations: rt.generation.subscribe(),
             shutdown: shared.shutdown.subscribe(),
@@ -75,6 +83,9 @@ impl HubEvents {
             replay_end,
             buffer: VecDeque::new(),
             appended,
+            after_final: false,
+            present,
+            released: from.saturating_sub(1),
             done: false,
         }
     }
@@ -82,7 +93,65 @@ impl HubEvents {
     fn finish(&mut self, last: Option<Outgoing>) -> Option<Outgoing> {
         self.done = true;
         self.rt.detach(self.generation);
+        self.leave_store();
         last
+    }
+
+    /// Takes this attachment out of a shared store's presence count, once.
+    fn leave_store(&mut self) {
+        if !std::mem::take(&mut self.present) {
+            return;
+        }
+        let store = std::sync::Arc::clone(&self.shared.store);
+        let id = self.rt.id.clone();
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                if let Err(err) = store.detach(&id).await {
+                    tracing::warn!(session = %id, %err, "connection end not recorded in the store");
+                }
+            });
+        }
+    }
+
+    /// For a session produced elsewhere: lets what this client acknowledged (or, without
+    /// acknowledgements, was written) leave the shared store, which is how its producer
+    /// learns there is room.
+    async fn release(&mut self) -> Result<(), Error> {
+        if !self.rt.remote {
+            return Ok(());
+        }
+        let through = self
+            .rt
+            .acked
+            .load(Ordering::Acquire)
+            .max(self.rt.written.load(Ordering::Acquire));
+        if through > self.released {
+            self.shared.store.trim(&self.rt.id, through).await?;
+            self.released = through;
+        }
+        Ok(())
+    }
+
+    /// A remote session's record left the store (deleted or expired): how this attachment
+    /// ends.
+    async fn remote_gone(&mut self) -> Option<Outgoing> {
+        match self.shared.store.load(&self.rt.id).await {
+            Ok(Some(snapshot)) if snapshot.expired => {
+                let refusal = Refusal::new(
+                    RefusalReason::Expired,
+                    format!("session {} expired", self.rt.id),
+                );
+                self.finish(Some(Outgoing::Close(CloseReason::Refused(refusal))))
+            }
+            Ok(_) => self.finish(None),
+            Err(err) => {
+                let refusal = Refusal::new(
+                    RefusalReason::Unavailable,
+                    format!("session {}: {err}", self.rt.id),
+                );
+                self.finish(Some(Outgoing::Close(CloseReason::Refused(refusal))))
+            }
+        }
     }
 
     /// Whether this attachment must stop, and the last item it yields if so.
@@ -151,13 +220,20 @@ impl HubEvents {
                     continue;
                 }
             }
+            if self.after_final {
+                return self.finish(None);
+            }
             if self.buffer.is_empty() {
-                match self
-                    .shared
-                    .store
-                    .read(&self.rt.id, self.next_seq, READ_BATCH)
-                    .await
-                {
+                let read = match self.release().await {
+                    Ok(()) => {
+                        self.shared
+                            .store
+                            .read(&self.rt.id, self.next_seq, READ_BATCH)
+                            .await
+                    }
+                    Err(err) => Err(err),
+                };
+                match read {
                     Ok(events) => self.buffer.extend(events),
                     Err(err) => {
                         let refusal = Refusal::new(
@@ -188,26 +264,31 @@ impl HubEvents {
                     return self.finish(Some(Outgoing::Close(CloseReason::Refused(refusal))));
                 }
                 self.next_seq += 1;
+                self.after_final = matches!(event.payload, EventPayload::Final(_));
+                if self.rt.remote {
+                    // Acknowledgements are clamped to what this runtime saw published.
+                    self.rt.last_seq.fetch_max(event.seq, Ordering::AcqRel);
+                }
                 return Some(Outgoing::Event(event));
             }
-            let final_seq = self.rt.final_seq.load(Ordering::Acquire);
-            if final_seq != 0 && self.next_seq > final_seq {
-                return self.finish(None);
-            }
+            let remote = self.rt.remote;
             let appended_rx = &mut self.appended;
             let appended = async {
                 match appended_rx.as_mut() {
-                    Some(rx) => {
-                        if rx.changed().await.is_err() {
-                            // The store dropped the session: wait for `closed` instead.
-                            std::future::pending::<()>().await;
-                        }
-                    }
-                    None => std::future::pending::<()>().await,
+                    Some(rx) => rx.changed().await.is_ok(),
+                    None => std::future::pending::<bool>().await,
                 }
             };
             tokio::select! {
-                () = appended => {}
+                alive = appended => {
+                    if !alive {
+                        if remote {
+                            return self.remote_gone().await;
+                        }
+                        // The store dropped the session: wait for `closed` instead.
+                        self.appended = None;
+                    }
+                }
                 () = notified => {}
                 _ = self.generations.changed() => {}
                 _ = self.shutdown.changed() => {}
@@ -233,6 +314,7 @@ impl EventSource for HubEvents {
 impl Drop for HubEvents {
     fn drop(&mut self) {
         self.rt.detach(self.generation);
+        self.leave_store();
     }
 }
 
@@ -271,6 +353,10 @@ impl Upstream for HubUpstream {
 
     fn ack(&self, seq: u64) {
         acknowledge(&self.rt, seq);
+        if self.rt.remote {
+            // The event source releases the acknowledged events from the shared store.
+            self.rt.control.notify_waiters();
+        }
     }
 }
 
@@ -291,12 +377,22 @@ pub(crate) async fn deliver(
     rt: &Runtime,
     messages: Vec<RuntimeChannelMessage>,
 ) -> Result<u64, Refusal> {
-    let unavailable = |err: Error| {
-        Refusal::new(
+    let unavailable = |err: Error| match err {
+        Error::UnknownSession(_) => Refusal::new(
+            RefusalReason::UnknownSession,
+            format!("session {} is unknown to the store", rt.id),
+        ),
+        err => Refusal::new(
             RefusalReason::Unavailable,
             format!("session {}: {err}", rt.id),
-        )
+        ),
     };
+    if shared.store.is_shared() {
+        // The producer may run on any server: the store numbers, dedupes and hands the
+        // messages to its inbox, atomically with the client position.
+        let items = messages.into_iter().map(Inbound::Message).collect();
+        return shared.store.forward(&rt.id, items).await.map_err(unavailable);
+    }
     let app = rt.upstream.lock().await;
     let Some(app) = app.as_ref() else {
         return Err(Refusal::new(
@@ -328,4 +424,17 @@ pub(crate) async fn deliver(
             .map_err(unavailable)?;
     }
     Ok(held)
+}
+
+/// Hands one message that came through a shared store's inbox to the application.
+pub(crate) async fn hand_to_application(rt: &Runtime, message: RuntimeChannelMessage) {
+    if matches!(message.payload, RuntimeChannelPayload::Cancel(_)) {
+        rt.cancelled.send_replace(true);
+    }
+    let app = rt.upstream.lock().await;
+    if let Some(app) = app.as_ref() {
+        if app.send(message).await.is_err() {
+            tracing::debug!(session = %rt.id, "the application no longer reads messages");
+        }
+    }
 }

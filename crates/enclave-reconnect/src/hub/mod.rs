@@ -7,6 +7,12 @@
 //! connection ended more than a grace period ago, or whose `expiresAt` passed, and purges
 //! their records a grace period later; a heartbeat task per session publishes `heartbeat`
 //! events like any other.
+//!
+//! With a shared store ([`Store::is_shared`]) any server serves any session: a resume of a
+//! session produced elsewhere attaches a *remote* runtime (events from the store's log,
+//! client messages and cancels forwarded through the store to the producer's inbox), the
+//! epoch is the store's, and expiry follows the connections counted in the store on every
+//! server rather than this server's alone.
 
 mod attach;
 mod clock;
@@ -15,6 +21,7 @@ mod session;
 mod token;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -24,13 +31,14 @@ use enclave_transport::{
 };
 use enclave_types::{EventPayload, HeartbeatPayload, SessionId, SessionInitPayload};
 use futures::future::BoxFuture;
+use futures::StreamExt;
 use ring::rand::SystemRandom;
 use tokio::sync::{mpsc, watch, Mutex as AsyncMutex};
 use tokio::time::Instant;
 
 use self::attach::{HubEvents, HubUpstream};
 use self::session::Runtime;
-use crate::store::{SessionMeta, Snapshot, Store, TokenHash, TokenHashes};
+use crate::store::{Inbound, SessionMeta, Snapshot, Store, TokenHash, TokenHashes};
 use crate::Error;
 
 pub use self::config::{HubConfig, OverflowPolicy};
@@ -44,7 +52,9 @@ const MESSAGE_QUEUE: usize = 256;
 pub(crate) struct Shared {
     pub(crate) config: HubConfig,
     pub(crate) store: Arc<dyn Store>,
-    epoch: u64,
+    /// The epoch of the state sessions belong to: the hub's own, or the shared store's as
+    /// last read (a store that lost its state gets a new one).
+    epoch: AtomicU64,
     rng: SystemRandom,
     sessions: Mutex<HashMap<SessionId, Arc<Runtime>>>,
     new_sessions: mpsc::UnboundedSender<NewSession>,
@@ -71,7 +81,7 @@ impl Hub {
         let shared = Arc::new(Shared {
             store: Arc::clone(&config.store),
             config,
-            epoch,
+            epoch: AtomicU64::new(epoch),
             rng,
             sessions: Mutex::new(HashMap::new()),
             new_sessions,
@@ -94,9 +104,9 @@ impl Hub {
         }
     }
 
-    /// The epoch of this hub's sessions.
+    /// The epoch of this hub's sessions (with a shared store, the store's as last read).
     pub fn epoch(&self) -> u64 {
-        self.shared.epoch
+        self.shared.epoch.load(Ordering::Acquire)
     }
 
     /// A handle on a live session of this hub.
@@ -137,6 +147,14 @@ impl Hub {
         if let Some(rt) = &rt {
             rt.close();
             rt.upstream.lock().await.take();
+        } else if self.shared.store.is_shared() {
+            // The producer may run on another server: stop it before its record goes.
+            let cancel = Inbound::Cancel {
+                reason: Some("session deleted".to_owned()),
+            };
+            if let Err(err) = self.shared.store.forward(id, vec![cancel]).await {
+                tracing::debug!(session = %id, %err, "no cancel forwarded before the delete");
+            }
         }
         let removed = self.shared.store.remove(id).await?;
         Ok(removed || rt.is_some())
@@ -144,6 +162,14 @@ impl Hub {
 }
 
 impl Shared {
+    /// The current epoch: the shared store's when it keeps one, else the hub's.
+    async fn current_epoch(&self) -> Result<u64, Error> {
+        if let Some(epoch) = self.store.epoch().await? {
+            self.epoch.store(epoch, Ordering::Release);
+        }
+        Ok(self.epoch.load(Ordering::Acquire))
+    }
+
     fn runtime(&self, id: &SessionId) -> Option<Arc<Runtime>> {
         self.sessions
             .lock()
@@ -183,6 +209,15 @@ impl Shared {
         }
     }
 
+    /// Counts a new connection in a shared store's presence (the attachment leaves it when
+    /// it ends).
+    async fn enter_store(&self, id: &SessionId) -> Result<(), Refusal> {
+        if self.store.is_shared() {
+            self.store.attach(id).await.map_err(|e| unavailable(id, &e))?;
+        }
+        Ok(())
+    }
+
     fn refuse_if_shutting_down(&self) -> Result<(), Refusal> {
         if *self.shutdown.borrow() {
             return Err(Refusal::new(
@@ -204,7 +239,13 @@ impl Shared {
     ) -> Result<(Snapshot, Arc<Runtime>, Option<TokenHash>), Refusal> {
         let snapshot = self.store.load(id).await.map_err(|e| unavailable(id, &e))?;
         let presented = self.check_token(id, token, snapshot.as_ref(), accept_previous)?;
-        match (snapshot, self.runtime(id)) {
+        let runtime = self.runtime(id).or_else(|| {
+            // A session produced by another server sharing the store (or by one that died):
+            // served from the store's log, its messages forwarded to the producer's inbox.
+            (self.store.is_shared() && snapshot.is_some())
+                .then(|| Arc::new(Runtime::remote(id.clone())))
+        });
+        match (snapshot, runtime) {
             (Some(snapshot), Some(rt)) => Ok((snapshot, rt, presented)),
             _ => Err(Refusal::new(
                 RefusalReason::UnknownSession,
@@ -306,10 +347,22 @@ impl Shared {
     }
 
     fn grace_expired(&self, rt: &Runtime, snapshot: &Snapshot) -> bool {
+        let now = clock::now_ms();
+        if snapshot.expired || now >= snapshot.meta.expires_at_ms {
+            return true;
+        }
+        if self.store.is_shared() {
+            // Connections on every server count: this one's may all have ended while a
+            // client is attached elsewhere.
+            let presence = snapshot.presence;
+            let grace = u64::try_from(self.config.session_grace.as_millis()).unwrap_or(u64::MAX);
+            return presence.attached == 0
+                && presence
+                    .detached_at_ms
+                    .is_some_and(|at| now.saturating_sub(at) >= grace);
+        }
         let detached = rt.attach_state().detached_at;
-        snapshot.expired
-            || clock::now_ms() >= snapshot.meta.expires_at_ms
-            || detached.is_some_and(|at| at.elapsed() >= self.config.session_grace)
+        detached.is_some_and(|at| at.elapsed() >= self.config.session_grace)
     }
 }
 
@@ -333,9 +386,13 @@ impl SessionService for Hub {
                 });
             let expires =
                 created.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+            let epoch = shared
+                .current_epoch()
+                .await
+                .map_err(|e| unavailable(&id, &e))?;
             let meta = SessionMeta::new(
                 id.clone(),
-                shared.epoch,
+                epoch,
                 created,
                 expires,
                 request.encrypted,
@@ -369,6 +426,7 @@ impl SessionService for Hub {
                 return Err(unavailable(&id, &err));
             }
             let generation = rt.attach(request.features.resume, 0);
+            shared.enter_store(&id).await?;
             let heartbeat = request
                 .config
                 .heartbeat_interval_ms
@@ -377,6 +435,9 @@ impl SessionService for Hub {
                 });
             if let Some(period) = heartbeat {
                 tokio::spawn(heartbeats(Arc::downgrade(shared), Arc::clone(&rt), period));
+            }
+            if shared.store.is_shared() {
+                tokio::spawn(follow_inbox(Arc::downgrade(shared), Arc::clone(&rt)));
             }
             let new_session = NewSession {
                 session_id: id.clone(),
@@ -400,6 +461,7 @@ impl SessionService for Hub {
                 1,
                 None,
                 token,
+                epoch,
             );
             attachment.encrypted = request.encrypted;
             Ok(attachment)
@@ -415,12 +477,15 @@ impl SessionService for Hub {
             // belongs to is gone (a restart that lost it). Decided by the hub's epoch alone,
             // so it says nothing about whether the session exists; without it, a restarted
             // server could only answer `bad_token`, as if the client had the wrong token.
-            if let Some(epoch) = request.epoch.filter(|&e| e != shared.epoch) {
+            let current = shared
+                .current_epoch()
+                .await
+                .map_err(|e| unavailable(id, &e))?;
+            if let Some(epoch) = request.epoch.filter(|&e| e != current) {
                 return Err(Refusal::new(
                     RefusalReason::EpochMismatch,
                     format!(
-                        "session {id}: epoch {epoch} is not this server's ({}): its state is gone",
-                        shared.epoch
+                        "session {id}: epoch {epoch} is not this server's ({current}): its state is gone",
                     ),
                 ));
             }
@@ -467,6 +532,7 @@ impl SessionService for Hub {
                 .await
                 .map_err(|e| unavailable(id, &e))?;
             let generation = rt.attach(request.features.resume, from - 1);
+            shared.enter_store(id).await?;
             let replay_end = retention.last_seq.max(from - 1);
             let mut attachment = attachment(
                 shared,
@@ -476,6 +542,7 @@ impl SessionService for Hub {
                 from,
                 Some(replay_end),
                 token,
+                snapshot.meta.epoch,
             );
             attachment.epoch = snapshot.meta.epoch;
             attachment.resumed = true;
@@ -574,7 +641,20 @@ impl SessionService for Hub {
     ) -> BoxFuture<'_, Result<(), Refusal>> {
         let id = session_id.clone();
         Box::pin(async move {
+            let store = &self.shared.store;
             let Some(rt) = self.shared.runtime(&id) else {
+                if store.is_shared() {
+                    // The producer may run on another server: the cancel goes through the
+                    // store to its inbox.
+                    return match store.forward(&id, vec![Inbound::Cancel { reason }]).await {
+                        Ok(_) => Ok(()),
+                        Err(Error::UnknownSession(_)) => Err(Refusal::new(
+                            RefusalReason::UnknownSession,
+                            format!("session {id} not found"),
+                        )),
+                        Err(err) => Err(unavailable(&id, &err)),
+                    };
+                }
                 return Err(Refusal::new(
                     RefusalReason::UnknownSession,
                     format!("session {id} not found"),
@@ -588,6 +668,7 @@ impl SessionService for Hub {
 }
 
 /// An attachment of `rt` for the connection of `generation`, sending from seq `from`.
+#[allow(clippy::too_many_arguments)]
 fn attachment(
     shared: &Arc<Shared>,
     rt: Arc<Runtime>,
@@ -596,6 +677,7 @@ fn attachment(
     from: u64,
     replay_end: Option<u64>,
     token: String,
+    epoch: u64,
 ) -> Attachment {
     let events = HubEvents::new(
         Arc::clone(shared),
@@ -615,7 +697,7 @@ fn attachment(
     Attachment::new(
         id,
         token,
-        shared.epoch,
+        epoch,
         Box::new(events),
         Arc::new(upstream),
     )
@@ -661,6 +743,35 @@ async fn heartbeats(shared: Weak<Shared>, rt: Arc<Runtime>, period: Duration) {
             Ok(_) => {}
             Err(Error::SessionClosed(_) | Error::ShuttingDown) => return,
             Err(err) => tracing::warn!(session = %rt.id, %err, "heartbeat not published"),
+        }
+    }
+}
+
+/// Hands what other servers forwarded through the shared store to the application: client
+/// messages in order, cancels. Ends with the session.
+async fn follow_inbox(shared: Weak<Shared>, rt: Arc<Runtime>) {
+    let Some(mut inbox) = shared.upgrade().map(|s| s.store.inbox(&rt.id)) else {
+        return;
+    };
+    let mut closed = rt.closed.subscribe();
+    loop {
+        let item = tokio::select! {
+            item = inbox.next() => item,
+            _ = closed.wait_for(|c| *c) => return,
+        };
+        match item {
+            None => return,
+            Some(Ok(Inbound::Cancel { reason })) => {
+                tracing::debug!(session = %rt.id, reason = reason.as_deref().unwrap_or(""), "cancel forwarded");
+                rt.cancelled.send_replace(true);
+            }
+            Some(Ok(Inbound::Message(message))) => {
+                attach::hand_to_application(&rt, message).await;
+            }
+            Some(Err(err)) => {
+                // The store's stream retries on its own; an error is only reported.
+                tracing::warn!(session = %rt.id, %err, "session inbox");
+            }
         }
     }
 }

@@ -36,12 +36,19 @@ pub(crate) struct AttachState {
 pub(crate) struct PublishState {
     pub(crate) next_seq: u64,
     pub(crate) finished: bool,
+    /// The retention the last append left. Only this publisher appends, and everything else
+    /// only trims, so it bounds the real one from above: an event that fits it fits, without
+    /// asking the store again.
+    pub(crate) retention: Option<Retention>,
 }
 
 /// The in-process side of one session.
 #[derive(Debug)]
 pub(crate) struct Runtime {
     pub(crate) id: SessionId,
+    /// Whether the session's producer runs elsewhere (a shared store): this runtime only
+    /// serves one attachment from the store's log.
+    pub(crate) remote: bool,
     pub(crate) publish: AsyncMutex<PublishState>,
     /// Serializes client message delivery, so order and dedupe hold across carriers.
     pub(crate) upstream: AsyncMutex<Option<mpsc::Sender<RuntimeChannelMessage>>>,
@@ -70,13 +77,24 @@ pub(crate) struct Runtime {
 
 impl Runtime {
     pub(crate) fn new(id: SessionId, messages: mpsc::Sender<RuntimeChannelMessage>) -> Self {
+        Self::with_upstream(id, Some(messages))
+    }
+
+    /// The runtime of a session produced on another server sharing the store.
+    pub(crate) fn remote(id: SessionId) -> Self {
+        Self::with_upstream(id, None)
+    }
+
+    fn with_upstream(id: SessionId, messages: Option<mpsc::Sender<RuntimeChannelMessage>>) -> Self {
         Self {
+            remote: messages.is_none(),
             id,
             publish: AsyncMutex::new(PublishState {
                 next_seq: 1,
                 finished: false,
+                retention: None,
             }),
-            upstream: AsyncMutex::new(Some(messages)),
+            upstream: AsyncMutex::new(messages),
             space: Notify::new(),
             control: Notify::new(),
             acked: AtomicU64::new(0),
@@ -162,17 +180,20 @@ pub(crate) async fn publish(
         source,
     })?;
     let bytes = size.0 + 1;
-    make_room(shared, rt, bytes).await?;
+    make_room(shared, rt, bytes, state.retention.take()).await?;
     // `final_seq` is known before the append wakes any reader: a reader that takes `final`
     // right away must find it set, or it would wait for a next event that never comes.
     if is_final {
         rt.final_seq.store(seq, Ordering::Release);
     }
-    if let Err(err) = shared.store.append(&rt.id, event, bytes).await {
-        if is_final {
-            rt.final_seq.store(0, Ordering::Release);
+    match shared.store.append(&rt.id, event, bytes).await {
+        Ok(retention) => state.retention = Some(retention),
+        Err(err) => {
+            if is_final {
+                rt.final_seq.store(0, Ordering::Release);
+            }
+            return Err(err);
         }
-        return Err(err);
     }
     state.next_seq += 1;
     rt.last_seq.store(seq, Ordering::Release);
@@ -226,11 +247,33 @@ async fn record_progress(
 /// Waits until an event of `bytes` fits the bound: acknowledged events leave first, then
 /// (for a client without acknowledgements) written ones, oldest first; under `DropOldest`
 /// the oldest leaves anyway. An event is always admitted into an empty retention, so one
-/// event larger than the byte bound cannot wedge a session.
-async fn make_room(shared: &Shared, rt: &Runtime, bytes: u64) -> Result<(), Error> {
+/// event larger than the byte bound cannot wedge a session. `known` is the retention the
+/// last append left, if the publisher has it.
+async fn make_room(
+    shared: &Shared,
+    rt: &Runtime,
+    bytes: u64,
+    known: Option<Retention>,
+) -> Result<(), Error> {
     let config = &shared.config;
+    let acked = rt.acked.load(Ordering::Acquire);
+    if let Some(known) = known {
+        let nothing_to_trim = known.count == 0 || acked < known.first_seq;
+        if nothing_to_trim
+            && fits(&known, bytes, config.max_buffered_events, config.max_buffered_bytes)
+        {
+            return Ok(());
+        }
+    }
     let mut shutdown = shared.shutdown.subscribe();
     let mut closed = rt.closed.subscribe();
+    // Clients on other servers acknowledge by trimming the shared store, which wakes
+    // nothing here: look again now and then.
+    let poll = if shared.store.is_shared() {
+        SHARED_POLL
+    } else {
+        std::time::Duration::MAX
+    };
     loop {
         let mut notified = pin!(rt.space.notified());
         notified.as_mut().enable();
@@ -263,8 +306,19 @@ async fn make_room(shared: &Shared, rt: &Runtime, bytes: u64) -> Result<(), Erro
             () = notified => {}
             _ = shutdown.changed() => {}
             _ = closed.changed() => {}
+            () = sleep_or_never(poll) => {}
         }
     }
+}
+
+/// How often a producer blocked on a full retention looks at a shared store again.
+const SHARED_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+async fn sleep_or_never(period: std::time::Duration) {
+    if period == std::time::Duration::MAX {
+        std::future::pending::<()>().await;
+    }
+    tokio::time::sleep(period).await;
 }
 
 fn fits(retention: &Retention, bytes: u64, max_events: u64, max_bytes: u64) -> bool {

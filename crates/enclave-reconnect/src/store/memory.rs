@@ -108,12 +108,12 @@ impl Store for MemoryStore {
     fn load(&self, id: &SessionId) -> BoxFuture<'_, Result<Option<Snapshot>, Error>> {
         let snapshot = self.record(id).map(|record| {
             let record = record.lock().unwrap_or_else(PoisonError::into_inner);
-            Snapshot {
-                meta: record.meta.clone(),
-                tokens: record.tokens,
-                retention: record.retention,
-                expired: record.expired,
-            }
+            Snapshot::new(
+                record.meta.clone(),
+                record.tokens,
+                record.retention,
+                record.expired,
+            )
         });
         Box::pin(ready(Ok(snapshot)))
     }

@@ -6,14 +6,24 @@
 //! implement the same trait; every operation that must be atomic across servers is one call
 //! (`swap_tokens` is a compare-and-set, `append` checks the seq, `advance_client_seq` only
 //! moves forward).
+//!
+//! # Shared stores
+//! A store that several servers share ([`Store::is_shared`]) carries what one server's memory
+//! carries otherwise: the epoch ([`Store::epoch`]), the client messages and cancels a
+//! session's producer must receive wherever the client is connected ([`Store::forward`],
+//! [`Store::inbox`]), and the presence of connections on any server ([`Store::attach`],
+//! [`Store::detach`], [`Presence`]), so a server never expires a session a client holds
+//! elsewhere. [`Store::watch`] then also wakes for events other servers append. The defaults
+//! of these methods describe a store private to one process.
 
 mod memory;
 
 use std::fmt;
 use std::sync::Arc;
 
-use enclave_types::{SessionId, SessionState, StreamEvent};
+use enclave_types::{RuntimeChannelMessage, SessionId, SessionState, StreamEvent};
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use tokio::sync::watch;
 
 use crate::Error;
@@ -127,6 +137,17 @@ pub struct Retention {
     pub client_seq: u64,
 }
 
+/// Connections to a session on every server sharing the store (shared stores only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Presence {
+    /// How many connections are attached right now, on any server.
+    pub attached: u64,
+    /// When the count last fell to zero, ms since the Unix epoch (`None` while attached, or
+    /// before the first connection).
+    pub detached_at_ms: Option<u64>,
+}
+
 /// One session as the store holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -140,6 +161,35 @@ pub struct Snapshot {
     /// Whether it expired (its events are gone; only this record is left, so a resume gets
     /// `expired` rather than `unknown_session`).
     pub expired: bool,
+    /// Its connections across servers (shared stores; a private store leaves the default).
+    pub presence: Presence,
+}
+
+impl Snapshot {
+    /// A snapshot with no connections recorded.
+    pub fn new(meta: SessionMeta, tokens: TokenHashes, retention: Retention, expired: bool) -> Self {
+        Self {
+            meta,
+            tokens,
+            retention,
+            expired,
+            presence: Presence::default(),
+        }
+    }
+}
+
+/// What reaches a session's producer through a shared store: a client message (with the seq
+/// the store numbered it with) or a cancel.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Inbound {
+    /// A client message, each seq once and in order.
+    Message(RuntimeChannelMessage),
+    /// A cancel through the cancel route of any server.
+    Cancel {
+        /// The reason given, if any.
+        reason: Option<String>,
+    },
 }
 
 /// Session state storage. Object safe: the hub holds an `Arc<dyn Store>`.
@@ -205,6 +255,53 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// The session's last appended seq, updated on every append: how live readers wait.
     /// `None` for an unknown session. The sender is dropped when the session is removed or
-    /// expires.
+    /// expires. A shared store also wakes for other servers' appends; it may answer `Some`
+    /// before it knows whether the session exists, and then drops the sender once it does.
     fn watch(&self, id: &SessionId) -> Option<watch::Receiver<u64>>;
+
+    /// Whether other servers share this store's sessions. The hub then routes client
+    /// messages and cancels through [`Store::forward`] and [`Store::inbox`], records presence
+    /// with [`Store::attach`] and [`Store::detach`], and serves sessions produced elsewhere.
+    /// Default `false`.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// The epoch of the state this store holds, for a store that outlives its servers (a
+    /// store that loses its state gets a new one, so every resume into the lost state is
+    /// refused `epoch_mismatch`). Default `None`: the hub's own epoch.
+    fn epoch(&self) -> BoxFuture<'_, Result<Option<u64>, Error>> {
+        Box::pin(std::future::ready(Ok(None)))
+    }
+
+    /// Hands client messages and cancels to the session's producer, wherever it runs:
+    /// messages are numbered (one without a seq takes the next), each seq kept once (one at
+    /// or below the highest held is skipped), atomically with the client position. Returns
+    /// the highest client seq held. Shared stores only; the default fails.
+    fn forward(&self, id: &SessionId, items: Vec<Inbound>) -> BoxFuture<'_, Result<u64, Error>> {
+        let _ = items;
+        let err = Error::Store(format!(
+            "session {id}: this store is not shared, so it forwards nothing"
+        ));
+        Box::pin(std::future::ready(Err(err)))
+    }
+
+    /// What [`Store::forward`] handed to the session, in order, each once, for its producer;
+    /// ends when the session is removed or expires. Shared stores only; the default is empty.
+    fn inbox(&self, id: &SessionId) -> BoxStream<'static, Result<Inbound, Error>> {
+        let _ = id;
+        Box::pin(futures::stream::empty())
+    }
+
+    /// A connection to the session was attached on this server (shared stores count them).
+    fn attach(&self, id: &SessionId) -> BoxFuture<'_, Result<(), Error>> {
+        let _ = id;
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// A connection attached with [`Store::attach`] ended.
+    fn detach(&self, id: &SessionId) -> BoxFuture<'_, Result<(), Error>> {
+        let _ = id;
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
