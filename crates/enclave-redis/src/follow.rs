@@ -1,0 +1,403 @@
+//! The store's background work: following sessions produced elsewhere (blocking reads of
+//! their event logs, with the lease check that ends a session whose producer died),
+//! delivering a session's inbox to its producer, and renewing this process's leases.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use enclave_reconnect::store::Inbound;
+use enclave_reconnect::Error as StoreError;
+use enclave_types::{ErrorInfo, EventPayload, FinalPayload, SessionId, StreamEvent};
+use futures::stream::BoxStream;
+use redis::aio::MultiplexedConnection;
+use redis::Value;
+use tokio::sync::watch;
+
+use crate::codec::{self, Entry};
+use crate::store::{now_ms, Inner};
+use crate::PRODUCER_LOST;
+
+/// How long to wait before trying Redis again after a failure.
+const RETRY: Duration = Duration::from_millis(250);
+
+/// Inbox entries read at once.
+const INBOX_BATCH: usize = 64;
+
+/// One blocking `XREAD` of `key` after entry `after`: `None` when it timed out.
+async fn xread(
+    conn: &mut MultiplexedConnection,
+    key: &str,
+    after: &str,
+    block: Duration,
+    count: usize,
+) -> redis::RedisResult<Option<Vec<Entry>>> {
+    let reply: Value = redis::cmd("XREAD")
+        .arg("COUNT")
+        .arg(count)
+        .arg("BLOCK")
+        .arg(u64::try_from(block.as_millis()).unwrap_or(u64::MAX))
+        .arg("STREAMS")
+        .arg(key)
+        .arg(after)
+        .query_async(conn)
+        .await?;
+    let streams: Option<Vec<(String, Vec<Entry>)>> = redis::from_redis_value(reply)?;
+    Ok(streams.map(|streams| streams.into_iter().flat_map(|(_, e)| e).collect()))
+}
+
+/// Whether anyone still reads `sender`; if not, the follower leaves the map (under its lock,
+/// so `watch` never hands out a receiver of a sender that is going).
+fn abandoned(inner: &Inner, id: &SessionId, sender: &Arc<watch::Sender<u64>>) -> bool {
+    let mut followed = inner.followed();
+    if sender.receiver_count() > 0 {
+        return false;
+    }
+    if followed
+        .get(id)
+        .is_some_and(|held| Arc::ptr_eq(held, sender))
+    {
+        followed.remove(id);
+    }
+    true
+}
+
+/// Leaves the map whatever the receivers: the session left the store, and dropping the
+/// sender tells its readers so.
+fn gone(inner: &Inner, id: &SessionId, sender: &Arc<watch::Sender<u64>>) {
+    let mut followed = inner.followed();
+    if followed
+        .get(id)
+        .is_some_and(|held| Arc::ptr_eq(held, sender))
+    {
+        followed.remove(id);
+    }
+}
+
+/// What the meta hash says about a followed session.
+struct Progress {
+    last: u64,
+    finished: bool,
+    lease: u64,
+}
+
+/// The session's last seq, whether it has its `final`, and its lease; `None` once it left
+/// the store or expired.
+async fn progress(inner: &Inner, id: &SessionId) -> Result<Option<Progress>, StoreError> {
+    let keys = inner.keys(id);
+    let mut conn = inner.conn.clone();
+    let fields: Vec<Option<String>> = redis::cmd("HMGET")
+        .arg(&keys.meta)
+        .arg(&["last", "fin_seq", "lease", "expired"][..])
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| codec::failed("follow", id, &e))?;
+    let [last, fin_seq, lease, expired] = fields.as_slice() else {
+        return Err(codec::corrupt(id, "HMGET replied with the wrong arity"));
+    };
+    let Some(last) = last else {
+        return Ok(None);
+    };
+    if expired.as_deref() == Some("1") {
+        return Ok(None);
+    }
+    let number = |field: &str, value: &str| {
+        value
+            .parse::<u64>()
+            .map_err(|_| codec::corrupt(id, format_args!("field {field} is {value:?}")))
+    };
+    Ok(Some(Progress {
+        last: number("last", last)?,
+        finished: fin_seq.is_some(),
+        lease: lease.as_deref().map_or(Ok(0), |l| number("lease", l))?,
+    }))
+}
+
+/// Ends a session whose producer's lease lapsed with `final {ok: false}`, unless the
+/// producer appended, finished or renewed meanwhile (the script checks all three).
+async fn fail_producer(inner: &Inner, id: &SessionId, last: u64) -> Result<bool, StoreError> {
+    let mut error = ErrorInfo::new(format!(
+        "the producer of session {id} stopped renewing its lease (its server died or lost Redis)"
+    ));
+    error.code = Some(PRODUCER_LOST.to_owned());
+    let mut payload = FinalPayload::new(false);
+    payload.error = Some(error);
+    let seq = last + 1;
+    let event = StreamEvent::new(id.clone(), seq, EventPayload::Final(payload));
+    let json = serde_json::to_string(&event).map_err(|source| StoreError::Encode {
+        session: id.clone(),
+        seq,
+        source,
+    })?;
+    let bytes = json.len() as u64 + 1;
+    let keys = inner.keys(id);
+    let mut conn = inner.conn.clone();
+    let appended: i64 = inner
+        .scripts
+        .fail_producer
+        .key(&keys.meta)
+        .key(&keys.events)
+        .arg(last)
+        .arg(now_ms())
+        .arg(json)
+        .arg(bytes)
+        .invoke_async(&mut conn)
+        .await
+        .map_err(|e| codec::failed("fail_producer", id, &e))?;
+    if appended == 1 {
+        tracing::warn!(session = %id, seq, "producer lease lapsed: session ended with final {{ok: false}}");
+    }
+    Ok(appended == 1)
+}
+
+/// Follows the event log of a session produced elsewhere: each append wakes `sender`'s
+/// readers; a lapsed lease ends the session; a session that left the store drops the
+/// sender. Ends when no reader is left.
+pub(crate) async fn follow_events(
+    inner: Arc<Inner>,
+    id: SessionId,
+    sender: Arc<watch::Sender<u64>>,
+) {
+    let keys = inner.keys(&id);
+    let block = inner.config.block;
+    let mut conn: Option<MultiplexedConnection> = None;
+    let mut last: Option<u64> = None;
+    loop {
+        if abandoned(&inner, &id, &sender) {
+            return;
+        }
+        // Where to read from: the last seq at the start, so an append between `watch` and
+        // the first read still wakes the readers.
+        let after = match last {
+            Some(last) => last,
+            None => match progress(&inner, &id).await {
+                Ok(Some(p)) => {
+                    last = Some(p.last);
+                    sender.send_replace(p.last);
+                    p.last
+                }
+                Ok(None) => return gone(&inner, &id, &sender),
+                Err(err) => {
+                    tracing::debug!(session = %id, %err, "follower waits for Redis");
+                    tokio::time::sleep(RETRY).await;
+                    continue;
+                }
+            },
+        };
+        if conn.is_none() {
+            match inner.blocking_connection().await {
+                Ok(c) => conn = Some(c),
+                Err(err) => {
+                    tracing::debug!(session = %id, %err, "follower waits for Redis");
+                    tokio::time::sleep(RETRY).await;
+                    continue;
+                }
+            }
+        }
+        let Some(connection) = conn.as_mut() else {
+            continue;
+        };
+        match xread(connection, &keys.events, &format!("{after}-0"), block, 1024).await {
+            Ok(Some(entries)) => {
+                let newest = entries
+                    .iter()
+                    .filter_map(|(entry_id, _)| codec::entry_seq(&id, entry_id).ok())
+                    .max();
+                if let Some(newest) = newest {
+                    last = Some(newest.max(after));
+                    sender.send_replace(newest.max(after));
+                }
+            }
+            Ok(None) => match progress(&inner, &id).await {
+                Ok(None) => return gone(&inner, &id, &sender),
+                Ok(Some(p)) if !p.finished && p.lease < now_ms() => {
+                    if let Err(err) = fail_producer(&inner, &id, p.last).await {
+                        tracing::warn!(session = %id, %err, "lapsed lease not recorded");
+                    }
+                }
+                Ok(Some(_)) => {}
+                Err(err) => tracing::debug!(session = %id, %err, "follower check failed"),
+            },
+            Err(err) => {
+                tracing::debug!(session = %id, %err, "follower read failed; reconnecting");
+                conn = None;
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+    }
+}
+
+/// State of an inbox stream between items.
+struct InboxState {
+    inner: Arc<Inner>,
+    id: SessionId,
+    conn: Option<MultiplexedConnection>,
+    after: String,
+    ready: VecDeque<Inbound>,
+    /// Whether the last attempt failed (the next one waits first).
+    failing: bool,
+}
+
+/// The session's inbox, in order, each entry once (deleted once read). Ends when the
+/// session leaves the store or expires. A Redis failure is yielded as one error, then
+/// retried.
+pub(crate) fn inbox(
+    inner: Arc<Inner>,
+    id: SessionId,
+) -> BoxStream<'static, Result<Inbound, StoreError>> {
+    let state = InboxState {
+        inner,
+        id,
+        conn: None,
+        after: "0-0".to_owned(),
+        ready: VecDeque::new(),
+        failing: false,
+    };
+    Box::pin(futures::stream::unfold(state, |mut state| async move {
+        loop {
+            if let Some(item) = state.ready.pop_front() {
+                return Some((Ok(item), state));
+            }
+            if std::mem::take(&mut state.failing) {
+                tokio::time::sleep(RETRY).await;
+            }
+            match next_inbox_batch(&mut state).await {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(err) => {
+                    state.failing = true;
+                    state.conn = None;
+                    return Some((Err(err), state));
+                }
+            }
+        }
+    }))
+}
+
+/// Reads the next entries into `state.ready`; `Ok(false)` once the session is gone.
+async fn next_inbox_batch(state: &mut InboxState) -> Result<bool, StoreError> {
+    let inner = Arc::clone(&state.inner);
+    let id = state.id.clone();
+    let keys = inner.keys(&id);
+    if state.conn.is_none() {
+        state.conn = Some(
+            inner
+                .blocking_connection()
+                .await
+                .map_err(|e| codec::failed("inbox connect", &id, &e))?,
+        );
+    }
+    let Some(conn) = state.conn.as_mut() else {
+        return Ok(true);
+    };
+    let read = xread(
+        conn,
+        &keys.inbox,
+        &state.after,
+        inner.config.block,
+        INBOX_BATCH,
+    )
+    .await
+    .map_err(|e| codec::failed("inbox read", &id, &e))?;
+    let Some(entries) = read else {
+        // Nothing for a while: is the session still there?
+        return Ok(progress(&inner, &id).await?.is_some());
+    };
+    let mut ids = Vec::with_capacity(entries.len());
+    for (entry_id, fields) in &entries {
+        ids.push(entry_id.clone());
+        state.after.clone_from(entry_id);
+        let item = match codec::entry_field(fields, "k") {
+            Some(b"c") => {
+                let reason = codec::entry_field(fields, "j")
+                    .filter(|r| !r.is_empty())
+                    .map(|r| String::from_utf8_lossy(r).into_owned());
+                Inbound::Cancel { reason }
+            }
+            _ => match codec::message_of(&id, entry_id, fields) {
+                Ok(message) => Inbound::Message(message),
+                Err(err) => {
+                    // Only this server's own code writes the inbox; a bad entry is reported
+                    // and skipped so the ones after it still arrive.
+                    tracing::error!(session = %id, %err, "inbox entry skipped");
+                    continue;
+                }
+            },
+        };
+        state.ready.push_back(item);
+    }
+    if !ids.is_empty() {
+        let mut main = inner.conn.clone();
+        let deleted: redis::RedisResult<u64> = redis::cmd("XDEL")
+            .arg(&keys.inbox)
+            .arg(&ids)
+            .query_async(&mut main)
+            .await;
+        if let Err(err) = deleted {
+            // They were read; a later read starts after them anyway.
+            tracing::debug!(session = %id, %err, "inbox entries not deleted");
+        }
+    }
+    Ok(true)
+}
+
+/// Renews the leases of the sessions this process produces, three times per lease, until
+/// the store is dropped.
+pub(crate) async fn renew_leases(inner: Weak<Inner>) {
+    let period = match inner.upgrade() {
+        Some(inner) => inner.config.lease / 3,
+        None => return,
+    };
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let ids: Vec<SessionId> = inner
+            .local
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(_, local)| local.renewing)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if ids.is_empty() {
+            continue;
+        }
+        let until = now_ms()
+            .saturating_add(u64::try_from(inner.config.lease.as_millis()).unwrap_or(u64::MAX));
+        let renewals = ids.iter().map(|id| {
+            let inner = Arc::clone(&inner);
+            async move {
+                let keys = inner.keys(id);
+                let mut conn = inner.conn.clone();
+                let renewed: redis::RedisResult<i64> = inner
+                    .scripts
+                    .renew
+                    .key(&keys.meta)
+                    .arg(until)
+                    .invoke_async(&mut conn)
+                    .await;
+                (id, renewed)
+            }
+        });
+        for (id, renewed) in futures::future::join_all(renewals).await {
+            match renewed {
+                Ok(1) => {}
+                Ok(_) => {
+                    if let Some(local) = inner
+                        .local
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .get_mut(id)
+                    {
+                        local.renewing = false;
+                    }
+                }
+                Err(err) => tracing::warn!(session = %id, %err, "lease not renewed"),
+            }
+        }
+    }
+}

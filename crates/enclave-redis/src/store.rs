@@ -1,0 +1,705 @@
+//! [`RedisStore`]: the `Store` trait on Redis.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use enclave_reconnect::store::{Inbound, Retention, SessionMeta, Snapshot, Store, TokenHashes};
+use enclave_reconnect::Error as StoreError;
+use enclave_types::{EventPayload, SessionId, StreamEvent};
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, Client, Value};
+use ring::rand::{SecureRandom, SystemRandom};
+use tokio::sync::watch;
+
+use crate::codec::{self, corrupt, failed, MetaHash};
+use crate::config::RedisStoreConfig;
+use crate::error::{redact, Error};
+use crate::follow;
+use crate::keys::{self, SessionKeys};
+use crate::scripts::Scripts;
+
+/// Sessions on Redis Streams, shared by every server connected to the same Redis and prefix.
+/// Cheap to clone; clones share connections and tasks. Its background tasks (lease renewal,
+/// followers) end when the last clone is dropped.
+#[derive(Debug, Clone)]
+pub struct RedisStore {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// A session created through this store (its producer runs in this process).
+#[derive(Debug)]
+pub(crate) struct Local {
+    /// Woken by this process's appends.
+    pub(crate) appended: Arc<watch::Sender<u64>>,
+    /// Whether its lease is still renewed (until its `final`, expiry or removal).
+    pub(crate) renewing: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) client: Client,
+    pub(crate) conn: ConnectionManager,
+    pub(crate) config: RedisStoreConfig,
+    pub(crate) scripts: Scripts,
+    /// The URL without its password.
+    pub(crate) url: String,
+    pub(crate) local: Mutex<HashMap<SessionId, Local>>,
+    /// Sessions produced elsewhere that readers here follow, each by one task.
+    pub(crate) followed: Mutex<HashMap<SessionId, Arc<watch::Sender<u64>>>>,
+    rng: SystemRandom,
+}
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl RedisStore {
+    /// Connects to the Redis at `url` (`redis://HOST:PORT[/DB]`, `rediss://…`,
+    /// `redis+unix:///path`), checking that it answers. The connection reconnects by itself
+    /// after a failure; operations during an outage fail with a store error (the hub refuses
+    /// new sessions with 503 and ends live connections with a clear reason).
+    pub async fn connect(url: &str, config: RedisStoreConfig) -> Result<Self, Error> {
+        if config.prefix.contains(['{', '}']) {
+            return Err(Error::Prefix(config.prefix));
+        }
+        let redacted = redact(url);
+        let client = Client::open(url).map_err(|source| Error::Url {
+            url: redacted.clone(),
+            source,
+        })?;
+        let manager = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_with_config(client.clone(), manager)
+            .await
+            .map_err(|source| Error::Connect {
+                url: redacted.clone(),
+                source,
+            })?;
+        let inner = Arc::new(Inner {
+            client,
+            conn,
+            config,
+            scripts: Scripts::new(),
+            url: redacted,
+            local: Mutex::new(HashMap::new()),
+            followed: Mutex::new(HashMap::new()),
+            rng: SystemRandom::new(),
+        });
+        // One round trip proves the server answers (and fixes the epoch if it has none).
+        let store = Self { inner };
+        store.inner.epoch().await.map_err(|e| Error::Connect {
+            url: store.inner.url.clone(),
+            source: redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "first request failed",
+                e.to_string(),
+            )),
+        })?;
+        tokio::spawn(follow::renew_leases(Arc::downgrade(&store.inner)));
+        Ok(store)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RedisStoreConfig {
+        &self.inner.config
+    }
+}
+
+impl Inner {
+    pub(crate) fn keys(&self, id: &SessionId) -> SessionKeys {
+        SessionKeys::new(&self.config.prefix, id)
+    }
+
+    /// A connection of its own for blocking reads, which would hold up every other command
+    /// on the shared one.
+    pub(crate) async fn blocking_connection(&self) -> redis::RedisResult<MultiplexedConnection> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(self.config.block + Duration::from_secs(5)));
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+    }
+
+    pub(crate) async fn epoch(&self) -> Result<u64, StoreError> {
+        let key = keys::epoch(&self.config.prefix);
+        let mut conn = self.conn.clone();
+        let fail = |e: redis::RedisError| StoreError::Store(format!("Redis epoch: {e}"));
+        let current: Option<u64> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .map_err(fail)?;
+        if let Some(epoch) = current {
+            return Ok(epoch);
+        }
+        // A new state: draw an epoch JavaScript reads exactly (at most 2^53 − 1, not 0).
+        let mut bytes = [0u8; 8];
+        self.rng
+            .fill(&mut bytes)
+            .map_err(|_| StoreError::Store("no randomness for the epoch".to_owned()))?;
+        let candidate = (u64::from_le_bytes(bytes) & ((1 << 53) - 1)).max(1);
+        // Whoever sets it first wins; everyone reads the winner.
+        let _: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg(candidate)
+            .arg("NX")
+            .query_async(&mut conn)
+            .await
+            .map_err(fail)?;
+        let epoch: Option<u64> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .map_err(fail)?;
+        epoch.ok_or_else(|| StoreError::Store("Redis epoch vanished as it was set".to_owned()))
+    }
+
+    fn local(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Local>> {
+        self.local.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn followed(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<SessionId, Arc<watch::Sender<u64>>>> {
+        self.followed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs a script that replies `{status, …}` and maps the common statuses.
+    async fn status_script(
+        &self,
+        operation: &str,
+        id: &SessionId,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<Vec<i64>, StoreError> {
+        let mut conn = self.conn.clone();
+        let reply: Vec<i64> = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| failed(operation, id, &e))?;
+        match codec::status(id, &reply)? {
+            -1 => Err(StoreError::UnknownSession(id.clone())),
+            _ => Ok(reply),
+        }
+    }
+
+    async fn retention_script(
+        &self,
+        operation: &str,
+        id: &SessionId,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<Retention, StoreError> {
+        let reply = self.status_script(operation, id, invocation).await?;
+        codec::retention(id, &reply)
+    }
+
+    /// Runs a script that replies one integer (`-1`: unknown session).
+    async fn int_script(
+        &self,
+        operation: &str,
+        id: &SessionId,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<i64, StoreError> {
+        let mut conn = self.conn.clone();
+        let reply: i64 = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| failed(operation, id, &e))?;
+        if reply == -1 {
+            return Err(StoreError::UnknownSession(id.clone()));
+        }
+        Ok(reply)
+    }
+
+    /// Forgets what this process holds for a session that left the store.
+    fn forget(&self, id: &SessionId) {
+        self.local().remove(id);
+    }
+}
+
+impl Store for RedisStore {
+    fn create(
+        &self,
+        meta: SessionMeta,
+        tokens: TokenHashes,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let id = meta.session_id.clone();
+            let keys = inner.keys(&id);
+            let ttl = meta
+                .expires_at_ms
+                .saturating_add(millis(inner.config.ttl_margin));
+            let lease = now_ms().saturating_add(millis(inner.config.lease));
+            let mut invocation = inner.scripts.create.prepare_invoke();
+            invocation.key(&keys.meta).arg(ttl);
+            for (field, value) in codec::meta_fields(&meta) {
+                invocation.arg(field).arg(value);
+            }
+            let previous = tokens.previous.as_ref().map(codec::token_hex);
+            invocation
+                .arg("tok")
+                .arg(codec::token_hex(&tokens.current))
+                .arg("ptok")
+                .arg(previous.unwrap_or_default());
+            for (field, value) in [
+                ("last", 0),
+                ("bytes", 0),
+                ("evicted", 0),
+                ("cseq", 0),
+                ("expired", 0),
+                ("att", 0),
+                ("lease", lease),
+                ("ttl", ttl),
+            ] {
+                invocation.arg(field).arg(value);
+            }
+            let created = inner.int_script("create", &id, &invocation).await?;
+            if created == 0 {
+                return Err(StoreError::SessionExists(id));
+            }
+            let (sender, _) = watch::channel(0);
+            inner.local().insert(
+                id,
+                Local {
+                    appended: Arc::new(sender),
+                    renewing: true,
+                },
+            );
+            Ok(())
+        })
+    }
+
+    fn load(&self, id: &SessionId) -> BoxFuture<'_, Result<Option<Snapshot>, StoreError>> {
+        let id = id.clone();
+        Box::pin(async move {
+            let inner = &self.inner;
+            let keys = inner.keys(&id);
+            let mut conn = inner.conn.clone();
+            let reply: Option<(Vec<String>, u64, u64)> = inner
+                .scripts
+                .load
+                .key(&keys.meta)
+                .key(&keys.events)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(|e| failed("load", &id, &e))?;
+            let Some((flat, count, first)) = reply else {
+                return Ok(None);
+            };
+            MetaHash::new(&id, flat)?.snapshot(count, first).map(Some)
+        })
+    }
+
+    fn list(&self) -> BoxFuture<'_, Result<Vec<SessionMeta>, StoreError>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let mut conn = inner.conn.clone();
+            let fail = |e: redis::RedisError| StoreError::Store(format!("Redis list: {e}"));
+            let pattern = keys::meta_pattern(&inner.config.prefix);
+            let mut cursor: u64 = 0;
+            let mut metas = Vec::new();
+            loop {
+                let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(500)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(fail)?;
+                let mut pipe = redis::pipe();
+                let mut ids = Vec::with_capacity(found.len());
+                for key in &found {
+                    let Some(id) = session_of_key(&inner.config.prefix, key) else {
+                        continue;
+                    };
+                    pipe.cmd("HGETALL").arg(key);
+                    ids.push(id);
+                }
+                if !ids.is_empty() {
+                    let hashes: Vec<Vec<String>> =
+                        pipe.query_async(&mut conn).await.map_err(fail)?;
+                    for (id, flat) in ids.iter().zip(hashes) {
+                        // A session removed between SCAN and HGETALL reads as empty.
+                        if flat.is_empty() {
+                            continue;
+                        }
+                        metas.push(MetaHash::new(id, flat)?.snapshot(0, 0)?.meta);
+                    }
+                }
+                if next == 0 {
+                    return Ok(metas);
+                }
+                cursor = next;
+            }
+        })
+    }
+
+    fn put_meta(&self, meta: SessionMeta) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let id = meta.session_id.clone();
+            let keys = inner.keys(&id);
+            let mut invocation = inner.scripts.put_meta.prepare_invoke();
+            invocation.key(&keys.meta);
+            for (field, value) in codec::meta_fields(&meta) {
+                invocation.arg(field).arg(value);
+            }
+            inner.int_script("put_meta", &id, &invocation).await?;
+            Ok(())
+        })
+    }
+
+    fn swap_tokens(
+        &self,
+        id: &SessionId,
+        expected: TokenHashes,
+        next: TokenHashes,
+    ) -> BoxFuture<'_, Result<bool, StoreError>> {
+        let id = id.clone();
+        Box::pin(async move {
+            let inner = &self.inner;
+            let keys = inner.keys(&id);
+            let hex = |t: &TokenHashes| {
+                (
+                    codec::token_hex(&t.current),
+                    t.previous
+                        .as_ref()
+                        .map(codec::token_hex)
+                        .unwrap_or_default(),
+                )
+            };
+            let (expected_current, expected_previous) = hex(&expected);
+            let (next_current, next_previous) = hex(&next);
+            let mut invocation = inner.scripts.swap_tokens.prepare_invoke();
+            invocation
+                .key(&keys.meta)
+                .arg(expected_current)
+                .arg(expected_previous)
+                .arg(next_current)
+                .arg(next_previous);
+            Ok(inner.int_script("swap_tokens", &id, &invocation).await? == 1)
+        })
+    }
+
+    fn append(
+        &self,
+        id: &SessionId,
+        event: Arc<StreamEvent>,
+        bytes: u64,
+    ) -> BoxFuture<'_, Result<Retention, StoreError>> {
+        let id = id.clone();
+        Box::pin(async move {
+            let inner = &self.inner;
+            let keys = inner.keys(&id);
+            let seq = event.seq;
+            let json = serde_json::to_string(&*event).map_err(|source| StoreError::Encode {
+                session: id.clone(),
+                seq,
+                source,
+            })?;
+            let is_final = matches!(event.payload, EventPayload::Final(_));
+            let mut invocation = inner.scripts.append.prepare_invoke();
+            invocation
+                .key(&keys.meta)
+                .key(&keys.events)
+                .arg(seq)
+                .arg(json)
+                .arg(bytes)
+                .arg(u8::from(is_final));
+            let reply = inner.status_script("append", &id, &invocation).await?;
+            match codec::status(&id, &reply)? {
+                -2 => {
+                    let expected = reply
+                        .get(1)
+                        .and_then(|&v| u64::try_from(v).ok())
+                        .ok_or_else(|| corrupt(&id, "append reply without the expected seq"))?;
+                    return Err(StoreError::OutOfOrder {
+                        session: id,
+                        expected,
+                        got: seq,
+                    });
+                }
+                // Its `final` is there already: a server that found the producer's lease
+                // lapsed ended the session.
+                -3 => return Err(StoreError::SessionClosed(id)),
+                _ => {}
+            }
+            let retention = codec::retention(&id, &reply)?;
+            if let Some(local) = inner.local().get_mut(&id) {
+                local.appended.send_replace(seq);
+                if is_final {
+                    local.renewing = false;
+                }
+            }
+            Ok(retention)
+        })
+    }
+
+    fn read(
+        &self,
+        id: &SessionId,
+        from: u64,
+        max: usize,
+    ) -> BoxFuture<'_, Result<Vec<Arc<StreamEvent>>, StoreError>> {
+        let id = id.clone();
+        Box::pin(async move {
+            let inner = &self.inner;
+            let keys = inner.keys(&id);
+            let mut conn = inner.conn.clone();
+            let (entries, exists): (Value, bool) = redis::pipe()
+                .cmd("XRANGE")
+                .arg(&keys.events)
+                .arg(format!("{from}-0"))
+                .arg("+")
+                .arg("COUNT")
+                .arg(max)
+                .cmd("EXISTS")
+                .arg(&keys.meta)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| failed("read", &id, &e))?;
+            if !exists {
+                return Err(StoreError::UnknownSession(id));
+            }
+            codec::entries(&id, entries)?
+                .iter()
+                .map(|entry| codec::event_of(&id, entry))
+                .collect()
+        })
+    }
+
+    fn retention(&self, id: &SessionId) -> BoxFuture<'_, Result<Retention, StoreError>> {
+        let id = id.clone();
+        Box::pin(async move {
+            let inner = &self.inner;
+            let keys = inner.keys(&id);
+            let mut invocation = inner.scripts.retention.prepare_invoke();
+            invocation.key(&keys.meta).key(&keys.events);
+            inner.retention_script("retention", &id, &invocation).await
+        })
+    }
+
+    fn trim(&self, id: &SessionId, through: u64) -> BoxFuture<'_, Result<Retention, StoreError>> {
+        let id = id.clone();
+        Box::pin(async move {
+            let inner = &self.inner;
+            let keys = inner.keys(&id);
+            let mut invocation = inner.scripts.trim.prepare_invoke();
+            invocation.key(&keys.meta).key(&keys.events).arg(through);
+            inner.retention_script("trim", &id, &invocation).await
+        })
+    }
+
+    fn advance_client_seq(
+        &self,
+        id: &SessionId,
+        seq: u64,
+    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+        let id = id.clone();
+        Box::pin(async move {
+            let inner = &self.inner;
+            let keys = inner.keys(&id);
+            let mut invocation = inner.scripts.advance_client_seq.prepare_invoke();
+            invocation.key(&keys.meta).arg(seq);
+            let reply = inner
+                .status_script("advance_client_seq", &id, &invocation)
+                .await?;
+            held(&id, &reply)
+        })
+    }
+
+    fn expire(&self, id: &SessionId) -> BoxFuture<'_, Result<(), StoreError>> {
+        let id = id.clone();
+        Box::pin(async move {
+            let inner = &self.inner;
+            let keys = inner.keys(&id);
+            let mut invocation = inner.scripts.expire.prepare_invoke();
+            invocation
+                .key(&keys.meta)
+                .key(&keys.events)
+                .key(&keys.inbox);
+            let result = inner.int_script("expire", &id, &invocation).await;
+            inner.forget(&id);
+            result.map(|_| ())
+        })
+    }
+
+    fn remove(&self, id: &SessionId) -> BoxFuture<'_, Result<bool, StoreError>> {
+        let id = id.clone();
+        Box::pin(async move {
+            let inner = &self.inner;
+            let keys = inner.keys(&id);
+            let mut conn = inner.conn.clone();
+            let (existed, _): (bool, u64) = redis::pipe()
+                .atomic()
+                .cmd("EXISTS")
+                .arg(&keys.meta)
+                .cmd("DEL")
+                .arg(&keys.meta)
+                .arg(&keys.events)
+                .arg(&keys.inbox)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| failed("remove", &id, &e))?;
+            inner.forget(&id);
+            Ok(existed)
+        })
+    }
+
+    fn watch(&self, id: &SessionId) -> Option<watch::Receiver<u64>> {
+        let inner = &self.inner;
+        if let Some(local) = inner.local().get(id) {
+            return Some(local.appended.subscribe());
+        }
+        // Followed under the map's lock: a follower that finds no receiver left removes
+        // itself under the same lock, so a new reader never subscribes to a sender that is
+        // about to go.
+        let mut followed = inner.followed();
+        if let Some(sender) = followed.get(id) {
+            return Some(sender.subscribe());
+        }
+        let handle = tokio::runtime::Handle::try_current().ok()?;
+        let (sender, receiver) = watch::channel(0);
+        let sender = Arc::new(sender);
+        followed.insert(id.clone(), Arc::clone(&sender));
+        handle.spawn(follow::follow_events(
+            Arc::clone(&self.inner),
+            id.clone(),
+            sender,
+        ));
+        Some(receiver)
+    }
+
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    fn epoch(&self) -> BoxFuture<'_, Result<Option<u64>, StoreError>> {
+        Box::pin(async move { self.inner.epoch().await.map(Some) })
+    }
+
+    fn forward(
+        &self,
+        id: &SessionId,
+        items: Vec<Inbound>,
+    ) -> BoxFuture<'_, Result<u64, StoreError>> {
+        let id = id.clone();
+        Box::pin(async move {
+            let inner = &self.inner;
+            let keys = inner.keys(&id);
+            let mut invocation = inner.scripts.forward.prepare_invoke();
+            invocation
+                .key(&keys.meta)
+                .key(&keys.inbox)
+                .arg(inner.config.max_inbox);
+            for item in &items {
+                match item {
+                    Inbound::Message(message) => {
+                        let json = serde_json::to_string(message).map_err(|e| {
+                            StoreError::Store(format!(
+                                "session {id}: client message cannot be serialized: {e}"
+                            ))
+                        })?;
+                        invocation.arg("m").arg(message.seq.unwrap_or(0)).arg(json);
+                    }
+                    Inbound::Cancel { reason } => {
+                        invocation
+                            .arg("c")
+                            .arg(0)
+                            .arg(reason.as_deref().unwrap_or(""));
+                    }
+                    other => {
+                        return Err(StoreError::Store(format!(
+                            "session {id}: cannot forward {other:?}"
+                        )));
+                    }
+                }
+            }
+            let reply = inner.status_script("forward", &id, &invocation).await?;
+            if codec::status(&id, &reply)? == -4 {
+                return Err(StoreError::Store(format!(
+                    "session {id}: its producer has {} messages waiting, the inbox bound",
+                    inner.config.max_inbox
+                )));
+            }
+            held(&id, &reply)
+        })
+    }
+
+    fn inbox(&self, id: &SessionId) -> BoxStream<'static, Result<Inbound, StoreError>> {
+        follow::inbox(Arc::clone(&self.inner), id.clone())
+    }
+
+    fn attach(&self, id: &SessionId) -> BoxFuture<'_, Result<(), StoreError>> {
+        let id = id.clone();
+        Box::pin(async move {
+            let inner = &self.inner;
+            let keys = inner.keys(&id);
+            let mut invocation = inner.scripts.attach.prepare_invoke();
+            invocation.key(&keys.meta);
+            inner
+                .int_script("attach", &id, &invocation)
+                .await
+                .map(|_| ())
+        })
+    }
+
+    fn detach(&self, id: &SessionId) -> BoxFuture<'_, Result<(), StoreError>> {
+        let id = id.clone();
+        Box::pin(async move {
+            let inner = &self.inner;
+            let keys = inner.keys(&id);
+            let mut invocation = inner.scripts.detach.prepare_invoke();
+            invocation.key(&keys.meta).arg(now_ms());
+            inner
+                .int_script("detach", &id, &invocation)
+                .await
+                .map(|_| ())
+        })
+    }
+}
+
+/// The highest client seq from a `{1, held}` reply.
+fn held(id: &SessionId, reply: &[i64]) -> Result<u64, StoreError> {
+    reply
+        .get(1)
+        .and_then(|&v| u64::try_from(v).ok())
+        .ok_or_else(|| corrupt(id, format_args!("client position reply {reply:?}")))
+}
+
+/// The session a meta key names (`{prefix}{<id>}:meta`).
+fn session_of_key(prefix: &str, key: &str) -> Option<SessionId> {
+    let tagged = key.strip_prefix(prefix)?.strip_suffix(":meta")?;
+    let id = tagged.strip_prefix('{')?.strip_suffix('}')?;
+    SessionId::new(id).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::session_of_key;
+
+    #[test]
+    fn meta_keys_name_their_session() {
+        let id = session_of_key("p:", "p:{s_abc}:meta").expect("a session");
+        assert_eq!(id.as_str(), "s_abc");
+        assert!(session_of_key("p:", "q:{s_abc}:meta").is_none());
+        assert!(session_of_key("p:", "p:{s_abc}:events").is_none());
+        assert!(session_of_key("p:", "p:s_abc:meta").is_none());
+    }
+}
