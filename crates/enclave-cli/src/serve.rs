@@ -7,7 +7,8 @@
 //! then the events of `--events FILE` (re-sequenced) or `--generate N` generated events, then
 //! `final`. Logs go to standard error through `tracing` (`RUST_LOG` filters them). It serves
 //! until SIGINT or SIGTERM, then stops accepting, ends every stream so clients resume
-//! elsewhere, and exits 0.
+//! elsewhere, and exits 0. With `--store redis://…` several `enclave serve` processes share
+//! their sessions through Redis: any of them serves any session.
 
 use std::io::{self, Write as _};
 use std::net::SocketAddr;
@@ -17,7 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use enclave_crypto::SigningKey;
+use enclave_reconnect::store::Store;
 use enclave_reconnect::{Hub, HubConfig, NewSession, OverflowPolicy};
+use enclave_redis::{RedisStore, RedisStoreConfig};
 use enclave_transport::{EncryptionPolicy, Server, ServerConfig};
 use enclave_types::{ErrorInfo, FinalPayload, RuntimeChannelPayload};
 
@@ -88,6 +91,21 @@ pub(crate) struct ServeArgs {
     /// How long a session outlives its last connection, in ms.
     #[arg(long, value_name = "MS")]
     session_grace_ms: Option<u64>,
+
+    /// Where sessions live: `memory` (this process) or `redis://HOST:PORT[/DB]` (also
+    /// `rediss://…`, `redis+unix:///PATH`), shared by every server on that Redis and key
+    /// prefix, so any of them serves any session.
+    #[arg(long, value_name = "URL", default_value = "memory")]
+    store: String,
+
+    /// Key prefix in the Redis store (deployments sharing one Redis keep apart by prefix).
+    #[arg(long, value_name = "PREFIX", default_value = "enclave:")]
+    store_prefix: String,
+
+    /// Producer lease in the Redis store, in ms: a session whose server stops renewing it
+    /// (it died or lost Redis) ends with `final {ok: false}` (`PRODUCER_LOST`).
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    store_lease_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -170,6 +188,11 @@ async fn serve(args: ServeArgs) -> ExitCode {
     if let Some(ms) = args.session_grace_ms {
         hub_config = hub_config.with_session_grace(Duration::from_millis(ms));
     }
+    match open_store(&args).await {
+        Ok(Some(store)) => hub_config = hub_config.with_store(store),
+        Ok(None) => {}
+        Err(message) => return usage(&message),
+    }
 
     let listener = match bind(&args.listen).await {
         Ok(listener) => listener,
@@ -212,6 +235,28 @@ async fn serve(args: ServeArgs) -> ExitCode {
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+/// The session store `--store` names; `None` for the in-memory default.
+async fn open_store(args: &ServeArgs) -> Result<Option<Arc<dyn Store>>, String> {
+    let url = args.store.trim();
+    if url == "memory" {
+        return Ok(None);
+    }
+    let redis = ["redis://", "rediss://", "redis+unix://", "unix://"];
+    if !redis.iter().any(|scheme| url.starts_with(scheme)) {
+        return Err(format!(
+            "--store {url:?}: expected `memory` or a Redis URL (redis://HOST:PORT[/DB])"
+        ));
+    }
+    let config = RedisStoreConfig::default()
+        .with_prefix(args.store_prefix.clone())
+        .with_lease(Duration::from_millis(args.store_lease_ms));
+    let store = RedisStore::connect(url, config)
+        .await
+        .map_err(|err| format!("--store: {err}"))?;
+    tracing::info!(prefix = %args.store_prefix, "sessions on Redis");
+    Ok(Some(Arc::new(store)))
 }
 
 /// `http://127.0.0.1:PORT`, `http://[::1]:PORT`.

@@ -12,6 +12,8 @@
 //! - **The store** ([`store::Store`]): session metadata, token hashes (never tokens), the
 //!   retained event log and the client position, behind a trait a shared store (Redis
 //!   Streams) can implement. [`store::MemoryStore`] is the default.
+//! - **The server builder** ([`ServerBuilder`]): the hub, with any store, behind the
+//!   transport's server.
 //! - **The application side** ([`Hub::accept`] → [`NewSession`]): a [`SessionHandle`] to
 //!   publish, a [`Messages`] receiver for client messages, cancellation and state.
 //!
@@ -46,6 +48,7 @@
 pub mod client;
 mod error;
 mod hub;
+mod server;
 pub mod store;
 
 pub use client::{
@@ -54,3 +57,4 @@ pub use client::{
 };
 pub use error::Error;
 pub use hub::{Hub, HubConfig, Messages, NewSession, OverflowPolicy, SessionHandle};
+pub use server::{RunningServer, ServerBuilder};

@@ -391,7 +391,11 @@ pub(crate) async fn deliver(
         // The producer may run on any server: the store numbers, dedupes and hands the
         // messages to its inbox, atomically with the client position.
         let items = messages.into_iter().map(Inbound::Message).collect();
-        return shared.store.forward(&rt.id, items).await.map_err(unavailable);
+        return shared
+            .store
+            .forward(&rt.id, items)
+            .await
+            .map_err(unavailable);
     }
     let app = rt.upstream.lock().await;
     let Some(app) = app.as_ref() else {

@@ -213,7 +213,10 @@ impl Shared {
     /// it ends).
     async fn enter_store(&self, id: &SessionId) -> Result<(), Refusal> {
         if self.store.is_shared() {
-            self.store.attach(id).await.map_err(|e| unavailable(id, &e))?;
+            self.store
+                .attach(id)
+                .await
+                .map_err(|e| unavailable(id, &e))?;
         }
         Ok(())
     }
@@ -390,13 +393,7 @@ impl SessionService for Hub {
                 .current_epoch()
                 .await
                 .map_err(|e| unavailable(&id, &e))?;
-            let meta = SessionMeta::new(
-                id.clone(),
-                epoch,
-                created,
-                expires,
-                request.encrypted,
-            );
+            let meta = SessionMeta::new(id.clone(), epoch, created, expires, request.encrypted);
             let tokens = TokenHashes {
                 current: hash,
                 previous: None,
@@ -588,6 +585,17 @@ impl SessionService for Hub {
             let held = attach::deliver(shared, &rt, request.messages).await?;
             if let Some(ack) = request.ack {
                 attach::acknowledge(&rt, ack);
+                if shared.store.is_shared() {
+                    // The stream may be served by another server (an HTTP client's POSTs
+                    // reach any node): what it acknowledged leaves the shared store, which is
+                    // how every server learns it. Clamped like any ack to what exists.
+                    let through = ack.min(snapshot.retention.last_seq);
+                    shared
+                        .store
+                        .trim(id, through)
+                        .await
+                        .map_err(|e| unavailable(id, &e))?;
+                }
             }
             Ok(SubmitReceipt::new(held))
         })
@@ -694,13 +702,7 @@ fn attachment(
         generation,
         acknowledges,
     };
-    Attachment::new(
-        id,
-        token,
-        epoch,
-        Box::new(events),
-        Arc::new(upstream),
-    )
+    Attachment::new(id, token, epoch, Box::new(events), Arc::new(upstream))
 }
 
 fn info_of(meta: &SessionMeta) -> SessionInfo {

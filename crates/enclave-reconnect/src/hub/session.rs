@@ -186,7 +186,7 @@ pub(crate) async fn publish(
     if is_final {
         rt.final_seq.store(seq, Ordering::Release);
     }
-    match shared.store.append(&rt.id, event, bytes).await {
+    match append(shared, rt, event, bytes).await {
         Ok(retention) => state.retention = Some(retention),
         Err(err) => {
             if is_final {
@@ -206,6 +206,42 @@ pub(crate) async fn publish(
         record_progress(shared, rt, next_state, is_tool_call, is_final).await?;
     }
     Ok(seq)
+}
+
+/// How many times an append that failed in the store's backend is tried again (a shared
+/// store's server restarting, a connection re-established), and how long apart.
+const APPEND_RETRIES: u32 = 20;
+const APPEND_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Appends `event`, trying again while the store's backend fails (about 5 s in all). An
+/// attempt whose answer was lost may have landed: the next one then meets its own seq and
+/// counts as done.
+async fn append(
+    shared: &Shared,
+    rt: &Runtime,
+    event: Arc<StreamEvent>,
+    bytes: u64,
+) -> Result<Retention, Error> {
+    let seq = event.seq;
+    let mut attempt = 0;
+    loop {
+        match shared.store.append(&rt.id, Arc::clone(&event), bytes).await {
+            Ok(retention) => return Ok(retention),
+            Err(Error::OutOfOrder { expected, .. }) if attempt > 0 && expected == seq + 1 => {
+                tracing::debug!(session = %rt.id, seq, "an append whose answer was lost had landed");
+                return shared.store.retention(&rt.id).await;
+            }
+            Err(Error::Store(message)) if attempt < APPEND_RETRIES => {
+                attempt += 1;
+                tracing::warn!(session = %rt.id, seq, attempt, %message, "append failed; trying again");
+                if *shared.shutdown.borrow() || rt.is_closed() {
+                    return Err(Error::Store(message));
+                }
+                tokio::time::sleep(APPEND_RETRY_DELAY).await;
+            }
+            Err(err) => return Err(err),
+        }
+    }
 }
 
 /// The state an event moves the session to, if any.
@@ -260,7 +296,12 @@ async fn make_room(
     if let Some(known) = known {
         let nothing_to_trim = known.count == 0 || acked < known.first_seq;
         if nothing_to_trim
-            && fits(&known, bytes, config.max_buffered_events, config.max_buffered_bytes)
+            && fits(
+                &known,
+                bytes,
+                config.max_buffered_events,
+                config.max_buffered_bytes,
+            )
         {
             return Ok(());
         }

@@ -167,7 +167,12 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// A snapshot with no connections recorded.
-    pub fn new(meta: SessionMeta, tokens: TokenHashes, retention: Retention, expired: bool) -> Self {
+    pub fn new(
+        meta: SessionMeta,
+        tokens: TokenHashes,
+        retention: Retention,
+        expired: bool,
+    ) -> Self {
         Self {
             meta,
             tokens,

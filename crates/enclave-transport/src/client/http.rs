@@ -17,9 +17,13 @@ use super::error::{excerpt, ClientError};
 use super::net::{dial, Target};
 use super::{refusal_or_status, Carrier, ClientConfig, Keys, Open, Opened};
 use crate::wire::{self, CreateBody, EncryptionOffer};
+use crate::RefusalReason;
 
 /// The most of an error answer or a `{"ack": M}` answer read.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// How many connections one `POST /sessions/:id/messages` may try while servers answer 503.
+pub(super) const POST_ATTEMPTS: u32 = 4;
 
 /// The answer to `POST /sessions/:id/messages`.
 #[derive(serde::Deserialize)]
@@ -261,7 +265,42 @@ impl HttpCarrier {
 
     /// `POST /sessions/:id/messages` with `body` (NDJSON, maybe empty) and `X-Enclave-Ack`;
     /// returns the server's `{"ack": M}`, if it answered one.
+    ///
+    /// Behind a load balancer without sticky sessions the POST may reach another server than
+    /// the stream's, which cannot open messages sealed under the stream connection's key and
+    /// answers 503 `unavailable`: the POST is then tried again on a new connection (the
+    /// balancer picks again), up to [`POST_ATTEMPTS`] times, before it fails.
     pub(super) async fn post_messages(
+        &mut self,
+        target: &Target,
+        config: &ClientConfig,
+        session: &SessionId,
+        token: Option<&str>,
+        body: Bytes,
+        ack: Option<u64>,
+    ) -> Result<Option<u64>, ClientError> {
+        let mut attempt = 1;
+        loop {
+            match self
+                .post_once(target, config, session, token, body.clone(), ack)
+                .await
+            {
+                Err(err)
+                    if attempt < POST_ATTEMPTS
+                        && err
+                            .refusal()
+                            .is_some_and(|r| r.reason == RefusalReason::Unavailable) =>
+                {
+                    tracing::debug!(session = %session, attempt, %err, "POST answered 503; trying a new connection");
+                    self.poster = None;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn post_once(
         &mut self,
         target: &Target,
         config: &ClientConfig,

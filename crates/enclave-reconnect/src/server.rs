@@ -1,0 +1,153 @@
+//! [`ServerBuilder`]: a session server in a few lines — the hub, with any session store,
+//! behind the transport's HTTP NDJSON and WebSocket server.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use enclave_transport::{Server, ServerConfig, SessionService};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::store::Store;
+use crate::{Hub, HubConfig};
+
+/// Builds a [`Hub`] and the transport [`Server`] in front of it.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// use std::sync::Arc;
+/// use enclave_reconnect::store::MemoryStore;
+/// use enclave_reconnect::ServerBuilder;
+///
+/// let running = ServerBuilder::new()
+///     .store(Arc::new(MemoryStore::new())) // or a shared store: enclave-redis's RedisStore
+///     .bind("127.0.0.1:0")
+///     .await?;
+/// println!("listening http://{}", running.addr());
+/// running.stop().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ServerBuilder {
+    hub: HubConfig,
+    server: ServerConfig,
+}
+
+impl ServerBuilder {
+    /// Defaults: an in-memory store, the hub's and the server's default settings.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The hub's settings (its store included; [`ServerBuilder::store`] replaces that).
+    #[must_use]
+    pub fn hub_config(mut self, config: HubConfig) -> Self {
+        self.hub = config;
+        self
+    }
+
+    /// The transport server's settings.
+    #[must_use]
+    pub fn server_config(mut self, config: ServerConfig) -> Self {
+        self.server = config;
+        self
+    }
+
+    /// Where session state lives: [`MemoryStore`](crate::store::MemoryStore) by default, or
+    /// a store shared by several servers (a Redis Streams store) so that any of them serves
+    /// any session.
+    #[must_use]
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.hub = self.hub.with_store(store);
+        self
+    }
+
+    /// The hub and the server, for an application that serves them itself (an axum
+    /// router of its own: [`Server::router`]). Needs a Tokio runtime (the hub starts tasks).
+    pub fn build(self) -> (Hub, Server) {
+        let hub = Hub::new(self.hub);
+        let server = Server::new(
+            Arc::new(hub.clone()) as Arc<dyn SessionService>,
+            self.server,
+        );
+        (hub, server)
+    }
+
+    /// Binds `addr` (port 0 picks one) and serves until [`RunningServer::stop`].
+    pub async fn bind(self, addr: &str) -> io::Result<RunningServer> {
+        let listener = TcpListener::bind(addr).await?;
+        self.serve(listener, std::future::pending()).await
+    }
+
+    /// Serves on `listener` until `shutdown` resolves or [`RunningServer::stop`].
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> io::Result<RunningServer> {
+        let addr = listener.local_addr()?;
+        let (hub, server) = self.build();
+        let signal_hub = hub.clone();
+        let task = tokio::spawn(server.clone().serve(listener, async move {
+            shutdown.await;
+            signal_hub.shutdown();
+        }));
+        Ok(RunningServer {
+            hub,
+            server,
+            addr,
+            task: Some(task),
+        })
+    }
+}
+
+/// A server started by [`ServerBuilder::bind`]: its hub (accept sessions from it), its
+/// address, and a graceful stop. Dropping it stops it too, without waiting.
+#[derive(Debug)]
+pub struct RunningServer {
+    hub: Hub,
+    server: Server,
+    addr: SocketAddr,
+    task: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl RunningServer {
+    /// The hub: [`Hub::accept`] hands over each new session.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// The transport server.
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, ends every stream (clients resume elsewhere), shuts the hub down and
+    /// waits for the server to return (at most its shutdown grace).
+    pub async fn stop(mut self) -> io::Result<()> {
+        self.server.shutdown();
+        self.hub.shutdown();
+        match self.task.take() {
+            Some(task) => task.await.map_err(io::Error::other)?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.server.shutdown();
+        self.hub.shutdown();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}

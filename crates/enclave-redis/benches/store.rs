@@ -1,0 +1,245 @@
+//! The Redis store against the in-memory store, in the same run, through the session hub:
+//! events/s and publish-to-delivery latency (p50/p99) for one session and for 1,000
+//! concurrent sessions, and what Redis spends per retained event.
+//!
+//! Each session's events are published by the application and read by an attachment of the
+//! hub (the transport's side of a connection), so the figures are the store's and the hub's,
+//! without sockets or encryption (the end-to-end benchmarks of enclave-reconnect have those).
+//! The Redis is a `redis-server` of the benchmark's own on a Unix socket, persistence off.
+//!
+//! Run with `cargo bench -p enclave-redis --bench store` (`ENCLAVE_BENCH_QUICK=1` divides
+//! the sizes by ten).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use enclave_reconnect::store::{MemoryStore, Store};
+use enclave_reconnect::{Hub, HubConfig};
+use enclave_redis::{RedisStore, RedisStoreConfig};
+use enclave_testkit::RedisServer;
+use enclave_transport::{CreateSession, Outgoing, SessionService};
+use enclave_types::fixtures::mixed_stream;
+use enclave_types::{EventPayload, FinalPayload, SessionId};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const RUNS: usize = 3;
+
+fn size(full: u64) -> u64 {
+    if std::env::var_os("ENCLAVE_BENCH_QUICK").is_some() {
+        full / 10
+    } else {
+        full
+    }
+}
+
+/// What one run measured.
+struct Sample {
+    events: u64,
+    took: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Sample {
+    fn rate(&self) -> f64 {
+        self.events as f64 / self.took.as_secs_f64()
+    }
+
+    fn percentile(&mut self, p: f64) -> Duration {
+        self.latencies.sort_unstable();
+        let last = self.latencies.len().saturating_sub(1);
+        let index = ((last as f64) * p).round() as usize;
+        self.latencies.get(index).copied().unwrap_or_default()
+    }
+}
+
+/// `sessions` sessions of `per_session` events each, published and read concurrently.
+async fn run(store: Arc<dyn Store>, sessions: u64, per_session: u64) -> Sample {
+    let hub = Hub::new(
+        HubConfig::default()
+            .with_heartbeat_ms(0)
+            .with_max_sessions(usize::try_from(sessions).unwrap_or(usize::MAX) + 10)
+            .with_store(store),
+    );
+    let payloads: Arc<Vec<EventPayload>> = Arc::new(
+        mixed_stream(
+            SessionId::generate(),
+            usize::try_from(per_session).unwrap_or(0),
+        )
+        .into_iter()
+        .map(|e| e.payload)
+        .collect(),
+    );
+    let started = Instant::now();
+    let mut readers = Vec::new();
+    let mut producers = Vec::new();
+    for _ in 0..sessions {
+        let mut attachment = hub
+            .create(CreateSession::new(SessionId::generate()))
+            .await
+            .expect("create");
+        let session = hub.accept().await.expect("a session");
+        // Publish instants by seq, read by the reader when the event arrives.
+        let stamps = Arc::new(std::sync::Mutex::new(HashMap::<u64, Instant>::new()));
+        let producer_stamps = Arc::clone(&stamps);
+        let payloads = Arc::clone(&payloads);
+        producers.push(tokio::spawn(async move {
+            for payload in payloads.iter() {
+                let at = Instant::now();
+                let seq = session
+                    .handle
+                    .publish(payload.clone())
+                    .await
+                    .expect("publish");
+                producer_stamps.lock().unwrap().entry(seq).or_insert(at);
+            }
+            session
+                .handle
+                .finish(FinalPayload::new(true))
+                .await
+                .expect("final");
+        }));
+        readers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut events = 0u64;
+            while let Some(item) = attachment.events.next().await {
+                let Outgoing::Event(event) = item else {
+                    continue;
+                };
+                let now = Instant::now();
+                attachment.events.written(event.seq);
+                attachment.upstream.ack(event.seq);
+                events += 1;
+                if let Some(at) = stamps.lock().unwrap().remove(&event.seq) {
+                    latencies.push(now - at);
+                }
+            }
+            (events, latencies)
+        }));
+    }
+    let mut events = 0;
+    let mut latencies = Vec::new();
+    for reader in readers {
+        let (n, mut l) = reader.await.expect("reader");
+        events += n;
+        latencies.append(&mut l);
+    }
+    for producer in producers {
+        producer.await.expect("producer");
+    }
+    let took = started.elapsed();
+    hub.shutdown();
+    Sample {
+        events,
+        took,
+        latencies,
+    }
+}
+
+/// `INFO memory`'s `used_memory` of the server on `socket`.
+async fn used_memory(socket: &std::path::Path) -> u64 {
+    let mut stream = tokio::net::UnixStream::connect(socket)
+        .await
+        .expect("connect");
+    stream.write_all(b"INFO memory\r\n").await.expect("write");
+    let mut reply = vec![0u8; 64 * 1024];
+    let n = stream.read(&mut reply).await.expect("read");
+    let text = String::from_utf8_lossy(&reply[..n]);
+    text.lines()
+        .find_map(|line| line.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("used_memory in INFO")
+}
+
+async fn connect(server: &RedisServer, prefix: &str) -> Arc<dyn Store> {
+    Arc::new(
+        RedisStore::connect(
+            &server.url(),
+            RedisStoreConfig::default().with_prefix(prefix),
+        )
+        .await
+        .expect("the store connects"),
+    )
+}
+
+fn report(name: &str, memory: &mut [Sample], redis: &mut [Sample]) {
+    let median = |samples: &mut [Sample]| {
+        samples.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
+        samples.len() / 2
+    };
+    let m = median(memory);
+    let r = median(redis);
+    let (mem, red) = (&mut memory[m], &mut redis[r]);
+    let (mem_p50, mem_p99) = (mem.percentile(0.5), mem.percentile(0.99));
+    let (red_p50, red_p99) = (red.percentile(0.5), red.percentile(0.99));
+    println!(
+        "{name:<26} memory {:>9.0} ev/s p50 {:>8.3} ms p99 {:>8.3} ms | redis {:>9.0} ev/s p50 {:>8.3} ms p99 {:>8.3} ms | redis/memory {:.2}x",
+        mem.rate(),
+        mem_p50.as_secs_f64() * 1e3,
+        mem_p99.as_secs_f64() * 1e3,
+        red.rate(),
+        red_p50.as_secs_f64() * 1e3,
+        red_p99.as_secs_f64() * 1e3,
+        red.rate() / mem.rate(),
+    );
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let server = RedisServer::start().expect("redis-server starts");
+        println!(
+            "store benchmark: median of {RUNS} runs each, contenders alternating; latency = publish to delivery"
+        );
+        let cases = [("1 session", 1, size(50_000)), ("1000 sessions", 1_000, size(100))];
+        for (index, (name, sessions, per_session)) in cases.into_iter().enumerate() {
+            let mut memory = Vec::new();
+            let mut redis = Vec::new();
+            for round in 0..RUNS {
+                memory.push(run(Arc::new(MemoryStore::new()), sessions, per_session).await);
+                let store = connect(&server, &format!("bench:{index}:{round}:")).await;
+                redis.push(run(store, sessions, per_session).await);
+            }
+            report(
+                &format!("{name} x {per_session} events"),
+                &mut memory,
+                &mut redis,
+            );
+        }
+
+        // What a retained event costs Redis: one session holding N events, none trimmed.
+        let retained = size(100_000);
+        let store = connect(&server, "bench:memory:").await;
+        let before = used_memory(server.socket()).await;
+        let hub = Hub::new(
+            HubConfig::default()
+                .with_heartbeat_ms(0)
+                .with_max_buffered_events(retained + 10)
+                .with_max_buffered_bytes(u64::MAX)
+                .with_store(store),
+        );
+        let _attachment = hub
+            .create(CreateSession::new(SessionId::generate()))
+            .await
+            .expect("create");
+        let session = hub.accept().await.expect("a session");
+        let payloads = mixed_stream(SessionId::generate(), usize::try_from(retained).unwrap_or(0));
+        let mut json_bytes = 0usize;
+        for event in &payloads {
+            json_bytes += serde_json::to_vec(event).map_or(0, |v| v.len());
+            session.handle.publish(event.payload.clone()).await.expect("publish");
+        }
+        let after = used_memory(server.socket()).await;
+        let per_event = (after.saturating_sub(before)) as f64 / retained as f64;
+        println!(
+            "redis memory per retained event: {per_event:.0} bytes ({retained} events of {:.0} JSON bytes on average, {:.2}x their size)",
+            json_bytes as f64 / retained as f64,
+            per_event / (json_bytes as f64 / retained as f64),
+        );
+        hub.shutdown();
+    });
+}

@@ -1,0 +1,365 @@
+//! Two servers on one Redis, as behind a load balancer without sticky sessions: a client
+//! bounced between them at every reconnect by a round-robin proxy that also cuts connections
+//! mid-line gets every event exactly once and in order, encrypted, over HTTP and WebSocket;
+//! its messages and a cancel sent through one server reach the producer on the other.
+//!
+//! Size: `ENCLAVE_CLUSTER_EVENTS` (default 100,000). Each test prints a summary line (run
+//! with `--nocapture` to see it).
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{redis, store_with, unique_prefix, within};
+use enclave_reconnect::{
+    HubConfig, ReconnectPolicy, ReconnectingStream, RunningServer, ServerBuilder, StreamConfig,
+};
+use enclave_redis::RedisStoreConfig;
+use enclave_testkit::{CutProxy, Fault, ProxyConfig, RedisServer};
+use enclave_transport::client::{ClientConfig, NewSession};
+use enclave_transport::{EncryptionPolicy, ServerConfig};
+use enclave_types::{
+    CallId, EncryptionMode, EventPayload, FinalPayload, LogLevel, LogPayload, StdoutPayload,
+    StreamEvent, ToolResultSubmitPayload,
+};
+
+/// Every test ends within this, whatever happens.
+const LIMIT: Duration = Duration::from_mins(3);
+
+/// Encrypted bytes per event on the wire, about (for spacing the cuts).
+const BYTES_PER_EVENT: u64 = 300;
+
+fn events_wanted() -> u64 {
+    std::env::var("ENCLAVE_CLUSTER_EVENTS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(100_000)
+}
+
+/// A server on a loopback port, its sessions in the Redis store under `prefix`.
+async fn node(server: &RedisServer, prefix: &str) -> RunningServer {
+    let store = store_with(server, RedisStoreConfig::default().with_prefix(prefix)).await;
+    ServerBuilder::new()
+        .hub_config(
+            HubConfig::default()
+                .with_heartbeat_ms(500)
+                // The producer stays within 2,000 events of what the client acknowledged.
+                .with_max_buffered_events(2_000)
+                .with_session_grace(Duration::from_secs(30)),
+        )
+        .store(Arc::new(store))
+        .server_config(
+            ServerConfig::default()
+                .encryption(EncryptionPolicy::Required)
+                .shutdown_grace(Duration::from_secs(1)),
+        )
+        .bind("127.0.0.1:0")
+        .await
+        .expect("a node listens")
+}
+
+fn client_config() -> StreamConfig {
+    StreamConfig::new()
+        .with_client(
+            ClientConfig::new()
+                .with_encryption(EncryptionMode::Required)
+                .with_connect_timeout(Duration::from_secs(3)),
+        )
+        .with_policy(
+            ReconnectPolicy::new()
+                .with_max_attempts(10)
+                .with_initial_delay(Duration::from_millis(20))
+                .with_max_delay(Duration::from_millis(200)),
+        )
+        .with_heartbeat_timeout(Duration::from_secs(5))
+}
+
+fn payload(i: u64) -> EventPayload {
+    if i % 3 == 0 {
+        EventPayload::Log(LogPayload::new(LogLevel::Info, format!("step {i}")))
+    } else {
+        let pad = "x".repeat(usize::try_from(i * 7 % 120).unwrap_or(0));
+        EventPayload::Stdout(StdoutPayload::new(format!("line {i}: {pad}\n")))
+    }
+}
+
+/// The producer on node A: `events` events, then (once every client message arrived) the
+/// final. Returns the seqs it published at and the messages it received.
+async fn producer(a: &RunningServer, events: u64, messages: u64) -> (Vec<u64>, Vec<u64>, u64) {
+    let session = a.hub().accept().await.expect("a session on node A");
+    let mut inbox = session.messages;
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while (got.len() as u64) < messages {
+            let Some(message) = inbox.recv().await else {
+                break;
+            };
+            got.push(message.seq.unwrap_or(0));
+        }
+        got
+    });
+    let mut seqs = Vec::with_capacity(usize::try_from(events).unwrap_or(0));
+    for i in 0..events {
+        seqs.push(session.handle.publish(payload(i)).await.expect("publish"));
+    }
+    let received = reader.await.expect("the message reader ends");
+    let final_seq = session
+        .handle
+        .finish(FinalPayload::new(true))
+        .await
+        .expect("final");
+    (seqs, received, final_seq)
+}
+
+/// Reads to the end, sending a message after every tenth application event.
+async fn consumer(stream: &mut ReconnectingStream, messages: u64) -> (Vec<StreamEvent>, u64) {
+    let mut received = Vec::new();
+    let mut app_events = 0u64;
+    let mut sent = 0u64;
+    while let Some(item) = stream.next().await {
+        let event = item.expect("no error: every cut is resumed");
+        if event.seq.is_multiple_of(1_000) {
+            assert!(
+                stream.encrypted(),
+                "the connection at seq {} is encrypted",
+                event.seq
+            );
+        }
+        if matches!(
+            event.payload,
+            EventPayload::Stdout(_) | EventPayload::Log(_)
+        ) {
+            app_events += 1;
+            if app_events.is_multiple_of(10) && sent < messages {
+                sent += 1;
+                let call = CallId::new(format!("c_{sent}")).expect("a call id");
+                stream
+                    .send(ToolResultSubmitPayload::new(call, true).into())
+                    .await
+                    .expect("send");
+            }
+        }
+        received.push(event);
+    }
+    (received, sent)
+}
+
+async fn bounced(carrier: &str, seed: u64) {
+    let started = Instant::now();
+    let events = events_wanted();
+    let messages = events / 10;
+    let redis = redis();
+    let prefix = unique_prefix(carrier);
+    let a = node(&redis, &prefix).await;
+    let b = node(&redis, &prefix).await;
+    let mean = 8_000 * BYTES_PER_EVENT;
+    let proxy = CutProxy::start(ProxyConfig {
+        // Round robin: the first connection (the create) reaches A, every reconnect the
+        // other node.
+        targets: vec![a.addr(), b.addr()],
+        fault_after_bytes: Some((mean / 2, mean + mean / 2)),
+        fault: Fault::Cut,
+        max_faults: u64::MAX,
+        seed,
+    })
+    .await
+    .expect("the proxy starts");
+    let url = if carrier == "ws" {
+        proxy.ws_url()
+    } else {
+        proxy.http_url()
+    };
+    let mut stream = ReconnectingStream::new(url, NewSession::new(), client_config());
+    let reconnects = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&reconnects);
+    stream.on_reconnect(move |_| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
+    let ((published, got_messages, final_seq), (received, sent)) =
+        within(LIMIT, "the bounced session", async {
+            tokio::join!(
+                producer(&a, events, messages),
+                consumer(&mut stream, messages)
+            )
+        })
+        .await;
+
+    let seqs: Vec<u64> = received.iter().map(|e| e.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=final_seq).collect::<Vec<_>>(),
+        "every seq once, in order, across both nodes"
+    );
+    let app: Vec<u64> = received
+        .iter()
+        .filter(|e| matches!(e.payload, EventPayload::Stdout(_) | EventPayload::Log(_)))
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(
+        app, published,
+        "the application's events, at the seqs it published them"
+    );
+    for (i, event) in received
+        .iter()
+        .filter(|e| matches!(e.payload, EventPayload::Stdout(_) | EventPayload::Log(_)))
+        .enumerate()
+    {
+        assert_eq!(event.payload, payload(i as u64), "event {i}");
+    }
+    assert!(matches!(
+        received.last().map(|e| &e.payload),
+        Some(EventPayload::Final(f)) if f.ok
+    ));
+    assert_eq!(sent, messages);
+    assert_eq!(
+        got_messages,
+        (1..=messages).collect::<Vec<_>>(),
+        "the producer on A got every message once, in order, whichever node received it"
+    );
+    let faults = proxy.faults();
+    let reconnects = reconnects.load(Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    println!(
+        "cluster {carrier}: {events} events (+{} heartbeats) over 2 nodes in {:.2} s ({:.0} events/s), \
+         {messages} messages, {faults} cuts, {reconnects} reconnects, {} connections",
+        final_seq - events - 2,
+        elapsed.as_secs_f64(),
+        events as f64 / elapsed.as_secs_f64(),
+        proxy.connections(),
+    );
+    assert!(faults >= 2, "the run was cut ({faults} cuts)");
+    assert!(
+        proxy.connections() >= 3,
+        "the client was bounced between the nodes ({} connections)",
+        proxy.connections()
+    );
+    proxy.stop().await;
+    a.stop().await.expect("node A stops");
+    b.stop().await.expect("node B stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_bounced_between_two_nodes_over_http_gets_every_event_once() {
+    bounced("http", 0xc105_0001).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_bounced_between_two_nodes_over_websocket_gets_every_event_once() {
+    bounced("ws", 0xc105_0002).await;
+}
+
+/// `POST path` on `addr` with an empty body; the status code.
+async fn post(addr: std::net::SocketAddr, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    socket.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    socket.read_to_end(&mut response).await.expect("read");
+    let head = String::from_utf8_lossy(&response);
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {head:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_through_node_b_stops_the_producer_on_node_a() {
+    let redis = redis();
+    let prefix = unique_prefix("cancel");
+    let a = node(&redis, &prefix).await;
+    let b = node(&redis, &prefix).await;
+    let url = format!("http://{}", a.addr());
+    let mut stream = ReconnectingStream::new(url, NewSession::new(), client_config());
+    let first = within(Duration::from_secs(10), "session_init", stream.next())
+        .await
+        .expect("an event")
+        .expect("no error");
+    let id = first.session_id.clone();
+    let session = within(Duration::from_secs(5), "the session on A", a.hub().accept())
+        .await
+        .expect("a session");
+    assert!(!session.handle.is_cancelled());
+
+    let sent = Instant::now();
+    let status = post(b.addr(), &format!("/sessions/{id}/cancel")).await;
+    assert!(
+        (200..300).contains(&status),
+        "cancel through B: HTTP {status}"
+    );
+    within(
+        Duration::from_secs(10),
+        "the cancel on A",
+        session.handle.cancelled(),
+    )
+    .await;
+    let took = sent.elapsed();
+    println!("cancel through node B reached the producer on node A in {took:?}");
+
+    // A cancel of a session no node knows is a 404, from either node.
+    let unknown = enclave_types::SessionId::generate();
+    assert_eq!(
+        post(b.addr(), &format!("/sessions/{unknown}/cancel")).await,
+        404
+    );
+    stream.close().await;
+    a.stop().await.expect("node A stops");
+    b.stop().await.expect("node B stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_after_redis_lost_its_data_is_refused_with_a_reason_never_a_gap() {
+    let mut redis = redis();
+    let prefix = unique_prefix("lost");
+    let a = node(&redis, &prefix).await;
+    let url = format!("http://{}", a.addr());
+    let mut stream = ReconnectingStream::new(url, NewSession::new(), client_config());
+    let session_task = {
+        let hub = a.hub().clone();
+        tokio::spawn(async move {
+            let session = hub.accept().await.expect("a session");
+            for i in 0..5 {
+                session.handle.publish(payload(i)).await.expect("publish");
+            }
+            // The producer waits; the restart below takes its session away.
+            session.handle.cancelled().await;
+        })
+    };
+    for _ in 0..6 {
+        within(Duration::from_secs(10), "an event", stream.next())
+            .await
+            .expect("an event")
+            .expect("no error");
+    }
+    // Persistence off: the restart loses every session, and the epoch with them.
+    redis.restart().expect("redis restarts");
+    a.server().shutdown(); // ends the live stream so the client resumes
+    let b = node(&redis, &prefix).await;
+    let position =
+        enclave_reconnect::SessionPosition::new(stream.session_id().expect("an id").clone(), 7)
+            .with_token(stream.token().expect("a token"))
+            .with_epoch(stream.epoch().expect("an epoch"));
+    let mut resumed =
+        ReconnectingStream::resume(format!("http://{}", b.addr()), position, client_config());
+    let outcome = within(
+        Duration::from_secs(20),
+        "the resume's answer",
+        resumed.next(),
+    )
+    .await;
+    let err = match outcome {
+        Some(Err(err)) => err,
+        other => panic!("the resume is refused, got {other:?}"),
+    };
+    let text = err.to_string();
+    assert!(
+        text.contains("epoch_mismatch"),
+        "an explicit reason: {text}"
+    );
+    session_task.abort();
+    b.stop().await.expect("node B stops");
+}
