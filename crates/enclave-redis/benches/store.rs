@@ -227,7 +227,7 @@ fn main() {
             .await
             .expect("create");
         let session = hub.accept().await.expect("a session");
-        let payloads = mixed_stream(SessionId::generate(), usize::try_from(retained).unwrap_or(0));
+        let payloads = mixed_stream(usize::try_from(retained).unwrap_or(0), 0x5eed);
         let mut json_bytes = 0usize;
         for event in &payloads {
             json_bytes += serde_json::to_vec(event).map_or(0, |v| v.len());
