@@ -62,13 +62,10 @@ async fn run(store: Arc<dyn Store>, sessions: u64, per_session: u64) -> Sample {
             .with_store(store),
     );
     let payloads: Arc<Vec<EventPayload>> = Arc::new(
-        mixed_stream(
-            SessionId::generate(),
-            usize::try_from(per_session).unwrap_or(0),
-        )
-        .into_iter()
-        .map(|e| e.payload)
-        .collect(),
+        mixed_stream(usize::try_from(per_session).unwrap_or(0), 0x5eed)
+            .into_iter()
+            .map(|e| e.payload)
+            .collect(),
     );
     let started = Instant::now();
     let mut readers = Vec::new();
