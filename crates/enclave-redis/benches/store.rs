@@ -133,19 +133,23 @@ async fn run(store: Arc<dyn Store>, sessions: u64, per_session: u64) -> Sample {
     }
 }
 
-/// `INFO memory`'s `used_memory` of the server on `socket`.
-async fn used_memory(socket: &std::path::Path) -> u64 {
+/// `MEMORY USAGE key SAMPLES 0` (every element counted) on the server at `socket`.
+async fn memory_usage(socket: &std::path::Path, key: &str) -> u64 {
     let mut stream = tokio::net::UnixStream::connect(socket)
         .await
         .expect("connect");
-    stream.write_all(b"INFO memory\r\n").await.expect("write");
-    let mut reply = vec![0u8; 64 * 1024];
+    let command = format!(
+        "*5\r\n$6\r\nMEMORY\r\n$5\r\nUSAGE\r\n${}\r\n{key}\r\n$7\r\nSAMPLES\r\n$1\r\n0\r\n",
+        key.len()
+    );
+    stream.write_all(command.as_bytes()).await.expect("write");
+    let mut reply = vec![0u8; 128];
     let n = stream.read(&mut reply).await.expect("read");
     let text = String::from_utf8_lossy(&reply[..n]);
-    text.lines()
-        .find_map(|line| line.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("used_memory in INFO")
+    text.trim()
+        .strip_prefix(':')
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("MEMORY USAGE {key} answered {text:?}"))
 }
 
 async fn connect(server: &RedisServer, prefix: &str) -> Arc<dyn Store> {
@@ -181,6 +185,58 @@ fn report(name: &str, memory: &mut [Sample], redis: &mut [Sample]) {
     );
 }
 
+/// The floor: a `PING` round trip on the raw socket, against one store append and one read.
+async fn floors(server: &RedisServer) {
+    let n = size(20_000);
+    let mut raw = tokio::net::UnixStream::connect(server.socket())
+        .await
+        .expect("connect");
+    let mut reply = [0u8; 7];
+    let started = Instant::now();
+    for _ in 0..n {
+        raw.write_all(b"PING\r\n").await.expect("write");
+        raw.read_exact(&mut reply).await.expect("read");
+    }
+    let ping = started.elapsed() / u32::try_from(n).unwrap_or(1);
+    let store = connect(server, "bench:floor:").await;
+    let id = SessionId::generate();
+    let meta = enclave_reconnect::store::SessionMeta::new(id.clone(), 1, 0, u64::MAX / 4, false);
+    let token = enclave_reconnect::store::TokenHash::of("t");
+    store
+        .create(
+            meta,
+            enclave_reconnect::store::TokenHashes {
+                current: token,
+                previous: None,
+            },
+        )
+        .await
+        .expect("create");
+    let events = mixed_stream(usize::try_from(n).unwrap_or(0), 7);
+    let started = Instant::now();
+    for (seq, event) in (1..).zip(&events) {
+        let mut event = event.clone();
+        event.session_id = id.clone();
+        event.seq = seq;
+        store
+            .append(&id, Arc::new(event), 200)
+            .await
+            .expect("append");
+    }
+    let append = started.elapsed() / u32::try_from(n).unwrap_or(1);
+    let started = Instant::now();
+    for seq in 1..=n {
+        store.read(&id, seq, 1).await.expect("read");
+    }
+    let read = started.elapsed() / u32::try_from(n).unwrap_or(1);
+    println!(
+        "floors: PING round trip {:.1} us | store append {:.1} us | store read of one event {:.1} us",
+        ping.as_secs_f64() * 1e6,
+        append.as_secs_f64() * 1e6,
+        read.as_secs_f64() * 1e6
+    );
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -192,6 +248,7 @@ fn main() {
         println!(
             "store benchmark: median of {RUNS} runs each, contenders alternating; latency = publish to delivery"
         );
+        floors(&server).await;
         let cases = [("1 session", 1, size(50_000)), ("1000 sessions", 1_000, size(100))];
         for (index, (name, sessions, per_session)) in cases.into_iter().enumerate() {
             let mut memory = Vec::new();
@@ -211,7 +268,6 @@ fn main() {
         // What a retained event costs Redis: one session holding N events, none trimmed.
         let retained = size(100_000);
         let store = connect(&server, "bench:memory:").await;
-        let before = used_memory(server.socket()).await;
         let hub = Hub::new(
             HubConfig::default()
                 .with_heartbeat_ms(0)
@@ -219,7 +275,7 @@ fn main() {
                 .with_max_buffered_bytes(u64::MAX)
                 .with_store(store),
         );
-        let _attachment = hub
+        let attachment = hub
             .create(CreateSession::new(SessionId::generate()))
             .await
             .expect("create");
@@ -230,8 +286,12 @@ fn main() {
             json_bytes += serde_json::to_vec(event).map_or(0, |v| v.len());
             session.handle.publish(event.payload.clone()).await.expect("publish");
         }
-        let after = used_memory(server.socket()).await;
-        let per_event = (after.saturating_sub(before)) as f64 / retained as f64;
+        let id = attachment.session_id.as_str().to_owned();
+        let mut usage = 0;
+        for key in ["events", "meta"] {
+            usage += memory_usage(server.socket(), &format!("bench:memory:{{{id}}}:{key}")).await;
+        }
+        let per_event = usage as f64 / retained as f64;
         println!(
             "redis memory per retained event: {per_event:.0} bytes ({retained} events of {:.0} JSON bytes on average, {:.2}x their size)",
             json_bytes as f64 / retained as f64,

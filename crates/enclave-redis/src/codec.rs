@@ -22,7 +22,7 @@ pub(crate) fn failed(operation: &str, id: &SessionId, err: &redis::RedisError) -
     Error::Store(format!("Redis {operation} for session {id}: {err}"))
 }
 
-fn state_name(state: SessionState) -> &'static str {
+pub(crate) fn state_name(state: SessionState) -> &'static str {
     match state {
         SessionState::Starting => "starting",
         SessionState::Running => "running",
@@ -118,8 +118,8 @@ impl<'a> MetaHash<'a> {
             .ok_or_else(|| corrupt(self.id, format_args!("field {field} is missing")))
     }
 
-    /// The snapshot, with the count and first seq the script read beside the hash.
-    pub(crate) fn snapshot(&self, count: u64, first: u64) -> Result<Snapshot, Error> {
+    /// The snapshot, with the retained count the script read beside the hash.
+    pub(crate) fn snapshot(&self, count: u64) -> Result<Snapshot, Error> {
         let id = self.id;
         let state_text = self.text("state")?;
         let state = state_of(state_text)
@@ -143,12 +143,14 @@ impl<'a> MetaHash<'a> {
             previous,
         };
         let last = self.number("last")?;
+        let evicted = self.number("evicted")?;
         let mut retention = Retention::default();
         retention.last_seq = last;
         retention.count = count;
-        retention.first_seq = if count == 0 { last + 1 } else { first };
+        // Appends are contiguous and trimming removes a prefix.
+        retention.first_seq = if count == 0 { last + 1 } else { evicted + 1 };
         retention.bytes = self.number("bytes")?;
-        retention.evicted_through = self.number("evicted")?;
+        retention.evicted_through = evicted;
         retention.client_seq = self.number("cseq")?;
         let expired = self.fields.get("expired").is_some_and(|v| v == "1");
         let mut snapshot = Snapshot::new(meta, tokens, retention, expired);

@@ -17,16 +17,16 @@ const PRELUDE: &str = r"
 local function seq_of(id)
   return tonumber(string.match(id, '^(%d+)'))
 end
+-- Appends are contiguous and trimming removes a prefix, so the oldest retained event is
+-- the one after the last that left.
 local function retention(meta, events)
   local h = redis.call('HMGET', meta, 'last', 'bytes', 'evicted', 'cseq')
   local last = tonumber(h[1]) or 0
+  local evicted = tonumber(h[3]) or 0
   local count = redis.call('XLEN', events)
   local first = last + 1
-  if count > 0 then
-    local e = redis.call('XRANGE', events, '-', '+', 'COUNT', 1)
-    first = seq_of(e[1][1])
-  end
-  return {1, last, count, tonumber(h[2]) or 0, tonumber(h[3]) or 0, tonumber(h[4]) or 0, first}
+  if count > 0 then first = evicted + 1 end
+  return {1, last, count, tonumber(h[2]) or 0, evicted, tonumber(h[4]) or 0, first}
 end
 ";
 
@@ -38,17 +38,11 @@ redis.call('PEXPIREAT', KEYS[1], ARGV[1])
 return 1
 ";
 
-/// KEYS: meta, events. Reply: nil, or {meta as a flat list, count, first retained seq}.
+/// KEYS: meta, events. Reply: nil, or {meta as a flat list, retained count}.
 const LOAD: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local all = redis.call('HGETALL', KEYS[1])
-local count = redis.call('XLEN', KEYS[2])
-local first = 0
-if count > 0 then
-  local e = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
-  first = seq_of(e[1][1])
-end
-return {all, count, first}
+return {all, redis.call('XLEN', KEYS[2])}
 ";
 
 /// KEYS: meta, events. ARGV: seq, event JSON, bytes, 1 for a `final`.
@@ -60,7 +54,8 @@ local last = tonumber(h[1])
 if tonumber(ARGV[1]) ~= last + 1 then return {-2, last + 1} end
 if h[4] then return {-3} end
 redis.call('XADD', KEYS[2], ARGV[1] .. '-0', 'e', ARGV[2], 'b', ARGV[3])
-redis.call('PEXPIREAT', KEYS[2], h[3])
+-- The stream keeps its expiry once set (XADD and XTRIM leave it).
+if last == 0 then redis.call('PEXPIREAT', KEYS[2], h[3]) end
 redis.call('HSET', KEYS[1], 'last', ARGV[1])
 redis.call('HINCRBY', KEYS[1], 'bytes', ARGV[3])
 if ARGV[4] == '1' then redis.call('HSET', KEYS[1], 'fin_seq', ARGV[1]) end
@@ -115,6 +110,16 @@ if seq > held then
   redis.call('HSET', KEYS[1], 'cseq', ARGV[1])
 end
 return {1, held}
+";
+
+/// KEYS: meta. ARGV: the new state (empty: unchanged), tool calls to add, finish time
+/// (empty: none).
+const PROGRESS: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], 'state', ARGV[1]) end
+if ARGV[2] ~= '0' then redis.call('HINCRBY', KEYS[1], 'tools', ARGV[2]) end
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'fin', ARGV[3]) end
+return 1
 ";
 
 /// KEYS: meta. ARGV: field/value pairs.
@@ -214,6 +219,7 @@ pub(crate) struct Scripts {
     pub(crate) swap_tokens: Script,
     pub(crate) advance_client_seq: Script,
     pub(crate) put_meta: Script,
+    pub(crate) progress: Script,
     pub(crate) forward: Script,
     pub(crate) expire: Script,
     pub(crate) attach: Script,
@@ -234,6 +240,7 @@ impl Scripts {
             swap_tokens: Script::new(SWAP_TOKENS),
             advance_client_seq: Script::new(ADVANCE_CLIENT_SEQ),
             put_meta: Script::new(PUT_META),
+            progress: Script::new(PROGRESS),
             forward: Script::new(FORWARD),
             expire: Script::new(EXPIRE),
             attach: Script::new(ATTACH),

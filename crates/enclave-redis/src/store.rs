@@ -1,10 +1,12 @@
 //! [`RedisStore`]: the `Store` trait on Redis.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use enclave_reconnect::store::{Inbound, Retention, SessionMeta, Snapshot, Store, TokenHashes};
+use enclave_reconnect::store::{
+    Inbound, Progress, Retention, SessionMeta, Snapshot, Store, TokenHashes,
+};
 use enclave_reconnect::Error as StoreError;
 use enclave_types::{EventPayload, SessionId, StreamEvent};
 use futures::future::BoxFuture;
@@ -29,6 +31,10 @@ pub struct RedisStore {
     pub(crate) inner: Arc<Inner>,
 }
 
+/// How many of a local session's latest events this process keeps beside Redis, so the
+/// readers on the producer's own server read them without a round trip.
+const RECENT: usize = 512;
+
 /// A session created through this store (its producer runs in this process).
 #[derive(Debug)]
 pub(crate) struct Local {
@@ -36,6 +42,21 @@ pub(crate) struct Local {
     pub(crate) appended: Arc<watch::Sender<u64>>,
     /// Whether its lease is still renewed (until its `final`, expiry or removal).
     pub(crate) renewing: bool,
+    /// The latest events this process appended (all of them in Redis), oldest first.
+    pub(crate) recent: VecDeque<Arc<StreamEvent>>,
+}
+
+impl Local {
+    /// Up to `max` events from seq `from`, when this process holds `from`.
+    fn read(&self, from: u64, max: usize) -> Option<Vec<Arc<StreamEvent>>> {
+        let first = self.recent.front()?.seq;
+        let last = self.recent.back()?.seq;
+        if from < first || from > last {
+            return None;
+        }
+        let skip = usize::try_from(from - first).ok()?;
+        Some(self.recent.iter().skip(skip).take(max).cloned().collect())
+    }
 }
 
 #[derive(Debug)]
@@ -277,6 +298,7 @@ impl Store for RedisStore {
                 Local {
                     appended: Arc::new(sender),
                     renewing: true,
+                    recent: VecDeque::new(),
                 },
             );
             Ok(())
@@ -289,7 +311,7 @@ impl Store for RedisStore {
             let inner = &self.inner;
             let keys = inner.keys(&id);
             let mut conn = inner.conn.clone();
-            let reply: Option<(Vec<String>, u64, u64)> = inner
+            let reply: Option<(Vec<String>, u64)> = inner
                 .scripts
                 .load
                 .key(&keys.meta)
@@ -297,10 +319,10 @@ impl Store for RedisStore {
                 .invoke_async(&mut conn)
                 .await
                 .map_err(|e| failed("load", &id, &e))?;
-            let Some((flat, count, first)) = reply else {
+            let Some((flat, count)) = reply else {
                 return Ok(None);
             };
-            MetaHash::new(&id, flat)?.snapshot(count, first).map(Some)
+            MetaHash::new(&id, flat)?.snapshot(count).map(Some)
         })
     }
 
@@ -339,7 +361,7 @@ impl Store for RedisStore {
                         if flat.is_empty() {
                             continue;
                         }
-                        metas.push(MetaHash::new(id, flat)?.snapshot(0, 0)?.meta);
+                        metas.push(MetaHash::new(id, flat)?.snapshot(0)?.meta);
                     }
                 }
                 if next == 0 {
@@ -361,6 +383,31 @@ impl Store for RedisStore {
                 invocation.arg(field).arg(value);
             }
             inner.int_script("put_meta", &id, &invocation).await?;
+            Ok(())
+        })
+    }
+
+    fn record_progress(
+        &self,
+        id: &SessionId,
+        progress: Progress,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        let id = id.clone();
+        Box::pin(async move {
+            let inner = &self.inner;
+            let keys = inner.keys(&id);
+            let state = progress.state.map(codec::state_name).unwrap_or_default();
+            let finished = progress
+                .finished_at_ms
+                .map(|ms| ms.to_string())
+                .unwrap_or_default();
+            let mut invocation = inner.scripts.progress.prepare_invoke();
+            invocation
+                .key(&keys.meta)
+                .arg(state)
+                .arg(progress.tool_calls)
+                .arg(finished);
+            inner.int_script("progress", &id, &invocation).await?;
             Ok(())
         })
     }
@@ -414,6 +461,7 @@ impl Store for RedisStore {
                 source,
             })?;
             let is_final = matches!(event.payload, EventPayload::Final(_));
+            let appended = Arc::clone(&event);
             let mut invocation = inner.scripts.append.prepare_invoke();
             invocation
                 .key(&keys.meta)
@@ -442,6 +490,10 @@ impl Store for RedisStore {
             }
             let retention = codec::retention(&id, &reply)?;
             if let Some(local) = inner.local().get_mut(&id) {
+                if local.recent.len() == RECENT {
+                    local.recent.pop_front();
+                }
+                local.recent.push_back(appended);
                 local.appended.send_replace(seq);
                 if is_final {
                     local.renewing = false;
@@ -458,26 +510,36 @@ impl Store for RedisStore {
         max: usize,
     ) -> BoxFuture<'_, Result<Vec<Arc<StreamEvent>>, StoreError>> {
         let id = id.clone();
+        let recent = self.inner.local().get(&id).and_then(|l| l.read(from, max));
         Box::pin(async move {
+            if let Some(events) = recent {
+                return Ok(events);
+            }
             let inner = &self.inner;
             let keys = inner.keys(&id);
             let mut conn = inner.conn.clone();
-            let (entries, exists): (Value, bool) = redis::pipe()
-                .cmd("XRANGE")
+            let entries: Value = redis::cmd("XRANGE")
                 .arg(&keys.events)
                 .arg(format!("{from}-0"))
                 .arg("+")
                 .arg("COUNT")
                 .arg(max)
-                .cmd("EXISTS")
-                .arg(&keys.meta)
                 .query_async(&mut conn)
                 .await
                 .map_err(|e| failed("read", &id, &e))?;
-            if !exists {
-                return Err(StoreError::UnknownSession(id));
+            let entries = codec::entries(&id, entries)?;
+            if entries.is_empty() {
+                // Nothing to read, or no session: only then is the record asked for.
+                let exists: bool = redis::cmd("EXISTS")
+                    .arg(&keys.meta)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| failed("read", &id, &e))?;
+                if !exists {
+                    return Err(StoreError::UnknownSession(id));
+                }
             }
-            codec::entries(&id, entries)?
+            entries
                 .iter()
                 .map(|entry| codec::event_of(&id, entry))
                 .collect()
@@ -500,6 +562,11 @@ impl Store for RedisStore {
         Box::pin(async move {
             let inner = &self.inner;
             let keys = inner.keys(&id);
+            if let Some(local) = inner.local().get_mut(&id) {
+                while local.recent.front().is_some_and(|e| e.seq <= through) {
+                    local.recent.pop_front();
+                }
+            }
             let mut invocation = inner.scripts.trim.prepare_invoke();
             invocation.key(&keys.meta).key(&keys.events).arg(through);
             inner.retention_script("trim", &id, &invocation).await

@@ -223,8 +223,15 @@ impl HubEvents {
             if self.after_final {
                 return self.finish(None);
             }
+            // The store's watch holds the last appended seq: when it is behind the next seq
+            // to send, a read would come back empty, so wait for an append instead.
+            let behind = self
+                .appended
+                .as_ref()
+                .is_some_and(|rx| *rx.borrow() < self.next_seq);
             if self.buffer.is_empty() {
                 let read = match self.release().await {
+                    Ok(()) if behind => Ok(Vec::new()),
                     Ok(()) => {
                         self.shared
                             .store

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::config::OverflowPolicy;
 use super::Shared;
-use crate::store::Retention;
+use crate::store::{Progress, Retention};
 use crate::Error;
 
 /// The attachment currently serving a session.
@@ -263,21 +263,14 @@ async fn record_progress(
     tool_call: bool,
     finished: bool,
 ) -> Result<(), Error> {
-    let Some(snapshot) = shared.store.load(&rt.id).await? else {
-        return Err(Error::UnknownSession(rt.id.clone()));
-    };
-    let mut meta = snapshot.meta;
+    let mut progress = Progress::default();
+    progress.state = state;
+    progress.tool_calls = u64::from(tool_call);
+    progress.finished_at_ms = finished.then(super::clock::now_ms);
     if let Some(state) = state {
-        meta.state = state;
         rt.state.send_replace(state);
     }
-    if tool_call {
-        meta.tool_call_count += 1;
-    }
-    if finished {
-        meta.finished_at_ms = Some(super::clock::now_ms());
-    }
-    shared.store.put_meta(meta).await
+    shared.store.record_progress(&rt.id, progress).await
 }
 
 /// Waits until an event of `bytes` fits the bound: acknowledged events leave first, then

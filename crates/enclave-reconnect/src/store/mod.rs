@@ -137,6 +137,18 @@ pub struct Retention {
     pub client_seq: u64,
 }
 
+/// What one event changed in a session's metadata ([`Store::record_progress`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Progress {
+    /// The session's new state, if it changed.
+    pub state: Option<SessionState>,
+    /// Tool calls to add to its count.
+    pub tool_calls: u64,
+    /// When it finished (its `final`), ms since the Unix epoch.
+    pub finished_at_ms: Option<u64>,
+}
+
 /// Connections to a session on every server sharing the store (shared stores only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -214,6 +226,31 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Replaces a session's metadata (tokens, events and positions are untouched).
     fn put_meta(&self, meta: SessionMeta) -> BoxFuture<'_, Result<(), Error>>;
+
+    /// Applies what an event changed to the session's metadata. The default reads the
+    /// metadata and writes it back ([`Store::load`], [`Store::put_meta`]); a store that can
+    /// update fields in place does it in one step.
+    fn record_progress(
+        &self,
+        id: &SessionId,
+        progress: Progress,
+    ) -> BoxFuture<'_, Result<(), Error>> {
+        let id = id.clone();
+        Box::pin(async move {
+            let Some(snapshot) = self.load(&id).await? else {
+                return Err(Error::UnknownSession(id));
+            };
+            let mut meta = snapshot.meta;
+            if let Some(state) = progress.state {
+                meta.state = state;
+            }
+            meta.tool_call_count += progress.tool_calls;
+            if progress.finished_at_ms.is_some() {
+                meta.finished_at_ms = progress.finished_at_ms;
+            }
+            self.put_meta(meta).await
+        })
+    }
 
     /// Compare-and-set of the token hashes: `true` when they were `expected` and are now
     /// `next`, `false` when someone changed them first.
