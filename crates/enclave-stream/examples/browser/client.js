@@ -148,10 +148,14 @@ export async function* ndjsonLines(body) {
   const reader = body.getReader();
   const decoder = new TextDecoder('utf-8', { fatal: true });
   let buffer = '';
+  let finished = false;
   try {
     for (;;) {
       const { done, value } = await reader.read();
-      if (done) break;
+      if (done) {
+        finished = true;
+        break;
+      }
       buffer += decoder.decode(value, { stream: true });
       let newline;
       while ((newline = buffer.indexOf('\n')) !== -1) {
@@ -163,6 +167,9 @@ export async function* ndjsonLines(body) {
     buffer += decoder.decode();
     if (buffer.trim().length > 0) yield buffer.trim();
   } finally {
+    // A reader that stops early (a refused envelope) closes the connection instead of leaving
+    // the server streaming into a body nobody reads.
+    if (!finished) await reader.cancel().catch(() => {});
     reader.releaseLock();
   }
 }
