@@ -92,7 +92,18 @@ fn print_tool_versions(root: &Path) -> Result<(), String> {
     let node_version = shell::first_line(Command::new("node").arg("--version")).ok_or(
         "`node` is not on PATH; the Node interop test in `cargo test` needs Node.js 20 or newer",
     )?;
-    println!("{cargo_version}\n{rustc_version}\nnode {node_version}");
+    // The browser test's Chromium (crates/enclave-cli/tests/browser.rs reads the same variable).
+    let chromium =
+        std::env::var_os("ENCLAVE_TEST_CHROMIUM").unwrap_or_else(|| "/usr/bin/chromium".into());
+    let chromium_version =
+        shell::first_line(Command::new(&chromium).arg("--version")).ok_or_else(|| {
+            format!(
+                "{} cannot run; the browser test in `cargo test` needs Debian's `chromium` \
+                 package (.ci/run installs it)",
+                chromium.to_string_lossy()
+            )
+        })?;
+    println!("{cargo_version}\n{rustc_version}\nnode {node_version}\n{chromium_version}");
     Ok(())
 }
 

@@ -37,7 +37,8 @@ enum Command {
     Decrypt(crypt::DecryptArgs),
     /// Write a server signing key (PKCS#8 PEM, P-256) and print its public key (SPKI PEM).
     Keygen(keygen::KeygenArgs),
-    /// Serve sessions over HTTP NDJSON and WebSocket; first line: `listening http://HOST:PORT`.
+    /// Serve sessions over HTTP NDJSON and WebSocket (and the files of --static DIR); first
+    /// line: `listening http://HOST:PORT`.
     Serve(serve::ServeArgs),
     /// Open (or resume) a session and print its events, reconnecting on its own.
     Connect(connect::ConnectArgs),

@@ -5,8 +5,10 @@
 //! `listening http://HOST:PORT` (`https` with TLS; `http://[::1]:PORT` for IPv6), so a script
 //! can start it on port 0 and read where it is. Every new session gets its `session_init`,
 //! then the events of `--events FILE` (re-sequenced) or `--generate N` generated events, then
-//! `final`. Logs go to standard error through `tracing` (`RUST_LOG` filters them). It serves
-//! until SIGINT or SIGTERM, then stops accepting, ends every stream so clients resume
+//! `final`. With `--static DIR` it also serves the files of DIR on every path the protocol
+//! routes leave free (`/` is `DIR/index.html`), so a browser page can be loaded from the
+//! stream server. Logs go to standard error through `tracing` (`RUST_LOG` filters them). It
+//! serves until SIGINT or SIGTERM, then stops accepting, ends every stream so clients resume
 //! elsewhere, and exits 0. With `--store redis://…` several `enclave serve` processes share
 //! their sessions through Redis: any of them serves any session.
 
@@ -106,6 +108,12 @@ pub(crate) struct ServeArgs {
     /// (it died or lost Redis) ends with `final {ok: false}` (`PRODUCER_LOST`).
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
     store_lease_ms: u64,
+
+    /// Also serve the files of DIR (GET/HEAD; `/` is DIR/index.html) on every path the
+    /// protocol routes leave free, e.g. the browser example
+    /// `crates/enclave-stream/examples/browser`. Nothing outside DIR is reachable.
+    #[arg(long = "static", value_name = "DIR")]
+    static_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -166,6 +174,12 @@ async fn serve(args: ServeArgs) -> ExitCode {
         },
         _ => "http",
     };
+    if let Some(dir) = &args.static_dir {
+        if !dir.is_dir() {
+            return usage(&format!("--static {}: not a directory", dir.display()));
+        }
+        server_config = server_config.static_dir(dir);
+    }
     if let Some(path) = &args.signing_key {
         match SigningKey::from_pkcs8_pem_file(path) {
             Ok(key) => server_config = server_config.signing_key(Arc::new(key)),
@@ -217,6 +231,9 @@ async fn serve(args: ServeArgs) -> ExitCode {
         return usage(&format!("cannot write to standard output: {err}"));
     }
     tracing::info!(%local, "serving");
+    if let Some(dir) = &args.static_dir {
+        tracing::info!(dir = %dir.display(), "serving static files");
+    }
 
     let application = tokio::spawn(run_sessions(hub.clone(), script, args.rate));
     let signal_hub = hub.clone();

@@ -4,59 +4,19 @@
 //! `enclave connect`, directly and through a proxy that cuts the connection mid-stream.
 
 use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use enclave_testkit::{CutProxy, ProxyConfig};
 use serde_json::Value;
 
+mod served;
+
+use served::Served;
+
 /// Every wait in these tests is bounded by this.
 const TIMEOUT: Duration = Duration::from_mins(1);
-
-/// A running `enclave serve`, killed when dropped.
-struct Served {
-    child: Child,
-    url: String,
-}
-
-impl Served {
-    fn start(args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_enclave"))
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("enclave serve starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx
-            .recv_timeout(TIMEOUT)
-            .expect("a first line within the timeout");
-        let url = line
-            .trim()
-            .strip_prefix("listening ")
-            .unwrap_or_else(|| panic!("first line is `listening URL`, got {line:?}"))
-            .to_owned();
-        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-        Self { child, url }
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Runs the TypeScript-client peer against `url` and returns its summary.
 fn ts_client(url: &str) -> Value {
@@ -133,11 +93,7 @@ fn the_typescript_client_resumes_through_cuts_without_losing_or_repeating_an_eve
         "1000",
         "--allow-tokenless-resume",
     ]);
-    let target = served
-        .url
-        .trim_start_matches("http://")
-        .parse()
-        .expect("a socket address");
+    let target = served.authority().parse().expect("a socket address");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()

@@ -1,9 +1,10 @@
 //! What a deployment can set on the server: limits, CORS origins, the session list, the
-//! encryption policy, the server's identity key, an authorization hook and TLS.
+//! encryption policy, the server's identity key, an authorization hook, TLS and a directory
+//! of static files.
 
 use std::fmt;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,6 +88,7 @@ pub struct ServerConfig {
     pub(crate) ws_open_timeout: Duration,
     pub(crate) ws_ping_interval: Duration,
     pub(crate) tls_handshake_timeout: Duration,
+    pub(crate) static_dir: Option<PathBuf>,
 }
 
 /// The default cap on concurrent connections.
@@ -108,6 +110,7 @@ impl Default for ServerConfig {
             ws_open_timeout: Duration::from_secs(10),
             ws_ping_interval: Duration::from_secs(15),
             tls_handshake_timeout: Duration::from_secs(10),
+            static_dir: None,
         }
     }
 }
@@ -261,6 +264,23 @@ impl ServerConfig {
         self.ws_ping_interval = interval;
         self
     }
+
+    /// Serves the files of `dir` (`GET` and `HEAD`) on every path no route claims, so a
+    /// browser page can be loaded from the stream server itself; `/` and a directory's `/`
+    /// serve its `index.html`. The protocol routes keep priority, CORS and the authorization
+    /// hook apply as on every route, and nothing outside `dir` is reachable: not through `..`
+    /// (raw or percent-encoded), hidden (dot) names or symbolic links that lead out of it. A
+    /// miss is `404 NOT_FOUND`. Default: none (every other path is `404`).
+    #[must_use]
+    pub fn static_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.static_dir = Some(dir.into());
+        self
+    }
+
+    /// The directory of static files in force, if any.
+    pub fn static_dir_value(&self) -> Option<&Path> {
+        self.static_dir.as_deref()
+    }
 }
 
 impl fmt::Debug for ServerConfig {
@@ -279,6 +299,7 @@ impl fmt::Debug for ServerConfig {
             .field("tls", &self.tls.is_some())
             .field("max_connections", &self.max_connections)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("static_dir", &self.static_dir)
             .finish_non_exhaustive()
     }
 }

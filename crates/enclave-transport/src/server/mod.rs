@@ -10,6 +10,7 @@
 //! | `GET /sessions/ws` | WebSocket: `open` / `opened`, then NDJSON lines both ways |
 //! | `GET /health` | `{"status":"ok"}` |
 //! | `OPTIONS *` | CORS preflight, `204` |
+//! | `GET`/`HEAD` of any other path | a file of [`ServerConfig::static_dir`], when set |
 //!
 //! Choices the contract leaves open, made here:
 //! - A body over [`ServerConfig::max_body_bytes`] is answered `413` with
@@ -45,6 +46,7 @@ mod config;
 mod listener;
 pub(crate) mod negotiate;
 mod routes;
+mod static_files;
 mod ws;
 
 use std::fmt;

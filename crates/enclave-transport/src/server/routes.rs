@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 use super::body::{FirstLine, StreamBody};
 use super::negotiate::{negotiate, Handshake, InitSigner};
-use super::{ws, Shared};
+use super::{static_files, ws, Shared};
 use crate::service::{
     Attachment, CreateSession, Features, Refusal, RefusalReason, ResumeSession, SessionConfig,
     SessionInfo, Submit,
@@ -84,7 +84,16 @@ fn not_found(message: &str) -> Response {
     )
 }
 
-async fn no_route(method: Method, uri: http::Uri) -> Response {
+/// What no route claims: a static file when [`ServerConfig::static_dir`] is set, else `404`.
+///
+/// [`ServerConfig::static_dir`]: super::ServerConfig::static_dir
+async fn no_route(State(shared): AppState, method: Method, uri: http::Uri) -> Response {
+    if let Some(dir) = &shared.config.static_dir {
+        if let Some(response) = static_files::serve(dir, &method, uri.path()).await {
+            return response;
+        }
+        return not_found(&format!("no route or file for {method} {}", uri.path()));
+    }
     not_found(&format!("no route for {method} {}", uri.path()))
 }
 
