@@ -151,12 +151,13 @@ impl EncryptedChannel {
     /// Seals one message written as compact JSON. A value serde_json cannot write is
     /// refused with [`Error::Unencodable`] before any nonce is spent.
     pub fn seal_json<T: Serialize + ?Sized>(&mut self, message: &T) -> Result<Vec<u8>, Error> {
-        let json = Zeroizing::new(serde_json::to_vec(message).map_err(|err| {
-            Error::Unencodable {
-                at: Location::NONE,
-                reason: reason(&err),
-            }
-        })?);
+        let json =
+            Zeroizing::new(
+                serde_json::to_vec(message).map_err(|err| Error::Unencodable {
+                    at: Location::NONE,
+                    reason: reason(&err),
+                })?,
+            );
         self.seal(&json)
     }
 
@@ -216,7 +217,8 @@ impl PendingChannel {
     /// public key. The key pair is consumed: one agreement per key pair.
     pub fn accept(self, remote_public_key: &PublicKey) -> Result<EncryptedChannel, Error> {
         let public_key = self.key_pair.public_key().clone();
-        let mut channel = EncryptedChannel::new(self.role, self.key_pair.agree(remote_public_key)?)?;
+        let mut channel =
+            EncryptedChannel::new(self.role, self.key_pair.agree(remote_public_key)?)?;
         channel.public_key = Some(public_key);
         Ok(channel)
     }

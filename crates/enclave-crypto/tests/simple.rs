@@ -113,8 +113,14 @@ fn seal_json_refuses_what_json_cannot_write_without_spending_a_nonce() {
     bad.insert(vec![1u8], 1); // a map with non-string keys has no JSON form
     let err = client.seal_json(&bad).unwrap_err();
     assert_eq!(err.code(), "FRAME_ERROR", "{err}");
-    assert!(format!("{client:?}").contains("messages_sealed: 0"), "{client:?}");
+    assert!(
+        format!("{client:?}").contains("messages_sealed: 0"),
+        "{client:?}"
+    );
     let sealed = client.seal_json(&json!(1)).unwrap();
-    assert!(format!("{client:?}").contains("messages_sealed: 1"), "{client:?}");
+    assert!(
+        format!("{client:?}").contains("messages_sealed: 1"),
+        "{client:?}"
+    );
     assert_eq!(server.open_json::<u32>(&sealed).unwrap(), 1);
 }

@@ -653,16 +653,25 @@ fn callback_and_chunk_stream_faces_give_the_items_of_the_pull_face() {
     input.extend_from_slice(b"{\"a\":1,\"b\":\"x\"}\r\n\n  \n");
     input.extend_from_slice(b"not json\n");
     input.extend_from_slice(format!("{{\"a\":2,\"b\":\"{}\"}}\n", "y".repeat(80)).as_bytes());
-    input.extend_from_slice("{\"a\":3,\"b\":\"grüße\"}\n{\"a\":4}\n{\"a\":5,\"b\":\"last\"}".as_bytes());
+    input.extend_from_slice(
+        "{\"a\":3,\"b\":\"grüße\"}\n{\"a\":4}\n{\"a\":5,\"b\":\"last\"}".as_bytes(),
+    );
     let expected = summary(&decode_chunked(&input, input.len(), 64));
     assert_eq!(
         expected,
-        ["ok:1", "json@4", "too_long@5", "ok:3", "value@7", "ok:5"]
-        .map(String::from)
+        ["ok:1", "json@4", "too_long@5", "ok:3", "value@7", "ok:5"].map(String::from)
     );
     for chunk in [1, 2, 3, 7, 64, input.len()] {
-        assert_eq!(summary(&decode_callback(&input, chunk, 64)), expected, "callback, chunks of {chunk}");
-        assert_eq!(summary(&decode_stream(&input, chunk, 64)), expected, "stream, chunks of {chunk}");
+        assert_eq!(
+            summary(&decode_callback(&input, chunk, 64)),
+            expected,
+            "callback, chunks of {chunk}"
+        );
+        assert_eq!(
+            summary(&decode_stream(&input, chunk, 64)),
+            expected,
+            "stream, chunks of {chunk}"
+        );
     }
 }
 

@@ -16,9 +16,7 @@ use enclave_reconnect::{
 };
 use enclave_transport::client::{ClientConfig, NewSession};
 use enclave_transport::RefusalReason;
-use enclave_types::{
-    CancelPayload, EncryptionMode, RuntimeChannelPayload, SessionId, StreamEvent,
-};
+use enclave_types::{CancelPayload, EncryptionMode, RuntimeChannelPayload, SessionId, StreamEvent};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -520,7 +518,10 @@ async fn the_builder_knobs_apply_over_the_config_and_session_id_resumes_without_
         .config(fast_config()) // after the knobs: they still win
         .max_delay(Duration::from_millis(3));
     assert!(format!("{builder:?}").contains("max_attempts: Some(2)"));
-    match tokio::time::timeout(LIMIT, builder.connect()).await.unwrap() {
+    match tokio::time::timeout(LIMIT, builder.connect())
+        .await
+        .unwrap()
+    {
         Err(StreamError::OutOfAttempts { attempts, .. }) => assert_eq!(attempts, 2),
         other => panic!("expected OutOfAttempts, got {other:?}"),
     }
@@ -531,7 +532,10 @@ async fn the_builder_knobs_apply_over_the_config_and_session_id_resumes_without_
         .session_id(SessionId::new(SESSION).unwrap())
         .build();
     assert_eq!(stream.state(), ConnectionState::Disconnected);
-    let count = tokio::time::timeout(LIMIT, stream.run()).await.unwrap().unwrap();
+    let count = tokio::time::timeout(LIMIT, stream.run())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(count, 10, "no on_message: events are counted");
     assert_eq!(
         fake.state().resumes.first(),
