@@ -23,28 +23,48 @@ fn steps(root: &Path) -> Vec<Step> {
         prepare: None,
         command: cargo(root, &args.split_whitespace().collect::<Vec<_>>()),
     };
-    let mut doc = step("doc", "doc --workspace --no-deps --locked");
+    // All features, as docs.rs builds them.
+    let mut doc = step("doc", "doc --workspace --no-deps --all-features --locked");
     doc.command.env("RUSTDOCFLAGS", "-D warnings");
     let mut deny = step(
         "deny",
         "deny --all-features --locked check bans licenses sources",
     );
     deny.prepare = Some(|root| shell::ensure_cargo_subcommand(root, "deny", "cargo-deny"));
-    vec![
+    let mut steps = vec![
         step("fmt", "fmt --all -- --check"),
         step(
             "clippy",
             "clippy --workspace --all-targets --locked -- -D warnings",
         ),
-        // Includes doc tests, the xtask tidy rules and the Node interop test.
+        // Includes doc tests, the xtask tidy rules and the Node interop test; it also builds
+        // the examples, so running them next costs only their run time.
         step("test", "test --workspace --locked"),
+    ];
+    // Each example runs on its own over loopback, checks what it did and exits 0.
+    for (name, example) in EXAMPLES {
+        steps.push(step(
+            name,
+            &format!("run -p enclave-stream --locked --example {example}"),
+        ));
+    }
+    steps.extend([
         doc,
         // Advisories need the RustSec database, which cannot be fetched here (see deny.toml).
         deny,
         // Benches are not run in CI, but they must keep compiling.
         step("bench", "bench --workspace --locked --no-run"),
-    ]
+    ]);
+    steps
 }
+
+/// The facade's examples, each a CI step: (step name, example).
+const EXAMPLES: &[(&str, &str)] = &[
+    ("example quickstart", "quickstart"),
+    ("example encrypted_channel", "encrypted_channel"),
+    ("example reconnecting_client", "reconnecting_client"),
+    ("example runtime_server", "runtime_server"),
+];
 
 pub(crate) fn run(root: &Path) -> Result<(), String> {
     let started = Instant::now();
@@ -110,12 +130,12 @@ fn print_tool_versions(root: &Path) -> Result<(), String> {
 fn print_summary(done: &[(&str, Duration)], failed: Option<(&str, Duration)>, total: Duration) {
     println!("\nCI summary:");
     for (name, elapsed) in done {
-        println!("  {name:<8} {:>10}  ok", format_duration(*elapsed));
+        println!("  {name:<28} {:>10}  ok", format_duration(*elapsed));
     }
     if let Some((name, elapsed)) = failed {
-        println!("  {name:<8} {:>10}  FAILED", format_duration(elapsed));
+        println!("  {name:<28} {:>10}  FAILED", format_duration(elapsed));
     }
-    println!("  {:<8} {:>10}", "total", format_duration(total));
+    println!("  {:<28} {:>10}", "total", format_duration(total));
 }
 
 #[cfg(test)]
@@ -136,7 +156,11 @@ mod tests {
                 "fmt: cargo fmt --all -- --check",
                 "clippy: cargo clippy --workspace --all-targets --locked -- -D warnings",
                 "test: cargo test --workspace --locked",
-                "doc: RUSTDOCFLAGS='-D warnings' cargo doc --workspace --no-deps --locked",
+                "example quickstart: cargo run -p enclave-stream --locked --example quickstart",
+                "example encrypted_channel: cargo run -p enclave-stream --locked --example encrypted_channel",
+                "example reconnecting_client: cargo run -p enclave-stream --locked --example reconnecting_client",
+                "example runtime_server: cargo run -p enclave-stream --locked --example runtime_server",
+                "doc: RUSTDOCFLAGS='-D warnings' cargo doc --workspace --no-deps --all-features --locked",
                 "deny: cargo deny --all-features --locked check bans licenses sources",
                 "bench: cargo bench --workspace --locked --no-run",
             ]

@@ -68,7 +68,7 @@
 //! Also here: the key material itself ([`EphemeralKeyPair`], [`PublicKey`],
 //! [`SharedSecret`], [`hkdf_sha256`]), the seed README's byte-level API ([`generate_key_pair`],
 //! [`derive_shared_secret`], [`derive_key`], [`encrypt`] / [`decrypt`] and
-//! [`create_encrypted_channel`], whose message format is this crate's own, not the
+//! [`create_encrypted_channel`] / [`PendingChannel`], whose message format is this crate's own, not the
 //! TypeScript implementation's), and [`hazmat`]: raw AES-GCM with caller-chosen nonces and
 //! ciphers from raw key bytes, for what the typed path cannot express.
 //!
@@ -127,4 +127,6 @@ pub use layer::{
     ClientEncryption, EncryptionLayer, Incoming, IncomingFrame, Opened, ServerEncryption,
 };
 pub use nonce::NONCE_LEN;
-pub use simple::{create_encrypted_channel, decrypt, encrypt, EncryptedChannel, Role};
+pub use simple::{
+    create_encrypted_channel, decrypt, encrypt, EncryptedChannel, PendingChannel, Role,
+};

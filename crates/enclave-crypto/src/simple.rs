@@ -1,6 +1,8 @@
 //! The small API of the seed README, for bytes outside the event protocol: whole messages
 //! under a shared secret ([`encrypt`] / [`decrypt`]), and a two-way channel
-//! ([`create_encrypted_channel`]).
+//! ([`create_encrypted_channel`], or [`PendingChannel`] for the side that shows its public
+//! key before it knows the peer's), carrying bytes ([`EncryptedChannel::seal`]) or any serde
+//! message as JSON ([`EncryptedChannel::seal_json`]).
 //!
 //! The message format here is **this crate's own**: the TypeScript implementation has no
 //! counterpart (its `encrypt`/`decrypt` take a raw key and a caller's nonce). A message is
@@ -9,11 +11,13 @@
 //! session `info` strings for a channel). Only peers of this crate read it.
 
 use ring::rand::{SecureRandom, SystemRandom};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use zeroize::Zeroizing;
 
 use crate::cipher::{KEY_LEN, MAX_MESSAGES_PER_KEY, TAG_LEN};
 use crate::ecdh::{EphemeralKeyPair, PublicKey, SharedSecret};
-use crate::error::{Error, Location};
+use crate::error::{reason, Error, Location};
 use crate::hazmat::SessionKey;
 use crate::kdf::{HKDF_INFO_CLIENT_TO_SERVER, HKDF_INFO_SERVER_TO_CLIENT};
 use crate::nonce::{CounterNonces, Nonce, NonceGuard, Refusal, NONCE_LEN};
@@ -143,6 +147,90 @@ impl EncryptedChannel {
         self.guard.record(&nonce);
         Ok(std::mem::take(&mut *plaintext))
     }
+
+    /// Seals one message written as compact JSON. A value serde_json cannot write is
+    /// refused with [`Error::Unencodable`] before any nonce is spent.
+    pub fn seal_json<T: Serialize + ?Sized>(&mut self, message: &T) -> Result<Vec<u8>, Error> {
+        let json =
+            Zeroizing::new(
+                serde_json::to_vec(message).map_err(|err| Error::Unencodable {
+                    at: Location::NONE,
+                    reason: reason(&err),
+                })?,
+            );
+        self.seal(&json)
+    }
+
+    /// Opens one message and reads it as JSON into `T` (a [`serde_json::Value`] takes any
+    /// message). Authentic bytes that are not a `T` fail with [`Error::DecryptionFailed`],
+    /// quoting serde_json's complaint, never the plaintext.
+    pub fn open_json<T: DeserializeOwned>(&mut self, message: &[u8]) -> Result<T, Error> {
+        let plaintext = Zeroizing::new(self.open(message)?);
+        serde_json::from_slice(&plaintext).map_err(|err| Error::DecryptionFailed {
+            at: Location::NONE,
+            reason: format!("the message is not the JSON expected: {}", reason(&err)).into(),
+        })
+    }
+}
+
+/// The first half of a channel: our ephemeral key pair, made before the peer's public key is
+/// known — the seed's server, which hands out its public key first.
+///
+/// ```
+/// use enclave_crypto::{create_encrypted_channel, PendingChannel, Role};
+///
+/// let server = PendingChannel::new(Role::Server)?;
+/// let mut client = create_encrypted_channel(Role::Client, server.public_key())?;
+/// let client_public_key = client.public_key().expect("generated").clone();
+/// let mut server = server.accept(&client_public_key)?;
+///
+/// let sealed = client.seal_json(&serde_json::json!({"type": "tool_call", "name": "secretOp"}))?;
+/// let message: serde_json::Value = server.open_json(&sealed)?;
+/// assert_eq!(message["name"], "secretOp");
+/// # Ok::<(), enclave_crypto::Error>(())
+/// ```
+pub struct PendingChannel {
+    role: Role,
+    key_pair: EphemeralKeyPair,
+}
+
+impl PendingChannel {
+    /// Generates the ephemeral key pair of a channel end playing `role`.
+    pub fn new(role: Role) -> Result<Self, Error> {
+        Ok(Self {
+            role,
+            key_pair: EphemeralKeyPair::generate()?,
+        })
+    }
+
+    /// Our public key, for the peer.
+    pub fn public_key(&self) -> &PublicKey {
+        self.key_pair.public_key()
+    }
+
+    /// The role this end will play.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Agrees with the peer's public key and returns the channel, which keeps reporting our
+    /// public key. The key pair is consumed: one agreement per key pair.
+    pub fn accept(self, remote_public_key: &PublicKey) -> Result<EncryptedChannel, Error> {
+        let public_key = self.key_pair.public_key().clone();
+        let mut channel =
+            EncryptedChannel::new(self.role, self.key_pair.agree(remote_public_key)?)?;
+        channel.public_key = Some(public_key);
+        Ok(channel)
+    }
+}
+
+impl std::fmt::Debug for PendingChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingChannel")
+            .field("role", &self.role)
+            .field("public_key", self.key_pair.public_key())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Generates an ephemeral key pair, agrees with `remote_public_key` and returns a channel
@@ -152,11 +240,7 @@ pub fn create_encrypted_channel(
     role: Role,
     remote_public_key: &PublicKey,
 ) -> Result<EncryptedChannel, Error> {
-    let key_pair = EphemeralKeyPair::generate()?;
-    let public_key = key_pair.public_key().clone();
-    let mut channel = EncryptedChannel::new(role, key_pair.agree(remote_public_key)?)?;
-    channel.public_key = Some(public_key);
-    Ok(channel)
+    PendingChannel::new(role)?.accept(remote_public_key)
 }
 
 impl std::fmt::Debug for EncryptedChannel {

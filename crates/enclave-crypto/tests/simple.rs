@@ -2,8 +2,9 @@
 
 use enclave_crypto::{
     create_encrypted_channel, decrypt, derive_key, derive_shared_secret, encrypt,
-    generate_key_pair, EncryptedChannel, Role, NONCE_LEN, TAG_LEN,
+    generate_key_pair, EncryptedChannel, PendingChannel, Role, NONCE_LEN, TAG_LEN,
 };
+use serde_json::{json, Value};
 
 #[test]
 fn encrypt_and_decrypt_under_an_agreed_secret() {
@@ -72,4 +73,54 @@ fn derive_key_refuses_lengths_past_the_hkdf_bound_without_allocating_them() {
         let err = derive_key(&secret, None, "too long", len).unwrap_err();
         assert_eq!(err.code(), "ENCRYPTION_KEY_DERIVATION_FAILED", "{len}");
     }
+}
+
+#[test]
+fn a_pending_channel_shows_its_key_first_and_carries_json_messages() {
+    let server = PendingChannel::new(Role::Server).unwrap();
+    assert_eq!(server.role(), Role::Server);
+    let server_public = server.public_key().clone();
+    let mut client = create_encrypted_channel(Role::Client, &server_public).unwrap();
+    let mut server = server
+        .accept(client.public_key().expect("the client generated its key"))
+        .unwrap();
+    assert_eq!(server.public_key(), Some(&server_public));
+    // Debug names the public key only.
+    assert!(format!("{server:?}").contains(&server_public.to_base64()));
+
+    let call = json!({"type": "tool_call", "name": "secretOp", "args": {}});
+    let sealed = client.seal_json(&call).unwrap();
+    assert!(!String::from_utf8_lossy(&sealed).contains("secretOp"));
+    assert_eq!(server.open_json::<Value>(&sealed).unwrap(), call);
+    let reply = server.seal_json(&json!({"ok": true})).unwrap();
+    assert_eq!(client.open_json::<Value>(&reply).unwrap()["ok"], true);
+
+    // Authentic bytes that are not the JSON asked for: refused without echoing plaintext.
+    let sealed = client.seal(b"secret, not json").unwrap();
+    let err = server.open_json::<Value>(&sealed).unwrap_err();
+    assert_eq!(err.code(), "ENCRYPTION_DECRYPTION_FAILED");
+    assert!(!err.to_string().contains("secret"), "{err}");
+    let sealed = client.seal_json(&json!("a string")).unwrap();
+    assert!(server.open_json::<u32>(&sealed).is_err());
+}
+
+#[test]
+fn seal_json_refuses_what_json_cannot_write_without_spending_a_nonce() {
+    let server = PendingChannel::new(Role::Server).unwrap();
+    let mut client = create_encrypted_channel(Role::Client, server.public_key()).unwrap();
+    let mut server = server.accept(client.public_key().unwrap()).unwrap();
+    let mut bad = std::collections::HashMap::new();
+    bad.insert(vec![1u8], 1); // a map with non-string keys has no JSON form
+    let err = client.seal_json(&bad).unwrap_err();
+    assert_eq!(err.code(), "FRAME_ERROR", "{err}");
+    assert!(
+        format!("{client:?}").contains("messages_sealed: 0"),
+        "{client:?}"
+    );
+    let sealed = client.seal_json(&json!(1)).unwrap();
+    assert!(
+        format!("{client:?}").contains("messages_sealed: 1"),
+        "{client:?}"
+    );
+    assert_eq!(server.open_json::<u32>(&sealed).unwrap(), 1);
 }

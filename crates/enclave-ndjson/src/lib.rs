@@ -13,7 +13,9 @@
 //!   [`Encoder`](tokio_util::codec::Encoder) of `Out` for `FramedRead` / `FramedWrite`
 //!   (the two directions of a link carry different messages);
 //! - [`StreamDecoder`], [`StreamEncoder`], [`parse_ndjson`] and [`stringify_ndjson`], which
-//!   need no runtime and mirror the TypeScript helpers.
+//!   need no runtime and mirror the TypeScript helpers; a decoder's items come out by pull
+//!   ([`StreamDecoder::items`]), by callback ([`StreamDecoder::on_message`]) or as a
+//!   [`Stream`](futures_core::Stream) over byte chunks ([`StreamDecoder::decode_stream`]).
 //!
 //! Input is untrusted. Each line is searched once (the engine remembers where it
 //! stopped), parsed in place from the buffer, and bounded by a line limit
@@ -44,5 +46,6 @@ pub use crate::codec::NdjsonCodec;
 pub use crate::engine::{LineLimit, OutputBuf, DEFAULT_MAX_LINE_LENGTH};
 pub use crate::error::{Error, WriteError};
 pub use crate::stream::{
-    parse_ndjson, stringify_ndjson, Items, ParsedNdjson, StreamDecoder, StreamEncoder,
+    parse_ndjson, stringify_ndjson, CallbackDecoder, DecodeStream, Items, ParsedNdjson,
+    StreamDecoder, StreamEncoder,
 };

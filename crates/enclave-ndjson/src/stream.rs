@@ -3,8 +3,11 @@
 use std::fmt;
 use std::iter::FusedIterator;
 use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes, BytesMut};
+use futures_core::Stream;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -133,10 +136,173 @@ impl<T: DeserializeOwned> StreamDecoder<T> {
         }
     }
 
+    /// Hands every item to `on_message` as its line completes: the seed's
+    /// `decoder.on('message', …)` then `decoder.write(chunk)`. Bad lines reach the callback
+    /// too, as `Err` with their line number, and decoding goes on.
+    ///
+    /// ```
+    /// use enclave_ndjson::StreamDecoder;
+    ///
+    /// let mut received = Vec::new();
+    /// let mut decoder = StreamDecoder::<serde_json::Value>::new()
+    ///     .on_message(|message| received.push(message.map_err(|err| err.line())));
+    /// decoder.write(b"{\"type\":\"tool_call\"}\n{\"ty");
+    /// decoder.write(b"pe\":\"end\"}\nnot json\n");
+    /// decoder.end();
+    /// drop(decoder);
+    /// assert_eq!(received.len(), 3);
+    /// assert_eq!(received[1].as_ref().unwrap()["type"], "end");
+    /// assert_eq!(received[2], Err(Some(3)));
+    /// ```
+    pub fn on_message<F>(self, on_message: F) -> CallbackDecoder<T, F>
+    where
+        F: FnMut(Result<T, Error>),
+    {
+        CallbackDecoder {
+            decoder: self,
+            on_message,
+        }
+    }
+
+    /// Decodes a stream of byte chunks (a response body, a channel of reads) into a
+    /// [`Stream`] of items, ending with the pending last line when the chunks end. Memory
+    /// stays bounded by the line limit plus one chunk.
+    ///
+    /// ```
+    /// use enclave_ndjson::StreamDecoder;
+    /// use futures::{stream, StreamExt};
+    ///
+    /// # futures::executor::block_on(async {
+    /// let chunks = stream::iter(["{\"seq\":1}\n{\"se", "q\":2}\n", "{\"seq\":3}"]);
+    /// let items: Vec<serde_json::Value> = StreamDecoder::new()
+    ///     .decode_stream(chunks)
+    ///     .map(|item| item.expect("every line is JSON"))
+    ///     .collect()
+    ///     .await;
+    /// assert_eq!(items.len(), 3);
+    /// assert_eq!(items[2]["seq"], 3);
+    /// # });
+    /// ```
+    pub fn decode_stream<S>(self, chunks: S) -> DecodeStream<S, T>
+    where
+        S: Stream + Unpin,
+        S::Item: AsRef<[u8]>,
+    {
+        DecodeStream {
+            chunks,
+            decoder: self,
+            ended: false,
+        }
+    }
+
     fn take(&mut self, eof: bool) -> Option<Result<T, Error>> {
         let (consumed, item) = self.engine.decode(&self.buf, eof);
         self.buf.advance(consumed);
         item
+    }
+}
+
+/// A [`StreamDecoder`] that pushes each item to a callback as bytes are written; see
+/// [`StreamDecoder::on_message`].
+pub struct CallbackDecoder<T, F> {
+    decoder: StreamDecoder<T>,
+    on_message: F,
+}
+
+impl<T: DeserializeOwned, F: FnMut(Result<T, Error>)> CallbackDecoder<T, F> {
+    /// Appends a chunk and hands the items of every line it completes to the callback;
+    /// returns how many it handed over.
+    pub fn write(&mut self, chunk: impl AsRef<[u8]>) -> usize {
+        self.decoder.feed(chunk.as_ref());
+        self.dispatch(false)
+    }
+
+    /// Ends the input: hands over the pending last line, if any. Later writes start a new
+    /// line and keep the line count going.
+    pub fn end(&mut self) -> usize {
+        self.dispatch(true)
+    }
+
+    /// The decoder back, with whatever it still holds.
+    pub fn into_inner(self) -> StreamDecoder<T> {
+        self.decoder
+    }
+
+    /// The decoder, to read its counters.
+    pub fn decoder(&self) -> &StreamDecoder<T> {
+        &self.decoder
+    }
+
+    fn dispatch(&mut self, eof: bool) -> usize {
+        let mut count = 0;
+        while let Some(item) = self.decoder.take(eof) {
+            (self.on_message)(item);
+            count += 1;
+        }
+        count
+    }
+}
+
+impl<T, F> fmt::Debug for CallbackDecoder<T, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallbackDecoder")
+            .field("decoder", &self.decoder)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The items of a stream of byte chunks; see [`StreamDecoder::decode_stream`].
+pub struct DecodeStream<S, T> {
+    chunks: S,
+    decoder: StreamDecoder<T>,
+    ended: bool,
+}
+
+impl<S, T> DecodeStream<S, T> {
+    /// The decoder, to read its counters.
+    pub fn decoder(&self) -> &StreamDecoder<T> {
+        &self.decoder
+    }
+
+    /// The chunk stream and the decoder back.
+    pub fn into_parts(self) -> (S, StreamDecoder<T>) {
+        (self.chunks, self.decoder)
+    }
+}
+
+impl<S, T> Stream for DecodeStream<S, T>
+where
+    S: Stream + Unpin,
+    S::Item: AsRef<[u8]>,
+    T: DeserializeOwned,
+{
+    type Item = Result<T, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        // Every field is Unpin (the chunk stream is required to be), so no projection.
+        let this = self.get_mut();
+        loop {
+            if let Some(item) = this.decoder.take(this.ended) {
+                return Poll::Ready(Some(item));
+            }
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.chunks).poll_next(cx) {
+                Poll::Ready(Some(chunk)) => this.decoder.feed(chunk.as_ref()),
+                Poll::Ready(None) => this.ended = true,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
+impl<S, T> fmt::Debug for DecodeStream<S, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DecodeStream")
+            .field("decoder", &self.decoder)
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
     }
 }
 

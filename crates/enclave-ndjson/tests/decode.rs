@@ -620,3 +620,76 @@ fn stringify_refuses_a_line_parse_would_refuse() {
     assert_eq!(text.len(), DEFAULT_MAX_LINE_LENGTH + 1);
     assert_eq!(parse_ndjson::<String>(&text).items, [payload]);
 }
+
+/// Runs `input` through the callback face in chunks of `chunk` bytes, ending at the end.
+fn decode_callback(input: &[u8], chunk: usize, limit: usize) -> Vec<Result<Rec, Error>> {
+    let mut out = Vec::new();
+    let mut handed = 0;
+    let mut decoder = StreamDecoder::with_max_line_length(limit).on_message(|item| out.push(item));
+    for piece in input.chunks(chunk) {
+        handed += decoder.write(piece);
+    }
+    handed += decoder.end();
+    assert!(!decoder.decoder().has_pending());
+    drop(decoder);
+    assert_eq!(handed, out.len());
+    out
+}
+
+/// Runs `input` through the chunk-stream face in chunks of `chunk` bytes.
+fn decode_stream(input: &[u8], chunk: usize, limit: usize) -> Vec<Result<Rec, Error>> {
+    use futures::StreamExt;
+    let chunks = futures::stream::iter(input.chunks(chunk));
+    futures::executor::block_on(
+        StreamDecoder::with_max_line_length(limit)
+            .decode_stream(chunks)
+            .collect(),
+    )
+}
+
+#[test]
+fn callback_and_chunk_stream_faces_give_the_items_of_the_pull_face() {
+    let mut input = Vec::new();
+    input.extend_from_slice(b"{\"a\":1,\"b\":\"x\"}\r\n\n  \n");
+    input.extend_from_slice(b"not json\n");
+    input.extend_from_slice(format!("{{\"a\":2,\"b\":\"{}\"}}\n", "y".repeat(80)).as_bytes());
+    input.extend_from_slice(
+        "{\"a\":3,\"b\":\"grüße\"}\n{\"a\":4}\n{\"a\":5,\"b\":\"last\"}".as_bytes(),
+    );
+    let expected = summary(&decode_chunked(&input, input.len(), 64));
+    assert_eq!(
+        expected,
+        ["ok:1", "json@4", "too_long@5", "ok:3", "value@7", "ok:5"].map(String::from)
+    );
+    for chunk in [1, 2, 3, 7, 64, input.len()] {
+        assert_eq!(
+            summary(&decode_callback(&input, chunk, 64)),
+            expected,
+            "callback, chunks of {chunk}"
+        );
+        assert_eq!(
+            summary(&decode_stream(&input, chunk, 64)),
+            expected,
+            "stream, chunks of {chunk}"
+        );
+    }
+}
+
+#[test]
+fn the_callback_decoder_hands_over_lines_as_they_complete_and_keeps_counting_after_end() {
+    let mut seen = Vec::new();
+    let mut decoder = StreamDecoder::<serde_json::Value>::new().on_message(|item| {
+        seen.push(item.map(|v| v["type"].as_str().unwrap_or("?").to_owned()));
+    });
+    assert_eq!(decoder.write("{\"type\":\"start\"}\n{\"type\":"), 1);
+    assert_eq!(decoder.write("\"end\"}"), 0, "no newline yet");
+    assert_eq!(decoder.end(), 1);
+    assert_eq!(decoder.write("oops\n"), 1);
+    assert_eq!(decoder.decoder().line_number(), 3);
+    let inner = decoder.into_inner();
+    assert!(!inner.has_pending());
+    assert_eq!(seen.len(), 3);
+    assert_eq!(seen[0].as_deref().ok(), Some("start"));
+    assert_eq!(seen[1].as_deref().ok(), Some("end"));
+    assert_eq!(seen[2].as_ref().unwrap_err().line(), Some(3));
+}

@@ -52,8 +52,8 @@ mod server;
 pub mod store;
 
 pub use client::{
-    ConnectionEvent, ConnectionState, ReconnectPolicy, ReconnectingStream, RetrySchedule,
-    SessionPosition, StreamConfig, StreamError,
+    ConnectionEvent, ConnectionState, ReconnectPolicy, ReconnectingStream,
+    ReconnectingStreamBuilder, RetrySchedule, SessionPosition, StreamConfig, StreamError,
 };
 pub use error::Error;
 pub use hub::{Hub, HubConfig, Messages, NewSession, OverflowPolicy, SessionHandle};

@@ -16,7 +16,7 @@ use enclave_reconnect::{
 };
 use enclave_transport::client::{ClientConfig, NewSession};
 use enclave_transport::RefusalReason;
-use enclave_types::{CancelPayload, EncryptionMode, RuntimeChannelPayload, StreamEvent};
+use enclave_types::{CancelPayload, EncryptionMode, RuntimeChannelPayload, SessionId, StreamEvent};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -460,4 +460,86 @@ async fn close_stops_without_a_retry() {
         Err(StreamError::Closed)
     ));
     assert!(fake.state().resumes.is_empty());
+}
+
+#[tokio::test]
+async fn the_builder_connects_then_run_hands_every_event_to_on_message_across_cuts() {
+    let fake = Fake::start(120, vec![(30, Fault::Cut), (90, Fault::Cut)]).await;
+    let delivered = Arc::new(Mutex::new(Vec::new()));
+    let reconnects = Arc::new(Mutex::new(Vec::new()));
+    let (seen, attempts) = (Arc::clone(&delivered), Arc::clone(&reconnects));
+    let mut stream = tokio::time::timeout(
+        LIMIT,
+        ReconnectingStream::builder(&fake.url)
+            .config(fast_config())
+            .max_attempts(4)
+            .initial_delay(Duration::from_millis(5))
+            .max_delay(Duration::from_millis(40))
+            .backoff_multiplier(1.5)
+            .on_reconnect(move |attempt| attempts.lock().unwrap().push(attempt))
+            .on_message(move |event| seen.lock().unwrap().push(event.seq))
+            .connect(),
+    )
+    .await
+    .expect("connect stalled")
+    .expect("connects");
+    assert_eq!(stream.state(), ConnectionState::Connected);
+    assert_eq!(stream.session_id().map(SessionId::as_str), Some(SESSION));
+    assert!(
+        delivered.lock().unwrap().is_empty(),
+        "connect delivers nothing by itself"
+    );
+    // connect() again is a no-op while the connection is up.
+    stream.connect().await.unwrap();
+
+    let count = tokio::time::timeout(LIMIT, stream.run())
+        .await
+        .expect("run stalled")
+        .expect("runs to final");
+    assert_eq!(count, 120);
+    assert_eq!(*delivered.lock().unwrap(), (1..=120).collect::<Vec<_>>());
+    assert_eq!(*reconnects.lock().unwrap(), [1, 1]);
+    assert_eq!(stream.state(), ConnectionState::Closed);
+    assert!(matches!(stream.connect().await, Err(StreamError::Closed)));
+    let froms: Vec<u64> = fake.state().resumes.iter().map(|(from, _)| *from).collect();
+    assert_eq!(froms, [30, 90]);
+}
+
+#[tokio::test]
+async fn the_builder_knobs_apply_over_the_config_and_session_id_resumes_without_a_token() {
+    // A port nobody listens on: the knobs decide how many attempts are made.
+    let url = {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let builder = ReconnectingStream::builder(url)
+        .max_attempts(2)
+        .initial_delay(Duration::from_millis(1))
+        .config(fast_config()) // after the knobs: they still win
+        .max_delay(Duration::from_millis(3));
+    assert!(format!("{builder:?}").contains("max_attempts: Some(2)"));
+    match tokio::time::timeout(LIMIT, builder.connect())
+        .await
+        .unwrap()
+    {
+        Err(StreamError::OutOfAttempts { attempts, .. }) => assert_eq!(attempts, 2),
+        other => panic!("expected OutOfAttempts, got {other:?}"),
+    }
+
+    let fake = Fake::start(10, vec![]).await;
+    let mut stream = ReconnectingStream::builder(&fake.url)
+        .config(fast_config())
+        .session_id(SessionId::new(SESSION).unwrap())
+        .build();
+    assert_eq!(stream.state(), ConnectionState::Disconnected);
+    let count = tokio::time::timeout(LIMIT, stream.run())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(count, 10, "no on_message: events are counted");
+    assert_eq!(
+        fake.state().resumes.first(),
+        Some(&(1, None)),
+        "a tokenless resume from the first event"
+    );
 }

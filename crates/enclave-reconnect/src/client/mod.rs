@@ -23,7 +23,12 @@
 //!   from [`events`](ReconnectingStream::events)), and an
 //!   [`on_reconnect`](ReconnectingStream::on_reconnect) callback.
 //! - [`close`](ReconnectingStream::close) never triggers a retry.
+//! - **The seed's shape.** [`ReconnectingStream::builder`] takes the URL, the session, the
+//!   knobs and the callbacks; [`connect`](ReconnectingStream::connect) makes the first
+//!   connection and [`run`](ReconnectingStream::run) hands each event to the
+//!   [`on_message`](ReconnectingStream::on_message) callback.
 
+mod builder;
 mod error;
 mod policy;
 
@@ -40,6 +45,7 @@ use enclave_types::{
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
+pub use self::builder::ReconnectingStreamBuilder;
 pub use self::error::StreamError;
 pub use self::policy::{ReconnectPolicy, RetrySchedule};
 
@@ -247,6 +253,7 @@ pub struct ReconnectingStream {
     state: ConnectionState,
     events: broadcast::Sender<ConnectionEvent>,
     on_reconnect: Option<Box<dyn FnMut(u32) + Send>>,
+    on_message: Option<Box<dyn FnMut(StreamEvent) + Send>>,
     next_message_seq: u64,
     unacked: VecDeque<RuntimeChannelMessage>,
     unacked_events: u64,
@@ -283,6 +290,7 @@ impl ReconnectingStream {
             state: ConnectionState::Disconnected,
             events,
             on_reconnect: None,
+            on_message: None,
             next_message_seq: 1,
             unacked: VecDeque::new(),
             unacked_events: 0,
@@ -293,6 +301,11 @@ impl ReconnectingStream {
             last_activity: Instant::now(),
             done: false,
         }
+    }
+
+    /// A builder with the seed's knobs: the session, the reconnect policy, the callbacks.
+    pub fn builder(url: impl Into<String>) -> ReconnectingStreamBuilder {
+        ReconnectingStreamBuilder::new(url.into())
     }
 
     /// A stream that resumes an existing session on `url` at its first use.
@@ -309,6 +322,44 @@ impl ReconnectingStream {
     /// the number of the retry that made it.
     pub fn on_reconnect(&mut self, f: impl FnMut(u32) + Send + 'static) {
         self.on_reconnect = Some(Box::new(f));
+    }
+
+    /// Hands every event to `f` while [`run`](Self::run) drives the stream (events taken
+    /// with [`next`](Self::next) are returned, not handed to `f`).
+    pub fn on_message(&mut self, f: impl FnMut(StreamEvent) + Send + 'static) {
+        self.on_message = Some(Box::new(f));
+    }
+
+    /// Makes the first connection now (creating or resuming the session), retrying as the
+    /// policy allows, instead of at the first [`next`](Self::next). Returns at once when a
+    /// connection is already up.
+    pub async fn connect(&mut self) -> Result<(), StreamError> {
+        self.ensure_connected().await
+    }
+
+    /// Drives the stream to its end, handing each event to the
+    /// [`on_message`](Self::on_message) callback (without one, events are only counted);
+    /// returns how many events were delivered, after `final` or [`close`](Self::close).
+    /// Item errors ([`StreamError::Item`], a line that could not be read) are logged as
+    /// warnings and the stream goes on; a terminal error ends the run. Spawn it to run
+    /// in the background, as the TypeScript client's callbacks do.
+    pub async fn run(&mut self) -> Result<u64, StreamError> {
+        let mut delivered = 0;
+        while let Some(item) = self.next().await {
+            match item {
+                Ok(event) => {
+                    delivered += 1;
+                    if let Some(on_message) = &mut self.on_message {
+                        on_message(event);
+                    }
+                }
+                Err(err) if !err.is_terminal() => {
+                    tracing::warn!(%err, session = %self.session_name(), "skipped a line");
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(delivered)
     }
 
     /// A receiver of the connection events from now on.

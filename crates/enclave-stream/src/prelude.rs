@@ -1,0 +1,32 @@
+//! The common imports: `use enclave_stream::prelude::*;` brings the types most programs
+//! name, from every layer that is turned on. Names that two layers share (`NewSession`,
+//! `Error`) are left out; reach them through their layer's module.
+
+pub use enclave_types::{
+    EncryptionMode, EventPayload, EventType, FinalPayload, RuntimeChannelMessage,
+    RuntimeChannelPayload, SessionId, StdoutPayload, StreamEvent, ToolCallPayload,
+    ToolResultSubmitPayload,
+};
+
+#[cfg(feature = "ndjson")]
+pub use enclave_ndjson::{
+    parse_ndjson, stringify_ndjson, NdjsonCodec, StreamDecoder, StreamEncoder,
+};
+
+#[cfg(feature = "crypto")]
+pub use crate::channel::{ChannelError, ChannelLink};
+#[cfg(feature = "crypto")]
+pub use enclave_crypto::{
+    create_encrypted_channel, decrypt, derive_shared_secret, encrypt, generate_key_pair,
+    EncryptedChannel, PendingChannel, PublicKey, Role,
+};
+
+#[cfg(feature = "transport")]
+pub use enclave_transport::client::ClientConfig;
+#[cfg(feature = "transport")]
+pub use enclave_transport::{EncryptionPolicy, Server, ServerConfig};
+
+#[cfg(feature = "reconnect")]
+pub use enclave_reconnect::{
+    Hub, HubConfig, ReconnectPolicy, ReconnectingStream, SessionHandle, StreamConfig, StreamError,
+};
