@@ -123,7 +123,13 @@ fn print_tool_versions(root: &Path) -> Result<(), String> {
                 chromium.to_string_lossy()
             )
         })?;
-    println!("{cargo_version}\n{rustc_version}\nnode {node_version}\n{chromium_version}");
+    let redis_version = shell::first_line(Command::new("redis-server").arg("--version")).ok_or(
+        "`redis-server` is not on PATH; the Redis store tests in `cargo test` need Debian's \
+             `redis-server` package (.ci/run installs it)",
+    )?;
+    println!(
+        "{cargo_version}\n{rustc_version}\nnode {node_version}\n{chromium_version}\n{redis_version}"
+    );
     Ok(())
 }
 

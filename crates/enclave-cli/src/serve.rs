@@ -186,27 +186,10 @@ async fn serve(args: ServeArgs) -> ExitCode {
             Err(err) => return usage(&err.to_string()),
         }
     }
-    let mut hub_config = HubConfig::default()
-        .with_heartbeat_ms(args.heartbeat_ms)
-        .with_allow_tokenless_resume(args.allow_tokenless_resume)
-        .with_overflow(match args.overflow {
-            Overflow::Wait => OverflowPolicy::Wait,
-            Overflow::DropOldest => OverflowPolicy::DropOldest,
-        });
-    if let Some(events) = args.max_buffered_events {
-        hub_config = hub_config.with_max_buffered_events(events);
-    }
-    if let Some(bytes) = args.max_buffered_bytes {
-        hub_config = hub_config.with_max_buffered_bytes(bytes);
-    }
-    if let Some(ms) = args.session_grace_ms {
-        hub_config = hub_config.with_session_grace(Duration::from_millis(ms));
-    }
-    match open_store(&args).await {
-        Ok(Some(store)) => hub_config = hub_config.with_store(store),
-        Ok(None) => {}
+    let hub_config = match hub_config(&args).await {
+        Ok(config) => config,
         Err(message) => return usage(&message),
-    }
+    };
 
     let listener = match bind(&args.listen).await {
         Ok(listener) => listener,
@@ -252,6 +235,30 @@ async fn serve(args: ServeArgs) -> ExitCode {
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+/// The hub's settings from the session flags, its store included.
+async fn hub_config(args: &ServeArgs) -> Result<HubConfig, String> {
+    let mut config = HubConfig::default()
+        .with_heartbeat_ms(args.heartbeat_ms)
+        .with_allow_tokenless_resume(args.allow_tokenless_resume)
+        .with_overflow(match args.overflow {
+            Overflow::Wait => OverflowPolicy::Wait,
+            Overflow::DropOldest => OverflowPolicy::DropOldest,
+        });
+    if let Some(events) = args.max_buffered_events {
+        config = config.with_max_buffered_events(events);
+    }
+    if let Some(bytes) = args.max_buffered_bytes {
+        config = config.with_max_buffered_bytes(bytes);
+    }
+    if let Some(ms) = args.session_grace_ms {
+        config = config.with_session_grace(Duration::from_millis(ms));
+    }
+    if let Some(store) = open_store(args).await? {
+        config = config.with_store(store);
+    }
+    Ok(config)
 }
 
 /// The session store `--store` names; `None` for the in-memory default.

@@ -79,11 +79,14 @@ impl ServerBuilder {
     /// Binds `addr` (port 0 picks one) and serves until [`RunningServer::stop`].
     pub async fn bind(self, addr: &str) -> io::Result<RunningServer> {
         let listener = TcpListener::bind(addr).await?;
-        self.serve(listener, std::future::pending()).await
+        self.serve(listener, std::future::pending())
     }
 
     /// Serves on `listener` until `shutdown` resolves or [`RunningServer::stop`].
-    pub async fn serve(
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime (the server and the hub start tasks).
+    pub fn serve(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,

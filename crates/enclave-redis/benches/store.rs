@@ -10,6 +10,13 @@
 //! Run with `cargo bench -p enclave-redis --bench store` (`ENCLAVE_BENCH_QUICK=1` divides
 //! the sizes by ten).
 
+// Event counts, byte counts and indexes here stay far below 2^52, where f64 is exact.
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -22,29 +22,17 @@ pub(crate) fn failed(operation: &str, id: &SessionId, err: &redis::RedisError) -
     Error::Store(format!("Redis {operation} for session {id}: {err}"))
 }
 
-pub(crate) fn state_name(state: SessionState) -> &'static str {
-    match state {
-        SessionState::Starting => "starting",
-        SessionState::Running => "running",
-        SessionState::WaitingForTool => "waiting_for_tool",
-        SessionState::Completed => "completed",
-        SessionState::Cancelled => "cancelled",
-        SessionState::Failed => "failed",
-        // A state added to the protocol later is stored as the session still running.
-        _ => "running",
+/// A state's wire name (`waiting_for_tool`, …), as the protocol model serializes it.
+pub(crate) fn state_name(state: SessionState) -> String {
+    match serde_json::to_value(state) {
+        Ok(serde_json::Value::String(name)) => name,
+        // The model serializes every state as a string; anything else is a bug there.
+        other => unreachable!("SessionState serialized as {other:?}"),
     }
 }
 
 fn state_of(name: &str) -> Option<SessionState> {
-    Some(match name {
-        "starting" => SessionState::Starting,
-        "running" => SessionState::Running,
-        "waiting_for_tool" => SessionState::WaitingForTool,
-        "completed" => SessionState::Completed,
-        "cancelled" => SessionState::Cancelled,
-        "failed" => SessionState::Failed,
-        _ => return None,
-    })
+    serde_json::from_value(serde_json::Value::String(name.to_owned())).ok()
 }
 
 pub(crate) fn token_hex(hash: &TokenHash) -> String {
@@ -62,7 +50,7 @@ fn token_of(id: &SessionId, field: &str, hex_value: &str) -> Result<TokenHash, E
 pub(crate) fn meta_fields(meta: &SessionMeta) -> Vec<(&'static str, String)> {
     let mut fields = vec![
         ("epoch", meta.epoch.to_string()),
-        ("state", state_name(meta.state).to_owned()),
+        ("state", state_name(meta.state)),
         ("created", meta.created_at_ms.to_string()),
         ("expires", meta.expires_at_ms.to_string()),
         ("encrypted", u8::from(meta.encrypted).to_string()),
@@ -83,7 +71,7 @@ pub(crate) struct MetaHash<'a> {
 impl<'a> MetaHash<'a> {
     /// From `HGETALL`'s flat list of fields and values.
     pub(crate) fn new(id: &'a SessionId, flat: Vec<String>) -> Result<Self, Error> {
-        if flat.len() % 2 != 0 {
+        if !flat.len().is_multiple_of(2) {
             return Err(corrupt(id, "the meta hash has an odd number of elements"));
         }
         let mut fields = HashMap::with_capacity(flat.len() / 2);

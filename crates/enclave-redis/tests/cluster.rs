@@ -77,7 +77,7 @@ fn client_config() -> StreamConfig {
 }
 
 fn payload(i: u64) -> EventPayload {
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         EventPayload::Log(LogPayload::new(LogLevel::Info, format!("step {i}")))
     } else {
         let pad = "x".repeat(usize::try_from(i * 7 % 120).unwrap_or(0));
@@ -146,6 +146,23 @@ async fn consumer(stream: &mut ReconnectingStream, messages: u64) -> (Vec<Stream
     (received, sent)
 }
 
+/// `got == want`, reported by the first difference (the lists run to 100,000 entries).
+fn assert_same(got: &[u64], want: &[u64], what: &str) {
+    if let Some(at) = got.iter().zip(want).position(|(g, w)| g != w) {
+        panic!(
+            "{what}: at index {at} got seq {} where {} was due",
+            got[at], want[at]
+        );
+    }
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{what}: {} seqs where {} were due",
+        got.len(),
+        want.len()
+    );
+}
+
 async fn bounced(carrier: &str, seed: u64) {
     let started = Instant::now();
     let events = events_wanted();
@@ -177,29 +194,33 @@ async fn bounced(carrier: &str, seed: u64) {
     stream.on_reconnect(move |_| {
         counter.fetch_add(1, Ordering::Relaxed);
     });
-    let ((published, got_messages, final_seq), (received, sent)) =
-        within(LIMIT, "the bounced session", async {
+    let ((published, got_messages, final_seq), (received, sent)) = within(
+        LIMIT,
+        "the bounced session",
+        Box::pin(async {
             tokio::join!(
                 producer(&a, events, messages),
                 consumer(&mut stream, messages)
             )
-        })
-        .await;
+        }),
+    )
+    .await;
 
     let seqs: Vec<u64> = received.iter().map(|e| e.seq).collect();
-    assert_eq!(
-        seqs,
-        (1..=final_seq).collect::<Vec<_>>(),
-        "every seq once, in order, across both nodes"
+    assert_same(
+        &seqs,
+        &(1..=final_seq).collect::<Vec<_>>(),
+        "every seq once, in order, across both nodes",
     );
     let app: Vec<u64> = received
         .iter()
         .filter(|e| matches!(e.payload, EventPayload::Stdout(_) | EventPayload::Log(_)))
         .map(|e| e.seq)
         .collect();
-    assert_eq!(
-        app, published,
-        "the application's events, at the seqs it published them"
+    assert_same(
+        &app,
+        &published,
+        "the application's events, at the seqs it published them",
     );
     for (i, event) in received
         .iter()
@@ -226,7 +247,7 @@ async fn bounced(carrier: &str, seed: u64) {
          {messages} messages, {faults} cuts, {reconnects} reconnects, {} connections",
         final_seq - events - 2,
         elapsed.as_secs_f64(),
-        events as f64 / elapsed.as_secs_f64(),
+        f64::from(u32::try_from(events).unwrap_or(u32::MAX)) / elapsed.as_secs_f64(),
         proxy.connections(),
     );
     assert!(faults >= 2, "the run was cut ({faults} cuts)");
@@ -242,12 +263,12 @@ async fn bounced(carrier: &str, seed: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_bounced_between_two_nodes_over_http_gets_every_event_once() {
-    bounced("http", 0xc105_0001).await;
+    Box::pin(bounced("http", 0xc105_0001)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_bounced_between_two_nodes_over_websocket_gets_every_event_once() {
-    bounced("ws", 0xc105_0002).await;
+    Box::pin(bounced("ws", 0xc105_0002)).await;
 }
 
 /// `POST path` on `addr` with an empty body; the status code.
@@ -362,4 +383,85 @@ async fn a_resume_after_redis_lost_its_data_is_refused_with_a_reason_never_a_gap
     );
     session_task.abort();
     b.stop().await.expect("node B stops");
+}
+
+/// A create on `addr` by our client (encrypted): the refusal's text, or `None` if it worked.
+async fn create_refused(addr: std::net::SocketAddr) -> Option<String> {
+    let config = ClientConfig::new().with_encryption(EncryptionMode::Required);
+    let opened = enclave_transport::client::connect(
+        &format!("http://{addr}"),
+        enclave_transport::client::Open::New(NewSession::new()),
+        &config,
+    )
+    .await;
+    opened.err().map(|err| err.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_persistence_a_redis_restart_mid_session_loses_nothing_and_the_session_goes_on() {
+    let mut redis = RedisServer::start_persistent().expect("redis-server starts");
+    let prefix = unique_prefix("aof");
+    let a = node(&redis, &prefix).await;
+    let events = 3_000u64;
+    let url = format!("http://{}", a.addr());
+    let mut stream = ReconnectingStream::new(url, NewSession::new(), client_config());
+    let producer = {
+        let hub = a.hub().clone();
+        tokio::spawn(async move {
+            let session = hub.accept().await.expect("a session");
+            for i in 0..events {
+                session
+                    .handle
+                    .publish(payload(i))
+                    .await
+                    .expect("publish: appends ride out the restart");
+                if i % 20 == 0 {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+            session
+                .handle
+                .finish(FinalPayload::new(true))
+                .await
+                .expect("final");
+        })
+    };
+    let mut received = Vec::new();
+    within(LIMIT, "the session across the restart", async {
+        while received.len() < 500 {
+            received.push(stream.next().await.expect("an event").expect("no error"));
+        }
+        // Down: new sessions are refused with 503 JSON.
+        redis.kill();
+        let refused = create_refused(a.addr())
+            .await
+            .expect("no Redis, no new session");
+        assert!(
+            refused.contains("HTTP 503") && refused.contains("SERVICE_UNAVAILABLE"),
+            "a 503 JSON refusal: {refused}"
+        );
+        // Back, from its append-only file.
+        redis.restart().expect("redis restarts");
+        while let Some(item) = stream.next().await {
+            received.push(item.expect("no error: the outage is resumed"));
+        }
+    })
+    .await;
+    producer.await.expect("the producer finishes");
+    let contiguous = received.iter().zip(1u64..).all(|(e, want)| e.seq == want);
+    assert!(
+        contiguous,
+        "nothing lost, nothing twice: seqs 1..={} in order",
+        received.len()
+    );
+    let app = received
+        .iter()
+        .filter(|e| matches!(e.payload, EventPayload::Stdout(_) | EventPayload::Log(_)))
+        .count() as u64;
+    assert_eq!(app, events, "every application event arrived");
+    assert!(matches!(
+        received.last().map(|e| &e.payload),
+        Some(EventPayload::Final(f)) if f.ok
+    ));
+    a.stop().await.expect("node A stops");
 }

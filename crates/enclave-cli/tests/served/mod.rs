@@ -66,6 +66,18 @@ impl Served {
     }
 }
 
+impl Served {
+    /// Kills the server with SIGKILL, as a crash would, and reaps it.
+    #[allow(
+        dead_code,
+        reason = "each test file compiles this module on its own; not all of them need it"
+    )]
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -132,6 +132,26 @@ impl HubEvents {
         Ok(())
     }
 
+    /// Reads the next batch from the store into the buffer, after releasing what the client
+    /// acknowledged. The store's watch holds the last appended seq: when it is behind the
+    /// next seq to send, a read would come back empty, so none is made.
+    async fn refill(&mut self) -> Result<(), Error> {
+        self.release().await?;
+        let behind = self
+            .appended
+            .as_ref()
+            .is_some_and(|rx| *rx.borrow() < self.next_seq);
+        if !behind {
+            let events = self
+                .shared
+                .store
+                .read(&self.rt.id, self.next_seq, READ_BATCH)
+                .await?;
+            self.buffer.extend(events);
+        }
+        Ok(())
+    }
+
     /// A remote session's record left the store (deleted or expired): how this attachment
     /// ends.
     async fn remote_gone(&mut self) -> Option<Outgoing> {
@@ -223,32 +243,13 @@ impl HubEvents {
             if self.after_final {
                 return self.finish(None);
             }
-            // The store's watch holds the last appended seq: when it is behind the next seq
-            // to send, a read would come back empty, so wait for an append instead.
-            let behind = self
-                .appended
-                .as_ref()
-                .is_some_and(|rx| *rx.borrow() < self.next_seq);
             if self.buffer.is_empty() {
-                let read = match self.release().await {
-                    Ok(()) if behind => Ok(Vec::new()),
-                    Ok(()) => {
-                        self.shared
-                            .store
-                            .read(&self.rt.id, self.next_seq, READ_BATCH)
-                            .await
-                    }
-                    Err(err) => Err(err),
-                };
-                match read {
-                    Ok(events) => self.buffer.extend(events),
-                    Err(err) => {
-                        let refusal = Refusal::new(
-                            RefusalReason::Unavailable,
-                            format!("session {}: {err}", self.rt.id),
-                        );
-                        return self.finish(Some(Outgoing::Close(CloseReason::Refused(refusal))));
-                    }
+                if let Err(err) = self.refill().await {
+                    let refusal = Refusal::new(
+                        RefusalReason::Unavailable,
+                        format!("session {}: {err}", self.rt.id),
+                    );
+                    return self.finish(Some(Outgoing::Close(CloseReason::Refused(refusal))));
                 }
             }
             if let Some(event) = self.buffer.pop_front() {

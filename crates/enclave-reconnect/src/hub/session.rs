@@ -263,10 +263,11 @@ async fn record_progress(
     tool_call: bool,
     finished: bool,
 ) -> Result<(), Error> {
-    let mut progress = Progress::default();
-    progress.state = state;
-    progress.tool_calls = u64::from(tool_call);
-    progress.finished_at_ms = finished.then(super::clock::now_ms);
+    let progress = Progress {
+        state,
+        tool_calls: u64::from(tool_call),
+        finished_at_ms: finished.then(super::clock::now_ms),
+    };
     if let Some(state) = state {
         rt.state.send_replace(state);
     }

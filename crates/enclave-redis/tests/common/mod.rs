@@ -34,13 +34,18 @@ pub async fn store_with(server: &RedisServer, config: RedisStoreConfig) -> Redis
         .expect("the store connects")
 }
 
-/// `future`, or a panic naming `what` after `limit`.
-pub async fn within<T>(
+/// `future`, or a panic naming `what` after `limit`. The future is boxed: the stream and
+/// hub futures the tests wait on are large.
+pub fn within<T, F: std::future::Future<Output = T>>(
     limit: Duration,
     what: &str,
-    future: impl std::future::Future<Output = T>,
-) -> T {
-    tokio::time::timeout(limit, future)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: not done within {limit:?}"))
+    future: F,
+) -> impl std::future::Future<Output = T> {
+    let what = what.to_owned();
+    let future = Box::pin(future);
+    async move {
+        tokio::time::timeout(limit, future)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: not done within {limit:?}"))
+    }
 }
