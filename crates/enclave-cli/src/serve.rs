@@ -94,9 +94,9 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "MS")]
     session_grace_ms: Option<u64>,
 
-    /// Where sessions live: `memory` (this process) or `redis://HOST:PORT[/DB]` (also
-    /// `rediss://…`, `redis+unix:///PATH`), shared by every server on that Redis and key
-    /// prefix, so any of them serves any session.
+    /// Where sessions live: `memory` (this process) or `redis://[:PASSWORD@]HOST:PORT[/DB]`
+    /// (also `redis+unix:///PATH`), shared by every server on that Redis and key prefix, so
+    /// any of them serves any session. TLS to Redis is not built in (see docs/SECURITY.md).
     #[arg(long, value_name = "URL", default_value = "memory")]
     store: String,
 
@@ -267,7 +267,13 @@ async fn open_store(args: &ServeArgs) -> Result<Option<Arc<dyn Store>>, String> 
     if url == "memory" {
         return Ok(None);
     }
-    let redis = ["redis://", "rediss://", "redis+unix://", "unix://"];
+    if url.starts_with("rediss://") {
+        return Err(format!(
+            "--store {url:?}: TLS to Redis (rediss://) is not built in; reach Redis over a \
+             private network or a TLS tunnel (docs/SECURITY.md)"
+        ));
+    }
+    let redis = ["redis://", "redis+unix://", "unix://"];
     if !redis.iter().any(|scheme| url.starts_with(scheme)) {
         return Err(format!(
             "--store {url:?}: expected `memory` or a Redis URL (redis://HOST:PORT[/DB])"

@@ -5,8 +5,8 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The URL is not a Redis URL (`redis://HOST:PORT[/DB]`, `rediss://…`,
-    /// `redis+unix:///path` or `unix:///path`).
+    /// The URL is not a Redis URL this build can reach (`redis://HOST:PORT[/DB]`,
+    /// `redis+unix:///path` or `unix:///path`; TLS, `rediss://`, is not built in).
     #[error("invalid Redis URL {url:?}: {source}")]
     Url {
         /// The URL given, without its password.

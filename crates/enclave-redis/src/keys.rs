@@ -1,5 +1,6 @@
 //! Key names. A session's keys share the hash tag `{<session id>}`, so one script may touch
-//! them all, on a single Redis or a Cluster.
+//! them all; the layout is also what a Redis Cluster would need (one slot per session),
+//! though this crate connects to a single server.
 
 use enclave_types::SessionId;
 

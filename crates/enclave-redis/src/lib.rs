@@ -3,7 +3,8 @@
 //!
 //! # What this crate owns
 //! [`RedisStore`] implements `enclave_reconnect::store::Store` on Redis. Per session, under
-//! one hash tag (`{prefix}{s_…}:…`, so a Redis Cluster keeps them in one slot):
+//! one hash tag (`{prefix}{s_…}:…`; a Redis Cluster would keep them in one slot, though the
+//! store connects to one server, not to a Cluster):
 //! - `:events`, a Redis stream: the retained events, entry id `<seq>-0`, fields `e` (the
 //!   event's JSON line) and `b` (its size). Retention is `XTRIM … MINID`.
 //! - `:inbox`, a Redis stream: client messages and cancels for the session's producer,

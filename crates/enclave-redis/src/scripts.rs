@@ -4,7 +4,7 @@
 //! write it guards (the seq of an append, the token compare-and-set, the client position
 //! and the inbox entry it admits, a producer's lease and the `final` that ends its session)
 //! happen as one step for every server sharing the store. Each script touches only the keys
-//! of one session, which share a hash tag, so they also run on a Redis Cluster.
+//! of one session, which share a hash tag (the condition a Redis Cluster would set).
 //!
 //! Replies: a table whose first element is a status — `1` done, `-1` the session is not
 //! (or no longer) there, `-2` out of order (with the expected seq), `-3` the session already

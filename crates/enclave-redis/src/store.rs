@@ -85,8 +85,8 @@ fn millis(duration: Duration) -> u64 {
 }
 
 impl RedisStore {
-    /// Connects to the Redis at `url` (`redis://HOST:PORT[/DB]`, `rediss://…`,
-    /// `redis+unix:///path`), checking that it answers. The connection reconnects by itself
+    /// Connects to the Redis at `url` (`redis://[:PASSWORD@]HOST:PORT[/DB]` or
+    /// `redis+unix:///path`), checking that it answers. TLS (`rediss://`) is not built in. The connection reconnects by itself
     /// after a failure; operations during an outage fail with a store error (the hub refuses
     /// new sessions with 503 and ends live connections with a clear reason).
     pub async fn connect(url: &str, config: RedisStoreConfig) -> Result<Self, Error> {

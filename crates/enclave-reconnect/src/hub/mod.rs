@@ -57,6 +57,10 @@ pub(crate) struct Shared {
     epoch: AtomicU64,
     rng: SystemRandom,
     sessions: Mutex<HashMap<SessionId, Arc<Runtime>>>,
+    /// Runtimes of sessions produced elsewhere that connections here are attached to (a
+    /// shared store), so a newer connection on this server supersedes an older one. Held
+    /// weakly: a runtime goes with its last attachment.
+    remote: Mutex<HashMap<SessionId, Weak<Runtime>>>,
     new_sessions: mpsc::UnboundedSender<NewSession>,
     pub(crate) shutdown: watch::Sender<bool>,
 }
@@ -84,6 +88,7 @@ impl Hub {
             epoch: AtomicU64::new(epoch),
             rng,
             sessions: Mutex::new(HashMap::new()),
+            remote: Mutex::new(HashMap::new()),
             new_sessions,
             shutdown: watch::channel(false).0,
         });
@@ -178,6 +183,20 @@ impl Shared {
             .cloned()
     }
 
+    /// The runtime of a session produced elsewhere: the one connections here already share,
+    /// or a new one.
+    fn remote_runtime(&self, id: &SessionId) -> Arc<Runtime> {
+        let mut remote = self.remote.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(rt) = remote.get(id).and_then(Weak::upgrade) {
+            return rt;
+        }
+        // Forget the runtimes whose connections all ended (bounded by live connections).
+        remote.retain(|_, rt| rt.strong_count() > 0);
+        let rt = Arc::new(Runtime::remote(id.clone()));
+        remote.insert(id.clone(), Arc::downgrade(&rt));
+        rt
+    }
+
     /// Takes a place for `rt` among the sessions, checking the limit and the id under one
     /// lock so concurrent creates cannot overshoot it.
     fn reserve(&self, rt: &Arc<Runtime>) -> Result<(), Refusal> {
@@ -245,8 +264,7 @@ impl Shared {
         let runtime = self.runtime(id).or_else(|| {
             // A session produced by another server sharing the store (or by one that died):
             // served from the store's log, its messages forwarded to the producer's inbox.
-            (self.store.is_shared() && snapshot.is_some())
-                .then(|| Arc::new(Runtime::remote(id.clone())))
+            (self.store.is_shared() && snapshot.is_some()).then(|| self.remote_runtime(id))
         });
         match (snapshot, runtime) {
             (Some(snapshot), Some(rt)) => Ok((snapshot, rt, presented)),
