@@ -267,16 +267,20 @@ async fn open_store(args: &ServeArgs) -> Result<Option<Arc<dyn Store>>, String> 
     if url == "memory" {
         return Ok(None);
     }
+    // The value may hold a password: messages name its scheme, never the rest.
     if url.starts_with("rediss://") {
-        return Err(format!(
-            "--store {url:?}: TLS to Redis (rediss://) is not built in; reach Redis over a \
-             private network or a TLS tunnel (docs/SECURITY.md)"
-        ));
+        return Err(
+            "--store rediss://…: TLS to Redis is not built in; reach Redis over a \
+                    private network or a TLS tunnel (docs/SECURITY.md)"
+                .to_owned(),
+        );
     }
     let redis = ["redis://", "redis+unix://", "unix://"];
     if !redis.iter().any(|scheme| url.starts_with(scheme)) {
+        let scheme = url.split_once("://").map_or("(none)", |(scheme, _)| scheme);
         return Err(format!(
-            "--store {url:?}: expected `memory` or a Redis URL (redis://HOST:PORT[/DB])"
+            "--store: expected `memory` or a Redis URL (redis://HOST:PORT[/DB] or \
+             redis+unix:///PATH), got the scheme {scheme:?}"
         ));
     }
     let config = RedisStoreConfig::default()

@@ -34,6 +34,9 @@ use crate::{Hub, HubConfig};
 pub struct ServerBuilder {
     hub: HubConfig,
     server: ServerConfig,
+    /// Set by [`ServerBuilder::store`]; wins over the hub settings' store whatever the
+    /// order of the calls.
+    store: Option<Arc<dyn Store>>,
 }
 
 impl ServerBuilder {
@@ -42,7 +45,8 @@ impl ServerBuilder {
         Self::default()
     }
 
-    /// The hub's settings (its store included; [`ServerBuilder::store`] replaces that).
+    /// The hub's settings (its store included, unless [`ServerBuilder::store`] names one, in
+    /// either order).
     #[must_use]
     pub fn hub_config(mut self, config: HubConfig) -> Self {
         self.hub = config;
@@ -61,14 +65,18 @@ impl ServerBuilder {
     /// any session.
     #[must_use]
     pub fn store(mut self, store: Arc<dyn Store>) -> Self {
-        self.hub = self.hub.with_store(store);
+        self.store = Some(store);
         self
     }
 
     /// The hub and the server, for an application that serves them itself (an axum
     /// router of its own: [`Server::router`]). Needs a Tokio runtime (the hub starts tasks).
     pub fn build(self) -> (Hub, Server) {
-        let hub = Hub::new(self.hub);
+        let config = match self.store {
+            Some(store) => self.hub.with_store(store),
+            None => self.hub,
+        };
+        let hub = Hub::new(config);
         let server = Server::new(
             Arc::new(hub.clone()) as Arc<dyn SessionService>,
             self.server,

@@ -136,7 +136,11 @@ impl<'a> MetaHash<'a> {
         retention.last_seq = last;
         retention.count = count;
         // Appends are contiguous and trimming removes a prefix.
-        retention.first_seq = if count == 0 { last + 1 } else { evicted + 1 };
+        retention.first_seq = if count == 0 {
+            last.saturating_add(1)
+        } else {
+            evicted.saturating_add(1)
+        };
         retention.bytes = self.number("bytes")?;
         retention.evicted_through = evicted;
         retention.client_seq = self.number("cseq")?;

@@ -29,18 +29,38 @@ pub enum Error {
     Prefix(String),
 }
 
-/// `url` with any password replaced, for error messages and logs.
+/// `url` with any password replaced, for error messages and logs: the user-info's
+/// password (up to the last `@`, which a password may contain) and a `pass` query parameter
+/// (`redis+unix:///path?pass=…`).
 pub(crate) fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+        return "(not a URL)".to_owned();
     };
-    match rest.split_once('@') {
+    let (rest, query) = match rest.split_once('?') {
+        Some((rest, query)) => (rest, Some(query)),
+        None => (rest, None),
+    };
+    let mut out = match rest.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
             format!("{scheme}://{user}:***@{host}")
         }
-        None => url.to_owned(),
+        None => format!("{scheme}://{rest}"),
+    };
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|param| match param.split_once('=') {
+                Some(("pass" | "password", _)) => {
+                    format!("{}=***", param.split('=').next().unwrap_or("pass"))
+                }
+                _ => param.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
     }
+    out
 }
 
 #[cfg(test)]
@@ -55,6 +75,11 @@ mod tests {
         );
         assert_eq!(redact("redis://:secret@host"), "redis://:***@host");
         assert_eq!(redact("redis://host:6379"), "redis://host:6379");
-        assert_eq!(redact("not a url"), "not a url");
+        assert_eq!(redact("redis://u:p@ss@host/0"), "redis://u:***@host/0");
+        assert_eq!(
+            redact("redis+unix:///run/redis.sock?db=1&pass=secret"),
+            "redis+unix:///run/redis.sock?db=1&pass=***"
+        );
+        assert_eq!(redact("not a url with secret"), "(not a URL)");
     }
 }

@@ -15,7 +15,7 @@ use redis::Value;
 use tokio::sync::watch;
 
 use crate::codec::{self, Entry};
-use crate::store::{now_ms, Inner};
+use crate::store::Inner;
 use crate::PRODUCER_LOST;
 
 /// How long to wait before trying Redis again after a failure.
@@ -78,7 +78,14 @@ fn gone(inner: &Inner, id: &SessionId, sender: &Arc<watch::Sender<u64>>) {
 struct Progress {
     last: u64,
     finished: bool,
-    lease: u64,
+    /// The lease as stored (compared as written, so the script can check it is unchanged).
+    lease: String,
+}
+
+/// A lease seen unchanged since a moment of this server's clock.
+struct Suspect {
+    lease: String,
+    since: std::time::Instant,
 }
 
 /// The session's last seq, whether it has its `final`, and its lease; `None` once it left
@@ -109,20 +116,26 @@ async fn progress(inner: &Inner, id: &SessionId) -> Result<Option<Progress>, Sto
     Ok(Some(Progress {
         last: number("last", last)?,
         finished: fin_seq.is_some(),
-        lease: lease.as_deref().map_or(Ok(0), |l| number("lease", l))?,
+        lease: lease.clone().unwrap_or_default(),
     }))
 }
 
 /// Ends a session whose producer's lease lapsed with `final {ok: false}`, unless the
-/// producer appended, finished or renewed meanwhile (the script checks all three).
-async fn fail_producer(inner: &Inner, id: &SessionId, last: u64) -> Result<bool, StoreError> {
+/// producer appended, finished or renewed meanwhile, or the lease has not run out by
+/// Redis's clock (the script checks all of it).
+async fn fail_producer(
+    inner: &Inner,
+    id: &SessionId,
+    last: u64,
+    lease: &str,
+) -> Result<bool, StoreError> {
     let mut error = ErrorInfo::new(format!(
         "the producer of session {id} stopped renewing its lease (its server died or lost Redis)"
     ));
     error.code = Some(PRODUCER_LOST.to_owned());
     let mut payload = FinalPayload::new(false);
     payload.error = Some(error);
-    let seq = last + 1;
+    let seq = last.saturating_add(1);
     let event = StreamEvent::new(id.clone(), seq, EventPayload::Final(payload));
     let json = serde_json::to_string(&event).map_err(|source| StoreError::Encode {
         session: id.clone(),
@@ -138,7 +151,7 @@ async fn fail_producer(inner: &Inner, id: &SessionId, last: u64) -> Result<bool,
         .key(&keys.meta)
         .key(&keys.events)
         .arg(last)
-        .arg(now_ms())
+        .arg(lease)
         .arg(json)
         .arg(bytes)
         .invoke_async(&mut conn)
@@ -162,6 +175,11 @@ pub(crate) async fn follow_events(
     let block = inner.config.block;
     let mut conn: Option<MultiplexedConnection> = None;
     let mut last: Option<u64> = None;
+    // A live producer renews its lease three times per lease: one seen unchanged for two
+    // renewal periods of this server's own clock, with Redis answering, is not renewed.
+    // (Redis's clock, not this server's, decides whether it ran out.)
+    let patience = inner.config.lease * 2 / 3;
+    let mut suspect: Option<Suspect> = None;
     loop {
         if abandoned(&inner, &id, &sender) {
             return;
@@ -199,6 +217,7 @@ pub(crate) async fn follow_events(
         };
         match xread(connection, &keys.events, &format!("{after}-0"), block, 1024).await {
             Ok(Some(entries)) => {
+                suspect = None;
                 let newest = entries
                     .iter()
                     .filter_map(|(entry_id, _)| codec::entry_seq(&id, entry_id).ok())
@@ -210,15 +229,29 @@ pub(crate) async fn follow_events(
             }
             Ok(None) => match progress(&inner, &id).await {
                 Ok(None) => return gone(&inner, &id, &sender),
-                Ok(Some(p)) if !p.finished && p.lease < now_ms() => {
-                    if let Err(err) = fail_producer(&inner, &id, p.last).await {
-                        tracing::warn!(session = %id, %err, "lapsed lease not recorded");
+                Ok(Some(p)) if p.finished => suspect = None,
+                Ok(Some(p)) => match &suspect {
+                    Some(s) if s.lease == p.lease && s.since.elapsed() >= patience => {
+                        if let Err(err) = fail_producer(&inner, &id, p.last, &p.lease).await {
+                            tracing::warn!(session = %id, %err, "lapsed lease not recorded");
+                        }
                     }
+                    Some(s) if s.lease == p.lease => {}
+                    _ => {
+                        suspect = Some(Suspect {
+                            lease: p.lease,
+                            since: std::time::Instant::now(),
+                        });
+                    }
+                },
+                Err(err) => {
+                    // Redis did not answer: what was seen of the lease proves nothing.
+                    suspect = None;
+                    tracing::debug!(session = %id, %err, "follower check failed");
                 }
-                Ok(Some(_)) => {}
-                Err(err) => tracing::debug!(session = %id, %err, "follower check failed"),
             },
             Err(err) => {
+                suspect = None;
                 tracing::debug!(session = %id, %err, "follower read failed; reconnecting");
                 conn = None;
                 tokio::time::sleep(RETRY).await;
@@ -366,8 +399,8 @@ pub(crate) async fn renew_leases(inner: Weak<Inner>) {
         if ids.is_empty() {
             continue;
         }
-        let until = now_ms()
-            .saturating_add(u64::try_from(inner.config.lease.as_millis()).unwrap_or(u64::MAX));
+        // The script adds the lease to Redis's clock.
+        let lease = u64::try_from(inner.config.lease.as_millis()).unwrap_or(u64::MAX);
         let renewals = ids.iter().map(|id| {
             let inner = Arc::clone(&inner);
             async move {
@@ -377,7 +410,7 @@ pub(crate) async fn renew_leases(inner: Weak<Inner>) {
                     .scripts
                     .renew
                     .key(&keys.meta)
-                    .arg(until)
+                    .arg(lease)
                     .invoke_async(&mut conn)
                     .await;
                 (id, renewed)
@@ -386,16 +419,13 @@ pub(crate) async fn renew_leases(inner: Weak<Inner>) {
         for (id, renewed) in futures::future::join_all(renewals).await {
             match renewed {
                 Ok(1) => {}
-                Ok(_) => {
-                    if let Some(local) = inner
-                        .local
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .get_mut(id)
-                    {
-                        local.renewing = false;
-                    }
-                }
+                // Nothing left to renew: the session left the store, or another server
+                // ended it (its lease had lapsed) and this server's readers must see that.
+                Ok(_) => match progress(&inner, id).await {
+                    Ok(Some(p)) => inner.appended_elsewhere(id, p.last),
+                    Ok(None) => inner.forget(id),
+                    Err(err) => tracing::warn!(session = %id, %err, "lease state not read"),
+                },
                 Err(err) => tracing::warn!(session = %id, %err, "lease not renewed"),
             }
         }

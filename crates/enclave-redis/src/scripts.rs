@@ -8,7 +8,7 @@
 //!
 //! Replies: a table whose first element is a status — `1` done, `-1` the session is not
 //! (or no longer) there, `-2` out of order (with the expected seq), `-3` the session already
-//! has its `final`, `-4` the inbox is full.
+//! has its `final`, `-4` the inbox is full; `2` (append) the event was there already.
 
 use redis::Script;
 
@@ -16,6 +16,17 @@ use redis::Script;
 const PRELUDE: &str = r"
 local function seq_of(id)
   return tonumber(string.match(id, '^(%d+)'))
+end
+-- Redis's own clock, the same for every server (their clocks may disagree).
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function field_of(fields, name)
+  for i = 1, #fields, 2 do
+    if fields[i] == name then return fields[i + 1] end
+  end
+  return nil
 end
 -- Appends are contiguous and trimming removes a prefix, so the oldest retained event is
 -- the one after the last that left.
@@ -45,19 +56,34 @@ local all = redis.call('HGETALL', KEYS[1])
 return {all, redis.call('XLEN', KEYS[2])}
 ";
 
-/// KEYS: meta, events. ARGV: seq, event JSON, bytes, 1 for a `final`.
+/// KEYS: meta, events. ARGV: seq, event JSON, bytes, 1 for a `final`. Each entry carries
+/// `c`, the bytes appended through it, so trimming knows what left without reading it.
+/// An append of a seq already there with the same JSON (a retry whose answer was lost)
+/// replies `2` with the retention: it landed once.
 const APPEND: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
-local h = redis.call('HMGET', KEYS[1], 'last', 'expired', 'ttl', 'fin_seq')
+local h = redis.call('HMGET', KEYS[1], 'last', 'expired', 'ttl', 'fin_seq', 'tot', 'cut')
 if h[2] == '1' then return {-1} end
 local last = tonumber(h[1])
-if tonumber(ARGV[1]) ~= last + 1 then return {-2, last + 1} end
-if h[4] then return {-3} end
-redis.call('XADD', KEYS[2], ARGV[1] .. '-0', 'e', ARGV[2], 'b', ARGV[3])
+local seq = tonumber(ARGV[1])
+if seq <= last then
+  local e = redis.call('XRANGE', KEYS[2], ARGV[1] .. '-0', ARGV[1] .. '-0')
+  if #e == 1 and field_of(e[1][2], 'e') == ARGV[2] then
+    local r = retention(KEYS[1], KEYS[2])
+    r[1] = 2
+    return r
+  end
+  return {-2, last + 1}
+end
+if h[4] then return {-3, last} end
+if seq ~= last + 1 then return {-2, last + 1} end
+local tot = (tonumber(h[5]) or 0) + tonumber(ARGV[3])
+redis.call('XADD', KEYS[2], ARGV[1] .. '-0', 'e', ARGV[2], 'c', string.format('%d', tot))
 -- The stream keeps its expiry once set (XADD and XTRIM leave it).
 if last == 0 then redis.call('PEXPIREAT', KEYS[2], h[3]) end
-redis.call('HSET', KEYS[1], 'last', ARGV[1])
-redis.call('HINCRBY', KEYS[1], 'bytes', ARGV[3])
+local bytes = tot - (tonumber(h[6]) or 0)
+redis.call('HSET', KEYS[1], 'last', ARGV[1], 'tot', string.format('%d', tot),
+  'bytes', string.format('%d', bytes))
 if ARGV[4] == '1' then redis.call('HSET', KEYS[1], 'fin_seq', ARGV[1]) end
 return retention(KEYS[1], KEYS[2])
 ";
@@ -68,23 +94,20 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
 return retention(KEYS[1], KEYS[2])
 ";
 
-/// KEYS: meta, events. ARGV: through. `MINID` trimming, with the bytes of what left.
+/// KEYS: meta, events. ARGV: through. `MINID` trimming; the bytes that left are the
+/// cumulative count on the last entry that left, read without touching the others.
 const TRIM: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
-local through = tonumber(ARGV[1])
-local gone = redis.call('XRANGE', KEYS[2], '-', ARGV[1] .. '-0')
+local gone = redis.call('XREVRANGE', KEYS[2], ARGV[1] .. '-0', '-', 'COUNT', 1)
 if #gone > 0 then
-  local sum = 0
-  for _, entry in ipairs(gone) do
-    local f = entry[2]
-    for i = 1, #f, 2 do
-      if f[i] == 'b' then sum = sum + tonumber(f[i + 1]) end
-    end
-  end
+  local through = tonumber(ARGV[1])
+  local cut = tonumber(field_of(gone[1][2], 'c')) or 0
+  local tot = tonumber(redis.call('HGET', KEYS[1], 'tot')) or 0
   redis.call('XTRIM', KEYS[2], 'MINID', string.format('%d-0', through + 1))
-  redis.call('HINCRBY', KEYS[1], 'bytes', -sum)
+  redis.call('HSET', KEYS[1], 'cut', string.format('%d', cut),
+    'bytes', string.format('%d', tot - cut))
   local evicted = tonumber(redis.call('HGET', KEYS[1], 'evicted')) or 0
-  local last_gone = seq_of(gone[#gone][1])
+  local last_gone = seq_of(gone[1][1])
   if last_gone > evicted then redis.call('HSET', KEYS[1], 'evicted', last_gone) end
 end
 return retention(KEYS[1], KEYS[2])
@@ -130,19 +153,25 @@ return 1
 ";
 
 /// KEYS: meta, inbox. ARGV: the inbox bound, then per item: kind (`m` message, `c`
-/// cancel), seq (0: the next), body. Messages at or below the highest seq held are skipped.
-/// Reply: {1, highest held}.
+/// cancel), seq (-1: the next), body. Messages at or below the highest seq held are skipped
+/// (as the in-memory hub does); cancels are never refused by the bound. Reply: {1, highest
+/// held}, or {-4} when messages would overflow the inbox.
 const FORWARD: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
 local h = redis.call('HMGET', KEYS[1], 'cseq', 'expired', 'ttl')
 if h[2] == '1' then return {-1} end
-if redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[1]) then return {-4} end
 local held = tonumber(h[1]) or 0
 local i = 2
+local full = redis.call('XLEN', KEYS[2]) >= tonumber(ARGV[1])
+while i <= #ARGV do
+  if ARGV[i] == 'm' and full then return {-4} end
+  i = i + 3
+end
+i = 2
 while i <= #ARGV do
   local kind, seq, body = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
   if kind == 'm' then
-    if seq == 0 then seq = held + 1 end
+    if seq == -1 then seq = held + 1 end
     if seq > held then
       held = seq
       redis.call('XADD', KEYS[2], '*', 'k', 'm', 's', string.format('%d', seq), 'j', body)
@@ -161,8 +190,8 @@ return {1, held}
 const EXPIRE: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 redis.call('DEL', KEYS[2], KEYS[3])
-local last = redis.call('HGET', KEYS[1], 'last')
-redis.call('HSET', KEYS[1], 'expired', '1', 'bytes', '0', 'evicted', last)
+local h = redis.call('HMGET', KEYS[1], 'last', 'tot')
+redis.call('HSET', KEYS[1], 'expired', '1', 'bytes', '0', 'evicted', h[1], 'cut', h[2] or '0')
 return 1
 ";
 
@@ -182,29 +211,35 @@ if n <= 0 then redis.call('HSET', KEYS[1], 'att', '0', 'det', ARGV[1]) end
 return 1
 ";
 
-/// KEYS: meta. ARGV: lease end (ms). Reply: 1 renewed, 0 nothing left to renew.
+/// KEYS: meta. ARGV: the lease (ms), from Redis's clock. Reply: 1 renewed, 0 nothing left
+/// to renew (removed, expired, or its `final` is there).
 const RENEW: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local h = redis.call('HMGET', KEYS[1], 'fin_seq', 'expired')
 if h[1] or h[2] == '1' then return 0 end
-redis.call('HSET', KEYS[1], 'lease', ARGV[1])
+redis.call('HSET', KEYS[1], 'lease', string.format('%d', now_ms() + tonumber(ARGV[1])))
 return 1
 ";
 
-/// KEYS: meta, events. ARGV: the last seq the caller saw, now (ms), the `final` event's
-/// JSON (seq = that last + 1), its bytes. Appends it only if the producer's lease ran out,
-/// nothing was appended since, and the session has no `final`. Reply: 1 appended, 0 not.
+/// KEYS: meta, events. ARGV: the last seq the caller saw, the lease it saw, the `final`
+/// event's JSON (seq = that last + 1), its bytes. Appends it only if the lease is the one
+/// seen and ran out by Redis's clock, nothing was appended since, and the session has no
+/// `final`. Reply: 1 appended, 0 not.
 const FAIL_PRODUCER: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local h = redis.call('HMGET', KEYS[1], 'last', 'fin_seq', 'lease', 'expired', 'ttl')
+local h = redis.call('HMGET', KEYS[1], 'last', 'fin_seq', 'lease', 'expired', 'ttl', 'tot', 'cut')
 if h[2] or h[4] == '1' then return 0 end
 if tonumber(h[1]) ~= tonumber(ARGV[1]) then return 0 end
-if (tonumber(h[3]) or 0) > tonumber(ARGV[2]) then return 0 end
+if (h[3] or '0') ~= ARGV[2] then return 0 end
+local now = now_ms()
+if (tonumber(h[3]) or 0) > now then return 0 end
 local seq = string.format('%d', tonumber(h[1]) + 1)
-redis.call('XADD', KEYS[2], seq .. '-0', 'e', ARGV[3], 'b', ARGV[4])
+local tot = (tonumber(h[6]) or 0) + tonumber(ARGV[4])
+redis.call('XADD', KEYS[2], seq .. '-0', 'e', ARGV[3], 'c', string.format('%d', tot))
 redis.call('PEXPIREAT', KEYS[2], h[5])
-redis.call('HSET', KEYS[1], 'last', seq, 'fin_seq', seq, 'state', 'failed', 'fin', ARGV[2])
-redis.call('HINCRBY', KEYS[1], 'bytes', ARGV[4])
+redis.call('HSET', KEYS[1], 'last', seq, 'fin_seq', seq, 'state', 'failed',
+  'fin', string.format('%d', now), 'tot', string.format('%d', tot),
+  'bytes', string.format('%d', tot - (tonumber(h[7]) or 0)))
 return 1
 ";
 
@@ -245,8 +280,8 @@ impl Scripts {
             expire: Script::new(EXPIRE),
             attach: Script::new(ATTACH),
             detach: Script::new(DETACH),
-            renew: Script::new(RENEW),
-            fail_producer: Script::new(FAIL_PRODUCER),
+            renew: with_prelude(RENEW),
+            fail_producer: with_prelude(FAIL_PRODUCER),
         }
     }
 }

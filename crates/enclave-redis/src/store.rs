@@ -32,8 +32,10 @@ pub struct RedisStore {
 }
 
 /// How many of a local session's latest events this process keeps beside Redis, so the
-/// readers on the producer's own server read them without a round trip.
+/// readers on the producer's own server read them without a round trip, and how many bytes
+/// of them at most.
 const RECENT: usize = 512;
+const RECENT_BYTES: u64 = 1024 * 1024;
 
 /// A session created through this store (its producer runs in this process).
 #[derive(Debug)]
@@ -42,20 +44,67 @@ pub(crate) struct Local {
     pub(crate) appended: Arc<watch::Sender<u64>>,
     /// Whether its lease is still renewed (until its `final`, expiry or removal).
     pub(crate) renewing: bool,
-    /// The latest events this process appended (all of them in Redis), oldest first.
-    pub(crate) recent: VecDeque<Arc<StreamEvent>>,
+    /// The latest events this process appended (all of them in Redis), oldest first, with
+    /// their sizes: contiguous seqs, within [`RECENT`] events and [`RECENT_BYTES`].
+    pub(crate) recent: VecDeque<(Arc<StreamEvent>, u64)>,
+    pub(crate) recent_bytes: u64,
 }
 
 impl Local {
     /// Up to `max` events from seq `from`, when this process holds `from`.
     fn read(&self, from: u64, max: usize) -> Option<Vec<Arc<StreamEvent>>> {
-        let first = self.recent.front()?.seq;
-        let last = self.recent.back()?.seq;
-        if from < first || from > last {
+        let first = self.recent.front()?.0.seq;
+        let skip = usize::try_from(from.checked_sub(first)?).ok()?;
+        // Contiguous by construction; checked anyway, a wrong event is worse than a read.
+        if self.recent.get(skip)?.0.seq != from {
             return None;
         }
-        let skip = usize::try_from(from - first).ok()?;
-        Some(self.recent.iter().skip(skip).take(max).cloned().collect())
+        Some(
+            self.recent
+                .iter()
+                .skip(skip)
+                .take(max)
+                .map(|(event, _)| Arc::clone(event))
+                .collect(),
+        )
+    }
+
+    /// Keeps `event`, the session's newest, and lets go of what left retention (`first`) or
+    /// what exceeds the bounds.
+    fn keep(&mut self, event: Arc<StreamEvent>, bytes: u64, first: u64) {
+        if self
+            .recent
+            .back()
+            .is_some_and(|(last, _)| last.seq.saturating_add(1) != event.seq)
+        {
+            self.forget_recent();
+        }
+        self.recent_bytes += bytes;
+        self.recent.push_back((event, bytes));
+        while self.recent.front().is_some_and(|(e, _)| e.seq < first)
+            || self.recent.len() > RECENT
+            || (self.recent_bytes > RECENT_BYTES && self.recent.len() > 1)
+        {
+            self.drop_oldest();
+        }
+    }
+
+    fn drop_oldest(&mut self) {
+        if let Some((_, bytes)) = self.recent.pop_front() {
+            self.recent_bytes -= bytes;
+        }
+    }
+
+    pub(crate) fn trim_recent(&mut self, through: u64) {
+        while self.recent.front().is_some_and(|(e, _)| e.seq <= through) {
+            self.drop_oldest();
+        }
+    }
+
+    /// Forgets the kept events: reads go to Redis (another server appended).
+    pub(crate) fn forget_recent(&mut self) {
+        self.recent.clear();
+        self.recent_bytes = 0;
     }
 }
 
@@ -70,6 +119,8 @@ pub(crate) struct Inner {
     pub(crate) local: Mutex<HashMap<SessionId, Local>>,
     /// Sessions produced elsewhere that readers here follow, each by one task.
     pub(crate) followed: Mutex<HashMap<SessionId, Arc<watch::Sender<u64>>>>,
+    /// Set by [`Store::shutdown`]: sessions created afterwards are not renewed either.
+    pub(crate) stopped: std::sync::atomic::AtomicBool,
     rng: SystemRandom,
 }
 
@@ -117,6 +168,7 @@ impl RedisStore {
             url: redacted,
             local: Mutex::new(HashMap::new()),
             followed: Mutex::new(HashMap::new()),
+            stopped: std::sync::atomic::AtomicBool::new(false),
             rng: SystemRandom::new(),
         });
         // One round trip proves the server answers (and fixes the epoch if it has none).
@@ -245,9 +297,20 @@ impl Inner {
         Ok(reply)
     }
 
-    /// Forgets what this process holds for a session that left the store.
-    fn forget(&self, id: &SessionId) {
+    /// Forgets what this process holds for a session that left the store (its readers here
+    /// see their watch end).
+    pub(crate) fn forget(&self, id: &SessionId) {
         self.local().remove(id);
+    }
+
+    /// Another server appended to a session this process produces (the `final` of a lapsed
+    /// lease): its readers here must read Redis, up to `last`.
+    pub(crate) fn appended_elsewhere(&self, id: &SessionId, last: u64) {
+        if let Some(local) = self.local().get_mut(id) {
+            local.forget_recent();
+            local.renewing = false;
+            local.appended.send_replace(last);
+        }
     }
 }
 
@@ -278,6 +341,8 @@ impl Store for RedisStore {
                 .arg(previous.unwrap_or_default());
             for (field, value) in [
                 ("last", 0),
+                ("tot", 0),
+                ("cut", 0),
                 ("bytes", 0),
                 ("evicted", 0),
                 ("cseq", 0),
@@ -297,8 +362,9 @@ impl Store for RedisStore {
                 id,
                 Local {
                     appended: Arc::new(sender),
-                    renewing: true,
+                    renewing: !inner.stopped.load(std::sync::atomic::Ordering::Acquire),
                     recent: VecDeque::new(),
+                    recent_bytes: 0,
                 },
             );
             Ok(())
@@ -361,7 +427,14 @@ impl Store for RedisStore {
                         if flat.is_empty() {
                             continue;
                         }
-                        metas.push(MetaHash::new(id, flat)?.snapshot(0)?.meta);
+                        // One corrupt record must not hide every other session: it is
+                        // reported and left out.
+                        match MetaHash::new(id, flat).and_then(|m| m.snapshot(0)) {
+                            Ok(snapshot) => metas.push(snapshot.meta),
+                            Err(err) => {
+                                tracing::error!(session = %id, %err, "left out of the list");
+                            }
+                        }
                     }
                 }
                 if next == 0 {
@@ -470,13 +543,20 @@ impl Store for RedisStore {
                 .arg(json)
                 .arg(bytes)
                 .arg(u8::from(is_final));
-            let reply = inner.status_script("append", &id, &invocation).await?;
+            let reply = match inner.status_script("append", &id, &invocation).await {
+                Err(StoreError::UnknownSession(id)) => {
+                    inner.forget(&id);
+                    return Err(StoreError::UnknownSession(id));
+                }
+                other => other?,
+            };
             match codec::status(&id, &reply)? {
                 -2 => {
                     let expected = reply
                         .get(1)
                         .and_then(|&v| u64::try_from(v).ok())
                         .ok_or_else(|| corrupt(&id, "append reply without the expected seq"))?;
+                    inner.appended_elsewhere(&id, expected.saturating_sub(1));
                     return Err(StoreError::OutOfOrder {
                         session: id,
                         expected,
@@ -485,15 +565,20 @@ impl Store for RedisStore {
                 }
                 // Its `final` is there already: a server that found the producer's lease
                 // lapsed ended the session.
-                -3 => return Err(StoreError::SessionClosed(id)),
+                -3 => {
+                    let last = reply
+                        .get(1)
+                        .and_then(|&v| u64::try_from(v).ok())
+                        .unwrap_or(0);
+                    inner.appended_elsewhere(&id, last);
+                    return Err(StoreError::SessionClosed(id));
+                }
                 _ => {}
             }
+            // Appended now, or (status 2) by an earlier attempt whose answer was lost.
             let retention = codec::retention(&id, &reply)?;
             if let Some(local) = inner.local().get_mut(&id) {
-                if local.recent.len() == RECENT {
-                    local.recent.pop_front();
-                }
-                local.recent.push_back(appended);
+                local.keep(appended, bytes, retention.first_seq);
                 local.appended.send_replace(seq);
                 if is_final {
                     local.renewing = false;
@@ -563,9 +648,7 @@ impl Store for RedisStore {
             let inner = &self.inner;
             let keys = inner.keys(&id);
             if let Some(local) = inner.local().get_mut(&id) {
-                while local.recent.front().is_some_and(|e| e.seq <= through) {
-                    local.recent.pop_front();
-                }
+                local.trim_recent(through);
             }
             let mut invocation = inner.scripts.trim.prepare_invoke();
             invocation.key(&keys.meta).key(&keys.events).arg(through);
@@ -683,12 +766,15 @@ impl Store for RedisStore {
                                 "session {id}: client message cannot be serialized: {e}"
                             ))
                         })?;
-                        invocation.arg("m").arg(message.seq.unwrap_or(0)).arg(json);
+                        let seq = message
+                            .seq
+                            .map_or(-1, |s| i64::try_from(s).unwrap_or(i64::MAX));
+                        invocation.arg("m").arg(seq).arg(json);
                     }
                     Inbound::Cancel { reason } => {
                         invocation
                             .arg("c")
-                            .arg(0)
+                            .arg(-1)
                             .arg(reason.as_deref().unwrap_or(""));
                     }
                     other => {
@@ -711,6 +797,15 @@ impl Store for RedisStore {
 
     fn inbox(&self, id: &SessionId) -> BoxStream<'static, Result<Inbound, StoreError>> {
         follow::inbox(Arc::clone(&self.inner), id.clone())
+    }
+
+    fn shutdown(&self) {
+        for local in self.inner.local().values_mut() {
+            local.renewing = false;
+        }
+        self.inner
+            .stopped
+            .store(true, std::sync::atomic::Ordering::Release);
     }
 
     fn attach(&self, id: &SessionId) -> BoxFuture<'_, Result<(), StoreError>> {

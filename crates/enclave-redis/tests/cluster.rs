@@ -465,3 +465,126 @@ async fn with_persistence_a_redis_restart_mid_session_loses_nothing_and_the_sess
     ));
     a.stop().await.expect("node A stops");
 }
+
+/// `DELETE path` on `addr`: the status code.
+async fn delete(addr: std::net::SocketAddr, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("DELETE {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    socket.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    socket.read_to_end(&mut response).await.expect("read");
+    String::from_utf8_lossy(&response)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_through_node_b_ends_the_session_on_node_a() {
+    let redis = redis();
+    let prefix = unique_prefix("delete");
+    let a = node(&redis, &prefix).await;
+    let b = node(&redis, &prefix).await;
+    let mut stream = ReconnectingStream::new(
+        format!("http://{}", a.addr()),
+        NewSession::new(),
+        client_config(),
+    );
+    let first = within(Duration::from_secs(10), "session_init", stream.next())
+        .await
+        .expect("an event")
+        .expect("no error");
+    let id = first.session_id.clone();
+    let session = within(Duration::from_secs(5), "the session on A", a.hub().accept())
+        .await
+        .expect("a session");
+    assert_eq!(delete(b.addr(), &format!("/sessions/{id}")).await, 200);
+    // Node A notices at its next sweep: the producer is cancelled, the client's stream ends.
+    within(
+        Duration::from_secs(10),
+        "the cancel on A",
+        session.handle.cancelled(),
+    )
+    .await;
+    let end = within(
+        Duration::from_secs(10),
+        "the end of the stream",
+        stream.next(),
+    )
+    .await;
+    assert!(
+        !matches!(end, Some(Ok(_))),
+        "no event after the delete, got {end:?}"
+    );
+    let publish = session.handle.publish(payload(0)).await;
+    assert!(
+        publish.is_err(),
+        "nothing can be published into a deleted session"
+    );
+    a.stop().await.expect("node A stops");
+    b.stop().await.expect("node B stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_past_the_final_ends_at_once_on_either_node() {
+    use enclave_transport::client::{connect, Open, ResumeAt};
+    let redis = redis();
+    let prefix = unique_prefix("past-final");
+    let a = node(&redis, &prefix).await;
+    let b = node(&redis, &prefix).await;
+    let mut stream = ReconnectingStream::new(
+        format!("http://{}", a.addr()),
+        NewSession::new(),
+        client_config(),
+    );
+    let producer = {
+        let hub = a.hub().clone();
+        tokio::spawn(async move {
+            let session = hub.accept().await.expect("a session");
+            session.handle.publish(payload(0)).await.expect("publish");
+            session
+                .handle
+                .finish(FinalPayload::new(true))
+                .await
+                .expect("final")
+        })
+    };
+    let mut last = 0;
+    while let Some(event) = within(Duration::from_secs(10), "an event", stream.next()).await {
+        last = event.expect("no error").seq;
+    }
+    let final_seq = producer.await.expect("the producer");
+    assert_eq!(last, final_seq);
+    let id = stream.session_id().expect("an id").clone();
+    let mut token = stream.token().map(str::to_owned);
+    for (node, addr) in [("A", a.addr()), ("B", b.addr())] {
+        let config = ClientConfig::new().with_encryption(EncryptionMode::Required);
+        let at = ResumeAt::new(id.clone(), final_seq + 1)
+            .with_token(token.clone())
+            .with_epoch(stream.epoch());
+        let mut conn = connect(&format!("http://{addr}"), Open::Resume(at), &config)
+            .await
+            .unwrap_or_else(|e| panic!("resume on node {node}: {e}"));
+        // Nothing to replay and nothing will follow: the stream ends (a control line
+        // announcing the empty replay may come first).
+        let ended = within(
+            Duration::from_secs(5),
+            "the end of a resume past the final",
+            async {
+                while let Some(item) = conn.next().await {
+                    if let Ok(enclave_transport::client::Received::Event { event, .. }) = item {
+                        panic!("node {node} sent seq {} past the final", event.seq);
+                    }
+                }
+            },
+        )
+        .await;
+        let () = ended;
+        // The resume rotated the token: the next one presents the new one.
+        token = conn.token().map(str::to_owned).or(token);
+    }
+    a.stop().await.expect("node A stops");
+    b.stop().await.expect("node B stops");
+}

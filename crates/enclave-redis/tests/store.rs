@@ -101,8 +101,20 @@ async fn appends_are_checked_and_retention_tracks_counts_bytes_and_what_left() {
         Err(Error::OutOfOrder { expected, got, .. }) => assert_eq!((expected, got), (6, 7)),
         other => panic!("a skipped seq is refused, got {other:?}"),
     }
+    // The same event again (a retry whose answer was lost) landed once: it is not added.
+    let again = store
+        .append(&id, event(&id, 5), 50)
+        .await
+        .expect("a retry is answered");
+    assert_eq!((again.last_seq, again.count), (5, 5));
+    // Another event at a seq that is taken is refused.
+    let other = Arc::new(StreamEvent::new(
+        id.clone(),
+        5,
+        EventPayload::Stdout(StdoutPayload::new("something else\n")),
+    ));
     assert!(matches!(
-        store.append(&id, event(&id, 5), 1).await,
+        store.append(&id, other, 1).await,
         Err(Error::OutOfOrder { .. })
     ));
     let retention = store.retention(&id).await.unwrap();

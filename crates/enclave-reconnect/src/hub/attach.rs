@@ -240,7 +240,10 @@ impl HubEvents {
                     continue;
                 }
             }
-            if self.after_final {
+            // After the `final`, nothing: once this connection sent it, or when the resume
+            // started past it.
+            let final_seq = self.rt.final_seq.load(Ordering::Acquire);
+            if self.after_final || (final_seq != 0 && self.next_seq > final_seq) {
                 return self.finish(None);
             }
             if self.buffer.is_empty() {
@@ -436,17 +439,4 @@ pub(crate) async fn deliver(
             .map_err(unavailable)?;
     }
     Ok(held)
-}
-
-/// Hands one message that came through a shared store's inbox to the application.
-pub(crate) async fn hand_to_application(rt: &Runtime, message: RuntimeChannelMessage) {
-    if matches!(message.payload, RuntimeChannelPayload::Cancel(_)) {
-        rt.cancelled.send_replace(true);
-    }
-    let app = rt.upstream.lock().await;
-    if let Some(app) = app.as_ref() {
-        if app.send(message).await.is_err() {
-            tracing::debug!(session = %rt.id, "the application no longer reads messages");
-        }
-    }
 }

@@ -20,7 +20,7 @@ mod config;
 mod session;
 mod token;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
@@ -29,7 +29,10 @@ use enclave_transport::{
     Attachment, CreateSession, Refusal, RefusalReason, ResumeSession, SessionInfo, SessionService,
     Submit, SubmitReceipt,
 };
-use enclave_types::{EventPayload, HeartbeatPayload, SessionId, SessionInitPayload};
+use enclave_types::{
+    EventPayload, HeartbeatPayload, RuntimeChannelMessage, RuntimeChannelPayload, SessionId,
+    SessionInitPayload,
+};
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use ring::rand::SystemRandom;
@@ -138,6 +141,9 @@ impl Hub {
     /// [`Error::ShuttingDown`], and background tasks end.
     pub fn shutdown(&self) {
         self.shared.shutdown.send_replace(true);
+        // This server produces nothing more: a shared store lets its leases lapse, so other
+        // servers end its sessions (`PRODUCER_LOST`) rather than wait for them.
+        self.shared.store.shutdown();
     }
 
     /// Ends a session now: its attachments end, its application side is cancelled, its
@@ -429,6 +435,13 @@ impl SessionService for Hub {
                     err => unavailable(&id, &err),
                 });
             }
+            // This connection counts in a shared store's presence before anything else
+            // happens, so a failure leaves nothing half made.
+            if let Err(refusal) = shared.enter_store(&id).await {
+                shared.unreserve(&rt);
+                let _ = shared.store.remove(&id).await;
+                return Err(refusal);
+            }
             let init = SessionInitPayload::new(
                 format!("/sessions/{id}/cancel"),
                 clock::timestamp("expiresAt", expires),
@@ -441,7 +454,6 @@ impl SessionService for Hub {
                 return Err(unavailable(&id, &err));
             }
             let generation = rt.attach(request.features.resume, 0);
-            shared.enter_store(&id).await?;
             let heartbeat = request
                 .config
                 .heartbeat_interval_ms
@@ -546,8 +558,15 @@ impl SessionService for Hub {
                 .trim(id, from - 1)
                 .await
                 .map_err(|e| unavailable(id, &e))?;
-            let generation = rt.attach(request.features.resume, from - 1);
+            if rt.remote && snapshot.meta.finished_at_ms.is_some() {
+                // Its `final` is the last event: a resume after it ends once replayed.
+                rt.final_seq
+                    .fetch_max(retention.last_seq, std::sync::atomic::Ordering::AcqRel);
+            }
+            // Counted in a shared store's presence before the current connection is
+            // superseded: a failure here leaves that connection alone.
             shared.enter_store(id).await?;
+            let generation = rt.attach(request.features.resume, from - 1);
             let replay_end = retention.last_seq.max(from - 1);
             let mut attachment = attachment(
                 shared,
@@ -768,30 +787,86 @@ async fn heartbeats(shared: Weak<Shared>, rt: Arc<Runtime>, period: Duration) {
 }
 
 /// Hands what other servers forwarded through the shared store to the application: client
-/// messages in order, cancels. Ends with the session.
+/// messages in order, cancels at once (never queued behind messages the application has not
+/// taken yet). Holds no lock while it waits. Ends with the session, or when the hub shuts
+/// down.
 async fn follow_inbox(shared: Weak<Shared>, rt: Arc<Runtime>) {
-    let Some(mut inbox) = shared.upgrade().map(|s| s.store.inbox(&rt.id)) else {
+    let Some((mut inbox, mut shutdown)) = shared
+        .upgrade()
+        .map(|s| (s.store.inbox(&rt.id), s.shutdown.subscribe()))
+    else {
+        return;
+    };
+    let Some(app) = rt.upstream.lock().await.clone() else {
         return;
     };
     let mut closed = rt.closed.subscribe();
+    let mut pending: VecDeque<RuntimeChannelMessage> = VecDeque::new();
     loop {
-        let item = tokio::select! {
-            item = inbox.next() => item,
+        // Messages the application has not taken wait here, within a bound; past it the
+        // inbox waits in the store (where forwarding has its own bound).
+        let reading = pending.len() < MESSAGE_QUEUE;
+        tokio::select! {
             _ = closed.wait_for(|c| *c) => return,
-        };
-        match item {
-            None => return,
-            Some(Ok(Inbound::Cancel { reason })) => {
-                tracing::debug!(session = %rt.id, reason = reason.as_deref().unwrap_or(""), "cancel forwarded");
-                rt.cancelled.send_replace(true);
+            _ = shutdown.wait_for(|s| *s) => return,
+            item = inbox.next(), if reading => match item {
+                None => {
+                    // The session left the store: the application stops working on it (the
+                    // sweeper ends the rest).
+                    rt.cancelled.send_replace(true);
+                    return;
+                }
+                Some(Ok(Inbound::Cancel { reason })) => {
+                    tracing::debug!(session = %rt.id, reason = reason.as_deref().unwrap_or(""), "cancel forwarded");
+                    rt.cancelled.send_replace(true);
+                }
+                Some(Ok(Inbound::Message(message))) => {
+                    if matches!(message.payload, RuntimeChannelPayload::Cancel(_)) {
+                        rt.cancelled.send_replace(true);
+                    }
+                    pending.push_back(message);
+                }
+                Some(Err(err)) => {
+                    // The store's stream retries on its own; an error is only reported.
+                    tracing::debug!(session = %rt.id, %err, "session inbox");
+                }
+            },
+            permit = app.reserve(), if !pending.is_empty() => {
+                let Ok(permit) = permit else {
+                    // The application dropped its receiver: nothing more is handed over,
+                    // but cancels still count.
+                    tracing::debug!(session = %rt.id, "the application no longer reads messages");
+                    pending.clear();
+                    break;
+                };
+                if let Some(message) = pending.pop_front() {
+                    permit.send(message);
+                }
             }
-            Some(Ok(Inbound::Message(message))) => {
-                attach::hand_to_application(&rt, message).await;
-            }
-            Some(Err(err)) => {
-                // The store's stream retries on its own; an error is only reported.
-                tracing::warn!(session = %rt.id, %err, "session inbox");
-            }
+        }
+    }
+    follow_cancels(inbox, &rt, closed).await;
+}
+
+/// The rest of an inbox whose application stopped reading messages: only cancels matter.
+async fn follow_cancels(
+    mut inbox: futures::stream::BoxStream<'static, Result<Inbound, Error>>,
+    rt: &Runtime,
+    mut closed: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = closed.wait_for(|c| *c) => return,
+            item = inbox.next() => match item {
+                None => return,
+                Some(Ok(Inbound::Cancel { .. })) => {
+                    rt.cancelled.send_replace(true);
+                }
+                Some(Ok(Inbound::Message(m))) if matches!(m.payload, RuntimeChannelPayload::Cancel(_)) => {
+                    rt.cancelled.send_replace(true);
+                }
+                Some(_) => {}
+            },
         }
     }
 }
@@ -843,8 +918,25 @@ async fn sweep_one(shared: &Shared, rt: &Arc<Runtime>) {
         }
         return;
     }
-    let Ok(Some(snapshot)) = shared.store.load(&rt.id).await else {
-        return;
+    let snapshot = match shared.store.load(&rt.id).await {
+        Ok(Some(snapshot)) => snapshot,
+        Ok(None) => {
+            // It left the store some other way (deleted through another server sharing the
+            // store, or the store lost it): it ends here too, and its place is given back.
+            tracing::debug!(session = %rt.id, "session no longer in the store");
+            shared
+                .sessions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&rt.id);
+            rt.close();
+            rt.upstream.lock().await.take();
+            // Lets a shared store forget what it keeps for the session in this process.
+            let _ = shared.store.remove(&rt.id).await;
+            return;
+        }
+        // The store did not answer: nothing is decided on a failed read.
+        Err(_) => return,
     };
     if shared.grace_expired(rt, &snapshot) {
         tracing::debug!(session = %rt.id, "session expired");

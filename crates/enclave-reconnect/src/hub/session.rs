@@ -203,7 +203,11 @@ pub(crate) async fn publish(
     // The store's metadata changes only when the state does (or a tool call is counted).
     let changed = next_state.is_some_and(|next| next != *rt.state.borrow());
     if changed || is_tool_call || is_final {
-        record_progress(shared, rt, next_state, is_tool_call, is_final).await?;
+        // The event is published: metadata that cannot be recorded is reported, not turned
+        // into a failed publish (the application would publish the event twice).
+        if let Err(err) = record_progress(shared, rt, next_state, is_tool_call, is_final).await {
+            tracing::warn!(session = %rt.id, seq, %err, "session metadata not updated");
+        }
     }
     Ok(seq)
 }
@@ -213,35 +217,47 @@ pub(crate) async fn publish(
 const APPEND_RETRIES: u32 = 20;
 const APPEND_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// Appends `event`, trying again while the store's backend fails (about 5 s in all). An
-/// attempt whose answer was lost may have landed: the next one then meets its own seq and
-/// counts as done.
+/// Runs a store operation, trying again while the store's backend fails (about 5 s in all:
+/// a shared store's server restarting, a connection re-established). Other errors, and the
+/// last backend failure, are returned.
+async fn retrying<T, F, Fut>(
+    shared: &Shared,
+    rt: &Runtime,
+    what: &str,
+    mut op: F,
+) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    let mut attempt = 0;
+    loop {
+        match op().await {
+            Err(Error::Store(message)) if attempt < APPEND_RETRIES => {
+                attempt += 1;
+                tracing::warn!(session = %rt.id, attempt, %message, "{what} failed; trying again");
+                if *shared.shutdown.borrow() || rt.is_closed() {
+                    return Err(Error::Store(message));
+                }
+                tokio::time::sleep(APPEND_RETRY_DELAY).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Appends `event`. A shared store recognises a retry of an append whose answer was lost
+/// (the same event at the same seq) and answers it as done.
 async fn append(
     shared: &Shared,
     rt: &Runtime,
     event: Arc<StreamEvent>,
     bytes: u64,
 ) -> Result<Retention, Error> {
-    let seq = event.seq;
-    let mut attempt = 0;
-    loop {
-        match shared.store.append(&rt.id, Arc::clone(&event), bytes).await {
-            Ok(retention) => return Ok(retention),
-            Err(Error::OutOfOrder { expected, .. }) if attempt > 0 && expected == seq + 1 => {
-                tracing::debug!(session = %rt.id, seq, "an append whose answer was lost had landed");
-                return shared.store.retention(&rt.id).await;
-            }
-            Err(Error::Store(message)) if attempt < APPEND_RETRIES => {
-                attempt += 1;
-                tracing::warn!(session = %rt.id, seq, attempt, %message, "append failed; trying again");
-                if *shared.shutdown.borrow() || rt.is_closed() {
-                    return Err(Error::Store(message));
-                }
-                tokio::time::sleep(APPEND_RETRY_DELAY).await;
-            }
-            Err(err) => return Err(err),
-        }
-    }
+    retrying(shared, rt, "append", || {
+        shared.store.append(&rt.id, Arc::clone(&event), bytes)
+    })
+    .await
 }
 
 /// The state an event moves the session to, if any.
@@ -318,10 +334,11 @@ async fn make_room(
         if *closed.borrow_and_update() {
             return Err(Error::SessionClosed(rt.id.clone()));
         }
-        let mut retention = shared.store.retention(&rt.id).await?;
+        let mut retention =
+            retrying(shared, rt, "retention", || shared.store.retention(&rt.id)).await?;
         let acked = rt.acked.load(Ordering::Acquire);
         if retention.count > 0 && acked >= retention.first_seq {
-            retention = shared.store.trim(&rt.id, acked).await?;
+            retention = retrying(shared, rt, "trim", || shared.store.trim(&rt.id, acked)).await?;
         }
         if fits(
             &retention,
@@ -334,7 +351,8 @@ async fn make_room(
         let evictable = rt.written.load(Ordering::Acquire) >= retention.first_seq
             && !rt.attach_state().acknowledges;
         if evictable || config.overflow == OverflowPolicy::DropOldest {
-            shared.store.trim(&rt.id, retention.first_seq).await?;
+            let oldest = retention.first_seq;
+            retrying(shared, rt, "trim", || shared.store.trim(&rt.id, oldest)).await?;
             continue;
         }
         tokio::select! {

@@ -335,6 +335,11 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         Box::pin(futures::stream::empty())
     }
 
+    /// This server produces nothing more (its hub shut down): a shared store stops renewing
+    /// the leases of the sessions it produced, so other servers end them (`final {ok:
+    /// false}`) once the leases run out, instead of waiting for them. Default: nothing.
+    fn shutdown(&self) {}
+
     /// A connection to the session was attached on this server (shared stores count them).
     fn attach(&self, id: &SessionId) -> BoxFuture<'_, Result<(), Error>> {
         let _ = id;
