@@ -271,12 +271,12 @@ async fn a_client_bounced_between_two_nodes_over_websocket_gets_every_event_once
     Box::pin(bounced("ws", 0xc105_0002)).await;
 }
 
-/// `POST path` on `addr` with an empty body; the status code.
-async fn post(addr: std::net::SocketAddr, path: &str) -> u16 {
+/// `METHOD path` on `addr` with an empty body, by hand over a socket: the status code.
+async fn request(addr: std::net::SocketAddr, method: &str, path: &str) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     );
     socket.write_all(request.as_bytes()).await.expect("write");
     let mut response = Vec::new();
@@ -307,7 +307,7 @@ async fn a_cancel_through_node_b_stops_the_producer_on_node_a() {
     assert!(!session.handle.is_cancelled());
 
     let sent = Instant::now();
-    let status = post(b.addr(), &format!("/sessions/{id}/cancel")).await;
+    let status = request(b.addr(), "POST", &format!("/sessions/{id}/cancel")).await;
     assert!(
         (200..300).contains(&status),
         "cancel through B: HTTP {status}"
@@ -324,7 +324,7 @@ async fn a_cancel_through_node_b_stops_the_producer_on_node_a() {
     // A cancel of a session no node knows is a 404, from either node.
     let unknown = enclave_types::SessionId::generate();
     assert_eq!(
-        post(b.addr(), &format!("/sessions/{unknown}/cancel")).await,
+        request(b.addr(), "POST", &format!("/sessions/{unknown}/cancel")).await,
         404
     );
     stream.close().await;
@@ -466,21 +466,6 @@ async fn with_persistence_a_redis_restart_mid_session_loses_nothing_and_the_sess
     a.stop().await.expect("node A stops");
 }
 
-/// `DELETE path` on `addr`: the status code.
-async fn delete(addr: std::net::SocketAddr, path: &str) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let request = format!("DELETE {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    socket.write_all(request.as_bytes()).await.expect("write");
-    let mut response = Vec::new();
-    socket.read_to_end(&mut response).await.expect("read");
-    String::from_utf8_lossy(&response)
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delete_through_node_b_ends_the_session_on_node_a() {
     let redis = redis();
@@ -500,7 +485,10 @@ async fn a_delete_through_node_b_ends_the_session_on_node_a() {
     let session = within(Duration::from_secs(5), "the session on A", a.hub().accept())
         .await
         .expect("a session");
-    assert_eq!(delete(b.addr(), &format!("/sessions/{id}")).await, 200);
+    assert_eq!(
+        request(b.addr(), "DELETE", &format!("/sessions/{id}")).await,
+        200
+    );
     // Node A notices at its next sweep: the producer is cancelled, the client's stream ends.
     within(
         Duration::from_secs(10),
