@@ -54,6 +54,14 @@ fn steps(root: &Path) -> Vec<Step> {
         deny,
         // Benches are not run in CI, but they must keep compiling.
         step("bench", "bench --workspace --locked --no-run"),
+        // Every publishable crate packages (metadata, readme, included files; a working tree
+        // with uncommitted changes too). Verification
+        // builds each package against crates.io, where its unpublished siblings are not yet:
+        // see "Publishing" in docs/ARCHITECTURE.md.
+        step(
+            "package",
+            "package --workspace --locked --no-verify --allow-dirty",
+        ),
     ]);
     steps
 }
@@ -169,6 +177,7 @@ mod tests {
                 "doc: RUSTDOCFLAGS='-D warnings' cargo doc --workspace --no-deps --all-features --locked",
                 "deny: cargo deny --all-features --locked check bans licenses sources",
                 "bench: cargo bench --workspace --locked --no-run",
+                "package: cargo package --workspace --locked --no-verify --allow-dirty",
             ]
         );
     }
