@@ -95,10 +95,15 @@ pub(crate) struct ServeArgs {
     session_grace_ms: Option<u64>,
 
     /// Where sessions live: `memory` (this process) or `redis://[:PASSWORD@]HOST:PORT[/DB]`
-    /// (also `redis+unix:///PATH`), shared by every server on that Redis and key prefix, so
-    /// any of them serves any session. TLS to Redis is not built in (see docs/SECURITY.md).
+    /// (also `rediss://…` for TLS, `redis+unix:///PATH`), shared by every server on that Redis
+    /// and key prefix, so any of them serves any session.
     #[arg(long, value_name = "URL", default_value = "memory")]
     store: String,
+
+    /// For `rediss://`: trust this PEM file's certificates (a private CA) instead of the
+    /// system's roots.
+    #[arg(long, value_name = "FILE")]
+    store_ca: Option<PathBuf>,
 
     /// Key prefix in the Redis store (deployments sharing one Redis keep apart by prefix).
     #[arg(long, value_name = "PREFIX", default_value = "enclave:")]
@@ -268,24 +273,20 @@ async fn open_store(args: &ServeArgs) -> Result<Option<Arc<dyn Store>>, String> 
         return Ok(None);
     }
     // The value may hold a password: messages name its scheme, never the rest.
-    if url.starts_with("rediss://") {
-        return Err(
-            "--store rediss://…: TLS to Redis is not built in; reach Redis over a \
-                    private network or a TLS tunnel (docs/SECURITY.md)"
-                .to_owned(),
-        );
-    }
-    let redis = ["redis://", "redis+unix://", "unix://"];
+    let redis = ["redis://", "rediss://", "redis+unix://", "unix://"];
     if !redis.iter().any(|scheme| url.starts_with(scheme)) {
         let scheme = url.split_once("://").map_or("(none)", |(scheme, _)| scheme);
         return Err(format!(
-            "--store: expected `memory` or a Redis URL (redis://HOST:PORT[/DB] or \
+            "--store: expected `memory` or a Redis URL (redis://HOST:PORT[/DB], rediss://… or \
              redis+unix:///PATH), got the scheme {scheme:?}"
         ));
     }
-    let config = RedisStoreConfig::default()
+    let mut config = RedisStoreConfig::default()
         .with_prefix(args.store_prefix.clone())
         .with_lease(Duration::from_millis(args.store_lease_ms));
+    if let Some(ca) = &args.store_ca {
+        config = config.with_ca_file(ca.clone());
+    }
     let store = RedisStore::connect(url, config)
         .await
         .map_err(|err| format!("--store: {err}"))?;

@@ -1,5 +1,6 @@
 //! [`RedisStoreConfig`]: where the store keeps its keys and how it watches its sessions.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// How a [`RedisStore`](crate::RedisStore) behaves. Build with `RedisStoreConfig::default()`
@@ -24,6 +25,9 @@ pub struct RedisStoreConfig {
     /// Most client messages waiting in a session's inbox for its producer (default 1 024);
     /// beyond it, forwarding is refused rather than letting a stalled producer's inbox grow.
     pub max_inbox: u64,
+    /// For `rediss://` URLs: trust the certificates of this PEM file instead of the system's
+    /// roots (a private CA, or a self-signed server certificate). Default: the system's.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for RedisStoreConfig {
@@ -34,6 +38,7 @@ impl Default for RedisStoreConfig {
             block: Duration::from_secs(1),
             ttl_margin: Duration::from_mins(5),
             max_inbox: 1024,
+            ca_file: None,
         }
     }
 }
@@ -64,6 +69,13 @@ impl RedisStoreConfig {
     #[must_use]
     pub fn with_ttl_margin(mut self, margin: Duration) -> Self {
         self.ttl_margin = margin;
+        self
+    }
+
+    /// Trust the certificates in `path` (PEM) for `rediss://` URLs.
+    #[must_use]
+    pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
         self
     }
 

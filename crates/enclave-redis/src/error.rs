@@ -5,8 +5,8 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// The URL is not a Redis URL this build can reach (`redis://HOST:PORT[/DB]`,
-    /// `redis+unix:///path` or `unix:///path`; TLS, `rediss://`, is not built in).
+    /// The URL is not a Redis URL (`redis://HOST:PORT[/DB]`, `rediss://…` for TLS,
+    /// `redis+unix:///path` or `unix:///path`).
     #[error("invalid Redis URL {url:?}: {source}")]
     Url {
         /// The URL given, without its password.
@@ -23,6 +23,16 @@ pub enum Error {
         /// What the client library said.
         #[source]
         source: redis::RedisError,
+    },
+    /// The CA file of [`RedisStoreConfig::ca_file`](crate::RedisStoreConfig::ca_file) could
+    /// not be read.
+    #[error("cannot read the Redis CA file {path}: {source}")]
+    CaFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
     },
     /// The key prefix is unusable (empty keys or braces, which would break the hash tags).
     #[error("invalid key prefix {0:?}: it must not contain '{{' or '}}'")]

@@ -136,8 +136,9 @@ fn millis(duration: Duration) -> u64 {
 }
 
 impl RedisStore {
-    /// Connects to the Redis at `url` (`redis://[:PASSWORD@]HOST:PORT[/DB]` or
-    /// `redis+unix:///path`), checking that it answers. TLS (`rediss://`) is not built in. The connection reconnects by itself
+    /// Connects to the Redis at `url` (`redis://[:PASSWORD@]HOST:PORT[/DB]`, `rediss://…` for
+    /// TLS — trusting the system's roots, or [`RedisStoreConfig::ca_file`] —, or
+    /// `redis+unix:///path`), checking that it answers. The connection reconnects by itself
     /// after a failure; operations during an outage fail with a store error (the hub refuses
     /// new sessions with 503 and ends live connections with a clear reason).
     pub async fn connect(url: &str, config: RedisStoreConfig) -> Result<Self, Error> {
@@ -145,7 +146,21 @@ impl RedisStore {
             return Err(Error::Prefix(config.prefix));
         }
         let redacted = redact(url);
-        let client = Client::open(url).map_err(|source| Error::Url {
+        let client = match (&config.ca_file, url.starts_with("rediss://")) {
+            (Some(path), true) => {
+                let root = std::fs::read(path).map_err(|source| Error::CaFile {
+                    path: path.clone(),
+                    source,
+                })?;
+                let certificates = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root),
+                };
+                Client::build_with_tls(url, certificates)
+            }
+            _ => Client::open(url),
+        }
+        .map_err(|source| Error::Url {
             url: redacted.clone(),
             source,
         })?;

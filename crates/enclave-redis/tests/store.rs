@@ -500,3 +500,41 @@ async fn bad_urls_and_prefixes_are_refused_up_front() {
     .expect_err("a prefix with braces");
     assert!(matches!(err, enclave_redis::Error::Prefix(_)), "{err}");
 }
+
+#[tokio::test]
+async fn rediss_urls_connect_over_tls_trusting_the_configured_ca() {
+    let data =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../enclave-transport/tests/data");
+    let server = enclave_testkit::RedisServer::start_tls(
+        &data.join("test-cert.pem"),
+        &data.join("test-key.pem"),
+    )
+    .expect("a TLS redis-server starts");
+    let url = server.tls_url().expect("a TLS URL");
+    let prefix = unique_prefix("tls");
+    // The server's certificate is not among the system's roots: refused without the CA.
+    let refused = RedisStore::connect(&url, RedisStoreConfig::default().with_prefix(&prefix)).await;
+    assert!(refused.is_err(), "an untrusted certificate is refused");
+    let store = RedisStore::connect(
+        &url,
+        RedisStoreConfig::default()
+            .with_prefix(&prefix)
+            .with_ca_file(data.join("test-cert.pem")),
+    )
+    .await
+    .expect("the store connects over TLS");
+    let id = SessionId::generate();
+    store.create(meta(&id), tokens("a")).await.unwrap();
+    store.append(&id, event(&id, 1), 4).await.unwrap();
+    assert_eq!(store.read(&id, 1, 10).await.unwrap().len(), 1);
+    let missing = RedisStore::connect(
+        &url,
+        RedisStoreConfig::default().with_ca_file("/nonexistent/ca.pem"),
+    )
+    .await
+    .expect_err("no CA file");
+    assert!(
+        matches!(missing, enclave_redis::Error::CaFile { .. }),
+        "{missing}"
+    );
+}

@@ -19,6 +19,8 @@ pub struct RedisServer {
     dir: PathBuf,
     socket: PathBuf,
     append_only: bool,
+    /// A TLS listener: certificate, key, loopback port.
+    tls: Option<(PathBuf, PathBuf, u16)>,
     child: Option<Child>,
 }
 
@@ -34,7 +36,26 @@ impl RedisServer {
         Self::launch(true)
     }
 
+    /// Starts a server (persistence off) that also serves TLS on a loopback port, with the
+    /// certificate `cert` and its key `key` (PEM); clients are not asked for certificates.
+    pub fn start_tls(cert: &Path, key: &Path) -> io::Result<Self> {
+        // A port the system just gave out; the server binds it at once.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut server = Self::prepare(false)?;
+        server.tls = Some((cert.to_path_buf(), key.to_path_buf(), port));
+        server.spawn()?;
+        Ok(server)
+    }
+
     fn launch(append_only: bool) -> io::Result<Self> {
+        let mut server = Self::prepare(append_only)?;
+        server.spawn()?;
+        Ok(server)
+    }
+
+    fn prepare(append_only: bool) -> io::Result<Self> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let binary = find_binary()?;
         let dir = std::env::temp_dir().join(format!(
@@ -44,15 +65,14 @@ impl RedisServer {
         ));
         std::fs::create_dir_all(&dir)?;
         let socket = dir.join("redis.sock");
-        let mut server = Self {
+        Ok(Self {
             binary,
             dir,
             socket,
             append_only,
+            tls: None,
             child: None,
-        };
-        server.spawn()?;
-        Ok(server)
+        })
     }
 
     fn spawn(&mut self) -> io::Result<()> {
@@ -72,6 +92,18 @@ impl RedisServer {
             .arg("no")
             .arg("--loglevel")
             .arg("warning");
+        if let Some((cert, key, port)) = &self.tls {
+            command
+                .arg("--tls-port")
+                .arg(port.to_string())
+                .arg("--tls-cert-file")
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(key)
+                .arg("--tls-ca-cert-file")
+                .arg(cert)
+                .args(["--tls-auth-clients", "no"]);
+        }
         if self.append_only {
             command.args(["--appendonly", "yes", "--appendfsync", "always"]);
         } else {
@@ -118,6 +150,14 @@ impl RedisServer {
     /// The URL clients connect with (`redis+unix:///…/redis.sock`).
     pub fn url(&self) -> String {
         format!("redis+unix://{}", self.socket.display())
+    }
+
+    /// The TLS URL (`rediss://127.0.0.1:PORT`) of a server started with
+    /// [`RedisServer::start_tls`].
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls
+            .as_ref()
+            .map(|(_, _, port)| format!("rediss://127.0.0.1:{port}"))
     }
 
     /// The socket's path.
