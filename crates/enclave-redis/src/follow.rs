@@ -1,15 +1,12 @@
 //! The store's background work: following sessions produced elsewhere (blocking reads of
-//! their event logs, with the lease check that ends a session whose producer died),
-//! delivering a session's inbox to its producer, and renewing this process's leases.
+//! their event logs, with the lease check that ends a session whose producer died) and
+//! renewing this process's leases. (Inboxes are read by `inboxes`.)
 
-use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use enclave_reconnect::store::Inbound;
 use enclave_reconnect::Error as StoreError;
 use enclave_types::{ErrorInfo, EventPayload, FinalPayload, SessionId, StreamEvent};
-use futures::stream::BoxStream;
 use redis::aio::MultiplexedConnection;
 use redis::Value;
 use tokio::sync::watch;
@@ -20,9 +17,6 @@ use crate::PRODUCER_LOST;
 
 /// How long to wait before trying Redis again after a failure.
 const RETRY: Duration = Duration::from_millis(250);
-
-/// Inbox entries read at once.
-const INBOX_BATCH: usize = 64;
 
 /// One blocking `XREAD` of `key` after entry `after`: `None` when it timed out.
 async fn xread(
@@ -258,120 +252,6 @@ pub(crate) async fn follow_events(
             }
         }
     }
-}
-
-/// State of an inbox stream between items.
-struct InboxState {
-    inner: Arc<Inner>,
-    id: SessionId,
-    conn: Option<MultiplexedConnection>,
-    after: String,
-    ready: VecDeque<Inbound>,
-    /// Whether the last attempt failed (the next one waits first).
-    failing: bool,
-}
-
-/// The session's inbox, in order, each entry once (deleted once read). Ends when the
-/// session leaves the store or expires. A Redis failure is yielded as one error, then
-/// retried.
-pub(crate) fn inbox(
-    inner: Arc<Inner>,
-    id: SessionId,
-) -> BoxStream<'static, Result<Inbound, StoreError>> {
-    let state = InboxState {
-        inner,
-        id,
-        conn: None,
-        after: "0-0".to_owned(),
-        ready: VecDeque::new(),
-        failing: false,
-    };
-    Box::pin(futures::stream::unfold(state, |mut state| async move {
-        loop {
-            if let Some(item) = state.ready.pop_front() {
-                return Some((Ok(item), state));
-            }
-            if std::mem::take(&mut state.failing) {
-                tokio::time::sleep(RETRY).await;
-            }
-            match next_inbox_batch(&mut state).await {
-                Ok(true) => {}
-                Ok(false) => return None,
-                Err(err) => {
-                    state.failing = true;
-                    state.conn = None;
-                    return Some((Err(err), state));
-                }
-            }
-        }
-    }))
-}
-
-/// Reads the next entries into `state.ready`; `Ok(false)` once the session is gone.
-async fn next_inbox_batch(state: &mut InboxState) -> Result<bool, StoreError> {
-    let inner = Arc::clone(&state.inner);
-    let id = state.id.clone();
-    let keys = inner.keys(&id);
-    if state.conn.is_none() {
-        state.conn = Some(
-            inner
-                .blocking_connection()
-                .await
-                .map_err(|e| codec::failed("inbox connect", &id, &e))?,
-        );
-    }
-    let Some(conn) = state.conn.as_mut() else {
-        return Ok(true);
-    };
-    let read = xread(
-        conn,
-        &keys.inbox,
-        &state.after,
-        inner.config.block,
-        INBOX_BATCH,
-    )
-    .await
-    .map_err(|e| codec::failed("inbox read", &id, &e))?;
-    let Some(entries) = read else {
-        // Nothing for a while: is the session still there?
-        return Ok(progress(&inner, &id).await?.is_some());
-    };
-    let mut ids = Vec::with_capacity(entries.len());
-    for (entry_id, fields) in &entries {
-        ids.push(entry_id.clone());
-        state.after.clone_from(entry_id);
-        let item = match codec::entry_field(fields, "k") {
-            Some(b"c") => {
-                let reason = codec::entry_field(fields, "j")
-                    .filter(|r| !r.is_empty())
-                    .map(|r| String::from_utf8_lossy(r).into_owned());
-                Inbound::Cancel { reason }
-            }
-            _ => match codec::message_of(&id, entry_id, fields) {
-                Ok(message) => Inbound::Message(message),
-                Err(err) => {
-                    // Only this server's own code writes the inbox; a bad entry is reported
-                    // and skipped so the ones after it still arrive.
-                    tracing::error!(session = %id, %err, "inbox entry skipped");
-                    continue;
-                }
-            },
-        };
-        state.ready.push_back(item);
-    }
-    if !ids.is_empty() {
-        let mut main = inner.conn.clone();
-        let deleted: redis::RedisResult<u64> = redis::cmd("XDEL")
-            .arg(&keys.inbox)
-            .arg(&ids)
-            .query_async(&mut main)
-            .await;
-        if let Err(err) = deleted {
-            // They were read; a later read starts after them anyway.
-            tracing::debug!(session = %id, %err, "inbox entries not deleted");
-        }
-    }
-    Ok(true)
 }
 
 /// Renews the leases of the sessions this process produces, three times per lease, until

@@ -25,7 +25,8 @@
 //!
 //! Live readers follow a session with blocking `XREAD`s on a connection of their own: events
 //! appended on this server wake them at once; events appended elsewhere after one Redis round
-//! trip. A producer's server renews its sessions' leases; a follower that finds a lease lapsed
+//! trip. One task reads the inboxes of every session this process produces, with one blocking
+//! `XREAD` over all of them on one connection. A producer's server renews its sessions' leases; a follower that finds a lease lapsed
 //! ends the session with `final {ok: false, error: {code: "PRODUCER_LOST"}}`.
 //!
 //! # What it leaves to others
@@ -52,6 +53,7 @@ mod codec;
 mod config;
 mod error;
 mod follow;
+mod inboxes;
 mod keys;
 mod scripts;
 mod store;

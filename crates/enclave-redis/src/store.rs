@@ -20,6 +20,7 @@ use crate::codec::{self, corrupt, failed, MetaHash};
 use crate::config::RedisStoreConfig;
 use crate::error::{redact, Error};
 use crate::follow;
+use crate::inboxes::Inboxes;
 use crate::keys::{self, SessionKeys};
 use crate::scripts::Scripts;
 
@@ -119,6 +120,8 @@ pub(crate) struct Inner {
     pub(crate) local: Mutex<HashMap<SessionId, Local>>,
     /// Sessions produced elsewhere that readers here follow, each by one task.
     pub(crate) followed: Mutex<HashMap<SessionId, Arc<watch::Sender<u64>>>>,
+    /// The task that reads the inboxes of the sessions this process produces.
+    pub(crate) inboxes: Inboxes,
     /// Set by [`Store::shutdown`]: sessions created afterwards are not renewed either.
     pub(crate) stopped: std::sync::atomic::AtomicBool,
     rng: SystemRandom,
@@ -175,7 +178,14 @@ impl RedisStore {
                 url: redacted.clone(),
                 source,
             })?;
+        let mut tag = [0u8; 8];
+        SystemRandom::new()
+            .fill(&mut tag)
+            .map_err(|_| Error::Prefix("no randomness for the store's wake key".to_owned()))?;
+        let wake_key = format!("{}wake:{}", config.prefix, hex::encode(tag));
+        let (inboxes, registrations) = Inboxes::new(wake_key);
         let inner = Arc::new(Inner {
+            inboxes,
             client,
             conn,
             config,
@@ -197,6 +207,10 @@ impl RedisStore {
             )),
         })?;
         tokio::spawn(follow::renew_leases(Arc::downgrade(&store.inner)));
+        tokio::spawn(crate::inboxes::run(
+            Arc::downgrade(&store.inner),
+            registrations,
+        ));
         Ok(store)
     }
 
@@ -811,7 +825,7 @@ impl Store for RedisStore {
     }
 
     fn inbox(&self, id: &SessionId) -> BoxStream<'static, Result<Inbound, StoreError>> {
-        follow::inbox(Arc::clone(&self.inner), id.clone())
+        self.inner.inboxes.subscribe(&self.inner, id.clone())
     }
 
     fn shutdown(&self) {
