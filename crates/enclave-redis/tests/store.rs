@@ -538,3 +538,34 @@ async fn rediss_urls_connect_over_tls_trusting_the_configured_ca() {
         "{missing}"
     );
 }
+
+#[tokio::test]
+async fn a_store_that_shuts_down_lets_its_leases_lapse() {
+    let server = redis();
+    let prefix = unique_prefix("shutdown");
+    let config = RedisStoreConfig::default()
+        .with_prefix(&prefix)
+        .with_lease(Duration::from_millis(300));
+    let producer = store_with(&server, config.clone()).await;
+    let follower = store_with(&server, config).await;
+    let id = SessionId::generate();
+    producer.create(meta(&id), tokens("a")).await.unwrap();
+    producer.append(&id, event(&id, 1), 4).await.unwrap();
+    let mut watch = follower.watch(&id).expect("a follower");
+    // The producer's process lives on, but its hub shut down: nothing renews the lease.
+    producer.shutdown();
+    within(
+        Duration::from_secs(10),
+        "the producer-lost final",
+        watch.wait_for(|&s| s >= 2),
+    )
+    .await
+    .unwrap();
+    let events = follower.read(&id, 2, 1).await.unwrap();
+    assert!(matches!(&events[0].payload, EventPayload::Final(f) if !f.ok));
+    // The producer learns it at its next append.
+    assert!(matches!(
+        producer.append(&id, event(&id, 2), 4).await,
+        Err(Error::SessionClosed(_) | Error::OutOfOrder { .. })
+    ));
+}
