@@ -233,30 +233,9 @@ impl<M: Sealable> Sealer<M> {
     /// base64 straight into `out`. On any error `out` is left as it was.
     pub fn seal_line(&mut self, message: &M, out: &mut BytesMut) -> Result<(), Error> {
         let start = out.len();
-        let result = self.seal_buf(message).and_then(|(seq, nonce)| {
-            envelope::write_line(
-                out,
-                message.protocol_version(),
-                message.session_id(),
-                seq,
-                self.key.kid(),
-                &nonce,
-                self.buf.as_mut_vec(),
-            )
-            .map_err(|err| Error::Unencodable {
-                at: Location::message(message.session_id().as_str(), Some(seq)),
-                reason: reason(&err),
-            })?;
-            let len = out.len() - start - 1;
-            if len > self.max_line_length {
-                return Err(Error::LineTooLong {
-                    at: Location::message(message.session_id().as_str(), Some(seq)),
-                    len,
-                    limit: self.max_line_length,
-                });
-            }
-            Ok(())
-        });
+        let result = self
+            .seal_buf(message)
+            .and_then(|(seq, nonce)| self.finish_line(message, seq, &nonce, start, out));
         if result.is_err() {
             out.truncate(start);
         }
@@ -264,8 +243,82 @@ impl<M: Sealable> Sealer<M> {
         result
     }
 
+    /// Like [`seal_line`](Self::seal_line), for a message already serialized: `json` must be
+    /// `message`'s compact JSON (what `serde_json` writes for it, without a newline), as a
+    /// caller that keeps each message's JSON beside it has it. The envelope takes its
+    /// `sessionId`, `seq` and `protocolVersion` from `message`; the sealed bytes are `json`,
+    /// so the message is not serialized again. An opener refuses an envelope whose sealed
+    /// message does not carry the envelope's own session, seq and version, so bytes that do
+    /// not match `message` never open as anything but a refusal. On any error `out` is left
+    /// as it was.
+    pub fn seal_json_line(
+        &mut self,
+        message: &M,
+        json: &[u8],
+        out: &mut BytesMut,
+    ) -> Result<(), Error> {
+        let start = out.len();
+        let result = self
+            .seal_with(message, |buf| {
+                buf.reserve(json.len());
+                buf.as_mut_vec().extend_from_slice(json);
+                Ok(())
+            })
+            .and_then(|(seq, nonce)| self.finish_line(message, seq, &nonce, start, out));
+        if result.is_err() {
+            out.truncate(start);
+        }
+        self.buf.wipe();
+        result
+    }
+
+    /// Writes the envelope line around `self.buf` (sealed) to `out` and checks its length.
+    fn finish_line(
+        &mut self,
+        message: &M,
+        seq: u64,
+        nonce: &crate::nonce::Nonce,
+        start: usize,
+        out: &mut BytesMut,
+    ) -> Result<(), Error> {
+        envelope::write_line(
+            out,
+            message.protocol_version(),
+            message.session_id(),
+            seq,
+            self.key.kid(),
+            nonce,
+            self.buf.as_mut_vec(),
+        )
+        .map_err(|err| Error::Unencodable {
+            at: Location::message(message.session_id().as_str(), Some(seq)),
+            reason: reason(&err),
+        })?;
+        let len = out.len() - start - 1;
+        if len > self.max_line_length {
+            return Err(Error::LineTooLong {
+                at: Location::message(message.session_id().as_str(), Some(seq)),
+                len,
+                limit: self.max_line_length,
+            });
+        }
+        Ok(())
+    }
+
     /// Checks, serializes and seals `message` into `self.buf`; returns its seq and nonce.
     fn seal_buf(&mut self, message: &M) -> Result<(u64, crate::nonce::Nonce), Error> {
+        self.seal_with(message, |buf| {
+            serde_json::to_writer(buf, message).map_err(|err| reason(&err))
+        })
+    }
+
+    /// Checks `message`, lets `write` put its plaintext into `self.buf` and seals it there;
+    /// returns its seq and nonce.
+    fn seal_with(
+        &mut self,
+        message: &M,
+        write: impl FnOnce(&mut WipeBuf) -> Result<(), String>,
+    ) -> Result<(u64, crate::nonce::Nonce), Error> {
         let session = message.session_id();
         let at = || Location::message(session.as_str(), message.seq());
         if let Some(ours) = &self.session {
@@ -283,10 +336,7 @@ impl<M: Sealable> Sealer<M> {
             });
         };
         self.buf.start();
-        serde_json::to_writer(&mut self.buf, message).map_err(|err| Error::Unencodable {
-            at: at(),
-            reason: reason(&err),
-        })?;
+        write(&mut self.buf).map_err(|reason| Error::Unencodable { at: at(), reason })?;
         // The line holds at least the base64 of `plaintext || tag`: refuse before spending a
         // nonce when that alone is over the limit.
         let base64_len = (self.buf.as_mut_vec().len() + TAG_LEN).div_ceil(3) * 4;
@@ -564,6 +614,45 @@ mod tests {
             assert!(err.to_string().contains("k_test"), "{err}");
         }
         assert_eq!(sealer.messages_sealed(), MAX_MESSAGES_PER_KEY);
+    }
+
+    #[test]
+    fn sealing_pre_serialized_json_gives_the_line_seal_line_gives() {
+        let s = session("json");
+        let (mut by_message, mut opener_a) = pair(&s);
+        let (mut by_json, mut opener) = pair(&s);
+        for seq in 1..=3 {
+            let message = event(&s, seq, "déjà \"vu\"");
+            let json = serde_json::to_vec(&message).unwrap();
+            let mut a = BytesMut::new();
+            let mut b = BytesMut::from(&b"kept"[..]);
+            by_message.seal_line(&message, &mut a).unwrap();
+            by_json.seal_json_line(&message, &json, &mut b).unwrap();
+            // Appended after what was there; the same line but for the (random) nonce
+            // prefix and so the ciphertext.
+            assert_eq!(&b[..4], b"kept");
+            assert_eq!(a.len(), b.len() - 4);
+            let first: EncryptedEnvelope = serde_json::from_slice(&a).unwrap();
+            let envelope: EncryptedEnvelope = serde_json::from_slice(&b[4..]).unwrap();
+            assert_eq!(
+                (&first.session_id, first.seq, &first.payload.kid),
+                (&envelope.session_id, envelope.seq, &envelope.payload.kid)
+            );
+            assert_eq!(opener_a.open(&first).unwrap(), message);
+            assert_eq!(opener.open(&envelope).unwrap(), message);
+            assert!(by_json.resting_buffer().iter().all(|&byte| byte == 0));
+        }
+        // Too long: nothing written, no nonce spent.
+        by_json.set_max_line_length(64);
+        let message = event(&s, 4, "four");
+        let json = serde_json::to_vec(&message).unwrap();
+        let mut out = BytesMut::from(&b"kept"[..]);
+        let err = by_json
+            .seal_json_line(&message, &json, &mut out)
+            .unwrap_err();
+        assert!(matches!(err, Error::LineTooLong { .. }), "{err}");
+        assert_eq!(&out[..], b"kept");
+        assert_eq!(by_json.messages_sealed(), 3);
     }
 
     #[test]

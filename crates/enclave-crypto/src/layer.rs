@@ -242,6 +242,52 @@ impl<Out: Sealable, In: Sealable> EncryptionLayer<Out, In> {
     }
 }
 
+impl<Out: Sealable, In: Sealable> EncryptionLayer<Out, In> {
+    /// Like [`encode`](Self::encode), for a message already serialized: `json` must be
+    /// `message`'s compact JSON without a newline (see [`Sealer::seal_json_line`]). Sealed,
+    /// those bytes are sealed; in plaintext they are the line. The line limit applies alike.
+    pub fn encode_json(
+        &mut self,
+        message: &Out,
+        json: &[u8],
+        dst: &mut BytesMut,
+    ) -> Result<(), Error> {
+        let line = self.lines_written + 1;
+        let written = match &mut self.sealer {
+            Some(sealer) => sealer.seal_json_line(message, json, dst),
+            None if self.mode == EncryptionMode::Required => Err(Error::SealFailed {
+                at: Location::message(message.session_id().as_str(), message.seq()),
+                reason: "encryption is required and the handshake has not finished".into(),
+            }),
+            None => write_plaintext_json(message, json, dst, self.max_line_length),
+        };
+        written.map_err(|err| err.at_line(line))?;
+        self.lines_written = line;
+        Ok(())
+    }
+}
+
+/// Writes `json`, `message`'s compact JSON, and `\n`, within `limit`; on error `dst` is
+/// unchanged.
+fn write_plaintext_json<M: Sealable>(
+    message: &M,
+    json: &[u8],
+    dst: &mut BytesMut,
+    limit: usize,
+) -> Result<(), Error> {
+    if json.len() > limit {
+        return Err(Error::LineTooLong {
+            at: Location::message(message.session_id().as_str(), message.seq()),
+            len: json.len(),
+            limit,
+        });
+    }
+    dst.reserve(json.len() + 1);
+    dst.put_slice(json);
+    dst.put_u8(b'\n');
+    Ok(())
+}
+
 /// Writes `message` as compact JSON and `\n`, within `limit`; on error `dst` is unchanged.
 fn write_plaintext<M: Sealable>(
     message: &M,

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use enclave_reconnect::store::{MemoryStore, Store};
+use enclave_reconnect::store::{EncodedEvent, MemoryStore, Store};
 use enclave_reconnect::{Hub, HubConfig};
 use enclave_redis::{RedisStore, RedisStoreConfig};
 use enclave_testkit::RedisServer;
@@ -226,7 +226,11 @@ async fn floors(server: &RedisServer) {
         event.session_id = id.clone();
         event.seq = seq;
         store
-            .append(&id, Arc::new(event), 200)
+            .append(
+                &id,
+                Arc::new(EncodedEvent::new(event).expect("serializable")),
+                200,
+            )
             .await
             .expect("append");
     }

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use enclave_reconnect::store::EncodedEvent;
 use enclave_reconnect::store::{
     Presence, Retention, SessionMeta, Snapshot, TokenHash, TokenHashes,
 };
@@ -204,7 +205,7 @@ pub(crate) fn entry_seq(id: &SessionId, entry_id: &str) -> Result<u64, Error> {
 pub(crate) fn event_of(
     id: &SessionId,
     (entry_id, fields): &Entry,
-) -> Result<Arc<StreamEvent>, Error> {
+) -> Result<Arc<EncodedEvent>, Error> {
     let seq = entry_seq(id, entry_id)?;
     let json = entry_field(fields, "e")
         .ok_or_else(|| corrupt(id, format_args!("event entry {entry_id} has no `e` field")))?;
@@ -219,6 +220,10 @@ pub(crate) fn event_of(
             ),
         ));
     }
+    // Encoded again from the validated event, so what a connection writes is exactly the
+    // event (nothing of the stored text beyond what the event holds).
+    let event = EncodedEvent::new(event)
+        .map_err(|e| corrupt(id, format_args!("event seq {seq} does not encode: {e}")))?;
     Ok(Arc::new(event))
 }
 

@@ -4,11 +4,12 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use enclave_reconnect::store::EncodedEvent;
 use enclave_reconnect::store::{
     Inbound, Progress, Retention, SessionMeta, Snapshot, Store, TokenHashes,
 };
 use enclave_reconnect::Error as StoreError;
-use enclave_types::{EventPayload, SessionId, StreamEvent};
+use enclave_types::{EventPayload, SessionId};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
@@ -47,13 +48,13 @@ pub(crate) struct Local {
     pub(crate) renewing: bool,
     /// The latest events this process appended (all of them in Redis), oldest first, with
     /// their sizes: contiguous seqs, within [`RECENT`] events and [`RECENT_BYTES`].
-    pub(crate) recent: VecDeque<(Arc<StreamEvent>, u64)>,
+    pub(crate) recent: VecDeque<(Arc<EncodedEvent>, u64)>,
     pub(crate) recent_bytes: u64,
 }
 
 impl Local {
     /// Up to `max` events from seq `from`, when this process holds `from`.
-    fn read(&self, from: u64, max: usize) -> Option<Vec<Arc<StreamEvent>>> {
+    fn read(&self, from: u64, max: usize) -> Option<Vec<Arc<EncodedEvent>>> {
         let first = self.recent.front()?.0.seq;
         let skip = usize::try_from(from.checked_sub(first)?).ok()?;
         // Contiguous by construction; checked anyway, a wrong event is worse than a read.
@@ -72,7 +73,7 @@ impl Local {
 
     /// Keeps `event`, the session's newest, and lets go of what left retention (`first`) or
     /// what exceeds the bounds.
-    fn keep(&mut self, event: Arc<StreamEvent>, bytes: u64, first: u64) {
+    fn keep(&mut self, event: Arc<EncodedEvent>, bytes: u64, first: u64) {
         if self
             .recent
             .back()
@@ -549,7 +550,7 @@ impl Store for RedisStore {
     fn append(
         &self,
         id: &SessionId,
-        event: Arc<StreamEvent>,
+        event: Arc<EncodedEvent>,
         bytes: u64,
     ) -> BoxFuture<'_, Result<Retention, StoreError>> {
         let id = id.clone();
@@ -557,11 +558,8 @@ impl Store for RedisStore {
             let inner = &self.inner;
             let keys = inner.keys(&id);
             let seq = event.seq;
-            let json = serde_json::to_string(&*event).map_err(|source| StoreError::Encode {
-                session: id.clone(),
-                seq,
-                source,
-            })?;
+            // The JSON the hub encoded once, as every connection writes it.
+            let json = event.json();
             let is_final = matches!(event.payload, EventPayload::Final(_));
             let appended = Arc::clone(&event);
             let mut invocation = inner.scripts.append.prepare_invoke();
@@ -622,7 +620,7 @@ impl Store for RedisStore {
         id: &SessionId,
         from: u64,
         max: usize,
-    ) -> BoxFuture<'_, Result<Vec<Arc<StreamEvent>>, StoreError>> {
+    ) -> BoxFuture<'_, Result<Vec<Arc<EncodedEvent>>, StoreError>> {
         let id = id.clone();
         let recent = self.inner.local().get(&id).and_then(|l| l.read(from, max));
         Box::pin(async move {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{redis, store, store_with, unique_prefix, within};
+use enclave_reconnect::store::EncodedEvent;
 use enclave_reconnect::store::{Inbound, SessionMeta, Store, TokenHash, TokenHashes};
 use enclave_reconnect::Error;
 use enclave_redis::{RedisStore, RedisStoreConfig, PRODUCER_LOST};
@@ -29,8 +30,12 @@ fn tokens(current: &str) -> TokenHashes {
     }
 }
 
-fn event(id: &SessionId, seq: u64) -> Arc<StreamEvent> {
-    Arc::new(StreamEvent::new(
+fn encoded(event: StreamEvent) -> Arc<EncodedEvent> {
+    Arc::new(EncodedEvent::new(event).expect("serializable"))
+}
+
+fn event(id: &SessionId, seq: u64) -> Arc<EncodedEvent> {
+    encoded(StreamEvent::new(
         id.clone(),
         seq,
         EventPayload::Stdout(StdoutPayload::new(format!("line {seq}\n"))),
@@ -108,7 +113,7 @@ async fn appends_are_checked_and_retention_tracks_counts_bytes_and_what_left() {
         .expect("a retry is answered");
     assert_eq!((again.last_seq, again.count), (5, 5));
     // Another event at a seq that is taken is refused.
-    let other = Arc::new(StreamEvent::new(
+    let other = encoded(StreamEvent::new(
         id.clone(),
         5,
         EventPayload::Stdout(StdoutPayload::new("something else\n")),
@@ -440,7 +445,7 @@ async fn a_session_that_finished_is_never_failed_by_a_lapsed_lease() {
     let id = SessionId::generate();
     producer.create(meta(&id), tokens("a")).await.unwrap();
     producer.append(&id, event(&id, 1), 4).await.unwrap();
-    let done = Arc::new(StreamEvent::new(
+    let done = encoded(StreamEvent::new(
         id.clone(),
         2,
         EventPayload::Final(FinalPayload::new(true)),

@@ -22,7 +22,7 @@ pub use server::{
     DEFAULT_MAX_CONNECTIONS,
 };
 pub use service::{
-    Attachment, CloseReason, CreateSession, EventSource, Features, Outgoing, Refusal,
+    Attachment, CloseReason, CreateSession, EncodedEvent, EventSource, Features, Outgoing, Refusal,
     RefusalReason, ResumeSession, SessionConfig, SessionInfo, SessionService, Submit,
     SubmitReceipt, Upstream,
 };

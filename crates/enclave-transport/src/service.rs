@@ -246,12 +246,78 @@ impl fmt::Debug for Attachment {
     }
 }
 
+/// An event together with its compact JSON, serialized once where the event is published
+/// and then written as is (plaintext) or sealed as is (encrypted) on every connection that
+/// carries it, instead of being serialized again per connection.
+///
+/// It dereferences to the [`StreamEvent`], so `event.seq` and `event.payload` read as on the
+/// event itself. The JSON is built by [`EncodedEvent::new`] from the event and nothing else,
+/// so the two always agree.
+#[derive(Clone, PartialEq)]
+pub struct EncodedEvent {
+    event: StreamEvent,
+    json: Box<[u8]>,
+}
+
+impl EncodedEvent {
+    /// Serializes `event` (compact JSON, what `serde_json::to_vec` gives) and keeps both.
+    ///
+    /// # Errors
+    ///
+    /// When the event does not serialize (a map with non-string keys in a detail value).
+    pub fn new(event: StreamEvent) -> Result<Self, serde_json::Error> {
+        let mut json = Vec::with_capacity(256);
+        serde_json::to_writer(&mut json, &event)?;
+        Ok(Self {
+            event,
+            json: json.into_boxed_slice(),
+        })
+    }
+
+    /// The event.
+    pub fn event(&self) -> &StreamEvent {
+        &self.event
+    }
+
+    /// Its compact JSON, without a newline.
+    pub fn json(&self) -> &[u8] {
+        &self.json
+    }
+
+    /// The length of its NDJSON line, the newline included: what retention counts.
+    pub fn line_len(&self) -> u64 {
+        self.json.len() as u64 + 1
+    }
+
+    /// The event, without its JSON.
+    pub fn into_event(self) -> StreamEvent {
+        self.event
+    }
+}
+
+impl std::ops::Deref for EncodedEvent {
+    type Target = StreamEvent;
+
+    fn deref(&self) -> &StreamEvent {
+        &self.event
+    }
+}
+
+impl fmt::Debug for EncodedEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EncodedEvent")
+            .field("event", &self.event)
+            .field("json_len", &self.json.len())
+            .finish()
+    }
+}
+
 /// One thing for the transport to write to an attached connection.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Outgoing {
-    /// An event, in `seq` order (replayed ones first).
-    Event(Arc<StreamEvent>),
+    /// An event, in `seq` order (replayed ones first), with its JSON.
+    Event(Arc<EncodedEvent>),
     /// The replay a resume asked for is complete; what follows is live. A control line, sent
     /// only to clients with the `resume` feature.
     ReplayComplete {

@@ -5,8 +5,10 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use enclave_transport::{CloseReason, EventSource, Outgoing, Refusal, RefusalReason, Upstream};
-use enclave_types::{EventPayload, RuntimeChannelMessage, RuntimeChannelPayload, StreamEvent};
+use enclave_transport::{
+    CloseReason, EncodedEvent, EventSource, Outgoing, Refusal, RefusalReason, Upstream,
+};
+use enclave_types::{EventPayload, RuntimeChannelMessage, RuntimeChannelPayload};
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 
@@ -36,7 +38,7 @@ pub(crate) struct HubEvents {
     next_seq: u64,
     /// The last seq to replay before announcing the end of the replay (resumes only).
     replay_end: Option<u64>,
-    buffer: VecDeque<Arc<StreamEvent>>,
+    buffer: VecDeque<Arc<EncodedEvent>>,
     appended: Option<watch::Receiver<u64>>,
     generations: watch::Receiver<u64>,
     shutdown: watch::Receiver<bool>,

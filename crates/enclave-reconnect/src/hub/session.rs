@@ -6,7 +6,7 @@ use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use enclave_transport::SessionConfig;
+use enclave_transport::{EncodedEvent, SessionConfig};
 use enclave_types::{
     EventPayload, FinalPayload, RuntimeChannelMessage, SessionId, SessionState, StreamEvent,
 };
@@ -170,16 +170,18 @@ pub(crate) async fn publish(
     let is_final = matches!(payload, EventPayload::Final(_));
     let next_state = next_state(&payload, rt);
     let is_tool_call = matches!(payload, EventPayload::ToolCall(_));
-    let event = Arc::new(StreamEvent::new(rt.id.clone(), seq, payload));
-    // Retention counts each event's JSON size; a counting writer measures it without
-    // building (and allocating) the JSON a second time beside the transport's.
-    let mut size = JsonSize(0);
-    serde_json::to_writer(&mut size, &*event).map_err(|source| Error::Encode {
-        session: rt.id.clone(),
-        seq,
-        source,
-    })?;
-    let bytes = size.0 + 1;
+    // The event is serialized once, here: retention counts the JSON's size, and every
+    // connection writes (or seals) these very bytes.
+    let event =
+        EncodedEvent::new(StreamEvent::new(rt.id.clone(), seq, payload)).map_err(|source| {
+            Error::Encode {
+                session: rt.id.clone(),
+                seq,
+                source,
+            }
+        })?;
+    let event = Arc::new(event);
+    let bytes = event.line_len();
     make_room(shared, rt, bytes, state.retention.take()).await?;
     // `final_seq` is known before the append wakes any reader: a reader that takes `final`
     // right away must find it set, or it would wait for a next event that never comes.
@@ -251,7 +253,7 @@ where
 async fn append(
     shared: &Shared,
     rt: &Runtime,
-    event: Arc<StreamEvent>,
+    event: Arc<EncodedEvent>,
     bytes: u64,
 ) -> Result<Retention, Error> {
     retrying(shared, rt, "append", || {
@@ -451,19 +453,5 @@ impl Messages {
     /// The next message; `None` once the session is gone.
     pub async fn recv(&mut self) -> Option<RuntimeChannelMessage> {
         self.rx.recv().await
-    }
-}
-
-/// Counts the bytes written to it and keeps none of them.
-struct JsonSize(u64);
-
-impl std::io::Write for JsonSize {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.0 += data.len() as u64;
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }

@@ -8,7 +8,8 @@ use std::collections::{HashMap, VecDeque};
 use std::future::ready;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use enclave_types::{SessionId, StreamEvent};
+use enclave_transport::EncodedEvent;
+use enclave_types::SessionId;
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 
@@ -25,7 +26,7 @@ pub struct MemoryStore {
 struct Record {
     meta: SessionMeta,
     tokens: TokenHashes,
-    events: VecDeque<(Arc<StreamEvent>, u64)>,
+    events: VecDeque<(Arc<EncodedEvent>, u64)>,
     retention: Retention,
     expired: bool,
     last_seq: Option<watch::Sender<u64>>,
@@ -165,7 +166,7 @@ impl Store for MemoryStore {
     fn append(
         &self,
         id: &SessionId,
-        event: Arc<StreamEvent>,
+        event: Arc<EncodedEvent>,
         bytes: u64,
     ) -> BoxFuture<'_, Result<Retention, Error>> {
         Box::pin(ready(self.with(id, |r| {
@@ -197,7 +198,7 @@ impl Store for MemoryStore {
         id: &SessionId,
         from: u64,
         max: usize,
-    ) -> BoxFuture<'_, Result<Vec<Arc<StreamEvent>>, Error>> {
+    ) -> BoxFuture<'_, Result<Vec<Arc<EncodedEvent>>, Error>> {
         Box::pin(ready(self.with(id, |r| {
             // Retained seqs are contiguous, so the position of `from` is an offset.
             let skip =
@@ -259,14 +260,15 @@ impl Store for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use enclave_types::{EventPayload, StdoutPayload};
+    use enclave_types::{EventPayload, StdoutPayload, StreamEvent};
 
-    fn event(id: &SessionId, seq: u64) -> Arc<StreamEvent> {
-        Arc::new(StreamEvent::new(
+    fn event(id: &SessionId, seq: u64) -> Arc<EncodedEvent> {
+        let event = StreamEvent::new(
             id.clone(),
             seq,
             EventPayload::Stdout(StdoutPayload::new("x")),
-        ))
+        );
+        Arc::new(EncodedEvent::new(event).unwrap())
     }
 
     #[tokio::test]

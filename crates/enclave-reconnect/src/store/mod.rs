@@ -1,7 +1,7 @@
 //! Where session state lives: the [`Store`] trait and its in-memory default, [`MemoryStore`].
 //!
 //! Position and retention belong to the store, not to a connection: a session's metadata, the
-//! hashes of its resume tokens, its retained events (seq → event, with their encoded size) and
+//! hashes of its resume tokens, its retained events (seq → event with its JSON, and the line's size) and
 //! the highest client message seq it holds. A store shared between servers (Redis Streams) can
 //! implement the same trait; every operation that must be atomic across servers is one call
 //! (`swap_tokens` is a compare-and-set, `append` checks the seq, `advance_client_seq` only
@@ -21,7 +21,8 @@ mod memory;
 use std::fmt;
 use std::sync::Arc;
 
-use enclave_types::{RuntimeChannelMessage, SessionId, SessionState, StreamEvent};
+pub use enclave_transport::EncodedEvent;
+use enclave_types::{RuntimeChannelMessage, SessionId, SessionState};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use tokio::sync::watch;
@@ -261,12 +262,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         next: TokenHashes,
     ) -> BoxFuture<'_, Result<bool, Error>>;
 
-    /// Retains `event`, whose seq must be the last one + 1 ([`Error::OutOfOrder`]), counting
-    /// `bytes` toward the bound. Wakes the session's watchers.
+    /// Retains `event` (with its JSON, which a shared store writes as is), whose seq must be
+    /// the last one + 1 ([`Error::OutOfOrder`]), counting `bytes` toward the bound. Wakes the
+    /// session's watchers.
     fn append(
         &self,
         id: &SessionId,
-        event: Arc<StreamEvent>,
+        event: Arc<EncodedEvent>,
         bytes: u64,
     ) -> BoxFuture<'_, Result<Retention, Error>>;
 
@@ -277,7 +279,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         id: &SessionId,
         from: u64,
         max: usize,
-    ) -> BoxFuture<'_, Result<Vec<Arc<StreamEvent>>, Error>>;
+    ) -> BoxFuture<'_, Result<Vec<Arc<EncodedEvent>>, Error>>;
 
     /// Retention and positions.
     fn retention(&self, id: &SessionId) -> BoxFuture<'_, Result<Retention, Error>>;

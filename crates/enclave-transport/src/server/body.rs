@@ -18,7 +18,7 @@ use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
 use super::negotiate::{InitSigner, RegistryGuard};
-use crate::service::{CloseReason, EventSource, Features, Outgoing};
+use crate::service::{CloseReason, EncodedEvent, EventSource, Features, Outgoing};
 use crate::wire::Control;
 
 /// How the first event of the connection is written.
@@ -154,9 +154,8 @@ impl Pump {
     ) -> bool {
         match item {
             None => true,
-            Some(Outgoing::Event(event)) => match self.event_line(&event) {
-                Ok(line) => {
-                    chunk.extend_from_slice(&line);
+            Some(Outgoing::Event(event)) => match self.event_line(&event, chunk) {
+                Ok(()) => {
                     source.written(event.seq);
                     false
                 }
@@ -194,17 +193,18 @@ impl Pump {
         }
     }
 
-    fn event_line(&mut self, event: &StreamEvent) -> io::Result<Bytes> {
+    /// Appends `event`'s line to `chunk`: its JSON as the hub encoded it (plaintext), or
+    /// sealed from that same JSON (encrypted), so the event is not serialized again here.
+    /// The signed plaintext `session_init` is the one line built anew. On error `chunk` is
+    /// left as it was.
+    fn event_line(&mut self, event: &EncodedEvent, chunk: &mut BytesMut) -> io::Result<()> {
         self.lines += 1;
         let first_in_plaintext = self.lines == 1 && self.body.first_line == FirstLine::Plaintext;
+        let limit = self.body.max_line_length;
         let written = match &mut self.body.sealer {
-            Some(sealer) if !first_in_plaintext => {
-                let mut line = BytesMut::new();
-                sealer
-                    .seal_line(event, &mut line)
-                    .map(|()| line.freeze())
-                    .map_err(|err| format!("{} ({err})", err.code()))
-            }
+            Some(sealer) if !first_in_plaintext => sealer
+                .seal_json_line(event.event(), event.json(), chunk)
+                .map_err(|err| format!("{} ({err})", err.code())),
             _ => match self.body.signer.as_ref().filter(|_| first_in_plaintext) {
                 Some(signer) => signer
                     .sign(event)
@@ -212,14 +212,19 @@ impl Pump {
                     .and_then(|signed| {
                         self.plain
                             .encode(&signed)
-                            .map(|()| self.plain.take())
+                            .map(|()| chunk.extend_from_slice(&self.plain.take()))
                             .map_err(|err| err.to_string())
                     }),
-                None => self
-                    .plain
-                    .encode(event)
-                    .map(|()| self.plain.take())
-                    .map_err(|err| err.to_string()),
+                None if event.json().len() > limit => Err(format!(
+                    "the line is {} bytes, over the limit of {limit}",
+                    event.json().len()
+                )),
+                None => {
+                    chunk.reserve(event.json().len() + 1);
+                    chunk.put_slice(event.json());
+                    chunk.put_u8(b'\n');
+                    Ok(())
+                }
             },
         };
         written.map_err(|err| {

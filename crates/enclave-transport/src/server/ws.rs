@@ -19,7 +19,7 @@ use axum::response::Response;
 use axum::Extension;
 use bytes::{BufMut, BytesMut};
 use enclave_crypto::{EncryptionLayer, ServerEncryption};
-use enclave_types::{EncryptionMode, MessageFrame, SessionId, StreamEvent};
+use enclave_types::{EncryptionMode, MessageFrame, SessionId};
 use futures::future::BoxFuture;
 use futures::FutureExt as _;
 
@@ -28,7 +28,7 @@ use super::negotiate::{negotiate, Handshake};
 use super::routes::session_config;
 use super::Shared;
 use crate::service::{
-    Attachment, CloseReason, CreateSession, EventSource, Features, Outgoing, Refusal,
+    Attachment, CloseReason, CreateSession, EncodedEvent, EventSource, Features, Outgoing, Refusal,
     RefusalReason, ResumeSession, Upstream,
 };
 use crate::wire::{self, Classified, Control, WsOpen, WsOpened};
@@ -440,8 +440,12 @@ impl Pump {
         }
     }
 
-    fn encode(&mut self, event: &StreamEvent) -> Result<(), ()> {
-        self.layer.encode(event, &mut self.batch).map_err(|err| {
+    /// Appends `event`'s line to the batch: its JSON as encoded where it was published,
+    /// sealed when the connection is encrypted.
+    fn encode(&mut self, event: &EncodedEvent) -> Result<(), ()> {
+        self.layer
+            .encode_json(event.event(), event.json(), &mut self.batch)
+            .map_err(|err| {
             tracing::error!(session = %self.session_id, seq = event.seq, code = %err.code(), "cannot write event: {err}");
         })
     }

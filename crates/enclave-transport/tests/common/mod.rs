@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use enclave_transport::{
-    Attachment, CreateSession, EventSource, Outgoing, Refusal, RefusalReason, ResumeSession,
-    Server, ServerConfig, SessionInfo, SessionService, Submit, SubmitReceipt, Upstream,
+    Attachment, CreateSession, EncodedEvent, EventSource, Outgoing, Refusal, RefusalReason,
+    ResumeSession, Server, ServerConfig, SessionInfo, SessionService, Submit, SubmitReceipt,
+    Upstream,
 };
 use enclave_types::{
     FinalPayload, RuntimeChannelMessage, SessionId, SessionInitPayload, SessionState,
@@ -79,7 +80,10 @@ impl FakeService {
             .events
             .iter()
             .filter(|event| event.seq >= from)
-            .map(|event| Outgoing::Event(Arc::clone(event)))
+            .map(|event| {
+                let encoded = EncodedEvent::new(StreamEvent::clone(event)).expect("serializable");
+                Outgoing::Event(Arc::new(encoded))
+            })
             .collect();
         if replay_marker {
             queue.push_back(Outgoing::ReplayComplete {
