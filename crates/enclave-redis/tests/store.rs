@@ -394,18 +394,28 @@ async fn every_store_on_one_redis_shares_one_epoch_and_a_lost_state_gets_a_new_o
     assert_ne!(after, epoch, "the lost state's epoch is never reused");
 }
 
-#[tokio::test]
-async fn a_session_whose_producer_stops_renewing_its_lease_ends_failed() {
-    let server = redis();
-    let prefix = unique_prefix("lease");
+/// Two stores on `server` standing for two servers, with a `lease_ms` lease, and a session
+/// the first one produces, holding one event.
+async fn producer_and_follower(
+    server: &enclave_testkit::RedisServer,
+    name: &str,
+    lease_ms: u64,
+) -> (RedisStore, RedisStore, SessionId) {
     let config = RedisStoreConfig::default()
-        .with_prefix(&prefix)
-        .with_lease(Duration::from_millis(300));
-    let producer = store_with(&server, config.clone()).await;
-    let follower = store_with(&server, config).await;
+        .with_prefix(unique_prefix(name))
+        .with_lease(Duration::from_millis(lease_ms));
+    let producer = store_with(server, config.clone()).await;
+    let follower = store_with(server, config).await;
     let id = SessionId::generate();
     producer.create(meta(&id), tokens("a")).await.unwrap();
     producer.append(&id, event(&id, 1), 4).await.unwrap();
+    (producer, follower, id)
+}
+
+#[tokio::test]
+async fn a_session_whose_producer_stops_renewing_its_lease_ends_failed() {
+    let server = redis();
+    let (producer, follower, id) = producer_and_follower(&server, "lease", 300).await;
     let mut watch = follower.watch(&id).expect("a follower");
     // While the producer's store lives it renews: the session stays open past its lease.
     tokio::time::sleep(Duration::from_millis(900)).await;
@@ -547,15 +557,7 @@ async fn rediss_urls_connect_over_tls_trusting_the_configured_ca() {
 #[tokio::test]
 async fn a_store_that_shuts_down_lets_its_leases_lapse() {
     let server = redis();
-    let prefix = unique_prefix("shutdown");
-    let config = RedisStoreConfig::default()
-        .with_prefix(&prefix)
-        .with_lease(Duration::from_millis(300));
-    let producer = store_with(&server, config.clone()).await;
-    let follower = store_with(&server, config).await;
-    let id = SessionId::generate();
-    producer.create(meta(&id), tokens("a")).await.unwrap();
-    producer.append(&id, event(&id, 1), 4).await.unwrap();
+    let (producer, follower, id) = producer_and_follower(&server, "shutdown", 300).await;
     let mut watch = follower.watch(&id).expect("a follower");
     // The producer's process lives on, but its hub shut down: nothing renews the lease.
     producer.shutdown();
