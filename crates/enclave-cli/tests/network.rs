@@ -35,17 +35,10 @@ fn ts_client(url: &str) -> Value {
         .stderr(Stdio::piped())
         .spawn()
         .expect("node is on PATH (Node.js 20+ runs the TypeScript-client peer)");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx.recv_timeout(TIMEOUT);
+    let line = served::first_line(&mut child, TIMEOUT);
     let _ = child.kill();
     let output = child.wait_with_output().expect("the peer ends");
-    let line = line.unwrap_or_else(|_| {
+    let line = line.unwrap_or_else(|| {
         panic!(
             "no summary from the peer; stderr: {}",
             String::from_utf8_lossy(&output.stderr)

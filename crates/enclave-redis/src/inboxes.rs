@@ -253,30 +253,23 @@ fn add(inner: &Weak<Inner>, readers: &mut HashMap<String, Reader>, registration:
     );
 }
 
-/// Ends the streams of sessions no longer in the store (or expired).
+/// Ends the streams of sessions no longer in the store (or expired): one `HMGET` each, in
+/// one pipeline (a missing `last` is a missing session).
 async fn sweep(store: &Inner, readers: &mut HashMap<String, Reader>) -> Result<(), StoreError> {
-    let mut pipe = redis::pipe();
     let keys: Vec<String> = readers.keys().cloned().collect();
+    let mut pipe = redis::pipe();
     for key in &keys {
-        let id = &readers[key].id;
-        pipe.cmd("HGET").arg(store.keys(id).meta).arg("expired");
+        pipe.cmd("HMGET")
+            .arg(store.keys(&readers[key].id).meta)
+            .arg(&["last", "expired"][..]);
     }
     let mut conn = store.conn.clone();
-    // A missing field and a missing hash both read as nil; `EXISTS` tells them apart.
-    let mut exists = redis::pipe();
-    for key in &keys {
-        exists.cmd("EXISTS").arg(store.keys(&readers[key].id).meta);
-    }
-    let expired: Vec<Option<String>> = pipe
+    let states: Vec<(Option<String>, Option<String>)> = pipe
         .query_async(&mut conn)
         .await
         .map_err(|e| StoreError::Store(format!("Redis inbox sweep: {e}")))?;
-    let present: Vec<bool> = exists
-        .query_async(&mut conn)
-        .await
-        .map_err(|e| StoreError::Store(format!("Redis inbox sweep: {e}")))?;
-    for ((key, expired), present) in keys.iter().zip(expired).zip(present) {
-        if !present || expired.as_deref() == Some("1") {
+    for (key, (last, expired)) in keys.iter().zip(states) {
+        if last.is_none() || expired.as_deref() == Some("1") {
             // Dropping the sender ends the session's stream.
             readers.remove(key);
         }

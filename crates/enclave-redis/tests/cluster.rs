@@ -20,6 +20,7 @@ use enclave_redis::RedisStoreConfig;
 use enclave_testkit::{CutProxy, Fault, ProxyConfig, RedisServer};
 use enclave_transport::client::{ClientConfig, NewSession};
 use enclave_transport::{EncryptionPolicy, ServerConfig};
+use enclave_types::SessionId;
 use enclave_types::{
     CallId, EncryptionMode, EventPayload, FinalPayload, LogLevel, LogPayload, StdoutPayload,
     StreamEvent, ToolResultSubmitPayload,
@@ -58,6 +59,36 @@ async fn node(server: &RedisServer, prefix: &str) -> RunningServer {
         .bind("127.0.0.1:0")
         .await
         .expect("a node listens")
+}
+
+/// A Redis of the test's own and two nodes on it, sharing a prefix named after the test.
+async fn two_nodes(name: &str) -> (RedisServer, RunningServer, RunningServer) {
+    let redis = redis();
+    let prefix = unique_prefix(name);
+    let a = node(&redis, &prefix).await;
+    let b = node(&redis, &prefix).await;
+    (redis, a, b)
+}
+
+/// A client's session created on `node`, once its `session_init` arrived, and the
+/// application's side of it there.
+async fn session_on(
+    node: &RunningServer,
+) -> (ReconnectingStream, SessionId, enclave_reconnect::NewSession) {
+    let url = format!("http://{}", node.addr());
+    let mut stream = ReconnectingStream::new(url, NewSession::new(), client_config());
+    let first = within(Duration::from_secs(10), "session_init", stream.next())
+        .await
+        .expect("an event")
+        .expect("no error");
+    let session = within(
+        Duration::from_secs(5),
+        "the session on the node",
+        node.hub().accept(),
+    )
+    .await
+    .expect("a session");
+    (stream, first.session_id, session)
 }
 
 fn client_config() -> StreamConfig {
@@ -167,10 +198,7 @@ async fn bounced(carrier: &str, seed: u64) {
     let started = Instant::now();
     let events = events_wanted();
     let messages = events / 10;
-    let redis = redis();
-    let prefix = unique_prefix(carrier);
-    let a = node(&redis, &prefix).await;
-    let b = node(&redis, &prefix).await;
+    let (_redis, a, b) = two_nodes(carrier).await;
     let mean = 8_000 * BYTES_PER_EVENT;
     let proxy = CutProxy::start(ProxyConfig {
         // Round robin: the first connection (the create) reaches A, every reconnect the
@@ -290,20 +318,8 @@ async fn request(addr: std::net::SocketAddr, method: &str, path: &str) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_through_node_b_stops_the_producer_on_node_a() {
-    let redis = redis();
-    let prefix = unique_prefix("cancel");
-    let a = node(&redis, &prefix).await;
-    let b = node(&redis, &prefix).await;
-    let url = format!("http://{}", a.addr());
-    let mut stream = ReconnectingStream::new(url, NewSession::new(), client_config());
-    let first = within(Duration::from_secs(10), "session_init", stream.next())
-        .await
-        .expect("an event")
-        .expect("no error");
-    let id = first.session_id.clone();
-    let session = within(Duration::from_secs(5), "the session on A", a.hub().accept())
-        .await
-        .expect("a session");
+    let (_redis, a, b) = two_nodes("cancel").await;
+    let (mut stream, id, session) = session_on(&a).await;
     assert!(!session.handle.is_cancelled());
 
     let sent = Instant::now();
@@ -468,23 +484,8 @@ async fn with_persistence_a_redis_restart_mid_session_loses_nothing_and_the_sess
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delete_through_node_b_ends_the_session_on_node_a() {
-    let redis = redis();
-    let prefix = unique_prefix("delete");
-    let a = node(&redis, &prefix).await;
-    let b = node(&redis, &prefix).await;
-    let mut stream = ReconnectingStream::new(
-        format!("http://{}", a.addr()),
-        NewSession::new(),
-        client_config(),
-    );
-    let first = within(Duration::from_secs(10), "session_init", stream.next())
-        .await
-        .expect("an event")
-        .expect("no error");
-    let id = first.session_id.clone();
-    let session = within(Duration::from_secs(5), "the session on A", a.hub().accept())
-        .await
-        .expect("a session");
+    let (_redis, a, b) = two_nodes("delete").await;
+    let (mut stream, id, session) = session_on(&a).await;
     assert_eq!(
         request(b.addr(), "DELETE", &format!("/sessions/{id}")).await,
         200
@@ -518,10 +519,7 @@ async fn a_delete_through_node_b_ends_the_session_on_node_a() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resume_past_the_final_ends_at_once_on_either_node() {
     use enclave_transport::client::{connect, Open, ResumeAt};
-    let redis = redis();
-    let prefix = unique_prefix("past-final");
-    let a = node(&redis, &prefix).await;
-    let b = node(&redis, &prefix).await;
+    let (_redis, a, b) = two_nodes("past-final").await;
     let mut stream = ReconnectingStream::new(
         format!("http://{}", a.addr()),
         NewSession::new(),

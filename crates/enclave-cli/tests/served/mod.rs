@@ -28,21 +28,13 @@ impl Served {
             .stderr(Stdio::null())
             .spawn()
             .expect("enclave serve starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
+        let first = first_line(&mut child, START_TIMEOUT);
         // Built before any assertion, so a failing one still kills the child.
         let mut served = Self {
             child,
             url: String::new(),
         };
-        let line = rx
-            .recv_timeout(START_TIMEOUT)
-            .expect("a first line within the timeout");
+        let line = first.expect("a first line within the timeout");
         served.url.push_str(
             line.trim()
                 .strip_prefix("listening ")
@@ -64,6 +56,19 @@ impl Served {
     pub(crate) fn authority(&self) -> &str {
         self.url.trim_start_matches("http://")
     }
+}
+
+/// The first line `child` prints on its piped standard output, read on a thread of its own
+/// so the wait is bounded by `timeout` (`None` after it, or if the output ends first).
+pub(crate) fn first_line(child: &mut Child, timeout: Duration) -> Option<String> {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    rx.recv_timeout(timeout).ok()
 }
 
 impl Served {

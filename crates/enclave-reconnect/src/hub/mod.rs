@@ -155,17 +155,11 @@ impl Hub {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(id);
+        // A producer on another server sharing the store sees the record gone at its next
+        // sweep, and ends the session there.
         if let Some(rt) = &rt {
             rt.close();
             rt.upstream.lock().await.take();
-        } else if self.shared.store.is_shared() {
-            // The producer may run on another server: stop it before its record goes.
-            let cancel = Inbound::Cancel {
-                reason: Some("session deleted".to_owned()),
-            };
-            if let Err(err) = self.shared.store.forward(id, vec![cancel]).await {
-                tracing::debug!(session = %id, %err, "no cancel forwarded before the delete");
-            }
         }
         let removed = self.shared.store.remove(id).await?;
         Ok(removed || rt.is_some())
@@ -802,6 +796,9 @@ async fn follow_inbox(shared: Weak<Shared>, rt: Arc<Runtime>) {
     };
     let mut closed = rt.closed.subscribe();
     let mut pending: VecDeque<RuntimeChannelMessage> = VecDeque::new();
+    // Once the application drops its receiver nothing more is handed over; cancels still
+    // count.
+    let mut app_gone = false;
     loop {
         // Messages the application has not taken wait here, within a bound; past it the
         // inbox waits in the store (where forwarding has its own bound).
@@ -816,58 +813,40 @@ async fn follow_inbox(shared: Weak<Shared>, rt: Arc<Runtime>) {
                     rt.cancelled.send_replace(true);
                     return;
                 }
-                Some(Ok(Inbound::Cancel { reason })) => {
-                    tracing::debug!(session = %rt.id, reason = reason.as_deref().unwrap_or(""), "cancel forwarded");
-                    rt.cancelled.send_replace(true);
-                }
-                Some(Ok(Inbound::Message(message))) => {
-                    if matches!(message.payload, RuntimeChannelPayload::Cancel(_)) {
+                Some(Ok(item)) => {
+                    if cancels(&item) {
+                        tracing::debug!(session = %rt.id, "cancel forwarded");
                         rt.cancelled.send_replace(true);
                     }
-                    pending.push_back(message);
+                    if let (Inbound::Message(message), false) = (item, app_gone) {
+                        pending.push_back(message);
+                    }
                 }
                 Some(Err(err)) => {
                     // The store's stream retries on its own; an error is only reported.
                     tracing::debug!(session = %rt.id, %err, "session inbox");
                 }
             },
-            permit = app.reserve(), if !pending.is_empty() => {
-                let Ok(permit) = permit else {
-                    // The application dropped its receiver: nothing more is handed over,
-                    // but cancels still count.
+            permit = app.reserve(), if !app_gone && !pending.is_empty() => {
+                if let Ok(permit) = permit {
+                    if let Some(message) = pending.pop_front() {
+                        permit.send(message);
+                    }
+                } else {
                     tracing::debug!(session = %rt.id, "the application no longer reads messages");
+                    app_gone = true;
                     pending.clear();
-                    break;
-                };
-                if let Some(message) = pending.pop_front() {
-                    permit.send(message);
                 }
             }
         }
     }
-    follow_cancels(inbox, &rt, closed).await;
 }
 
-/// The rest of an inbox whose application stopped reading messages: only cancels matter.
-async fn follow_cancels(
-    mut inbox: futures::stream::BoxStream<'static, Result<Inbound, Error>>,
-    rt: &Runtime,
-    mut closed: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            _ = closed.wait_for(|c| *c) => return,
-            item = inbox.next() => match item {
-                None => return,
-                Some(Ok(Inbound::Cancel { .. })) => {
-                    rt.cancelled.send_replace(true);
-                }
-                Some(Ok(Inbound::Message(m))) if matches!(m.payload, RuntimeChannelPayload::Cancel(_)) => {
-                    rt.cancelled.send_replace(true);
-                }
-                Some(_) => {}
-            },
-        }
+/// Whether an inbox item cancels the session: the cancel route, or a `cancel` message.
+fn cancels(item: &Inbound) -> bool {
+    match item {
+        Inbound::Cancel { .. } => true,
+        Inbound::Message(message) => matches!(message.payload, RuntimeChannelPayload::Cancel(_)),
     }
 }
 
