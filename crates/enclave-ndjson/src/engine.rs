@@ -80,6 +80,29 @@ impl LineEngine {
         (consumed, item)
     }
 
+    /// Like [`decode`](Self::decode), but hands the line to `parse` as text instead of
+    /// deserializing it: checked as UTF-8 and trimmed as JavaScript's `trim()` does, exactly
+    /// what `decode` would parse. For a caller whose parser is not a serde type (one that
+    /// tries several, or keeps the line for an error).
+    pub(crate) fn decode_text<R>(
+        &mut self,
+        buf: &[u8],
+        eof: bool,
+        parse: impl FnOnce(&str) -> R,
+    ) -> (usize, Option<Result<R, Error>>) {
+        let (consumed, framed) = self.frame(buf, eof);
+        let item = framed.map(|framed| match framed {
+            Framed::Line { start, end } => {
+                line_text(&buf[start..end], self.line).map(|(text, _)| parse(text))
+            }
+            Framed::TooLong => Err(Error::LineTooLong {
+                line: self.line,
+                limit: self.max_length,
+            }),
+        });
+        (consumed, item)
+    }
+
     /// Whether decoding `buf` to its end, as at end of input, would yield at least one item.
     ///
     /// Runs the framing rules on a copy of the engine without parsing, so it agrees with
@@ -224,6 +247,13 @@ fn is_blank(raw: &[u8]) -> bool {
 
 /// Decodes one line (without its `\n`) as a `T`.
 fn parse_line<T: DeserializeOwned>(raw: &[u8], line: u64) -> Result<T, Error> {
+    let (value, leading) = line_text(raw, line)?;
+    serde_json::from_str(value).map_err(|source| Error::from_json(line, raw, leading, &source))
+}
+
+/// One line (without its `\n`) as the text to parse, with how many bytes of leading
+/// whitespace were trimmed off (errors count columns from the start of the line as received).
+fn line_text(raw: &[u8], line: u64) -> Result<(&str, usize), Error> {
     // serde_json::from_slice skips UTF-8 checks in strings it ignores (unknown fields),
     // so validate the whole line once and let the parser trust it.
     let text = match std::str::from_utf8(raw) {
@@ -240,8 +270,7 @@ fn parse_line<T: DeserializeOwned>(raw: &[u8], line: u64) -> Result<T, Error> {
     // character per edge; columns in errors still count from the start of the line as received.
     let start = text.trim_start_matches(is_js_whitespace);
     let value = start.trim_end_matches(is_js_whitespace);
-    let leading = text.len() - start.len();
-    serde_json::from_str(value).map_err(|source| Error::from_json(line, raw, leading, &source))
+    Ok((value, text.len() - start.len()))
 }
 
 /// An output buffer lines are appended to, and that a refused line can be cut back out of.

@@ -109,6 +109,33 @@ impl<T> StreamDecoder<T> {
     pub fn max_line_length(&self) -> usize {
         self.engine.max_length()
     }
+
+    /// Takes the next complete line and hands it to `parse` as text, or returns `None` until
+    /// more bytes arrive: for a reader whose lines are not one serde type (it tries several,
+    /// or quotes the line in its errors) and that must not parse each line twice.
+    ///
+    /// The text is what [`next_item`](Self::next_item) would deserialize: checked as UTF-8
+    /// and trimmed as JavaScript's `trim()` does. Blank lines are skipped; a line over the
+    /// limit or not UTF-8 is an `Err` (numbered by [`line_number`](Self::line_number)) and
+    /// `parse` is not called.
+    ///
+    /// ```
+    /// use enclave_ndjson::StreamDecoder;
+    ///
+    /// let mut decoder = StreamDecoder::<()>::new();
+    /// decoder.feed(b" {\"seq\":1}\r\n\n\xFFx\n");
+    /// let first = decoder.next_line_with(str::len).unwrap()?;
+    /// assert_eq!(first, 9, "trimmed");
+    /// let bad = decoder.next_line_with(str::len).unwrap().unwrap_err();
+    /// assert_eq!(bad.line(), Some(3));
+    /// assert!(decoder.next_line_with(str::len).is_none());
+    /// # Ok::<(), enclave_ndjson::Error>(())
+    /// ```
+    pub fn next_line_with<R>(&mut self, parse: impl FnOnce(&str) -> R) -> Option<Result<R, Error>> {
+        let (consumed, item) = self.engine.decode_text(&self.buf, false, parse);
+        self.buf.advance(consumed);
+        item
+    }
 }
 
 impl<T: DeserializeOwned> StreamDecoder<T> {

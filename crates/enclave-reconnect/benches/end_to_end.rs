@@ -11,6 +11,9 @@
 //! `seq` sits in a side table both ends share. MB/s counts the plaintext NDJSON bytes of the
 //! events delivered (the same for every row), not the wire bytes.
 //!
+//! `ENCLAVE_BENCH_ONLY=http-plain` (or `http-encrypted`, `ws-plain`, `ws-encrypted`,
+//! `floor-http`, `floor-ws`) runs that contender alone, for a profiler.
+//!
 //! The 1,000-session part runs the server in a child process (this same program, with
 //! `ENCLAVE_BENCH_SERVER` set) so that its memory can be read apart from the clients':
 //! `VmRSS` of the child before the sessions and once every session holds all its events.
@@ -45,6 +48,8 @@ const SEED: u64 = 0x5eed;
 const BATCH_BYTES: usize = 64 * 1024;
 const LIMIT: Duration = Duration::from_mins(1);
 const SERVER_ENV: &str = "ENCLAVE_BENCH_SERVER";
+/// Runs one contender alone (for a profiler); see [`profile_one`].
+const ONLY_ENV: &str = "ENCLAVE_BENCH_ONLY";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Carrier {
@@ -506,6 +511,26 @@ async fn many_sessions(sessions: usize, events: usize) {
     );
 }
 
+/// Runs one contender alone, [`RUNS`] times, for a profiler: `http-plain`, `http-encrypted`,
+/// `ws-plain`, `ws-encrypted`, `floor-http` or `floor-ws`.
+async fn profile_one(only: &str, payloads: &[EventPayload], lines: &[Bytes], bytes_per_event: f64) {
+    let mut samples = Vec::new();
+    for _ in 0..RUNS {
+        samples.push(match only {
+            "http-plain" => ours(payloads, Carrier::Http, false, false).await.0,
+            "http-encrypted" => ours(payloads, Carrier::Http, true, false).await.0,
+            "ws-plain" => ours(payloads, Carrier::Ws, false, false).await.0,
+            "ws-encrypted" => ours(payloads, Carrier::Ws, true, false).await.0,
+            "floor-http" => floor_http(lines).await,
+            "floor-ws" => floor_ws(lines).await,
+            other => panic!(
+                "{ONLY_ENV}={other}: expected http-plain, http-encrypted, ws-plain, ws-encrypted, floor-http or floor-ws"
+            ),
+        });
+    }
+    row(only, &mut samples, bytes_per_event, None);
+}
+
 fn main() {
     if let Some(events) = std::env::var_os(SERVER_ENV) {
         let events = events
@@ -534,6 +559,10 @@ fn main() {
         #[allow(clippy::cast_precision_loss)]
         let bytes_per_event = bytes as f64 / events as f64;
 
+        if let Ok(only) = std::env::var(ONLY_ENV) {
+            profile_one(&only, &payloads, &lines, bytes_per_event).await;
+            return;
+        }
         let mut samples: [Vec<Sample>; 6] = Default::default();
         for _ in 0..RUNS {
             samples[0].push(ours(&payloads, Carrier::Http, false, false).await.0);

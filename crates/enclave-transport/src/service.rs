@@ -354,6 +354,14 @@ pub trait EventSource: Send {
     /// The next thing to write, waiting for it if the session has nothing new.
     fn next(&mut self) -> BoxFuture<'_, Option<Outgoing>>;
 
+    /// The next thing to write if it is at hand without waiting (an event already read from
+    /// the store), else `None`: then only [`next`](Self::next) can tell, end of stream
+    /// included. Lets a transport fill a chunk without a future per event; what it returns
+    /// is exactly what `next` would have. The default knows nothing at hand.
+    fn next_ready(&mut self) -> Option<Outgoing> {
+        None
+    }
+
     /// The transport wrote every event up to `seq` to its connection (the bytes left this
     /// process). For a client that does not acknowledge, the session layer may let such
     /// events leave its retention when it is full, so the session never stalls.

@@ -381,6 +381,18 @@ pub fn classify_server_line(line: &[u8]) -> Classified<Frame> {
     classify(line, Frame::parse_line)
 }
 
+/// [`classify_server_line`] for a line already known to be text (from a line decoder that
+/// checked its UTF-8), parsed once.
+pub fn classify_server_text(line: &str) -> Classified<Frame> {
+    match Frame::parse_str(line) {
+        Ok(data) => Classified::Data(data),
+        Err(not_data) => match serde_json::from_str::<Control>(line) {
+            Ok(control) => Classified::Control(control),
+            Err(_) => Classified::Unreadable(not_data),
+        },
+    }
+}
+
 fn classify<T>(line: &[u8], parse: fn(&[u8]) -> Result<T, enclave_types::Error>) -> Classified<T> {
     match parse(line) {
         Ok(data) => Classified::Data(data),

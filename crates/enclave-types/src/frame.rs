@@ -101,6 +101,14 @@ impl Frame {
         serde_json::from_slice(line).map_err(|e| json_error(line, e))
     }
 
+    /// [`parse_line`](Self::parse_line) for a line already known to be text (from a line
+    /// decoder that checked its UTF-8): the same trim, rules and errors, without looking at
+    /// the UTF-8 again.
+    pub fn parse_str(line: &str) -> Result<Self, Error> {
+        let line = line.trim_matches(is_js_whitespace);
+        serde_json::from_str(line).map_err(|e| json_error(line.as_bytes(), e))
+    }
+
     /// The session the frame belongs to.
     pub fn session_id(&self) -> &SessionId {
         match self {

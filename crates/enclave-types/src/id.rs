@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -27,8 +28,11 @@ fn check(field: &'static str, prefix: &'static str, value: &str) -> Result<(), E
 macro_rules! prefixed_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal, $field:literal) => {
         $(#[$doc])*
+        ///
+        /// Cloning is cheap (the text is shared, not copied): a session's id goes into
+        /// every event it publishes.
         #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-        pub struct $name(String);
+        pub struct $name(Arc<str>);
 
         impl $name {
             /// The prefix every id of this kind starts with.
@@ -38,12 +42,12 @@ macro_rules! prefixed_id {
             pub fn new(value: impl Into<String>) -> Result<Self, Error> {
                 let value = value.into();
                 check($field, $prefix, &value)?;
-                Ok(Self(value))
+                Ok(Self(value.into()))
             }
 
             /// A fresh id: the prefix followed by a random (v4) UUID, like the TS generators.
             pub fn generate() -> Self {
-                Self(format!("{}{}", $prefix, uuid::Uuid::new_v4()))
+                Self(format!("{}{}", $prefix, uuid::Uuid::new_v4()).into())
             }
 
             /// The id as it appears on the wire.
@@ -53,7 +57,7 @@ macro_rules! prefixed_id {
 
             /// Gives back the owned text.
             pub fn into_string(self) -> String {
-                self.0
+                self.0.as_ref().to_owned()
             }
         }
 
@@ -103,12 +107,12 @@ macro_rules! prefixed_id {
                     // Checked on the borrowed text so a bad id costs no allocation.
                     fn visit_str<E: de::Error>(self, v: &str) -> Result<$name, E> {
                         check($field, $prefix, v).map_err(E::custom)?;
-                        Ok($name(v.to_owned()))
+                        Ok($name(v.into()))
                     }
 
                     fn visit_string<E: de::Error>(self, v: String) -> Result<$name, E> {
                         check($field, $prefix, &v).map_err(E::custom)?;
-                        Ok($name(v))
+                        Ok($name(v.into()))
                     }
                 }
 

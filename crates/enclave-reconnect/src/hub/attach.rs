@@ -45,6 +45,8 @@ pub(crate) struct HubEvents {
     closed: watch::Receiver<bool>,
     /// The `final` event was yielded: nothing follows it.
     after_final: bool,
+    /// [`stop`](Self::stop) has looked at the shutdown, generation and closed flags once.
+    flags_seen: bool,
     /// Counted in a shared store's presence (detached once when this attachment ends).
     present: bool,
     /// Through which seq a remote runtime's client released events from the shared store.
@@ -86,6 +88,7 @@ impl HubEvents {
             buffer: VecDeque::new(),
             appended,
             after_final: false,
+            flags_seen: false,
             present,
             released: from.saturating_sub(1),
             done: false,
@@ -178,6 +181,20 @@ impl HubEvents {
 
     /// Whether this attachment must stop, and the last item it yields if so.
     fn stop(&mut self) -> Option<Stop> {
+        // The three flags only ever change through their channels: while no channel has a
+        // value this attachment has not seen, the answer is the last one (go on). Each
+        // receiver saw its value when subscribed, so the first call looks at all of them.
+        fn changed<T>(rx: &watch::Receiver<T>) -> bool {
+            rx.has_changed().unwrap_or(true)
+        }
+        if self.flags_seen
+            && !changed(&self.shutdown)
+            && !changed(&self.generations)
+            && !changed(&self.closed)
+        {
+            return None;
+        }
+        self.flags_seen = true;
         if *self.shutdown.borrow_and_update() {
             return Some(Stop::Close(CloseReason::ShuttingDown));
         }
@@ -216,6 +233,43 @@ impl HubEvents {
         }
     }
 
+    /// What can be decided without waiting: the checks, in order, then the next buffered
+    /// event. [`Step::Empty`] when the buffer must be refilled (or the session waited for).
+    fn step(&mut self) -> Step {
+        if self.done {
+            return Step::Yield(None);
+        }
+        match self.stop() {
+            Some(Stop::Close(reason)) => {
+                return Step::Yield(self.finish(Some(Outgoing::Close(reason))))
+            }
+            Some(Stop::End) => return Step::Yield(self.finish(None)),
+            None => {}
+        }
+        if let Some(seq) = self.pending_ack() {
+            return Step::Yield(Some(Outgoing::Ack { seq }));
+        }
+        if let Some(end) = self.replay_end {
+            if self.next_seq > end {
+                self.replay_end = None;
+                if self.acknowledges {
+                    return Step::Yield(Some(Outgoing::ReplayComplete { last_seq: end }));
+                }
+                return Step::Again;
+            }
+        }
+        // After the `final`, nothing: once this connection sent it, or when the resume
+        // started past it.
+        let final_seq = self.rt.final_seq.load(Ordering::Acquire);
+        if self.after_final || (final_seq != 0 && self.next_seq > final_seq) {
+            return Step::Yield(self.finish(None));
+        }
+        match self.buffer.pop_front() {
+            Some(event) => Step::Yield(self.buffered(event)),
+            None => Step::Empty,
+        }
+    }
+
     async fn next_outgoing(&mut self) -> Option<Outgoing> {
         loop {
             if self.done {
@@ -225,64 +279,20 @@ impl HubEvents {
             let notified = rt.control.notified();
             let mut notified = std::pin::pin!(notified);
             notified.as_mut().enable();
-            match self.stop() {
-                Some(Stop::Close(reason)) => return self.finish(Some(Outgoing::Close(reason))),
-                Some(Stop::End) => return self.finish(None),
-                None => {}
+            match self.step() {
+                Step::Yield(item) => return item,
+                Step::Again => continue,
+                Step::Empty => {}
             }
-            if let Some(seq) = self.pending_ack() {
-                return Some(Outgoing::Ack { seq });
+            if let Err(err) = self.refill().await {
+                let refusal = Refusal::new(
+                    RefusalReason::Unavailable,
+                    format!("session {}: {err}", self.rt.id),
+                );
+                return self.finish(Some(Outgoing::Close(CloseReason::Refused(refusal))));
             }
-            if let Some(end) = self.replay_end {
-                if self.next_seq > end {
-                    self.replay_end = None;
-                    if self.acknowledges {
-                        return Some(Outgoing::ReplayComplete { last_seq: end });
-                    }
-                    continue;
-                }
-            }
-            // After the `final`, nothing: once this connection sent it, or when the resume
-            // started past it.
-            let final_seq = self.rt.final_seq.load(Ordering::Acquire);
-            if self.after_final || (final_seq != 0 && self.next_seq > final_seq) {
-                return self.finish(None);
-            }
-            if self.buffer.is_empty() {
-                if let Err(err) = self.refill().await {
-                    let refusal = Refusal::new(
-                        RefusalReason::Unavailable,
-                        format!("session {}: {err}", self.rt.id),
-                    );
-                    return self.finish(Some(Outgoing::Close(CloseReason::Refused(refusal))));
-                }
-            }
-            if let Some(event) = self.buffer.pop_front() {
-                if event.seq > self.next_seq
-                    && event.seq - 1 <= self.rt.acked.load(Ordering::Acquire)
-                {
-                    // The client acknowledged what left retention before this connection
-                    // sent it: it holds those events already.
-                    self.next_seq = event.seq;
-                }
-                if event.seq != self.next_seq {
-                    // Events this connection had not read left retention (drop_oldest).
-                    let refusal = Refusal::new(
-                        RefusalReason::TooFarBehind,
-                        format!(
-                            "session {}: seq {} left retention before it was sent",
-                            self.rt.id, self.next_seq
-                        ),
-                    );
-                    return self.finish(Some(Outgoing::Close(CloseReason::Refused(refusal))));
-                }
-                self.next_seq += 1;
-                self.after_final = matches!(event.payload, EventPayload::Final(_));
-                if self.rt.remote {
-                    // Acknowledgements are clamped to what this runtime saw published.
-                    self.rt.last_seq.fetch_max(event.seq, Ordering::AcqRel);
-                }
-                return Some(Outgoing::Event(event));
+            if !self.buffer.is_empty() {
+                continue;
             }
             let remote = self.rt.remote;
             let appended_rx = &mut self.appended;
@@ -307,13 +317,67 @@ impl HubEvents {
                 _ = self.shutdown.changed() => {}
                 _ = self.closed.changed() => {}
             }
+            // A `changed()` above marked its value seen: the next check looks at them all.
+            self.flags_seen = false;
         }
     }
+
+    /// The item for `event`, just taken from the buffer: the event, or the refusal when
+    /// events this connection had not sent left retention.
+    fn buffered(&mut self, event: Arc<EncodedEvent>) -> Option<Outgoing> {
+        if event.seq > self.next_seq && event.seq - 1 <= self.rt.acked.load(Ordering::Acquire) {
+            // The client acknowledged what left retention before this connection
+            // sent it: it holds those events already.
+            self.next_seq = event.seq;
+        }
+        if event.seq != self.next_seq {
+            // Events this connection had not read left retention (drop_oldest).
+            let refusal = Refusal::new(
+                RefusalReason::TooFarBehind,
+                format!(
+                    "session {}: seq {} left retention before it was sent",
+                    self.rt.id, self.next_seq
+                ),
+            );
+            return self.finish(Some(Outgoing::Close(CloseReason::Refused(refusal))));
+        }
+        self.next_seq += 1;
+        self.after_final = matches!(event.payload, EventPayload::Final(_));
+        if self.rt.remote {
+            // Acknowledgements are clamped to what this runtime saw published.
+            self.rt.last_seq.fetch_max(event.seq, Ordering::AcqRel);
+        }
+        Some(Outgoing::Event(event))
+    }
+}
+
+/// What [`HubEvents::step`] decided.
+enum Step {
+    /// This item is next (`None`: the stream is over).
+    Yield(Option<Outgoing>),
+    /// A check changed the state: decide again.
+    Again,
+    /// Nothing buffered: refill, or wait.
+    Empty,
 }
 
 impl EventSource for HubEvents {
     fn next(&mut self) -> BoxFuture<'_, Option<Outgoing>> {
         Box::pin(self.next_outgoing())
+    }
+
+    fn next_ready(&mut self) -> Option<Outgoing> {
+        loop {
+            if self.buffer.is_empty() {
+                // A refill or a wait is `next`'s work.
+                return None;
+            }
+            match self.step() {
+                Step::Yield(item) => return item,
+                Step::Again => {}
+                Step::Empty => return None,
+            }
+        }
     }
 
     fn written(&mut self, seq: u64) {

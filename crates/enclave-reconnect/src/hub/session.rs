@@ -327,6 +327,8 @@ async fn make_room(
     } else {
         std::time::Duration::MAX
     };
+    // What the last trim left, so the store is not asked again right after it.
+    let mut trimmed: Option<Retention> = None;
     loop {
         let mut notified = pin!(rt.space.notified());
         notified.as_mut().enable();
@@ -336,8 +338,10 @@ async fn make_room(
         if *closed.borrow_and_update() {
             return Err(Error::SessionClosed(rt.id.clone()));
         }
-        let mut retention =
-            retrying(shared, rt, "retention", || shared.store.retention(&rt.id)).await?;
+        let mut retention = match trimmed.take() {
+            Some(retention) => retention,
+            None => retrying(shared, rt, "retention", || shared.store.retention(&rt.id)).await?,
+        };
         let acked = rt.acked.load(Ordering::Acquire);
         if retention.count > 0 && acked >= retention.first_seq {
             retention = retrying(shared, rt, "trim", || shared.store.trim(&rt.id, acked)).await?;
@@ -350,11 +354,23 @@ async fn make_room(
         ) {
             return Ok(());
         }
-        let evictable = rt.written.load(Ordering::Acquire) >= retention.first_seq
-            && !rt.attach_state().acknowledges;
+        let written = rt.written.load(Ordering::Acquire);
+        let evictable = written >= retention.first_seq && !rt.attach_state().acknowledges;
         if evictable || config.overflow == OverflowPolicy::DropOldest {
-            let oldest = retention.first_seq;
-            retrying(shared, rt, "trim", || shared.store.trim(&rt.id, oldest)).await?;
+            let through = if evictable {
+                // Written events leave a batch at a time (never more than were written), so
+                // a full retention is not trimmed, and asked again, on every publish.
+                written.min(
+                    retention
+                        .first_seq
+                        .saturating_add(evict_batch(config.max_buffered_events) - 1),
+                )
+            } else {
+                // Dropping what the client may not have yet: only as much as needed.
+                retention.first_seq
+            };
+            trimmed =
+                Some(retrying(shared, rt, "trim", || shared.store.trim(&rt.id, through)).await?);
             continue;
         }
         tokio::select! {
@@ -374,6 +390,12 @@ async fn sleep_or_never(period: std::time::Duration) {
         std::future::pending::<()>().await;
     }
     tokio::time::sleep(period).await;
+}
+
+/// How many written events leave a full retention at once: a 32nd of the bound, at most 256
+/// (so a resume after a cut still finds nearly a whole retention of what was written).
+fn evict_batch(max_events: u64) -> u64 {
+    (max_events / 32).clamp(1, 256)
 }
 
 fn fits(retention: &Retention, bytes: u64, max_events: u64, max_bytes: u64) -> bool {

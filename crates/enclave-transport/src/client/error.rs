@@ -131,7 +131,7 @@ pub enum ClientError {
         #[source]
         source: Box<enclave_crypto::Error>,
     },
-    /// Item error: a line was not NDJSON (too long, not UTF-8, not JSON).
+    /// Item error: a line could not be framed (longer than the line limit, or not UTF-8).
     #[error("session {session}: {source}")]
     Line {
         /// The session.
@@ -140,7 +140,8 @@ pub enum ClientError {
         #[source]
         source: Box<enclave_ndjson::Error>,
     },
-    /// Item error: a line was JSON but neither an event, an envelope nor a control line.
+    /// Item error: a line was neither an event, an envelope nor a control line (not JSON, or
+    /// JSON of another shape).
     #[error("session {session}, line {line}: not an event or control line: {source}")]
     Unreadable {
         /// The session.

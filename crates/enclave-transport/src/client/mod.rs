@@ -56,7 +56,6 @@ use enclave_ndjson::{StreamDecoder, DEFAULT_MAX_LINE_LENGTH};
 use enclave_types::{
     EncryptionMode, EventPayload, Frame, RuntimeChannelMessage, ServerHello, SessionId, StreamEvent,
 };
-use serde_json::value::RawValue;
 
 pub use self::error::ClientError;
 pub use self::net::tls_config_from_ca_file;
@@ -423,7 +422,8 @@ pub struct Connection {
     pending_handshake: Option<ClientHandshake>,
     /// HTTP create: the first line must be the plaintext `session_init`.
     awaiting_init: bool,
-    decoder: StreamDecoder<Box<RawValue>>,
+    /// Splits the stream into lines; each is parsed once, by [`read_line`].
+    decoder: StreamDecoder<Frame>,
     last_seq: Option<u64>,
     queued: VecDeque<Received>,
     carrier: Carrier,
@@ -473,9 +473,9 @@ impl Connection {
             if self.failed {
                 return None;
             }
-            if let Some(item) = self.decoder.next_item() {
+            if let Some(item) = self.decoder.next_line_with(read_line) {
                 let result = match item {
-                    Ok(raw) => self.classify(&raw),
+                    Ok(line) => self.classify(line),
                     Err(source) => Err(ClientError::Line {
                         session: self.session_id.as_str().to_owned(),
                         source: Box::new(source),
@@ -644,9 +644,16 @@ impl Connection {
     }
 
     /// Turns one line into an event or a control line.
-    fn classify(&mut self, raw: &RawValue) -> Result<Received, ClientError> {
+    fn classify(&mut self, read: Line) -> Result<Received, ClientError> {
         let line = self.decoder.line_number();
-        let frame = match wire::classify_server_line(raw.get().as_bytes()) {
+        let classified = match read {
+            Line::Classified(classified) => classified,
+            Line::Refusal(refusal) => {
+                self.failed = true;
+                return Err(refusal);
+            }
+        };
+        let frame = match classified {
             Classified::Data(frame) => frame,
             Classified::Control(Control::Ack { seq }) => return Ok(Received::Ack { seq }),
             Classified::Control(Control::ReplayComplete { last_seq }) => {
@@ -659,7 +666,7 @@ impl Connection {
                 };
                 return Err(self.unreadable(line, source));
             }
-            Classified::Unreadable(source) => return self.not_an_event(raw, line, source),
+            Classified::Unreadable(source) => return Err(self.unreadable(line, source)),
         };
         if self.awaiting_init {
             self.awaiting_init = false;
@@ -749,20 +756,6 @@ impl Connection {
         Ok(Received::Event { event, encrypted })
     }
 
-    /// A line that is not an event: a control line, a refusal (fatal), or an item error.
-    fn not_an_event(
-        &mut self,
-        raw: &RawValue,
-        line: u64,
-        source: enclave_types::Error,
-    ) -> Result<Received, ClientError> {
-        if let Some(refusal) = refusal_from_json(raw.get().as_bytes(), 0) {
-            self.failed = true;
-            return Err(refusal);
-        }
-        Err(self.unreadable(line, source))
-    }
-
     fn unreadable(&self, line: u64, source: enclave_types::Error) -> ClientError {
         ClientError::Unreadable {
             session: self.session_id.as_str().to_owned(),
@@ -789,6 +782,30 @@ impl fmt::Debug for Connection {
             .field("encrypted", &self.encrypted())
             .field("last_seq", &self.last_seq)
             .finish_non_exhaustive()
+    }
+}
+
+/// One line of the server's stream, as [`read_line`] found it.
+// Made and consumed once per line, on the stack: boxing the usual variant would cost an
+// allocation per line to save bytes nobody keeps.
+#[allow(clippy::large_enum_variant)]
+enum Line {
+    /// An event, envelope or control line, or why the line is none of them.
+    Classified(Classified<Frame>),
+    /// A refusal `{"code", "message", …}` in place of an event: the server ends the stream
+    /// with it (fatal).
+    Refusal(ClientError),
+}
+
+/// Reads one line of the server's stream (UTF-8 checked and trimmed by the decoder): parsed
+/// once as an event or envelope, and only when it is not one, as a control line or a refusal.
+fn read_line(text: &str) -> Line {
+    match wire::classify_server_text(text) {
+        Classified::Unreadable(source) => match refusal_from_json(text.as_bytes(), 0) {
+            Some(refusal) => Line::Refusal(refusal),
+            None => Line::Classified(Classified::Unreadable(source)),
+        },
+        classified => Line::Classified(classified),
     }
 }
 

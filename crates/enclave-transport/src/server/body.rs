@@ -55,6 +55,8 @@ struct Pump {
     /// there" never drops an item.
     next: Option<Pull>,
     plain: StreamEncoder<StreamEvent>,
+    /// What chunks are built in (see [`Pump::next_chunk`]).
+    buffer: BytesMut,
     lines: u64,
     /// An event that could not be written after earlier lines of its chunk: the chunk goes
     /// out first, then the response is aborted with this.
@@ -88,6 +90,7 @@ impl StreamBody {
             plain: StreamEncoder::with_max_line_length(self.max_line_length),
             body: self,
             next: Some(pull(source)),
+            buffer: BytesMut::new(),
             lines: 0,
             failed: None,
             ended: false,
@@ -123,40 +126,58 @@ impl Pump {
             }
             pulled = pending => pulled,
         };
-        let mut chunk = BytesMut::new();
+        // One buffer for every chunk: each is split off it, and once hyper has written and
+        // dropped one, its room is used again (no allocation per chunk, no growth copies).
+        let mut chunk = std::mem::take(&mut self.buffer);
+        // The last event put in this chunk: the source hears it was written once per chunk.
+        let mut written = None;
         loop {
-            let end = self.put(&mut *source, item, &mut chunk);
-            self.next = Some(pull(source));
-            if end || chunk.len() >= CHUNK_BYTES {
+            let end = self.put(item, &mut chunk, &mut written);
+            let full = end || chunk.len() >= CHUNK_BYTES;
+            if !full {
+                if let Some(ready) = source.next_ready() {
+                    item = Some(ready);
+                    continue;
+                }
+            }
+            if let Some(seq) = written.take() {
+                source.written(seq);
+            }
+            let mut pending = pull(source);
+            if full {
                 self.ended |= end;
+                self.next = Some(pending);
                 break;
             }
-            match self.next.as_mut().and_then(FutureExt::now_or_never) {
-                Some((again, following)) => {
-                    source = again;
-                    item = following;
-                }
-                None => break,
+            if let Some((again, following)) = (&mut pending).now_or_never() {
+                source = again;
+                item = following;
+            } else {
+                self.next = Some(pending);
+                break;
             }
         }
-        if chunk.is_empty() {
+        let out = chunk.split().freeze();
+        self.buffer = chunk;
+        if out.is_empty() {
             return self.failed.take().map(Err);
         }
-        Some(Ok(chunk.freeze()))
+        Some(Ok(out))
     }
 
     /// Appends one item's line to `chunk`; `true` when the stream ends with it.
+    /// `written` becomes the event's seq once its line is in `chunk`.
     fn put(
         &mut self,
-        source: &mut dyn EventSource,
         item: Option<Outgoing>,
         chunk: &mut BytesMut,
+        written: &mut Option<u64>,
     ) -> bool {
         match item {
             None => true,
             Some(Outgoing::Event(event)) => match self.event_line(&event, chunk) {
                 Ok(()) => {
-                    source.written(event.seq);
+                    *written = Some(event.seq);
                     false
                 }
                 Err(err) => {

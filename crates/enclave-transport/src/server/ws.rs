@@ -396,12 +396,14 @@ impl Pump {
         mut item: Option<Outgoing>,
         next: &mut Pull,
     ) -> Option<End> {
+        // The last event put in the batch: the source hears it was written once per batch.
+        let mut written = None;
         loop {
             let end = match item {
                 None => Some(End::Finished),
                 Some(Outgoing::Event(event)) => match self.encode(&event) {
                     Ok(()) => {
-                        source.written(event.seq);
+                        written = Some(event.seq);
                         None
                     }
                     Err(()) => Some(End::Failed),
@@ -423,12 +425,19 @@ impl Pump {
                 }
                 Some(Outgoing::Close(CloseReason::Refused(refusal))) => Some(End::Refused(refusal)),
             };
-            *next = pull(source);
-            if end.is_some() {
-                return end;
+            let full = end.is_some() || self.batch.len() >= BATCH_BYTES;
+            if !full {
+                if let Some(ready) = source.next_ready() {
+                    item = Some(ready);
+                    continue;
+                }
             }
-            if self.batch.len() >= BATCH_BYTES {
-                return None;
+            if let Some(seq) = written.take() {
+                source.written(seq);
+            }
+            *next = pull(source);
+            if full {
+                return end;
             }
             match (&mut *next).now_or_never() {
                 Some((again, following)) => {
