@@ -1,7 +1,12 @@
 //! End to end over loopback: the session hub behind the transport server, read by the
 //! transport client, plaintext and encrypted, HTTP NDJSON and WebSocket — against floors
 //! measured in the same run: raw hyper and raw tokio-tungstenite carrying the same
-//! pre-encoded NDJSON lines. Then 1,000 sessions × 1,000 events at once.
+//! pre-encoded bytes (the plaintext lines for the plaintext rows, the sealed `enc` lines
+//! for the encrypted ones), read by a client that only splits lines. Beside each floor, the
+//! same floor with a client that validates every line as ours does (parse into the
+//! protocol model; for sealed lines, parse the envelope, decrypt, parse the event), and
+//! for HTTP one that only checks each line is JSON: what reading the lines costs apart
+//! from our stack. Then 1,000 sessions × 1,000 events at once.
 //!
 //! Run with `cargo bench -p enclave-reconnect --bench end_to_end`
 //! (`ENCLAVE_BENCH_QUICK=1` divides the sizes by ten). Each row is the median of a few runs,
@@ -11,8 +16,9 @@
 //! `seq` sits in a side table both ends share. MB/s counts the plaintext NDJSON bytes of the
 //! events delivered (the same for every row), not the wire bytes.
 //!
-//! `ENCLAVE_BENCH_ONLY=http-plain` (or `http-encrypted`, `ws-plain`, `ws-encrypted`,
-//! `floor-http`, `floor-ws`) runs that contender alone, for a profiler.
+//! `ENCLAVE_BENCH_ONLY=http-plain` (or `http-encrypted`, `ws-plain`, `ws-encrypted`, or
+//! `floor-http` / `floor-ws` alone or with `-json`, `-parse`, `-sealed` or `-open`) runs that
+//! contender alone, for a profiler.
 //!
 //! The 1,000-session part runs the server in a child process (this same program, with
 //! `ENCLAVE_BENCH_SERVER` set) so that its memory can be read apart from the clients':
@@ -28,14 +34,17 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use common::{median_index, mib, ms, percentile, size, vm_rss, Stamps};
+use enclave_crypto::{accept_client_hello, ClientHandshake, Opener};
 use enclave_reconnect::{Hub, HubConfig};
 use enclave_transport::client::{connect, ClientConfig, NewSession, Open, Received};
 use enclave_transport::{Server, ServerConfig};
 use enclave_types::fixtures::mixed_stream;
-use enclave_types::{EncryptionMode, EventPayload, FinalPayload, StdoutPayload};
+use enclave_types::{
+    EncryptionMode, EventPayload, FinalPayload, Frame, StdoutPayload, StreamEvent,
+};
 use futures::{SinkExt as _, StreamExt as _};
 use http_body_util::{BodyExt as _, StreamBody};
-use hyper::body::Frame;
+use hyper::body::Frame as BodyFrame;
 use hyper_util::rt::TokioIo;
 use tokio::io::AsyncBufReadExt as _;
 use tokio::net::TcpListener;
@@ -201,10 +210,52 @@ async fn batch(rx: &mut mpsc::Receiver<Bytes>) -> Option<Bytes> {
 }
 
 /// Splits complete lines off `buf`, recording each one's latency by its position.
-fn split_lines(buf: &mut BytesMut, seq: &mut u64, stamps: &Stamps, latencies: &mut Vec<Duration>) {
+/// What a floor's client does with each line besides splitting it: nothing (the raw
+/// floor), or validate it as our client does, so the cost of validation alone shows.
+enum Check {
+    /// Split lines only.
+    Raw,
+    /// Check that each line is JSON, building nothing (`serde::de::IgnoredAny`): the least
+    /// any reader that looks at the lines does.
+    Json,
+    /// Parse and validate each plaintext line into the protocol model.
+    Parse,
+    /// Parse each `enc` line, decrypt it and parse and validate the event inside.
+    Open(Box<Opener<StreamEvent>>),
+}
+
+impl Check {
+    fn line(&mut self, line: &[u8]) {
+        match self {
+            Self::Raw => {}
+            Self::Json => {
+                serde_json::from_slice::<serde::de::IgnoredAny>(line).expect("a JSON line");
+            }
+            Self::Parse => {
+                std::hint::black_box(Frame::parse_line(line).expect("a valid line"));
+            }
+            Self::Open(opener) => match Frame::parse_line(line).expect("a valid line") {
+                Frame::Encrypted(envelope) => {
+                    std::hint::black_box(opener.open(&envelope).expect("an authentic line"));
+                }
+                other => panic!("a sealed floor carried a plaintext line: {other:?}"),
+            },
+        }
+    }
+}
+
+/// Splits complete lines off `buf`, checking each and recording its latency by position.
+fn split_lines(
+    buf: &mut BytesMut,
+    seq: &mut u64,
+    stamps: &Stamps,
+    latencies: &mut Vec<Duration>,
+    check: &mut Check,
+) {
     while let Some(at) = buf.iter().position(|&b| b == b'\n') {
         let line = buf.split_to(at + 1);
         debug_assert!(line.len() > 1);
+        check.line(&line[..at]);
         *seq += 1;
         if let Some(latency) = stamps.since(*seq) {
             latencies.push(latency);
@@ -212,9 +263,37 @@ fn split_lines(buf: &mut BytesMut, seq: &mut u64, stamps: &Stamps, latencies: &m
     }
 }
 
+/// The wire lines of an encrypted session: `lines` (plaintext events) sealed under fresh
+/// keys, with the client's opener for them.
+fn sealed(lines: &[Bytes]) -> (Vec<Bytes>, Opener<StreamEvent>) {
+    let session_id = match Frame::parse_line(&lines[0]).expect("a valid line") {
+        Frame::Event(event) => event.session_id,
+        _ => panic!("the plaintext lines hold an envelope"),
+    };
+    let client = ClientHandshake::start().expect("handshake");
+    let (hello, server_keys) =
+        accept_client_hello(client.client_hello(), &session_id).expect("accept");
+    let client_keys = client.finish(&hello, &session_id).expect("finish");
+    let (mut sealer, _) = server_keys.into_ciphers().expect("server ciphers");
+    let (_, opener) = client_keys.into_ciphers().expect("client ciphers");
+    let mut out = BytesMut::new();
+    let wire = lines
+        .iter()
+        .map(|line| {
+            let json = line.strip_suffix(b"\n").unwrap_or(line);
+            let Frame::Event(event) = Frame::parse_line(json).expect("a valid line") else {
+                panic!("the plaintext lines hold an envelope");
+            };
+            sealer.seal_json_line(&event, json, &mut out).expect("seal");
+            out.split().freeze()
+        })
+        .collect();
+    (wire, opener)
+}
+
 /// Floor (a): a raw hyper HTTP/1.1 server streaming the lines as a chunked body, read by a
 /// raw hyper client that splits lines.
-async fn floor_http(lines: &[Bytes]) -> Sample {
+async fn floor_http(lines: &[Bytes], mut check: Check) -> Sample {
     let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
     let addr = listener.local_addr().expect("address");
     let stamps = Arc::new(Stamps::new(lines.len()));
@@ -227,7 +306,10 @@ async fn floor_http(lines: &[Bytes]) -> Sample {
                 let rx = produce(&lines, &stamps);
                 let chunks = futures::stream::unfold(rx, |mut rx| async move {
                     let chunk = batch(&mut rx).await?;
-                    Some((Ok::<_, std::convert::Infallible>(Frame::data(chunk)), rx))
+                    Some((
+                        Ok::<_, std::convert::Infallible>(BodyFrame::data(chunk)),
+                        rx,
+                    ))
                 });
                 async move {
                     Ok::<_, std::convert::Infallible>(
@@ -263,7 +345,7 @@ async fn floor_http(lines: &[Bytes]) -> Sample {
     {
         if let Ok(data) = frame.expect("body").into_data() {
             buf.extend_from_slice(&data);
-            split_lines(&mut buf, &mut seq, &stamps, &mut latencies);
+            split_lines(&mut buf, &mut seq, &stamps, &mut latencies, &mut check);
         }
     }
     let took = started.elapsed();
@@ -279,7 +361,7 @@ async fn floor_http(lines: &[Bytes]) -> Sample {
 
 /// Floor (b): a raw tokio-tungstenite server sending the lines batched into text messages
 /// (up to 64 KiB, as our server batches), read by a raw tokio-tungstenite client.
-async fn floor_ws(lines: &[Bytes]) -> Sample {
+async fn floor_ws(lines: &[Bytes], mut check: Check) -> Sample {
     let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
     let addr = listener.local_addr().expect("address");
     let stamps = Arc::new(Stamps::new(lines.len()));
@@ -314,7 +396,7 @@ async fn floor_ws(lines: &[Bytes]) -> Sample {
         match message {
             Ok(Message::Text(text)) => {
                 buf.extend_from_slice(text.as_bytes());
-                split_lines(&mut buf, &mut seq, &stamps, &mut latencies);
+                split_lines(&mut buf, &mut seq, &stamps, &mut latencies, &mut check);
             }
             Ok(Message::Close(_)) | Err(_) => break,
             Ok(_) => {}
@@ -338,23 +420,30 @@ fn rate(sample: &Sample) -> f64 {
     sample.events as f64 / sample.took.as_secs_f64()
 }
 
-/// Prints one row from the median run; returns its events/s.
+/// Prints one row from the median run, with its ratio to the raw floor carrying the same
+/// bytes and to that floor with a validating client; returns its events/s.
 #[allow(clippy::cast_precision_loss)]
-fn row(name: &str, samples: &mut [Sample], bytes_per_event: f64, floor: Option<f64>) -> f64 {
+fn row(
+    name: &str,
+    samples: &mut [Sample],
+    bytes_per_event: f64,
+    floor: Option<f64>,
+    validating: Option<f64>,
+) -> f64 {
     let took: Vec<Duration> = samples.iter().map(|s| s.took).collect();
     let median = &mut samples[median_index(&took)];
     let events_per_s = rate(median);
     let p50 = percentile(&mut median.latencies, 50.0);
     let p99 = percentile(&mut median.latencies, 99.0);
-    let ratio = floor.map_or_else(
-        || "1.00 (floor)".to_owned(),
-        |f| format!("{:.2}", events_per_s / f),
-    );
+    let ratio =
+        |to: Option<f64>| to.map_or_else(String::new, |f| format!("{:.2}", events_per_s / f));
     println!(
-        "{name:<16} {events_per_s:>12.0} {:>9.1} {:>11} {:>11} {ratio:>14}",
+        "{name:<26} {events_per_s:>10.0} {:>7.1} {:>10} {:>10} {:>9} {:>12}",
         events_per_s * bytes_per_event / 1e6,
         ms(p50),
         ms(p99),
+        ratio(floor),
+        ratio(validating),
     );
     events_per_s
 }
@@ -521,14 +610,29 @@ async fn profile_one(only: &str, payloads: &[EventPayload], lines: &[Bytes], byt
             "http-encrypted" => ours(payloads, Carrier::Http, true, false).await.0,
             "ws-plain" => ours(payloads, Carrier::Ws, false, false).await.0,
             "ws-encrypted" => ours(payloads, Carrier::Ws, true, false).await.0,
-            "floor-http" => floor_http(lines).await,
-            "floor-ws" => floor_ws(lines).await,
+            "floor-http" => floor_http(lines, Check::Raw).await,
+            "floor-ws" => floor_ws(lines, Check::Raw).await,
+            "floor-http-json" => floor_http(lines, Check::Json).await,
+            "floor-http-parse" => floor_http(lines, Check::Parse).await,
+            "floor-ws-json" => floor_ws(lines, Check::Json).await,
+            "floor-ws-parse" => floor_ws(lines, Check::Parse).await,
+            "floor-http-sealed" => floor_http(&sealed(lines).0, Check::Raw).await,
+            "floor-ws-sealed" => floor_ws(&sealed(lines).0, Check::Raw).await,
+            "floor-http-open" => {
+                let (wire, opener) = sealed(lines);
+                floor_http(&wire, Check::Open(Box::new(opener))).await
+            }
+            "floor-ws-open" => {
+                let (wire, opener) = sealed(lines);
+                floor_ws(&wire, Check::Open(Box::new(opener))).await
+            }
             other => panic!(
-                "{ONLY_ENV}={other}: expected http-plain, http-encrypted, ws-plain, ws-encrypted, floor-http or floor-ws"
+                "{ONLY_ENV}={other}: expected http-plain, http-encrypted, ws-plain, ws-encrypted, \
+                 or floor-http / floor-ws alone or with -json, -parse, -sealed or -open"
             ),
         });
     }
-    row(only, &mut samples, bytes_per_event, None);
+    row(only, &mut samples, bytes_per_event, None, None);
 }
 
 fn main() {
@@ -563,30 +667,54 @@ fn main() {
             profile_one(&only, &payloads, &lines, bytes_per_event).await;
             return;
         }
-        let mut samples: [Vec<Sample>; 6] = Default::default();
+        let (wire, _) = sealed(&lines);
+        let sealed_bytes: usize = wire.iter().map(Bytes::len).sum();
+        let mut samples: [Vec<Sample>; 12] = Default::default();
+        let mut json_only = Vec::new();
         for _ in 0..RUNS {
-            samples[0].push(ours(&payloads, Carrier::Http, false, false).await.0);
-            samples[1].push(ours(&payloads, Carrier::Http, true, false).await.0);
-            samples[2].push(ours(&payloads, Carrier::Ws, false, false).await.0);
-            samples[3].push(ours(&payloads, Carrier::Ws, true, false).await.0);
-            samples[4].push(floor_http(&lines).await);
-            samples[5].push(floor_ws(&lines).await);
+            json_only.push(floor_http(&lines, Check::Json).await);
+            samples[0].push(floor_http(&lines, Check::Raw).await);
+            samples[1].push(floor_http(&lines, Check::Parse).await);
+            samples[2].push(ours(&payloads, Carrier::Http, false, false).await.0);
+            samples[3].push(floor_http(&wire, Check::Raw).await);
+            let (fresh, opener) = sealed(&lines);
+            samples[4].push(floor_http(&fresh, Check::Open(Box::new(opener))).await);
+            samples[5].push(ours(&payloads, Carrier::Http, true, false).await.0);
+            samples[6].push(floor_ws(&lines, Check::Raw).await);
+            samples[7].push(floor_ws(&lines, Check::Parse).await);
+            samples[8].push(ours(&payloads, Carrier::Ws, false, false).await.0);
+            samples[9].push(floor_ws(&wire, Check::Raw).await);
+            let (fresh, opener) = sealed(&lines);
+            samples[10].push(floor_ws(&fresh, Check::Open(Box::new(opener))).await);
+            samples[11].push(ours(&payloads, Carrier::Ws, true, false).await.0);
         }
+        #[allow(clippy::cast_precision_loss)]
+        let sealed_per_event = sealed_bytes as f64 / events as f64;
         println!(
-            "{events} events per session ({bytes_per_event:.0} B/event as plaintext NDJSON), median of {RUNS} runs, loopback, {} worker threads",
+            "{events} events per session ({bytes_per_event:.0} B/event as plaintext NDJSON, \
+             {sealed_per_event:.0} B/event sealed), median of {RUNS} runs, loopback, {} worker threads",
             std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
         );
         println!(
-            "{:<16} {:>12} {:>9} {:>11} {:>11} {:>14}",
-            "", "events/s", "MB/s", "p50", "p99", "vs floor"
+            "{:<26} {:>10} {:>7} {:>10} {:>10} {:>9} {:>12}",
+            "", "events/s", "MB/s", "p50", "p99", "vs floor", "vs floor+val"
         );
-        let [http_plain, http_enc, ws_plain, ws_enc, f_http, f_ws] = &mut samples;
-        let floor_http_rate = row("floor HTTP", f_http, bytes_per_event, None);
-        let floor_ws_rate = row("floor WS", f_ws, bytes_per_event, None);
-        row("HTTP plain", http_plain, bytes_per_event, Some(floor_http_rate));
-        row("HTTP encrypted", http_enc, bytes_per_event, Some(floor_http_rate));
-        row("WS plain", ws_plain, bytes_per_event, Some(floor_ws_rate));
-        row("WS encrypted", ws_enc, bytes_per_event, Some(floor_ws_rate));
+        let [http_floor, http_parse, http_plain, http_sealed, http_open, http_enc, ws_floor, ws_parse, ws_plain, ws_sealed, ws_open, ws_enc] =
+            &mut samples;
+        for (carrier, [floor, parse, plain, sealed_floor, open, encrypted]) in [
+            ("HTTP", [http_floor, http_parse, http_plain, http_sealed, http_open, http_enc]),
+            ("WS", [ws_floor, ws_parse, ws_plain, ws_sealed, ws_open, ws_enc]),
+        ] {
+            let f = row(&format!("floor {carrier}"), floor, bytes_per_event, None, None);
+            if carrier == "HTTP" {
+                row("floor HTTP + JSON check", &mut json_only, bytes_per_event, Some(f), None);
+            }
+            let v = row(&format!("floor {carrier} + validation"), parse, bytes_per_event, Some(f), None);
+            row(&format!("{carrier} plain"), plain, bytes_per_event, Some(f), Some(v));
+            let f = row(&format!("floor {carrier} sealed"), sealed_floor, bytes_per_event, None, None);
+            let v = row(&format!("floor {carrier} sealed + open"), open, bytes_per_event, Some(f), None);
+            row(&format!("{carrier} encrypted"), encrypted, bytes_per_event, Some(f), Some(v));
+        }
 
         many_sessions(size(1_000), 1_000).await;
     });

@@ -5,11 +5,11 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use enclave_reconnect::store::AppendedSender;
 use enclave_reconnect::Error as StoreError;
 use enclave_types::{ErrorInfo, EventPayload, FinalPayload, SessionId, StreamEvent};
 use redis::aio::MultiplexedConnection;
 use redis::Value;
-use tokio::sync::watch;
 
 use crate::codec::{self, Entry};
 use crate::store::Inner;
@@ -42,7 +42,7 @@ async fn xread(
 
 /// Whether anyone still reads `sender`; if not, the follower leaves the map (under its lock,
 /// so `watch` never hands out a receiver of a sender that is going).
-fn abandoned(inner: &Inner, id: &SessionId, sender: &Arc<watch::Sender<u64>>) -> bool {
+fn abandoned(inner: &Inner, id: &SessionId, sender: &Arc<AppendedSender>) -> bool {
     let mut followed = inner.followed();
     if sender.receiver_count() > 0 {
         return false;
@@ -58,7 +58,7 @@ fn abandoned(inner: &Inner, id: &SessionId, sender: &Arc<watch::Sender<u64>>) ->
 
 /// Leaves the map whatever the receivers: the session left the store, and dropping the
 /// sender tells its readers so.
-fn gone(inner: &Inner, id: &SessionId, sender: &Arc<watch::Sender<u64>>) {
+fn gone(inner: &Inner, id: &SessionId, sender: &Arc<AppendedSender>) {
     let mut followed = inner.followed();
     if followed
         .get(id)
@@ -160,11 +160,7 @@ async fn fail_producer(
 /// Follows the event log of a session produced elsewhere: each append wakes `sender`'s
 /// readers; a lapsed lease ends the session; a session that left the store drops the
 /// sender. Ends when no reader is left.
-pub(crate) async fn follow_events(
-    inner: Arc<Inner>,
-    id: SessionId,
-    sender: Arc<watch::Sender<u64>>,
-) {
+pub(crate) async fn follow_events(inner: Arc<Inner>, id: SessionId, sender: Arc<AppendedSender>) {
     let keys = inner.keys(&id);
     let block = inner.config.block;
     let mut conn: Option<MultiplexedConnection> = None;
@@ -185,7 +181,7 @@ pub(crate) async fn follow_events(
             None => match progress(&inner, &id).await {
                 Ok(Some(p)) => {
                     last = Some(p.last);
-                    sender.send_replace(p.last);
+                    sender.send(p.last);
                     p.last
                 }
                 Ok(None) => return gone(&inner, &id, &sender),
@@ -218,7 +214,7 @@ pub(crate) async fn follow_events(
                     .max();
                 if let Some(newest) = newest {
                     last = Some(newest.max(after));
-                    sender.send_replace(newest.max(after));
+                    sender.send(newest.max(after));
                 }
             }
             Ok(None) => match progress(&inner, &id).await {

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use enclave_reconnect::store::EncodedEvent;
+use enclave_reconnect::store::{appended_channel, Appended, AppendedSender};
 use enclave_reconnect::store::{
     Inbound, Progress, Retention, SessionMeta, Snapshot, Store, TokenHashes,
 };
@@ -15,7 +16,6 @@ use futures::stream::BoxStream;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client, Value};
 use ring::rand::{SecureRandom, SystemRandom};
-use tokio::sync::watch;
 
 use crate::codec::{self, corrupt, failed, MetaHash};
 use crate::config::RedisStoreConfig;
@@ -43,7 +43,7 @@ const RECENT_BYTES: u64 = 1024 * 1024;
 #[derive(Debug)]
 pub(crate) struct Local {
     /// Woken by this process's appends.
-    pub(crate) appended: Arc<watch::Sender<u64>>,
+    pub(crate) appended: Arc<AppendedSender>,
     /// Whether its lease is still renewed (until its `final`, expiry or removal).
     pub(crate) renewing: bool,
     /// The latest events this process appended (all of them in Redis), oldest first, with
@@ -120,7 +120,7 @@ pub(crate) struct Inner {
     pub(crate) url: String,
     pub(crate) local: Mutex<HashMap<SessionId, Local>>,
     /// Sessions produced elsewhere that readers here follow, each by one task.
-    pub(crate) followed: Mutex<HashMap<SessionId, Arc<watch::Sender<u64>>>>,
+    pub(crate) followed: Mutex<HashMap<SessionId, Arc<AppendedSender>>>,
     /// The task that reads the inboxes of the sessions this process produces.
     pub(crate) inboxes: Inboxes,
     /// Set by [`Store::shutdown`]: sessions created afterwards are not renewed either.
@@ -277,7 +277,7 @@ impl Inner {
 
     pub(crate) fn followed(
         &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<SessionId, Arc<watch::Sender<u64>>>> {
+    ) -> std::sync::MutexGuard<'_, HashMap<SessionId, Arc<AppendedSender>>> {
         self.followed.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -339,7 +339,7 @@ impl Inner {
         if let Some(local) = self.local().get_mut(id) {
             local.forget_recent();
             local.renewing = false;
-            local.appended.send_replace(last);
+            local.appended.send(last);
         }
     }
 }
@@ -387,7 +387,7 @@ impl Store for RedisStore {
             if created == 0 {
                 return Err(StoreError::SessionExists(id));
             }
-            let (sender, _) = watch::channel(0);
+            let (sender, _) = appended_channel(0);
             inner.local().insert(
                 id,
                 Local {
@@ -606,7 +606,7 @@ impl Store for RedisStore {
             let retention = codec::retention(&id, &reply)?;
             if let Some(local) = inner.local().get_mut(&id) {
                 local.keep(appended, bytes, retention.first_seq);
-                local.appended.send_replace(seq);
+                local.appended.send(seq);
                 if is_final {
                     local.renewing = false;
                 }
@@ -739,7 +739,7 @@ impl Store for RedisStore {
         })
     }
 
-    fn watch(&self, id: &SessionId) -> Option<watch::Receiver<u64>> {
+    fn watch(&self, id: &SessionId) -> Option<Appended> {
         let inner = &self.inner;
         if let Some(local) = inner.local().get(id) {
             return Some(local.appended.subscribe());
@@ -752,7 +752,7 @@ impl Store for RedisStore {
             return Some(sender.subscribe());
         }
         let handle = tokio::runtime::Handle::try_current().ok()?;
-        let (sender, receiver) = watch::channel(0);
+        let (sender, receiver) = appended_channel(0);
         let sender = Arc::new(sender);
         followed.insert(id.clone(), Arc::clone(&sender));
         handle.spawn(follow::follow_events(

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use super::session::Runtime;
 use super::Shared;
-use crate::store::Inbound;
+use crate::store::{Appended, Inbound};
 use crate::Error;
 
 /// How many events a source reads from the store at once.
@@ -39,7 +39,7 @@ pub(crate) struct HubEvents {
     /// The last seq to replay before announcing the end of the replay (resumes only).
     replay_end: Option<u64>,
     buffer: VecDeque<Arc<EncodedEvent>>,
-    appended: Option<watch::Receiver<u64>>,
+    appended: Option<Appended>,
     generations: watch::Receiver<u64>,
     shutdown: watch::Receiver<bool>,
     closed: watch::Receiver<bool>,
@@ -145,7 +145,7 @@ impl HubEvents {
         let behind = self
             .appended
             .as_ref()
-            .is_some_and(|rx| *rx.borrow() < self.next_seq);
+            .is_some_and(|rx| rx.get() < self.next_seq);
         if !behind {
             let events = self
                 .shared

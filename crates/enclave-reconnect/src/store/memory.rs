@@ -11,9 +11,11 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use enclave_transport::EncodedEvent;
 use enclave_types::SessionId;
 use futures::future::BoxFuture;
-use tokio::sync::watch;
 
-use super::{Retention, SessionMeta, Snapshot, Store, TokenHashes};
+use super::{
+    appended_channel, Appended, AppendedSender, Progress, Retention, SessionMeta, Snapshot, Store,
+    TokenHashes,
+};
 use crate::Error;
 
 /// Sessions kept in this process's memory (the hub's default store).
@@ -29,7 +31,7 @@ struct Record {
     events: VecDeque<(Arc<EncodedEvent>, u64)>,
     retention: Retention,
     expired: bool,
-    last_seq: Option<watch::Sender<u64>>,
+    last_seq: Option<AppendedSender>,
 }
 
 impl Record {
@@ -87,7 +89,7 @@ impl Store for MemoryStore {
         let result = if sessions.contains_key(&meta.session_id) {
             Err(Error::SessionExists(meta.session_id))
         } else {
-            let (sender, _) = watch::channel(0);
+            let (sender, _) = appended_channel(0);
             let id = meta.session_id.clone();
             let record = Record {
                 meta,
@@ -147,6 +149,24 @@ impl Store for MemoryStore {
         })))
     }
 
+    // One look-up under the record's lock, where the default loads and puts the whole meta.
+    fn record_progress(
+        &self,
+        id: &SessionId,
+        progress: Progress,
+    ) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(ready(self.with(id, |r| {
+            if let Some(state) = progress.state {
+                r.meta.state = state;
+            }
+            r.meta.tool_call_count += progress.tool_calls;
+            if progress.finished_at_ms.is_some() {
+                r.meta.finished_at_ms = progress.finished_at_ms;
+            }
+            Ok(())
+        })))
+    }
+
     fn swap_tokens(
         &self,
         id: &SessionId,
@@ -187,7 +207,7 @@ impl Store for MemoryStore {
             r.retention.count += 1;
             r.retention.bytes += bytes;
             if let Some(sender) = &r.last_seq {
-                sender.send_replace(seq);
+                sender.send(seq);
             }
             Ok(r.retention)
         })))
@@ -250,10 +270,10 @@ impl Store for MemoryStore {
         Box::pin(ready(Ok(removed)))
     }
 
-    fn watch(&self, id: &SessionId) -> Option<watch::Receiver<u64>> {
+    fn watch(&self, id: &SessionId) -> Option<Appended> {
         let record = self.record(id)?;
         let record = record.lock().unwrap_or_else(PoisonError::into_inner);
-        record.last_seq.as_ref().map(watch::Sender::subscribe)
+        record.last_seq.as_ref().map(AppendedSender::subscribe)
     }
 }
 

@@ -16,6 +16,7 @@
 //! elsewhere. [`Store::watch`] then also wakes for events other servers append. The defaults
 //! of these methods describe a store private to one process.
 
+mod appended;
 mod memory;
 
 use std::fmt;
@@ -25,10 +26,10 @@ pub use enclave_transport::EncodedEvent;
 use enclave_types::{RuntimeChannelMessage, SessionId, SessionState};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use tokio::sync::watch;
 
 use crate::Error;
 
+pub use appended::{appended_channel, Appended, AppendedClosed, AppendedSender};
 pub use memory::MemoryStore;
 
 /// The SHA-256 hash of a resume token. Stores keep hashes, never tokens.
@@ -301,7 +302,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// `None` for an unknown session. The sender is dropped when the session is removed or
     /// expires. A shared store also wakes for other servers' appends; it may answer `Some`
     /// before it knows whether the session exists, and then drops the sender once it does.
-    fn watch(&self, id: &SessionId) -> Option<watch::Receiver<u64>>;
+    fn watch(&self, id: &SessionId) -> Option<Appended>;
 
     /// Whether other servers share this store's sessions. The hub then routes client
     /// messages and cancels through [`Store::forward`] and [`Store::inbox`], records presence
