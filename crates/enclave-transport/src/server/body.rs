@@ -126,11 +126,14 @@ impl Pump {
             }
             pulled = pending => pulled,
         };
-        // One buffer for every chunk: each is split off it, and once hyper has written and
-        // dropped one, its room is used again (no allocation per chunk, no growth copies).
+        // While the stream is busy, one buffer for every chunk: each is split off it, and once
+        // hyper has written and dropped one, its room is used again (no allocation per chunk,
+        // no growth copies). A chunk that took everything available ends a burst: the buffer
+        // goes with it, so an idle connection holds none.
         let mut chunk = std::mem::take(&mut self.buffer);
         // The last event put in this chunk: the source hears it was written once per chunk.
         let mut written = None;
+        let mut busy = false;
         loop {
             let end = self.put(item, &mut chunk, &mut written);
             let full = end || chunk.len() >= CHUNK_BYTES;
@@ -146,6 +149,7 @@ impl Pump {
             let mut pending = pull(source);
             if full {
                 self.ended |= end;
+                busy = !end;
                 self.next = Some(pending);
                 break;
             }
@@ -158,7 +162,9 @@ impl Pump {
             }
         }
         let out = chunk.split().freeze();
-        self.buffer = chunk;
+        if busy {
+            self.buffer = chunk;
+        }
         if out.is_empty() {
             return self.failed.take().map(Err);
         }

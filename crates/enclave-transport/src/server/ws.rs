@@ -475,6 +475,11 @@ impl Pump {
 
     fn take_text(&mut self) -> Utf8Bytes {
         let bytes = self.batch.split().freeze();
+        if bytes.len() < BATCH_BYTES {
+            // A batch that took everything available ends a burst: the buffer goes with it,
+            // so an idle connection holds none (a busy one reuses it for the next batch).
+            self.batch = BytesMut::new();
+        }
         // Every line is JSON written by serde: UTF-8 by construction.
         match Utf8Bytes::try_from(bytes) {
             Ok(text) => text,
