@@ -107,6 +107,35 @@ proptest! {
     }
 
     #[test]
+    fn lines_handed_out_as_text_are_what_items_are_parsed_from(input in stream(), cut in any::<prop::sample::Index>()) {
+        let limit = 48;
+        let mut items = StreamDecoder::<Rec>::with_max_line_length(limit);
+        let mut texts = StreamDecoder::<Rec>::with_max_line_length(limit);
+        let cut = cut.index(input.len() + 1);
+        for part in [&input[..cut], &input[cut..]] {
+            items.feed(part);
+            texts.feed(part);
+            loop {
+                let item = items.next_item();
+                let text = texts.next_line_with(|t| serde_json::from_str::<Rec>(t));
+                prop_assert_eq!(items.line_number(), texts.line_number());
+                match (item, text) {
+                    (None, None) => break,
+                    (Some(Ok(a)), Some(Ok(Ok(b)))) => prop_assert_eq!(a, b),
+                    // Framing refusals (too long, not UTF-8) are the decoder's, the same.
+                    (Some(Err(a)), Some(Err(b))) => prop_assert_eq!(a.to_string(), b.to_string()),
+                    // What the text does not parse as is the caller's error.
+                    (Some(Err(a)), Some(Ok(Err(_)))) => prop_assert!(
+                        matches!(a, Error::InvalidJson { .. } | Error::InvalidValue { .. }),
+                        "a framing error only one face saw: {}", a
+                    ),
+                    (a, b) => prop_assert!(false, "the faces disagree: {:?} / {:?}", a, b.map(|r| r.map(|p| p.map_err(|e| e.to_string())))),
+                }
+            }
+        }
+    }
+
+    #[test]
     fn any_split_decodes_like_the_whole(input in stream(), mut cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..12)) {
         let limit = 48;
         let whole = decode_split(&input, &[], limit);
