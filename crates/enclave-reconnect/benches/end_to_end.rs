@@ -6,7 +6,8 @@
 //! same floor with a client that validates every line as ours does (parse into the
 //! protocol model; for sealed lines, parse the envelope, decrypt, parse the event), and
 //! for HTTP one that only checks each line is JSON: what reading the lines costs apart
-//! from our stack. Then 1,000 sessions × 1,000 events at once.
+//! from our stack. Then latency when the reader keeps up: the first 50,000 events offered at
+//! 100,000 events/s to ours and to the raw floors. Then 1,000 sessions × 1,000 events at once.
 //!
 //! Run with `cargo bench -p enclave-reconnect --bench end_to_end`
 //! (`ENCLAVE_BENCH_QUICK=1` divides the sizes by ten). Each row is the median of a few runs,
@@ -82,6 +83,7 @@ async fn ours(
     carrier: Carrier,
     encrypted: bool,
     keep_lines: bool,
+    pace: Option<f64>,
 ) -> (Sample, Vec<Bytes>) {
     let hub = Hub::new(HubConfig::default().with_heartbeat_ms(0));
     let server = Server::new(Arc::new(hub.clone()), ServerConfig::default());
@@ -98,7 +100,9 @@ async fn ours(
         tokio::spawn(async move {
             let session = hub.accept().await.expect("a session");
             let mut expected = 2;
+            let pacer = Pacer::new(pace);
             for payload in payloads {
+                pacer.wait(expected).await;
                 stamps.mark(expected);
                 let seq = session.handle.publish(payload).await.expect("publish");
                 assert_eq!(
@@ -178,14 +182,43 @@ async fn ours(
     )
 }
 
+/// Holds a producer to an offered rate: event `n` (from 1) goes out no earlier than
+/// `n / rate` seconds after the start, checked every 64 events (the timer's resolution is a
+/// millisecond). Without a rate, as fast as the consumer takes them.
+struct Pacer {
+    start: tokio::time::Instant,
+    per_s: Option<f64>,
+}
+
+impl Pacer {
+    fn new(per_s: Option<f64>) -> Self {
+        Self {
+            start: tokio::time::Instant::now(),
+            per_s,
+        }
+    }
+
+    #[allow(clippy::cast_precision_loss)]
+    async fn wait(&self, n: u64) {
+        if let Some(per_s) = self.per_s {
+            if n.is_multiple_of(64) {
+                let at = self.start + Duration::from_secs_f64(n as f64 / per_s);
+                tokio::time::sleep_until(at).await;
+            }
+        }
+    }
+}
+
 /// The floors' producer: hands each line to the server task through a bounded channel,
 /// stamping it, as the application publishes into the hub.
-fn produce(lines: &[Bytes], stamps: &Arc<Stamps>) -> mpsc::Receiver<Bytes> {
+fn produce(lines: &[Bytes], stamps: &Arc<Stamps>, pace: Option<f64>) -> mpsc::Receiver<Bytes> {
     let (tx, rx) = mpsc::channel(1024);
     let lines = lines.to_vec();
     let stamps = Arc::clone(stamps);
     tokio::spawn(async move {
+        let pacer = Pacer::new(pace);
         for (seq, line) in (1..).zip(lines) {
+            pacer.wait(seq).await;
             stamps.mark(seq);
             if tx.send(line).await.is_err() {
                 return;
@@ -293,7 +326,7 @@ fn sealed(lines: &[Bytes]) -> (Vec<Bytes>, Opener<StreamEvent>) {
 
 /// Floor (a): a raw hyper HTTP/1.1 server streaming the lines as a chunked body, read by a
 /// raw hyper client that splits lines.
-async fn floor_http(lines: &[Bytes], mut check: Check) -> Sample {
+async fn floor_http(lines: &[Bytes], mut check: Check, pace: Option<f64>) -> Sample {
     let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
     let addr = listener.local_addr().expect("address");
     let stamps = Arc::new(Stamps::new(lines.len()));
@@ -303,7 +336,7 @@ async fn floor_http(lines: &[Bytes], mut check: Check) -> Sample {
         tokio::spawn(async move {
             let (socket, _) = listener.accept().await.expect("accept");
             let service = hyper::service::service_fn(move |_request| {
-                let rx = produce(&lines, &stamps);
+                let rx = produce(&lines, &stamps, pace);
                 let chunks = futures::stream::unfold(rx, |mut rx| async move {
                     let chunk = batch(&mut rx).await?;
                     Some((
@@ -361,7 +394,7 @@ async fn floor_http(lines: &[Bytes], mut check: Check) -> Sample {
 
 /// Floor (b): a raw tokio-tungstenite server sending the lines batched into text messages
 /// (up to 64 KiB, as our server batches), read by a raw tokio-tungstenite client.
-async fn floor_ws(lines: &[Bytes], mut check: Check) -> Sample {
+async fn floor_ws(lines: &[Bytes], mut check: Check, pace: Option<f64>) -> Sample {
     let listener = TcpListener::bind(("127.0.0.1", 0)).await.expect("bind");
     let addr = listener.local_addr().expect("address");
     let stamps = Arc::new(Stamps::new(lines.len()));
@@ -373,7 +406,7 @@ async fn floor_ws(lines: &[Bytes], mut check: Check) -> Sample {
             let mut ws = tokio_tungstenite::accept_async(socket)
                 .await
                 .expect("upgrade");
-            let mut rx = produce(&lines, &stamps);
+            let mut rx = produce(&lines, &stamps, pace);
             while let Some(chunk) = batch(&mut rx).await {
                 let text = Utf8Bytes::try_from(chunk).expect("UTF-8 lines");
                 if ws.send(Message::Text(text)).await.is_err() {
@@ -446,6 +479,47 @@ fn row(
         ratio(validating),
     );
     events_per_s
+}
+
+/// Events per second offered in the paced part: well below every contender's rate, so
+/// latency is the path's own and not time spent queued behind a publisher that runs ahead.
+const PACED_RATE: f64 = 100_000.0;
+
+/// Latency when the reader keeps up: the first events of the session offered at
+/// [`PACED_RATE`], to ours and to the raw floors of the same bytes.
+async fn paced(payloads: &[EventPayload], lines: &[Bytes], bytes_per_event: f64) {
+    let events = size(50_000).min(lines.len());
+    let payloads = &payloads[..events.saturating_sub(2)];
+    let lines = &lines[..events];
+    let (wire, _) = sealed(lines);
+    let pace = Some(PACED_RATE);
+    let mut samples: [Vec<Sample>; 8] = Default::default();
+    for _ in 0..RUNS {
+        samples[0].push(floor_http(lines, Check::Raw, pace).await);
+        samples[1].push(ours(payloads, Carrier::Http, false, false, pace).await.0);
+        samples[2].push(floor_http(&wire, Check::Raw, pace).await);
+        samples[3].push(ours(payloads, Carrier::Http, true, false, pace).await.0);
+        samples[4].push(floor_ws(lines, Check::Raw, pace).await);
+        samples[5].push(ours(payloads, Carrier::Ws, false, false, pace).await.0);
+        samples[6].push(floor_ws(&wire, Check::Raw, pace).await);
+        samples[7].push(ours(payloads, Carrier::Ws, true, false, pace).await.0);
+    }
+    println!(
+        "\n{events} events offered at {PACED_RATE:.0} events/s (latency when the reader keeps up)"
+    );
+    let names = [
+        "floor HTTP",
+        "HTTP plain",
+        "floor HTTP sealed",
+        "HTTP encrypted",
+        "floor WS",
+        "WS plain",
+        "floor WS sealed",
+        "WS encrypted",
+    ];
+    for (name, samples) in names.into_iter().zip(&mut samples) {
+        row(name, samples, bytes_per_event, None, None);
+    }
 }
 
 /// The 1,000 × 1,000 part's server: a hub behind the transport server on `127.0.0.1:0`
@@ -606,25 +680,25 @@ async fn profile_one(only: &str, payloads: &[EventPayload], lines: &[Bytes], byt
     let mut samples = Vec::new();
     for _ in 0..RUNS {
         samples.push(match only {
-            "http-plain" => ours(payloads, Carrier::Http, false, false).await.0,
-            "http-encrypted" => ours(payloads, Carrier::Http, true, false).await.0,
-            "ws-plain" => ours(payloads, Carrier::Ws, false, false).await.0,
-            "ws-encrypted" => ours(payloads, Carrier::Ws, true, false).await.0,
-            "floor-http" => floor_http(lines, Check::Raw).await,
-            "floor-ws" => floor_ws(lines, Check::Raw).await,
-            "floor-http-json" => floor_http(lines, Check::Json).await,
-            "floor-http-parse" => floor_http(lines, Check::Parse).await,
-            "floor-ws-json" => floor_ws(lines, Check::Json).await,
-            "floor-ws-parse" => floor_ws(lines, Check::Parse).await,
-            "floor-http-sealed" => floor_http(&sealed(lines).0, Check::Raw).await,
-            "floor-ws-sealed" => floor_ws(&sealed(lines).0, Check::Raw).await,
+            "http-plain" => ours(payloads, Carrier::Http, false, false, None).await.0,
+            "http-encrypted" => ours(payloads, Carrier::Http, true, false, None).await.0,
+            "ws-plain" => ours(payloads, Carrier::Ws, false, false, None).await.0,
+            "ws-encrypted" => ours(payloads, Carrier::Ws, true, false, None).await.0,
+            "floor-http" => floor_http(lines, Check::Raw, None).await,
+            "floor-ws" => floor_ws(lines, Check::Raw, None).await,
+            "floor-http-json" => floor_http(lines, Check::Json, None).await,
+            "floor-http-parse" => floor_http(lines, Check::Parse, None).await,
+            "floor-ws-json" => floor_ws(lines, Check::Json, None).await,
+            "floor-ws-parse" => floor_ws(lines, Check::Parse, None).await,
+            "floor-http-sealed" => floor_http(&sealed(lines).0, Check::Raw, None).await,
+            "floor-ws-sealed" => floor_ws(&sealed(lines).0, Check::Raw, None).await,
             "floor-http-open" => {
                 let (wire, opener) = sealed(lines);
-                floor_http(&wire, Check::Open(Box::new(opener))).await
+                floor_http(&wire, Check::Open(Box::new(opener)), None).await
             }
             "floor-ws-open" => {
                 let (wire, opener) = sealed(lines);
-                floor_ws(&wire, Check::Open(Box::new(opener))).await
+                floor_ws(&wire, Check::Open(Box::new(opener)), None).await
             }
             other => panic!(
                 "{ONLY_ENV}={other}: expected http-plain, http-encrypted, ws-plain, ws-encrypted, \
@@ -657,7 +731,7 @@ fn main() {
 
     runtime.block_on(async {
         // Warm-up, and the plaintext lines exactly as our HTTP server writes them.
-        let (_, lines) = ours(&payloads, Carrier::Http, false, true).await;
+        let (_, lines) = ours(&payloads, Carrier::Http, false, true, None).await;
         assert_eq!(lines.len(), events);
         let bytes: usize = lines.iter().map(Bytes::len).sum();
         #[allow(clippy::cast_precision_loss)]
@@ -672,21 +746,21 @@ fn main() {
         let mut samples: [Vec<Sample>; 12] = Default::default();
         let mut json_only = Vec::new();
         for _ in 0..RUNS {
-            json_only.push(floor_http(&lines, Check::Json).await);
-            samples[0].push(floor_http(&lines, Check::Raw).await);
-            samples[1].push(floor_http(&lines, Check::Parse).await);
-            samples[2].push(ours(&payloads, Carrier::Http, false, false).await.0);
-            samples[3].push(floor_http(&wire, Check::Raw).await);
+            json_only.push(floor_http(&lines, Check::Json, None).await);
+            samples[0].push(floor_http(&lines, Check::Raw, None).await);
+            samples[1].push(floor_http(&lines, Check::Parse, None).await);
+            samples[2].push(ours(&payloads, Carrier::Http, false, false, None).await.0);
+            samples[3].push(floor_http(&wire, Check::Raw, None).await);
             let (fresh, opener) = sealed(&lines);
-            samples[4].push(floor_http(&fresh, Check::Open(Box::new(opener))).await);
-            samples[5].push(ours(&payloads, Carrier::Http, true, false).await.0);
-            samples[6].push(floor_ws(&lines, Check::Raw).await);
-            samples[7].push(floor_ws(&lines, Check::Parse).await);
-            samples[8].push(ours(&payloads, Carrier::Ws, false, false).await.0);
-            samples[9].push(floor_ws(&wire, Check::Raw).await);
+            samples[4].push(floor_http(&fresh, Check::Open(Box::new(opener)), None).await);
+            samples[5].push(ours(&payloads, Carrier::Http, true, false, None).await.0);
+            samples[6].push(floor_ws(&lines, Check::Raw, None).await);
+            samples[7].push(floor_ws(&lines, Check::Parse, None).await);
+            samples[8].push(ours(&payloads, Carrier::Ws, false, false, None).await.0);
+            samples[9].push(floor_ws(&wire, Check::Raw, None).await);
             let (fresh, opener) = sealed(&lines);
-            samples[10].push(floor_ws(&fresh, Check::Open(Box::new(opener))).await);
-            samples[11].push(ours(&payloads, Carrier::Ws, true, false).await.0);
+            samples[10].push(floor_ws(&fresh, Check::Open(Box::new(opener)), None).await);
+            samples[11].push(ours(&payloads, Carrier::Ws, true, false, None).await.0);
         }
         #[allow(clippy::cast_precision_loss)]
         let sealed_per_event = sealed_bytes as f64 / events as f64;
@@ -715,6 +789,8 @@ fn main() {
             let v = row(&format!("floor {carrier} sealed + open"), open, bytes_per_event, Some(f), None);
             row(&format!("{carrier} encrypted"), encrypted, bytes_per_event, Some(f), Some(v));
         }
+
+        paced(&payloads, &lines, bytes_per_event).await;
 
         many_sessions(size(1_000), 1_000).await;
     });
