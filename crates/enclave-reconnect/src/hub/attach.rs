@@ -381,10 +381,20 @@ impl EventSource for HubEvents {
     }
 
     fn written(&mut self, seq: u64) {
-        if !self.acknowledges && self.rt.attach_state().generation == self.generation {
-            self.rt.written.fetch_max(seq, Ordering::AcqRel);
-            self.rt.space.notify_waiters();
+        if self.acknowledges {
+            return;
         }
+        {
+            // Under the attach lock: a newer connection resets `written` under the same lock
+            // as it takes over, so a superseded one can never record its position after that
+            // (the publisher would let events the new connection has not sent leave).
+            let attach = self.rt.attach_state();
+            if attach.generation != self.generation {
+                return;
+            }
+            self.rt.written.fetch_max(seq, Ordering::AcqRel);
+        }
+        self.rt.space.notify_waiters();
     }
 }
 

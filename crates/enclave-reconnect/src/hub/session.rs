@@ -117,10 +117,12 @@ impl Runtime {
     /// Makes a new attachment current; returns its generation.
     pub(crate) fn attach(&self, acknowledges: bool, acked_through: u64) -> u64 {
         self.acked.fetch_max(acked_through, Ordering::AcqRel);
-        // A new connection has written nothing yet.
-        self.written.store(acked_through, Ordering::Release);
         let generation = {
             let mut attach = self.attach_state();
+            // A new connection has written nothing yet. Reset under the attach lock, with the
+            // generation: an older connection records what it wrote under the same lock and
+            // only while its generation is current.
+            self.written.store(acked_through, Ordering::Release);
             attach.generation += 1;
             attach.acknowledges = acknowledges;
             attach.detached_at = None;
