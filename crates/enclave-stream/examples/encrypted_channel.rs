@@ -5,7 +5,6 @@
 //!
 //! `cargo run -p enclave-stream --example encrypted_channel`
 
-use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,28 +17,11 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const CALLS: u64 = 3;
 
-fn main() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("encrypted_channel: cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(async { tokio::time::timeout(Duration::from_secs(20), run()).await }) {
-        Ok(Ok(())) => ExitCode::SUCCESS,
-        Ok(Err(err)) => {
-            eprintln!("encrypted_channel: {err}");
-            ExitCode::FAILURE
-        }
-        Err(_) => {
-            eprintln!("encrypted_channel: did not finish within 20 s");
-            ExitCode::FAILURE
-        }
-    }
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), BoxError> {
+    tokio::time::timeout(Duration::from_secs(20), run())
+        .await
+        .map_err(|_| "did not finish within 20 s")?
 }
 
 async fn run() -> Result<(), BoxError> {

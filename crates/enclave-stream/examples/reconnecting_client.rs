@@ -5,7 +5,6 @@
 //!
 //! `cargo run -p enclave-stream --example reconnecting_client`
 
-use std::process::ExitCode;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -21,29 +20,11 @@ const EVENTS: u64 = 3_000;
 /// Connections the proxy cuts.
 const CUTS: u64 = 3;
 
-fn main() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("reconnecting_client: cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(async { tokio::time::timeout(Duration::from_secs(30), run()).await }) {
-        Ok(Ok(())) => ExitCode::SUCCESS,
-        Ok(Err(err)) => {
-            eprintln!("reconnecting_client: {err}");
-            ExitCode::FAILURE
-        }
-        Err(_) => {
-            eprintln!("reconnecting_client: did not finish within 30 s");
-            ExitCode::FAILURE
-        }
-    }
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), BoxError> {
+    tokio::time::timeout(Duration::from_secs(30), run())
+        .await
+        .map_err(|_| "did not finish within 30 s")?
 }
 
 async fn run() -> Result<(), BoxError> {

@@ -7,7 +7,6 @@
 //!
 //! `cargo run -p enclave-stream --example runtime_server`
 
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,29 +24,11 @@ const CALLS: u64 = 3;
 /// The retention bound: how many unacknowledged events the hub keeps before `publish` waits.
 const RETAINED: u64 = 16;
 
-fn main() -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("runtime_server: cannot start the runtime: {err}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(async { tokio::time::timeout(Duration::from_secs(30), run()).await }) {
-        Ok(Ok(())) => ExitCode::SUCCESS,
-        Ok(Err(err)) => {
-            eprintln!("runtime_server: {err}");
-            ExitCode::FAILURE
-        }
-        Err(_) => {
-            eprintln!("runtime_server: did not finish within 30 s");
-            ExitCode::FAILURE
-        }
-    }
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), BoxError> {
+    tokio::time::timeout(Duration::from_secs(30), run())
+        .await
+        .map_err(|_| "did not finish within 30 s")?
 }
 
 /// What the runtime side saw of one session.
