@@ -156,13 +156,7 @@ impl Store for MemoryStore {
         progress: Progress,
     ) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(ready(self.with(id, |r| {
-            if let Some(state) = progress.state {
-                r.meta.state = state;
-            }
-            r.meta.tool_call_count += progress.tool_calls;
-            if progress.finished_at_ms.is_some() {
-                r.meta.finished_at_ms = progress.finished_at_ms;
-            }
+            progress.apply(&mut r.meta);
             Ok(())
         })))
     }

@@ -151,6 +151,19 @@ pub struct Progress {
     pub finished_at_ms: Option<u64>,
 }
 
+impl Progress {
+    /// Applies this progress to `meta`: the new state, the added tool calls, the finish time.
+    pub fn apply(&self, meta: &mut SessionMeta) {
+        if let Some(state) = self.state {
+            meta.state = state;
+        }
+        meta.tool_call_count += self.tool_calls;
+        if self.finished_at_ms.is_some() {
+            meta.finished_at_ms = self.finished_at_ms;
+        }
+    }
+}
+
 /// Connections to a session on every server sharing the store (shared stores only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -243,13 +256,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
                 return Err(Error::UnknownSession(id));
             };
             let mut meta = snapshot.meta;
-            if let Some(state) = progress.state {
-                meta.state = state;
-            }
-            meta.tool_call_count += progress.tool_calls;
-            if progress.finished_at_ms.is_some() {
-                meta.finished_at_ms = progress.finished_at_ms;
-            }
+            progress.apply(&mut meta);
             self.put_meta(meta).await
         })
     }

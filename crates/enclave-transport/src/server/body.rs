@@ -13,11 +13,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 use enclave_crypto::Sealer;
 use enclave_ndjson::StreamEncoder;
 use enclave_types::{SessionId, StreamEvent};
-use futures::future::BoxFuture;
-use futures::FutureExt;
 use tokio_util::sync::CancellationToken;
 
 use super::negotiate::{InitSigner, RegistryGuard};
+use super::pump::{gather, pull, Pull, Put};
 use crate::service::{CloseReason, EncodedEvent, EventSource, Features, Outgoing};
 use crate::wire::Control;
 
@@ -67,16 +66,6 @@ struct Pump {
 /// The most a chunk holds before it is handed to hyper (more lines wait for the next one).
 const CHUNK_BYTES: usize = 64 * 1024;
 
-type Pull = BoxFuture<'static, (Box<dyn EventSource>, Option<Outgoing>)>;
-
-fn pull(mut source: Box<dyn EventSource>) -> Pull {
-    async move {
-        let item = source.next().await;
-        (source, item)
-    }
-    .boxed()
-}
-
 impl StreamBody {
     pub(crate) fn into_body(mut self) -> Body {
         if let Some(sealer) = &mut self.sealer {
@@ -118,7 +107,7 @@ impl Pump {
             return None;
         }
         let pending = self.next.as_mut()?;
-        let (mut source, mut item) = tokio::select! {
+        let (source, item) = tokio::select! {
             biased;
             () = self.body.shutdown.cancelled() => {
                 tracing::debug!(session = %self.body.session_id, "server shutting down: stream ended");
@@ -131,38 +120,19 @@ impl Pump {
         // no growth copies). A chunk that took everything available ends a burst: the buffer
         // goes with it, so an idle connection holds none.
         let mut chunk = std::mem::take(&mut self.buffer);
-        // The last event put in this chunk: the source hears it was written once per chunk.
-        let mut written = None;
-        let mut busy = false;
-        loop {
-            let end = self.put(item, &mut chunk, &mut written);
-            let full = end || chunk.len() >= CHUNK_BYTES;
-            if !full {
-                if let Some(ready) = source.next_ready() {
-                    item = Some(ready);
-                    continue;
-                }
-            }
-            if let Some(seq) = written.take() {
-                source.written(seq);
-            }
-            let mut pending = pull(source);
-            if full {
-                self.ended |= end;
-                busy = !end;
-                self.next = Some(pending);
-                break;
-            }
-            if let Some((again, following)) = (&mut pending).now_or_never() {
-                source = again;
-                item = following;
+        let gathered = gather(source, item, |item, written| {
+            if self.put(item, &mut chunk, written) {
+                Put::End(())
+            } else if chunk.len() >= CHUNK_BYTES {
+                Put::Full
             } else {
-                self.next = Some(pending);
-                break;
+                Put::More
             }
-        }
+        });
+        self.next = Some(gathered.next);
+        self.ended |= gathered.end.is_some();
         let out = chunk.split().freeze();
-        if busy {
+        if gathered.full {
             self.buffer = chunk;
         }
         if out.is_empty() {

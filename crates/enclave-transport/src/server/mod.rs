@@ -45,6 +45,7 @@ mod body;
 mod config;
 mod listener;
 pub(crate) mod negotiate;
+mod pump;
 mod routes;
 mod static_files;
 mod ws;

@@ -20,11 +20,10 @@ use axum::Extension;
 use bytes::{BufMut, BytesMut};
 use enclave_crypto::{EncryptionLayer, ServerEncryption};
 use enclave_types::{EncryptionMode, MessageFrame, SessionId};
-use futures::future::BoxFuture;
-use futures::FutureExt as _;
 
 use super::listener::ConnectionGuard;
 use super::negotiate::{negotiate, Handshake};
+use super::pump::{gather, pull, Pull, Put};
 use super::routes::session_config;
 use super::Shared;
 use crate::service::{
@@ -61,18 +60,6 @@ struct Connection {
     shared: Arc<Shared>,
     socket: WebSocket,
     session_id: Option<SessionId>,
-}
-
-/// A pending `next()` of the event source, owning it so it can be kept across loop turns
-/// and polled without being dropped half-way.
-type Pull = BoxFuture<'static, (Box<dyn EventSource>, Option<Outgoing>)>;
-
-fn pull(mut source: Box<dyn EventSource>) -> Pull {
-    async move {
-        let item = source.next().await;
-        (source, item)
-    }
-    .boxed()
 }
 
 impl Connection {
@@ -392,60 +379,47 @@ impl Pump {
     /// written once it is in the batch about to be handed to the socket.
     fn collect(
         &mut self,
-        mut source: Box<dyn EventSource>,
-        mut item: Option<Outgoing>,
+        source: Box<dyn EventSource>,
+        item: Option<Outgoing>,
         next: &mut Pull,
     ) -> Option<End> {
-        // The last event put in the batch: the source hears it was written once per batch.
-        let mut written = None;
-        loop {
-            let end = match item {
-                None => Some(End::Finished),
-                Some(Outgoing::Event(event)) => match self.encode(&event) {
-                    Ok(()) => {
-                        written = Some(event.seq);
-                        None
-                    }
-                    Err(()) => Some(End::Failed),
-                },
-                Some(Outgoing::ReplayComplete { last_seq }) => {
-                    self.control(&Control::ReplayComplete { last_seq });
+        let gathered = gather(source, item, |item, written| {
+            match self.put(item, written) {
+                Some(end) => Put::End(end),
+                None if self.batch.len() >= BATCH_BYTES => Put::Full,
+                None => Put::More,
+            }
+        });
+        *next = gathered.next;
+        gathered.end
+    }
+
+    /// Appends one item's line to the batch (`written` becomes an event's seq once its line
+    /// is in); `Some` when the stream ends with it.
+    fn put(&mut self, item: Option<Outgoing>, written: &mut Option<u64>) -> Option<End> {
+        match item {
+            None => Some(End::Finished),
+            Some(Outgoing::Event(event)) => match self.encode(&event) {
+                Ok(()) => {
+                    *written = Some(event.seq);
                     None
                 }
-                Some(Outgoing::Ack { seq }) => {
-                    self.control(&Control::Ack { seq });
-                    None
-                }
-                Some(Outgoing::Close(CloseReason::Superseded)) => Some(End::Superseded),
-                Some(Outgoing::Close(CloseReason::ShuttingDown)) => {
-                    Some(End::Refused(Refusal::new(
-                        RefusalReason::ShuttingDown,
-                        "the server is shutting down: resume elsewhere",
-                    )))
-                }
-                Some(Outgoing::Close(CloseReason::Refused(refusal))) => Some(End::Refused(refusal)),
-            };
-            let full = end.is_some() || self.batch.len() >= BATCH_BYTES;
-            if !full {
-                if let Some(ready) = source.next_ready() {
-                    item = Some(ready);
-                    continue;
-                }
+                Err(()) => Some(End::Failed),
+            },
+            Some(Outgoing::ReplayComplete { last_seq }) => {
+                self.control(&Control::ReplayComplete { last_seq });
+                None
             }
-            if let Some(seq) = written.take() {
-                source.written(seq);
+            Some(Outgoing::Ack { seq }) => {
+                self.control(&Control::Ack { seq });
+                None
             }
-            *next = pull(source);
-            if full {
-                return end;
-            }
-            match (&mut *next).now_or_never() {
-                Some((again, following)) => {
-                    source = again;
-                    item = following;
-                }
-                None => return None,
-            }
+            Some(Outgoing::Close(CloseReason::Superseded)) => Some(End::Superseded),
+            Some(Outgoing::Close(CloseReason::ShuttingDown)) => Some(End::Refused(Refusal::new(
+                RefusalReason::ShuttingDown,
+                "the server is shutting down: resume elsewhere",
+            ))),
+            Some(Outgoing::Close(CloseReason::Refused(refusal))) => Some(End::Refused(refusal)),
         }
     }
 
