@@ -227,22 +227,9 @@ impl<Out: Sealable, In: Sealable> EncryptionLayer<Out, In> {
     /// Writes `message` to `dst` as one line: an envelope once keys are installed, plaintext
     /// before that unless encryption is required. On any error `dst` is left as it was.
     pub fn encode(&mut self, message: &Out, dst: &mut BytesMut) -> Result<(), Error> {
-        let line = self.lines_written + 1;
-        let written = match &mut self.sealer {
-            Some(sealer) => sealer.seal_line(message, dst),
-            None if self.mode == EncryptionMode::Required => Err(Error::SealFailed {
-                at: Location::message(message.session_id().as_str(), message.seq()),
-                reason: "encryption is required and the handshake has not finished".into(),
-            }),
-            None => write_plaintext(message, dst, self.max_line_length),
-        };
-        written.map_err(|err| err.at_line(line))?;
-        self.lines_written = line;
-        Ok(())
+        self.write_line(message, None, dst)
     }
-}
 
-impl<Out: Sealable, In: Sealable> EncryptionLayer<Out, In> {
     /// Like [`encode`](Self::encode), for a message already serialized: `json` must be
     /// `message`'s compact JSON without a newline (see [`Sealer::seal_json_line`]). Sealed,
     /// those bytes are sealed; in plaintext they are the line. The line limit applies alike.
@@ -252,14 +239,26 @@ impl<Out: Sealable, In: Sealable> EncryptionLayer<Out, In> {
         json: &[u8],
         dst: &mut BytesMut,
     ) -> Result<(), Error> {
+        self.write_line(message, Some(json), dst)
+    }
+
+    /// [`encode`](Self::encode) and [`encode_json`](Self::encode_json): `json` is the
+    /// message's JSON when the caller has it, else the message is serialized here.
+    fn write_line(
+        &mut self,
+        message: &Out,
+        json: Option<&[u8]>,
+        dst: &mut BytesMut,
+    ) -> Result<(), Error> {
         let line = self.lines_written + 1;
-        let written = match &mut self.sealer {
-            Some(sealer) => sealer.seal_json_line(message, json, dst),
-            None if self.mode == EncryptionMode::Required => Err(Error::SealFailed {
+        let written = match (&mut self.sealer, json) {
+            (Some(sealer), Some(json)) => sealer.seal_json_line(message, json, dst),
+            (Some(sealer), None) => sealer.seal_line(message, dst),
+            (None, _) if self.mode == EncryptionMode::Required => Err(Error::SealFailed {
                 at: Location::message(message.session_id().as_str(), message.seq()),
                 reason: "encryption is required and the handshake has not finished".into(),
             }),
-            None => write_plaintext_json(message, json, dst, self.max_line_length),
+            (None, json) => write_plaintext(message, json, dst, self.max_line_length),
         };
         written.map_err(|err| err.at_line(line))?;
         self.lines_written = line;
@@ -267,52 +266,38 @@ impl<Out: Sealable, In: Sealable> EncryptionLayer<Out, In> {
     }
 }
 
-/// Writes `json`, `message`'s compact JSON, and `\n`, within `limit`; on error `dst` is
-/// unchanged.
-fn write_plaintext_json<M: Sealable>(
-    message: &M,
-    json: &[u8],
-    dst: &mut BytesMut,
-    limit: usize,
-) -> Result<(), Error> {
-    if json.len() > limit {
-        return Err(Error::LineTooLong {
-            at: Location::message(message.session_id().as_str(), message.seq()),
-            len: json.len(),
-            limit,
-        });
-    }
-    dst.reserve(json.len() + 1);
-    dst.put_slice(json);
-    dst.put_u8(b'\n');
-    Ok(())
-}
-
-/// Writes `message` as compact JSON and `\n`, within `limit`; on error `dst` is unchanged.
+/// Writes `message` as compact JSON (`json`, when the caller has it already) and `\n`,
+/// within `limit`; on error `dst` is unchanged.
 fn write_plaintext<M: Sealable>(
     message: &M,
+    json: Option<&[u8]>,
     dst: &mut BytesMut,
     limit: usize,
 ) -> Result<(), Error> {
     let start = dst.len();
     let at = || Location::message(message.session_id().as_str(), message.seq());
-    let result = serde_json::to_writer(dst.writer(), message)
-        .map_err(|err| Error::Unencodable {
+    let serialized = match json {
+        Some(json) => {
+            dst.extend_from_slice(json);
+            Ok(())
+        }
+        None => serde_json::to_writer(dst.writer(), message).map_err(|err| Error::Unencodable {
             at: at(),
             reason: reason(&err),
-        })
-        .and_then(|()| {
-            let len = dst.len() - start;
-            if len > limit {
-                return Err(Error::LineTooLong {
-                    at: at(),
-                    len,
-                    limit,
-                });
-            }
-            dst.put_u8(b'\n');
-            Ok(())
-        });
+        }),
+    };
+    let result = serialized.and_then(|()| {
+        let len = dst.len() - start;
+        if len > limit {
+            return Err(Error::LineTooLong {
+                at: at(),
+                len,
+                limit,
+            });
+        }
+        dst.put_u8(b'\n');
+        Ok(())
+    });
     if result.is_err() {
         dst.truncate(start);
     }
