@@ -11,15 +11,15 @@ type Prepare = fn(&Path) -> Result<(), String>;
 
 /// One CI step: a name for the summary and the command that performs it.
 struct Step {
-    name: &'static str,
+    name: String,
     prepare: Option<Prepare>,
     command: Command,
 }
 
 fn steps(root: &Path) -> Vec<Step> {
     // Written as the developer would type them after `cargo`; no argument contains a space.
-    let step = |name, args: &str| Step {
-        name,
+    let step = |name: &str, args: &str| Step {
+        name: name.to_owned(),
         prepare: None,
         command: cargo(root, &args.split_whitespace().collect::<Vec<_>>()),
     };
@@ -42,9 +42,9 @@ fn steps(root: &Path) -> Vec<Step> {
         step("test", "test --workspace --locked"),
     ];
     // Each example runs on its own over loopback, checks what it did and exits 0.
-    for (name, example) in EXAMPLES {
+    for example in EXAMPLES {
         steps.push(step(
-            name,
+            &format!("example {example}"),
             &format!("run -p enclave-stream --locked --example {example}"),
         ));
     }
@@ -66,12 +66,12 @@ fn steps(root: &Path) -> Vec<Step> {
     steps
 }
 
-/// The facade's examples, each a CI step: (step name, example).
-const EXAMPLES: &[(&str, &str)] = &[
-    ("example quickstart", "quickstart"),
-    ("example encrypted_channel", "encrypted_channel"),
-    ("example reconnecting_client", "reconnecting_client"),
-    ("example runtime_server", "runtime_server"),
+/// The facade's examples, each a CI step `example <name>`.
+const EXAMPLES: &[&str] = &[
+    "quickstart",
+    "encrypted_channel",
+    "reconnecting_client",
+    "runtime_server",
 ];
 
 pub(crate) fn run(root: &Path) -> Result<(), String> {
@@ -94,7 +94,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
             .and_then(|()| shell::run(&mut step.command));
         let elapsed = step_started.elapsed();
         if let Err(err) = outcome {
-            print_summary(&done, Some((step.name, elapsed)), started.elapsed());
+            print_summary(&done, Some((&step.name, elapsed)), started.elapsed());
             return Err(format!(
                 "CI step `{}` failed after {}: {err}",
                 step.name,
@@ -102,7 +102,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
             ));
         }
         println!("==> {} passed in {}", step.name, format_duration(elapsed));
-        done.push((step.name, elapsed));
+        done.push((&step.name, elapsed));
     }
     print_summary(&done, None, started.elapsed());
     println!("all {total} CI steps passed");
