@@ -2,17 +2,18 @@
 //! their event logs, with the lease check that ends a session whose producer died) and
 //! renewing this process's leases. (Inboxes are read by `inboxes`.)
 
+use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use enclave_reconnect::store::AppendedSender;
+use enclave_reconnect::store::{AppendedSender, EncodedEvent};
 use enclave_reconnect::Error as StoreError;
 use enclave_types::{ErrorInfo, EventPayload, FinalPayload, SessionId, StreamEvent};
 use redis::aio::MultiplexedConnection;
 use redis::Value;
 
 use crate::codec::{self, Entry};
-use crate::store::Inner;
+use crate::store::{millis, Inner};
 use crate::PRODUCER_LOST;
 
 /// How long to wait before trying Redis again after a failure.
@@ -30,7 +31,7 @@ async fn xread(
         .arg("COUNT")
         .arg(count)
         .arg("BLOCK")
-        .arg(u64::try_from(block.as_millis()).unwrap_or(u64::MAX))
+        .arg(millis(block))
         .arg("STREAMS")
         .arg(key)
         .arg(after)
@@ -47,19 +48,22 @@ fn abandoned(inner: &Inner, id: &SessionId, sender: &Arc<AppendedSender>) -> boo
     if sender.receiver_count() > 0 {
         return false;
     }
-    if followed
-        .get(id)
-        .is_some_and(|held| Arc::ptr_eq(held, sender))
-    {
-        followed.remove(id);
-    }
+    leave(&mut followed, id, sender);
     true
 }
 
 /// Leaves the map whatever the receivers: the session left the store, and dropping the
 /// sender tells its readers so.
 fn gone(inner: &Inner, id: &SessionId, sender: &Arc<AppendedSender>) {
-    let mut followed = inner.followed();
+    leave(&mut inner.followed(), id, sender);
+}
+
+/// Takes `sender` out of the map, if it is still the one there for `id`.
+fn leave(
+    followed: &mut HashMap<SessionId, Arc<AppendedSender>>,
+    id: &SessionId,
+    sender: &Arc<AppendedSender>,
+) {
     if followed
         .get(id)
         .is_some_and(|held| Arc::ptr_eq(held, sender))
@@ -130,13 +134,16 @@ async fn fail_producer(
     let mut payload = FinalPayload::new(false);
     payload.error = Some(error);
     let seq = last.saturating_add(1);
-    let event = StreamEvent::new(id.clone(), seq, EventPayload::Final(payload));
-    let json = serde_json::to_string(&event).map_err(|source| StoreError::Encode {
+    let event = EncodedEvent::new(StreamEvent::new(
+        id.clone(),
+        seq,
+        EventPayload::Final(payload),
+    ))
+    .map_err(|source| StoreError::Encode {
         session: id.clone(),
         seq,
         source,
     })?;
-    let bytes = json.len() as u64 + 1;
     let keys = inner.keys(id);
     let mut conn = inner.conn.clone();
     let appended: i64 = inner
@@ -146,8 +153,8 @@ async fn fail_producer(
         .key(&keys.events)
         .arg(last)
         .arg(lease)
-        .arg(json)
-        .arg(bytes)
+        .arg(event.json())
+        .arg(event.line_len())
         .invoke_async(&mut conn)
         .await
         .map_err(|e| codec::failed("fail_producer", id, &e))?;
@@ -276,7 +283,7 @@ pub(crate) async fn renew_leases(inner: Weak<Inner>) {
             continue;
         }
         // The script adds the lease to Redis's clock.
-        let lease = u64::try_from(inner.config.lease.as_millis()).unwrap_or(u64::MAX);
+        let lease = millis(inner.config.lease);
         let renewals = ids.iter().map(|id| {
             let inner = Arc::clone(&inner);
             async move {

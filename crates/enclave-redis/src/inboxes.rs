@@ -21,7 +21,7 @@ use redis::Value;
 use tokio::sync::mpsc;
 
 use crate::codec::{self, Entry};
-use crate::store::Inner;
+use crate::store::{millis, Inner};
 
 /// Entries one session's channel holds before the task stops reading its inbox.
 const CHANNEL: usize = 256;
@@ -33,6 +33,7 @@ const SWEEP: Duration = Duration::from_secs(1);
 const RETRY: Duration = Duration::from_millis(250);
 
 /// A session's inbox joining the task.
+#[derive(Debug)]
 pub(crate) struct Registration {
     id: SessionId,
     sink: mpsc::Sender<Inbound>,
@@ -43,14 +44,6 @@ pub(crate) struct Registration {
 pub(crate) struct Inboxes {
     register: mpsc::UnboundedSender<Registration>,
     wake_key: String,
-}
-
-impl std::fmt::Debug for Registration {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registration")
-            .field("session", &self.id.as_str())
-            .finish_non_exhaustive()
-    }
 }
 
 impl Inboxes {
@@ -164,7 +157,7 @@ pub(crate) async fn run(
             .arg("COUNT")
             .arg(ROUND)
             .arg("BLOCK")
-            .arg(u64::try_from(block.as_millis()).unwrap_or(1_000))
+            .arg(millis(block))
             .arg("STREAMS")
             .arg(&wake_key);
         let readable: Vec<&Reader> = readers

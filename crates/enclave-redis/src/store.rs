@@ -43,7 +43,7 @@ const RECENT_BYTES: u64 = 1024 * 1024;
 #[derive(Debug)]
 pub(crate) struct Local {
     /// Woken by this process's appends.
-    pub(crate) appended: Arc<AppendedSender>,
+    pub(crate) appended: AppendedSender,
     /// Whether its lease is still renewed (until its `final`, expiry or removal).
     pub(crate) renewing: bool,
     /// The latest events this process appended (all of them in Redis), oldest first, with
@@ -116,8 +116,6 @@ pub(crate) struct Inner {
     pub(crate) conn: ConnectionManager,
     pub(crate) config: RedisStoreConfig,
     pub(crate) scripts: Scripts,
-    /// The URL without its password.
-    pub(crate) url: String,
     pub(crate) local: Mutex<HashMap<SessionId, Local>>,
     /// Sessions produced elsewhere that readers here follow, each by one task.
     pub(crate) followed: Mutex<HashMap<SessionId, Arc<AppendedSender>>>,
@@ -135,7 +133,7 @@ pub(crate) fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn millis(duration: Duration) -> u64 {
+pub(crate) fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
@@ -191,7 +189,6 @@ impl RedisStore {
             conn,
             config,
             scripts: Scripts::new(),
-            url: redacted,
             local: Mutex::new(HashMap::new()),
             followed: Mutex::new(HashMap::new()),
             stopped: std::sync::atomic::AtomicBool::new(false),
@@ -200,7 +197,7 @@ impl RedisStore {
         // One round trip proves the server answers (and fixes the epoch if it has none).
         let store = Self { inner };
         store.inner.epoch().await.map_err(|e| Error::Connect {
-            url: store.inner.url.clone(),
+            url: redacted,
             source: redis::RedisError::from((
                 redis::ErrorKind::Io,
                 "first request failed",
@@ -391,7 +388,7 @@ impl Store for RedisStore {
             inner.local().insert(
                 id,
                 Local {
-                    appended: Arc::new(sender),
+                    appended: sender,
                     renewing: !inner.stopped.load(std::sync::atomic::Ordering::Acquire),
                     recent: VecDeque::new(),
                     recent_bytes: 0,
@@ -416,6 +413,8 @@ impl Store for RedisStore {
                 .await
                 .map_err(|e| failed("load", &id, &e))?;
             let Some((flat, count)) = reply else {
+                // Gone (deleted through another server, or lost): nothing of it is kept here.
+                inner.forget(&id);
                 return Ok(None);
             };
             MetaHash::new(&id, flat)?.snapshot(count).map(Some)
@@ -561,7 +560,6 @@ impl Store for RedisStore {
             // The JSON the hub encoded once, as every connection writes it.
             let json = event.json();
             let is_final = matches!(event.payload, EventPayload::Final(_));
-            let appended = Arc::clone(&event);
             let mut invocation = inner.scripts.append.prepare_invoke();
             invocation
                 .key(&keys.meta)
@@ -605,7 +603,7 @@ impl Store for RedisStore {
             // Appended now, or (status 2) by an earlier attempt whose answer was lost.
             let retention = codec::retention(&id, &reply)?;
             if let Some(local) = inner.local().get_mut(&id) {
-                local.keep(appended, bytes, retention.first_seq);
+                local.keep(event, bytes, retention.first_seq);
                 local.appended.send(seq);
                 if is_final {
                     local.renewing = false;

@@ -43,8 +43,6 @@ pub(crate) struct HubEvents {
     generations: watch::Receiver<u64>,
     shutdown: watch::Receiver<bool>,
     closed: watch::Receiver<bool>,
-    /// The `final` event was yielded: nothing follows it.
-    after_final: bool,
     /// [`stop`](Self::stop) has looked at the shutdown, generation and closed flags once.
     flags_seen: bool,
     /// Counted in a shared store's presence (detached once when this attachment ends).
@@ -87,7 +85,6 @@ impl HubEvents {
             replay_end,
             buffer: VecDeque::new(),
             appended,
-            after_final: false,
             flags_seen: false,
             present,
             released: from.saturating_sub(1),
@@ -261,7 +258,7 @@ impl HubEvents {
         // After the `final`, nothing: once this connection sent it, or when the resume
         // started past it.
         let final_seq = self.rt.final_seq.load(Ordering::Acquire);
-        if self.after_final || (final_seq != 0 && self.next_seq > final_seq) {
+        if final_seq != 0 && self.next_seq > final_seq {
             return Step::Yield(self.finish(None));
         }
         match self.buffer.pop_front() {
@@ -342,7 +339,10 @@ impl HubEvents {
             return self.finish(Some(Outgoing::Close(CloseReason::Refused(refusal))));
         }
         self.next_seq += 1;
-        self.after_final = matches!(event.payload, EventPayload::Final(_));
+        if matches!(event.payload, EventPayload::Final(_)) {
+            // A local runtime set it when publishing; a remote one learns it here.
+            self.rt.final_seq.fetch_max(event.seq, Ordering::AcqRel);
+        }
         if self.rt.remote {
             // Acknowledgements are clamped to what this runtime saw published.
             self.rt.last_seq.fetch_max(event.seq, Ordering::AcqRel);

@@ -149,17 +149,11 @@ impl Hub {
     /// Ends a session now: its attachments end, its application side is cancelled, its
     /// record is dropped from the store.
     async fn remove(&self, id: &SessionId) -> Result<bool, Error> {
-        let rt = self
-            .shared
-            .sessions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(id);
+        let rt = self.shared.forget(id);
         // A producer on another server sharing the store sees the record gone at its next
         // sweep, and ends the session there.
         if let Some(rt) = &rt {
-            rt.close();
-            rt.upstream.lock().await.take();
+            rt.end().await;
         }
         let removed = self.shared.store.remove(id).await?;
         Ok(removed || rt.is_some())
@@ -167,6 +161,15 @@ impl Hub {
 }
 
 impl Shared {
+    /// Takes a session out of this hub's map (its place is given back); the runtime, if
+    /// there was one.
+    fn forget(&self, id: &SessionId) -> Option<Arc<Runtime>> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(id)
+    }
+
     /// The current epoch: the shared store's when it keeps one, else the hub's.
     async fn current_epoch(&self) -> Result<u64, Error> {
         if let Some(epoch) = self.store.epoch().await? {
@@ -886,11 +889,7 @@ async fn sweep_one(shared: &Shared, rt: &Arc<Runtime>) {
     let expired_at = *rt.expired_at.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(at) = expired_at {
         if at.elapsed() >= shared.config.session_grace {
-            shared
-                .sessions
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&rt.id);
+            shared.forget(&rt.id);
             if let Err(err) = shared.store.remove(&rt.id).await {
                 tracing::warn!(session = %rt.id, %err, "expired session not purged");
             }
@@ -903,15 +902,8 @@ async fn sweep_one(shared: &Shared, rt: &Arc<Runtime>) {
             // It left the store some other way (deleted through another server sharing the
             // store, or the store lost it): it ends here too, and its place is given back.
             tracing::debug!(session = %rt.id, "session no longer in the store");
-            shared
-                .sessions
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&rt.id);
-            rt.close();
-            rt.upstream.lock().await.take();
-            // Lets a shared store forget what it keeps for the session in this process.
-            let _ = shared.store.remove(&rt.id).await;
+            shared.forget(&rt.id);
+            rt.end().await;
             return;
         }
         // The store did not answer: nothing is decided on a failed read.
@@ -920,8 +912,7 @@ async fn sweep_one(shared: &Shared, rt: &Arc<Runtime>) {
     if shared.grace_expired(rt, &snapshot) {
         tracing::debug!(session = %rt.id, "session expired");
         *rt.expired_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
-        rt.close();
-        rt.upstream.lock().await.take();
+        rt.end().await;
         if let Err(err) = shared.store.expire(&rt.id).await {
             tracing::warn!(session = %rt.id, %err, "session not expired in the store");
         }

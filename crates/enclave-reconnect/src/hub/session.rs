@@ -146,6 +146,13 @@ impl Runtime {
         *self.closed.borrow()
     }
 
+    /// Ends the session here: [`close`](Self::close)s it and stops handing client messages
+    /// to the application.
+    pub(crate) async fn end(&self) {
+        self.close();
+        self.upstream.lock().await.take();
+    }
+
     pub(crate) fn close(&self) {
         self.closed.send_replace(true);
         // The application stops working on a session that is gone.

@@ -68,11 +68,6 @@ impl AppendedSender {
     pub fn receiver_count(&self) -> usize {
         self.shared.receivers.load(SeqCst)
     }
-
-    /// The last value sent.
-    pub fn get(&self) -> u64 {
-        self.shared.seq.load(SeqCst)
-    }
 }
 
 impl Drop for AppendedSender {
