@@ -13,7 +13,7 @@ use redis::aio::MultiplexedConnection;
 use redis::Value;
 
 use crate::codec::{self, Entry};
-use crate::store::{millis, Inner};
+use crate::store::{millis, Followed, Inner};
 use crate::PRODUCER_LOST;
 
 /// How long to wait before trying Redis again after a failure.
@@ -60,13 +60,13 @@ fn gone(inner: &Inner, id: &SessionId, sender: &Arc<AppendedSender>) {
 
 /// Takes `sender` out of the map, if it is still the one there for `id`.
 fn leave(
-    followed: &mut HashMap<SessionId, Arc<AppendedSender>>,
+    followed: &mut HashMap<SessionId, Followed>,
     id: &SessionId,
     sender: &Arc<AppendedSender>,
 ) {
     if followed
         .get(id)
-        .is_some_and(|held| Arc::ptr_eq(held, sender))
+        .is_some_and(|held| Arc::ptr_eq(&held.sender, sender))
     {
         followed.remove(id);
     }
@@ -164,6 +164,38 @@ async fn fail_producer(
     Ok(appended == 1)
 }
 
+/// Keeps the events the follower read (parsed and validated once, here) where this
+/// process's readers take them without reading Redis again; returns the newest seq read.
+/// An entry that does not read as an event is left for the readers' own read to report.
+fn keep_read(
+    inner: &Inner,
+    id: &SessionId,
+    sender: &Arc<AppendedSender>,
+    entries: &[Entry],
+) -> Option<u64> {
+    let newest = entries
+        .iter()
+        .filter_map(|(entry_id, _)| codec::entry_seq(id, entry_id).ok())
+        .max();
+    // Parsed before the lock is taken (readers and `watch` take it too).
+    let events: Result<Vec<_>, _> = entries.iter().map(|e| codec::event_of(id, e)).collect();
+    let mut followed = inner.followed();
+    if let Some(record) = followed
+        .get_mut(id)
+        .filter(|record| Arc::ptr_eq(&record.sender, sender))
+    {
+        match events {
+            Ok(events) => {
+                for event in events {
+                    record.recent.keep(event, 0);
+                }
+            }
+            Err(_) => record.recent.forget(),
+        }
+    }
+    newest
+}
+
 /// Follows the event log of a session produced elsewhere: each append wakes `sender`'s
 /// readers; a lapsed lease ends the session; a session that left the store drops the
 /// sender. Ends when no reader is left.
@@ -215,10 +247,7 @@ pub(crate) async fn follow_events(inner: Arc<Inner>, id: SessionId, sender: Arc<
         match xread(connection, &keys.events, &format!("{after}-0"), block, 1024).await {
             Ok(Some(entries)) => {
                 suspect = None;
-                let newest = entries
-                    .iter()
-                    .filter_map(|(entry_id, _)| codec::entry_seq(&id, entry_id).ok())
-                    .max();
+                let newest = keep_read(&inner, &id, &sender, &entries);
                 if let Some(newest) = newest {
                     last = Some(newest.max(after));
                     sender.send(newest.max(after));

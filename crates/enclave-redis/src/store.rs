@@ -33,9 +33,9 @@ pub struct RedisStore {
     pub(crate) inner: Arc<Inner>,
 }
 
-/// How many of a local session's latest events this process keeps beside Redis, so the
-/// readers on the producer's own server read them without a round trip, and how many bytes
-/// of them at most.
+/// How many of a session's latest events this process keeps beside Redis (those its
+/// producer appended here, or those a follower read), so readers here take them without a
+/// round trip, and how many bytes of them at most.
 const RECENT: usize = 512;
 const RECENT_BYTES: u64 = 1024 * 1024;
 
@@ -46,67 +46,75 @@ pub(crate) struct Local {
     pub(crate) appended: AppendedSender,
     /// Whether its lease is still renewed (until its `final`, expiry or removal).
     pub(crate) renewing: bool,
-    /// The latest events this process appended (all of them in Redis), oldest first, with
-    /// their sizes: contiguous seqs, within [`RECENT`] events and [`RECENT_BYTES`].
-    pub(crate) recent: VecDeque<(Arc<EncodedEvent>, u64)>,
-    pub(crate) recent_bytes: u64,
+    /// The latest events this process appended (all of them in Redis).
+    pub(crate) recent: Recent,
 }
 
-impl Local {
+/// A session produced elsewhere that readers here follow (one follower task each).
+#[derive(Debug)]
+pub(crate) struct Followed {
+    /// Woken by the follower for every append it reads.
+    pub(crate) sender: Arc<AppendedSender>,
+    /// The latest events the follower read.
+    pub(crate) recent: Recent,
+}
+
+/// A session's latest events, oldest first, with their sizes: contiguous seqs, within
+/// [`RECENT`] events and [`RECENT_BYTES`].
+#[derive(Debug, Default)]
+pub(crate) struct Recent {
+    events: VecDeque<Arc<EncodedEvent>>,
+    bytes: u64,
+}
+
+impl Recent {
     /// Up to `max` events from seq `from`, when this process holds `from`.
     fn read(&self, from: u64, max: usize) -> Option<Vec<Arc<EncodedEvent>>> {
-        let first = self.recent.front()?.0.seq;
+        let first = self.events.front()?.seq;
         let skip = usize::try_from(from.checked_sub(first)?).ok()?;
         // Contiguous by construction; checked anyway, a wrong event is worse than a read.
-        if self.recent.get(skip)?.0.seq != from {
+        if self.events.get(skip)?.seq != from {
             return None;
         }
-        Some(
-            self.recent
-                .iter()
-                .skip(skip)
-                .take(max)
-                .map(|(event, _)| Arc::clone(event))
-                .collect(),
-        )
+        Some(self.events.iter().skip(skip).take(max).cloned().collect())
     }
 
     /// Keeps `event`, the session's newest, and lets go of what left retention (`first`) or
     /// what exceeds the bounds.
-    fn keep(&mut self, event: Arc<EncodedEvent>, bytes: u64, first: u64) {
+    pub(crate) fn keep(&mut self, event: Arc<EncodedEvent>, first: u64) {
         if self
-            .recent
+            .events
             .back()
-            .is_some_and(|(last, _)| last.seq.saturating_add(1) != event.seq)
+            .is_some_and(|last| last.seq.saturating_add(1) != event.seq)
         {
-            self.forget_recent();
+            self.forget();
         }
-        self.recent_bytes += bytes;
-        self.recent.push_back((event, bytes));
-        while self.recent.front().is_some_and(|(e, _)| e.seq < first)
-            || self.recent.len() > RECENT
-            || (self.recent_bytes > RECENT_BYTES && self.recent.len() > 1)
+        self.bytes += event.line_len();
+        self.events.push_back(event);
+        while self.events.front().is_some_and(|e| e.seq < first)
+            || self.events.len() > RECENT
+            || (self.bytes > RECENT_BYTES && self.events.len() > 1)
         {
             self.drop_oldest();
         }
     }
 
     fn drop_oldest(&mut self) {
-        if let Some((_, bytes)) = self.recent.pop_front() {
-            self.recent_bytes -= bytes;
+        if let Some(event) = self.events.pop_front() {
+            self.bytes -= event.line_len();
         }
     }
 
-    pub(crate) fn trim_recent(&mut self, through: u64) {
-        while self.recent.front().is_some_and(|(e, _)| e.seq <= through) {
+    pub(crate) fn trim(&mut self, through: u64) {
+        while self.events.front().is_some_and(|e| e.seq <= through) {
             self.drop_oldest();
         }
     }
 
     /// Forgets the kept events: reads go to Redis (another server appended).
-    pub(crate) fn forget_recent(&mut self) {
-        self.recent.clear();
-        self.recent_bytes = 0;
+    pub(crate) fn forget(&mut self) {
+        self.events.clear();
+        self.bytes = 0;
     }
 }
 
@@ -118,7 +126,7 @@ pub(crate) struct Inner {
     pub(crate) scripts: Scripts,
     pub(crate) local: Mutex<HashMap<SessionId, Local>>,
     /// Sessions produced elsewhere that readers here follow, each by one task.
-    pub(crate) followed: Mutex<HashMap<SessionId, Arc<AppendedSender>>>,
+    pub(crate) followed: Mutex<HashMap<SessionId, Followed>>,
     /// The task that reads the inboxes of the sessions this process produces.
     pub(crate) inboxes: Inboxes,
     /// Set by [`Store::shutdown`]: sessions created afterwards are not renewed either.
@@ -272,9 +280,7 @@ impl Inner {
         self.local.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn followed(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<SessionId, Arc<AppendedSender>>> {
+    pub(crate) fn followed(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Followed>> {
         self.followed.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -334,7 +340,7 @@ impl Inner {
     /// lease): its readers here must read Redis, up to `last`.
     pub(crate) fn appended_elsewhere(&self, id: &SessionId, last: u64) {
         if let Some(local) = self.local().get_mut(id) {
-            local.forget_recent();
+            local.recent.forget();
             local.renewing = false;
             local.appended.send(last);
         }
@@ -390,8 +396,7 @@ impl Store for RedisStore {
                 Local {
                     appended: sender,
                     renewing: !inner.stopped.load(std::sync::atomic::Ordering::Acquire),
-                    recent: VecDeque::new(),
-                    recent_bytes: 0,
+                    recent: Recent::default(),
                 },
             );
             Ok(())
@@ -603,7 +608,7 @@ impl Store for RedisStore {
             // Appended now, or (status 2) by an earlier attempt whose answer was lost.
             let retention = codec::retention(&id, &reply)?;
             if let Some(local) = inner.local().get_mut(&id) {
-                local.keep(event, bytes, retention.first_seq);
+                local.recent.keep(event, retention.first_seq);
                 local.appended.send(seq);
                 if is_final {
                     local.renewing = false;
@@ -620,7 +625,15 @@ impl Store for RedisStore {
         max: usize,
     ) -> BoxFuture<'_, Result<Vec<Arc<EncodedEvent>>, StoreError>> {
         let id = id.clone();
-        let recent = self.inner.local().get(&id).and_then(|l| l.read(from, max));
+        let recent = self
+            .inner
+            .local()
+            .get(&id)
+            .and_then(|l| l.recent.read(from, max))
+            .or_else(|| {
+                let followed = self.inner.followed();
+                followed.get(&id).and_then(|f| f.recent.read(from, max))
+            });
         Box::pin(async move {
             if let Some(events) = recent {
                 return Ok(events);
@@ -673,7 +686,10 @@ impl Store for RedisStore {
             let inner = &self.inner;
             let keys = inner.keys(&id);
             if let Some(local) = inner.local().get_mut(&id) {
-                local.trim_recent(through);
+                local.recent.trim(through);
+            }
+            if let Some(followed) = inner.followed().get_mut(&id) {
+                followed.recent.trim(through);
             }
             let mut invocation = inner.scripts.trim.prepare_invoke();
             invocation.key(&keys.meta).key(&keys.events).arg(through);
@@ -746,13 +762,19 @@ impl Store for RedisStore {
         // itself under the same lock, so a new reader never subscribes to a sender that is
         // about to go.
         let mut followed = inner.followed();
-        if let Some(sender) = followed.get(id) {
-            return Some(sender.subscribe());
+        if let Some(record) = followed.get(id) {
+            return Some(record.sender.subscribe());
         }
         let handle = tokio::runtime::Handle::try_current().ok()?;
         let (sender, receiver) = appended_channel(0);
         let sender = Arc::new(sender);
-        followed.insert(id.clone(), Arc::clone(&sender));
+        followed.insert(
+            id.clone(),
+            Followed {
+                sender: Arc::clone(&sender),
+                recent: Recent::default(),
+            },
+        );
         handle.spawn(follow::follow_events(
             Arc::clone(&self.inner),
             id.clone(),
