@@ -107,8 +107,8 @@ impl<'a> MetaHash<'a> {
             .ok_or_else(|| corrupt(self.id, format_args!("field {field} is missing")))
     }
 
-    /// The snapshot, with the retained count the script read beside the hash.
-    pub(crate) fn snapshot(&self, count: u64) -> Result<Snapshot, Error> {
+    /// The session's metadata.
+    pub(crate) fn meta(&self) -> Result<SessionMeta, Error> {
         let id = self.id;
         let state_text = self.text("state")?;
         let state = state_of(state_text)
@@ -123,6 +123,12 @@ impl<'a> MetaHash<'a> {
         meta.state = state;
         meta.finished_at_ms = self.optional_number("fin")?;
         meta.tool_call_count = self.number("tools")?;
+        Ok(meta)
+    }
+
+    /// The snapshot, with the retention the script computed beside the hash.
+    pub(crate) fn snapshot(&self, retention: Retention) -> Result<Snapshot, Error> {
+        let id = self.id;
         let previous = match self.fields.get("ptok").map(String::as_str) {
             None | Some("") => None,
             Some(hex_value) => Some(token_of(id, "ptok", hex_value)?),
@@ -131,22 +137,8 @@ impl<'a> MetaHash<'a> {
             current: token_of(id, "tok", self.text("tok")?)?,
             previous,
         };
-        let last = self.number("last")?;
-        let evicted = self.number("evicted")?;
-        let mut retention = Retention::default();
-        retention.last_seq = last;
-        retention.count = count;
-        // Appends are contiguous and trimming removes a prefix.
-        retention.first_seq = if count == 0 {
-            last.saturating_add(1)
-        } else {
-            evicted.saturating_add(1)
-        };
-        retention.bytes = self.number("bytes")?;
-        retention.evicted_through = evicted;
-        retention.client_seq = self.number("cseq")?;
         let expired = self.fields.get("expired").is_some_and(|v| v == "1");
-        let mut snapshot = Snapshot::new(meta, tokens, retention, expired);
+        let mut snapshot = Snapshot::new(self.meta()?, tokens, retention, expired);
         let mut presence = Presence::default();
         presence.attached = self.optional_number("att")?.unwrap_or(0);
         presence.detached_at_ms = self.optional_number("det")?;

@@ -49,11 +49,11 @@ redis.call('PEXPIREAT', KEYS[1], ARGV[1])
 return 1
 ";
 
-/// KEYS: meta, events. Reply: nil, or {meta as a flat list, retained count}.
+/// KEYS: meta, events. Reply: nil, or {meta as a flat list, `retention` as every script
+/// that answers with it replies}.
 const LOAD: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-local all = redis.call('HGETALL', KEYS[1])
-return {all, redis.call('XLEN', KEYS[2])}
+return {redis.call('HGETALL', KEYS[1]), retention(KEYS[1], KEYS[2])}
 ";
 
 /// KEYS: meta, events. ARGV: seq, event JSON, bytes, 1 for a `final`. Each entry carries

@@ -409,7 +409,7 @@ impl Store for RedisStore {
             let inner = &self.inner;
             let keys = inner.keys(&id);
             let mut conn = inner.conn.clone();
-            let reply: Option<(Vec<String>, u64)> = inner
+            let reply: Option<(Vec<String>, Vec<i64>)> = inner
                 .scripts
                 .load
                 .key(&keys.meta)
@@ -417,12 +417,13 @@ impl Store for RedisStore {
                 .invoke_async(&mut conn)
                 .await
                 .map_err(|e| failed("load", &id, &e))?;
-            let Some((flat, count)) = reply else {
+            let Some((flat, retention)) = reply else {
                 // Gone (deleted through another server, or lost): nothing of it is kept here.
                 inner.forget(&id);
                 return Ok(None);
             };
-            MetaHash::new(&id, flat)?.snapshot(count).map(Some)
+            let retention = codec::retention(&id, &retention)?;
+            MetaHash::new(&id, flat)?.snapshot(retention).map(Some)
         })
     }
 
@@ -463,8 +464,8 @@ impl Store for RedisStore {
                         }
                         // One corrupt record must not hide every other session: it is
                         // reported and left out.
-                        match MetaHash::new(id, flat).and_then(|m| m.snapshot(0)) {
-                            Ok(snapshot) => metas.push(snapshot.meta),
+                        match MetaHash::new(id, flat).and_then(|m| m.meta()) {
+                            Ok(meta) => metas.push(meta),
                             Err(err) => {
                                 tracing::error!(session = %id, %err, "left out of the list");
                             }
