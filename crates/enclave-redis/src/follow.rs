@@ -300,6 +300,10 @@ pub(crate) async fn renew_leases(inner: Weak<Inner>) {
         let Some(inner) = inner.upgrade() else {
             return;
         };
+        if inner.stopped.load(std::sync::atomic::Ordering::Acquire) {
+            // The store shut down: its leases lapse, so other servers end its sessions.
+            return;
+        }
         let ids: Vec<SessionId> = inner
             .local
             .lock()

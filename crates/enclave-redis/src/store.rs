@@ -129,7 +129,7 @@ pub(crate) struct Inner {
     pub(crate) followed: Mutex<HashMap<SessionId, Followed>>,
     /// The task that reads the inboxes of the sessions this process produces.
     pub(crate) inboxes: Inboxes,
-    /// Set by [`Store::shutdown`]: sessions created afterwards are not renewed either.
+    /// Set by [`Store::shutdown`]: no lease is renewed from then on.
     pub(crate) stopped: std::sync::atomic::AtomicBool,
     rng: SystemRandom,
 }
@@ -395,7 +395,7 @@ impl Store for RedisStore {
                 id,
                 Local {
                     appended: sender,
-                    renewing: !inner.stopped.load(std::sync::atomic::Ordering::Acquire),
+                    renewing: true,
                     recent: Recent::default(),
                 },
             );
@@ -848,9 +848,6 @@ impl Store for RedisStore {
     }
 
     fn shutdown(&self) {
-        for local in self.inner.local().values_mut() {
-            local.renewing = false;
-        }
         self.inner
             .stopped
             .store(true, std::sync::atomic::Ordering::Release);
