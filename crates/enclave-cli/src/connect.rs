@@ -55,8 +55,14 @@ pub(crate) struct ConnectArgs {
     from: Option<u64>,
 
     /// With --session: the resume token.
-    #[arg(long, value_name = "TOKEN", requires = "session")]
-    token: Option<String>,
+    // Tokens are base64url: one in 64 starts with `-`, which is still the token.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        requires = "session",
+        allow_hyphen_values = true
+    )]
+    pub(crate) token: Option<String>,
 
     /// With --session: the epoch the session's seqs belong to.
     #[arg(long, value_name = "E", requires = "session")]

@@ -79,3 +79,30 @@ fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::{Cli, Command};
+
+    #[test]
+    fn a_resume_token_that_starts_with_a_dash_is_the_token() {
+        let cli = Cli::try_parse_from([
+            "enclave",
+            "connect",
+            "http://127.0.0.1:1",
+            "--session",
+            "s_x",
+            "--from",
+            "3",
+            "--token",
+            "-uQ9vkR0",
+        ])
+        .expect("parses");
+        let Command::Connect(args) = cli.command else {
+            panic!("connect expected");
+        };
+        assert_eq!(args.token.as_deref(), Some("-uQ9vkR0"));
+    }
+}
