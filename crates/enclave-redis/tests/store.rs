@@ -313,12 +313,7 @@ async fn a_full_inbox_refuses_more_rather_than_growing() {
 #[tokio::test]
 async fn another_servers_appends_wake_this_servers_watchers() {
     let server = redis();
-    let prefix = unique_prefix("watch");
-    let producer = store(&server, &prefix).await;
-    let follower = store(&server, &prefix).await;
-    let id = SessionId::generate();
-    producer.create(meta(&id), tokens("a")).await.unwrap();
-    producer.append(&id, event(&id, 1), 4).await.unwrap();
+    let (producer, follower, id) = producer_and_follower(&server, "watch", 10_000).await;
     let mut watch = follower.watch(&id).expect("a follower");
     within(
         Duration::from_secs(5),
