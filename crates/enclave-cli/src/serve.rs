@@ -114,6 +114,12 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
     store_lease_ms: u64,
 
+    /// How long, in ms, a store operation that fails (Redis down, restarting or full) is
+    /// tried again before the publish fails; the session then ends with `final {ok: false}`
+    /// (`STORE_UNAVAILABLE`), recorded once the store answers again.
+    #[arg(long, value_name = "MS", default_value_t = 5_000)]
+    store_retry_ms: u64,
+
     /// Also serve the files of DIR (GET/HEAD; `/` is DIR/index.html) on every path the
     /// protocol routes leave free, e.g. the browser example
     /// `crates/enclave-stream/examples/browser`. Nothing outside DIR is reachable.
@@ -246,6 +252,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
 async fn hub_config(args: &ServeArgs) -> Result<HubConfig, String> {
     let mut config = HubConfig::default()
         .with_heartbeat_ms(args.heartbeat_ms)
+        .with_store_retry(Duration::from_millis(args.store_retry_ms))
         .with_allow_tokenless_resume(args.allow_tokenless_resume)
         .with_overflow(match args.overflow {
             Overflow::Wait => OverflowPolicy::Wait,
@@ -377,7 +384,7 @@ async fn run_session(session: NewSession, script: Script, rate: Option<f64>) {
         tokio::select! {
             published = handle.publish(script.payload(index)) => {
                 if let Err(err) = published {
-                    tracing::debug!(session = %id, %err, "session closed while streaming");
+                    log_publish_failure(&id, &err, "session closed while streaming");
                     log_messages.abort();
                     return;
                 }
@@ -395,7 +402,18 @@ async fn run_session(session: NewSession, script: Script, rate: Option<f64>) {
         last.error = Some(error);
     }
     if let Err(err) = handle.finish(last).await {
-        tracing::debug!(session = %id, %err, "session closed before its final event");
+        log_publish_failure(&id, &err, "session closed before its final event");
     }
     log_messages.abort();
+}
+
+/// A publish that failed: at DEBUG when the session simply ended (closed, or the server
+/// shuts down), at WARN when something failed (the store refused it).
+fn log_publish_failure(id: &enclave_types::SessionId, err: &enclave_reconnect::Error, what: &str) {
+    match err {
+        enclave_reconnect::Error::SessionClosed(_) | enclave_reconnect::Error::ShuttingDown => {
+            tracing::debug!(session = %id, %err, "{what}");
+        }
+        _ => tracing::warn!(session = %id, %err, "{what}"),
+    }
 }

@@ -56,5 +56,7 @@ pub use client::{
     ReconnectingStreamBuilder, RetrySchedule, SessionPosition, StreamConfig, StreamError,
 };
 pub use error::Error;
-pub use hub::{Hub, HubConfig, Messages, NewSession, OverflowPolicy, SessionHandle};
+pub use hub::{
+    Hub, HubConfig, Messages, NewSession, OverflowPolicy, SessionHandle, STORE_UNAVAILABLE,
+};
 pub use server::{RunningServer, ServerBuilder};

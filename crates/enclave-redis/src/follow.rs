@@ -209,9 +209,21 @@ pub(crate) async fn follow_events(inner: Arc<Inner>, id: SessionId, sender: Arc<
     // (Redis's clock, not this server's, decides whether it ran out.)
     let patience = inner.config.lease * 2 / 3;
     let mut suspect: Option<Suspect> = None;
+    // Since when Redis has not answered this follower. A follower that has had no answer
+    // for a whole lease stops: its readers then end their connections with an `unavailable`
+    // refusal, so clients come back (to any server) instead of waiting on a silent stream.
+    let mut failing_since: Option<std::time::Instant> = None;
     loop {
         if abandoned(&inner, &id, &sender) {
             return;
+        }
+        if failing_since.is_some_and(|since| since.elapsed() >= inner.config.lease) {
+            tracing::warn!(
+                session = %id,
+                after = ?inner.config.lease,
+                "Redis has not answered this session's follower: its connections here end with `unavailable`"
+            );
+            return gone(&inner, &id, &sender);
         }
         // Where to read from: the last seq at the start, so an append between `watch` and
         // the first read still wakes the readers.
@@ -219,12 +231,14 @@ pub(crate) async fn follow_events(inner: Arc<Inner>, id: SessionId, sender: Arc<
             Some(last) => last,
             None => match progress(&inner, &id).await {
                 Ok(Some(p)) => {
+                    failing_since = None;
                     last = Some(p.last);
                     sender.send(p.last);
                     p.last
                 }
                 Ok(None) => return gone(&inner, &id, &sender),
                 Err(err) => {
+                    failing_since.get_or_insert_with(std::time::Instant::now);
                     tracing::debug!(session = %id, %err, "follower waits for Redis");
                     tokio::time::sleep(RETRY).await;
                     continue;
@@ -235,6 +249,7 @@ pub(crate) async fn follow_events(inner: Arc<Inner>, id: SessionId, sender: Arc<
             match inner.blocking_connection().await {
                 Ok(c) => conn = Some(c),
                 Err(err) => {
+                    failing_since.get_or_insert_with(std::time::Instant::now);
                     tracing::debug!(session = %id, %err, "follower waits for Redis");
                     tokio::time::sleep(RETRY).await;
                     continue;
@@ -247,37 +262,44 @@ pub(crate) async fn follow_events(inner: Arc<Inner>, id: SessionId, sender: Arc<
         match xread(connection, &keys.events, &format!("{after}-0"), block, 1024).await {
             Ok(Some(entries)) => {
                 suspect = None;
+                failing_since = None;
                 let newest = keep_read(&inner, &id, &sender, &entries);
                 if let Some(newest) = newest {
                     last = Some(newest.max(after));
                     sender.send(newest.max(after));
                 }
             }
-            Ok(None) => match progress(&inner, &id).await {
-                Ok(None) => return gone(&inner, &id, &sender),
-                Ok(Some(p)) if p.finished => suspect = None,
-                Ok(Some(p)) => match &suspect {
-                    Some(s) if s.lease == p.lease && s.since.elapsed() >= patience => {
-                        if let Err(err) = fail_producer(&inner, &id, p.last, &p.lease).await {
-                            tracing::warn!(session = %id, %err, "lapsed lease not recorded");
+            Ok(None) => {
+                // The read answered (it timed out): Redis is there.
+                failing_since = None;
+                match progress(&inner, &id).await {
+                    Ok(None) => return gone(&inner, &id, &sender),
+                    Ok(Some(p)) if p.finished => suspect = None,
+                    Ok(Some(p)) => match &suspect {
+                        Some(s) if s.lease == p.lease && s.since.elapsed() >= patience => {
+                            if let Err(err) = fail_producer(&inner, &id, p.last, &p.lease).await {
+                                tracing::warn!(session = %id, %err, "lapsed lease not recorded");
+                            }
                         }
+                        Some(s) if s.lease == p.lease => {}
+                        _ => {
+                            suspect = Some(Suspect {
+                                lease: p.lease,
+                                since: std::time::Instant::now(),
+                            });
+                        }
+                    },
+                    Err(err) => {
+                        // Redis did not answer: what was seen of the lease proves nothing.
+                        failing_since.get_or_insert_with(std::time::Instant::now);
+                        suspect = None;
+                        tracing::debug!(session = %id, %err, "follower check failed");
                     }
-                    Some(s) if s.lease == p.lease => {}
-                    _ => {
-                        suspect = Some(Suspect {
-                            lease: p.lease,
-                            since: std::time::Instant::now(),
-                        });
-                    }
-                },
-                Err(err) => {
-                    // Redis did not answer: what was seen of the lease proves nothing.
-                    suspect = None;
-                    tracing::debug!(session = %id, %err, "follower check failed");
                 }
-            },
+            }
             Err(err) => {
                 suspect = None;
+                failing_since.get_or_insert_with(std::time::Instant::now);
                 tracing::debug!(session = %id, %err, "follower read failed; reconnecting");
                 conn = None;
                 tokio::time::sleep(RETRY).await;

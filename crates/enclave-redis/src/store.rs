@@ -792,6 +792,16 @@ impl Store for RedisStore {
         Box::pin(async move { self.inner.epoch().await.map(Some) })
     }
 
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.inner.conn.clone();
+            redis::cmd("PING")
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| StoreError::Store(format!("Redis PING: {e}")))
+        })
+    }
+
     fn forward(
         &self,
         id: &SessionId,

@@ -41,11 +41,20 @@ fn events_wanted() -> u64 {
 
 /// A server on a loopback port, its sessions in the Redis store under `prefix`.
 async fn node(server: &RedisServer, prefix: &str) -> RunningServer {
-    let store = store_with(server, RedisStoreConfig::default().with_prefix(prefix)).await;
+    node_with(
+        server,
+        RedisStoreConfig::default().with_prefix(prefix),
+        HubConfig::default().with_heartbeat_ms(500),
+    )
+    .await
+}
+
+/// [`node`] with the store's and the hub's configuration of the test's own.
+async fn node_with(server: &RedisServer, store: RedisStoreConfig, hub: HubConfig) -> RunningServer {
+    let store = store_with(server, store).await;
     ServerBuilder::new()
         .hub_config(
-            HubConfig::default()
-                .with_heartbeat_ms(500)
+            hub
                 // The producer stays within 2,000 events of what the client acknowledged.
                 .with_max_buffered_events(2_000)
                 .with_session_grace(Duration::from_secs(30)),
@@ -571,6 +580,209 @@ async fn a_resume_past_the_final_ends_at_once_on_either_node() {
         // The resume rotated the token: the next one presents the new one.
         token = conn.token().map(str::to_owned).or(token);
     }
+    a.stop().await.expect("node A stops");
+    b.stop().await.expect("node B stops");
+}
+
+/// `GET path` on `addr`: the status code (see [`request`]).
+async fn status_of(addr: std::net::SocketAddr, path: &str) -> u16 {
+    request(addr, "GET", path).await
+}
+
+/// A client that rides out long outages: it retries for a minute, and notices silence only
+/// after a minute (so a stream that goes quiet is not ended by the client itself).
+fn patient_client() -> StreamConfig {
+    StreamConfig::new()
+        .with_client(
+            ClientConfig::new()
+                .with_encryption(EncryptionMode::Required)
+                .with_connect_timeout(Duration::from_secs(3)),
+        )
+        .with_policy(
+            ReconnectPolicy::new()
+                .with_max_attempts(400)
+                .with_initial_delay(Duration::from_millis(50))
+                .with_max_delay(Duration::from_millis(150)),
+        )
+        .with_heartbeat_timeout(Duration::from_mins(1))
+}
+
+/// Reads `stream` to its end; the events and how many times it reconnected.
+async fn read_to_end(stream: &mut ReconnectingStream) -> (Vec<StreamEvent>, u64) {
+    let reconnects = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&reconnects);
+    stream.on_reconnect(move |_| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
+    let mut received = Vec::new();
+    while let Some(item) = stream.next().await {
+        received.push(item.expect("no error: the client rides out the outage"));
+    }
+    (received, reconnects.load(Ordering::Relaxed))
+}
+
+/// Every seq once, in order, ending with `final {ok: false, code: STORE_UNAVAILABLE}`.
+fn assert_ended_by_the_store_outage(received: &[StreamEvent]) {
+    assert_ended_by_the_store_outage_from(received, 1);
+}
+
+/// [`assert_ended_by_the_store_outage`] for a stream that starts at seq `first`.
+fn assert_ended_by_the_store_outage_from(received: &[StreamEvent], first: u64) {
+    assert!(
+        received.iter().zip(first..).all(|(e, want)| e.seq == want),
+        "nothing lost, nothing twice: seqs {first}.. in order ({} events)",
+        received.len()
+    );
+    match received.last().map(|e| &e.payload) {
+        Some(EventPayload::Final(f)) => {
+            assert!(!f.ok, "the final says the session failed");
+            let code = f.error.as_ref().and_then(|e| e.code.as_deref());
+            assert_eq!(code, Some(enclave_reconnect::STORE_UNAVAILABLE), "{f:?}");
+        }
+        other => panic!("the stream ends with its final, not {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_longer_than_the_store_retry_ends_the_session_with_a_final_never_silence() {
+    let mut redis = RedisServer::start_persistent().expect("redis-server starts");
+    let prefix = unique_prefix("outage");
+    let a = node_with(
+        &redis,
+        RedisStoreConfig::default().with_prefix(&prefix),
+        HubConfig::default()
+            .with_heartbeat_ms(200)
+            .with_store_retry(Duration::from_millis(800)),
+    )
+    .await;
+    assert_eq!(
+        status_of(a.addr(), "/ready").await,
+        200,
+        "ready with Redis up"
+    );
+    let url = format!("http://{}", a.addr());
+    let mut stream = ReconnectingStream::new(url, NewSession::new(), patient_client());
+    let hub = a.hub().clone();
+    let (published_tx, published_rx) = tokio::sync::oneshot::channel();
+    let producer = tokio::spawn(async move {
+        let session = hub.accept().await.expect("a session");
+        for i in 0..100 {
+            session.handle.publish(payload(i)).await.expect("publish");
+        }
+        let _ = published_tx.send(());
+        // Then it goes on publishing, slowly, until the store refuses it for good.
+        let mut i = 100;
+        let failed = loop {
+            match session.handle.publish(payload(i)).await {
+                Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(err) => break err,
+            }
+            i += 1;
+        };
+        let after = session.handle.publish(payload(i)).await;
+        (failed, after)
+    });
+    let (received, reconnects) = within(
+        Duration::from_mins(1),
+        "the session across the outage",
+        async {
+            // session_init and the first 100 events, before Redis goes.
+            let mut seen = Vec::new();
+            while seen.len() < 101 {
+                seen.push(stream.next().await.expect("an event").expect("no error"));
+            }
+            published_rx.await.expect("the producer published");
+            redis.kill();
+            let (failed, after) = producer.await.expect("the producer ends");
+            assert!(
+                matches!(failed, enclave_reconnect::Error::Store(_)),
+                "the publish fails with the store's error: {failed}"
+            );
+            assert!(
+                matches!(after, Err(enclave_reconnect::Error::SessionClosed(_))),
+                "nothing more is published into a session the store lost: {after:?}"
+            );
+            assert_eq!(
+                status_of(a.addr(), "/ready").await,
+                503,
+                "not ready without Redis"
+            );
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            redis.restart().expect("redis restarts");
+            let (rest, reconnects) = read_to_end(&mut stream).await;
+            seen.extend(rest);
+            (seen, reconnects)
+        },
+    )
+    .await;
+    assert_ended_by_the_store_outage(&received);
+    assert!(
+        reconnects >= 1,
+        "the live stream was ended, not left silent"
+    );
+    assert_eq!(status_of(a.addr(), "/ready").await, 200, "ready again");
+    a.stop().await.expect("node A stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_ends_a_stream_served_by_another_node_and_it_resumes_to_the_final() {
+    let mut redis = RedisServer::start_persistent().expect("redis-server starts");
+    let prefix = unique_prefix("outage-follower");
+    let config = || {
+        RedisStoreConfig::default()
+            .with_prefix(&prefix)
+            .with_lease(Duration::from_millis(900))
+    };
+    let hub = || {
+        HubConfig::default()
+            .with_heartbeat_ms(200)
+            .with_store_retry(Duration::from_millis(800))
+    };
+    let a = node_with(&redis, config(), hub()).await;
+    let b = node_with(&redis, config(), hub()).await;
+    // Created on A (its producer runs there), then resumed through B.
+    let (mut stream, id, session) = session_on(&a).await;
+    let token = stream.token().expect("a token").to_owned();
+    let epoch = stream.epoch().expect("an epoch");
+    stream.close().await;
+    drop(stream);
+    let position = enclave_reconnect::SessionPosition::new(id, 2)
+        .with_token(token)
+        .with_epoch(epoch);
+    let mut stream =
+        ReconnectingStream::resume(format!("http://{}", b.addr()), position, patient_client());
+    let (received, reconnects) = within(
+        Duration::from_mins(1),
+        "the followed session across the outage",
+        async {
+            for i in 0..50 {
+                session.handle.publish(payload(i)).await.expect("publish");
+            }
+            // Until B's client has seen what was published.
+            let mut seen = Vec::new();
+            while seen.len() < 50 {
+                seen.push(stream.next().await.expect("an event").expect("no error"));
+            }
+            redis.kill();
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            redis.restart().expect("redis restarts");
+            let (rest, reconnects) = read_to_end(&mut stream).await;
+            seen.extend(rest);
+            (seen, reconnects)
+        },
+    )
+    .await;
+    assert_eq!(
+        received.first().map(|e| e.seq),
+        Some(2),
+        "resumed after session_init"
+    );
+    assert_ended_by_the_store_outage_from(&received, 2);
+    assert!(
+        reconnects >= 1,
+        "B ended its stream instead of leaving it silent"
+    );
+    drop(session);
     a.stop().await.expect("node A stops");
     b.stop().await.expect("node B stops");
 }

@@ -45,6 +45,13 @@ pub trait SessionService: Send + Sync + 'static {
         session_id: &SessionId,
         reason: Option<String>,
     ) -> BoxFuture<'_, Result<(), Refusal>>;
+
+    /// Whether sessions can be served now (`GET /ready`): `Ok` while new sessions are
+    /// accepted and the session state answers, else the refusal that says why (a load
+    /// balancer drains a server that answers 503). The default is always ready.
+    fn ready(&self) -> BoxFuture<'_, Result<(), Refusal>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Optional behaviour a client asked for (HTTP `X-Enclave-Features`, WebSocket `features`).

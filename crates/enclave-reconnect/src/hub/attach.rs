@@ -43,7 +43,9 @@ pub(crate) struct HubEvents {
     generations: watch::Receiver<u64>,
     shutdown: watch::Receiver<bool>,
     closed: watch::Receiver<bool>,
-    /// [`stop`](Self::stop) has looked at the shutdown, generation and closed flags once.
+    store_lost: watch::Receiver<bool>,
+    /// [`stop`](Self::stop) has looked at the shutdown, generation, closed and store-lost
+    /// flags once.
     flags_seen: bool,
     /// Counted in a shared store's presence (detached once when this attachment ends).
     present: bool,
@@ -77,6 +79,7 @@ impl HubEvents {
             generations: rt.generation.subscribe(),
             shutdown: shared.shutdown.subscribe(),
             closed: rt.closed.subscribe(),
+            store_lost: rt.store_lost.subscribe(),
             shared,
             rt,
             generation,
@@ -165,7 +168,19 @@ impl HubEvents {
                 );
                 self.finish(Some(Outgoing::Close(CloseReason::Refused(refusal))))
             }
-            Ok(_) => self.finish(None),
+            Ok(Some(_)) => {
+                // Still in the store: its follower here gave up on a store that did not
+                // answer. The client comes back (to any server) rather than waiting here.
+                let refusal = Refusal::new(
+                    RefusalReason::Unavailable,
+                    format!(
+                        "session {}: the session store stopped answering; resume",
+                        self.rt.id
+                    ),
+                );
+                self.finish(Some(Outgoing::Close(CloseReason::Refused(refusal))))
+            }
+            Ok(None) => self.finish(None),
             Err(err) => {
                 let refusal = Refusal::new(
                     RefusalReason::Unavailable,
@@ -178,7 +193,7 @@ impl HubEvents {
 
     /// Whether this attachment must stop, and the last item it yields if so.
     fn stop(&mut self) -> Option<Stop> {
-        // The three flags only ever change through their channels: while no channel has a
+        // The four flags only ever change through their channels: while no channel has a
         // value this attachment has not seen, the answer is the last one (go on). Each
         // receiver saw its value when subscribed, so the first call looks at all of them.
         fn changed<T>(rx: &watch::Receiver<T>) -> bool {
@@ -188,6 +203,7 @@ impl HubEvents {
             && !changed(&self.shutdown)
             && !changed(&self.generations)
             && !changed(&self.closed)
+            && !changed(&self.store_lost)
         {
             return None;
         }
@@ -197,6 +213,19 @@ impl HubEvents {
         }
         if *self.generations.borrow_and_update() != self.generation {
             return Some(Stop::Close(CloseReason::Superseded));
+        }
+        if *self.store_lost.borrow_and_update() {
+            // The store refused a publish for longer than the hub retries: the client is
+            // told to come back, and is refused the same way until the session's `final` is
+            // in the store.
+            let refusal = Refusal::new(
+                RefusalReason::Unavailable,
+                format!(
+                    "session {}: the session store is unavailable; resume once it is back",
+                    self.rt.id
+                ),
+            );
+            return Some(Stop::Close(CloseReason::Refused(refusal)));
         }
         if !*self.closed.borrow_and_update() {
             return None;
@@ -313,6 +342,7 @@ impl HubEvents {
                 _ = self.generations.changed() => {}
                 _ = self.shutdown.changed() => {}
                 _ = self.closed.changed() => {}
+                _ = self.store_lost.changed() => {}
             }
             // A `changed()` above marked its value seen: the next check looks at them all.
             self.flags_seen = false;

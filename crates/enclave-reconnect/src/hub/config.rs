@@ -45,6 +45,12 @@ pub struct HubConfig {
     pub max_sessions: usize,
     /// Where session state lives. Default a new [`MemoryStore`].
     pub store: Arc<dyn Store>,
+    /// How long a store operation that fails in the store's backend (a shared store's server
+    /// down, restarting or full) is tried again before a publish fails. A publish that fails
+    /// so ends its session: connections end with an `unavailable` refusal, and once the store
+    /// answers the session's `final` (`ok: false`, code `STORE_UNAVAILABLE`) is recorded.
+    /// Default 5 s.
+    pub store_retry: Duration,
     /// The server's epoch; `None` draws a random one when the hub starts (at most 2^53 − 1,
     /// so JavaScript reads it exactly).
     pub epoch: Option<u64>,
@@ -62,6 +68,7 @@ impl Default for HubConfig {
             overflow: OverflowPolicy::Wait,
             max_sessions: 10_000,
             store: Arc::new(MemoryStore::new()),
+            store_retry: Duration::from_secs(5),
             epoch: None,
         }
     }
@@ -128,6 +135,14 @@ impl HubConfig {
     #[must_use]
     pub fn with_store(mut self, store: Arc<dyn Store>) -> Self {
         self.store = store;
+        self
+    }
+
+    /// How long failing store operations are tried again before a publish fails (and its
+    /// session ends); at least 1 ms.
+    #[must_use]
+    pub fn with_store_retry(mut self, retry: Duration) -> Self {
+        self.store_retry = retry.max(Duration::from_millis(1));
         self
     }
 

@@ -45,7 +45,7 @@ use crate::store::{Inbound, SessionMeta, Snapshot, Store, TokenHash, TokenHashes
 use crate::Error;
 
 pub use self::config::{HubConfig, OverflowPolicy};
-pub use self::session::{Messages, NewSession, SessionHandle};
+pub use self::session::{Messages, NewSession, SessionHandle, STORE_UNAVAILABLE};
 
 /// How many client messages wait for the application before delivery waits too.
 const MESSAGE_QUEUE: usize = 256;
@@ -517,6 +517,12 @@ impl SessionService for Hub {
             // session.
             let (snapshot, rt, presented) =
                 shared.authorize(id, request.token.as_deref(), true).await?;
+            if *rt.store_lost.borrow() {
+                return Err(Refusal::new(
+                    RefusalReason::Unavailable,
+                    format!("session {id}: its final is not yet recorded in the session store; try again"),
+                ));
+            }
             let retention = snapshot.retention;
             let from = shared.check_resume(&request, &snapshot, &rt)?;
             // Rotate: the presented token stays valid until the new one is used once.
@@ -673,6 +679,18 @@ impl SessionService for Hub {
                 )),
                 Err(err) => Err(unavailable(&id, &err)),
             }
+        })
+    }
+
+    fn ready(&self) -> BoxFuture<'_, Result<(), Refusal>> {
+        Box::pin(async move {
+            self.shared.refuse_if_shutting_down()?;
+            self.shared.store.ping().await.map_err(|err| {
+                Refusal::new(
+                    RefusalReason::Unavailable,
+                    format!("the session store does not answer: {err}"),
+                )
+            })
         })
     }
 
@@ -909,6 +927,9 @@ async fn sweep_one(shared: &Shared, rt: &Arc<Runtime>) {
         // The store did not answer: nothing is decided on a failed read.
         Err(_) => return,
     };
+    if *rt.store_lost.borrow() {
+        session::record_store_loss(shared, rt, &snapshot).await;
+    }
     if shared.grace_expired(rt, &snapshot) {
         tracing::debug!(session = %rt.id, "session expired");
         *rt.expired_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());

@@ -70,6 +70,11 @@ pub(crate) struct Runtime {
     pub(crate) cancelled: watch::Sender<bool>,
     /// `true` once the session was deleted or expired.
     pub(crate) closed: watch::Sender<bool>,
+    /// `true` from a publish that the store refused for longer than the hub's store retry
+    /// until the sweeper has recorded the session's `final` (`STORE_UNAVAILABLE`) in the
+    /// store: connections here end with an `unavailable` refusal and resumes here are
+    /// refused the same way meanwhile.
+    pub(crate) store_lost: watch::Sender<bool>,
     pub(crate) state: watch::Sender<SessionState>,
     /// When the session expired (it is purged a grace period later).
     pub(crate) expired_at: Mutex<Option<Instant>>,
@@ -105,6 +110,7 @@ impl Runtime {
             generation: watch::channel(0).0,
             cancelled: watch::channel(false).0,
             closed: watch::channel(false).0,
+            store_lost: watch::channel(false).0,
             state: watch::channel(SessionState::Starting).0,
             expired_at: Mutex::new(None),
         }
@@ -163,12 +169,44 @@ impl Runtime {
 }
 
 /// Publishes `payload` as the session's next event, waiting for room per the overflow policy.
+///
+/// A publish that the store keeps refusing past the hub's store retry ends the session: the
+/// error is returned, nothing more can be published, the session's connections on this
+/// server end with an `unavailable` refusal, and the sweeper records a `final`
+/// (`ok: false`, code [`STORE_UNAVAILABLE`]) once the store answers again.
 pub(crate) async fn publish(
     shared: &Shared,
     rt: &Runtime,
     payload: EventPayload,
 ) -> Result<u64, Error> {
     let mut state = rt.publish.lock().await;
+    let published = publish_locked(shared, rt, &mut state, payload).await;
+    if let Err(Error::Store(message)) = &published {
+        state.finished = true;
+        state.retention = None;
+        rt.store_lost.send_replace(true);
+        rt.space.notify_waiters();
+        rt.control.notify_waiters();
+        tracing::error!(
+            session = %rt.id,
+            error = %message,
+            retried_for = ?shared.config.store_retry,
+            "the session store refused a publish: the session ends, its final is recorded once the store answers"
+        );
+    }
+    published
+}
+
+/// The `error.code` of the `final` that ends a session whose publish the store refused for
+/// longer than the hub's store retry.
+pub const STORE_UNAVAILABLE: &str = "STORE_UNAVAILABLE";
+
+async fn publish_locked(
+    shared: &Shared,
+    rt: &Runtime,
+    state: &mut PublishState,
+    payload: EventPayload,
+) -> Result<u64, Error> {
     if *shared.shutdown.borrow() {
         return Err(Error::ShuttingDown);
     }
@@ -223,14 +261,13 @@ pub(crate) async fn publish(
     Ok(seq)
 }
 
-/// How many times an append that failed in the store's backend is tried again (a shared
-/// store's server restarting, a connection re-established), and how long apart.
-const APPEND_RETRIES: u32 = 20;
-const APPEND_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
+/// How long apart a store operation that failed in the store's backend is tried again.
+const STORE_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
 
-/// Runs a store operation, trying again while the store's backend fails (about 5 s in all:
-/// a shared store's server restarting, a connection re-established). Other errors, and the
-/// last backend failure, are returned.
+/// Runs a store operation, trying again while the store's backend fails, for the hub's
+/// store retry in all (a shared store's server restarting, a connection re-established).
+/// Other errors, and the last backend failure, are returned. The first failure of a run is
+/// logged at WARN, the rest at DEBUG (the caller reports giving up).
 async fn retrying<T, F, Fut>(
     shared: &Shared,
     rt: &Runtime,
@@ -241,16 +278,22 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, Error>>,
 {
-    let mut attempt = 0;
+    let deadline = Instant::now() + shared.config.store_retry;
+    let delay = STORE_RETRY_DELAY.min(shared.config.store_retry / 4);
+    let mut attempt = 0u32;
     loop {
         match op().await {
-            Err(Error::Store(message)) if attempt < APPEND_RETRIES => {
+            Err(Error::Store(message)) if Instant::now() + delay < deadline => {
                 attempt += 1;
-                tracing::warn!(session = %rt.id, attempt, %message, "{what} failed; trying again");
+                if attempt == 1 {
+                    tracing::warn!(session = %rt.id, %message, "{what} failed in the session store; trying again");
+                } else {
+                    tracing::debug!(session = %rt.id, attempt, %message, "{what} failed; trying again");
+                }
                 if *shared.shutdown.borrow() || rt.is_closed() {
                     return Err(Error::Store(message));
                 }
-                tokio::time::sleep(APPEND_RETRY_DELAY).await;
+                tokio::time::sleep(delay).await;
             }
             other => return other,
         }
@@ -269,6 +312,79 @@ async fn append(
         shared.store.append(&rt.id, Arc::clone(&event), bytes)
     })
     .await
+}
+
+/// Records the `final` of a session whose publish the store refused (see [`publish`]), now
+/// that the store answered with `snapshot`: `ok: false`, code [`STORE_UNAVAILABLE`], at the
+/// seq after the last one the store holds (an append whose answer was lost may have landed).
+/// Once it is recorded, resumes are served again and end with it. A session that already
+/// has its `final` (another server ended it) is left as it is. Called by the sweeper, so a
+/// store still failing is tried again at its next pass.
+pub(crate) async fn record_store_loss(
+    shared: &Shared,
+    rt: &Runtime,
+    snapshot: &crate::store::Snapshot,
+) {
+    let mut state = rt.publish.lock().await;
+    if !*rt.store_lost.borrow() {
+        return;
+    }
+    let last = snapshot.retention.last_seq;
+    if snapshot.meta.finished_at_ms.is_some() {
+        rt.final_seq.fetch_max(last, Ordering::AcqRel);
+        rt.last_seq.fetch_max(last, Ordering::AcqRel);
+        rt.store_lost.send_replace(false);
+        return;
+    }
+    let seq = last + 1;
+    let mut error = enclave_types::ErrorInfo::new(format!(
+        "the session store refused this session's events for longer than {:?}; \
+         events after seq {last} were not recorded",
+        shared.config.store_retry
+    ));
+    error.code = Some(STORE_UNAVAILABLE.to_owned());
+    let mut payload = FinalPayload::new(false);
+    payload.error = Some(error);
+    let event = match EncodedEvent::new(StreamEvent::new(
+        rt.id.clone(),
+        seq,
+        EventPayload::Final(payload),
+    )) {
+        Ok(event) => Arc::new(event),
+        Err(err) => {
+            tracing::error!(session = %rt.id, seq, %err, "the final of a lost session cannot be serialized");
+            return;
+        }
+    };
+    let bytes = event.line_len();
+    // Known before the append wakes a reader, as for any `final`.
+    rt.final_seq.store(seq, Ordering::Release);
+    match shared.store.append(&rt.id, event, bytes).await {
+        Ok(retention) => {
+            state.next_seq = seq + 1;
+            state.retention = Some(retention);
+            rt.last_seq.store(seq, Ordering::Release);
+            let progress = Progress {
+                state: Some(SessionState::Failed),
+                tool_calls: 0,
+                finished_at_ms: Some(super::clock::now_ms()),
+            };
+            rt.state.send_replace(SessionState::Failed);
+            if let Err(err) = shared.store.record_progress(&rt.id, progress).await {
+                tracing::warn!(session = %rt.id, %err, "session metadata not updated");
+            }
+            rt.store_lost.send_replace(false);
+            tracing::warn!(
+                session = %rt.id,
+                seq,
+                "the session store answers again: the session ended with final {{ok: false, code: {STORE_UNAVAILABLE}}}"
+            );
+        }
+        Err(err) => {
+            rt.final_seq.store(0, Ordering::Release);
+            tracing::debug!(session = %rt.id, seq, %err, "the final of a lost session is not recorded yet");
+        }
+    }
 }
 
 /// The state an event moves the session to, if any.

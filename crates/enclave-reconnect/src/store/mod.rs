@@ -233,6 +233,11 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// records included).
     fn create(&self, meta: SessionMeta, tokens: TokenHashes) -> BoxFuture<'_, Result<(), Error>>;
 
+    /// Whether the store answers now (`GET /ready`). The default, for a store in this
+    /// process, always does.
+    fn ping(&self) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async { Ok(()) })
+    }
     /// One session, or `None`.
     fn load(&self, id: &SessionId) -> BoxFuture<'_, Result<Option<Snapshot>, Error>>;
 

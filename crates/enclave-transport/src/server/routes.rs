@@ -35,6 +35,7 @@ type AppState = State<Arc<Shared>>;
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/ready", get(ready))
         .route("/sessions", post(create).get(list))
         .route("/sessions/ws", get(ws::upgrade))
         .route("/sessions/{id}", get(info).delete(delete))
@@ -148,10 +149,10 @@ async fn cors(State(shared): AppState, request: Request, next: Next) -> Response
 }
 
 /// Runs the deployment's hook on every route but preflights (answered by [`cors`] before
-/// this runs) and `/health`.
+/// this runs), `/health` and `/ready` (a load balancer's probes carry no credentials).
 async fn authorize(State(shared): AppState, request: Request, next: Next) -> Response {
     if let Some(hook) = &shared.config.authorize {
-        if request.uri().path() != "/health" {
+        if !matches!(request.uri().path(), "/health" | "/ready") {
             if let Err(refusal) = hook(request.headers()) {
                 return refusal_response(&refusal);
             }
@@ -306,6 +307,28 @@ pub(crate) fn session_config(config: Option<wire::CreateConfig>) -> SessionConfi
 
 async fn health() -> Response {
     json_response(StatusCode::OK, &serde_json::json!({ "status": "ok" }))
+}
+
+/// `GET /ready`: `200 {"status":"ready"}` while this server accepts sessions and its session
+/// state answers; `503` with the refusal (and `"status":"unavailable"`) while it shuts down
+/// or its store does not answer.
+async fn ready(State(shared): AppState) -> Response {
+    let refusal = if shared.shutdown.is_cancelled() {
+        Some(Refusal::new(
+            RefusalReason::ShuttingDown,
+            "the server is shutting down",
+        ))
+    } else {
+        shared.service.ready().await.err()
+    };
+    match refusal {
+        None => json_response(StatusCode::OK, &serde_json::json!({ "status": "ready" })),
+        Some(refusal) => {
+            let mut body = refusal.to_json();
+            body["status"] = serde_json::Value::from("unavailable");
+            json_response(StatusCode::SERVICE_UNAVAILABLE, &body)
+        }
+    }
 }
 
 /// `POST /sessions`.
