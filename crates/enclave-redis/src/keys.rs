@@ -28,6 +28,11 @@ pub(crate) fn epoch(prefix: &str) -> String {
     format!("{prefix}epoch")
 }
 
+/// The key `GET /ready` writes to check that Redis takes writes (a full Redis does not).
+pub(crate) fn ready(prefix: &str) -> String {
+    format!("{prefix}ready")
+}
+
 /// A `SCAN MATCH` pattern for every session's meta key under `prefix`.
 pub(crate) fn meta_pattern(prefix: &str) -> String {
     let mut pattern = String::with_capacity(prefix.len() + 8);

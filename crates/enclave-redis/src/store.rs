@@ -794,11 +794,17 @@ impl Store for RedisStore {
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
+            // A write, not a PING: a Redis that is full (`maxmemory` with `noeviction`)
+            // answers PING but can take no session, so it is not ready.
             let mut conn = self.inner.conn.clone();
-            redis::cmd("PING")
+            redis::cmd("SET")
+                .arg(keys::ready(&self.inner.config.prefix))
+                .arg(1)
+                .arg("PX")
+                .arg(10_000)
                 .query_async::<()>(&mut conn)
                 .await
-                .map_err(|e| StoreError::Store(format!("Redis PING: {e}")))
+                .map_err(|e| StoreError::Store(format!("Redis readiness write: {e}")))
         })
     }
 

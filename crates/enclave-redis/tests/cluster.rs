@@ -786,3 +786,102 @@ async fn a_redis_outage_ends_a_stream_served_by_another_node_and_it_resumes_to_t
     a.stop().await.expect("node A stops");
     b.stop().await.expect("node B stops");
 }
+
+/// `CONFIG SET maxmemory BYTES` (0: no limit) on `server`, with eviction off.
+async fn set_maxmemory(server: &RedisServer, bytes: u64) {
+    let client = redis::Client::open(server.url()).expect("a Redis URL");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("a connection to redis-server");
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("noeviction")
+        .query_async(&mut conn)
+        .await
+        .expect("CONFIG SET maxmemory-policy");
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(bytes)
+        .query_async(&mut conn)
+        .await
+        .expect("CONFIG SET maxmemory");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_redis_refuses_new_sessions_and_ends_live_streams_clearly_never_silently() {
+    let redis = redis();
+    let prefix = unique_prefix("full");
+    let a = node_with(
+        &redis,
+        RedisStoreConfig::default().with_prefix(&prefix),
+        HubConfig::default()
+            .with_heartbeat_ms(200)
+            .with_store_retry(Duration::from_millis(800)),
+    )
+    .await;
+    let url = format!("ws://{}", a.addr());
+    let mut stream = ReconnectingStream::new(url, NewSession::new(), patient_client());
+    let hub = a.hub().clone();
+    let (filled_tx, filled_rx) = tokio::sync::oneshot::channel();
+    let producer = tokio::spawn(async move {
+        let session = hub.accept().await.expect("a session");
+        let _ = filled_rx.await;
+        // Publishes until Redis, full, refuses for good.
+        let big = "y".repeat(16 * 1024);
+        loop {
+            let payload = EventPayload::Stdout(StdoutPayload::new(big.clone()));
+            if let Err(err) = session.handle.publish(payload).await {
+                break err;
+            }
+        }
+    });
+    let (received, reconnects) = within(
+        Duration::from_mins(1),
+        "the session in a full Redis",
+        async {
+            let first = stream
+                .next()
+                .await
+                .expect("session_init")
+                .expect("no error");
+            assert_eq!(first.seq, 1);
+            // Full: whatever Redis holds now is its limit.
+            set_maxmemory(&redis, 1).await;
+            let _ = filled_tx.send(());
+            let failed = producer.await.expect("the producer ends");
+            assert!(
+                matches!(failed, enclave_reconnect::Error::Store(_)),
+                "the publish fails with the store's error: {failed}"
+            );
+            let refused = create_refused(a.addr())
+                .await
+                .expect("no room, no new session");
+            assert!(
+                refused.contains("HTTP 503"),
+                "a 503 for a new session: {refused}"
+            );
+            assert_eq!(
+                status_of(a.addr(), "/ready").await,
+                503,
+                "a full Redis is not ready"
+            );
+            // Room again.
+            set_maxmemory(&redis, 0).await;
+            let (rest, reconnects) = read_to_end(&mut stream).await;
+            let mut all = vec![first];
+            all.extend(rest);
+            (all, reconnects)
+        },
+    )
+    .await;
+    assert_ended_by_the_store_outage(&received);
+    assert!(
+        reconnects >= 1,
+        "the live stream was ended, not left silent"
+    );
+    assert_eq!(status_of(a.addr(), "/ready").await, 200, "ready again");
+    a.stop().await.expect("node A stops");
+}
