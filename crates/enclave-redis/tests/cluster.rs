@@ -44,7 +44,9 @@ async fn node(server: &RedisServer, prefix: &str) -> RunningServer {
     node_with(
         server,
         RedisStoreConfig::default().with_prefix(prefix),
-        HubConfig::default().with_heartbeat_ms(500),
+        HubConfig::default()
+            .with_heartbeat_ms(500)
+            .with_session_grace(Duration::from_secs(30)),
     )
     .await
 }
@@ -56,8 +58,7 @@ async fn node_with(server: &RedisServer, store: RedisStoreConfig, hub: HubConfig
         .hub_config(
             hub
                 // The producer stays within 2,000 events of what the client acknowledged.
-                .with_max_buffered_events(2_000)
-                .with_session_grace(Duration::from_secs(30)),
+                .with_max_buffered_events(2_000),
         )
         .store(Arc::new(store))
         .server_config(
@@ -883,5 +884,42 @@ async fn a_full_redis_refuses_new_sessions_and_ends_live_streams_clearly_never_s
         "the live stream was ended, not left silent"
     );
     assert_eq!(status_of(a.addr(), "/ready").await, 200, "ready again");
+    a.stop().await.expect("node A stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_created_while_redis_is_slow_is_not_closed_by_the_sweeper() {
+    let redis = redis();
+    let prefix = unique_prefix("slow-create");
+    // The sweeper passes every 250 ms (a quarter of the grace).
+    let a = node_with(
+        &redis,
+        RedisStoreConfig::default().with_prefix(&prefix),
+        HubConfig::default().with_session_grace(Duration::from_secs(1)),
+    )
+    .await;
+    let client = redis::Client::open(redis.url()).expect("a Redis URL");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("a connection to redis-server");
+    // Writes wait 1.5 s; reads (the sweeper's) go on.
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(1_500)
+        .arg("WRITE")
+        .query_async(&mut conn)
+        .await
+        .expect("CLIENT PAUSE");
+    let refused = within(
+        Duration::from_secs(20),
+        "a create under latency",
+        create_refused(a.addr()),
+    )
+    .await;
+    assert_eq!(
+        refused, None,
+        "the session is created, not closed half-made"
+    );
     a.stop().await.expect("node A stops");
 }

@@ -904,6 +904,12 @@ async fn sweep(shared: Weak<Shared>) {
 }
 
 async fn sweep_one(shared: &Shared, rt: &Arc<Runtime>) {
+    // Not yet made: its place is taken before its record is in the store and its
+    // `session_init` published (`create`), which a slow store makes visible here. Nothing is
+    // decided about it until then (a create that fails gives its place back itself).
+    if rt.last_seq.load(Ordering::Acquire) == 0 {
+        return;
+    }
     let expired_at = *rt.expired_at.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(at) = expired_at {
         if at.elapsed() >= shared.config.session_grace {
