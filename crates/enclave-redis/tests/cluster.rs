@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use common::{redis, store_with, unique_prefix, within};
 use enclave_reconnect::{
     HubConfig, ReconnectPolicy, ReconnectingStream, RunningServer, ServerBuilder, StreamConfig,
+    StreamError,
 };
 use enclave_redis::RedisStoreConfig;
 use enclave_testkit::{CutProxy, Fault, ProxyConfig, RedisServer};
@@ -533,6 +534,53 @@ async fn a_cancel_through_node_b_ends_a_websocket_stream_on_node_a() {
     assert!(session.handle.is_cancelled());
     a.stop().await.expect("node A stops");
     b.stop().await.expect("node B stops");
+}
+
+/// A client whose session another client resumes on the same node is told why its stream
+/// ends (HTTP: the `superseded` control line; WebSocket: the close `1000 superseded`) and
+/// stops, instead of reconnecting and taking the session back.
+async fn superseded(scheme: &str) {
+    let (_redis, a, b) = two_nodes(&format!("superseded-{scheme}")).await;
+    let url = format!("{scheme}://{}", a.addr());
+    let mut older = ReconnectingStream::new(url.clone(), NewSession::new(), client_config());
+    let first = within(Duration::from_secs(10), "session_init", older.next())
+        .await
+        .expect("an event")
+        .expect("no error");
+    let _session = within(Duration::from_secs(5), "the session", a.hub().accept()).await;
+    let position = enclave_reconnect::SessionPosition::new(first.session_id.clone(), 2)
+        .with_token(older.token().expect("a token").to_owned())
+        .with_epoch(older.epoch().expect("an epoch"));
+    let mut newer = ReconnectingStream::resume(url, position, client_config());
+    let resumed = newer.connect().await;
+    assert!(resumed.is_ok(), "the newer connection resumes: {resumed:?}");
+    let end = within(Duration::from_secs(2), "the older stream's end", async {
+        loop {
+            match older.next().await {
+                Some(Ok(_)) => {}
+                other => return other,
+            }
+        }
+    })
+    .await;
+    assert!(
+        matches!(end, Some(Err(StreamError::Superseded { .. }))),
+        "the older client learns it was superseded: {end:?}"
+    );
+    assert!(older.next().await.is_none(), "and does not reconnect");
+    newer.close().await;
+    a.stop().await.expect("node A stops");
+    b.stop().await.expect("node B stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_superseded_http_stream_says_so_and_our_client_stops() {
+    superseded("http").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_superseded_websocket_stream_says_so_and_our_client_stops() {
+    superseded("ws").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
