@@ -20,7 +20,9 @@ use enclave_reconnect::{
 use enclave_testkit::{CutProxy, ProxyConfig};
 use enclave_transport::client::{ClientConfig, NewSession as OpenSession};
 use enclave_transport::{EncryptionPolicy, Server, ServerConfig};
-use enclave_types::{CancelPayload, EncryptionMode, FinalPayload, RuntimeChannelPayload};
+use enclave_types::{
+    CallId, EncryptionMode, FinalPayload, RawJson, RuntimeChannelPayload, ToolResultSubmitPayload,
+};
 
 use crate::generate::Script;
 use crate::input::{report, EXIT_BAD_LINES, EXIT_FAILURE, EXIT_OK};
@@ -242,10 +244,14 @@ async fn one_run(
         let due = args.messages.saturating_mul(seen.len() as u64) / args.events.max(1);
         while sent < args.messages && sent <= due {
             let reason = format!("demo message {}", sent + 1);
+            // Tool results, not `cancel`s: a cancel ends the session.
+            let mut result = ToolResultSubmitPayload::new(CallId::generate(), true);
+            result.result = Some(
+                RawJson::from_string(serde_json::to_string(&reason).map_err(|e| e.to_string())?)
+                    .map_err(|e| format!("a demo result: {e}"))?,
+            );
             stream
-                .send(RuntimeChannelPayload::Cancel(CancelPayload::new(Some(
-                    reason,
-                ))))
+                .send(RuntimeChannelPayload::ToolResultSubmit(result))
                 .await
                 .map_err(|err| format!("sending: {err}"))?;
             sent += 1;

@@ -24,7 +24,7 @@ use enclave_reconnect::store::Store;
 use enclave_reconnect::{Hub, HubConfig, NewSession, OverflowPolicy};
 use enclave_redis::{RedisStore, RedisStoreConfig};
 use enclave_transport::{EncryptionPolicy, Server, ServerConfig};
-use enclave_types::{ErrorInfo, FinalPayload, RuntimeChannelPayload};
+use enclave_types::{FinalPayload, RuntimeChannelPayload};
 
 use crate::generate::{load_events, Script};
 use crate::input::{report, EXIT_FAILURE, EXIT_OK};
@@ -376,7 +376,6 @@ async fn run_session(session: NewSession, script: Script, rate: Option<f64>) {
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         interval
     });
-    let mut cancelled = false;
     for index in 0..script.len() {
         if let Some(pace) = pace.as_mut() {
             pace.tick().await;
@@ -390,18 +389,14 @@ async fn run_session(session: NewSession, script: Script, rate: Option<f64>) {
                 }
             }
             () = handle.cancelled() => {
-                cancelled = true;
-                break;
+                // The session ended itself (`error` SESSION_CANCELLED, then `final`).
+                tracing::debug!(session = %id, "session cancelled");
+                log_messages.abort();
+                return;
             }
         }
     }
-    let mut last = FinalPayload::new(!cancelled);
-    if cancelled {
-        let mut error = ErrorInfo::new("the session was cancelled");
-        error.code = Some("CANCELLED".to_owned());
-        last.error = Some(error);
-    }
-    if let Err(err) = handle.finish(last).await {
+    if let Err(err) = handle.finish(FinalPayload::new(true)).await {
         log_publish_failure(&id, &err, "session closed before its final event");
     }
     log_messages.abort();

@@ -123,6 +123,102 @@ fn the_typescript_client_resumes_through_cuts_without_losing_or_repeating_an_eve
     runtime.block_on(proxy.stop());
 }
 
+/// `METHOD path` on `authority` with an empty body, by hand over a socket: the status code.
+fn request(authority: &str, method: &str, path: &str) -> u16 {
+    use std::io::{Read as _, Write as _};
+    let mut socket = std::net::TcpStream::connect(authority).expect("connect");
+    socket.set_read_timeout(Some(TIMEOUT)).expect("a timeout");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    socket.write_all(head.as_bytes()).expect("write");
+    let mut response = Vec::new();
+    let _ = socket.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"))
+}
+
+#[test]
+fn a_delete_ends_the_typescript_clients_stream_with_final_at_once() {
+    // A paced session that would run for minutes; the TypeScript client cancels without a
+    // token (`--allow-tokenless-resume`, the mode it needs).
+    let served = Served::start(&[
+        "--generate",
+        "100000",
+        "--rate",
+        "50",
+        "--allow-tokenless-resume",
+    ]);
+    let id = enclave_types::SessionId::generate().as_str().to_owned();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/ts-client.mjs");
+    let mut child = Command::new("node")
+        .args([
+            script,
+            &served.url,
+            "--session-id",
+            &id,
+            "--delay-scale",
+            "0.02",
+            "--deadline-ms",
+            "45000",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node is on PATH");
+    // Once the session streams, delete it.
+    let started = std::time::Instant::now();
+    while request(served.authority(), "GET", &format!("/sessions/{id}")) != 200 {
+        assert!(
+            started.elapsed() < TIMEOUT,
+            "the peer never opened its session"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let deleted = std::time::Instant::now();
+    assert_eq!(
+        request(served.authority(), "DELETE", &format!("/sessions/{id}")),
+        200
+    );
+    let line = served::first_line(&mut child, TIMEOUT);
+    let took = deleted.elapsed();
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("the peer ends");
+    let line = line.unwrap_or_else(|| {
+        panic!(
+            "no summary; stderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    let summary: Value = serde_json::from_str(&line).expect("a summary");
+    // Before: the stream just ended, the client waited for a `final` and reconnected into a
+    // 404. Now `error` and `final` end it, at once, with no reconnect.
+    assert!(summary["error"].is_null(), "{summary}");
+    assert_eq!(summary["final"], true, "{summary}");
+    assert_eq!(summary["reconnects"], 0, "{summary}");
+    assert_eq!(summary["dropped"], 0, "{summary}");
+    assert!(
+        took < Duration::from_secs(2),
+        "the final came {took:?} after the delete"
+    );
+    let seqs = seqs(&summary);
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    // The session is gone: a resume is refused, never an empty 200.
+    assert_eq!(
+        request(
+            served.authority(),
+            "GET",
+            &format!("/sessions/{id}/stream?from=1")
+        ),
+        404
+    );
+}
+
 /// Runs `enclave connect <args>` with `input` on standard input, bounded by [`TIMEOUT`].
 fn connect(args: &[&str], input: &str) -> std::process::Output {
     use std::io::Write as _;

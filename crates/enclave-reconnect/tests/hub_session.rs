@@ -178,11 +178,12 @@ async fn cancel_state_and_summaries_follow_the_session() {
     tokio::time::timeout(WAIT, session.handle.cancelled())
         .await
         .unwrap();
-    session
+    // The session ended itself with its `final`: the application's comes too late.
+    assert!(session
         .handle
         .finish(FinalPayload::new(false))
         .await
-        .unwrap();
+        .is_err());
     assert_eq!(hub.info(&id).await.unwrap().state, SessionState::Cancelled);
     assert_eq!(hub.list().await.unwrap().len(), 1);
     let unknown = SessionId::generate();
@@ -209,6 +210,119 @@ async fn a_cancel_message_cancels_the_session() {
         .unwrap();
 }
 
+/// The events after the ones already taken, to the end of the stream: `(seq, payload)`.
+async fn rest(attachment: &mut enclave_transport::Attachment) -> Vec<(u64, EventPayload)> {
+    let mut events = Vec::new();
+    while let Some(item) = next(attachment).await {
+        match item {
+            Outgoing::Event(event) => events.push((event.seq, event.payload.clone())),
+            Outgoing::Close(reason) => panic!("closed: {reason:?}"),
+            _ => {}
+        }
+    }
+    events
+}
+
+/// Asserts that `events` are a cancel's end, as the broker sends it: `error`
+/// `SESSION_CANCELLED` with `message`, not recoverable, then `final` with `ok: false` and
+/// the same error, at seqs `first` and `first + 1`.
+fn assert_cancelled_end(events: &[(u64, EventPayload)], first: u64, message: &str) {
+    assert_eq!(events.len(), 2, "{events:?}");
+    let (EventPayload::Error(error), EventPayload::Final(last)) = (&events[0].1, &events[1].1)
+    else {
+        panic!("not error then final: {events:?}");
+    };
+    assert_eq!((events[0].0, events[1].0), (first, first + 1));
+    assert_eq!(error.code.as_deref(), Some("SESSION_CANCELLED"));
+    assert_eq!(error.message, message);
+    assert_eq!(error.recoverable, Some(false));
+    assert!(!last.ok);
+    let info = last.error.as_ref().expect("the final carries the error");
+    assert_eq!(
+        (info.code.as_deref(), info.message.as_str()),
+        (Some("SESSION_CANCELLED"), message)
+    );
+    assert!(last.stats.is_some(), "the final carries stats");
+}
+
+#[tokio::test]
+async fn cancel_ends_the_stream_with_error_and_final_as_the_broker_does() {
+    let hub = hub(quiet());
+    let (mut attachment, session) = create(&hub, false).await;
+    let id = attachment.session_id.clone();
+    assert_eq!(next_seq(&mut attachment).await, Some(1));
+    session
+        .handle
+        .publish(StdoutPayload::new("a"))
+        .await
+        .unwrap();
+    hub.cancel(&id, Some("user pressed stop".into()))
+        .await
+        .unwrap();
+    assert_cancelled_end(&rest(&mut attachment).await[1..], 3, "user pressed stop");
+    assert!(session.handle.is_cancelled());
+    assert!(session
+        .handle
+        .publish(StdoutPayload::new("late"))
+        .await
+        .is_err());
+    // A resume (the session is still held) replays the same end.
+    let request = resume_request(&id, 3, Some(&attachment.token), false);
+    let mut resumed = common::resume(&hub, request).await;
+    assert_cancelled_end(&rest(&mut resumed).await, 3, "user pressed stop");
+    // Without a reason, the broker's message.
+    let (mut other, _session) = create(&hub, false).await;
+    assert_eq!(next_seq(&mut other).await, Some(1));
+    hub.cancel(&other.session_id.clone(), None).await.unwrap();
+    assert_cancelled_end(&rest(&mut other).await, 2, "Session was cancelled");
+}
+
+#[tokio::test]
+async fn a_cancel_message_ends_the_stream_with_its_reason() {
+    let hub = hub(quiet());
+    let (mut attachment, session) = create(&hub, true).await;
+    let id = attachment.session_id.clone();
+    assert_eq!(next_seq(&mut attachment).await, Some(1));
+    let cancel =
+        RuntimeChannelMessage::new(id.clone(), CancelPayload::new(Some("stop".into())).into())
+            .with_seq(1);
+    attachment.upstream.deliver(vec![cancel]).await.unwrap();
+    assert_cancelled_end(&rest(&mut attachment).await, 2, "stop");
+    assert!(session.handle.is_cancelled());
+}
+
+#[tokio::test]
+async fn a_producer_blocked_on_a_full_retention_is_refused_and_the_cancel_ends_the_stream() {
+    let hub = hub(quiet().with_max_buffered_events(4));
+    // An acknowledging client that acknowledges nothing: the producer waits (policy wait).
+    let (mut attachment, session) = create(&hub, true).await;
+    let id = attachment.session_id.clone();
+    let producer = {
+        let handle = session.handle.clone();
+        tokio::spawn(async move {
+            let mut published = 0u64;
+            while handle.publish(StdoutPayload::new("x")).await.is_ok() {
+                published += 1;
+            }
+            published
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!producer.is_finished(), "the producer waits for room");
+    tokio::time::timeout(WAIT, hub.cancel(&id, None))
+        .await
+        .expect("a cancel does not wait for room")
+        .unwrap();
+    let published = tokio::time::timeout(WAIT, producer).await.unwrap().unwrap();
+    assert_eq!(published, 3, "what fitted, and nothing after the cancel");
+    let events = rest(&mut attachment).await;
+    assert_eq!(
+        events.iter().map(|e| e.0).collect::<Vec<_>>(),
+        (1..=6).collect::<Vec<_>>()
+    );
+    assert_cancelled_end(&events[4..], 5, "Session was cancelled");
+}
+
 #[tokio::test]
 async fn delete_ends_the_attached_stream_and_forgets_the_session() {
     let hub = hub(quiet());
@@ -216,8 +330,11 @@ async fn delete_ends_the_attached_stream_and_forgets_the_session() {
     let id = attachment.session_id.clone();
     assert_eq!(next_seq(&mut attachment).await, Some(1));
     assert!(is_idle(&mut attachment).await);
+    // The stream is read while the delete waits for it to end.
+    let reader = tokio::spawn(async move { rest(&mut attachment).await });
     hub.delete(&id).await.unwrap();
-    assert!(next(&mut attachment).await.is_none());
+    let events = tokio::time::timeout(WAIT, reader).await.unwrap().unwrap();
+    assert_cancelled_end(&events, 2, "Terminated by session manager");
     assert!(tokio::time::timeout(WAIT, session.messages.recv())
         .await
         .unwrap()

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use common::{redis, store_with, unique_prefix, within};
 use enclave_reconnect::{
     HubConfig, ReconnectPolicy, ReconnectingStream, RunningServer, ServerBuilder, StreamConfig,
+    StreamError,
 };
 use enclave_redis::RedisStoreConfig;
 use enclave_testkit::{CutProxy, Fault, ProxyConfig, RedisServer};
@@ -492,6 +493,106 @@ async fn with_persistence_a_redis_restart_mid_session_loses_nothing_and_the_sess
     a.stop().await.expect("node A stops");
 }
 
+/// Reads `stream` to its end, within 2 s: an `error` `SESSION_CANCELLED` with `message`,
+/// then `final` with `ok: false` and the same error, then nothing (no reconnect).
+async fn cancelled_end(stream: &mut ReconnectingStream, message: &str) {
+    let mut events = Vec::new();
+    within(Duration::from_secs(2), "the cancelled end", async {
+        while let Some(item) = stream.next().await {
+            let event = item.expect("no error before the final");
+            if matches!(
+                event.payload,
+                EventPayload::Heartbeat(_) | EventPayload::SessionInit(_)
+            ) {
+                continue;
+            }
+            events.push(event.payload);
+        }
+    })
+    .await;
+    let [EventPayload::Error(error), EventPayload::Final(last)] = events.as_slice() else {
+        panic!("not error then final: {events:?}");
+    };
+    assert_eq!(
+        (error.code.as_deref(), error.message.as_str()),
+        (Some("SESSION_CANCELLED"), message)
+    );
+    assert!(!last.ok);
+    let info = last.error.as_ref().expect("the final's error");
+    assert_eq!(
+        (info.code.as_deref(), info.message.as_str()),
+        (Some("SESSION_CANCELLED"), message)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_through_node_b_ends_a_websocket_stream_on_node_a() {
+    let (_redis, a, b) = two_nodes("cancel-ws").await;
+    let url = format!("ws://{}", a.addr());
+    let mut stream = ReconnectingStream::new(url, NewSession::new(), client_config());
+    let first = within(Duration::from_secs(10), "session_init", stream.next())
+        .await
+        .expect("an event")
+        .expect("no error");
+    let session = within(Duration::from_secs(5), "the session", a.hub().accept())
+        .await
+        .expect("a session");
+    let id = first.session_id;
+    let status = request(b.addr(), "POST", &format!("/sessions/{id}/cancel")).await;
+    assert_eq!(status, 200, "cancel through B");
+    cancelled_end(&mut stream, "Session was cancelled").await;
+    assert!(session.handle.is_cancelled());
+    a.stop().await.expect("node A stops");
+    b.stop().await.expect("node B stops");
+}
+
+/// A client whose session another client resumes on the same node is told why its stream
+/// ends (HTTP: the `superseded` control line; WebSocket: the close `1000 superseded`) and
+/// stops, instead of reconnecting and taking the session back.
+async fn superseded(scheme: &str) {
+    let (_redis, a, b) = two_nodes(&format!("superseded-{scheme}")).await;
+    let url = format!("{scheme}://{}", a.addr());
+    let mut older = ReconnectingStream::new(url.clone(), NewSession::new(), client_config());
+    let first = within(Duration::from_secs(10), "session_init", older.next())
+        .await
+        .expect("an event")
+        .expect("no error");
+    let _session = within(Duration::from_secs(5), "the session", a.hub().accept()).await;
+    let position = enclave_reconnect::SessionPosition::new(first.session_id.clone(), 2)
+        .with_token(older.token().expect("a token").to_owned())
+        .with_epoch(older.epoch().expect("an epoch"));
+    let mut newer = ReconnectingStream::resume(url, position, client_config());
+    let resumed = newer.connect().await;
+    assert!(resumed.is_ok(), "the newer connection resumes: {resumed:?}");
+    let end = within(Duration::from_secs(2), "the older stream's end", async {
+        loop {
+            match older.next().await {
+                Some(Ok(_)) => {}
+                other => return other,
+            }
+        }
+    })
+    .await;
+    assert!(
+        matches!(end, Some(Err(StreamError::Superseded { .. }))),
+        "the older client learns it was superseded: {end:?}"
+    );
+    assert!(older.next().await.is_none(), "and does not reconnect");
+    newer.close().await;
+    a.stop().await.expect("node A stops");
+    b.stop().await.expect("node B stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_superseded_http_stream_says_so_and_our_client_stops() {
+    superseded("http").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_superseded_websocket_stream_says_so_and_our_client_stops() {
+    superseded("ws").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delete_through_node_b_ends_the_session_on_node_a() {
     let (_redis, a, b) = two_nodes("delete").await;
@@ -500,22 +601,19 @@ async fn a_delete_through_node_b_ends_the_session_on_node_a() {
         request(b.addr(), "DELETE", &format!("/sessions/{id}")).await,
         200
     );
-    // Node A notices at its next sweep: the producer is cancelled, the client's stream ends.
+    // The cancel reaches node A through the store: the producer is cancelled, and the
+    // client's stream (encrypted, on A) ends as the broker's does, within 2 s.
     within(
-        Duration::from_secs(10),
+        Duration::from_secs(2),
         "the cancel on A",
         session.handle.cancelled(),
     )
     .await;
-    let end = within(
-        Duration::from_secs(10),
-        "the end of the stream",
-        stream.next(),
-    )
-    .await;
-    assert!(
-        !matches!(end, Some(Ok(_))),
-        "no event after the delete, got {end:?}"
+    cancelled_end(&mut stream, "Terminated by session manager").await;
+    // The session is gone: a resume is refused, never served empty.
+    assert_eq!(
+        request(b.addr(), "GET", &format!("/sessions/{id}")).await,
+        404
     );
     let publish = session.handle.publish(payload(0)).await;
     assert!(

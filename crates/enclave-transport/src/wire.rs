@@ -210,10 +210,14 @@ pub enum Control {
         #[serde(rename = "lastSeq")]
         last_seq: u64,
     },
+    /// `{"type":"superseded"}` (HTTP, server → client, the last line): a newer connection
+    /// resumed the session, so this stream ends here; WebSocket says it with the close
+    /// `1000 superseded`.
+    Superseded,
 }
 
 /// The `type`s a [`Control`] line can carry, to tell control lines from messages cheaply.
-pub const CONTROL_TYPES: [&str; 4] = ["open", "opened", "ack", "replay_complete"];
+pub const CONTROL_TYPES: [&str; 5] = ["open", "opened", "ack", "replay_complete", "superseded"];
 
 // ---------------------------------------------------------------------------------------
 // Parsers of untrusted input, shared by the server and the client

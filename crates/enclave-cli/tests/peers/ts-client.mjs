@@ -4,6 +4,7 @@
 // (1 s, 2 s, 4 s, ±30% jitter, 3 retries) and no de-duplication by seq.
 //
 // Usage: node ts-client.mjs BASE_URL [--code CODE] [--delay-scale F] [--deadline-ms MS]
+//   [--session-id ID]
 // Prints one JSON summary line on stdout:
 //   {"sessionId", "seqs": [...], "dropped": N, "dropReasons": [...], "reconnects": N,
 //    "final": bool, "error"?: string}
@@ -78,7 +79,7 @@ function refuse(event) {
   return null;
 }
 
-const summary = { sessionId: `s_${crypto.randomUUID()}`, seqs: [], dropped: 0, dropReasons: [], reconnects: 0, final: false };
+const summary = { sessionId: opt('--session-id', `s_${crypto.randomUUID()}`), seqs: [], dropped: 0, dropReasons: [], reconnects: 0, final: false };
 let lastSequence = 0;
 
 function handleLine(line) {

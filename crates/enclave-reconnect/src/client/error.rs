@@ -65,6 +65,13 @@ pub enum StreamError {
     /// The stream was closed by its owner, or has ended.
     #[error("the stream is closed")]
     Closed,
+    /// A newer connection (another client holding the session's token) resumed the
+    /// session: this stream stops rather than take the session back.
+    #[error("session {session}: a newer connection resumed the session; this one ends")]
+    Superseded {
+        /// The session.
+        session: String,
+    },
 }
 
 impl StreamError {

@@ -555,6 +555,14 @@ impl ReconnectingStream {
                 tracing::debug!(last_seq, session = %self.session_name(), "replay complete");
                 None
             }
+            Received::Superseded => {
+                // Taking the session back would supersede the newer connection in turn.
+                let err = StreamError::Superseded {
+                    session: self.session_name(),
+                };
+                self.give_up(&err);
+                Some(Err(err))
+            }
             _ => None,
         }
     }

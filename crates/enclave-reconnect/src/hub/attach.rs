@@ -514,8 +514,8 @@ pub(crate) async fn deliver(
             .await
             .map_err(unavailable);
     }
-    let app = rt.upstream.lock().await;
-    let Some(app) = app.as_ref() else {
+    let guard = rt.upstream.lock().await;
+    let Some(app) = guard.as_ref() else {
         return Err(Refusal::new(
             RefusalReason::UnknownSession,
             format!("session {} is closed", rt.id),
@@ -527,13 +527,18 @@ pub(crate) async fn deliver(
         .await
         .map_err(unavailable)?
         .client_seq;
+    // A `cancel` ends the session (its own `error` and `final`) once the messages before it
+    // are handed over; the reason of the first one is the message.
+    let mut cancel: Option<String> = None;
     for message in messages {
         let seq = message.seq.unwrap_or(held + 1);
         if seq <= held {
             continue;
         }
-        if matches!(message.payload, RuntimeChannelPayload::Cancel(_)) {
+        if let RuntimeChannelPayload::Cancel(payload) = &message.payload {
             rt.cancelled.send_replace(true);
+            cancel
+                .get_or_insert_with(|| super::cancel_message(payload.reason.as_deref()).to_owned());
         }
         if app.send(message).await.is_err() {
             tracing::debug!(session = %rt.id, seq, "the application no longer reads messages");
@@ -541,6 +546,12 @@ pub(crate) async fn deliver(
         held = shared
             .store
             .advance_client_seq(&rt.id, seq)
+            .await
+            .map_err(unavailable)?;
+    }
+    drop(guard);
+    if let Some(message) = cancel {
+        super::session::terminate(shared, rt, &message)
             .await
             .map_err(unavailable)?;
     }

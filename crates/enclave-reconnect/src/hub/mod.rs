@@ -146,19 +146,56 @@ impl Hub {
         self.shared.store.shutdown();
     }
 
-    /// Ends a session now: its attachments end, its application side is cancelled, its
-    /// record is dropped from the store.
+    /// Ends a session as the broker's `DELETE` does: the session is cancelled, so every live
+    /// stream of it (on any server sharing the store) ends with `error` `SESSION_CANCELLED`
+    /// and `final`; once those streams have ended (at most [`DRAIN`] later) its application
+    /// side is closed and its record dropped from the store.
     async fn remove(&self, id: &SessionId) -> Result<bool, Error> {
-        let rt = self.shared.forget(id);
-        // A producer on another server sharing the store sees the record gone at its next
-        // sweep, and ends the session there.
+        let shared = &self.shared;
+        let local = shared.runtime(id);
+        let cancelled = match &local {
+            Some(rt) => {
+                if let Err(err) = session::terminate(shared, rt, session::TERMINATED_MESSAGE).await
+                {
+                    tracing::warn!(session = %id, %err, "deleted session: its final not published");
+                }
+                true
+            }
+            // The producer may run on another server: the cancel reaches it through the
+            // store, and it ends the session's streams.
+            None if shared.store.is_shared() => {
+                let cancel = Inbound::Cancel {
+                    reason: Some(session::TERMINATED_MESSAGE.to_owned()),
+                };
+                match shared.store.forward(id, vec![cancel]).await {
+                    Ok(_) => true,
+                    Err(Error::UnknownSession(_)) => false,
+                    Err(err) => return Err(err),
+                }
+            }
+            None => false,
+        };
+        if cancelled {
+            shared.drain(id, local.as_deref()).await;
+        }
+        let rt = shared.forget(id);
+        // A producer on another server sharing the store that missed the cancel sees the
+        // record gone at its next sweep, and ends the session there.
         if let Some(rt) = &rt {
             rt.end().await;
         }
-        let removed = self.shared.store.remove(id).await?;
+        let removed = shared.store.remove(id).await?;
         Ok(removed || rt.is_some())
     }
 }
+
+/// How long a `DELETE` waits for the session's live streams to send its `final` and end
+/// before the session is removed anyway (a client that does not read loses its stream
+/// then, without the `final`).
+const DRAIN: Duration = Duration::from_secs(1);
+
+/// How often [`Shared::drain`] looks again.
+const DRAIN_POLL: Duration = Duration::from_millis(10);
 
 impl Shared {
     /// Takes a session out of this hub's map (its place is given back); the runtime, if
@@ -168,6 +205,29 @@ impl Shared {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(id)
+    }
+
+    /// Waits (at most [`DRAIN`]) until no connection serves the session any more: this
+    /// server's current attachment ended, and with a shared store no server counts one.
+    async fn drain(&self, id: &SessionId, local: Option<&Runtime>) {
+        let deadline = Instant::now() + DRAIN;
+        loop {
+            let here = local.is_some_and(|rt| {
+                let attach = rt.attach_state();
+                attach.generation > 0 && attach.detached_at.is_none()
+            });
+            let elsewhere = !here
+                && self.store.is_shared()
+                && matches!(self.store.load(id).await, Ok(Some(s)) if s.presence.attached > 0);
+            if !here && !elsewhere {
+                return;
+            }
+            if Instant::now() >= deadline {
+                tracing::debug!(session = %id, "deleted session: a stream did not end in time");
+                return;
+            }
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
     }
 
     /// The current epoch: the shared store's when it keeps one, else the hub's.
@@ -721,7 +781,9 @@ impl SessionService for Hub {
                 ));
             };
             tracing::debug!(session = %id, reason = reason.as_deref().unwrap_or(""), "cancel requested");
-            rt.cancelled.send_replace(true);
+            session::terminate(&self.shared, &rt, cancel_message(reason.as_deref()))
+                .await
+                .map_err(|err| unavailable(&id, &err))?;
             Ok(())
         })
     }
@@ -824,6 +886,7 @@ async fn follow_inbox(shared: Weak<Shared>, rt: Arc<Runtime>) {
         // Messages the application has not taken wait here, within a bound; past it the
         // inbox waits in the store (where forwarding has its own bound).
         let reading = pending.len() < MESSAGE_QUEUE;
+        let mut cancel: Option<String> = None;
         tokio::select! {
             _ = closed.wait_for(|c| *c) => return,
             _ = shutdown.wait_for(|s| *s) => return,
@@ -835,9 +898,10 @@ async fn follow_inbox(shared: Weak<Shared>, rt: Arc<Runtime>) {
                     return;
                 }
                 Some(Ok(item)) => {
-                    if cancels(&item) {
+                    if let Some(message) = cancels(&item) {
                         tracing::debug!(session = %rt.id, "cancel forwarded");
                         rt.cancelled.send_replace(true);
+                        cancel = Some(message.to_owned());
                     }
                     if let (Inbound::Message(message), false) = (item, app_gone) {
                         pending.push_back(message);
@@ -860,15 +924,32 @@ async fn follow_inbox(shared: Weak<Shared>, rt: Arc<Runtime>) {
                 }
             }
         }
+        // A cancel from another server ends the session here, where it is produced.
+        if let (Some(message), Some(shared)) = (cancel, shared.upgrade()) {
+            if let Err(err) = session::terminate(&shared, &rt, &message).await {
+                tracing::warn!(session = %rt.id, %err, "cancelled session: its final not published");
+            }
+        }
     }
 }
 
-/// Whether an inbox item cancels the session: the cancel route, or a `cancel` message.
-fn cancels(item: &Inbound) -> bool {
+/// Whether an inbox item cancels the session (the cancel route, `DELETE`, or a `cancel`
+/// message): the message its `error` and `final` carry if so.
+fn cancels(item: &Inbound) -> Option<&str> {
     match item {
-        Inbound::Cancel { .. } => true,
-        Inbound::Message(message) => matches!(message.payload, RuntimeChannelPayload::Cancel(_)),
+        Inbound::Cancel { reason } => Some(cancel_message(reason.as_deref())),
+        Inbound::Message(message) => match &message.payload {
+            RuntimeChannelPayload::Cancel(cancel) => Some(cancel_message(cancel.reason.as_deref())),
+            _ => None,
+        },
     }
+}
+
+/// The message of a cancel's `error` and `final`: its reason, or the broker's default.
+pub(crate) fn cancel_message(reason: Option<&str>) -> &str {
+    reason
+        .filter(|r| !r.is_empty())
+        .unwrap_or(session::CANCELLED_MESSAGE)
 }
 
 /// Expires sessions past their grace period or `expiresAt`, and purges expired ones a grace

@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use enclave_transport::{EncodedEvent, SessionConfig};
 use enclave_types::{
-    EventPayload, FinalPayload, RuntimeChannelMessage, SessionId, SessionState, StreamEvent,
+    ErrorEventPayload, ErrorInfo, EventPayload, FinalPayload, RuntimeChannelMessage, SessionId,
+    SessionState, SessionStats, StreamEvent,
 };
 use tokio::sync::{mpsc, watch, Mutex as AsyncMutex, Notify};
 use tokio::time::Instant;
@@ -78,6 +79,11 @@ pub(crate) struct Runtime {
     pub(crate) state: watch::Sender<SessionState>,
     /// When the session expired (it is purged a grace period later).
     pub(crate) expired_at: Mutex<Option<Instant>>,
+    /// When the runtime was made (ms since the epoch): a cancel's `final` reports the
+    /// session's age as its duration.
+    pub(crate) created_at_ms: u64,
+    /// Tool calls published, for a cancel's `final` stats.
+    pub(crate) tool_calls: AtomicU64,
 }
 
 impl Runtime {
@@ -113,6 +119,8 @@ impl Runtime {
             store_lost: watch::channel(false).0,
             state: watch::channel(SessionState::Starting).0,
             expired_at: Mutex::new(None),
+            created_at_ms: super::clock::now_ms(),
+            tool_calls: AtomicU64::new(0),
         }
     }
 
@@ -168,7 +176,55 @@ impl Runtime {
     }
 }
 
+/// The code of the `error` event and of the `final`'s error a cancelled session ends with,
+/// as the TypeScript broker's `BrokerSession.cancel` sends them.
+pub(crate) const CANCELLED_CODE: &str = "SESSION_CANCELLED";
+
+/// The message of a cancel that gave no reason (the broker's).
+pub(crate) const CANCELLED_MESSAGE: &str = "Session was cancelled";
+
+/// The message of a `DELETE` (the broker's `SessionManager.terminate` without a reason).
+pub(crate) const TERMINATED_MESSAGE: &str = "Terminated by session manager";
+
+/// Ends the session as the broker's cancel does: the application's side is cancelled, then
+/// the session publishes an `error` event (`SESSION_CANCELLED`, `message`, not recoverable)
+/// and a `final` with `ok: false` and that error, the next two seqs. A producer blocked in
+/// `publish` (policy `wait`) is woken and refused, and so is anything it publishes after:
+/// the `final` is the last event. The two events are admitted past the retention bound (a
+/// cancel must not wait for a client that does not read). Returns whether this call ended
+/// the session (`false` when it had finished already, or was closed).
+pub(crate) async fn terminate(shared: &Shared, rt: &Runtime, message: &str) -> Result<bool, Error> {
+    rt.cancelled.send_replace(true);
+    // A producer waiting for room holds the publish lock: it sees the cancel and lets go.
+    rt.space.notify_waiters();
+    let mut state = rt.publish.lock().await;
+    if state.finished || rt.is_closed() {
+        return Ok(false);
+    }
+    tracing::debug!(session = %rt.id, message, "session cancelled: ending its stream");
+    let mut error = ErrorEventPayload::new(message);
+    error.code = Some(CANCELLED_CODE.to_owned());
+    error.recoverable = Some(false);
+    publish_locked(shared, rt, &mut state, EventPayload::Error(error), true).await?;
+    let mut info = ErrorInfo::new(message);
+    info.code = Some(CANCELLED_CODE.to_owned());
+    let mut last = FinalPayload::new(false);
+    last.error = Some(info);
+    let elapsed = super::clock::now_ms().saturating_sub(rt.created_at_ms);
+    #[allow(clippy::cast_precision_loss)] // milliseconds: exact far beyond any session's age
+    let duration_ms = elapsed as f64;
+    last.stats = Some(SessionStats::new(
+        duration_ms,
+        rt.tool_calls.load(Ordering::Acquire),
+        0,
+    ));
+    publish_locked(shared, rt, &mut state, EventPayload::Final(last), true).await?;
+    Ok(true)
+}
+
 /// Publishes `payload` as the session's next event, waiting for room per the overflow policy.
+///
+/// Refused once the session was cancelled: the session's own `final` ends it then.
 ///
 /// A publish that the store keeps refusing past the hub's store retry ends the session: the
 /// error is returned, nothing more can be published, the session's connections on this
@@ -180,7 +236,10 @@ pub(crate) async fn publish(
     payload: EventPayload,
 ) -> Result<u64, Error> {
     let mut state = rt.publish.lock().await;
-    let published = publish_locked(shared, rt, &mut state, payload).await;
+    if *rt.cancelled.borrow() {
+        return Err(Error::SessionClosed(rt.id.clone()));
+    }
+    let published = publish_locked(shared, rt, &mut state, payload, false).await;
     if let Err(Error::Store(message)) = &published {
         state.finished = true;
         state.retention = None;
@@ -201,11 +260,13 @@ pub(crate) async fn publish(
 /// longer than the hub's store retry.
 pub const STORE_UNAVAILABLE: &str = "STORE_UNAVAILABLE";
 
+/// [`publish`] under the publish lock; `terminal` events (a cancel's) skip the wait for room.
 async fn publish_locked(
     shared: &Shared,
     rt: &Runtime,
     state: &mut PublishState,
     payload: EventPayload,
+    terminal: bool,
 ) -> Result<u64, Error> {
     if *shared.shutdown.borrow() {
         return Err(Error::ShuttingDown);
@@ -229,7 +290,11 @@ async fn publish_locked(
         })?;
     let event = Arc::new(event);
     let bytes = event.line_len();
-    make_room(shared, rt, bytes, state.retention.take()).await?;
+    if terminal {
+        state.retention = None;
+    } else {
+        make_room(shared, rt, bytes, state.retention.take()).await?;
+    }
     // `final_seq` is known before the append wakes any reader: a reader that takes `final`
     // right away must find it set, or it would wait for a next event that never comes.
     if is_final {
@@ -251,6 +316,9 @@ async fn publish_locked(
     }
     // The store's metadata changes only when the state does (or a tool call is counted).
     let changed = next_state.is_some_and(|next| next != *rt.state.borrow());
+    if is_tool_call {
+        rt.tool_calls.fetch_add(1, Ordering::AcqRel);
+    }
     if changed || is_tool_call || is_final {
         // The event is published: metadata that cannot be recorded is reported, not turned
         // into a failed publish (the application would publish the event twice).
@@ -445,6 +513,7 @@ async fn make_room(
     }
     let mut shutdown = shared.shutdown.subscribe();
     let mut closed = rt.closed.subscribe();
+    let mut cancelled = rt.cancelled.subscribe();
     // Clients on other servers acknowledge by trimming the shared store, which wakes
     // nothing here: look again now and then.
     let poll = if shared.store.is_shared() {
@@ -460,7 +529,8 @@ async fn make_room(
         if *shutdown.borrow_and_update() {
             return Err(Error::ShuttingDown);
         }
-        if *closed.borrow_and_update() {
+        // A cancelled session ends with its own `final`: what was waiting is refused.
+        if *closed.borrow_and_update() || *cancelled.borrow_and_update() {
             return Err(Error::SessionClosed(rt.id.clone()));
         }
         let mut retention = match trimmed.take() {
@@ -502,6 +572,7 @@ async fn make_room(
             () = notified => {}
             _ = shutdown.changed() => {}
             _ = closed.changed() => {}
+            _ = cancelled.changed() => {}
             () = sleep_or_never(poll) => {}
         }
     }

@@ -311,6 +311,9 @@ pub enum Received {
         /// The highest client `seq` the server holds.
         seq: u64,
     },
+    /// A newer connection resumed the session: this one ends here (an HTTP `superseded`
+    /// control line, or a WebSocket close `1000 superseded`).
+    Superseded,
 }
 
 /// Connects to `url` (`http(s)://HOST:PORT` or `ws(s)://HOST:PORT`, optionally with a path
@@ -659,6 +662,7 @@ impl Connection {
             Classified::Control(Control::ReplayComplete { last_seq }) => {
                 return Ok(Received::ReplayComplete { last_seq })
             }
+            Classified::Control(Control::Superseded) => return Ok(Received::Superseded),
             Classified::Control(other) => {
                 let source = enclave_types::Error::InvalidField {
                     field: "type",

@@ -216,6 +216,10 @@ impl WsCarrier {
                 Message::Close(frame) => {
                     self.closed = true;
                     let Some(frame) = frame else { return Ok(None) };
+                    if frame.code == CloseCode::Normal && frame.reason == "superseded" {
+                        // The same as HTTP's last control line: a newer connection has it.
+                        return Ok(Some(Bytes::from_static(b"{\"type\":\"superseded\"}\n")));
+                    }
                     if matches!(frame.code, CloseCode::Normal | CloseCode::Away) {
                         return Ok(None);
                     }

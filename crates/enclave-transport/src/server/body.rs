@@ -174,6 +174,12 @@ impl Pump {
                 false
             }
             Some(Outgoing::Close(reason)) => {
+                // A resume client learns why its stream ends: another connection has it.
+                if reason == CloseReason::Superseded {
+                    if let Some(line) = self.control_line(&Control::Superseded) {
+                        chunk.extend_from_slice(&line);
+                    }
+                }
                 match reason {
                     CloseReason::Refused(refusal) => tracing::info!(
                         session = %self.body.session_id,
