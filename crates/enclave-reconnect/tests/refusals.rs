@@ -358,7 +358,10 @@ async fn status_of(live: &Live, method: &str, path: &str, headers: &[(&str, &str
         .expect("connect");
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", live.addr);
     for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
+        request.push_str(name);
+        request.push_str(": ");
+        request.push_str(value);
+        request.push_str("\r\n");
     }
     request.push_str("Content-Length: 0\r\nConnection: close\r\n\r\n");
     socket.write_all(request.as_bytes()).await.expect("write");
