@@ -77,6 +77,11 @@ pub(crate) struct ServeArgs {
     #[arg(long)]
     allow_tokenless_resume: bool,
 
+    /// Serve `GET /sessions`, the list of every session (off by default: it names every
+    /// session to anyone who can reach the server; see docs/SECURITY.md).
+    #[arg(long)]
+    enable_session_list: bool,
+
     /// Events a session retains for resumes (and for backpressure).
     #[arg(long, value_name = "N")]
     max_buffered_events: Option<u64>,
@@ -170,11 +175,13 @@ async fn serve(args: ServeArgs) -> ExitCode {
             return usage("--rate must be a positive number of events per second");
         }
     }
-    let mut server_config = ServerConfig::default().encryption(match args.encryption {
-        Encryption::Disabled => EncryptionPolicy::Disabled,
-        Encryption::Optional => EncryptionPolicy::Optional,
-        Encryption::Required => EncryptionPolicy::Required,
-    });
+    let mut server_config = ServerConfig::default()
+        .encryption(match args.encryption {
+            Encryption::Disabled => EncryptionPolicy::Disabled,
+            Encryption::Optional => EncryptionPolicy::Optional,
+            Encryption::Required => EncryptionPolicy::Required,
+        })
+        .session_list(args.enable_session_list);
     let scheme = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => match enclave_transport::tls_config_from_pem(cert, key) {
             Ok(tls) => {

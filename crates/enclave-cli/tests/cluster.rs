@@ -110,8 +110,11 @@ async fn a_session_whose_producer_finished_completes_on_node_b_after_node_a_is_k
         let id = stream.session_id().expect("a session").clone();
         // The producer finished: node B sees the session completed in the shared store.
         let info = format!("{}/sessions/{id}", b.url);
+        // The summary needs the session's token (issue 16); the stream is not read while
+        // this polls, so the token does not change meanwhile.
+        let token = stream.token().expect("a token").to_owned();
         loop {
-            let state = http_get_state(&info).await;
+            let state = http_get_state(&info, &token).await;
             if state == "completed" {
                 break;
             }
@@ -167,14 +170,16 @@ async fn a_session_whose_producer_died_ends_failed_on_node_b_with_producer_lost(
 }
 
 /// The `state` of `GET url` (a session's info), by hand over a TCP socket.
-async fn http_get_state(url: &str) -> String {
+async fn http_get_state(url: &str, token: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").expect("an http URL");
     let (authority, path) = rest.split_once('/').expect("a path");
     let mut socket = tokio::net::TcpStream::connect(authority)
         .await
         .expect("connect");
-    let request = format!("GET /{path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+    let request = format!(
+        "GET /{path} HTTP/1.1\r\nHost: {authority}\r\nX-Enclave-Resume-Token: {token}\r\nConnection: close\r\n\r\n"
+    );
     socket.write_all(request.as_bytes()).await.expect("write");
     let mut response = Vec::new();
     socket.read_to_end(&mut response).await.expect("read");

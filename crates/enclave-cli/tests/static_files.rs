@@ -238,7 +238,13 @@ fn files_are_served_with_their_content_type_and_index_html_for_directories() {
 #[test]
 fn protocol_routes_keep_priority_over_files_of_the_same_name() {
     let tree = Tree::new("priority");
-    let served = Served::start(&["--static", &tree.site_arg(), "--generate", "1"]);
+    let served = Served::start(&[
+        "--static",
+        &tree.site_arg(),
+        "--generate",
+        "1",
+        "--enable-session-list",
+    ]);
     let health = request(served.authority(), "GET", "/health");
     assert_eq!(health.status, 200);
     assert_eq!(health.json(), serde_json::json!({ "status": "ok" }));
@@ -247,6 +253,12 @@ fn protocol_routes_keep_priority_over_files_of_the_same_name() {
     assert!(list.json()["sessions"].is_array(), "{}", list.text());
     let preflight = request(served.authority(), "OPTIONS", "/index.html");
     assert_eq!(preflight.status, 204);
+    drop(served);
+    // Without --enable-session-list the route is off (issue 16), and still not the file.
+    let served = Served::start(&["--static", &tree.site_arg(), "--generate", "1"]);
+    let list = request(served.authority(), "GET", "/sessions");
+    assert_eq!(list.status, 404, "{}", list.text());
+    assert_eq!(list.json()["code"], "NOT_FOUND", "{}", list.text());
 }
 
 #[test]

@@ -124,26 +124,119 @@ async fn tokens_rotate_and_the_previous_one_lives_until_the_new_one_is_used() {
     let a1 = resume(&hub, resume_request(&id, 1, Some(&t0), true)).await;
     let t1 = a1.token.clone();
     assert_ne!(t0, t1);
-    // The reply carrying t1 was lost: t0 still works, since t1 was never used.
-    let a2 = resume(&hub, resume_request(&id, 1, Some(&t0), true)).await;
+    // The reply carrying t1 was lost: t0 still works, since t1 was never used, and it gets
+    // t1 again (issue 16: a replay used to mint a new token that revoked t1), as often as
+    // it is replayed.
+    for _ in 0..3 {
+        let again = resume(&hub, resume_request(&id, 1, Some(&t0), true)).await;
+        assert_eq!(
+            again.token, t1,
+            "a replay of the previous token gets its successor"
+        );
+    }
+    // Using t1 retires t0 for good.
+    let a2 = resume(&hub, resume_request(&id, 1, Some(&t1), true)).await;
     let t2 = a2.token.clone();
-    assert_eq!(
-        refused(&hub, resume_request(&id, 1, Some(&t1), true)).await,
-        RefusalReason::BadToken
-    );
-    // Using t2 retires t0 for good.
-    let a3 = resume(&hub, resume_request(&id, 1, Some(&t2), true)).await;
+    assert!(t2 != t1 && t2 != t0);
     assert_eq!(
         refused(&hub, resume_request(&id, 1, Some(&t0), true)).await,
         RefusalReason::BadToken
     );
-    let t3 = a3.token.clone();
+    // t1 is now the previous token: it still works (and gets t2), never revoking t2.
+    let again = resume(&hub, resume_request(&id, 1, Some(&t1), true)).await;
+    assert_eq!(again.token, t2);
+    let t3 = resume(&hub, resume_request(&id, 1, Some(&t2), true))
+        .await
+        .token;
     let _a4 = resume(&hub, resume_request(&id, 1, Some(&t3), true)).await;
     // t2 was used and t3 too: t2 is spent.
     assert_eq!(
         refused(&hub, resume_request(&id, 1, Some(&t2), true)).await,
         RefusalReason::BadToken
     );
+}
+
+/// Issue 16: concurrent resumes with one token all get the same successor (none mints a
+/// token that revokes another's), the newest connection supersedes the others, and the
+/// successor then works while the spent token does not.
+#[tokio::test]
+async fn concurrent_resumes_with_one_token_get_one_successor() {
+    let hub = hub(quiet());
+    let (first, _session) = create(&hub, true).await;
+    let id = first.session_id.clone();
+    let t0 = first.token.clone();
+    let resumes = (0..5).map(|_| hub.resume(resume_request(&id, 1, Some(&t0), true)));
+    let results = tokio::time::timeout(Duration::from_secs(10), futures::future::join_all(resumes))
+        .await
+        .expect("resumes answered in time");
+    let tokens: Vec<String> = results
+        .into_iter()
+        .map(|result| {
+            result
+                .expect("every resume with the current token succeeds")
+                .token
+        })
+        .collect();
+    assert!(tokens.iter().all(|t| *t == tokens[0]), "{tokens:?}");
+    assert_ne!(tokens[0], t0);
+    let _next = resume(&hub, resume_request(&id, 1, Some(&tokens[0]), true)).await;
+    assert_eq!(
+        refused(&hub, resume_request(&id, 1, Some(&t0), true)).await,
+        RefusalReason::BadToken
+    );
+}
+
+/// Issue 16: reading, cancelling and deleting a session take the token a resume would
+/// (current, or previous while the current one is unused), refuse before saying whether
+/// the session exists, and never consume or rotate the token.
+#[tokio::test]
+async fn access_checks_take_a_resumes_tokens_and_consume_none() {
+    let hub = hub(quiet());
+    let (first, _session) = create(&hub, true).await;
+    let id = first.session_id.clone();
+    let t0 = first.token.clone();
+    let unknown = SessionId::generate();
+    for target in [&id, &unknown] {
+        let missing = hub.check_access(target, None).await.unwrap_err();
+        assert_eq!(missing.reason, RefusalReason::MissingToken);
+        let wrong = hub.check_access(target, Some("wrong")).await.unwrap_err();
+        assert_eq!(wrong.reason, RefusalReason::BadToken);
+    }
+    let unknown_with_token = hub.check_access(&unknown, Some(&t0)).await.unwrap_err();
+    assert_eq!(unknown_with_token.reason, RefusalReason::BadToken);
+    for _ in 0..3 {
+        hub.check_access(&id, Some(&t0))
+            .await
+            .expect("the current token");
+    }
+    let t1 = resume(&hub, resume_request(&id, 1, Some(&t0), true))
+        .await
+        .token;
+    hub.check_access(&id, Some(&t1))
+        .await
+        .expect("the current token");
+    hub.check_access(&id, Some(&t0))
+        .await
+        .expect("the previous token, while the current one is unused");
+    // Checking t1 did not count as using it: t0 still resumes, and gets t1.
+    let again = resume(&hub, resume_request(&id, 1, Some(&t0), true)).await;
+    assert_eq!(again.token, t1);
+    let _t2 = resume(&hub, resume_request(&id, 1, Some(&t1), true)).await;
+    let spent = hub.check_access(&id, Some(&t0)).await.unwrap_err();
+    assert_eq!(spent.reason, RefusalReason::BadToken);
+
+    // Tokenless mode trusts whoever knows the id, as its resumes do; a wrong token is
+    // still refused.
+    let hub = common::hub(quiet().with_allow_tokenless_resume(true));
+    let (first, _session) = create(&hub, true).await;
+    hub.check_access(&first.session_id, None)
+        .await
+        .expect("tokenless");
+    let wrong = hub
+        .check_access(&first.session_id, Some("wrong"))
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.reason, RefusalReason::BadToken);
 }
 
 #[tokio::test]

@@ -348,3 +348,82 @@ async fn resuming_an_encrypted_session_without_a_client_hello_is_refused_400() {
     stream.close().await;
     live.stop().await;
 }
+
+/// `METHOD path` on the live server with an empty body and `headers`, by hand over a socket:
+/// the status code.
+async fn status_of(live: &Live, method: &str, path: &str, headers: &[(&str, &str)]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(live.addr)
+        .await
+        .expect("connect");
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", live.addr);
+    for (name, value) in headers {
+        request.push_str(name);
+        request.push_str(": ");
+        request.push_str(value);
+        request.push_str("\r\n");
+    }
+    request.push_str("Content-Length: 0\r\nConnection: close\r\n\r\n");
+    socket.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    tokio::time::timeout(WAIT, socket.read_to_end(&mut response))
+        .await
+        .expect("an answer in time")
+        .expect("read");
+    let head = String::from_utf8_lossy(&response);
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {head:?}"))
+}
+
+/// Issue 16, through the real server: cancelling, reading and deleting a session need its
+/// token (which they leave usable), and the TypeScript-compatible mode still cancels by id.
+#[tokio::test]
+async fn the_session_routes_need_the_token_unless_tokenless_resume_is_allowed() {
+    let live = Live::start(HubConfig::default().with_heartbeat_ms(0)).await;
+    let opened = open_and_close(&live, live.http_url(), 1).await;
+    let id = &opened.id;
+    let cancel = format!("/sessions/{id}/cancel");
+    let info = format!("/sessions/{id}");
+    assert_eq!(status_of(&live, "POST", &cancel, &[]).await, 401);
+    let wrong = [("X-Enclave-Resume-Token", "wrong")];
+    assert_eq!(status_of(&live, "POST", &cancel, &wrong).await, 403);
+    assert_eq!(status_of(&live, "DELETE", &info, &wrong).await, 403);
+    assert_eq!(status_of(&live, "GET", "/sessions", &[]).await, 404);
+    assert!(!opened.app.handle.is_cancelled());
+    let token = [("X-Enclave-Resume-Token", opened.token.as_str())];
+    assert_eq!(status_of(&live, "GET", &info, &token).await, 200);
+    // The token still resumes after being checked.
+    let mut stream = resume(live.http_url(), &opened, 2, Some(&opened.token));
+    let event = tokio::time::timeout(WAIT, stream.next())
+        .await
+        .expect("an event in time")
+        .expect("an event")
+        .expect("the checked token still resumes");
+    assert_eq!(event.seq, 2);
+    // That resume rotated the token: the new one cancels (the old one may be spent already,
+    // once the client used the new one).
+    let current = stream.token().expect("a token").to_owned();
+    stream.close().await;
+    let token = [("X-Enclave-Resume-Token", current.as_str())];
+    assert_eq!(status_of(&live, "POST", &cancel, &token).await, 200);
+    tokio::time::timeout(WAIT, opened.app.handle.cancelled())
+        .await
+        .expect("the cancel reaches the application");
+    live.stop().await;
+
+    let live = Live::start(
+        HubConfig::default()
+            .with_heartbeat_ms(0)
+            .with_allow_tokenless_resume(true),
+    )
+    .await;
+    let opened = open_and_close(&live, live.http_url(), 1).await;
+    let cancel = format!("/sessions/{}/cancel", opened.id);
+    assert_eq!(status_of(&live, "POST", &cancel, &[]).await, 200);
+    tokio::time::timeout(WAIT, opened.app.handle.cancelled())
+        .await
+        .expect("a tokenless cancel reaches the application");
+    live.stop().await;
+}

@@ -210,13 +210,7 @@ async fn floors(server: &RedisServer) {
     let meta = enclave_reconnect::store::SessionMeta::new(id.clone(), 1, 0, u64::MAX / 4, false);
     let token = enclave_reconnect::store::TokenHash::of("t");
     store
-        .create(
-            meta,
-            enclave_reconnect::store::TokenHashes {
-                current: token,
-                previous: None,
-            },
-        )
+        .create(meta, enclave_reconnect::store::TokenHashes::first(token))
         .await
         .expect("create");
     let events = mixed_stream(usize::try_from(n).unwrap_or(0), 7);

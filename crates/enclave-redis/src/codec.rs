@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use enclave_reconnect::store::EncodedEvent;
 use enclave_reconnect::store::{
-    Presence, Retention, SessionMeta, Snapshot, TokenHash, TokenHashes,
+    Presence, Retention, SessionMeta, Snapshot, TokenHash, TokenHashes, TokenSalt,
 };
 use enclave_reconnect::Error;
 use enclave_types::{RuntimeChannelMessage, SessionId, SessionState, StreamEvent};
@@ -38,6 +38,10 @@ fn state_of(name: &str) -> Option<SessionState> {
 
 pub(crate) fn token_hex(hash: &TokenHash) -> String {
     hex::encode(hash.0)
+}
+
+pub(crate) fn salt_hex(salt: &TokenSalt) -> String {
+    hex::encode(salt.0)
 }
 
 fn token_of(id: &SessionId, field: &str, hex_value: &str) -> Result<TokenHash, Error> {
@@ -133,9 +137,16 @@ impl<'a> MetaHash<'a> {
             None | Some("") => None,
             Some(hex_value) => Some(token_of(id, "ptok", hex_value)?),
         };
+        // Absent in records written before salted rotation: such a previous token gets a
+        // fresh successor, as it did then.
+        let salt = match self.fields.get("tsalt").map(String::as_str) {
+            None | Some("") => None,
+            Some(hex_value) => Some(TokenSalt(token_of(id, "tsalt", hex_value)?.0)),
+        };
         let tokens = TokenHashes {
             current: token_of(id, "tok", self.text("tok")?)?,
             previous,
+            salt,
         };
         let expired = self.fields.get("expired").is_some_and(|v| v == "1");
         let mut snapshot = Snapshot::new(self.meta()?, tokens, retention, expired);

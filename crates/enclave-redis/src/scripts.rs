@@ -113,13 +113,15 @@ end
 return retention(KEYS[1], KEYS[2])
 ";
 
-/// KEYS: meta. ARGV: expected current, expected previous, next current, next previous
-/// (hex; empty for none). Reply: 1 swapped, 0 changed by someone else, -1 unknown.
+/// KEYS: meta. ARGV: expected current, expected previous, next current, next previous,
+/// next salt (hex; empty for none). Reply: 1 swapped, 0 changed by someone else, -1
+/// unknown. The salt goes with the current token it derived, so comparing the tokens
+/// compares it too.
 const SWAP_TOKENS: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local h = redis.call('HMGET', KEYS[1], 'tok', 'ptok')
 if h[1] ~= ARGV[1] or (h[2] or '') ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], 'tok', ARGV[3], 'ptok', ARGV[4])
+redis.call('HSET', KEYS[1], 'tok', ARGV[3], 'ptok', ARGV[4], 'tsalt', ARGV[5])
 return 1
 ";
 

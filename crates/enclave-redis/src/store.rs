@@ -371,7 +371,15 @@ impl Store for RedisStore {
                 .arg("tok")
                 .arg(codec::token_hex(&tokens.current))
                 .arg("ptok")
-                .arg(previous.unwrap_or_default());
+                .arg(previous.unwrap_or_default())
+                .arg("tsalt")
+                .arg(
+                    tokens
+                        .salt
+                        .as_ref()
+                        .map(codec::salt_hex)
+                        .unwrap_or_default(),
+                );
             for (field, value) in [
                 ("last", 0),
                 ("tot", 0),
@@ -547,7 +555,8 @@ impl Store for RedisStore {
                 .arg(expected_current)
                 .arg(expected_previous)
                 .arg(next_current)
-                .arg(next_previous);
+                .arg(next_previous)
+                .arg(next.salt.as_ref().map(codec::salt_hex).unwrap_or_default());
             Ok(inner.int_script("swap_tokens", &id, &invocation).await? == 1)
         })
     }

@@ -310,12 +310,13 @@ async fn a_client_bounced_between_two_nodes_over_websocket_gets_every_event_once
     Box::pin(bounced("ws", 0xc105_0002)).await;
 }
 
-/// `METHOD path` on `addr` with an empty body, by hand over a socket: the status code.
-async fn request(addr: std::net::SocketAddr, method: &str, path: &str) -> u16 {
+/// `METHOD path` on `addr` with an empty body and the session's resume token, by hand over
+/// a socket: the status code.
+async fn request(addr: std::net::SocketAddr, method: &str, path: &str, token: &str) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nX-Enclave-Resume-Token: {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     );
     socket.write_all(request.as_bytes()).await.expect("write");
     let mut response = Vec::new();
@@ -334,7 +335,8 @@ async fn a_cancel_through_node_b_stops_the_producer_on_node_a() {
     assert!(!session.handle.is_cancelled());
 
     let sent = Instant::now();
-    let status = request(b.addr(), "POST", &format!("/sessions/{id}/cancel")).await;
+    let token = stream.token().expect("a token").to_owned();
+    let status = request(b.addr(), "POST", &format!("/sessions/{id}/cancel"), &token).await;
     assert!(
         (200..300).contains(&status),
         "cancel through B: HTTP {status}"
@@ -348,12 +350,12 @@ async fn a_cancel_through_node_b_stops_the_producer_on_node_a() {
     let took = sent.elapsed();
     println!("cancel through node B reached the producer on node A in {took:?}");
 
-    // A cancel of a session no node knows is a 404, from either node.
+    // A cancel of a session no node knows is refused like a wrong token (the token of
+    // another session proves nothing about this one), from either node.
     let unknown = enclave_types::SessionId::generate();
-    assert_eq!(
-        request(b.addr(), "POST", &format!("/sessions/{unknown}/cancel")).await,
-        404
-    );
+    let path = format!("/sessions/{unknown}/cancel");
+    assert_eq!(request(b.addr(), "POST", &path, &token).await, 403);
+    assert_eq!(request(a.addr(), "POST", &path, &token).await, 403);
     stream.close().await;
     a.stop().await.expect("node A stops");
     b.stop().await.expect("node B stops");
@@ -538,7 +540,8 @@ async fn a_cancel_through_node_b_ends_a_websocket_stream_on_node_a() {
         .await
         .expect("a session");
     let id = first.session_id;
-    let status = request(b.addr(), "POST", &format!("/sessions/{id}/cancel")).await;
+    let token = stream.token().expect("a token").to_owned();
+    let status = request(b.addr(), "POST", &format!("/sessions/{id}/cancel"), &token).await;
     assert_eq!(status, 200, "cancel through B");
     cancelled_end(&mut stream, "Session was cancelled").await;
     assert!(session.handle.is_cancelled());
@@ -597,10 +600,11 @@ async fn a_superseded_websocket_stream_says_so_and_our_client_stops() {
 async fn a_delete_through_node_b_ends_the_session_on_node_a() {
     let (_redis, a, b) = two_nodes("delete").await;
     let (mut stream, id, session) = session_on(&a).await;
-    assert_eq!(
-        request(b.addr(), "DELETE", &format!("/sessions/{id}")).await,
-        200
-    );
+    let token = stream.token().expect("a token").to_owned();
+    let path = format!("/sessions/{id}");
+    // Knowing the id is not enough (issue 16), on the node that does not produce it either.
+    assert_eq!(request(b.addr(), "DELETE", &path, "wrong").await, 403);
+    assert_eq!(request(b.addr(), "DELETE", &path, &token).await, 200);
     // The cancel reaches node A through the store: the producer is cancelled, and the
     // client's stream (encrypted, on A) ends as the broker's does, within 2 s.
     within(
@@ -610,11 +614,10 @@ async fn a_delete_through_node_b_ends_the_session_on_node_a() {
     )
     .await;
     cancelled_end(&mut stream, "Terminated by session manager").await;
-    // The session is gone: a resume is refused, never served empty.
-    assert_eq!(
-        request(b.addr(), "GET", &format!("/sessions/{id}")).await,
-        404
-    );
+    // The session is gone: its token opens nothing any more, and the refusal does not say
+    // whether the session ever existed (a tokenless deployment answers 404).
+    assert_eq!(request(b.addr(), "GET", &path, &token).await, 403);
+
     let publish = session.handle.publish(payload(0)).await;
     assert!(
         publish.is_err(),
@@ -685,7 +688,8 @@ async fn a_resume_past_the_final_ends_at_once_on_either_node() {
 
 /// `GET path` on `addr`: the status code (see [`request`]).
 async fn status_of(addr: std::net::SocketAddr, path: &str) -> u16 {
-    request(addr, "GET", path).await
+    // `/ready` needs no token: an empty header is as good as none there.
+    request(addr, "GET", path, "").await
 }
 
 /// A client that rides out long outages: it retries for a minute, and notices silence only

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{redis, store, store_with, unique_prefix, within};
 use enclave_reconnect::store::EncodedEvent;
-use enclave_reconnect::store::{Inbound, SessionMeta, Store, TokenHash, TokenHashes};
+use enclave_reconnect::store::{Inbound, SessionMeta, Store, TokenHash, TokenHashes, TokenSalt};
 use enclave_reconnect::Error;
 use enclave_redis::{RedisStore, RedisStoreConfig, PRODUCER_LOST};
 use enclave_types::{
@@ -24,10 +24,7 @@ fn meta(id: &SessionId) -> SessionMeta {
 }
 
 fn tokens(current: &str) -> TokenHashes {
-    TokenHashes {
-        current: TokenHash::of(current),
-        previous: None,
-    }
+    TokenHashes::first(TokenHash::of(current))
 }
 
 fn encoded(event: StreamEvent) -> Arc<EncodedEvent> {
@@ -187,6 +184,7 @@ async fn tokens_swap_only_from_what_was_expected_and_client_positions_only_advan
     let next = TokenHashes {
         current: TokenHash::of("b"),
         previous: Some(TokenHash::of("a")),
+        salt: Some(TokenSalt([9; 32])),
     };
     assert!(store.swap_tokens(&id, tokens("a"), next).await.unwrap());
     assert!(
@@ -570,4 +568,79 @@ async fn a_store_that_shuts_down_lets_its_leases_lapse() {
         producer.append(&id, event(&id, 2), 4).await,
         Err(Error::SessionClosed(_) | Error::OutOfOrder { .. })
     ));
+}
+
+/// Issue 16, on the shared store as in memory: a replay of the previous token, on any
+/// server, gets the same successor (never a new token that revokes it); concurrent resumes
+/// with one token, spread over two servers, all get that one successor; an access check
+/// takes the current or previous token and consumes neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_rotation_never_lets_a_replay_revoke_a_newer_token() {
+    use enclave_reconnect::{Hub, HubConfig};
+    use enclave_transport::{CreateSession, RefusalReason, ResumeSession, SessionService};
+
+    let server = redis();
+    let prefix = unique_prefix("rotation");
+    let node = |store: RedisStore| {
+        Hub::new(
+            HubConfig::default()
+                .with_heartbeat_ms(0)
+                .with_store(Arc::new(store)),
+        )
+    };
+    let a = node(store(&server, &prefix).await);
+    let b = node(store(&server, &prefix).await);
+    let id = SessionId::generate();
+    let created = within(
+        Duration::from_secs(5),
+        "create",
+        a.create(CreateSession::new(id.clone())),
+    )
+    .await
+    .expect("created");
+    let resume = |hub: &Hub, token: &str| {
+        let mut request = ResumeSession::new(id.clone(), 1);
+        request.token = Some(token.to_owned());
+        let hub = hub.clone();
+        async move { hub.resume(request).await.map(|attachment| attachment.token) }
+    };
+    let t0 = created.token.clone();
+    let t1 = resume(&a, &t0).await.expect("t0 resumes");
+    assert_ne!(t1, t0);
+    for hub in [&a, &b, &a] {
+        assert_eq!(resume(hub, &t0).await.expect("a replay of t0"), t1);
+    }
+    b.check_access(&id, Some(&t0)).await.expect("t0, previous");
+    b.check_access(&id, Some(&t1)).await.expect("t1, current");
+
+    // Five concurrent resumes with t1, on both servers: one successor for all.
+    let tasks: Vec<_> = (0..5)
+        .map(|i| tokio::spawn(resume(if i % 2 == 0 { &a } else { &b }, &t1)))
+        .collect();
+    let mut successors = Vec::new();
+    for task in tasks {
+        let answer = within(Duration::from_secs(10), "a concurrent resume", task)
+            .await
+            .expect("the task ran");
+        successors.push(answer.expect("every concurrent resume with t1 succeeds"));
+    }
+    let t2 = successors[0].clone();
+    assert!(successors.iter().all(|t| *t == t2), "{successors:?}");
+    assert!(t2 != t1 && t2 != t0);
+    // t0 is spent (t1 was used); t1 is the previous token now and still gets t2.
+    let spent = b.check_access(&id, Some(&t0)).await.unwrap_err();
+    assert_eq!(spent.reason, RefusalReason::BadToken);
+    assert_eq!(
+        resume(&b, &t0).await.unwrap_err().reason,
+        RefusalReason::BadToken
+    );
+    assert_eq!(resume(&b, &t1).await.expect("t1, previous"), t2);
+    let t3 = resume(&a, &t2).await.expect("t2 resumes");
+    assert!(t3 != t2);
+    assert_eq!(
+        resume(&a, &t1).await.unwrap_err().reason,
+        RefusalReason::BadToken
+    );
+    a.shutdown();
+    b.shutdown();
 }

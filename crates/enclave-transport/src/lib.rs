@@ -19,7 +19,7 @@ pub mod wire;
 
 pub use server::{
     tls_config_from_pem, AuthorizationHook, EncryptionPolicy, Server, ServerConfig,
-    DEFAULT_MAX_CONNECTIONS,
+    SessionAccessHook, DEFAULT_MAX_CONNECTIONS,
 };
 pub use service::{
     Attachment, CloseReason, CreateSession, EncodedEvent, EventSource, Features, Outgoing, Refusal,

@@ -52,6 +52,24 @@ pub trait SessionService: Send + Sync + 'static {
     fn ready(&self) -> BoxFuture<'_, Result<(), Refusal>> {
         Box::pin(async { Ok(()) })
     }
+
+    /// Whether the bearer of `token` (from `X-Enclave-Resume-Token`) may read or end
+    /// `session_id` (`GET /sessions/:id`, `DELETE /sessions/:id`,
+    /// `POST /sessions/:id/cancel`); the server asks before [`info`](Self::info),
+    /// [`delete`](Self::delete) and [`cancel`](Self::cancel), unless the deployment's
+    /// session-access hook (`ServerConfig::session_access`) granted the request already.
+    ///
+    /// An implementation checks the token the way [`resume`](Self::resume) does, before
+    /// anything that reveals whether the session exists (a missing token is
+    /// [`RefusalReason::MissingToken`], a wrong one [`RefusalReason::BadToken`], whether the
+    /// session exists or not), accepts whatever token a resume would accept, and never
+    /// consumes or rotates it. `Ok` says nothing about existence: the route itself answers
+    /// `404` for a session that is not there.
+    fn check_access(
+        &self,
+        session_id: &SessionId,
+        token: Option<&str>,
+    ) -> BoxFuture<'_, Result<(), Refusal>>;
 }
 
 /// Optional behaviour a client asked for (HTTP `X-Enclave-Features`, WebSocket `features`).

@@ -256,6 +256,47 @@ pub fn parse_create_body(body: &[u8]) -> Result<CreateBody, Refusal> {
         .map_err(|err| invalid_request(format!("the body is not a session request: {err}")))
 }
 
+/// The longest session id a request may name, in bytes (`s_` and a UUID take 38).
+pub const MAX_SESSION_ID_LEN: usize = 128;
+
+/// Checks a session id a request names (the `POST /sessions` body's `sessionId`, a path's
+/// `:id`, a WebSocket `open`'s `sessionId`): `s_` followed by 1 to
+/// [`MAX_SESSION_ID_LEN`]` - 2` ASCII letters, digits, `-` or `_`. That is what our generator
+/// and the TypeScript client produce (`s_` + a UUID) and what travels safely in a header
+/// (`X-Session-ID`), a URL path, a log line and a store key. Checked before the session is
+/// looked up, so the answer says nothing about whether it exists.
+///
+/// # Errors
+///
+/// `invalid_request` saying what is wrong, quoting at most 40 characters of the value.
+pub fn check_session_id(id: &str) -> Result<SessionId, Refusal> {
+    let shown = || id.chars().take(40).collect::<String>();
+    let problem = if !id.starts_with(SessionId::PREFIX) {
+        Some(format!("does not start with {:?}", SessionId::PREFIX))
+    } else if id.len() == SessionId::PREFIX.len() {
+        Some("has nothing after \"s_\"".to_owned())
+    } else if id.len() > MAX_SESSION_ID_LEN {
+        Some(format!(
+            "is {} bytes long, more than {MAX_SESSION_ID_LEN}",
+            id.len()
+        ))
+    } else if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        Some("holds a character other than ASCII letters, digits, '-' and '_'".to_owned())
+    } else {
+        None
+    };
+    match problem {
+        None => SessionId::new(id).map_err(|err| invalid_request(format!("{err}"))),
+        Some(problem) => Err(invalid_request(format!(
+            "the session id {:?} {problem}",
+            shown()
+        ))),
+    }
+}
+
 /// Reads a decimal number from a header or query value (`X-Enclave-Ack`,
 /// `X-Enclave-Epoch`, `fromSeq`): ASCII digits only (no sign), surrounding ASCII whitespace
 /// ignored, at most `u64::MAX`. `name` says where it came from, for the error.

@@ -263,6 +263,30 @@ async fn resume_and_refusals_close_with_the_contract_codes() {
     server.stop().await;
 }
 
+/// Issue 16: an `open` naming a malformed session id (too long, a newline, a path, a
+/// character outside `[A-Za-z0-9_-]`) is refused (`invalid_request`, close 4400), whether
+/// it creates or resumes.
+#[tokio::test]
+async fn an_open_with_a_malformed_session_id_is_refused() {
+    let server = Running::start(1, ServerConfig::default()).await;
+    let long = format!("s_{}", "a".repeat(100 * 1024));
+    for bad in [long.as_str(), "s_a\nb", "s_../../x", "s_a b"] {
+        for open in [
+            json!({"type": "open", "sessionId": bad}),
+            json!({"type": "open", "sessionId": bad, "resume": {"from": 1, "token": "AAAA"}}),
+        ] {
+            let mut socket = connect(&server).await;
+            send_json(&mut socket, &open).await;
+            let (lines, code) = receive_all(&mut socket).await;
+            let body: Value = serde_json::from_str(&lines[0]).unwrap();
+            assert_eq!(body["reason"], "invalid_request", "{body}");
+            assert_eq!(body["code"], "INVALID_REQUEST", "{body}");
+            assert_eq!(code, Some(4400));
+        }
+    }
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_required_policy_refuses_a_plaintext_open() {
     let server = Running::start(

@@ -49,6 +49,9 @@ pub use self::session::{Messages, NewSession, SessionHandle, STORE_UNAVAILABLE};
 
 /// How many client messages wait for the application before delivery waits too.
 const MESSAGE_QUEUE: usize = 256;
+/// How often a resume retries the token compare-and-set it lost to a concurrent resume or
+/// submit before it gives up (`bad_token`).
+const ROTATE_ATTEMPTS: u32 = 4;
 
 /// What every part of the hub shares.
 #[derive(Debug)]
@@ -371,6 +374,77 @@ impl Shared {
         }
     }
 
+    /// The token a successful resume hands out, with the store's token hashes updated:
+    /// `None` when a concurrent change won the compare-and-set (the caller reloads).
+    ///
+    /// - The current token (`presented` matches `current`): a new token derived from it
+    ///   under fresh salt becomes current, and the presented one stays valid as the previous
+    ///   until the new one is used once (a cut during the resume reply never locks a client
+    ///   out).
+    /// - The previous token (the new one is still unused): the same successor again,
+    ///   recomputed from the stored salt, and nothing is written, so a replay never revokes
+    ///   a token issued after the one replayed.
+    /// - No token (tokenless resume allowed): a random token becomes current, the current
+    ///   one stays valid as the previous.
+    async fn rotate(
+        &self,
+        id: &SessionId,
+        snapshot: &Snapshot,
+        token: Option<&str>,
+        presented: Option<TokenHash>,
+    ) -> Result<Option<String>, Refusal> {
+        let tokens = snapshot.tokens;
+        let (token, next) = match (token, presented, tokens.salt) {
+            (Some(token), Some(p), _) if tokens.current.matches(&p) => {
+                let salt = token::salt(&self.rng).map_err(|e| unavailable(id, &e))?;
+                let (next, hash) = token::successor(&salt, token);
+                let hashes = TokenHashes {
+                    current: hash,
+                    previous: Some(p),
+                    salt: Some(salt),
+                };
+                (next, hashes)
+            }
+            (Some(token), Some(_), Some(salt)) => {
+                let (next, hash) = token::successor(&salt, token);
+                if hash.matches(&tokens.current) {
+                    return Ok(Some(next));
+                }
+                return Err(Refusal::new(
+                    RefusalReason::BadToken,
+                    format!("session {id}: the resume token is wrong or already used"),
+                ));
+            }
+            // A previous token without salt: the current one was drawn at random by a
+            // tokenless resume, which trusts whoever knows the id anyway; it is replaced.
+            (Some(_), Some(_), None) => {
+                let (next, hash) = token::issue(&self.rng).map_err(|e| unavailable(id, &e))?;
+                let hashes = TokenHashes {
+                    current: hash,
+                    previous: tokens.previous,
+                    salt: None,
+                };
+                (next, hashes)
+            }
+            // Tokenless (allowed).
+            _ => {
+                let (next, hash) = token::issue(&self.rng).map_err(|e| unavailable(id, &e))?;
+                let hashes = TokenHashes {
+                    current: hash,
+                    previous: Some(tokens.current),
+                    salt: None,
+                };
+                (next, hashes)
+            }
+        };
+        let swapped = self
+            .store
+            .swap_tokens(id, tokens, next)
+            .await
+            .map_err(|e| unavailable(id, &e))?;
+        Ok(swapped.then_some(token))
+    }
+
     /// Resume checks (3) to (6), after the token and the session's existence: epoch,
     /// expiry, no downgrade, position. Returns the first seq to send.
     fn check_resume(
@@ -475,10 +549,7 @@ impl SessionService for Hub {
                 .await
                 .map_err(|e| unavailable(&id, &e))?;
             let meta = SessionMeta::new(id.clone(), epoch, created, expires, request.encrypted);
-            let tokens = TokenHashes {
-                current: hash,
-                previous: None,
-            };
+            let tokens = TokenHashes::first(hash);
             let (messages_tx, messages_rx) = mpsc::channel(MESSAGE_QUEUE);
             let rt = Arc::new(Runtime::new(id.clone(), messages_tx));
             shared.reserve(&rt)?;
@@ -574,47 +645,37 @@ impl SessionService for Hub {
                 ));
             }
             // (1) The token, before anything that says whether the session exists; (2) the
-            // session.
-            let (snapshot, rt, presented) =
-                shared.authorize(id, request.token.as_deref(), true).await?;
-            if *rt.store_lost.borrow() {
-                return Err(Refusal::new(
-                    RefusalReason::Unavailable,
-                    format!("session {id}: its final is not yet recorded in the session store; try again"),
-                ));
-            }
-            let retention = snapshot.retention;
-            let from = shared.check_resume(&request, &snapshot, &rt)?;
-            // Rotate: the presented token stays valid until the new one is used once.
-            let (token, hash) = token::issue(&shared.rng).map_err(|e| unavailable(id, &e))?;
-            let next = match presented {
-                Some(p) if snapshot.tokens.current.matches(&p) => TokenHashes {
-                    current: hash,
-                    previous: Some(p),
-                },
-                // The previous token: the new one was never used, so it stays valid.
-                Some(_) => TokenHashes {
-                    current: hash,
-                    previous: snapshot.tokens.previous,
-                },
-                // Tokenless (allowed): the current token keeps working until the new one
-                // is used, as after any resume.
-                None => TokenHashes {
-                    current: hash,
-                    previous: Some(snapshot.tokens.current),
-                },
+            // session; then the rotation, retried when a concurrent resume rotated first.
+            let mut attempts = 0;
+            let (snapshot, rt, from, token) = loop {
+                attempts += 1;
+                let (snapshot, rt, presented) =
+                    shared.authorize(id, request.token.as_deref(), true).await?;
+                if *rt.store_lost.borrow() {
+                    return Err(Refusal::new(
+                        RefusalReason::Unavailable,
+                        format!("session {id}: its final is not yet recorded in the session store; try again"),
+                    ));
+                }
+                let from = shared.check_resume(&request, &snapshot, &rt)?;
+                match shared
+                    .rotate(id, &snapshot, request.token.as_deref(), presented)
+                    .await?
+                {
+                    Some(token) => break (snapshot, rt, from, token),
+                    // Lost the compare-and-set to a concurrent resume or submit: reload and
+                    // decide again (a concurrent resume with the same token made it the
+                    // previous one, whose successor this one then gets too).
+                    None if attempts < ROTATE_ATTEMPTS => {}
+                    None => {
+                        return Err(Refusal::new(
+                            RefusalReason::BadToken,
+                            format!("session {id}: the resume token was used concurrently"),
+                        ))
+                    }
+                }
             };
-            let swapped = shared
-                .store
-                .swap_tokens(id, snapshot.tokens, next)
-                .await
-                .map_err(|e| unavailable(id, &e))?;
-            if !swapped {
-                return Err(Refusal::new(
-                    RefusalReason::BadToken,
-                    format!("session {id}: the resume token was used concurrently"),
-                ));
-            }
+            let retention = snapshot.retention;
             // A resume from N acknowledges everything before N.
             shared
                 .store
@@ -663,10 +724,7 @@ impl SessionService for Hub {
             }
             // Using the current token proves the client has it: the previous one retires.
             if presented.is_some() && snapshot.tokens.previous.is_some() {
-                let next = TokenHashes {
-                    current: snapshot.tokens.current,
-                    previous: None,
-                };
+                let next = TokenHashes::first(snapshot.tokens.current);
                 // Losing this race to a resume is harmless: that resume rotated anyway.
                 shared
                     .store
@@ -784,6 +842,27 @@ impl SessionService for Hub {
             session::terminate(&self.shared, &rt, cancel_message(reason.as_deref()))
                 .await
                 .map_err(|err| unavailable(&id, &err))?;
+            Ok(())
+        })
+    }
+
+    fn check_access(
+        &self,
+        session_id: &SessionId,
+        token: Option<&str>,
+    ) -> BoxFuture<'_, Result<(), Refusal>> {
+        let id = session_id.clone();
+        let token = token.map(str::to_owned);
+        Box::pin(async move {
+            let shared = &self.shared;
+            let snapshot = shared
+                .store
+                .load(&id)
+                .await
+                .map_err(|e| unavailable(&id, &e))?;
+            // What a resume accepts (the current token, or the previous one while the current
+            // one is unused), checked the same way and written nowhere: no rotation.
+            shared.check_token(&id, token.as_deref(), snapshot.as_ref(), true)?;
             Ok(())
         })
     }

@@ -290,10 +290,7 @@ mod tests {
         let store = MemoryStore::new();
         let id = SessionId::generate();
         let hash = crate::store::TokenHash::of("t");
-        let tokens = TokenHashes {
-            current: hash,
-            previous: None,
-        };
+        let tokens = TokenHashes::first(hash);
         store
             .create(SessionMeta::new(id.clone(), 1, 0, 10, false), tokens)
             .await
@@ -341,6 +338,7 @@ mod tests {
         let other = TokenHashes {
             current: crate::store::TokenHash::of("u"),
             previous: Some(hash),
+            salt: Some(crate::store::TokenSalt([7; 32])),
         };
         assert!(store.swap_tokens(&id, tokens, other).await.unwrap());
         assert!(!store.swap_tokens(&id, tokens, other).await.unwrap());

@@ -68,12 +68,42 @@ impl fmt::Debug for TokenHash {
 
 /// The tokens that may resume a session: the current one and, until the current one has been
 /// used once, the one before it.
+///
+/// A resume with `previous` (a client whose resume reply was cut) must get `current` again,
+/// never a new token that would revoke `current` from whoever holds it; the store keeps only
+/// hashes, so `current` is derived from `previous` and `salt` (random, drawn when `current`
+/// was issued): whoever holds `previous` can recompute `current`, and a copy of the store
+/// (hashes and salt, never a token) cannot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenHashes {
     /// The token issued last.
     pub current: TokenHash,
     /// The token before it, still valid until `current` is used.
     pub previous: Option<TokenHash>,
+    /// The salt from which `current` was derived from `previous`; none when `current` was
+    /// drawn at random (a new session, a tokenless resume).
+    pub salt: Option<TokenSalt>,
+}
+
+impl TokenHashes {
+    /// A session's first token: no previous one.
+    pub fn first(current: TokenHash) -> Self {
+        Self {
+            current,
+            previous: None,
+            salt: None,
+        }
+    }
+}
+
+/// 256 random bits from which a token's successor is derived (see [`TokenHashes`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TokenSalt(pub [u8; 32]);
+
+impl fmt::Debug for TokenSalt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenSalt(…)")
+    }
 }
 
 /// A session's metadata (everything but tokens, events and client position).

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use enclave_crypto::SigningKey;
+use enclave_types::SessionId;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -21,6 +22,14 @@ use crate::wire::DEFAULT_MAX_BODY_BYTES;
 /// `GET /health`, the WebSocket upgrade included.
 pub type AuthorizationHook =
     Arc<dyn Fn(&http::HeaderMap) -> Result<(), Refusal> + Send + Sync + 'static>;
+
+/// The deployment's session-access hook: a function of a request's headers and the session
+/// it names that, by returning `true`, lets the request read or end that session
+/// (`GET /sessions/:id`, `DELETE /sessions/:id`, `POST /sessions/:id/cancel`) without the
+/// session's resume token, e.g. for an operator's credential. `false` leaves the decision
+/// to the token (see [`ServerConfig::session_access`]).
+pub type SessionAccessHook =
+    Arc<dyn Fn(&http::HeaderMap, &SessionId) -> bool + Send + Sync + 'static>;
 
 /// The server's encryption policy (`enclave serve --encryption`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -81,6 +90,7 @@ pub struct ServerConfig {
     pub(crate) encryption: EncryptionPolicy,
     pub(crate) signing_key: Option<Arc<SigningKey>>,
     pub(crate) authorize: Option<AuthorizationHook>,
+    pub(crate) session_access: Option<SessionAccessHook>,
     pub(crate) max_line_length: usize,
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
     pub(crate) max_connections: usize,
@@ -99,10 +109,11 @@ impl Default for ServerConfig {
         Self {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             allowed_origins: None,
-            session_list: true,
+            session_list: false,
             encryption: EncryptionPolicy::Optional,
             signing_key: None,
             authorize: None,
+            session_access: None,
             max_line_length: enclave_ndjson::DEFAULT_MAX_LINE_LENGTH,
             tls: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -152,8 +163,11 @@ impl ServerConfig {
         self
     }
 
-    /// Whether `GET /sessions` is served (default `true`); when off it answers `404
-    /// NOT_FOUND`, as a route that does not exist.
+    /// Whether `GET /sessions` is served (default `false`: `enclave serve
+    /// --enable-session-list` turns it on); when off it answers `404 NOT_FOUND`, as a route
+    /// that does not exist. The list names every session to whoever passes the
+    /// [`authorize`](Self::authorize) hook, so turn it on only where that is acceptable: an
+    /// id alone still opens nothing unless tokenless resume is allowed.
     #[must_use]
     pub fn session_list(mut self, enabled: bool) -> Self {
         self.session_list = enabled;
@@ -217,6 +231,24 @@ impl ServerConfig {
         F: Fn(&http::HeaderMap) -> Result<(), Refusal> + Send + Sync + 'static,
     {
         self.authorize = Some(Arc::new(hook));
+        self
+    }
+
+    /// Installs the session-access hook: a request it accepts (`true`) may read or end the
+    /// session it names (`GET /sessions/:id`, `DELETE /sessions/:id`,
+    /// `POST /sessions/:id/cancel`) without that session's resume token. Without the hook,
+    /// or when it answers `false`, these routes need the session's resume token in
+    /// `X-Enclave-Resume-Token`, checked by the session layer
+    /// ([`SessionService::check_access`](crate::SessionService::check_access)): `401
+    /// RESUME_REFUSED` when missing, `403` when wrong, whether the session exists or not.
+    /// The hook runs after [`authorize`](Self::authorize) and after the id was found well
+    /// formed; it never sees a token the session layer checks.
+    #[must_use]
+    pub fn session_access<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&http::HeaderMap, &SessionId) -> bool + Send + Sync + 'static,
+    {
+        self.session_access = Some(Arc::new(hook));
         self
     }
 
@@ -295,6 +327,7 @@ impl fmt::Debug for ServerConfig {
                 &self.signing_key.as_ref().map(|key| key.verifying_key()),
             )
             .field("authorize", &self.authorize.is_some())
+            .field("session_access", &self.session_access.is_some())
             .field("max_line_length", &self.max_line_length)
             .field("tls", &self.tls.is_some())
             .field("max_connections", &self.max_connections)

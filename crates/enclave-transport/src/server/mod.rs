@@ -59,7 +59,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{
-    tls_config_from_pem, AuthorizationHook, EncryptionPolicy, ServerConfig, DEFAULT_MAX_CONNECTIONS,
+    tls_config_from_pem, AuthorizationHook, EncryptionPolicy, ServerConfig, SessionAccessHook,
+    DEFAULT_MAX_CONNECTIONS,
 };
 
 use crate::service::SessionService;

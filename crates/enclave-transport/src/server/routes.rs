@@ -207,20 +207,28 @@ fn features(headers: &HeaderMap) -> Features {
         .unwrap_or_default()
 }
 
-/// A path id that must name a session, for routes that reveal nothing before the service's
-/// token check: one that cannot be an id is a malformed request (`400 INVALID_REQUEST`).
-fn path_id_for_resume(id: &str) -> Result<SessionId, Refusal> {
-    SessionId::new(id).map_err(|err| bad_request(format!("{id:?} is not a session id: {err}")))
+/// A path id: one that is not a well-formed session id ([`wire::check_session_id`]) is a
+/// malformed request (`400 INVALID_REQUEST`), answered before anything looks the session up.
+fn path_id(id: &str) -> Result<SessionId, Refusal> {
+    wire::check_session_id(id)
 }
 
-/// A path id for the broker's routes: one that cannot be an id names no session (`404`).
-fn path_id_for_lookup(id: &str) -> Result<SessionId, Refusal> {
-    SessionId::new(id).map_err(|_| {
-        Refusal::new(
-            RefusalReason::UnknownSession,
-            format!("Session {id} not found"),
-        )
-    })
+/// Whether a request may read or end `session_id` (`GET`/`DELETE /sessions/:id`,
+/// `POST /sessions/:id/cancel`): the deployment's session-access hook, else the session's
+/// resume token in `X-Enclave-Resume-Token`, checked by the session layer before anything
+/// says whether the session exists, and never consumed.
+async fn check_access(
+    shared: &Shared,
+    session_id: &SessionId,
+    headers: &HeaderMap,
+) -> Result<(), Refusal> {
+    if let Some(hook) = &shared.config.session_access {
+        if hook(headers, session_id) {
+            return Ok(());
+        }
+    }
+    let token = header_str(headers, wire::HEADER_RESUME_TOKEN)?;
+    shared.service.check_access(session_id, token).await
 }
 
 fn set_header(headers: &mut HeaderMap, name: &'static str, value: &str) {
@@ -342,7 +350,13 @@ async fn create(State(shared): AppState, headers: HeaderMap, body: Body) -> Resp
         Ok(request) => request,
         Err(refusal) => return refusal_response(&refusal),
     };
-    let session_id = request.session_id.unwrap_or_else(SessionId::generate);
+    let session_id = match request.session_id {
+        Some(id) => match wire::check_session_id(id.as_str()) {
+            Ok(id) => id,
+            Err(refusal) => return refusal_response(&refusal),
+        },
+        None => SessionId::generate(),
+    };
     let (client_mode, hello) = match &request.encryption {
         Some(offer) => (Some(offer.mode), offer.client_hello.as_ref()),
         None => (None, None),
@@ -389,7 +403,7 @@ async fn stream(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    let session_id = match path_id_for_resume(&id) {
+    let session_id = match path_id(&id) {
         Ok(id) => id,
         Err(refusal) => return refusal_response(&refusal),
     };
@@ -453,7 +467,7 @@ async fn messages(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let session_id = match path_id_for_resume(&id) {
+    let session_id = match path_id(&id) {
         Ok(id) => id,
         Err(refusal) => return refusal_response(&refusal),
     };
@@ -550,12 +564,15 @@ pub(crate) fn info_json(info: &SessionInfo) -> serde_json::Value {
     })
 }
 
-/// `GET /sessions/:id`.
-async fn info(State(shared): AppState, Path(id): Path<String>) -> Response {
-    let session_id = match path_id_for_lookup(&id) {
+/// `GET /sessions/:id` (with the session's token or the session-access hook's consent).
+async fn info(State(shared): AppState, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let session_id = match path_id(&id) {
         Ok(id) => id,
         Err(refusal) => return refusal_response(&refusal),
     };
+    if let Err(refusal) = check_access(&shared, &session_id, &headers).await {
+        return refusal_response(&refusal);
+    }
     match shared.service.info(&session_id).await {
         Ok(info) => json_response(StatusCode::OK, &info_json(&info)),
         Err(refusal) => refusal_response(&refusal),
@@ -579,12 +596,15 @@ async fn list(State(shared): AppState) -> Response {
     }
 }
 
-/// `DELETE /sessions/:id`.
-async fn delete(State(shared): AppState, Path(id): Path<String>) -> Response {
-    let session_id = match path_id_for_lookup(&id) {
+/// `DELETE /sessions/:id` (with the session's token or the session-access hook's consent).
+async fn delete(State(shared): AppState, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let session_id = match path_id(&id) {
         Ok(id) => id,
         Err(refusal) => return refusal_response(&refusal),
     };
+    if let Err(refusal) = check_access(&shared, &session_id, &headers).await {
+        return refusal_response(&refusal);
+    }
     match shared.service.delete(&session_id).await {
         Ok(()) => json_response(
             StatusCode::OK,
@@ -601,12 +621,21 @@ struct CancelBody {
     reason: Option<String>,
 }
 
-/// `POST /sessions/:id/cancel`: any content type, body `{"reason"?}` or empty.
-async fn cancel(State(shared): AppState, Path(id): Path<String>, body: Body) -> Response {
-    let session_id = match path_id_for_lookup(&id) {
+/// `POST /sessions/:id/cancel`: any content type, body `{"reason"?}` or empty (with the
+/// session's token or the session-access hook's consent).
+async fn cancel(
+    State(shared): AppState,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let session_id = match path_id(&id) {
         Ok(id) => id,
         Err(refusal) => return refusal_response(&refusal),
     };
+    if let Err(refusal) = check_access(&shared, &session_id, &headers).await {
+        return refusal_response(&refusal);
+    }
     let bytes = match read_body(body, shared.config.max_body_bytes).await {
         Ok(bytes) => bytes,
         Err(response) => return response,

@@ -129,8 +129,13 @@ impl Connection {
             None => (None, None),
         };
         let policy = self.shared.config.encryption;
+        let session_id = open
+            .session_id
+            .as_ref()
+            .map(|id| wire::check_session_id(id.as_str()))
+            .transpose()?;
         if let Some(resume) = open.resume {
-            let session_id = open.session_id.ok_or_else(|| {
+            let session_id = session_id.ok_or_else(|| {
                 Refusal::new(
                     RefusalReason::InvalidRequest,
                     "a resume needs the sessionId of the session",
@@ -148,7 +153,7 @@ impl Connection {
             let attachment = self.shared.service.resume(request).await?;
             Ok((attachment, handshake))
         } else {
-            let session_id = open.session_id.unwrap_or_else(SessionId::generate);
+            let session_id = session_id.unwrap_or_else(SessionId::generate);
             self.session_id = Some(session_id.clone());
             let mut handshake = negotiate(policy, client_mode, hello, &session_id)?;
             if let Some(mode) = client_mode {

@@ -285,6 +285,20 @@ impl SessionService for FakeService {
         }
         .boxed()
     }
+
+    fn check_access(
+        &self,
+        session_id: &SessionId,
+        token: Option<&str>,
+    ) -> BoxFuture<'_, Result<(), Refusal>> {
+        let record = self.sessions.lock().unwrap().get(session_id).cloned();
+        let verdict = match token {
+            None => Err(refuse(RefusalReason::MissingToken, "no token")),
+            Some(token) if record.is_some_and(|r| r.lock().unwrap().token == token) => Ok(()),
+            Some(_) => Err(refuse(RefusalReason::BadToken, "wrong token")),
+        };
+        async move { verdict }.boxed()
+    }
 }
 
 /// Replays a queue, then ends (or, for a held session, waits forever).
