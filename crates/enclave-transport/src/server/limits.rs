@@ -69,3 +69,21 @@ impl Drop for LogBudget {
         self.report();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_allows_a_burst_then_counts_what_it_leaves_out() {
+        let mut budget = LogBudget::default();
+        let allowed = (0..100).filter(|_| budget.allow()).count();
+        assert_eq!(allowed, LOG_BURST as usize);
+        assert_eq!(budget.suppressed, 100 - u64::from(LOG_BURST));
+        // A new window allows a new burst and reports the count.
+        budget.window = Instant::now().checked_sub(LOG_WINDOW).unwrap();
+        assert!(budget.allow());
+        assert_eq!(budget.suppressed, 0);
+        assert_eq!(budget.used, 1);
+    }
+}
