@@ -56,7 +56,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 // Responses
 
 /// A refusal: its status and `{"code","message","reason"}`.
-/// A `503` carries `Retry-After` ([`wire::RETRY_AFTER_SECS`]).
+/// A `503` carries `Retry-After`: the refusal's own, else [`wire::RETRY_AFTER_SECS`].
 pub(crate) fn refusal_response(refusal: &Refusal) -> Response {
     let status =
         StatusCode::from_u16(refusal.reason.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
