@@ -130,6 +130,40 @@ pub(crate) struct ServeArgs {
     /// `crates/enclave-stream/examples/browser`. Nothing outside DIR is reachable.
     #[arg(long = "static", value_name = "DIR")]
     static_dir: Option<PathBuf>,
+
+    /// Most concurrent connections (WebSockets included); past it and its reserve a new
+    /// connection is answered 503 at once.
+    #[arg(long, value_name = "N", default_value_t = enclave_transport::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+
+    /// Most concurrent connections from one IP address; past it, 503 at once.
+    #[arg(long, value_name = "N", default_value_t = enclave_transport::DEFAULT_MAX_CONNECTIONS_PER_PEER)]
+    max_connections_per_peer: usize,
+
+    /// Connections accepted past --max-connections for everything but new sessions
+    /// (/health, resumes, messages), so a full server stays reachable.
+    #[arg(long, value_name = "N", default_value_t = enclave_transport::DEFAULT_CONNECTION_RESERVE)]
+    connection_reserve: usize,
+
+    /// How long a connection may take to send a request head (idle ones are closed then), ms.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    header_timeout_ms: u64,
+
+    /// How long a request body may take to arrive (slower: 408), ms.
+    #[arg(long, value_name = "MS", default_value_t = 30_000)]
+    body_timeout_ms: u64,
+
+    /// How long after a ping a WebSocket peer has to be heard from before it is closed, ms.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    ws_pong_timeout_ms: u64,
+
+    /// Most live sessions (not finished, deleted or expired); past it, creates get 503.
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    max_sessions: usize,
+
+    /// Most sessions created per second (0: no limit); past it, creates get 503.
+    #[arg(long, value_name = "N", default_value_t = 1_000)]
+    max_session_creations_per_sec: u32,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -181,7 +215,13 @@ async fn serve(args: ServeArgs) -> ExitCode {
             Encryption::Optional => EncryptionPolicy::Optional,
             Encryption::Required => EncryptionPolicy::Required,
         })
-        .session_list(args.enable_session_list);
+        .session_list(args.enable_session_list)
+        .max_connections(args.max_connections)
+        .max_connections_per_peer(args.max_connections_per_peer)
+        .connection_reserve(args.connection_reserve)
+        .header_read_timeout(Duration::from_millis(args.header_timeout_ms))
+        .body_timeout(Duration::from_millis(args.body_timeout_ms))
+        .ws_pong_timeout(Duration::from_millis(args.ws_pong_timeout_ms));
     let scheme = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => match enclave_transport::tls_config_from_pem(cert, key) {
             Ok(tls) => {
@@ -261,6 +301,8 @@ async fn hub_config(args: &ServeArgs) -> Result<HubConfig, String> {
         .with_heartbeat_ms(args.heartbeat_ms)
         .with_store_retry(Duration::from_millis(args.store_retry_ms))
         .with_allow_tokenless_resume(args.allow_tokenless_resume)
+        .with_max_sessions(args.max_sessions)
+        .with_max_creations_per_sec(args.max_session_creations_per_sec)
         .with_overflow(match args.overflow {
             Overflow::Wait => OverflowPolicy::Wait,
             Overflow::DropOldest => OverflowPolicy::DropOldest,

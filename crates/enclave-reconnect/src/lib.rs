@@ -54,6 +54,7 @@ pub mod store;
 pub use client::{
     ConnectionEvent, ConnectionState, ReconnectPolicy, ReconnectingStream,
     ReconnectingStreamBuilder, RetrySchedule, SessionPosition, StreamConfig, StreamError,
+    MAX_RETRY_AFTER,
 };
 pub use error::Error;
 pub use hub::{

@@ -115,8 +115,14 @@ async fn handle(mut socket: TcpStream, state: Arc<Mutex<State>>) {
                 let body = format!(
                     r#"{{"code":"{code}","message":"refused by the fake","reason":"{reason}"}}"#
                 );
+                // A full server says when to come back, as ours does.
+                let retry_after = if status == 503 {
+                    "Retry-After: 1\r\n"
+                } else {
+                    ""
+                };
                 let answer = format!(
-                    "HTTP/1.1 {status} Refused\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status} Refused\r\nContent-Type: application/json\r\n{retry_after}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 );
                 let _ = socket.write_all(answer.as_bytes()).await;
@@ -353,6 +359,39 @@ async fn gives_up_after_max_attempts_with_failed() {
     assert!(
         stream.next().await.is_none(),
         "a failed stream stays failed"
+    );
+}
+
+#[tokio::test]
+async fn a_full_server_is_asked_again_no_sooner_than_its_retry_after() {
+    let fake = Fake::start(100, vec![(40, Fault::Cut)]).await;
+    fake.state().refuse_resumes = Some((503, "SERVICE_UNAVAILABLE", "unavailable"));
+    // Backoff alone would retry within milliseconds.
+    let mut stream = ReconnectingStream::new(&fake.url, NewSession::new(), fast_config());
+    let started = tokio::time::Instant::now();
+    let mut first_resume = None;
+    let waited = tokio::time::timeout(LIMIT, async {
+        loop {
+            let resumes = fake.state().resumes.len();
+            if resumes == 1 && first_resume.is_none() {
+                first_resume = Some(tokio::time::Instant::now());
+            }
+            if resumes >= 2 {
+                return first_resume.map(|at| at.elapsed());
+            }
+            tokio::select! {
+                _ = stream.next() => {}
+                () = tokio::time::sleep(Duration::from_millis(5)) => {}
+            }
+        }
+    })
+    .await
+    .expect("the resume is retried");
+    let gap = waited.expect("the first resume was seen");
+    assert!(
+        gap >= Duration::from_millis(900),
+        "retried after {gap:?} (started {:?} ago), before the Retry-After of 1 s",
+        started.elapsed()
     );
 }
 

@@ -388,6 +388,64 @@ async fn the_session_limit_refuses_with_unavailable() {
 }
 
 #[tokio::test]
+async fn a_finished_session_does_not_hold_a_live_place() {
+    let hub = hub(quiet().with_max_sessions(1));
+    let (_attachment, session) = create(&hub, false).await;
+    session
+        .handle
+        .finish(enclave_types::FinalPayload::new(true))
+        .await
+        .unwrap();
+    // The finished session waits for its grace period (a resume still gets its tail), but a
+    // new session gets the place.
+    let (_second, second) = create(&hub, false).await;
+    let refusal = hub
+        .create(enclave_transport::CreateSession::new(SessionId::generate()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refusal.reason,
+        RefusalReason::Unavailable,
+        "one live session"
+    );
+    second
+        .handle
+        .finish(enclave_types::FinalPayload::new(true))
+        .await
+        .unwrap();
+    // Held sessions, finished ones included, stay bounded (twice the live limit).
+    let refusal = hub
+        .create(enclave_transport::CreateSession::new(SessionId::generate()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refusal.reason,
+        RefusalReason::Unavailable,
+        "two held sessions"
+    );
+}
+
+#[tokio::test]
+async fn session_creations_per_second_are_limited() {
+    let hub = hub(quiet().with_max_creations_per_sec(3));
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(create(&hub, false).await);
+    }
+    let refusal = hub
+        .create(enclave_transport::CreateSession::new(SessionId::generate()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (refusal.reason, refusal.reason.http_status()),
+        (RefusalReason::Unavailable, 503)
+    );
+    // A third of a second gives one creation back.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    held.push(create(&hub, false).await);
+}
+
+#[tokio::test]
 async fn an_encrypted_session_refuses_plaintext_messages_on_the_side_route() {
     let hub = hub(quiet());
     let mut request = CreateSession::new(SessionId::generate());

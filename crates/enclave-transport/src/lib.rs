@@ -19,7 +19,8 @@ pub mod wire;
 
 pub use server::{
     tls_config_from_pem, AuthorizationHook, EncryptionPolicy, Server, ServerConfig,
-    SessionAccessHook, DEFAULT_MAX_CONNECTIONS,
+    SessionAccessHook, DEFAULT_CONNECTION_RESERVE, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS_PER_PEER,
 };
 pub use service::{
     Attachment, CloseReason, CreateSession, EncodedEvent, EventSource, Features, Outgoing, Refusal,

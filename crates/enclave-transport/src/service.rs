@@ -575,6 +575,9 @@ pub struct Refusal {
     pub reason: RefusalReason,
     /// What happened, for people; never quotes secrets.
     pub message: String,
+    /// How long to wait before trying again, when the server said (`Retry-After` of a
+    /// `503`). Not part of the JSON body.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl Refusal {
@@ -583,7 +586,15 @@ impl Refusal {
         Self {
             reason,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same refusal, asking the client to wait `delay` before trying again.
+    #[must_use]
+    pub fn with_retry_after(mut self, delay: std::time::Duration) -> Self {
+        self.retry_after = Some(delay);
+        self
     }
 
     /// The refusal body: `{"code", "message", "reason"}`.

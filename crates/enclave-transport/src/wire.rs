@@ -51,6 +51,10 @@ pub const NDJSON_CONTENT_TYPE: &str = "application/x-ndjson";
 /// The largest `POST /sessions` (and messages) body accepted by default: 1 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 
+/// The `Retry-After` (seconds) of a `503` the server sends when it is full (connection cap,
+/// per-peer cap, session limits).
+pub const RETRY_AFTER_SECS: u64 = 2;
+
 /// The `encryption` of a `POST /sessions` body or a WebSocket `open`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -956,7 +956,9 @@ async fn graceful_shutdown_ends_attached_streams() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_sessions() {
-    let server = Running::start(5, ServerConfig::default()).await;
+    // One loopback address for all of them: past the default per-address cap.
+    let config = ServerConfig::default().max_connections_per_peer(2000);
+    let server = Running::start(5, config).await;
     let addr = server.addr;
     let started = std::time::Instant::now();
     let mut tasks = Vec::new();
@@ -974,5 +976,181 @@ async fn a_thousand_concurrent_sessions() {
     }
     assert_eq!(server.service.sessions.lock().unwrap().len(), 1000);
     assert!(started.elapsed() < Duration::from_secs(30));
+    server.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Floods
+
+/// Reads what the server sends until it closes, within `within`; `None` if it is still open.
+async fn read_until_closed(socket: &mut tokio::net::TcpStream, within: Duration) -> Option<String> {
+    let mut received = Vec::new();
+    match tokio::time::timeout(within, socket.read_to_end(&mut received)).await {
+        Ok(_) => Some(String::from_utf8_lossy(&received).into_owned()),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test]
+async fn a_body_sent_a_byte_at_a_time_is_timed_out_with_408() {
+    let config = ServerConfig::default().body_timeout(Duration::from_millis(300));
+    let server = Running::start(1, config).await;
+    let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    socket.set_nodelay(true).unwrap();
+    socket
+        .write_all(b"POST /sessions HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n")
+        .await
+        .unwrap();
+    let (mut reader, mut writer) = socket.into_split();
+    // One byte per segment, far slower than the deadline allows for 1000 bytes.
+    let trickle = tokio::spawn(async move {
+        for _ in 0..200 {
+            if writer.write_all(b" ").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let mut received = Vec::new();
+    tokio::time::timeout(WAIT, reader.read_to_end(&mut received))
+        .await
+        .expect("a slow body is answered and its connection closed")
+        .unwrap();
+    trickle.abort();
+    let received = String::from_utf8_lossy(&received);
+    assert!(received.starts_with("HTTP/1.1 408"), "{received}");
+    assert!(
+        received.contains("\"code\":\"REQUEST_TIMEOUT\""),
+        "{received}"
+    );
+    assert!(
+        received.contains("\"reason\":\"invalid_request\""),
+        "{received}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_cut_in_many_frames_is_read_whole_and_bounded_by_its_bytes() {
+    // Many small frames (one write each) add up to one body of exactly the limit: accepted;
+    // one byte more in the same shape: 413 without the whole body being buffered.
+    let config = ServerConfig::default().max_body_bytes(64);
+    let server = Running::start(0, config).await;
+    for (len, expect) in [(64, "HTTP/1.1 200"), (65, "HTTP/1.1 413")] {
+        let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        socket.set_nodelay(true).unwrap();
+        socket
+            .write_all(b"POST /sessions HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n")
+            .await
+            .unwrap();
+        let body = format!("{{\"code\":\"{}\"}}", "x".repeat(len - 11));
+        for byte in body.as_bytes() {
+            socket
+                .write_all(format!("1\r\n{}\r\n", char::from(*byte)).as_bytes())
+                .await
+                .unwrap();
+        }
+        let _ = socket.write_all(b"0\r\n\r\n").await;
+        let mut head = vec![0_u8; 12];
+        tokio::time::timeout(WAIT, socket.read_exact(&mut head))
+            .await
+            .expect("answered")
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&head), expect, "{len} bytes");
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_no_request_is_closed_after_the_header_timeout() {
+    let config = ServerConfig::default().header_read_timeout(Duration::from_millis(300));
+    let server = Running::start(1, config).await;
+    let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let started = std::time::Instant::now();
+    read_until_closed(&mut socket, Duration::from_secs(5))
+        .await
+        .expect("a silent connection is closed");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn one_address_cannot_hold_more_than_its_connections() {
+    let config = ServerConfig::default().max_connections_per_peer(4);
+    let server = Running::start(1, config).await;
+    let mut silent = Vec::new();
+    for _ in 0..4 {
+        silent.push(tokio::net::TcpStream::connect(server.addr).await.unwrap());
+    }
+    // The fifth is answered 503 at once and closed.
+    let mut fifth = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let answer = read_until_closed(&mut fifth, WAIT)
+        .await
+        .expect("the fifth connection is closed at once");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("retry-after: "), "{answer}");
+    assert!(answer.contains("\"reason\":\"unavailable\""), "{answer}");
+    // Once they close, the address gets its places back.
+    drop(silent);
+    let healthy = tokio::time::timeout(WAIT, async {
+        loop {
+            let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+            socket
+                .write_all(b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut answer = String::new();
+            let _ = socket.read_to_string(&mut answer).await;
+            if answer.starts_with("HTTP/1.1 200") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(healthy.is_ok(), "the address's places come back");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_server_serves_health_from_its_reserve_and_refuses_new_sessions_with_retry_after() {
+    let config = ServerConfig::default()
+        .max_connections(2)
+        .connection_reserve(2);
+    let server = Running::start(1, config).await;
+    let mut silent = Vec::new();
+    for _ in 0..2 {
+        silent.push(tokio::net::TcpStream::connect(server.addr).await.unwrap());
+    }
+    // Let the server take both into the cap before the reserve is used.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let health = tokio::time::timeout(WAIT, send(server.addr, "GET", "/health", &[], ""))
+        .await
+        .expect("/health is answered while the cap is full");
+    assert_eq!(health.status(), 200);
+    let created = tokio::time::timeout(WAIT, send(server.addr, "POST", "/sessions", &[], ""))
+        .await
+        .expect("a create is answered while the cap is full");
+    assert_eq!(created.status(), 503);
+    assert_eq!(header(&created, "retry-after"), Some("2"));
+    assert_eq!(json(created).await["reason"], "unavailable");
+    drop(health);
+    // Filling the rest of the reserve: the next connection is told so at once (at most 4
+    // connections fit: 2 under the cap, 2 in the reserve).
+    let mut refused = None;
+    for _ in 0..5 {
+        let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        match read_until_closed(&mut socket, Duration::from_millis(300)).await {
+            Some(answer) => {
+                refused = Some(answer);
+                break;
+            }
+            None => silent.push(socket),
+        }
+    }
+    let answer = refused.expect("a connection past the reserve is closed at once");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(silent.len() <= 4, "{} connections held", silent.len());
+    drop(silent);
     server.stop().await;
 }

@@ -305,3 +305,129 @@ async fn a_required_policy_refuses_a_plaintext_open() {
     assert!(server.service.sessions.lock().unwrap().is_empty());
     server.stop().await;
 }
+
+// ---------------------------------------------------------------------------------------
+// Floods and protocol errors
+
+/// A raw data frame: `text` or continuation, final or not, any payload (UTF-8 or not).
+fn raw_frame(continuation: bool, payload: &[u8], is_final: bool) -> Message {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
+    let opcode = if continuation {
+        Data::Continue
+    } else {
+        Data::Text
+    };
+    Message::Frame(WsFrame::message(
+        payload.to_vec(),
+        OpCode::Data(opcode),
+        is_final,
+    ))
+}
+
+/// The close code the server sends after `message` (on an open session when `open`).
+async fn close_code_after(server: &Running, open: bool, messages: Vec<Message>) -> Option<u16> {
+    let mut socket = connect(server).await;
+    if open {
+        send_json(&mut socket, &json!({"type": "open", "code": "hold"})).await;
+        opened(&mut socket).await;
+    }
+    for message in messages {
+        // The server may close before the last one is written.
+        let _ = socket.send(message).await;
+    }
+    receive_all(&mut socket).await.1
+}
+
+#[tokio::test]
+async fn oversized_malformed_and_unfinished_messages_close_with_their_codes() {
+    // A client message is bounded as an HTTP body is.
+    let server = Running::start(1, ServerConfig::default().max_body_bytes(1024)).await;
+    let big = "x".repeat(2000);
+    assert_eq!(
+        close_code_after(&server, true, vec![Message::text(big.clone())]).await,
+        Some(1009),
+        "a message over the limit"
+    );
+    assert_eq!(
+        close_code_after(&server, false, vec![Message::text(big)]).await,
+        Some(1009),
+        "an open message over the limit"
+    );
+    // Fragments that never finish are held only up to the limit.
+    let fragment = [b' '; 600];
+    assert_eq!(
+        close_code_after(
+            &server,
+            true,
+            vec![
+                raw_frame(false, &fragment, false),
+                raw_frame(true, &fragment, false),
+            ]
+        )
+        .await,
+        Some(1009),
+        "an unfinished fragmented message over the limit"
+    );
+    assert_eq!(
+        close_code_after(&server, true, vec![raw_frame(true, b"{}", true)]).await,
+        Some(1002),
+        "a continuation without a first fragment"
+    );
+    assert_eq!(
+        close_code_after(&server, false, vec![raw_frame(true, b"{}", true)]).await,
+        Some(1002),
+        "a protocol error before open"
+    );
+    assert_eq!(
+        close_code_after(
+            &server,
+            true,
+            vec![raw_frame(false, b"{\"a\":\"\xff\xfe\"}", true)]
+        )
+        .await,
+        Some(1007),
+        "a text message that is not UTF-8"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_peer_that_answers_no_ping_is_closed() {
+    let config = ServerConfig::default()
+        .ws_ping_interval(Duration::from_millis(100))
+        .ws_pong_timeout(Duration::from_millis(200));
+    let server = Running::start(1, config).await;
+    let mut socket = connect(&server).await;
+    send_json(&mut socket, &json!({"type": "open", "code": "hold"})).await;
+    opened(&mut socket).await;
+    // Not reading means not answering pings (the client answers them as it reads).
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (_, code) = receive_all(&mut socket).await;
+    assert_eq!(code, Some(1001));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_peer_that_answers_pings_stays_open() {
+    let config = ServerConfig::default()
+        .ws_ping_interval(Duration::from_millis(100))
+        .ws_pong_timeout(Duration::from_millis(200));
+    let server = Running::start(1, config).await;
+    let mut socket = connect(&server).await;
+    send_json(&mut socket, &json!({"type": "open", "code": "hold"})).await;
+    opened(&mut socket).await;
+    // Reading answers every ping: nothing but events and pings for a while.
+    let quiet = tokio::time::timeout(Duration::from_millis(800), async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return None,
+            }
+        }
+    })
+    .await;
+    assert!(quiet.is_err(), "closed: {quiet:?}");
+    server.stop().await;
+}

@@ -47,7 +47,7 @@ use tokio::time::Instant;
 
 pub use self::builder::ReconnectingStreamBuilder;
 pub use self::error::StreamError;
-pub use self::policy::{ReconnectPolicy, RetrySchedule};
+pub use self::policy::{ReconnectPolicy, RetrySchedule, MAX_RETRY_AFTER};
 
 /// The connection states of the TypeScript client's state machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -604,7 +604,13 @@ impl ReconnectingStream {
                 let (attempt, deadline) = if let Some(pending) = self.retry_at {
                     pending
                 } else {
-                    let Some((attempt, delay)) = self.schedule.next_delay() else {
+                    // A server that said when to come back (`Retry-After`) is not asked sooner.
+                    let retry_after = match &self.last_error {
+                        Some(ClientError::Refused { refusal, .. }) => refusal.retry_after,
+                        _ => None,
+                    };
+                    let Some((attempt, delay)) = self.schedule.next_delay_at_least(retry_after)
+                    else {
                         let attempts = self.schedule.attempts();
                         let last = self.last_error.take().unwrap_or(ClientError::Closed {
                             session: self.session_name(),

@@ -105,6 +105,9 @@ impl ReconnectPolicy {
     }
 }
 
+/// The longest server `Retry-After` a client honours; a longer one is read as this.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_mins(1);
+
 /// The delays of one run of failures; [`reset`](Self::reset) after a success.
 #[derive(Debug)]
 pub struct RetrySchedule {
@@ -131,6 +134,15 @@ impl RetrySchedule {
         Some((self.attempts, delay))
     }
 
+    /// As [`next_delay`](Self::next_delay), but never shorter than `at_least` (what the
+    /// server asked for with `Retry-After`), itself capped at [`MAX_RETRY_AFTER`] so a server
+    /// cannot park a client for hours.
+    pub fn next_delay_at_least(&mut self, at_least: Option<Duration>) -> Option<(u32, Duration)> {
+        let (attempt, delay) = self.next_delay()?;
+        let floor = at_least.map_or(Duration::ZERO, |floor| floor.min(MAX_RETRY_AFTER));
+        Some((attempt, delay.max(floor)))
+    }
+
     /// Failed attempts so far in this run.
     pub fn attempts(&self) -> u32 {
         self.attempts
@@ -146,6 +158,24 @@ impl RetrySchedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_retry_after_is_a_floor_capped_at_a_minute() {
+        let policy = ReconnectPolicy::default()
+            .with_initial_delay(Duration::from_millis(5))
+            .with_max_delay(Duration::from_millis(40));
+        let mut schedule = policy.schedule();
+        let (_, delay) = schedule
+            .next_delay_at_least(Some(Duration::from_secs(2)))
+            .unwrap();
+        assert_eq!(delay, Duration::from_secs(2));
+        let (_, delay) = schedule
+            .next_delay_at_least(Some(Duration::from_hours(1)))
+            .unwrap();
+        assert_eq!(delay, MAX_RETRY_AFTER);
+        let (_, delay) = schedule.next_delay_at_least(None).unwrap();
+        assert!(delay <= Duration::from_millis(40));
+    }
 
     #[test]
     fn the_defaults_are_the_typescript_clients() {

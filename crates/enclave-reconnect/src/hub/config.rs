@@ -40,9 +40,15 @@ pub struct HubConfig {
     pub max_buffered_bytes: u64,
     /// What `publish` does when the bound is full. Default [`OverflowPolicy::Wait`].
     pub overflow: OverflowPolicy,
-    /// Most sessions held at once (expired ones waiting to be purged included); beyond it
-    /// `create` is refused `unavailable` (503). Default 10 000.
+    /// Most live sessions at once (neither finished nor deleted nor expired); beyond it
+    /// `create` is refused `unavailable` (503, with `Retry-After`). Sessions that ended wait
+    /// for their grace period without holding a place; all sessions held, those included,
+    /// are at most twice this. Default 10 000.
     pub max_sessions: usize,
+    /// Most sessions created per second (a burst of one second's worth, refilled
+    /// continuously); beyond it `create` is refused `unavailable` (503, with `Retry-After`).
+    /// `0`: no limit. Default 1 000.
+    pub max_creations_per_sec: u32,
     /// Where session state lives. Default a new [`MemoryStore`].
     pub store: Arc<dyn Store>,
     /// How long a store operation that fails in the store's backend (a shared store's server
@@ -67,6 +73,7 @@ impl Default for HubConfig {
             max_buffered_bytes: 16 * 1024 * 1024,
             overflow: OverflowPolicy::Wait,
             max_sessions: 10_000,
+            max_creations_per_sec: 1_000,
             store: Arc::new(MemoryStore::new()),
             store_retry: Duration::from_secs(5),
             epoch: None,
@@ -128,6 +135,13 @@ impl HubConfig {
     #[must_use]
     pub fn with_max_sessions(mut self, sessions: usize) -> Self {
         self.max_sessions = sessions;
+        self
+    }
+
+    /// Creation rate limit ([`max_creations_per_sec`](Self::max_creations_per_sec); `0`: none).
+    #[must_use]
+    pub fn with_max_creations_per_sec(mut self, per_sec: u32) -> Self {
+        self.max_creations_per_sec = per_sec;
         self
     }
 

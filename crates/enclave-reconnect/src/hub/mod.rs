@@ -63,12 +63,54 @@ pub(crate) struct Shared {
     epoch: AtomicU64,
     rng: SystemRandom,
     sessions: Mutex<HashMap<SessionId, Arc<Runtime>>>,
+    /// Creations allowed now ([`HubConfig::max_creations_per_sec`]).
+    creations: Mutex<CreationRate>,
     /// Runtimes of sessions produced elsewhere that connections here are attached to (a
     /// shared store), so a newer connection on this server supersedes an older one. Held
     /// weakly: a runtime goes with its last attachment.
     remote: Mutex<HashMap<SessionId, Weak<Runtime>>>,
     new_sessions: mpsc::UnboundedSender<NewSession>,
     pub(crate) shutdown: watch::Sender<bool>,
+}
+
+/// Sessions held at once, finished ones in their grace period included, are at most this
+/// many times [`HubConfig::max_sessions`].
+const HELD_SESSIONS_FACTOR: usize = 2;
+
+/// A token bucket for [`HubConfig::max_creations_per_sec`]: a burst of one second's worth,
+/// refilled continuously.
+#[derive(Debug)]
+struct CreationRate {
+    per_sec: u32,
+    tokens: f64,
+    at: std::time::Instant,
+}
+
+impl CreationRate {
+    fn new(per_sec: u32) -> Self {
+        Self {
+            per_sec,
+            tokens: f64::from(per_sec),
+            at: std::time::Instant::now(),
+        }
+    }
+
+    /// Whether one more creation is allowed now (`per_sec == 0`: always).
+    fn take(&mut self) -> bool {
+        if self.per_sec == 0 {
+            return true;
+        }
+        let now = std::time::Instant::now();
+        let rate = f64::from(self.per_sec);
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * rate).min(rate);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 /// The session hub: sessions that outlive their connections. A cheap handle: clones share
@@ -88,8 +130,10 @@ impl Hub {
         let rng = SystemRandom::new();
         let epoch = config.epoch.unwrap_or_else(|| token::epoch(&rng));
         let (new_sessions, accepted) = mpsc::unbounded_channel();
+        let creations = Mutex::new(CreationRate::new(config.max_creations_per_sec));
         let shared = Arc::new(Shared {
             store: Arc::clone(&config.store),
+            creations,
             config,
             epoch: AtomicU64::new(epoch),
             rng,
@@ -273,10 +317,42 @@ impl Shared {
                 format!("session {} already exists", rt.id),
             ));
         }
-        if sessions.len() >= self.config.max_sessions {
+        // Finished, deleted and expired sessions wait here for their grace period (so a client
+        // can still fetch the tail) without holding a live place; all of them together are
+        // bounded too.
+        let live = sessions.values().filter(|held| held.is_live()).count();
+        if live >= self.config.max_sessions {
             return Err(Refusal::new(
                 RefusalReason::Unavailable,
-                format!("the server holds {} sessions, its limit", sessions.len()),
+                format!("the server holds {live} live sessions, its limit"),
+            ));
+        }
+        let held_limit = self
+            .config
+            .max_sessions
+            .saturating_mul(HELD_SESSIONS_FACTOR);
+        if sessions.len() >= held_limit {
+            return Err(Refusal::new(
+                RefusalReason::Unavailable,
+                format!(
+                    "the server holds {} sessions (finished ones in their grace period \
+                     included), its limit",
+                    sessions.len()
+                ),
+            ));
+        }
+        if !self
+            .creations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            return Err(Refusal::new(
+                RefusalReason::Unavailable,
+                format!(
+                    "more than {} sessions created in the last second, the limit",
+                    self.config.max_creations_per_sec
+                ),
             ));
         }
         sessions.insert(rt.id.clone(), Arc::clone(rt));

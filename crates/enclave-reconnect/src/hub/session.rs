@@ -160,6 +160,12 @@ impl Runtime {
         *self.closed.borrow()
     }
 
+    /// Whether the session still holds a live place: its `final` not published, and not
+    /// deleted or expired.
+    pub(crate) fn is_live(&self) -> bool {
+        self.final_seq.load(Ordering::Acquire) == 0 && !self.is_closed()
+    }
+
     /// Ends the session here: [`close`](Self::close)s it and stops handing client messages
     /// to the application.
     pub(crate) async fn end(&self) {

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use super::error::{excerpt, ClientError};
 use super::net::{dial, Target};
-use super::{refusal_or_status, Carrier, ClientConfig, Keys, Open, Opened};
+use super::{refusal_or_status, with_retry_after, Carrier, ClientConfig, Keys, Open, Opened};
 use crate::wire::{self, CreateBody, EncryptionOffer};
 use crate::RefusalReason;
 
@@ -180,8 +180,12 @@ pub(super) async fn open(
     let (response, _sender, driver) = request(target, config, req, &what, &session).await?;
     let status = response.status();
     if !status.is_success() {
+        let headers = response.headers().clone();
         let body = read_answer(response.into_body()).await;
-        return Err(refusal_or_status(&what, status.as_u16(), &body));
+        return Err(with_retry_after(
+            refusal_or_status(&what, status.as_u16(), &body),
+            &headers,
+        ));
     }
     let protocol = |reason: String| ClientError::Protocol {
         session: session.clone(),
@@ -359,9 +363,13 @@ impl HttpCarrier {
             response
         };
         let status = response.status();
+        let headers = response.headers().clone();
         let answer = read_answer(response.into_body()).await;
         if !status.is_success() {
-            return Err(refusal_or_status(&what, status.as_u16(), &answer));
+            return Err(with_retry_after(
+                refusal_or_status(&what, status.as_u16(), &answer),
+                &headers,
+            ));
         }
         Ok(serde_json::from_slice::<AckAnswer>(&answer)
             .ok()

@@ -852,6 +852,23 @@ fn refusal_from_json(body: &[u8], status: u16) -> Option<ClientError> {
     })
 }
 
+/// `err` with the `Retry-After` (delay in seconds) of the answer it came from, when it is a
+/// refusal and the header is there; an HTTP date is not read (the client's backoff applies).
+fn with_retry_after(err: ClientError, headers: &::http::HeaderMap) -> ClientError {
+    let delay = headers
+        .get(::http::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .map(std::time::Duration::from_secs);
+    match (err, delay) {
+        (ClientError::Refused { refusal, status }, Some(delay)) => ClientError::Refused {
+            refusal: refusal.with_retry_after(delay),
+            status,
+        },
+        (err, _) => err,
+    }
+}
+
 /// A refusal from an error answer, or [`ClientError::Status`] when it is not one.
 fn refusal_or_status(what: &str, status: u16, body: &[u8]) -> ClientError {
     refusal_from_json(body, status).unwrap_or_else(|| ClientError::Status {

@@ -93,10 +93,13 @@ pub(super) async fn open(
                     tokio_tungstenite::tungstenite::Error::Http(response) => {
                         let status = response.status().as_u16();
                         let body = response.body().as_deref().unwrap_or_default();
-                        super::refusal_or_status(
-                            &format!("GET {}", target.path("/sessions/ws")),
-                            status,
-                            body,
+                        super::with_retry_after(
+                            super::refusal_or_status(
+                                &format!("GET {}", target.path("/sessions/ws")),
+                                status,
+                                body,
+                            ),
+                            response.headers(),
                         )
                     }
                     other => ws_error("upgrade", &session, other),

@@ -99,10 +99,21 @@ pub struct ServerConfig {
     pub(crate) ws_ping_interval: Duration,
     pub(crate) tls_handshake_timeout: Duration,
     pub(crate) static_dir: Option<PathBuf>,
+    pub(crate) body_timeout: Duration,
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) max_connections_per_peer: usize,
+    pub(crate) connection_reserve: usize,
+    pub(crate) ws_pong_timeout: Duration,
 }
 
 /// The default cap on concurrent connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+
+/// The default cap on concurrent connections from one peer IP address.
+pub const DEFAULT_MAX_CONNECTIONS_PER_PEER: usize = 256;
+
+/// The default number of connections accepted past the cap for everything but new sessions.
+pub const DEFAULT_CONNECTION_RESERVE: usize = 64;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -122,6 +133,11 @@ impl Default for ServerConfig {
             ws_ping_interval: Duration::from_secs(15),
             tls_handshake_timeout: Duration::from_secs(10),
             static_dir: None,
+            body_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections_per_peer: DEFAULT_MAX_CONNECTIONS_PER_PEER,
+            connection_reserve: DEFAULT_CONNECTION_RESERVE,
+            ws_pong_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -253,7 +269,10 @@ impl ServerConfig {
     }
 
     /// The longest NDJSON line read or written, without its `\n` (default
-    /// [`enclave_ndjson::DEFAULT_MAX_LINE_LENGTH`]); it also bounds WebSocket messages.
+    /// [`enclave_ndjson::DEFAULT_MAX_LINE_LENGTH`]). A WebSocket message (and frame) from a
+    /// client is bounded by the smaller of this and
+    /// [`max_body_bytes`](Self::max_body_bytes), as an HTTP body is; a larger one, finished
+    /// or not, closes the connection with 1009.
     #[must_use]
     pub fn max_line_length(mut self, bytes: usize) -> Self {
         self.max_line_length = bytes;
@@ -309,6 +328,57 @@ impl ServerConfig {
         self
     }
 
+    /// How long a request body may take to arrive, from the end of the request head to the
+    /// last byte of the body (default 30 s). A slower body is answered `408` with
+    /// `{"code":"REQUEST_TIMEOUT","message":…,"reason":"invalid_request"}` and the connection
+    /// is closed. A body costs the server its own bytes and no more, however it is cut into
+    /// TCP segments.
+    #[must_use]
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
+    }
+
+    /// How long a connection may take to send each request head, the first one included
+    /// (default 10 s); a connection idle that long between requests is closed too.
+    #[must_use]
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// The cap on concurrent connections from one IP address (default
+    /// [`DEFAULT_MAX_CONNECTIONS_PER_PEER`]); past it, a new connection from that address is
+    /// answered `503` (with `Retry-After`) and closed at once, so one client cannot fill the
+    /// server's cap. WebSockets count until they close.
+    #[must_use]
+    pub fn max_connections_per_peer(mut self, connections: usize) -> Self {
+        self.max_connections_per_peer = connections.max(1);
+        self
+    }
+
+    /// Connections accepted past [`max_connections`](Self::max_connections) (default
+    /// [`DEFAULT_CONNECTION_RESERVE`]), so that `/health`, resumes, messages and lookups stay
+    /// reachable when the cap is full: on a reserve connection, a new session (`POST
+    /// /sessions`, a WebSocket `open` without `resume`) is refused `503 SERVICE_UNAVAILABLE`
+    /// (WebSocket close 1013) with `Retry-After`. Past the reserve too, a connection is
+    /// answered `503` at once and closed instead of waiting in the listen queue.
+    #[must_use]
+    pub fn connection_reserve(mut self, connections: usize) -> Self {
+        self.connection_reserve = connections;
+        self
+    }
+
+    /// How long after a ping a WebSocket peer has to be heard from (a pong or any message)
+    /// before the server closes the connection with 1001 (default 10 s): a silent peer is
+    /// closed at most [`ws_ping_interval`](Self::ws_ping_interval) + this after it went
+    /// quiet.
+    #[must_use]
+    pub fn ws_pong_timeout(mut self, timeout: Duration) -> Self {
+        self.ws_pong_timeout = timeout;
+        self
+    }
+
     /// The directory of static files in force, if any.
     pub fn static_dir_value(&self) -> Option<&Path> {
         self.static_dir.as_deref()
@@ -333,6 +403,11 @@ impl fmt::Debug for ServerConfig {
             .field("max_connections", &self.max_connections)
             .field("shutdown_grace", &self.shutdown_grace)
             .field("static_dir", &self.static_dir)
+            .field("body_timeout", &self.body_timeout)
+            .field("header_read_timeout", &self.header_read_timeout)
+            .field("max_connections_per_peer", &self.max_connections_per_peer)
+            .field("connection_reserve", &self.connection_reserve)
+            .field("ws_pong_timeout", &self.ws_pong_timeout)
             .finish_non_exhaustive()
     }
 }

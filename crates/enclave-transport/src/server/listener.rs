@@ -3,26 +3,78 @@
 //! broadcast ([`CancellationToken`]) that every connection and stream selects on, after
 //! which the server waits, for a bounded time, for them to finish.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::extract::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
+use super::limits::LogBudget;
 use super::Shared;
+use crate::service::{Refusal, RefusalReason};
 
-/// How long a client has to send its request head.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a refused connection's `503` may take to write before the socket is dropped.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Live connections per peer IP address, for [`ServerConfig::max_connections_per_peer`].
+///
+/// [`ServerConfig::max_connections_per_peer`]: super::ServerConfig::max_connections_per_peer
+#[derive(Debug, Default)]
+struct Peers {
+    live: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl Peers {
+    /// Counts one more connection from `ip` until the guard drops; `None` when `ip` holds
+    /// `limit` already.
+    fn enter(self: &Arc<Self>, ip: IpAddr, limit: usize) -> Option<PeerGuard> {
+        let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = live.entry(ip).or_insert(0);
+        if *count >= limit {
+            return None;
+        }
+        *count += 1;
+        Some(PeerGuard {
+            peers: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+/// One live connection of a peer, for [`Peers`].
+#[derive(Debug)]
+struct PeerGuard {
+    peers: Arc<Peers>,
+    ip: IpAddr,
+}
+
+impl Drop for PeerGuard {
+    fn drop(&mut self) {
+        let mut live = self
+            .peers
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = live.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                live.remove(&self.ip);
+            }
+        }
+    }
+}
 
 /// Counts live connections so shutdown can wait for them.
 #[derive(Debug, Default)]
@@ -69,12 +121,86 @@ impl Drop for TrackGuard {
     }
 }
 
-/// What an accepted connection holds while it lives: its slot under the connection cap.
-/// Shared with the WebSocket it may upgrade to, through the request's extensions, so the
-/// slot is freed only when both are done.
+/// What an accepted connection holds while it lives: its slot under the connection cap (or
+/// in the reserve) and its place among its peer's connections. Shared with the WebSocket it
+/// may upgrade to, through the request's extensions, so both are freed only when both are
+/// done.
 #[derive(Debug)]
 pub(crate) struct ConnectionGuard {
     _permit: OwnedSemaphorePermit,
+    _peer: PeerGuard,
+    /// A slot of [`ServerConfig::connection_reserve`]: no new sessions on this connection.
+    ///
+    /// [`ServerConfig::connection_reserve`]: super::ServerConfig::connection_reserve
+    pub(crate) reserve: bool,
+}
+
+/// The refusal of a new session on a reserve connection (`503`, WebSocket close 1013).
+pub(crate) fn reserve_refusal() -> Refusal {
+    Refusal::new(
+        RefusalReason::Unavailable,
+        "the server is at its connection cap: only existing sessions are served, retry later",
+    )
+}
+
+/// Answers a connection the server will not serve with a `503` (plain HTTP only; a TLS
+/// client just sees the close), then drops it.
+async fn refuse_connection<S>(mut stream: S, tls: bool, why: &str)
+where
+    S: AsyncWrite + Unpin,
+{
+    if !tls {
+        let body = Refusal::new(RefusalReason::Unavailable, why)
+            .to_json()
+            .to_string();
+        let response = format!(
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json; charset=utf-8\r\n\
+             retry-after: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            crate::wire::RETRY_AFTER_SECS,
+            body.len()
+        );
+        let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
+            stream.write_all(response.as_bytes()).await?;
+            stream.shutdown().await
+        })
+        .await;
+    }
+}
+
+/// Who gets a connection slot: the cap, its reserve, and the per-address cap.
+struct Admission {
+    slots: Arc<Semaphore>,
+    reserve: Arc<Semaphore>,
+    peers: Arc<Peers>,
+    max_per_peer: usize,
+    /// A flood of refused connections logs a few lines, not one per connection.
+    refused: LogBudget,
+}
+
+impl Admission {
+    /// The slot of a connection from `peer`, or why it is refused.
+    fn admit(&mut self, peer: SocketAddr) -> Result<ConnectionGuard, &'static str> {
+        let Some(peer_guard) = self.peers.enter(peer.ip(), self.max_per_peer) else {
+            self.refused
+                .log(|| tracing::warn!(%peer, "connection refused: too many from this address"));
+            return Err("too many connections from this address, retry later");
+        };
+        let (permit, reserve) = if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
+            (permit, false)
+        } else if let Ok(permit) = Arc::clone(&self.reserve).try_acquire_owned() {
+            (permit, true)
+        } else {
+            self.refused.log(|| {
+                tracing::warn!(%peer, "connection refused: the connection cap and its reserve are full");
+            });
+            return Err("the server is at its connection cap, retry later");
+        };
+        Ok(ConnectionGuard {
+            _permit: permit,
+            _peer: peer_guard,
+            reserve,
+        })
+    }
 }
 
 /// Accepts until `shutdown` resolves, then ends every stream and waits (at most the
@@ -85,7 +211,13 @@ pub(crate) async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let router = super::routes::router(Arc::clone(&shared));
-    let slots = Arc::new(Semaphore::new(shared.config.max_connections));
+    let mut admission = Admission {
+        slots: Arc::new(Semaphore::new(shared.config.max_connections)),
+        reserve: Arc::new(Semaphore::new(shared.config.connection_reserve)),
+        peers: Arc::default(),
+        max_per_peer: shared.config.max_connections_per_peer,
+        refused: LogBudget::default(),
+    };
     let tls = shared
         .config
         .tls
@@ -93,11 +225,6 @@ pub(crate) async fn serve(
         .map(tokio_rustls::TlsAcceptor::from);
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            () = &mut shutdown => break,
-            () = shared.shutdown.cancelled() => break,
-            permit = Arc::clone(&slots).acquire_owned() => permit.map_err(io::Error::other)?,
-        };
         let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             () = shared.shutdown.cancelled() => break,
@@ -111,10 +238,18 @@ pub(crate) async fn serve(
                 }
             },
         };
+        // Every connection is accepted and answered at once, so a full server says so
+        // quickly instead of leaving clients in the listen queue.
+        let guard = match admission.admit(peer) {
+            Ok(guard) => Arc::new(guard),
+            Err(why) => {
+                tokio::spawn(refuse_connection(stream, tls.is_some(), why));
+                continue;
+            }
+        };
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(%peer, "cannot set TCP_NODELAY: {err}");
         }
-        let guard = Arc::new(ConnectionGuard { _permit: permit });
         let track = shared.tracker.track();
         let service = router.clone().map_request({
             let guard = Arc::clone(&guard);
@@ -127,14 +262,17 @@ pub(crate) async fn serve(
         let shutdown = shared.shutdown.clone();
         let tls = tls.clone();
         let handshake_timeout = shared.config.tls_handshake_timeout;
+        let header_timeout = shared.config.header_read_timeout;
         tokio::spawn(async move {
             let _track = track;
             let _guard = guard;
             match tls {
-                None => serve_connection(stream, service, shutdown).await,
+                None => serve_connection(stream, service, shutdown, header_timeout).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => serve_connection(stream, service, shutdown).await,
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, service, shutdown, header_timeout).await;
+                        }
                         Ok(Err(err)) => tracing::debug!(%peer, "TLS handshake failed: {err}"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -161,8 +299,12 @@ pub(crate) async fn serve(
 }
 
 /// Serves HTTP/1.1 (with upgrades) on one connection until it ends or shutdown.
-async fn serve_connection<I, S>(io: I, service: S, shutdown: CancellationToken)
-where
+async fn serve_connection<I, S>(
+    io: I,
+    service: S,
+    shutdown: CancellationToken,
+    header_timeout: Duration,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<Request<Incoming>, Response = axum::response::Response>
         + Send
@@ -173,7 +315,7 @@ where
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(header_timeout);
     let connection = builder
         .serve_connection(TokioIo::new(io), service)
         .with_upgrades();

@@ -43,6 +43,7 @@
 
 mod body;
 mod config;
+mod limits;
 mod listener;
 pub(crate) mod negotiate;
 mod pump;
@@ -60,7 +61,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{
     tls_config_from_pem, AuthorizationHook, EncryptionPolicy, ServerConfig, SessionAccessHook,
-    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_CONNECTION_RESERVE, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_PEER,
 };
 
 use crate::service::SessionService;

@@ -17,10 +17,11 @@ use bytes::Bytes;
 use enclave_types::{EncryptionMode, MessageFrame, SessionId};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use serde::Deserialize;
 
 use super::body::{FirstLine, StreamBody};
+use super::listener::{reserve_refusal, ConnectionGuard};
 use super::negotiate::{negotiate, Handshake, InitSigner};
 use super::{static_files, ws, Shared};
 use crate::service::{
@@ -43,6 +44,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/sessions/{id}/messages", post(messages))
         .route("/sessions/{id}/cancel", post(cancel))
         .fallback(no_route)
+        .layer(middleware::from_fn(reserve))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&shared),
             authorize,
@@ -55,10 +57,18 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 // Responses
 
 /// A refusal: its status and `{"code","message","reason"}`.
+/// A `503` carries `Retry-After`: the refusal's own, else [`wire::RETRY_AFTER_SECS`].
 pub(crate) fn refusal_response(refusal: &Refusal) -> Response {
     let status =
         StatusCode::from_u16(refusal.reason.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-    json_response(status, &refusal.to_json())
+    let mut response = json_response(status, &refusal.to_json());
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(wire::RETRY_AFTER_SECS),
+        );
+    }
+    response
 }
 
 fn invalid(message: impl Into<String>) -> Response {
@@ -161,24 +171,90 @@ async fn authorize(State(shared): AppState, request: Request, next: Next) -> Res
     next.run(request).await
 }
 
+/// On a connection of [`ServerConfig::connection_reserve`], refuses new sessions (`503`
+/// with `Retry-After`) and serves every other route.
+///
+/// [`ServerConfig::connection_reserve`]: super::ServerConfig::connection_reserve
+async fn reserve(request: Request, next: Next) -> Response {
+    let in_reserve = request
+        .extensions()
+        .get::<Arc<ConnectionGuard>>()
+        .is_some_and(|guard| guard.reserve);
+    if in_reserve && request.method() == Method::POST && request.uri().path() == "/sessions" {
+        return refusal_response(&reserve_refusal());
+    }
+    next.run(request).await
+}
+
 // ---------------------------------------------------------------------------------------
 // Request helpers
 
-/// Reads a body of at most `limit` bytes; over it, `413 PAYLOAD_TOO_LARGE` (reason
-/// `invalid_request`).
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, Response> {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(json_response(
+/// Reads a body of at most [`ServerConfig::max_body_bytes`] within
+/// [`ServerConfig::body_timeout`]: over the limit, `413 PAYLOAD_TOO_LARGE`; too slow, `408
+/// REQUEST_TIMEOUT` (both with reason `invalid_request`, and the connection is closed).
+///
+/// Each frame is copied into one buffer and dropped: a frame shares the allocation hyper
+/// read it into, so keeping frames would cost a read buffer per TCP segment (kilobytes for a
+/// body sent one byte at a time) instead of the body's own bytes.
+///
+/// [`ServerConfig::max_body_bytes`]: super::ServerConfig::max_body_bytes
+/// [`ServerConfig::body_timeout`]: super::ServerConfig::body_timeout
+async fn read_body(mut body: Body, config: &super::ServerConfig) -> Result<Bytes, Response> {
+    let limit = config.max_body_bytes;
+    let too_large = || {
+        body_refusal(
             StatusCode::PAYLOAD_TOO_LARGE,
-            &serde_json::json!({
-                "code": "PAYLOAD_TOO_LARGE",
-                "message": format!("the request body is larger than {limit} bytes"),
-                "reason": RefusalReason::InvalidRequest.as_str(),
-            }),
-        )),
-        Err(err) => Err(invalid(format!("cannot read the request body: {err}"))),
+            "PAYLOAD_TOO_LARGE",
+            &format!("the request body is larger than {limit} bytes"),
+        )
+    };
+    let announced = axum::body::HttpBody::size_hint(&body).lower();
+    if announced > limit as u64 {
+        return Err(too_large());
     }
+    let read = async {
+        // What the client announced (within the limit), so a body sent whole grows no buffer.
+        let mut buffer = Vec::with_capacity(usize::try_from(announced).unwrap_or(0));
+        while let Some(frame) = body.frame().await {
+            let frame =
+                frame.map_err(|err| invalid(format!("cannot read the request body: {err}")))?;
+            if let Ok(data) = frame.into_data() {
+                if data.len() > limit - buffer.len() {
+                    return Err(too_large());
+                }
+                buffer.extend_from_slice(&data);
+            }
+        }
+        Ok(Bytes::from(buffer))
+    };
+    match tokio::time::timeout(config.body_timeout, read).await {
+        Ok(result) => result,
+        Err(_) => Err(body_refusal(
+            StatusCode::REQUEST_TIMEOUT,
+            "REQUEST_TIMEOUT",
+            &format!(
+                "the request body did not arrive within {} ms",
+                config.body_timeout.as_millis()
+            ),
+        )),
+    }
+}
+
+/// A refusal of a request body: its status, `{"code","message","reason":"invalid_request"}`,
+/// and `Connection: close` (the rest of the body is not read).
+fn body_refusal(status: StatusCode, code: &str, message: &str) -> Response {
+    let mut response = json_response(
+        status,
+        &serde_json::json!({
+            "code": code,
+            "message": message,
+            "reason": RefusalReason::InvalidRequest.as_str(),
+        }),
+    );
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, Refusal> {
@@ -341,7 +417,7 @@ async fn ready(State(shared): AppState) -> Response {
 
 /// `POST /sessions`.
 async fn create(State(shared): AppState, headers: HeaderMap, body: Body) -> Response {
-    let bytes = match read_body(body, shared.config.max_body_bytes).await {
+    let bytes = match read_body(body, &shared.config).await {
         Ok(bytes) => bytes,
         Err(response) => return response,
     };
@@ -478,7 +554,7 @@ async fn messages(
         (Ok(token), Ok(ack)) => (token.map(str::to_owned), ack),
         (Err(refusal), _) | (_, Err(refusal)) => return refusal_response(&refusal),
     };
-    let bytes = match read_body(body, shared.config.max_body_bytes).await {
+    let bytes = match read_body(body, &shared.config).await {
         Ok(bytes) => bytes,
         Err(response) => return response,
     };
@@ -636,7 +712,7 @@ async fn cancel(
     if let Err(refusal) = check_access(&shared, &session_id, &headers).await {
         return refusal_response(&refusal);
     }
-    let bytes = match read_body(body, shared.config.max_body_bytes).await {
+    let bytes = match read_body(body, &shared.config).await {
         Ok(bytes) => bytes,
         Err(response) => return response,
     };

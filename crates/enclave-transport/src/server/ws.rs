@@ -12,6 +12,7 @@
 //! [`ServerConfig::ws_open_timeout`]: super::ServerConfig::ws_open_timeout
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
@@ -21,7 +22,8 @@ use bytes::{BufMut, BytesMut};
 use enclave_crypto::{EncryptionLayer, ServerEncryption};
 use enclave_types::{EncryptionMode, MessageFrame, SessionId};
 
-use super::listener::ConnectionGuard;
+use super::limits::LogBudget;
+use super::listener::{reserve_refusal, ConnectionGuard};
 use super::negotiate::{negotiate, Handshake};
 use super::pump::{gather, pull, Pull, Put};
 use super::routes::session_config;
@@ -44,14 +46,20 @@ pub(crate) async fn upgrade(
     guard: Option<Extension<Arc<ConnectionGuard>>>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let limit = shared.config.max_line_length;
+    // A client message is bounded as an HTTP body is: a fragmented message is held (by
+    // tungstenite) only up to this, then the connection closes with 1009.
+    let limit = shared
+        .config
+        .max_line_length
+        .min(shared.config.max_body_bytes);
+    let reserve = guard.as_ref().is_some_and(|guard| guard.reserve);
     ws.max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| async move {
             // The connection's slot (and the shutdown tracking) lasts as long as the socket.
             let _guard = guard;
             let _track = shared.tracker.track();
-            Connection::open(shared, socket).await;
+            Connection::open(shared, socket, reserve).await;
         })
 }
 
@@ -60,20 +68,41 @@ struct Connection {
     shared: Arc<Shared>,
     socket: WebSocket,
     session_id: Option<SessionId>,
+    /// On a reserve connection: no new session.
+    reserve: bool,
+    /// Bounds this connection's WARN lines about what its peer sends.
+    log: LogBudget,
+}
+
+/// The close a read error deserves: 1009 for a message or frame over the limit, 1002 for a
+/// protocol violation, 1007 for a text message that is not UTF-8; `None` when the
+/// connection is gone (nothing can be sent).
+fn read_error_close(err: &axum::Error) -> Option<(u16, &'static str)> {
+    use tokio_tungstenite::tungstenite::Error;
+    let inner = std::error::Error::source(err)?;
+    match inner.downcast_ref::<Error>()? {
+        Error::Capacity(_) => Some((1009, "message too big")),
+        Error::Protocol(_) => Some((1002, "protocol error")),
+        Error::Utf8(_) => Some((1007, "text message is not UTF-8")),
+        _ => None,
+    }
 }
 
 impl Connection {
-    async fn open(shared: Arc<Shared>, socket: WebSocket) {
+    async fn open(shared: Arc<Shared>, socket: WebSocket, reserve: bool) {
         let mut connection = Self {
             shared,
             socket,
             session_id: None,
+            reserve,
+            log: LogBudget::default(),
         };
         let timeout = connection.shared.config.ws_open_timeout;
         let open = match tokio::time::timeout(timeout, connection.first_open()).await {
             Ok(Ok(Some(open))) => open,
             Ok(Ok(None)) => return,
-            Ok(Err(refusal)) => return connection.refuse(&refusal).await,
+            Ok(Err(Opening::Refused(refusal))) => return connection.refuse(&refusal).await,
+            Ok(Err(Opening::Broken(code, reason))) => return connection.close(code, reason).await,
             Err(_) => {
                 let refusal = Refusal::new(
                     RefusalReason::InvalidRequest,
@@ -91,29 +120,36 @@ impl Connection {
 
     /// Reads the client's first message, which must be `{"type":"open", …}`.
     /// `Ok(None)`: the client went away first.
-    async fn first_open(&mut self) -> Result<Option<WsOpen>, Refusal> {
+    async fn first_open(&mut self) -> Result<Option<WsOpen>, Opening> {
         loop {
             let text = match self.socket.recv().await {
                 Some(Ok(Message::Text(text))) => text,
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 Some(Ok(Message::Binary(_))) => {
-                    return Err(Refusal::new(
+                    return Err(Opening::Refused(Refusal::new(
                         RefusalReason::InvalidRequest,
                         "the open message must be a text message",
-                    ))
+                    )))
                 }
-                Some(Ok(Message::Close(_)) | Err(_)) | None => return Ok(None),
+                Some(Err(err)) => {
+                    tracing::debug!(%err, "WebSocket read failed before open");
+                    return match read_error_close(&err) {
+                        Some((code, reason)) => Err(Opening::Broken(code, reason)),
+                        None => Ok(None),
+                    };
+                }
+                Some(Ok(Message::Close(_))) | None => return Ok(None),
             };
             return match serde_json::from_str::<Control>(text.as_str().trim()) {
                 Ok(Control::Open(open)) => Ok(Some(open)),
-                Ok(_) => Err(Refusal::new(
+                Ok(_) => Err(Opening::Refused(Refusal::new(
                     RefusalReason::InvalidRequest,
                     "the first message must be {\"type\":\"open\", …}",
-                )),
-                Err(err) => Err(Refusal::new(
+                ))),
+                Err(err) => Err(Opening::Refused(Refusal::new(
                     RefusalReason::InvalidRequest,
                     format!("the open message is malformed: {err}"),
-                )),
+                ))),
             };
         }
     }
@@ -153,6 +189,9 @@ impl Connection {
             let attachment = self.shared.service.resume(request).await?;
             Ok((attachment, handshake))
         } else {
+            if self.reserve {
+                return Err(reserve_refusal());
+            }
             let session_id = session_id.unwrap_or_else(SessionId::generate);
             self.session_id = Some(session_id.clone());
             let mut handshake = negotiate(policy, client_mode, hello, &session_id)?;
@@ -231,8 +270,14 @@ impl Connection {
             max_line_length: self.shared.config.max_line_length,
         };
         let mut next = pull(events);
-        let mut ping = tokio::time::interval(self.shared.config.ws_ping_interval);
+        let ping_period = self.shared.config.ws_ping_interval;
+        let pong_timeout = self.shared.config.ws_pong_timeout;
+        // Ticks often enough to notice a silent peer within its timeout.
+        let mut ping =
+            tokio::time::interval(ping_period.min(pong_timeout).max(Duration::from_millis(10)));
         ping.reset();
+        let mut last_ping = Instant::now();
+        let mut heard = Instant::now();
         let shutdown = self.shared.shutdown.clone();
         loop {
             tokio::select! {
@@ -262,16 +307,23 @@ impl Connection {
                     let text = match message {
                         Some(Ok(Message::Text(text))) => text,
                         Some(Ok(Message::Binary(_))) => {
-                            tracing::warn!(session = %pump.session_id, "binary message ignored: lines travel in text messages");
+                            heard = Instant::now();
+                            self.log.log(|| tracing::warn!(session = %pump.session_id, "binary message ignored: lines travel in text messages"));
                             continue;
                         }
-                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                            heard = Instant::now();
+                            continue;
+                        }
                         Some(Ok(Message::Close(frame))) => {
                             tracing::debug!(session = %pump.session_id, ?frame, "the client closed the WebSocket");
                             return;
                         }
                         Some(Err(err)) => {
                             tracing::debug!(session = %pump.session_id, %err, "WebSocket read failed");
+                            if let Some((code, reason)) = read_error_close(&err) {
+                                return self.close(code, reason).await;
+                            }
                             return;
                         }
                         None => {
@@ -279,7 +331,8 @@ impl Connection {
                             return;
                         }
                     };
-                    if let Some(reply) = pump.receive(text.as_str()).await {
+                    heard = Instant::now();
+                    if let Some(reply) = pump.receive(text.as_str(), &mut self.log).await {
                         match reply {
                             Ok(Some(ack)) => {
                                 if let Err(err) = self.socket.send(Message::Text(ack.into())).await {
@@ -293,9 +346,18 @@ impl Connection {
                     }
                 }
                 _ = ping.tick() => {
-                    if let Err(err) = self.socket.send(Message::Ping(bytes::Bytes::new())).await {
-                        tracing::debug!(session = %pump.session_id, %err, "WebSocket gone while pinging");
-                        return;
+                    let answered = heard >= last_ping;
+                    // Nothing heard since the last ping, not even its pong: the peer is gone.
+                    if !answered && last_ping.elapsed() >= pong_timeout {
+                        tracing::debug!(session = %pump.session_id, "no pong or message within {pong_timeout:?} of a ping: closing");
+                        return self.close(1001, "ping timeout").await;
+                    }
+                    if answered && last_ping.elapsed() >= ping_period {
+                        if let Err(err) = self.socket.send(Message::Ping(bytes::Bytes::new())).await {
+                            tracing::debug!(session = %pump.session_id, %err, "WebSocket gone while pinging");
+                            return;
+                        }
+                        last_ping = Instant::now();
                     }
                 }
             }
@@ -353,6 +415,14 @@ impl Connection {
             tracing::debug!(session = ?self.session_id.as_ref().map(SessionId::as_str), "no close from the client within {CLOSE_WAIT:?}");
         }
     }
+}
+
+/// Why no `open` was read.
+enum Opening {
+    /// A message that is not a usable `open`: refused with its close code.
+    Refused(Refusal),
+    /// The peer broke the WebSocket protocol: closed with this code and reason.
+    Broken(u16, &'static str),
 }
 
 /// Why the outgoing side ended.
@@ -472,7 +542,11 @@ impl Pump {
     /// Handles one client text message: its lines are acknowledgements or runtime channel
     /// messages (plaintext, or `enc` when encrypted). A bad line is logged and dropped;
     /// the connection goes on. Returns the ack line to send back, for `resume` clients.
-    async fn receive(&mut self, text: &str) -> Option<Result<Option<String>, Refusal>> {
+    async fn receive(
+        &mut self,
+        text: &str,
+        log: &mut LogBudget,
+    ) -> Option<Result<Option<String>, Refusal>> {
         let mut messages = Vec::new();
         for line in wire::split_lines(text.as_bytes(), self.max_line_length) {
             self.lines_received += 1;
@@ -480,7 +554,7 @@ impl Pump {
             let line = match line {
                 Ok(line) => line,
                 Err(err) => {
-                    tracing::warn!(session = %self.session_id, line = number, "line dropped: {err}");
+                    log.log(|| tracing::warn!(session = %self.session_id, line = number, "line dropped: {err}"));
                     continue;
                 }
             };
@@ -498,31 +572,39 @@ impl Pump {
                         Ok(opened) if opened.message.session_id == self.session_id => {
                             messages.push(opened.message);
                         }
-                        Ok(opened) => tracing::warn!(
-                            session = %self.session_id,
-                            line = number,
-                            "message of session {} dropped",
-                            opened.message.session_id
-                        ),
-                        Err(err) => tracing::warn!(
-                            session = %self.session_id,
-                            line = number,
-                            code = %err.code(),
-                            "message dropped: {err}"
-                        ),
+                        Ok(opened) => log.log(|| {
+                            tracing::warn!(
+                                session = %self.session_id,
+                                line = number,
+                                "message of session {} dropped",
+                                opened.message.session_id
+                            );
+                        }),
+                        Err(err) => log.log(|| {
+                            tracing::warn!(
+                                session = %self.session_id,
+                                line = number,
+                                code = %err.code(),
+                                "message dropped: {err}"
+                            );
+                        }),
                     }
                 }
                 Classified::Control(Control::Ack { seq }) => self.upstream.ack(seq),
-                Classified::Control(other) => tracing::warn!(
-                    session = %self.session_id,
-                    line = number,
-                    "control line {other:?} is not expected here: dropped"
-                ),
-                Classified::Unreadable(message_err) => tracing::warn!(
-                    session = %self.session_id,
-                    line = number,
-                    "neither a client message nor a control line: dropped ({message_err})"
-                ),
+                Classified::Control(other) => log.log(|| {
+                    tracing::warn!(
+                        session = %self.session_id,
+                        line = number,
+                        "control line {other:?} is not expected here: dropped"
+                    );
+                }),
+                Classified::Unreadable(message_err) => log.log(|| {
+                    tracing::warn!(
+                        session = %self.session_id,
+                        line = number,
+                        "neither a client message nor a control line: dropped ({message_err})"
+                    );
+                }),
             }
         }
         if messages.is_empty() {
