@@ -54,7 +54,8 @@ use enclave_crypto::{
 };
 use enclave_ndjson::{StreamDecoder, DEFAULT_MAX_LINE_LENGTH};
 use enclave_types::{
-    EncryptionMode, EventPayload, Frame, RuntimeChannelMessage, ServerHello, SessionId, StreamEvent,
+    EncryptionMode, EventFilter, EventPayload, Frame, RuntimeChannelMessage, ServerHello,
+    SessionId, StreamEvent,
 };
 
 pub use self::error::ClientError;
@@ -86,6 +87,9 @@ pub struct ClientConfig {
     /// The server's pinned identity key (see [`with_server_key`](Self::with_server_key)).
     /// Default: none (the ECDH is anonymous).
     pub server_key: Option<VerifyingKey>,
+    /// The event filter sent on every connection (`filter` of `POST /sessions` and of the
+    /// WebSocket `open`, `?filter=` of a resume). Default: none.
+    pub filter: Option<EventFilter>,
 }
 
 impl Default for ClientConfig {
@@ -98,6 +102,7 @@ impl Default for ClientConfig {
             max_line_length: DEFAULT_MAX_LINE_LENGTH,
             connect_timeout: Duration::from_secs(10),
             server_key: None,
+            filter: None,
         }
     }
 }
@@ -106,6 +111,15 @@ impl ClientConfig {
     /// The default configuration.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Asks the server to send only what `filter` lets through, on every connection. Events
+    /// left out still take their seq; the server reports them in `filtered` lines
+    /// ([`Received::Filtered`]), which only a client with a filter accepts.
+    #[must_use]
+    pub fn with_filter(mut self, filter: EventFilter) -> Self {
+        self.filter = Some(filter);
+        self
     }
 
     /// Sets the encryption mode.
@@ -310,6 +324,12 @@ pub enum Received {
     Ack {
         /// The highest client `seq` the server holds.
         seq: u64,
+    },
+    /// Every event up to `through` not received on this connection was left out by its
+    /// event filter.
+    Filtered {
+        /// The highest `seq` left out.
+        through: u64,
     },
 }
 
@@ -658,6 +678,10 @@ impl Connection {
             Classified::Control(Control::Ack { seq }) => return Ok(Received::Ack { seq }),
             Classified::Control(Control::ReplayComplete { last_seq }) => {
                 return Ok(Received::ReplayComplete { last_seq })
+            }
+            Classified::Control(Control::Filtered { through }) => {
+                self.last_seq = Some(self.last_seq.map_or(through, |last| last.max(through)));
+                return Ok(Received::Filtered { through });
             }
             Classified::Control(other) => {
                 let source = enclave_types::Error::InvalidField {

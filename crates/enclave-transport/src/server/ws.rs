@@ -129,6 +129,8 @@ impl Connection {
             None => (None, None),
         };
         let policy = self.shared.config.encryption;
+        // Checked before anything is created or resumed; applies to this connection only.
+        let filter = wire::parse_filter(open.filter.as_ref())?;
         if let Some(resume) = open.resume {
             let session_id = open.session_id.ok_or_else(|| {
                 Refusal::new(
@@ -145,7 +147,8 @@ impl Connection {
             request.epoch = resume.epoch;
             request.encrypted = handshake.is_some();
             request.features = features;
-            let attachment = self.shared.service.resume(request).await?;
+            let mut attachment = self.shared.service.resume(request).await?;
+            attachment.events = super::filter::apply(attachment.events, filter, false);
             Ok((attachment, handshake))
         } else {
             let session_id = open.session_id.unwrap_or_else(SessionId::generate);
@@ -162,7 +165,8 @@ impl Connection {
                 request.encryption = handshake.encryption_config();
                 request.encrypted = true;
             }
-            let attachment = self.shared.service.create(request).await?;
+            let mut attachment = self.shared.service.create(request).await?;
+            attachment.events = super::filter::apply(attachment.events, filter, false);
             Ok((attachment, handshake))
         }
     }
@@ -412,6 +416,11 @@ impl Pump {
             }
             Some(Outgoing::Ack { seq }) => {
                 self.control(&Control::Ack { seq });
+                None
+            }
+            Some(Outgoing::Filtered { through }) => {
+                self.control(&Control::Filtered { through });
+                *written = Some(through);
                 None
             }
             Some(Outgoing::Close(CloseReason::Superseded)) => Some(End::Superseded),
