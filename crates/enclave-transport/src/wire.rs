@@ -158,9 +158,10 @@ pub struct WsOpen {
     /// Features (`["resume"]`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub features: Vec<String>,
-    /// The event filter of this connection (`EventFilterConfig`), new session or resume.
+    /// The event filter of this connection (`EventFilterConfig`), new session or resume
+    /// (boxed: rare, and it would double the size of every [`Control`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub filter: Option<serde_json::Value>,
+    pub filter: Option<Box<serde_json::Value>>,
 }
 
 /// The server's first WebSocket message: `{"type":"opened", …}`.
@@ -276,7 +277,7 @@ pub fn parse_filter(value: Option<&serde_json::Value>) -> Result<Option<EventFil
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(value) => EventFilter::from_json(value.clone())
             .map(Some)
-            .map_err(filter_refusal),
+            .map_err(|err| filter_refusal(&err)),
     }
 }
 
@@ -290,10 +291,12 @@ pub fn parse_filter_query(text: &str) -> Result<Option<EventFilter>, Refusal> {
     if text.is_empty() {
         return Ok(None);
     }
-    EventFilter::parse(text).map(Some).map_err(filter_refusal)
+    EventFilter::parse(text)
+        .map(Some)
+        .map_err(|err| filter_refusal(&err))
 }
 
-fn filter_refusal(err: enclave_types::Error) -> Refusal {
+fn filter_refusal(err: &enclave_types::Error) -> Refusal {
     let mut refusal = invalid_request(err.to_string());
     refusal.reason = RefusalReason::InvalidFilter;
     refusal

@@ -198,6 +198,7 @@ impl fmt::Debug for ClientConfig {
             .field("max_line_length", &self.max_line_length)
             .field("connect_timeout", &self.connect_timeout)
             .field("server_key", &self.server_key)
+            .field("filter", &self.filter.as_ref().map(EventFilter::config))
             .finish()
     }
 }

@@ -29,7 +29,7 @@ pub(super) fn apply(
             inner: events,
             filter,
             keep_first_init,
-            held: None,
+            held: Held::Nothing,
             skipped: None,
         }),
     }
@@ -40,9 +40,16 @@ struct Filtered {
     filter: EventFilter,
     keep_first_init: bool,
     /// What came after a left-out run, held while the `Filtered` for that run goes first.
-    held: Option<Option<Outgoing>>,
+    held: Held,
     /// The highest seq left out and not yet reported.
     skipped: Option<u64>,
+}
+
+/// What waits behind a `Filtered`: nothing, an item, or the end of the stream.
+enum Held {
+    Nothing,
+    Item(Outgoing),
+    End,
 }
 
 enum Step {
@@ -67,7 +74,7 @@ impl Filtered {
         self.keep_first_init = false;
         match self.skipped.take() {
             Some(through) => {
-                self.held = Some(item);
+                self.held = item.map_or(Held::End, Held::Item);
                 Step::Yield(Some(Outgoing::Filtered { through }))
             }
             None => Step::Yield(item),
@@ -78,8 +85,10 @@ impl Filtered {
 impl EventSource for Filtered {
     fn next(&mut self) -> BoxFuture<'_, Option<Outgoing>> {
         async move {
-            if let Some(held) = self.held.take() {
-                return held;
+            match std::mem::replace(&mut self.held, Held::Nothing) {
+                Held::Item(item) => return Some(item),
+                Held::End => return None,
+                Held::Nothing => {}
             }
             loop {
                 let item = if self.skipped.is_some() {
@@ -106,12 +115,14 @@ impl EventSource for Filtered {
     }
 
     fn next_ready(&mut self) -> Option<Outgoing> {
-        if let Some(held) = self.held.take() {
-            if held.is_none() {
-                // The end of the stream is for `next` to say.
-                self.held = Some(None);
+        match std::mem::replace(&mut self.held, Held::Nothing) {
+            Held::Item(item) => return Some(item),
+            // The end of the stream is for `next` to say.
+            Held::End => {
+                self.held = Held::End;
+                return None;
             }
-            return held;
+            Held::Nothing => {}
         }
         loop {
             let Some(item) = self.inner.next_ready() else {

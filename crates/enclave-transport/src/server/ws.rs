@@ -130,7 +130,7 @@ impl Connection {
         };
         let policy = self.shared.config.encryption;
         // Checked before anything is created or resumed; applies to this connection only.
-        let filter = wire::parse_filter(open.filter.as_ref())?;
+        let filter = wire::parse_filter(open.filter.as_deref())?;
         if let Some(resume) = open.resume {
             let session_id = open.session_id.ok_or_else(|| {
                 Refusal::new(
