@@ -301,3 +301,117 @@ async fn a_silent_http_link_is_noticed_by_the_heartbeat_timeout_and_resumed() {
 async fn a_silent_websocket_link_is_noticed_by_the_heartbeat_timeout_and_resumed() {
     chaos(silent_run(Carrier::Ws, 0x5eed_0004)).await;
 }
+
+/// A filter that lets about one event in ten through: logs whose `i` ends in 5, tool calls
+/// whose call id ends in 2 (and `session_init`, `final`, which a filter always lets pass).
+fn one_in_ten() -> enclave_types::EventFilter {
+    enclave_types::EventFilter::from_json(serde_json::json!({
+        "mode": "include",
+        "rules": [
+            {"types": {"types": ["log"]},
+             "content": {"patterns": [{"type": "regex", "pattern": "^step \\d*5 ", "field": "payload.message"}]}},
+            {"types": {"types": ["tool_call"]},
+             "content": {"patterns": [{"type": "glob", "pattern": "C_*2", "field": "payload.callId", "caseInsensitive": true}]}},
+        ],
+    }))
+    .expect("a valid filter")
+}
+
+/// Issue 15.3: with a filter, left-out events keep their seq and the client is told which
+/// (`filtered` lines), so through cuts it still gets what passes exactly once, in order, and
+/// never mistakes a filtered run for a loss — while the bound of 1,000 retained events holds
+/// (the left-out events are acknowledged too, or the producer would stall).
+async fn filtered_chaos(carrier: Carrier, seed: u64) {
+    let events = env_u64("ENCLAVE_CHAOS_EVENTS", 20_000);
+    let live = Live::start(
+        HubConfig::default()
+            .with_heartbeat_ms(200)
+            .with_max_buffered_events(1_000)
+            .with_session_grace(Duration::from_secs(30)),
+    )
+    .await;
+    // About 1,100 bytes of downstream per passing event; cut every 60–180 passing events.
+    let proxy = CutProxy::start(ProxyConfig {
+        targets: vec![live.addr],
+        fault_after_bytes: Some((66_000, 198_000)),
+        fault: Fault::Cut,
+        max_faults: u64::MAX,
+        seed,
+    })
+    .await
+    .expect("the proxy starts");
+    let url = match carrier {
+        Carrier::Http => proxy.http_url(),
+        Carrier::Ws => proxy.ws_url(),
+    };
+    let mut config = fast_client();
+    config.client = config.client.with_filter(one_in_ten());
+    let mut stream = ReconnectingStream::new(url, NewSession::new(), config);
+    let reconnects = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&reconnects);
+    stream.on_reconnect(move |_| {
+        counter.fetch_add(1, Ordering::Relaxed);
+    });
+    let outcome = tokio::time::timeout(LIMIT, async {
+        let app = application(&live, events, 0);
+        let client = async {
+            let mut received = Vec::new();
+            while let Some(item) = stream.next().await {
+                received.push(item.expect("no error: every cut is resumed, no gap is reported"));
+            }
+            received
+        };
+        tokio::join!(app, client)
+    })
+    .await;
+    let (app, received) = outcome.unwrap_or_else(|_| {
+        panic!(
+            "{carrier:?} filtered run did not finish within {LIMIT:?}: {} faults",
+            proxy.faults()
+        )
+    });
+    // What passes, decided here from the application's own numbering, not by the filter.
+    let passes = |i: u64| (i % 4 == 1 && i % 10 == 5) || (i % 4 == 2 && i % 10 == 2);
+    let mut want: Vec<(u64, EventPayload)> = app
+        .published
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| passes(*i as u64))
+        .map(|(_, (seq, payload))| (*seq, payload.clone()))
+        .collect();
+    want.insert(0, (1, received[0].payload.clone()));
+    assert!(matches!(received[0].payload, EventPayload::SessionInit(_)));
+    let got: Vec<(u64, EventPayload)> = received
+        .iter()
+        .map(|e| (e.seq, e.payload.clone()))
+        .collect();
+    let (last, rest) = got.split_last().expect("events");
+    assert_eq!(last.0, app.final_seq);
+    assert!(matches!(last.1, EventPayload::Final(_)));
+    assert_eq!(rest.len(), want.len(), "every passing event once");
+    for (got, want) in rest.iter().zip(&want) {
+        assert_eq!(got, want, "at seq {}", got.0);
+    }
+    let faults = proxy.faults();
+    println!(
+        "filtered chaos {carrier:?}: {} of {events} events passed, {faults} faults, {} reconnects",
+        rest.len() - 1,
+        reconnects.load(Ordering::Relaxed)
+    );
+    assert!(
+        faults >= 3,
+        "{faults} faults: the run must be cut several times"
+    );
+    proxy.stop().await;
+    live.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filtered_stream_over_http_gets_what_passes_exactly_once_through_cuts() {
+    filtered_chaos(Carrier::Http, 0x5eed_0015).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filtered_stream_over_websocket_gets_what_passes_exactly_once_through_cuts() {
+    filtered_chaos(Carrier::Ws, 0x5eed_0016).await;
+}

@@ -357,6 +357,13 @@ pub enum Outgoing {
     },
     /// The connection must end: the client should resume (or give up, for a refusal).
     Close(CloseReason),
+    /// Every event up to `through` that was not written was left out by the connection's event
+    /// filter (made by the transport's filter, never by the session layer). Counts as written
+    /// up to `through`; a control line for clients with the `resume` feature.
+    Filtered {
+        /// The highest `seq` filtered out.
+        through: u64,
+    },
 }
 
 /// Why the session layer ends a connection.
@@ -471,6 +478,9 @@ pub enum RefusalReason {
     Unavailable,
     /// The deployment's authorization hook refused the request. 401 `UNAUTHORIZED`, 4401.
     Unauthorized,
+    /// The event filter (`filter` of the body, the query or the WebSocket `open`) is malformed
+    /// or over a bound. 400 `INVALID_FILTER`, 4400.
+    InvalidFilter,
 }
 
 impl RefusalReason {
@@ -489,6 +499,7 @@ impl RefusalReason {
             Self::InvalidRequest => "invalid_request",
             Self::Unavailable => "unavailable",
             Self::Unauthorized => "unauthorized",
+            Self::InvalidFilter => "invalid_filter",
         }
     }
 
@@ -507,6 +518,7 @@ impl RefusalReason {
             "invalid_request" => Self::InvalidRequest,
             "unavailable" => Self::Unavailable,
             "unauthorized" => Self::Unauthorized,
+            "invalid_filter" => Self::InvalidFilter,
             _ => return None,
         })
     }
@@ -519,7 +531,7 @@ impl RefusalReason {
             Self::UnknownSession => 404,
             Self::TooFarBehind | Self::EpochMismatch | Self::SessionExists => 409,
             Self::Expired => 410,
-            Self::EncryptionRequired | Self::InvalidRequest => 400,
+            Self::EncryptionRequired | Self::InvalidRequest | Self::InvalidFilter => 400,
             Self::ShuttingDown | Self::Unavailable => 503,
         }
     }
@@ -537,6 +549,7 @@ impl RefusalReason {
             Self::SessionExists => "SESSION_EXISTS",
             Self::InvalidRequest => "INVALID_REQUEST",
             Self::Unauthorized => "UNAUTHORIZED",
+            Self::InvalidFilter => "INVALID_FILTER",
         }
     }
 
@@ -548,7 +561,7 @@ impl RefusalReason {
             Self::UnknownSession => 4404,
             Self::TooFarBehind | Self::EpochMismatch | Self::SessionExists => 4409,
             Self::Expired => 4410,
-            Self::EncryptionRequired | Self::InvalidRequest => 4400,
+            Self::EncryptionRequired | Self::InvalidRequest | Self::InvalidFilter => 4400,
             Self::ShuttingDown => 1012,
             Self::Unavailable => 1013,
         }

@@ -8,12 +8,16 @@
 //! classification of each line. The server and client call these very functions, and
 //! `enclave-fuzz` fuzzes them, so what is fuzzed is what runs.
 
+use std::fmt::Write as _;
+
 use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
 use enclave_ndjson::StreamDecoder;
-use enclave_types::{ClientHello, EncryptionMode, Frame, MessageFrame, ServerHello, SessionId};
+use enclave_types::{
+    ClientHello, EncryptionMode, EventFilter, Frame, MessageFrame, ServerHello, SessionId,
+};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -91,7 +95,7 @@ pub struct CreateConfig {
 }
 
 /// The `POST /sessions` body: `{sessionId?, code?, config?, filter?, encryption?}`.
-/// `filter` is accepted and ignored.
+/// `filter` (an `EventFilterConfig`, see [`parse_filter`]) applies to this response's stream.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
@@ -105,7 +109,7 @@ pub struct CreateBody {
     /// Session settings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config: Option<CreateConfig>,
-    /// The TypeScript client's event filter: accepted, ignored.
+    /// The event filter of this connection (`EventFilterConfig`), checked by [`parse_filter`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<serde_json::Value>,
     /// The encryption offer.
@@ -158,6 +162,10 @@ pub struct WsOpen {
     /// Features (`["resume"]`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub features: Vec<String>,
+    /// The event filter of this connection (`EventFilterConfig`), new session or resume
+    /// (boxed: rare, and it would double the size of every [`Control`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Box<serde_json::Value>>,
 }
 
 /// The server's first WebSocket message: `{"type":"opened", …}`.
@@ -218,10 +226,23 @@ pub enum Control {
     /// resumed the session, so this stream ends here; WebSocket says it with the close
     /// `1000 superseded`.
     Superseded,
+    /// `{"type":"filtered","through":N}`: every event up to `N` not sent on this connection
+    /// was left out by its event filter (server → client, only with a filter).
+    Filtered {
+        /// The highest `seq` filtered out.
+        through: u64,
+    },
 }
 
 /// The `type`s a [`Control`] line can carry, to tell control lines from messages cheaply.
-pub const CONTROL_TYPES: [&str; 5] = ["open", "opened", "ack", "replay_complete", "superseded"];
+pub const CONTROL_TYPES: [&str; 6] = [
+    "open",
+    "opened",
+    "ack",
+    "replay_complete",
+    "superseded",
+    "filtered",
+];
 
 // ---------------------------------------------------------------------------------------
 // Parsers of untrusted input, shared by the server and the client
@@ -299,6 +320,56 @@ pub fn check_session_id(id: &str) -> Result<SessionId, Refusal> {
             shown()
         ))),
     }
+}
+
+/// Checks and compiles an event filter given as JSON (a body's or an `open`'s `filter`).
+/// `null` is no filter, as the broker's `if (body.filter)` reads it.
+///
+/// # Errors
+///
+/// `invalid_filter` (400 `INVALID_FILTER`) saying what is wrong and where.
+pub fn parse_filter(value: Option<&serde_json::Value>) -> Result<Option<EventFilter>, Refusal> {
+    match value {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(value) => EventFilter::from_json(value.clone())
+            .map(Some)
+            .map_err(|err| filter_refusal(&err)),
+    }
+}
+
+/// Checks and compiles the `filter` query parameter (JSON text, already percent-decoded). An
+/// empty value is no filter, as the broker reads it.
+///
+/// # Errors
+///
+/// `invalid_filter` (400 `INVALID_FILTER`) saying what is wrong and where.
+pub fn parse_filter_query(text: &str) -> Result<Option<EventFilter>, Refusal> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    EventFilter::parse(text)
+        .map(Some)
+        .map_err(|err| filter_refusal(&err))
+}
+
+fn filter_refusal(err: &enclave_types::Error) -> Refusal {
+    let mut refusal = invalid_request(err.to_string());
+    refusal.reason = RefusalReason::InvalidFilter;
+    refusal
+}
+
+/// Percent-encodes a query parameter's value: everything but the unreserved characters of
+/// RFC 3986.
+pub fn percent_encode_query(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() * 3);
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
 }
 
 /// Reads a decimal number from a header or query value (`X-Enclave-Ack`,

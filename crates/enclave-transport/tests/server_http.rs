@@ -1112,6 +1112,94 @@ async fn one_address_cannot_hold_more_than_its_connections() {
     server.stop().await;
 }
 
+/// Issue 15.3: `filter` is applied, as the broker applies it, per connection: the POST's to
+/// its response, a GET's `?filter=` to that stream. Left-out events keep their seq; a client
+/// without the `resume` feature (the TypeScript client) gets the passing events only, ours
+/// also `filtered` lines covering the left-out seqs.
+#[tokio::test]
+async fn a_filter_leaves_events_out_of_its_connection_and_keeps_their_seqs() {
+    let server = Running::start(5, ServerConfig::default()).await;
+    // Stdout `line 1` and `line 3` (seqs 3 and 5) pass; session_init and final always do.
+    let filter = json!({"mode": "include", "rules": [{"types": {"types": ["stdout"]},
+        "content": {"patterns": [{"type": "regex", "pattern": "^LINE [13]\\s", "field": "payload.chunk", "caseInsensitive": true}]}}]});
+    let id = SessionId::generate();
+    let response = send(
+        server.addr,
+        "POST",
+        "/sessions",
+        &[JSON],
+        json!({"sessionId": id, "filter": filter}).to_string(),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let token = header(&response, "x-enclave-resume-token")
+        .unwrap()
+        .to_owned();
+    let body = text(response).await;
+    let seqs: Vec<u64> = body.lines().map(|l| event(l).seq).collect();
+    assert_eq!(seqs, [1, 3, 5, 7], "{body}");
+    let record = server.service.record(&id);
+    assert_eq!(
+        record.lock().unwrap().written,
+        7,
+        "left-out events count as written"
+    );
+
+    // A resume with the filter in the query, and the resume feature: filtered lines too.
+    let query = enclave_transport::wire::percent_encode_query(&filter.to_string());
+    let path = format!("/sessions/{id}/stream?fromSeq=2&filter={query}");
+    let headers = [
+        ("x-enclave-resume-token", token.as_str()),
+        ("x-enclave-features", "resume"),
+    ];
+    let response = send(server.addr, "GET", &path, &headers, "").await;
+    assert_eq!(response.status(), 200);
+    let token = header(&response, "x-enclave-resume-token")
+        .unwrap()
+        .to_owned();
+    let body = text(response).await;
+    let lines: Vec<serde_json::Value> = body
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let shape: Vec<(String, u64)> = lines
+        .iter()
+        .map(|l| {
+            let n = l.get("seq").or(l.get("through")).or(l.get("lastSeq"));
+            (
+                l["type"].as_str().unwrap().to_owned(),
+                n.unwrap().as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, u64)> = [
+        ("filtered", 2),
+        ("stdout", 3),
+        ("filtered", 4),
+        ("stdout", 5),
+        ("filtered", 6),
+        ("final", 7),
+        ("replay_complete", 7),
+    ]
+    .iter()
+    .map(|(t, n)| ((*t).to_owned(), *n))
+    .collect();
+    assert_eq!(shape, want, "{body}");
+
+    // The POST's filter is that response's only (as in the broker): a plain resume gets all.
+    let headers = [("x-enclave-resume-token", token.as_str())];
+    let response = send(
+        server.addr,
+        "GET",
+        &format!("/sessions/{id}/stream?fromSeq=2"),
+        &headers,
+        "",
+    )
+    .await;
+    assert_eq!(text(response).await.lines().count(), 6);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_full_server_serves_health_from_its_reserve_and_refuses_new_sessions_with_retry_after() {
     let config = ServerConfig::default()
@@ -1152,5 +1240,64 @@ async fn a_full_server_serves_health_from_its_reserve_and_refuses_new_sessions_w
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(silent.len() <= 4, "{} connections held", silent.len());
     drop(silent);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_filter_is_refused_with_invalid_filter_before_anything_is_created() {
+    let server = Running::start(1, ServerConfig::default()).await;
+    for (filter, says) in [
+        (json!({"mode": "include"}), "rules: must be an array"),
+        (json!({"mode": "all", "rules": []}), "mode"),
+        (
+            json!({"mode": "include", "rules": [{"content": {"patterns": [{"type": "regex", "pattern": "(a)\\1"}]}}]}),
+            "rules[0].content.patterns[0].pattern: backreferences",
+        ),
+        (
+            json!({"mode": "include", "rules": [{"content": {"patterns": [{"type": "exact", "pattern": "a".repeat(5000)}]}}]}),
+            "longer than 1024 bytes",
+        ),
+    ] {
+        let response = send(
+            server.addr,
+            "POST",
+            "/sessions",
+            &[JSON],
+            json!({"filter": filter}).to_string(),
+        )
+        .await;
+        assert_eq!(response.status(), 400);
+        let body = json(response).await;
+        assert_eq!(body["code"], "INVALID_FILTER", "{body}");
+        assert_eq!(body["reason"], "invalid_filter", "{body}");
+        assert!(body["message"].as_str().unwrap().contains(says), "{body}");
+    }
+    assert!(server.service.sessions.lock().unwrap().is_empty());
+
+    let id = SessionId::generate();
+    let response = send(
+        server.addr,
+        "POST",
+        "/sessions",
+        &[JSON],
+        json!({"sessionId": id}).to_string(),
+    )
+    .await;
+    let token = header(&response, "x-enclave-resume-token")
+        .unwrap()
+        .to_owned();
+    text(response).await;
+    let headers = [("x-enclave-resume-token", token.as_str())];
+    let path = format!("/sessions/{id}/stream?fromSeq=1&filter=%7Bnot%20json");
+    let response = send(server.addr, "GET", &path, &headers, "").await;
+    assert_eq!(response.status(), 400);
+    let body = json(response).await;
+    assert_eq!(body["code"], "INVALID_FILTER", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("not JSON"),
+        "{body}"
+    );
+    // The refused resume did not use the token up.
+    assert_eq!(server.service.record(&id).lock().unwrap().token, token);
     server.stop().await;
 }

@@ -431,3 +431,62 @@ async fn a_peer_that_answers_pings_stays_open() {
     assert!(quiet.is_err(), "closed: {quiet:?}");
     server.stop().await;
 }
+
+/// Issue 15.3 on WebSocket: the `open` message's `filter` applies to that connection (with
+/// `filtered` lines for a client with the `resume` feature); a bad one is refused with
+/// `INVALID_FILTER` and close 4400 before a session exists.
+#[tokio::test]
+async fn the_open_messages_filter_applies_to_its_connection() {
+    let server = Running::start(4, ServerConfig::default()).await;
+    // Stdout `line 2` (seq 4) passes; session_init and final always do.
+    let filter = json!({"mode": "exclude", "rules": [{"content": {"patterns": [
+        {"type": "glob", "pattern": "line [!2]*", "field": "payload.chunk"}]}}]});
+    for (features, control) in [(json!([]), false), (json!(["resume"]), true)] {
+        let mut socket = connect(&server).await;
+        send_json(
+            &mut socket,
+            &json!({"type": "open", "features": features, "filter": filter}),
+        )
+        .await;
+        opened(&mut socket).await;
+        let (lines, code) = receive_all(&mut socket).await;
+        // Every seq arrives once, in order, as an event or inside a `filtered` range (a run
+        // may be reported in pieces, when the source had nothing more at hand).
+        let mut next = 1;
+        let mut events = Vec::new();
+        let mut filtered = 0;
+        for line in &lines {
+            let v: Value = serde_json::from_str(line).unwrap();
+            if v["type"] == "filtered" {
+                let through = v["through"].as_u64().unwrap();
+                assert!(through >= next, "{lines:?}");
+                next = through + 1;
+                filtered += 1;
+            } else {
+                let seq = v["seq"].as_u64().unwrap();
+                assert!(seq >= next, "{lines:?}");
+                if control {
+                    assert_eq!(seq, next, "a seq neither sent nor filtered: {lines:?}");
+                }
+                next = seq + 1;
+                events.push(seq);
+            }
+        }
+        assert_eq!(events, [1, 4, 6], "{lines:?}");
+        assert_eq!(filtered > 0, control, "{lines:?}");
+        assert_eq!(code, Some(1000));
+    }
+
+    let mut socket = connect(&server).await;
+    send_json(
+        &mut socket,
+        &json!({"type": "open", "filter": {"mode": "include", "rules": "all"}}),
+    )
+    .await;
+    let (lines, code) = receive_all(&mut socket).await;
+    let refusal: Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(refusal["code"], "INVALID_FILTER", "{refusal}");
+    assert_eq!(refusal["reason"], "invalid_filter", "{refusal}");
+    assert_eq!(code, Some(4400));
+    server.stop().await;
+}

@@ -57,6 +57,10 @@ pub enum Error {
         /// Column of the error, as serde_json counts it.
         column: usize,
     },
+    /// An event filter (`EventFilterConfig`) that is malformed or over a bound: what and where
+    /// (`rules[2].content.patterns[0].pattern: …`).
+    #[error("invalid filter: {0}")]
+    InvalidFilter(String),
     /// A line that is not JSON, or JSON that does not match the protocol's shape.
     #[error("invalid frame: {0}")]
     Json(#[from] serde_json::Error),

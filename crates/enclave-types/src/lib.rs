@@ -66,6 +66,7 @@
 mod detail;
 mod error;
 mod event;
+mod filter;
 #[cfg(feature = "fixtures")]
 pub mod fixtures;
 mod frame;
@@ -87,6 +88,10 @@ pub use event::{
     HeartbeatPayload, LogLevel, LogPayload, PartialResultPayload, SessionInitPayload, SessionState,
     SessionStats, StdoutPayload, StreamEvent, ToolCallPayload, ToolProgressPayload,
     ToolProgressPhase, ToolResultAppliedPayload,
+};
+pub use filter::{
+    EventFilter, FilterMode, MAX_FILTER_FIELD_BYTES, MAX_FILTER_PATTERNS, MAX_FILTER_PATTERN_BYTES,
+    MAX_FILTER_RULES, MAX_FILTER_TYPES, MAX_REGEX_INPUT_UTF16,
 };
 pub use frame::{EncryptedEnvelope, EncryptedPayload, Frame, MessageFrame, ENCRYPTED_TYPE};
 pub use handshake::{

@@ -122,3 +122,95 @@ fn version_dependent_cases_are_the_noted_ones_and_are_written_in_the_common_shap
         assert_eq!(Frame::parse_line(written.as_bytes()).unwrap(), frame);
     }
 }
+
+/// Event filters: every case of `tests/data/filter-differential.json` gets the verdict the
+/// TypeScript broker's `EventFilter.shouldSend` (and minimatch, for globs) gave when that file
+/// was made. The file holds inputs and outputs only: filters × events, and glob patterns ×
+/// values, run through the TypeScript original on node 20.
+mod filter_differential {
+    use enclave_types::EventFilter;
+
+    #[derive(serde::Deserialize)]
+    struct Cases {
+        /// Kept as written: key order is part of what a pattern on an object sees.
+        events: Vec<Box<serde_json::value::RawValue>>,
+        filters: Vec<FilterCase>,
+        globs: Vec<GlobCase>,
+    }
+
+    #[derive(serde::Deserialize)]
+    struct FilterCase {
+        name: String,
+        filter: serde_json::Value,
+        expected: Vec<bool>,
+    }
+
+    #[derive(serde::Deserialize)]
+    struct GlobCase {
+        pattern: String,
+        values: Vec<String>,
+        expected: Vec<bool>,
+    }
+
+    fn cases() -> Cases {
+        serde_json::from_str(include_str!("data/filter-differential.json")).expect("cases")
+    }
+
+    #[test]
+    fn every_filter_sends_what_the_broker_sends() {
+        let cases = cases();
+        let mut wrong = Vec::new();
+        for case in &cases.filters {
+            let filter = EventFilter::from_json(case.filter.clone())
+                .unwrap_or_else(|err| panic!("{}: {err}", case.name));
+            for (event, expected) in cases.events.iter().zip(&case.expected) {
+                let json = event.get().as_bytes();
+                let parsed: serde_json::Value = serde_json::from_str(event.get()).expect("event");
+                let event_type = parsed["type"].as_str().expect("type");
+                if filter.should_send(event_type, json) != *expected {
+                    wrong.push(format!(
+                        "{} on seq {}: broker says {expected}",
+                        case.name, parsed["seq"]
+                    ));
+                }
+            }
+        }
+        assert!(cases.filters.len() >= 50, "the file lost its cases");
+        assert!(
+            wrong.is_empty(),
+            "{} disagreements:\n{}",
+            wrong.len(),
+            wrong.join("\n")
+        );
+    }
+
+    #[test]
+    fn every_glob_matches_as_minimatch_does() {
+        let cases = cases();
+        let mut wrong = Vec::new();
+        for case in &cases.globs {
+            // One pattern on the whole payload field `v`, so the filter's glob is exercised alone.
+            let filter = EventFilter::from_json(serde_json::json!({
+                "mode": "include",
+                "rules": [{"content": {"patterns": [{"type": "glob", "pattern": case.pattern, "field": "payload.v"}]}}],
+            }))
+            .unwrap_or_else(|err| panic!("{:?}: {err}", case.pattern));
+            for (value, expected) in case.values.iter().zip(&case.expected) {
+                let event = serde_json::json!({"type": "stdout", "payload": {"v": value}});
+                let json = serde_json::to_vec(&event).expect("event");
+                if filter.should_send("stdout", &json) != *expected {
+                    wrong.push(format!(
+                        "{:?} on {value:?}: minimatch says {expected}",
+                        case.pattern
+                    ));
+                }
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "{} disagreements:\n{}",
+            wrong.len(),
+            wrong.join("\n")
+        );
+    }
+}

@@ -563,6 +563,29 @@ impl ReconnectingStream {
                 self.give_up(&err);
                 Some(Err(err))
             }
+            // Seqs the server's filter left out: passed over like delivered events (and
+            // acknowledged), so the gap check stays exact for what the filter lets through.
+            // Only a stream that asked for a filter accepts them; any other is told a gap.
+            Received::Filtered { through } => {
+                let expected = self.last_delivered.map_or(1, |last| last + 1);
+                if self.config.client.filter.is_none() {
+                    let err = StreamError::Gap {
+                        session: self.session_name(),
+                        expected,
+                        got: through.saturating_add(1),
+                    };
+                    self.give_up(&err);
+                    return Some(Err(err));
+                }
+                if through >= expected {
+                    self.last_delivered = Some(through);
+                    self.unacked_events += 1;
+                    if self.ack_due.is_none() {
+                        self.ack_due = Some(Instant::now() + self.config.ack_interval);
+                    }
+                }
+                None
+            }
             _ => None,
         }
     }

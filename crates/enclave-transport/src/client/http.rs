@@ -133,7 +133,7 @@ pub(super) async fn open(
                 session_id: new.session_id.clone(),
                 code: new.code.clone(),
                 config: new.config.clone(),
-                filter: None,
+                filter: config.filter.as_ref().map(|f| f.config().clone()),
                 encryption: handshake.as_ref().map(|h| {
                     EncryptionOffer::new(config.encryption, Some(h.client_hello().clone()))
                 }),
@@ -149,10 +149,15 @@ pub(super) async fn open(
         Open::Resume(at) => {
             // `from` is the TypeScript client's name, `fromSeq` the broker's: the broker
             // ignores `from`, so both go, and ours accepts either.
-            let path = target.path(&format!(
+            let mut path = target.path(&format!(
                 "/sessions/{}/stream?from={}&fromSeq={}",
                 at.session_id, at.from, at.from
             ));
+            // The filter goes again on every resume: it is the connection's, not the session's.
+            if let Some(filter) = &config.filter {
+                path.push_str("&filter=");
+                path.push_str(&wire::percent_encode_query(&filter.config().to_string()));
+            }
             let mut req = builder(target, config, "GET", &path)
                 .header(http::header::ACCEPT, wire::NDJSON_CONTENT_TYPE);
             if let Some(token) = &at.token {

@@ -54,7 +54,8 @@ use enclave_crypto::{
 };
 use enclave_ndjson::{StreamDecoder, DEFAULT_MAX_LINE_LENGTH};
 use enclave_types::{
-    EncryptionMode, EventPayload, Frame, RuntimeChannelMessage, ServerHello, SessionId, StreamEvent,
+    EncryptionMode, EventFilter, EventPayload, Frame, RuntimeChannelMessage, ServerHello,
+    SessionId, StreamEvent,
 };
 
 pub use self::error::ClientError;
@@ -86,6 +87,9 @@ pub struct ClientConfig {
     /// The server's pinned identity key (see [`with_server_key`](Self::with_server_key)).
     /// Default: none (the ECDH is anonymous).
     pub server_key: Option<VerifyingKey>,
+    /// The event filter sent on every connection (`filter` of `POST /sessions` and of the
+    /// WebSocket `open`, `?filter=` of a resume). Default: none.
+    pub filter: Option<EventFilter>,
 }
 
 impl Default for ClientConfig {
@@ -98,6 +102,7 @@ impl Default for ClientConfig {
             max_line_length: DEFAULT_MAX_LINE_LENGTH,
             connect_timeout: Duration::from_secs(10),
             server_key: None,
+            filter: None,
         }
     }
 }
@@ -106,6 +111,15 @@ impl ClientConfig {
     /// The default configuration.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Asks the server to send only what `filter` lets through, on every connection. Events
+    /// left out still take their seq; the server reports them in `filtered` lines
+    /// ([`Received::Filtered`]), which only a client with a filter accepts.
+    #[must_use]
+    pub fn with_filter(mut self, filter: EventFilter) -> Self {
+        self.filter = Some(filter);
+        self
     }
 
     /// Sets the encryption mode.
@@ -184,6 +198,7 @@ impl fmt::Debug for ClientConfig {
             .field("max_line_length", &self.max_line_length)
             .field("connect_timeout", &self.connect_timeout)
             .field("server_key", &self.server_key)
+            .field("filter", &self.filter.as_ref().map(EventFilter::config))
             .finish()
     }
 }
@@ -314,6 +329,12 @@ pub enum Received {
     /// A newer connection resumed the session: this one ends here (an HTTP `superseded`
     /// control line, or a WebSocket close `1000 superseded`).
     Superseded,
+    /// Every event up to `through` not received on this connection was left out by its
+    /// event filter.
+    Filtered {
+        /// The highest `seq` left out.
+        through: u64,
+    },
 }
 
 /// Connects to `url` (`http(s)://HOST:PORT` or `ws(s)://HOST:PORT`, optionally with a path
@@ -663,6 +684,10 @@ impl Connection {
                 return Ok(Received::ReplayComplete { last_seq })
             }
             Classified::Control(Control::Superseded) => return Ok(Received::Superseded),
+            Classified::Control(Control::Filtered { through }) => {
+                self.last_seq = Some(self.last_seq.map_or(through, |last| last.max(through)));
+                return Ok(Received::Filtered { through });
+            }
             Classified::Control(other) => {
                 let source = enclave_types::Error::InvalidField {
                     field: "type",

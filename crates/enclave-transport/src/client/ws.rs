@@ -113,6 +113,7 @@ pub(super) async fn open(
             encryption: handshake
                 .as_ref()
                 .map(|h| EncryptionOffer::new(config.encryption, Some(h.client_hello().clone()))),
+            filter: config.filter.as_ref().map(|f| Box::new(f.config().clone())),
             ..WsOpen::default()
         };
         match open {

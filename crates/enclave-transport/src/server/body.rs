@@ -173,6 +173,13 @@ impl Pump {
                 }
                 false
             }
+            Some(Outgoing::Filtered { through }) => {
+                if let Some(line) = self.control_line(&Control::Filtered { through }) {
+                    chunk.extend_from_slice(&line);
+                }
+                *written = Some(through);
+                false
+            }
             Some(Outgoing::Close(reason)) => {
                 // A resume client learns why its stream ends: another connection has it.
                 if reason == CloseReason::Superseded {

@@ -43,6 +43,7 @@
 
 mod body;
 mod config;
+mod filter;
 mod limits;
 mod listener;
 pub(crate) mod negotiate;

@@ -426,6 +426,11 @@ async fn create(State(shared): AppState, headers: HeaderMap, body: Body) -> Resp
         Ok(request) => request,
         Err(refusal) => return refusal_response(&refusal),
     };
+    // This response's event filter, checked before the session exists.
+    let filter = match wire::parse_filter(request.filter.as_ref()) {
+        Ok(filter) => filter,
+        Err(refusal) => return refusal_response(&refusal),
+    };
     let session_id = match request.session_id {
         Some(id) => match wire::check_session_id(id.as_str()) {
             Ok(id) => id,
@@ -459,20 +464,25 @@ async fn create(State(shared): AppState, headers: HeaderMap, body: Body) -> Resp
         }),
         _ => None,
     };
+    let encrypted = handshake.is_some();
     match shared.service.create(create).await {
-        Ok(attachment) => stream_response(
-            &shared,
-            attachment,
-            handshake,
-            FirstLine::Plaintext,
-            signer,
-            features,
-        ),
+        Ok(mut attachment) => {
+            attachment.events = super::filter::apply(attachment.events, filter, encrypted);
+            stream_response(
+                &shared,
+                attachment,
+                handshake,
+                FirstLine::Plaintext,
+                signer,
+                features,
+            )
+        }
         Err(refusal) => refusal_response(&refusal),
     }
 }
 
-/// `GET /sessions/:id/stream?fromSeq=N` (also `?from=N`).
+/// `GET /sessions/:id/stream?fromSeq=N` (also `?from=N`), `&filter=<JSON>` for this
+/// connection's event filter.
 async fn stream(
     State(shared): AppState,
     Path(id): Path<String>,
@@ -490,6 +500,10 @@ async fn stream(
             Ok(from) => from.max(1),
             Err(refusal) => return refusal_response(&refusal),
         },
+    };
+    let filter = match wire::parse_filter_query(query.get("filter").map_or("", String::as_str)) {
+        Ok(filter) => filter,
+        Err(refusal) => return refusal_response(&refusal),
     };
     let (token, epoch, hello) = match (
         header_str(&headers, wire::HEADER_RESUME_TOKEN),
@@ -524,14 +538,17 @@ async fn stream(
     resume.encrypted = handshake.is_some();
     resume.features = features;
     match shared.service.resume(resume).await {
-        Ok(attachment) => stream_response(
-            &shared,
-            attachment,
-            handshake,
-            FirstLine::AsTheRest,
-            None,
-            features,
-        ),
+        Ok(mut attachment) => {
+            attachment.events = super::filter::apply(attachment.events, filter, false);
+            stream_response(
+                &shared,
+                attachment,
+                handshake,
+                FirstLine::AsTheRest,
+                None,
+                features,
+            )
+        }
         Err(refusal) => refusal_response(&refusal),
     }
 }

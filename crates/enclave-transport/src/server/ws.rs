@@ -170,6 +170,8 @@ impl Connection {
             .as_ref()
             .map(|id| wire::check_session_id(id.as_str()))
             .transpose()?;
+        // Checked before anything is created or resumed; applies to this connection only.
+        let filter = wire::parse_filter(open.filter.as_deref())?;
         if let Some(resume) = open.resume {
             let session_id = session_id.ok_or_else(|| {
                 Refusal::new(
@@ -186,7 +188,8 @@ impl Connection {
             request.epoch = resume.epoch;
             request.encrypted = handshake.is_some();
             request.features = features;
-            let attachment = self.shared.service.resume(request).await?;
+            let mut attachment = self.shared.service.resume(request).await?;
+            attachment.events = super::filter::apply(attachment.events, filter, false);
             Ok((attachment, handshake))
         } else {
             if self.reserve {
@@ -206,7 +209,8 @@ impl Connection {
                 request.encryption = handshake.encryption_config();
                 request.encrypted = true;
             }
-            let attachment = self.shared.service.create(request).await?;
+            let mut attachment = self.shared.service.create(request).await?;
+            attachment.events = super::filter::apply(attachment.events, filter, false);
             Ok((attachment, handshake))
         }
     }
@@ -487,6 +491,11 @@ impl Pump {
             }
             Some(Outgoing::Ack { seq }) => {
                 self.control(&Control::Ack { seq });
+                None
+            }
+            Some(Outgoing::Filtered { through }) => {
+                self.control(&Control::Filtered { through });
+                *written = Some(through);
                 None
             }
             Some(Outgoing::Close(CloseReason::Superseded)) => Some(End::Superseded),
