@@ -64,7 +64,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
     if !captured.success() {
         return Err(format!("curl could not read {url}: {captured}"));
     }
-    let mut node = Process::start(
+    let node = Process::start(
         Command::new("node").arg(&node_server).arg(&events),
         "node node-server.mjs",
     )?;
@@ -213,11 +213,8 @@ enum Reader {
 
 impl Reader {
     fn run(&mut self, name: &str) -> Result<Duration, String> {
-        let (command, lines) = match self {
-            Self::Lines(command) | Self::TsClient(command) => {
-                (command, matches!(self, Self::Lines(_)))
-            }
-        };
+        let lines = matches!(self, Self::Lines(_));
+        let (Self::Lines(command) | Self::TsClient(command)) = self;
         let start = Instant::now();
         let mut child = command
             .stdin(Stdio::null())
