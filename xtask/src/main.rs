@@ -3,7 +3,9 @@
 //! `cargo xtask ci` runs every check CI runs, in CI's order, and stops at the first failure;
 //! `cargo xtask fuzz` runs the libFuzzer targets of `crates/enclave-fuzz` for a bounded time;
 //! `cargo xtask soak` runs the reconnect chaos tests at full size (100,000 events, release
-//! mode) and prints their summaries, the figures of docs/BENCHMARKS.md.
+//! mode) and prints their summaries, the figures of docs/BENCHMARKS.md;
+//! `cargo xtask bench-connect` times `enclave connect | reader` against `curl` and the
+//! TypeScript stack in one run (docs/BENCHMARKS.md too).
 //! The repository's own rules (doc comments, lints, licenses, dependency versions, crate
 //! layering, the JS-trim tables, the vector copies) are checked by `cargo test -p xtask`, so
 //! they run inside the `test` step of `cargo xtask ci`.
@@ -13,6 +15,7 @@
 //! before it runs, so a developer can copy it and run it alone.
 #![forbid(unsafe_code)]
 
+mod bench_connect;
 mod ci;
 mod fuzz;
 mod shell;
@@ -29,6 +32,7 @@ usage: cargo xtask <command>
 commands:
   ci                              run every CI check in order, stopping at the first failure
   fuzz [--seconds N] [TARGET...]  run each fuzz target (all by default) for N seconds (default 30)
+  bench-connect                   time `enclave connect | reader` against curl and the TypeScript stack
   soak                            run the chaos tests at 100,000 events (release) and print their summaries
   help                            print this message
 ";
@@ -40,6 +44,11 @@ fn main() -> ExitCode {
         Some("ci") => Err(format!("`ci` takes no arguments, got {:?}", &args[1..])),
         Some("fuzz") => fuzz::Options::parse(&args[1..])
             .and_then(|options| fuzz::run(&project_root(), &options)),
+        Some("bench-connect") if args.len() == 1 => bench_connect::run(&project_root()),
+        Some("bench-connect") => Err(format!(
+            "`bench-connect` takes no arguments, got {:?}",
+            &args[1..]
+        )),
         Some("soak") if args.len() == 1 => soak::run(&project_root()),
         Some("soak") => Err(format!("`soak` takes no arguments, got {:?}", &args[1..])),
         Some("help" | "--help" | "-h") => {

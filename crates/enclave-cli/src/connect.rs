@@ -7,13 +7,22 @@
 //! channel messages: `tool_result_submit`, `cancel`) go to the server; the end of standard
 //! input ends sending, not receiving.
 //!
+//! Standard output is buffered: events that arrive together leave in one write, and whatever
+//! is buffered is flushed as soon as no further event is ready, before waiting for one — so a
+//! reader sees each event of a sparse stream at once, and a fast stream costs one system call
+//! per buffer, not per event. Everything runs on one thread: no event crosses threads on its
+//! way from the socket to standard output.
+//!
 //! Standard error gets `session ID token TOKEN epoch EPOCH` when the session opens and
 //! whenever the token changes, the connection's state changes, and the reason of a failure.
 //! Exit status: 0 after `final`, 1 when refused or out of attempts, 2 on usage errors.
 
-use std::io::{self, Write as _};
+use std::future::Future;
+use std::io::{self, Write};
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::process::ExitCode;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use enclave_crypto::VerifyingKey;
@@ -21,7 +30,7 @@ use enclave_reconnect::{
     ConnectionEvent, ReconnectPolicy, ReconnectingStream, SessionPosition, StreamConfig,
 };
 use enclave_transport::client::{ClientConfig, NewSession};
-use enclave_types::{EncryptionMode, EventPayload, RuntimeChannelMessage, SessionId};
+use enclave_types::{EncryptionMode, EventPayload, RuntimeChannelMessage, SessionId, StreamEvent};
 use tokio::io::AsyncBufReadExt as _;
 
 use crate::input::{report, EXIT_BAD_LINES, EXIT_FAILURE, EXIT_OK};
@@ -121,8 +130,10 @@ pub(crate) fn run(args: &ConnectArgs) -> ExitCode {
         }
         None => ReconnectingStream::new(args.url.clone(), NewSession::new(), config),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: the connection's driver, the stream and the printer hand events to each
+    // other without waking another thread (standard input's reads run on tokio's blocking
+    // pool, and only wake this thread when a line arrives).
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
@@ -134,7 +145,15 @@ pub(crate) fn run(args: &ConnectArgs) -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    runtime.block_on(connect(stream))
+    // Spawned, not run by `block_on` itself: waking `block_on`'s own future always goes
+    // through the runtime's parker (an eventfd write), waking a task of the runtime from
+    // within it does not.
+    runtime.block_on(async {
+        tokio::spawn(connect(stream)).await.unwrap_or_else(|err| {
+            report(format_args!("enclave connect: {err}"));
+            ExitCode::from(EXIT_FAILURE)
+        })
+    })
 }
 
 fn config(args: &ConnectArgs) -> Result<StreamConfig, String> {
@@ -184,23 +203,49 @@ async fn connect(mut stream: ReconnectingStream) -> ExitCode {
     code
 }
 
+/// What one turn of [`run_stream`]'s loop woke up for.
+// Lives for one loop turn on the stack; boxing events would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+enum Turn {
+    Item(Option<Result<StreamEvent, enclave_reconnect::StreamError>>),
+    Line(io::Result<Option<String>>),
+    /// Flushing standard output failed while waiting for the next event.
+    Output(io::Error),
+}
+
 async fn run_stream(stream: &mut ReconnectingStream) -> ExitCode {
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
     let mut announced: Option<(String, Option<String>)> = None;
-    let mut stdout = io::stdout().lock();
+    let mut printer = Printer::new(io::stdout());
     loop {
-        tokio::select! {
+        let turn = {
             // `next` is cancel safe: a line typed meanwhile never costs an event.
-            item = stream.next() => {
+            let next = stream.next();
+            tokio::pin!(next);
+            let next = FlushWhenIdle {
+                next: next.as_mut(),
+                printer: &mut printer,
+                yielded: false,
+            };
+            tokio::select! {
+                // Events first: the stream is drained before standard input is looked at, and
+                // standard input still gets its turn whenever no event is ready.
+                biased;
+                turn = next => turn,
+                line = stdin.next_line(), if stdin_open => Turn::Line(line),
+            }
+        };
+        match turn {
+            Turn::Item(item) => {
                 announce(stream, &mut announced);
                 match item {
                     Some(Ok(event)) => {
-                        let line = serde_json::to_string(&event);
-                        let written = line
-                            .map_err(io::Error::other)
-                            .and_then(|line| writeln!(stdout, "{line}"))
-                            .and_then(|()| stdout.flush());
+                        let is_final = matches!(event.payload, EventPayload::Final(_));
+                        let mut written = printer.event(&event);
+                        if is_final {
+                            written = written.and_then(|()| printer.flush());
+                        }
                         if let Err(err) = written {
                             if err.kind() != io::ErrorKind::BrokenPipe {
                                 report(format_args!("enclave connect: {err}"));
@@ -208,37 +253,134 @@ async fn run_stream(stream: &mut ReconnectingStream) -> ExitCode {
                             stream.close().await;
                             return ExitCode::from(EXIT_FAILURE);
                         }
-                        if matches!(event.payload, EventPayload::Final(_)) {
+                        if is_final {
                             stream.close().await;
                             return ExitCode::from(EXIT_OK);
                         }
                     }
                     Some(Err(err)) if err.is_terminal() => {
+                        let _ = printer.flush();
                         report(format_args!("enclave connect: {err}"));
                         return ExitCode::from(EXIT_BAD_LINES);
                     }
                     Some(Err(err)) => report(format_args!("enclave connect: skipped: {err}")),
                     None => {
-                        report(format_args!("enclave connect: the stream ended without a final event"));
+                        let _ = printer.flush();
+                        report(format_args!(
+                            "enclave connect: the stream ended without a final event"
+                        ));
                         return ExitCode::from(EXIT_BAD_LINES);
                     }
                 }
             }
-            line = stdin.next_line(), if stdin_open => match line {
+            Turn::Output(err) => {
+                if err.kind() != io::ErrorKind::BrokenPipe {
+                    report(format_args!("enclave connect: {err}"));
+                }
+                stream.close().await;
+                return ExitCode::from(EXIT_FAILURE);
+            }
+            Turn::Line(line) => match line {
                 Ok(Some(line)) if line.trim().is_empty() => {}
-                Ok(Some(line)) => match serde_json::from_str::<RuntimeChannelMessage>(line.trim()) {
-                    Ok(message) => {
-                        if let Err(err) = stream.send(message.payload).await {
-                            report(format_args!("enclave connect: cannot send: {err}"));
+                Ok(Some(line)) => {
+                    match serde_json::from_str::<RuntimeChannelMessage>(line.trim()) {
+                        Ok(message) => {
+                            if let Err(err) = stream.send(message.payload).await {
+                                report(format_args!("enclave connect: cannot send: {err}"));
+                            }
                         }
+                        Err(err) => report(format_args!(
+                            "enclave connect: standard input: not a runtime channel message: {err}"
+                        )),
                     }
-                    Err(err) => report(format_args!(
-                        "enclave connect: standard input: not a runtime channel message: {err}"
-                    )),
-                },
+                }
                 // End of input ends sending, not receiving.
                 Ok(None) | Err(_) => stdin_open = false,
             },
+        }
+    }
+}
+
+/// Buffered event lines for standard output.
+///
+/// Lines collect in memory and leave in one write when [`flush`](Self::flush) is called (the
+/// stream has nothing more ready) or when [`FLUSH_AT`] bytes are waiting, so memory stays
+/// bounded however fast events come.
+struct Printer<W: Write> {
+    out: W,
+    buf: Vec<u8>,
+}
+
+/// Buffered bytes that are written out even while further events are ready.
+const FLUSH_AT: usize = 64 * 1024;
+
+impl<W: Write> Printer<W> {
+    fn new(out: W) -> Self {
+        Self {
+            out,
+            buf: Vec::with_capacity(FLUSH_AT + 4096),
+        }
+    }
+
+    /// Adds `event` as one NDJSON line.
+    fn event(&mut self, event: &StreamEvent) -> io::Result<()> {
+        serde_json::to_writer(&mut self.buf, event).map_err(io::Error::other)?;
+        self.buf.push(b'\n');
+        if self.buf.len() >= FLUSH_AT {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes out what is buffered.
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let written = self
+            .out
+            .write_all(&self.buf)
+            .and_then(|()| self.out.flush());
+        self.buf.clear();
+        written
+    }
+}
+
+/// [`ReconnectingStream::next`] that flushes the printer whenever it would wait: what was
+/// printed reaches the reader before the wait, not after the next event.
+///
+/// "Would wait" is decided after one yield: an HTTP stream's body comes from hyper's
+/// connection task one chunk (one event) at a time, so `next` is pending for a moment before
+/// nearly every event of a fast stream. Yielding once lets that task (woken by this very
+/// poll) run first; only when `next` is still pending after it is the stream idle.
+struct FlushWhenIdle<'a, F, W: Write> {
+    next: Pin<&'a mut F>,
+    printer: &'a mut Printer<W>,
+    yielded: bool,
+}
+
+impl<F, W> Future for FlushWhenIdle<'_, F, W>
+where
+    F: Future<Output = Option<Result<StreamEvent, enclave_reconnect::StreamError>>>,
+    W: Write,
+{
+    type Output = Turn;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Turn> {
+        if let Poll::Ready(item) = self.next.as_mut().poll(cx) {
+            return Poll::Ready(Turn::Item(item));
+        }
+        if self.printer.buf.is_empty() {
+            return Poll::Pending;
+        }
+        if !self.yielded {
+            self.yielded = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        match self.printer.flush() {
+            Ok(()) => Poll::Pending,
+            Err(err) => Poll::Ready(Turn::Output(err)),
         }
     }
 }
@@ -270,6 +412,13 @@ fn announce(stream: &ReconnectingStream, announced: &mut Option<(String, Option<
     let Some(id) = stream.session_id() else {
         return;
     };
+    // Checked without allocating: this runs for every event.
+    if announced
+        .as_ref()
+        .is_some_and(|(i, t)| i == id.as_str() && t.as_deref() == stream.token())
+    {
+        return;
+    }
     let now = (id.as_str().to_owned(), stream.token().map(str::to_owned));
     if announced.as_ref() != Some(&now) {
         report(format_args!(

@@ -515,3 +515,79 @@ fn demo_reports_nothing_lost_or_duplicated() {
         );
     }
 }
+
+/// `enclave connect` buffers its output, yet a reader sees every event of a sparse stream at
+/// once: here each event is published only after the reader has read the one before it, so
+/// output held back until more events come (or until a buffer fills) never arrives and the
+/// test fails at its bound instead of passing.
+#[test]
+fn connect_prints_each_event_of_a_paced_stream_before_the_next_is_published() {
+    const EVENTS: usize = 20;
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let running = runtime
+        .block_on(enclave_reconnect::ServerBuilder::new().bind("127.0.0.1:0"))
+        .expect("the server binds");
+    let base = format!("http://{}", running.addr());
+    for url in [base.clone(), base.replacen("http", "ws", 1)] {
+        // The application: event i + 1 only once the reader has printed event i.
+        let (read_tx, mut read_rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
+        let hub = running.hub().clone();
+        let application = runtime.spawn(async move {
+            let session = hub.accept().await.expect("a session opens");
+            for i in 0..EVENTS {
+                let chunk = enclave_types::StdoutPayload::new(format!("event {i}"));
+                session.handle.publish(chunk).await.expect("published");
+                if read_rx.recv().await != Some(i) {
+                    return;
+                }
+            }
+            let _ = session
+                .handle
+                .finish(enclave_types::FinalPayload::new(true))
+                .await;
+        });
+        let mut child = Command::new(env!("CARGO_BIN_EXE_enclave"))
+            .args(["connect", &url, "--encryption", "required"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("enclave connect starts");
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let (line_tx, line_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines() {
+                if line_tx.send(line.expect("a line")).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut printed = 0;
+        while printed < EVENTS {
+            let line = line_rx.recv_timeout(TIMEOUT).unwrap_or_else(|_| {
+                let _ = child.kill();
+                panic!("{url}: event {printed} was not printed within {TIMEOUT:?}")
+            });
+            let event: Value = serde_json::from_str(&line).expect("one event per line");
+            if event["type"] == "stdout" {
+                assert_eq!(
+                    event["payload"]["chunk"],
+                    format!("event {printed}"),
+                    "{url}"
+                );
+                read_tx.send(printed).expect("the application waits");
+                printed += 1;
+            }
+        }
+        let last: Value = serde_json::from_str(&line_rx.recv_timeout(TIMEOUT).expect("final"))
+            .expect("one event per line");
+        assert_eq!(last["type"], "final", "{url}");
+        assert_eq!(
+            child.wait().expect("connect exits").code(),
+            Some(0),
+            "{url}"
+        );
+        runtime.block_on(application).expect("the application ends");
+    }
+    runtime.block_on(running.stop()).expect("the server stops");
+}

@@ -34,6 +34,7 @@ mod policy;
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::pin::Pin;
 use std::time::Duration;
 
 use enclave_transport::client::{
@@ -43,7 +44,7 @@ use enclave_types::{
     EventPayload, RuntimeChannelMessage, RuntimeChannelPayload, SessionId, StreamEvent,
 };
 use tokio::sync::broadcast;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 pub use self::builder::ReconnectingStreamBuilder;
 pub use self::error::StreamError;
@@ -267,6 +268,13 @@ pub struct ReconnectingStream {
     /// `next()` calls.
     retry_at: Option<(u32, tokio::time::Instant)>,
     last_activity: Instant,
+    /// The heartbeat monitor's timer, made at the first `next()` (a timer needs the runtime)
+    /// and kept: it may run early (activity since it was set pushes the deadline on) and is
+    /// set again only when it fires, not at every event — registering a timer per event
+    /// wakes the runtime's driver (a system call) per event.
+    heartbeat_timer: Option<Pin<Box<Sleep>>>,
+    /// The acknowledgement timer, kept like `heartbeat_timer`, and the deadline it is set to.
+    ack_timer: Option<(Pin<Box<Sleep>>, Instant)>,
     done: bool,
 }
 
@@ -299,6 +307,8 @@ impl ReconnectingStream {
             retry_at: None,
             ack_due: None,
             last_activity: Instant::now(),
+            heartbeat_timer: None,
+            ack_timer: None,
             done: false,
         }
     }
@@ -426,12 +436,33 @@ impl ReconnectingStream {
                 return Some(Err(err));
             }
             let heartbeat_at = self.last_activity + self.config.heartbeat_timeout;
+            let heartbeat = self
+                .heartbeat_timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(heartbeat_at)));
             let ack_due = self.ack_due;
+            let ack_timer = match (ack_due, &mut self.ack_timer) {
+                (None, _) => None,
+                (Some(due), Some((timer, set_for))) => {
+                    if *set_for != due {
+                        timer.as_mut().reset(due);
+                        *set_for = due;
+                    }
+                    Some(timer)
+                }
+                (Some(due), timer @ None) => Some(
+                    &mut timer
+                        .insert((Box::pin(tokio::time::sleep_until(due)), due))
+                        .0,
+                ),
+            };
             let conn = self.conn.as_mut()?;
             let step = tokio::select! {
+                // What is received comes first: the timers are only looked at (and only
+                // registered) when nothing is ready.
+                biased;
                 item = conn.next() => Step::Item(item.map(|r| r.map_err(Box::new))),
-                () = tokio::time::sleep_until(heartbeat_at) => Step::Silent,
-                () = sleep_until_some(ack_due), if ack_due.is_some() => Step::AckDue,
+                () = heartbeat.as_mut() => Step::Silent,
+                () = poll_some(ack_timer), if ack_due.is_some() => Step::AckDue,
             };
             match step {
                 Step::Item(None) => {
@@ -454,13 +485,29 @@ impl ReconnectingStream {
                         return Some(result);
                     }
                 }
-                Step::Silent => self.lost(
-                    format!(
-                        "no data for {:?} (heartbeat timeout)",
-                        self.config.heartbeat_timeout
-                    ),
-                    None,
-                ),
+                Step::Silent => {
+                    let deadline = self.last_activity + self.config.heartbeat_timeout;
+                    if Instant::now() < deadline {
+                        // Set early (there was activity since): wait for the real deadline.
+                        if let Some(timer) = &mut self.heartbeat_timer {
+                            timer.as_mut().reset(deadline);
+                        }
+                        continue;
+                    }
+                    if let Some(timer) = &mut self.heartbeat_timer {
+                        // The next connection's silence counts from its own start.
+                        timer
+                            .as_mut()
+                            .reset(Instant::now() + self.config.heartbeat_timeout);
+                    }
+                    self.lost(
+                        format!(
+                            "no data for {:?} (heartbeat timeout)",
+                            self.config.heartbeat_timeout
+                        ),
+                        None,
+                    );
+                }
                 Step::AckDue => self.send_ack().await,
             }
         }
@@ -777,10 +824,10 @@ impl ReconnectingStream {
     }
 }
 
-/// Sleeps until `at`, or forever without one (the select guards that branch).
-async fn sleep_until_some(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
+/// Waits for `timer`, or forever without one (the select guards that branch).
+async fn poll_some(timer: Option<&mut Pin<Box<Sleep>>>) {
+    match timer {
+        Some(timer) => timer.as_mut().await,
         None => std::future::pending().await,
     }
 }

@@ -1,0 +1,350 @@
+//! `cargo xtask bench-connect`: `enclave connect` as users run it — a separate process piped
+//! into a reader — against `curl` reading the same server and against the TypeScript stack,
+//! all in one run. The figures of docs/BENCHMARKS.md ("`enclave connect` end to end").
+//!
+//! Throughput: `enclave serve --generate 200000` (release build) is read, one new session per
+//! run, by `curl` (plaintext HTTP: the server's own rate), and by `enclave connect` over HTTP
+//! and WebSocket, plaintext and encrypted, its standard output piped into this program (a
+//! reader that counts lines in 64 KiB reads). The TypeScript stack is a Node `http` server
+//! (`xtask/bench-connect/node-server.mjs`) writing the very same lines, read by the
+//! TypeScript-client-like peer `crates/enclave-cli/tests/peers/ts-client.mjs` (it parses and
+//! validates every line as `EnclaveClient` does). Each reader runs `RUNS` times, in
+//! rotation; the median counts. Times include process start-up, for every reader alike.
+//!
+//! Latency: the Node server in its paced mode sends `PACED_COUNT` events at `PACED_RATE` per
+//! second, each stamped with the wall-clock time (µs) just before it is written; the reader
+//! takes the clock when the line arrives through the pipe. Both clocks are the same system
+//! clock, so the difference is write→print latency; `curl` reading the same server is the
+//! baseline.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::shell;
+
+/// Events per throughput run (plus `session_init` and `final`).
+const EVENTS: u64 = 200_000;
+/// Runs of each reader; the median is reported.
+const RUNS: usize = 5;
+/// The paced stream of the latency measurement.
+const PACED_RATE: u32 = 1000;
+const PACED_COUNT: u32 = 3000;
+
+/// Builds `enclave` (release), runs every reader and prints the tables.
+pub(crate) fn run(root: &Path) -> Result<(), String> {
+    shell::run(&mut shell::cargo(
+        root,
+        &["build", "--release", "-p", "enclave-cli"],
+    ))?;
+    let enclave = root.join("target/release/enclave");
+    let ts_client = root.join("crates/enclave-cli/tests/peers/ts-client.mjs");
+    let node_server = root.join("xtask/bench-connect/node-server.mjs");
+    let dir = root.join("target/bench-connect");
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+
+    let mut serve = Process::start(
+        Command::new(&enclave)
+            .args(["serve", "--listen", "127.0.0.1:0", "--generate"])
+            .arg(EVENTS.to_string()),
+        "enclave serve",
+    )?;
+    let url = serve.url.clone();
+    let ws = url.replacen("http://", "ws://", 1);
+
+    // The Node server streams exactly what ours does: one session's lines, as curl read them.
+    let events = dir.join("events.ndjson");
+    let captured = Command::new("curl")
+        .args(curl_args(&url))
+        .arg("-o")
+        .arg(&events)
+        .status()
+        .map_err(|e| format!("cannot run curl (is it installed?): {e}"))?;
+    if !captured.success() {
+        return Err(format!("curl could not read {url}: {captured}"));
+    }
+    let node = Process::start(
+        Command::new("node").arg(&node_server).arg(&events),
+        "node node-server.mjs",
+    )?;
+
+    let connect = |url: &str, encryption: &str| {
+        let mut command = Command::new(&enclave);
+        command.args(["connect", url, "--encryption", encryption]);
+        command
+    };
+    let mut readers: Vec<(&str, Reader)> = vec![
+        (
+            "curl, HTTP plaintext (the server's rate)",
+            Reader::Lines(curl(&url)),
+        ),
+        (
+            "enclave connect, HTTP plaintext",
+            Reader::Lines(connect(&url, "disabled")),
+        ),
+        (
+            "enclave connect, HTTP encrypted",
+            Reader::Lines(connect(&url, "required")),
+        ),
+        (
+            "enclave connect, WebSocket plaintext",
+            Reader::Lines(connect(&ws, "disabled")),
+        ),
+        (
+            "enclave connect, WebSocket encrypted",
+            Reader::Lines(connect(&ws, "required")),
+        ),
+        (
+            "TypeScript stack: Node http server → ts-client.mjs",
+            Reader::TsClient({
+                let mut command = Command::new("node");
+                command.arg(&ts_client).arg(&node.url);
+                command
+            }),
+        ),
+    ];
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); readers.len()];
+    for _ in 0..RUNS {
+        for (index, (name, reader)) in readers.iter_mut().enumerate() {
+            times[index].push(reader.run(name)?);
+        }
+    }
+    let lines = EVENTS + 2;
+    let median: Vec<Duration> = times.iter_mut().map(|t| median(t)).collect();
+    let rate = |d: Duration| lines as f64 / d.as_secs_f64();
+    println!();
+    println!(
+        "{lines} lines ({EVENTS} mixed events + session_init + final), median of {RUNS} runs, \
+         process start to exit"
+    );
+    println!(
+        "{:<52} {:>9} {:>13} {:>9} {:>9}",
+        "reader", "time", "rate", "vs curl", "vs TS"
+    );
+    let ts = rate(median[readers.len() - 1]);
+    let curl_rate = rate(median[0]);
+    for ((name, _), time) in readers.iter().zip(&median) {
+        let r = rate(*time);
+        println!(
+            "{name:<52} {:>6.0} ms {:>8.0} ev/s {:>8.2}x {:>8.2}x",
+            time.as_secs_f64() * 1000.0,
+            r,
+            r / curl_rate,
+            r / ts
+        );
+    }
+    drop(node);
+
+    println!();
+    println!(
+        "paced stream: {PACED_COUNT} events at {PACED_RATE}/s, write→read latency through the \
+         reader's pipe"
+    );
+    println!("{:<52} {:>9} {:>9} {:>9}", "reader", "p50", "p99", "max");
+    let paced_server = || {
+        Process::start(
+            Command::new("node").arg(&node_server).arg(&events).args([
+                "--rate",
+                &PACED_RATE.to_string(),
+                "--count",
+                &PACED_COUNT.to_string(),
+            ]),
+            "node node-server.mjs (paced)",
+        )
+    };
+    for (name, encryption) in [
+        ("curl, HTTP plaintext", None),
+        ("enclave connect, HTTP plaintext", Some("disabled")),
+    ] {
+        // A server (and so a session) of its own for each reader.
+        let paced = paced_server()?;
+        let command = match encryption {
+            None => curl(&paced.url),
+            Some(encryption) => connect(&paced.url, encryption),
+        };
+        let mut latencies = latencies(command, name)?;
+        latencies.sort_unstable();
+        let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+        println!(
+            "{name:<52} {:>6.3} ms {:>6.3} ms {:>6.3} ms",
+            at(0.5) as f64 / 1000.0,
+            at(0.99) as f64 / 1000.0,
+            at(1.0) as f64 / 1000.0
+        );
+    }
+    serve.stop();
+    Ok(())
+}
+
+/// `curl` reading a new session of `url` to its end, on standard output.
+fn curl(url: &str) -> Command {
+    let mut command = Command::new("curl");
+    command.args(curl_args(url));
+    command
+}
+
+fn curl_args(url: &str) -> Vec<String> {
+    [
+        "-sS",
+        "-N",
+        "-X",
+        "POST",
+        "-H",
+        "content-type: application/json",
+        "-H",
+        "accept: application/x-ndjson",
+        "-d",
+        "{}",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .chain([format!("{url}/sessions")])
+    .collect()
+}
+
+/// One reader of the throughput table.
+enum Reader {
+    /// Its standard output is the stream's lines: counted here, in 64 KiB reads.
+    Lines(Command),
+    /// The TypeScript-client-like peer: it prints one JSON summary.
+    TsClient(Command),
+}
+
+impl Reader {
+    fn run(&mut self, name: &str) -> Result<Duration, String> {
+        let lines = matches!(self, Self::Lines(_));
+        let (Self::Lines(command) | Self::TsClient(command)) = self;
+        let start = Instant::now();
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("{name}: cannot start: {e}"))?;
+        let mut out = child.stdout.take().expect("piped");
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut newlines = 0u64;
+        let mut summary = Vec::new();
+        loop {
+            let n = out.read(&mut buf).map_err(|e| format!("{name}: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            newlines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+            if !lines {
+                summary.extend_from_slice(&buf[..n]);
+            }
+        }
+        let status = child.wait().map_err(|e| format!("{name}: {e}"))?;
+        let elapsed = start.elapsed();
+        if !status.success() {
+            return Err(format!("{name}: exited with {status}"));
+        }
+        if lines && newlines != EVENTS + 2 {
+            return Err(format!(
+                "{name}: read {newlines} lines, expected {}",
+                EVENTS + 2
+            ));
+        }
+        if !lines {
+            let summary = String::from_utf8_lossy(&summary);
+            let count = summary.split(',').count();
+            if !summary.contains("\"final\":true")
+                || !summary.contains("\"dropped\":0")
+                || count < EVENTS as usize
+            {
+                return Err(format!(
+                    "{name}: did not read every event: {}",
+                    excerpt(&summary)
+                ));
+            }
+        }
+        Ok(elapsed)
+    }
+}
+
+/// Reads the paced stream through `command` and returns each event's latency in µs.
+fn latencies(mut command: Command, name: &str) -> Result<Vec<u64>, String> {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{name}: cannot start: {e}"))?;
+    let out = BufReader::new(child.stdout.take().expect("piped"));
+    let mut latencies = Vec::new();
+    for line in out.lines() {
+        let line = line.map_err(|e| format!("{name}: {e}"))?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        if let Some(at) = line.find("\"t=") {
+            let digits: String = line[at + 3..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            if let Ok(sent) = digits.parse::<u64>() {
+                latencies.push(now.saturating_sub(sent));
+            }
+        }
+    }
+    let status = child.wait().map_err(|e| format!("{name}: {e}"))?;
+    if !status.success() || latencies.len() != PACED_COUNT as usize {
+        return Err(format!(
+            "{name}: {status}, {} of {PACED_COUNT} stamped events",
+            latencies.len()
+        ));
+    }
+    Ok(latencies)
+}
+
+fn median(times: &mut [Duration]) -> Duration {
+    times.sort_unstable();
+    times[times.len() / 2]
+}
+
+fn excerpt(text: &str) -> String {
+    text.chars().take(300).collect()
+}
+
+/// A server process that announced `listening URL` on its first line; killed on drop.
+struct Process {
+    child: Child,
+    url: String,
+}
+
+impl Process {
+    fn start(command: &mut Command, name: &str) -> Result<Self, String> {
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {name}: {e}"))?;
+        let mut first = String::new();
+        let read = BufReader::new(child.stdout.take().expect("piped")).read_line(&mut first);
+        let url = match (read, first.trim().strip_prefix("listening ")) {
+            (Ok(_), Some(url)) => url.to_owned(),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "{name} did not announce `listening URL`: {first:?}"
+                ));
+            }
+        };
+        Ok(Self { child, url })
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
