@@ -126,6 +126,15 @@ async fn handle(mut socket: TcpStream, state: Arc<Mutex<State>>) {
                     body.len()
                 );
                 let _ = socket.write_all(answer.as_bytes()).await;
+                // Close gently (FIN, then drain), so the client reads the answer instead of
+                // a reset that would make it retry at once.
+                let _ = socket.shutdown().await;
+                let mut rest = Vec::new();
+                let _ = tokio::time::timeout(
+                    Duration::from_millis(200),
+                    socket.read_to_end(&mut rest),
+                )
+                .await;
                 return;
             }
             let token = next_token(&state);
