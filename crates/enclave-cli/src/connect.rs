@@ -148,12 +148,16 @@ pub(crate) fn run(args: &ConnectArgs) -> ExitCode {
     // Spawned, not run by `block_on` itself: waking `block_on`'s own future always goes
     // through the runtime's parker (an eventfd write), waking a task of the runtime from
     // within it does not.
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         tokio::spawn(connect(stream)).await.unwrap_or_else(|err| {
             report(format_args!("enclave connect: {err}"));
             ExitCode::from(EXIT_FAILURE)
         })
-    })
+    });
+    // Standard input's read may still block a pool thread (nobody closed our stdin): the
+    // stream is over, so do not wait for it, as dropping the runtime would.
+    runtime.shutdown_background();
+    code
 }
 
 fn config(args: &ConnectArgs) -> Result<StreamConfig, String> {

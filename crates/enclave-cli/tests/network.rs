@@ -125,11 +125,17 @@ fn the_typescript_client_resumes_through_cuts_without_losing_or_repeating_an_eve
 
 /// `METHOD path` on `authority` with an empty body, by hand over a socket: the status code.
 fn request(authority: &str, method: &str, path: &str) -> u16 {
+    request_with_token(authority, method, path, None)
+}
+
+/// [`request`] with the session's resume token, when there is one.
+fn request_with_token(authority: &str, method: &str, path: &str, token: Option<&str>) -> u16 {
     use std::io::{Read as _, Write as _};
     let mut socket = std::net::TcpStream::connect(authority).expect("connect");
     socket.set_read_timeout(Some(TIMEOUT)).expect("a timeout");
+    let token = token.map_or_else(String::new, |t| format!("X-Enclave-Resume-Token: {t}\r\n"));
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\n{token}Content-Length: 0\r\nConnection: close\r\n\r\n"
     );
     socket.write_all(head.as_bytes()).expect("write");
     let mut response = Vec::new();
@@ -217,6 +223,88 @@ fn a_delete_ends_the_typescript_clients_stream_with_final_at_once() {
         ),
         404
     );
+}
+
+/// Issue 15.2: a cancel ends `enclave connect` as the broker's cancel ends the TypeScript
+/// client: `error` SESSION_CANCELLED, then `final` (`ok: false`) as the last line, and exit 0
+/// (the stream ended as the server meant it to), at once and without a reconnect.
+#[test]
+fn a_cancel_ends_enclave_connect_with_final_and_exit_0() {
+    let served = Served::start(&["--generate", "100000", "--rate", "50"]);
+    for url in [served.url.clone(), served.url.replacen("http", "ws", 1)] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_enclave"))
+            .args(["connect", &url, "--encryption", "required"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("enclave connect starts");
+        let stdin = child.stdin.take();
+        // The `session ID token TOKEN epoch EPOCH` announcement, from standard error.
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (said_tx, said_rx) = mpsc::channel();
+        let errors = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let words: Vec<&str> = line.split(' ').collect();
+                if let ["session", id, "token", token, ..] = words.as_slice() {
+                    let _ = said_tx.send(((*id).to_owned(), (*token).to_owned()));
+                }
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        let (id, token) = said_rx
+            .recv_timeout(TIMEOUT)
+            .expect("a session announcement");
+        std::thread::sleep(Duration::from_millis(200));
+        let cancelled = std::time::Instant::now();
+        let path = format!("/sessions/{id}/cancel");
+        // Knowing the id is not enough; the session's token is.
+        assert_eq!(request(served.authority(), "POST", &path), 401, "{url}");
+        assert_eq!(
+            request_with_token(served.authority(), "POST", &path, Some(&token)),
+            200,
+            "{url}"
+        );
+        let pid = child.id();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        let output = rx
+            .recv_timeout(TIMEOUT)
+            .unwrap_or_else(|_| panic!("enclave connect (pid {pid}) went on after the cancel"))
+            .expect("enclave connect's output");
+        let took = cancelled.elapsed();
+        drop(stdin);
+        let stderr = errors.join().expect("standard error read");
+        assert_eq!(output.status.code(), Some(0), "{url}: {stderr}");
+        assert!(
+            took < Duration::from_secs(2),
+            "{url}: exited {took:?} after the cancel"
+        );
+        assert!(!stderr.contains("reconnect"), "{url}: {stderr}");
+        let events = events(&output);
+        let n = events.len();
+        assert!(n >= 3, "{url}: {events:?}");
+        let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+        assert_eq!(seqs, (1..=n as u64).collect::<Vec<_>>(), "{url}");
+        let (error, last) = (&events[n - 2], &events[n - 1]);
+        assert_eq!(error["type"], "error", "{url}: {error}");
+        assert_eq!(
+            error["payload"]["code"], "SESSION_CANCELLED",
+            "{url}: {error}"
+        );
+        assert_eq!(error["payload"]["recoverable"], false, "{url}: {error}");
+        assert_eq!(last["type"], "final", "{url}: {last}");
+        assert_eq!(last["payload"]["ok"], false, "{url}: {last}");
+        assert_eq!(
+            last["payload"]["error"]["code"], "SESSION_CANCELLED",
+            "{url}: {last}"
+        );
+    }
 }
 
 /// Runs `enclave connect <args>` with `input` on standard input, bounded by [`TIMEOUT`].

@@ -130,11 +130,9 @@ async fn handle(mut socket: TcpStream, state: Arc<Mutex<State>>) {
                 // a reset that would make it retry at once.
                 let _ = socket.shutdown().await;
                 let mut rest = Vec::new();
-                let _ = tokio::time::timeout(
-                    Duration::from_millis(200),
-                    socket.read_to_end(&mut rest),
-                )
-                .await;
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(200), socket.read_to_end(&mut rest))
+                        .await;
                 return;
             }
             let token = next_token(&state);
