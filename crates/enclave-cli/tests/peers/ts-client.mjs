@@ -169,14 +169,18 @@ async function run() {
   }
 }
 
+// Exits once the summary is written: a pipe takes 64 KiB at once, and `process.exit` right
+// after `write` would cut a longer summary (200,000 seqs) there.
+function finish(code) {
+  process.stdout.write(`${JSON.stringify(summary)}\n`, () => process.exit(code));
+}
+
 const timer = setTimeout(() => {
   summary.error = `deadline of ${deadlineMs} ms passed`;
-  process.stdout.write(`${JSON.stringify(summary)}\n`);
-  process.exit(3);
+  finish(3);
 }, deadlineMs);
 
 run().then(() => {
   clearTimeout(timer);
-  process.stdout.write(`${JSON.stringify(summary)}\n`);
-  process.exit(summary.error ? 1 : 0);
+  finish(summary.error ? 1 : 0);
 });
