@@ -1,5 +1,7 @@
 //! The `enclave` command-line tool: validate, encrypt and decrypt EnclaveJS NDJSON streams, and
-//! make server signing keys.
+//! make server signing keys; and the network side: `serve` (the session hub behind the HTTP
+//! NDJSON and WebSocket server, with its limits on floods), `connect` (a reconnecting client
+//! whose buffered output is flushed whenever the stream goes idle) and `demo`.
 //!
 //! Every subcommand that reads a stream reads it in fixed-size chunks, so memory stays bounded by the
 //! NDJSON line limit whatever the input's length. Exit status: 0 when every line was good, 1 when

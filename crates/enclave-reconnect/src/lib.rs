@@ -8,7 +8,10 @@
 //!   backpressure to the application's `publish` ([`OverflowPolicy`]), checks and rotates
 //!   resume tokens, replays from any retained position, supersedes an older connection of
 //!   the same session, dedupes client messages by their `seq`, sends heartbeats and expires
-//!   sessions a grace period after their last connection ended.
+//!   sessions a grace period after their last connection ended. A `DELETE`, cancel or
+//!   `cancel` message ends a session as the broker does (`error` `SESSION_CANCELLED`, then
+//!   `final` with `ok: false`); only live sessions count against the session cap, and
+//!   creations are limited per second.
 //! - **The store** ([`store::Store`]): session metadata, token hashes (never tokens), the
 //!   retained event log and the client position, behind a trait a shared store (Redis
 //!   Streams) can implement. [`store::MemoryStore`] is the default.
@@ -16,6 +19,11 @@
 //!   transport's server.
 //! - **The application side** ([`Hub::accept`] → [`NewSession`]): a [`SessionHandle`] to
 //!   publish, a [`Messages`] receiver for client messages, cancellation and state.
+//! - **The client** ([`ReconnectingStream`]): every event exactly once and in order across
+//!   cuts and resumes (a filtered stream's `filtered` ranges included), a server's
+//!   `Retry-After` honoured up to [`MAX_RETRY_AFTER`], and a stream that stops, rather than
+//!   resumes, when it is superseded ([`StreamError::Superseded`]) or its session ends with
+//!   `final`.
 //!
 //! # What it leaves to others
 //! Carriers, wire mappings, headers and per-connection encryption belong to

@@ -10,7 +10,10 @@
 //! - runtime channel messages ([`RuntimeChannelMessage`]: `tool_result_submit`, `cancel`), and
 //!   [`MessageFrame`], a line of the client → server direction (a message or an envelope);
 //! - [`SessionLimits`] with the TS defaults, error payloads ([`ErrorInfo`], [`ErrorPayload`],
-//!   [`ErrorDetail`]) and the prefixed ids [`SessionId`], [`CallId`], [`RefId`].
+//!   [`ErrorDetail`]) and the prefixed ids [`SessionId`], [`CallId`], [`RefId`];
+//! - event filters ([`EventFilter`]): the broker's `EventFilterConfig`, validated and bounded
+//!   once ([`MAX_FILTER_RULES`] and the other `MAX_FILTER_*` bounds), then applied per event
+//!   with the broker's results, its `regex` patterns on a linear-time engine.
 //!
 //! Parsing is one pass: `serde_json::from_slice::<Frame>(line)` checks every schema rule (id
 //! prefixes, safe-integer `seq`, UTC date-times, closed enums, non-empty strings) as it reads,

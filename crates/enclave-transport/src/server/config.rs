@@ -286,8 +286,10 @@ impl ServerConfig {
         self
     }
 
-    /// The cap on concurrent connections (default [`DEFAULT_MAX_CONNECTIONS`]); past it the
-    /// server stops accepting until one ends. WebSocket sessions count until they close.
+    /// The cap on concurrent connections (default [`DEFAULT_MAX_CONNECTIONS`]); past it and
+    /// its [`connection_reserve`](Self::connection_reserve), a new connection is answered
+    /// `503` (with `Retry-After`) and closed at once. WebSocket sessions count until they
+    /// close.
     #[must_use]
     pub fn max_connections(mut self, connections: usize) -> Self {
         self.max_connections = connections.max(1);
