@@ -17,6 +17,16 @@
 //! clock, so the difference is write→print latency; `curl` reading the same server is the
 //! baseline.
 
+// Figures for a table: counts and times far below 2^52, rounded on purpose; one function
+// that reads top to bottom as the table does.
+#![allow(
+    clippy::too_many_lines,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::naive_bytecount
+)]
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -324,16 +334,14 @@ impl Process {
             .map_err(|e| format!("cannot start {name}: {e}"))?;
         let mut first = String::new();
         let read = BufReader::new(child.stdout.take().expect("piped")).read_line(&mut first);
-        let url = match (read, first.trim().strip_prefix("listening ")) {
-            (Ok(_), Some(url)) => url.to_owned(),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "{name} did not announce `listening URL`: {first:?}"
-                ));
-            }
+        let (Ok(_), Some(url)) = (read, first.trim().strip_prefix("listening ")) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "{name} did not announce `listening URL`: {first:?}"
+            ));
         };
+        let url = url.to_owned();
         Ok(Self { child, url })
     }
 

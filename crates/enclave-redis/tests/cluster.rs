@@ -588,12 +588,12 @@ async fn superseded(scheme: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_superseded_http_stream_says_so_and_our_client_stops() {
-    superseded("http").await;
+    Box::pin(superseded("http")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_superseded_websocket_stream_says_so_and_our_client_stops() {
-    superseded("ws").await;
+    Box::pin(superseded("ws")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

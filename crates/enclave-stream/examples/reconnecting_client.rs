@@ -22,7 +22,7 @@ const CUTS: u64 = 3;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), BoxError> {
-    tokio::time::timeout(Duration::from_secs(30), run())
+    Box::pin(tokio::time::timeout(Duration::from_secs(30), run()))
         .await
         .map_err(|_| "did not finish within 30 s")?
 }

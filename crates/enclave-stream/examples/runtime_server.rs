@@ -26,7 +26,7 @@ const RETAINED: u64 = 16;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), BoxError> {
-    tokio::time::timeout(Duration::from_secs(30), run())
+    Box::pin(tokio::time::timeout(Duration::from_secs(30), run()))
         .await
         .map_err(|_| "did not finish within 30 s")?
 }
@@ -56,7 +56,7 @@ async fn run() -> Result<(), BoxError> {
 
     // The client, in-process: acknowledges often, reads slowly, answers every tool call.
     let started = Instant::now();
-    let result = client(&format!("http://{addr}")).await;
+    let result = Box::pin(client(&format!("http://{addr}"))).await;
     let report = tokio::time::timeout(Duration::from_secs(10), runtime).await;
 
     server.shutdown();
