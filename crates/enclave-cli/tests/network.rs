@@ -20,8 +20,13 @@ const TIMEOUT: Duration = Duration::from_mins(1);
 
 /// Runs the TypeScript-client peer against `url` and returns its summary.
 fn ts_client(url: &str) -> Value {
+    summary(spawn_ts_client(url, &[]))
+}
+
+/// Starts the TypeScript-client peer against `url`, with `extra` arguments.
+fn spawn_ts_client(url: &str, extra: &[&str]) -> std::process::Child {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/ts-client.mjs");
-    let mut child = Command::new("node")
+    Command::new("node")
         .args([
             script,
             url,
@@ -30,11 +35,16 @@ fn ts_client(url: &str) -> Value {
             "--deadline-ms",
             "45000",
         ])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("node is on PATH (Node.js 20+ runs the TypeScript-client peer)");
+        .expect("node is on PATH (Node.js 20+ runs the TypeScript-client peer)")
+}
+
+/// The peer's one-line summary, bounded by [`TIMEOUT`]; the peer is stopped after it.
+fn summary(mut child: std::process::Child) -> Value {
     let line = served::first_line(&mut child, TIMEOUT);
     let _ = child.kill();
     let output = child.wait_with_output().expect("the peer ends");
@@ -159,23 +169,7 @@ fn a_delete_ends_the_typescript_clients_stream_with_final_at_once() {
         "--allow-tokenless-resume",
     ]);
     let id = enclave_types::SessionId::generate().as_str().to_owned();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/ts-client.mjs");
-    let mut child = Command::new("node")
-        .args([
-            script,
-            &served.url,
-            "--session-id",
-            &id,
-            "--delay-scale",
-            "0.02",
-            "--deadline-ms",
-            "45000",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node is on PATH");
+    let child = spawn_ts_client(&served.url, &["--session-id", &id]);
     // Once the session streams, delete it.
     let started = std::time::Instant::now();
     while request(served.authority(), "GET", &format!("/sessions/{id}")) != 200 {
@@ -191,17 +185,8 @@ fn a_delete_ends_the_typescript_clients_stream_with_final_at_once() {
         request(served.authority(), "DELETE", &format!("/sessions/{id}")),
         200
     );
-    let line = served::first_line(&mut child, TIMEOUT);
+    let summary = summary(child);
     let took = deleted.elapsed();
-    let _ = child.kill();
-    let output = child.wait_with_output().expect("the peer ends");
-    let line = line.unwrap_or_else(|| {
-        panic!(
-            "no summary; stderr: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    let summary: Value = serde_json::from_str(&line).expect("a summary");
     // Before: the stream just ended, the client waited for a `final` and reconnected into a
     // 404. Now `error` and `final` end it, at once, with no reconnect.
     assert!(summary["error"].is_null(), "{summary}");
