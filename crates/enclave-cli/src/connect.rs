@@ -160,6 +160,18 @@ pub(crate) fn run(args: &ConnectArgs) -> ExitCode {
     code
 }
 
+/// Closes the stream once its end is printed, waiting at most 2 s: what is left is a
+/// courtesy to the server (a close frame, the connection's shutdown), and a peer that never
+/// answers must not keep `enclave connect` from exiting.
+async fn close(stream: &mut ReconnectingStream) {
+    if tokio::time::timeout(Duration::from_secs(2), stream.close())
+        .await
+        .is_err()
+    {
+        tracing::debug!("the connection did not close within 2 s; exiting anyway");
+    }
+}
+
 fn config(args: &ConnectArgs) -> Result<StreamConfig, String> {
     let mode = match args.encryption {
         Encryption::Disabled => EncryptionMode::Disabled,
@@ -254,11 +266,11 @@ async fn run_stream(stream: &mut ReconnectingStream) -> ExitCode {
                             if err.kind() != io::ErrorKind::BrokenPipe {
                                 report(format_args!("enclave connect: {err}"));
                             }
-                            stream.close().await;
+                            close(stream).await;
                             return ExitCode::from(EXIT_FAILURE);
                         }
                         if is_final {
-                            stream.close().await;
+                            close(stream).await;
                             return ExitCode::from(EXIT_OK);
                         }
                     }
@@ -281,7 +293,7 @@ async fn run_stream(stream: &mut ReconnectingStream) -> ExitCode {
                 if err.kind() != io::ErrorKind::BrokenPipe {
                     report(format_args!("enclave connect: {err}"));
                 }
-                stream.close().await;
+                close(stream).await;
                 return ExitCode::from(EXIT_FAILURE);
             }
             Turn::Line(line) => match line {
