@@ -8,62 +8,16 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use enclave_testkit::{CutProxy, ProxyConfig};
+use enclave_testkit::{CutProxy, Fault, ProxyConfig};
 use serde_json::Value;
 
 mod served;
 
-use served::Served;
-
-/// Every wait in these tests is bounded by this.
-const TIMEOUT: Duration = Duration::from_mins(1);
+use served::{seqs, spawn_ts_client, summary, Served, TIMEOUT};
 
 /// Runs the TypeScript-client peer against `url` and returns its summary.
 fn ts_client(url: &str) -> Value {
     summary(spawn_ts_client(url, &[]))
-}
-
-/// Starts the TypeScript-client peer against `url`, with `extra` arguments.
-fn spawn_ts_client(url: &str, extra: &[&str]) -> std::process::Child {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/ts-client.mjs");
-    Command::new("node")
-        .args([
-            script,
-            url,
-            "--delay-scale",
-            "0.02",
-            "--deadline-ms",
-            "45000",
-        ])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("node is on PATH (Node.js 20+ runs the TypeScript-client peer)")
-}
-
-/// The peer's one-line summary, bounded by [`TIMEOUT`]; the peer is stopped after it.
-fn summary(mut child: std::process::Child) -> Value {
-    let line = served::first_line(&mut child, TIMEOUT);
-    let _ = child.kill();
-    let output = child.wait_with_output().expect("the peer ends");
-    let line = line.unwrap_or_else(|| {
-        panic!(
-            "no summary from the peer; stderr: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    });
-    serde_json::from_str(&line).unwrap_or_else(|err| panic!("summary {line:?}: {err}"))
-}
-
-fn seqs(summary: &Value) -> Vec<u64> {
-    summary["seqs"]
-        .as_array()
-        .expect("seqs")
-        .iter()
-        .map(|seq| seq.as_u64().expect("a seq"))
-        .collect()
 }
 
 #[test]
@@ -129,6 +83,48 @@ fn the_typescript_client_resumes_through_cuts_without_losing_or_repeating_an_eve
     assert!(
         summary["dropped"].as_u64().unwrap_or(0) <= proxy.faults(),
         "{summary}"
+    );
+    runtime.block_on(proxy.stop());
+}
+
+/// The reproduction: a producer that runs ahead (no `--rate`) fills socket buffers at
+/// once, and a reset loses what sits in them, in the proxy, and unread at the client. Before
+/// written events were held back, the events the peer had not read had already left
+/// retention and every resume was refused `too_far_behind`.
+#[test]
+fn the_typescript_client_survives_resets_when_the_producer_runs_ahead() {
+    let served = Served::start(&["--generate", "50000", "--allow-tokenless-resume"]);
+    let target = served.authority().parse().expect("a socket address");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let mut config = ProxyConfig::new(target).fault_after(900_000, 1_100_000);
+    config.fault = Fault::Reset;
+    config.max_faults = 10;
+    config.seed = 15;
+    let proxy = runtime
+        .block_on(CutProxy::start(config))
+        .expect("the proxy starts");
+    // 40 µs of work per event: the reader falls behind even a debug build's producer.
+    let mut summary = summary(spawn_ts_client(&proxy.http_url(), &["--work-us", "40"]));
+    let seqs = seqs(&summary);
+    // The rest of the summary, for the messages.
+    summary["seqs"] = Value::from(seqs.len());
+    assert!(summary["error"].is_null(), "{summary}");
+    assert_eq!(summary["final"], true, "{summary}");
+    assert!(seqs.len() >= 50_002, "{} events", seqs.len());
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "every seq once, in order, across {} reconnects",
+        summary["reconnects"]
+    );
+    assert_eq!(
+        proxy.faults(),
+        10,
+        "the proxy reset every connection it could"
     );
     runtime.block_on(proxy.stop());
 }

@@ -1,6 +1,7 @@
 //! `CutProxy`: a loopback TCP proxy that forwards both ways and, on every connection, after
 //! a number of server→client bytes drawn from a range, either cuts the connection (both
-//! sides closed, usually in the middle of a line) or goes silent (keeps it open and forwards
+//! sides closed, usually in the middle of a line), resets it (both sides aborted, so what
+//! the client had not read yet is lost too) or goes silent (keeps it open and forwards
 //! nothing more, which only a heartbeat timeout notices).
 //!
 //! Connections are spread over the targets round-robin, so two servers behind one proxy see
@@ -27,6 +28,10 @@ pub enum Fault {
     Cut,
     /// Stop forwarding in either direction but keep both sockets open.
     Silence,
+    /// Abort both sockets (`RST`, as a proxy or load balancer that drops a connection does):
+    /// what sits unread in the client's receive buffer is lost with it, not only what the
+    /// proxy and the server's send buffer held.
+    Reset,
 }
 
 /// How a [`CutProxy`] behaves.
@@ -271,6 +276,12 @@ async fn forward(
                         // goes on doing, is not an end: a WebSocket client sends acks.
                         silenced.store(true, Ordering::Relaxed);
                         tokio::time::sleep(Duration::from_mins(10)).await;
+                    }
+                    if fault == Fault::Reset {
+                        // A zero linger makes the close that follows (every half is dropped
+                        // on return) an abort. Failing to set it leaves an ordinary cut.
+                        let _ = client_write.as_ref().set_zero_linger();
+                        let _ = server_read.as_ref().set_zero_linger();
                     }
                     return;
                 }

@@ -4,7 +4,10 @@
 // (1 s, 2 s, 4 s, ±30% jitter, 3 retries) and no de-duplication by seq.
 //
 // Usage: node ts-client.mjs BASE_URL [--code CODE] [--delay-scale F] [--deadline-ms MS]
-//   [--session-id ID]
+//   [--session-id ID] [--work-us US]
+// `--work-us` spends US microseconds of synchronous work on every event, as an application's
+// `onEvent` (and the real client's zod validation) does in the read loop: the reader falls
+// behind a producer that runs ahead, and socket buffers fill.
 // Prints one JSON summary line on stdout:
 //   {"sessionId", "seqs": [...], "dropped": N, "dropReasons": [...], "reconnects": N,
 //    "final": bool, "error"?: string}
@@ -19,6 +22,7 @@ const code = opt('--code', 'return 1');
 // The TypeScript delays are 1 s, 2 s, 4 s; tests scale them down to stay fast.
 const delayScale = Number(opt('--delay-scale', '1'));
 const deadlineMs = Number(opt('--deadline-ms', '60000'));
+const workNs = BigInt(Math.round(Number(opt('--work-us', '0')) * 1000));
 
 const EVENT_TYPES = new Set([
   'session_init', 'stdout', 'log', 'tool_call', 'tool_result_applied', 'final', 'heartbeat',
@@ -98,6 +102,10 @@ function handleLine(line) {
     summary.dropped += 1;
     if (summary.dropReasons.length < 20) summary.dropReasons.push(why);
     return;
+  }
+  if (workNs > 0n) {
+    const until = process.hrtime.bigint() + workNs;
+    while (process.hrtime.bigint() < until);
   }
   lastSequence = event.seq;
   summary.seqs.push(event.seq);

@@ -1,10 +1,20 @@
 //! A running `enclave serve` as other programs start it: on port 0, its first line read for
-//! the address, killed when dropped (a failing test included). Shared by the network tests.
+//! the address, killed when dropped (a failing test included), and the Node.js peer that
+//! behaves like the TypeScript client. Shared by the network tests.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+
+use serde_json::Value;
+
+/// Every wait on a peer is bounded by this.
+#[allow(
+    dead_code,
+    reason = "each test file compiles this module on its own; not all of them need it"
+)]
+pub(crate) const TIMEOUT: Duration = Duration::from_mins(1);
 
 /// How long `enclave serve` gets to print its first line.
 const START_TIMEOUT: Duration = Duration::from_mins(1);
@@ -88,4 +98,61 @@ impl Drop for Served {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts the TypeScript-client peer (`tests/peers/ts-client.mjs`) against `url`, with
+/// `extra` arguments.
+#[allow(
+    dead_code,
+    reason = "each test file compiles this module on its own; not all of them need it"
+)]
+pub(crate) fn spawn_ts_client(url: &str, extra: &[&str]) -> std::process::Child {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/ts-client.mjs");
+    Command::new("node")
+        .args([
+            script,
+            url,
+            "--delay-scale",
+            "0.02",
+            "--deadline-ms",
+            "45000",
+        ])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node is on PATH (Node.js 20+ runs the TypeScript-client peer)")
+}
+
+/// The peer's one-line summary, bounded by [`TIMEOUT`]; the peer is stopped after it.
+#[allow(
+    dead_code,
+    reason = "each test file compiles this module on its own; not all of them need it"
+)]
+pub(crate) fn summary(mut child: std::process::Child) -> Value {
+    let line = first_line(&mut child, TIMEOUT);
+    let _ = child.kill();
+    let output = child.wait_with_output().expect("the peer ends");
+    let line = line.unwrap_or_else(|| {
+        panic!(
+            "no summary from the peer; stderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    serde_json::from_str(&line).unwrap_or_else(|err| panic!("summary {line:?}: {err}"))
+}
+
+/// The seqs in a peer's summary, in the order it received them.
+#[allow(
+    dead_code,
+    reason = "each test file compiles this module on its own; not all of them need it"
+)]
+pub(crate) fn seqs(summary: &Value) -> Vec<u64> {
+    summary["seqs"]
+        .as_array()
+        .expect("seqs")
+        .iter()
+        .map(|seq| seq.as_u64().expect("a seq"))
+        .collect()
 }
