@@ -195,3 +195,54 @@ async fn http_get_state(url: &str, token: &str) -> String {
         .and_then(|v| v.get("state").and_then(|s| s.as_str()).map(str::to_owned))
         .unwrap_or_default()
 }
+
+/// The TypeScript client (the Node peer that behaves like it) on two nodes: the session is
+/// produced on node A, which runs ahead of the reader; a proxy sends each reconnect to the
+/// other node and resets every connection after about 400 KB. A node that serves a session
+/// produced elsewhere keeps what it wrote last in Redis, as the producing node does, so every
+/// resume finds what the resets lost.
+#[test]
+fn the_typescript_client_reads_a_session_exactly_once_through_resets_across_two_nodes() {
+    let redis = RedisServer::start().expect("redis-server starts");
+    let prefix = format!("cli-resets-{}:", std::process::id());
+    let node = |generate: &str| {
+        Served::start(&[
+            "--store",
+            &redis.url(),
+            "--store-prefix",
+            &prefix,
+            "--heartbeat-ms",
+            "0",
+            "--allow-tokenless-resume",
+            "--generate",
+            generate,
+        ])
+    };
+    let (a, b) = (node("20000"), node("0"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let addr = |s: &Served| s.authority().parse().expect("a socket address");
+    let proxy = runtime
+        .block_on(CutProxy::start(ProxyConfig {
+            targets: vec![addr(&a), addr(&b)],
+            fault_after_bytes: Some((350_000, 450_000)),
+            fault: Fault::Reset,
+            max_faults: 6,
+            seed: 16,
+        }))
+        .expect("the proxy starts");
+    let mut summary = served::summary(served::spawn_ts_client(
+        &proxy.http_url(),
+        &["--work-us", "40"],
+    ));
+    let seqs = served::seqs(&summary);
+    summary["seqs"] = serde_json::Value::from(seqs.len());
+    assert!(summary["error"].is_null(), "{summary}");
+    assert_eq!(summary["final"], true, "{summary}");
+    assert_eq!(seqs, (1..=20_002).collect::<Vec<u64>>(), "{summary}");
+    assert_eq!(proxy.faults(), 6);
+    runtime.block_on(proxy.stop());
+}

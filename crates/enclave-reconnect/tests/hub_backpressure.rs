@@ -168,3 +168,93 @@ async fn an_ack_past_the_last_published_seq_loses_nothing_published_later() {
         assert_eq!(next_seq(&mut attachment).await, Some(expected));
     }
 }
+
+/// A producer that runs ahead of a reader without acknowledgements: what was written last
+/// may still sit in socket buffers, so half the bound of it stays retained and the producer
+/// waits for the connection instead of pushing it out. Before, written events left as soon
+/// as the bound filled, and a resume from just after what the client had read was refused.
+#[tokio::test]
+async fn a_producer_that_runs_ahead_keeps_what_was_written_last_for_a_resume() {
+    let store = Arc::new(MemoryStore::new());
+    let hub = hub(bounded(&store));
+    let (mut attachment, session) = create(&hub, false).await;
+    let id = attachment.session_id.clone();
+    let token = attachment.token.clone();
+    let producer = {
+        let handle = session.handle.clone();
+        tokio::spawn(async move {
+            for n in 0..100 {
+                handle
+                    .publish(StdoutPayload::new(format!("{n}")))
+                    .await
+                    .unwrap();
+            }
+            handle.finish(FinalPayload::new(true)).await.unwrap()
+        })
+    };
+    // Seqs 1..=6 reach the socket; the client will have read only 1 and 2 of them.
+    for expected in 1..=6 {
+        assert_eq!(next_seq(&mut attachment).await, Some(expected));
+        attachment.events.written(expected);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let retention = store.retention(&id).await.unwrap();
+    assert!(!producer.is_finished(), "{retention:?}");
+    // Half the bound (4 events) of what was written stays: 3..=6, and the rest unwritten.
+    assert_eq!(retention.first_seq, 3, "{retention:?}");
+    assert_eq!(retention.count, MAX_EVENTS, "{retention:?}");
+    // The cut: the client resumes after what it read, and gets everything exactly once.
+    drop(attachment);
+    let mut resumed = common::resume(&hub, resume_request(&id, 3, Some(&token), false)).await;
+    let mut seq = 2;
+    while let Some(next) = next_seq(&mut resumed).await {
+        assert_eq!(next, seq + 1);
+        seq = next;
+        resumed.events.written(seq);
+    }
+    assert_eq!(seq, 102);
+    assert_eq!(
+        tokio::time::timeout(WAIT, producer).await.unwrap().unwrap(),
+        102
+    );
+}
+
+/// While no connection is attached, nothing written leaves: the client that comes back may
+/// resume from anything it was written.
+#[tokio::test]
+async fn written_events_stay_while_the_client_is_away() {
+    let store = Arc::new(MemoryStore::new());
+    let hub = hub(bounded(&store));
+    let (mut attachment, session) = create(&hub, false).await;
+    let id = attachment.session_id.clone();
+    let token = attachment.token.clone();
+    for n in 0..3 {
+        session
+            .handle
+            .publish(StdoutPayload::new(format!("{n}")))
+            .await
+            .unwrap();
+    }
+    for expected in 1..=4 {
+        assert_eq!(next_seq(&mut attachment).await, Some(expected));
+        attachment.events.written(expected);
+    }
+    drop(attachment);
+    let producer = {
+        let handle = session.handle.clone();
+        tokio::spawn(async move {
+            for n in 0..20 {
+                handle
+                    .publish(StdoutPayload::new(format!("{n}")))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!producer.is_finished());
+    assert_eq!(store.retention(&id).await.unwrap().first_seq, 1);
+    let mut resumed = common::resume(&hub, resume_request(&id, 1, Some(&token), false)).await;
+    assert_eq!(next_seq(&mut resumed).await, Some(1));
+    producer.abort();
+}

@@ -12,9 +12,9 @@ use enclave_types::{EventPayload, RuntimeChannelMessage, RuntimeChannelPayload};
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 
-use super::session::Runtime;
+use super::session::{written_hold, Runtime};
 use super::Shared;
-use crate::store::{Appended, Inbound};
+use crate::store::{Appended, Inbound, Retention};
 use crate::Error;
 
 /// How many events a source reads from the store at once.
@@ -51,6 +51,8 @@ pub(crate) struct HubEvents {
     present: bool,
     /// Through which seq a remote runtime's client released events from the shared store.
     released: u64,
+    /// What the last release left in the shared store, for the next one's hold-back.
+    retention: Option<Retention>,
     done: bool,
 }
 
@@ -91,6 +93,7 @@ impl HubEvents {
             flags_seen: false,
             present,
             released: from.saturating_sub(1),
+            retention: None,
             done: false,
         }
     }
@@ -119,19 +122,36 @@ impl HubEvents {
     }
 
     /// For a session produced elsewhere: lets what this client acknowledged (or, without
-    /// acknowledgements, was written) leave the shared store, which is how its producer
+    /// acknowledgements, was written, but for the last [`written_hold`] of it, which may
+    /// still sit in socket buffers) leave the shared store, which is how its producer
     /// learns there is room.
     async fn release(&mut self) -> Result<(), Error> {
         if !self.rt.remote {
             return Ok(());
         }
+        // The hold-back counts bytes by the retained events' mean size: learn it once there
+        // are events, then from what each trim leaves.
+        if self
+            .retention
+            .as_ref()
+            .is_none_or(|retention| retention.count == 0)
+        {
+            self.retention = Some(self.shared.store.retention(&self.rt.id).await?);
+        }
+        let config = &self.shared.config;
+        let hold = self
+            .retention
+            .as_ref()
+            .map_or(config.max_buffered_events / 2, |retention| {
+                written_hold(retention, config)
+            });
         let through = self
             .rt
             .acked
             .load(Ordering::Acquire)
-            .max(self.rt.written.load(Ordering::Acquire));
+            .max(self.rt.written.load(Ordering::Acquire).saturating_sub(hold));
         if through > self.released {
-            self.shared.store.trim(&self.rt.id, through).await?;
+            self.retention = Some(self.shared.store.trim(&self.rt.id, through).await?);
             self.released = through;
         }
         Ok(())

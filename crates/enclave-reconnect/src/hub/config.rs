@@ -33,7 +33,8 @@ pub struct HubConfig {
     pub session_ttl: Duration,
     /// Lets a client resume without a token (the unmodified TypeScript client). Default off.
     pub allow_tokenless_resume: bool,
-    /// Bound on a session's retained events. Default 10 000.
+    /// Bound on a session's retained events. Default 100 000, so the byte bound governs for
+    /// events of the usual few hundred bytes.
     pub max_buffered_events: u64,
     /// Bound on their encoded bytes. Default 16 MiB, so what sits in socket buffers between
     /// server and client (several MiB on loopback) stays resumable.
@@ -69,7 +70,7 @@ impl Default for HubConfig {
             session_grace: Duration::from_mins(1),
             session_ttl: Duration::from_mins(10),
             allow_tokenless_resume: false,
-            max_buffered_events: 10_000,
+            max_buffered_events: 100_000,
             max_buffered_bytes: 16 * 1024 * 1024,
             overflow: OverflowPolicy::Wait,
             max_sessions: 10_000,

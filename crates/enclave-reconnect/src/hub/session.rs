@@ -14,7 +14,7 @@ use enclave_types::{
 use tokio::sync::{mpsc, watch, Mutex as AsyncMutex, Notify};
 use tokio::time::Instant;
 
-use super::config::OverflowPolicy;
+use super::config::{HubConfig, OverflowPolicy};
 use super::Shared;
 use crate::store::{Progress, Retention};
 use crate::Error;
@@ -555,21 +555,12 @@ async fn make_room(
         ) {
             return Ok(());
         }
-        let written = rt.written.load(Ordering::Acquire);
-        let evictable = written >= retention.first_seq && !rt.attach_state().acknowledges;
-        if evictable || config.overflow == OverflowPolicy::DropOldest {
-            let through = if evictable {
-                // Written events leave a batch at a time (never more than were written), so
-                // a full retention is not trimmed, and asked again, on every publish.
-                written.min(
-                    retention
-                        .first_seq
-                        .saturating_add(evict_batch(config.max_buffered_events) - 1),
-                )
-            } else {
+        let written = written_through(rt, &retention, config);
+        if written.is_some() || config.overflow == OverflowPolicy::DropOldest {
+            let through = written.unwrap_or(
                 // Dropping what the client may not have yet: only as much as needed.
-                retention.first_seq
-            };
+                retention.first_seq,
+            );
             trimmed =
                 Some(retrying(shared, rt, "trim", || shared.store.trim(&rt.id, through)).await?);
             continue;
@@ -592,6 +583,49 @@ async fn sleep_or_never(period: std::time::Duration) {
         std::future::pending::<()>().await;
     }
     tokio::time::sleep(period).await;
+}
+
+/// Through which seq written events may leave a full retention now, if any may: only while
+/// a connection without acknowledgements is attached (a client that is away may resume from
+/// anything it was written), and never the last [`written_hold`] of them while some retained
+/// events are still unwritten — those may still sit in socket buffers and proxies, and a cut
+/// loses them. Once everything retained was written the oldest leave anyway, so a reader that
+/// keeps up never blocks its producer. A batch at a time (never more than were written), so a
+/// full retention is not trimmed, and asked again, on every publish.
+fn written_through(rt: &Runtime, retention: &Retention, config: &HubConfig) -> Option<u64> {
+    {
+        let attach = rt.attach_state();
+        if attach.acknowledges || attach.detached_at.is_some() {
+            return None;
+        }
+    }
+    let written = rt.written.load(Ordering::Acquire);
+    let through = if written >= retention.last_seq {
+        written
+    } else {
+        written.saturating_sub(written_hold(retention, config))
+    };
+    (through >= retention.first_seq).then(|| {
+        through.min(
+            retention
+                .first_seq
+                .saturating_add(evict_batch(config.max_buffered_events) - 1),
+        )
+    })
+}
+
+/// How many of the events most recently written to a connection without acknowledgements
+/// stay retained while the producer runs ahead of it: half the bound, in events and, by the
+/// retained events' mean size, in bytes (8 MiB under the default 16 MiB). What a cut can
+/// lose in flight (socket buffers at both ends, a proxy's) must fit in it for the client to
+/// resume; beyond it the resume is refused `too_far_behind`, never served with a gap.
+pub(crate) fn written_hold(retention: &Retention, config: &HubConfig) -> u64 {
+    let by_events = config.max_buffered_events / 2;
+    if retention.count == 0 || retention.bytes == 0 {
+        return by_events;
+    }
+    let mean = (retention.bytes / retention.count).max(1);
+    by_events.min(config.max_buffered_bytes / 2 / mean)
 }
 
 /// How many written events leave a full retention at once: a 32nd of the bound, at most 256
