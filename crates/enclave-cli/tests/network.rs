@@ -651,11 +651,9 @@ fn connect_prints_each_event_of_a_paced_stream_before_the_next_is_published() {
         let last: Value = serde_json::from_str(&line_rx.recv_timeout(TIMEOUT).expect("final"))
             .expect("one event per line");
         assert_eq!(last["type"], "final", "{url}");
-        assert_eq!(
-            child.wait().expect("connect exits").code(),
-            Some(0),
-            "{url}"
-        );
+        let status = served::wait_for_exit(&mut child, TIMEOUT)
+            .unwrap_or_else(|| panic!("{url}: connect printed final but did not exit"));
+        assert_eq!(status.code(), Some(0), "{url}");
         runtime.block_on(application).expect("the application ends");
     }
     runtime.block_on(running.stop()).expect("the server stops");

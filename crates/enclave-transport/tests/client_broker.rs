@@ -315,3 +315,48 @@ async fn a_client_that_requires_encryption_refuses_the_brokers_plaintext_stream(
         .unwrap()
         .is_none());
 }
+
+/// A server that takes an acknowledgement's `POST /sessions/:id/messages`, answers its head
+/// and then neither finishes the body nor closes (a session that has just ended): the ack
+/// fails with a timeout instead of holding the client forever. `enclave connect` acknowledges
+/// this way as it closes after `final`, and once sat in that read.
+#[tokio::test]
+async fn an_ack_whose_answer_never_ends_times_out() {
+    let entries = recorded();
+    let entry = &entries[0];
+    let sent: Value = serde_json::from_str(entry["request"]["body"].as_str().unwrap()).unwrap();
+    let session = SessionId::new(sent["sessionId"].as_str().unwrap()).unwrap();
+    let (url, server) = replay_once(entry["response"].clone()).await;
+    let config = ClientConfig::default().with_connect_timeout(Duration::from_millis(500));
+    let open = Open::New(
+        NewSession::new()
+            .with_session_id(session)
+            .with_code(sent["code"].as_str().unwrap()),
+    );
+    let mut conn = connect(&url, open, &config).await.unwrap();
+    let events = read_all(&mut conn).await;
+    server.await.unwrap();
+    // The same address now answers the ack's head and stalls.
+    let listener = TcpListener::bind(url.trim_start_matches("http://"))
+        .await
+        .expect("the port is free again");
+    let stall = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let request = read_request(&mut socket).await;
+        socket
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        request
+    });
+    let last = events.last().expect("events").seq;
+    let acked = tokio::time::timeout(LIMIT, conn.ack(last))
+        .await
+        .expect("the ack gives up within its bound");
+    assert!(
+        matches!(acked, Err(ClientError::Timeout { .. })),
+        "{acked:?}"
+    );
+    stall.abort();
+}

@@ -156,3 +156,25 @@ pub(crate) fn seqs(summary: &Value) -> Vec<u64> {
         .map(|seq| seq.as_u64().expect("a seq"))
         .collect()
 }
+
+/// Waits for `child` to exit, at most `timeout`; kills it and gives `None` after that, so a
+/// program that hangs fails its test instead of holding the run.
+#[allow(
+    dead_code,
+    reason = "each test file compiles this module on its own; not all of them need it"
+)]
+pub(crate) fn wait_for_exit(
+    child: &mut Child,
+    timeout: Duration,
+) -> Option<std::process::ExitStatus> {
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}

@@ -335,8 +335,16 @@ impl HttpCarrier {
                 reason: format!("cannot build the request: {err}"),
             })?;
         // Reuse the upstream connection while it is open; dial a new one otherwise.
+        // Every wait of the exchange is bounded: a server that takes the request and then
+        // neither answers nor closes (a session that just ended) must not hold the client,
+        // whose `close` acknowledges through here after `final`.
         let reusable = match &mut self.poster {
-            Some((sender, _)) if !sender.is_closed() => sender.ready().await.is_ok(),
+            Some((sender, _)) if !sender.is_closed() => {
+                matches!(
+                    tokio::time::timeout(config.connect_timeout, sender.ready()).await,
+                    Ok(Ok(()))
+                )
+            }
             _ => false,
         };
         let response = if reusable {
@@ -369,7 +377,16 @@ impl HttpCarrier {
         };
         let status = response.status();
         let headers = response.headers().clone();
-        let answer = read_answer(response.into_body()).await;
+        let Ok(answer) =
+            tokio::time::timeout(config.connect_timeout, read_answer(response.into_body())).await
+        else {
+            self.poster = None;
+            return Err(ClientError::Timeout {
+                what: "reading the answer of",
+                addr: target.authority.clone(),
+                after: config.connect_timeout,
+            });
+        };
         if !status.is_success() {
             return Err(with_retry_after(
                 refusal_or_status(&what, status.as_u16(), &answer),
