@@ -1221,6 +1221,14 @@ async fn a_full_server_serves_health_from_its_reserve_and_refuses_new_sessions_w
         .expect("a create is answered while the cap is full");
     assert_eq!(created.status(), 503);
     assert_eq!(header(&created, "retry-after"), Some("2"));
+    // A browser client can read it only if CORS exposes it.
+    let exposed = header(&created, "access-control-expose-headers").unwrap_or_default();
+    assert!(
+        exposed
+            .split(',')
+            .any(|name| name.trim().eq_ignore_ascii_case("retry-after")),
+        "Retry-After is not exposed: {exposed}"
+    );
     assert_eq!(json(created).await["reason"], "unavailable");
     drop(health);
     // Filling the rest of the reserve: the next connection is told so at once (at most 4
