@@ -1252,6 +1252,24 @@ async fn a_full_server_serves_health_from_its_reserve_and_refuses_new_sessions_w
 }
 
 #[tokio::test]
+async fn a_refusal_that_names_its_own_delay_sends_it_as_retry_after() {
+    let server = Running::start(1, ServerConfig::default()).await;
+    // The session layer asks for 6.5 s: the header rounds up, never down.
+    let refused = send(
+        server.addr,
+        "POST",
+        "/sessions",
+        &[JSON],
+        r#"{"code":"busy"}"#,
+    )
+    .await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(header(&refused, "retry-after"), Some("7"));
+    assert_eq!(json(refused).await["reason"], "unavailable");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_bad_filter_is_refused_with_invalid_filter_before_anything_is_created() {
     let server = Running::start(1, ServerConfig::default()).await;
     for (filter, says) in [

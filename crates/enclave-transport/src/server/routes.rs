@@ -57,7 +57,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 // Responses
 
 /// A refusal: its status and `{"code","message","reason"}`.
-/// A `503` carries `Retry-After`: the refusal's own, else [`wire::RETRY_AFTER_SECS`].
+/// A `503` carries `Retry-After`: the refusal's own ([`Refusal::retry_after`], in whole
+/// seconds rounded up, at least 1), else [`wire::RETRY_AFTER_SECS`].
 pub(crate) fn refusal_response(refusal: &Refusal) -> Response {
     let status =
         StatusCode::from_u16(refusal.reason.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
@@ -65,10 +66,19 @@ pub(crate) fn refusal_response(refusal: &Refusal) -> Response {
     if status == StatusCode::SERVICE_UNAVAILABLE {
         response.headers_mut().insert(
             header::RETRY_AFTER,
-            HeaderValue::from(wire::RETRY_AFTER_SECS),
+            HeaderValue::from(retry_after_secs(refusal.retry_after)),
         );
     }
     response
+}
+
+/// The `Retry-After` seconds for a delay: rounded up (a client must not come back before
+/// the delay), at least 1; none given is [`wire::RETRY_AFTER_SECS`].
+fn retry_after_secs(delay: Option<std::time::Duration>) -> u64 {
+    delay.map_or(wire::RETRY_AFTER_SECS, |delay| {
+        let secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+        secs.max(1)
+    })
 }
 
 fn invalid(message: impl Into<String>) -> Response {

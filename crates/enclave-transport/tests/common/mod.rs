@@ -123,6 +123,11 @@ impl SessionService for FakeService {
             if sessions.contains_key(&id) {
                 return Err(refuse(RefusalReason::SessionExists, "session exists"));
             }
+            // `code == "busy"`: refused as a full server that names its own delay.
+            if request.code.as_deref() == Some("busy") {
+                return Err(refuse(RefusalReason::Unavailable, "busy")
+                    .with_retry_after(Duration::from_millis(6_500)));
+            }
             let hold = request.code.as_deref() == Some("hold");
             let expires = Timestamp::new("expiresAt", "2030-01-01T00:00:00.000Z").unwrap();
             let init = SessionInitPayload::new(
