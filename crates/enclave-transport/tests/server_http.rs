@@ -1270,6 +1270,28 @@ async fn a_refusal_that_names_its_own_delay_sends_it_as_retry_after() {
 }
 
 #[tokio::test]
+async fn ready_is_503_with_retry_after_while_the_store_is_down() {
+    let server = Running::start(1, ServerConfig::default()).await;
+    let ready = send(server.addr, "GET", "/ready", &[], "").await;
+    assert_eq!(ready.status(), 200);
+    assert_eq!(header(&ready, "retry-after"), None);
+    server
+        .service
+        .store_down
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let down = send(server.addr, "GET", "/ready", &[], "").await;
+    assert_eq!(down.status(), 503);
+    // A load balancer (or a client) is told when to ask again.
+    assert_eq!(header(&down, "retry-after"), Some("2"));
+    let body = json(down).await;
+    assert_eq!(
+        (&body["status"], &body["reason"]),
+        (&json!("unavailable"), &json!("unavailable"))
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn a_bad_filter_is_refused_with_invalid_filter_before_anything_is_created() {
     let server = Running::start(1, ServerConfig::default()).await;
     for (filter, says) in [

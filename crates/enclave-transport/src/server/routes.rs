@@ -405,7 +405,8 @@ async fn health() -> Response {
 
 /// `GET /ready`: `200 {"status":"ready"}` while this server accepts sessions and its session
 /// state answers; `503` with the refusal (and `"status":"unavailable"`) while it shuts down
-/// or its store does not answer.
+/// or its store does not answer, with `Retry-After` as on any `503` refusal (the refusal's
+/// own delay, else [`wire::RETRY_AFTER_SECS`]).
 async fn ready(State(shared): AppState) -> Response {
     let refusal = if shared.shutdown.is_cancelled() {
         Some(Refusal::new(
@@ -420,7 +421,12 @@ async fn ready(State(shared): AppState) -> Response {
         Some(refusal) => {
             let mut body = refusal.to_json();
             body["status"] = serde_json::Value::from("unavailable");
-            json_response(StatusCode::SERVICE_UNAVAILABLE, &body)
+            let mut response = json_response(StatusCode::SERVICE_UNAVAILABLE, &body);
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs(refusal.retry_after)),
+            );
+            response
         }
     }
 }

@@ -54,6 +54,8 @@ pub struct FakeService {
     pub sessions: Mutex<HashMap<SessionId, Shared>>,
     /// Events between `session_init` and `final` (default 3).
     pub events: usize,
+    /// `GET /ready` answers as a server whose store is down.
+    pub store_down: std::sync::atomic::AtomicBool,
 }
 
 impl FakeService {
@@ -61,6 +63,7 @@ impl FakeService {
         Arc::new(Self {
             sessions: Mutex::default(),
             events,
+            store_down: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -303,6 +306,18 @@ impl SessionService for FakeService {
             Some(_) => Err(refuse(RefusalReason::BadToken, "wrong token")),
         };
         async move { verdict }.boxed()
+    }
+
+    fn ready(&self) -> BoxFuture<'_, Result<(), Refusal>> {
+        let down = self.store_down.load(std::sync::atomic::Ordering::Relaxed);
+        async move {
+            if down {
+                Err(refuse(RefusalReason::Unavailable, "session store down"))
+            } else {
+                Ok(())
+            }
+        }
+        .boxed()
     }
 }
 
