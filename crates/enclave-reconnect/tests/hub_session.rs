@@ -253,13 +253,20 @@ async fn cancel_ends_the_stream_with_error_and_final_as_the_broker_does() {
     assert_eq!(next_seq(&mut attachment).await, Some(1));
     session
         .handle
-        .publish(StdoutPayload::new("a"))
+        .publish(StdoutPayload::new("aé"))
         .await
         .unwrap();
     hub.cancel(&id, Some("user pressed stop".into()))
         .await
         .unwrap();
-    assert_cancelled_end(&rest(&mut attachment).await[1..], 3, "user pressed stop");
+    let end = rest(&mut attachment).await;
+    assert_cancelled_end(&end[1..], 3, "user pressed stop");
+    // The final's stats count what the session produced: the stdout chunk's UTF-8 bytes.
+    let EventPayload::Final(last) = &end[2].1 else {
+        panic!("not a final: {end:?}");
+    };
+    let stats = last.stats.as_ref().expect("stats");
+    assert_eq!((stats.stdout_bytes, stats.tool_call_count), (3, 0));
     assert!(session.handle.is_cancelled());
     assert!(session
         .handle
