@@ -164,6 +164,11 @@ pub(crate) struct ServeArgs {
     /// Most sessions created per second (0: no limit); past it, creates get 503.
     #[arg(long, value_name = "N", default_value_t = 1_000)]
     max_session_creations_per_sec: u32,
+
+    /// Most live sessions created from one IP address (0: no limit, e.g. behind a proxy);
+    /// past it, creates from that address get 503.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    max_sessions_per_peer: usize,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -303,6 +308,7 @@ async fn hub_config(args: &ServeArgs) -> Result<HubConfig, String> {
         .with_allow_tokenless_resume(args.allow_tokenless_resume)
         .with_max_sessions(args.max_sessions)
         .with_max_creations_per_sec(args.max_session_creations_per_sec)
+        .with_max_sessions_per_peer(args.max_sessions_per_peer)
         .with_overflow(match args.overflow {
             Overflow::Wait => OverflowPolicy::Wait,
             Overflow::DropOldest => OverflowPolicy::DropOldest,

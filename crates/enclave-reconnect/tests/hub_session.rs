@@ -433,6 +433,42 @@ async fn a_finished_session_does_not_hold_a_live_place() {
 }
 
 #[tokio::test]
+async fn live_sessions_per_peer_address_are_limited_and_finished_ones_do_not_count() {
+    let hub = hub(quiet().with_max_sessions_per_peer(2));
+    let from = |ip: [u8; 4]| {
+        let mut request = CreateSession::new(SessionId::generate());
+        request.peer = Some(std::net::IpAddr::from(ip));
+        request
+    };
+    let (_first, first) = common::create_with(&hub, from([10, 0, 0, 1])).await;
+    let (_second, _second_session) = common::create_with(&hub, from([10, 0, 0, 1])).await;
+    let refusal = hub.create(from([10, 0, 0, 1])).await.unwrap_err();
+    assert_eq!(
+        (refusal.reason, refusal.reason.http_status()),
+        (RefusalReason::Unavailable, 503),
+        "{refusal}"
+    );
+    // Another address, and a create whose address the transport does not know, are not
+    // held back by it.
+    let (_other, _other_session) = common::create_with(&hub, from([10, 0, 0, 2])).await;
+    let (_unknown, _unknown_session) =
+        common::create_with(&hub, CreateSession::new(SessionId::generate())).await;
+    // A finished session gives its address's place back.
+    first.handle.finish(FinalPayload::new(true)).await.unwrap();
+    let (_third, _third_session) = common::create_with(&hub, from([10, 0, 0, 1])).await;
+    assert_eq!(
+        hub.create(from([10, 0, 0, 1])).await.unwrap_err().reason,
+        RefusalReason::Unavailable
+    );
+    // `0` turns the limit off.
+    let hub = common::hub(quiet().with_max_sessions_per_peer(0));
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(common::create_with(&hub, from([10, 0, 0, 1])).await);
+    }
+}
+
+#[tokio::test]
 async fn session_creations_per_second_are_limited() {
     let hub = hub(quiet().with_max_creations_per_sec(3));
     let mut held = Vec::new();

@@ -141,6 +141,8 @@ async fn create_streams_every_event_as_one_line_with_the_session_headers() {
         assert_eq!(record.token, token);
         assert_eq!(record.code.as_deref(), Some("return 1"));
         assert_eq!(record.written, 7, "every event was reported written");
+        // The session layer learns who asked (its per-address session limit counts it).
+        assert_eq!(record.peer, Some(std::net::Ipv4Addr::LOCALHOST.into()));
     }
 
     // The same id again: never attach a caller to someone else's session.

@@ -110,6 +110,11 @@ async fn open_creates_a_session_and_streams_it_to_final() {
         opened["token"].as_str().unwrap()
     );
     assert_eq!(record.lock().unwrap().written, 6);
+    assert_eq!(
+        record.lock().unwrap().peer,
+        Some(std::net::Ipv4Addr::LOCALHOST.into()),
+        "the session layer learns who asked"
+    );
     server.stop().await;
 }
 

@@ -86,6 +86,9 @@ pub(crate) struct Runtime {
     pub(crate) tool_calls: AtomicU64,
     /// UTF-8 bytes of the `stdout` chunks published, for a cancel's `final` stats.
     pub(crate) stdout_bytes: AtomicU64,
+    /// The IP address of the connection that created the session, when known: what
+    /// [`HubConfig::max_sessions_per_peer`](crate::HubConfig::max_sessions_per_peer) counts.
+    pub(crate) peer: Option<std::net::IpAddr>,
 }
 
 impl Runtime {
@@ -124,6 +127,7 @@ impl Runtime {
             created_at_ms: super::clock::now_ms(),
             tool_calls: AtomicU64::new(0),
             stdout_bytes: AtomicU64::new(0),
+            peer: None,
         }
     }
 

@@ -12,7 +12,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Extension, Router};
 use bytes::Bytes;
 use enclave_types::{EncryptionMode, MessageFrame, SessionId};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -432,7 +432,12 @@ async fn ready(State(shared): AppState) -> Response {
 }
 
 /// `POST /sessions`.
-async fn create(State(shared): AppState, headers: HeaderMap, body: Body) -> Response {
+async fn create(
+    State(shared): AppState,
+    guard: Option<Extension<Arc<ConnectionGuard>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let bytes = match read_body(body, &shared.config).await {
         Ok(bytes) => bytes,
         Err(response) => return response,
@@ -467,6 +472,7 @@ async fn create(State(shared): AppState, headers: HeaderMap, body: Body) -> Resp
     create.code = request.code;
     create.config = session_config(request.config);
     create.features = features;
+    create.peer = guard.map(|guard| guard.peer_ip());
     if let Some(handshake) = &handshake {
         create.encryption = handshake.encryption_config();
         create.encrypted = true;

@@ -53,13 +53,14 @@ pub(crate) async fn upgrade(
         .max_line_length
         .min(shared.config.max_body_bytes);
     let reserve = guard.as_ref().is_some_and(|guard| guard.reserve);
+    let peer = guard.as_ref().map(|guard| guard.peer_ip());
     ws.max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| async move {
             // The connection's slot (and the shutdown tracking) lasts as long as the socket.
             let _guard = guard;
             let _track = shared.tracker.track();
-            Connection::open(shared, socket, reserve).await;
+            Connection::open(shared, socket, reserve, peer).await;
         })
 }
 
@@ -70,6 +71,8 @@ struct Connection {
     session_id: Option<SessionId>,
     /// On a reserve connection: no new session.
     reserve: bool,
+    /// The peer's IP address, for a new session's [`CreateSession::peer`].
+    peer: Option<std::net::IpAddr>,
     /// Bounds this connection's WARN lines about what its peer sends.
     log: LogBudget,
 }
@@ -89,12 +92,18 @@ fn read_error_close(err: &axum::Error) -> Option<(u16, &'static str)> {
 }
 
 impl Connection {
-    async fn open(shared: Arc<Shared>, socket: WebSocket, reserve: bool) {
+    async fn open(
+        shared: Arc<Shared>,
+        socket: WebSocket,
+        reserve: bool,
+        peer: Option<std::net::IpAddr>,
+    ) {
         let mut connection = Self {
             shared,
             socket,
             session_id: None,
             reserve,
+            peer,
             log: LogBudget::default(),
         };
         let timeout = connection.shared.config.ws_open_timeout;
@@ -205,6 +214,7 @@ impl Connection {
             request.code = open.code;
             request.config = session_config(open.config);
             request.features = features;
+            request.peer = self.peer;
             if let Some(handshake) = &handshake {
                 request.encryption = handshake.encryption_config();
                 request.encrypted = true;

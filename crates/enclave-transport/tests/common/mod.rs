@@ -44,6 +44,8 @@ pub struct Record {
     pub written: u64,
     /// The reason of each cancellation, in order.
     pub cancelled: Vec<Option<String>>,
+    /// The peer address the create carried.
+    pub peer: Option<std::net::IpAddr>,
 }
 
 type Shared = Arc<Mutex<Record>>;
@@ -168,6 +170,7 @@ impl SessionService for FakeService {
                 submits_encrypted: Vec::new(),
                 written: 0,
                 cancelled: Vec::new(),
+                peer: request.peer,
             }));
             sessions.insert(id.clone(), Arc::clone(&record));
             drop(sessions);
