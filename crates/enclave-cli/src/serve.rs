@@ -157,6 +157,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
     ws_pong_timeout_ms: u64,
 
+    /// How long a WebSocket client message may take from its first frame to its last, ms;
+    /// an unfinished one closes the connection (1008).
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    ws_message_timeout_ms: u64,
+
     /// Most live sessions (not finished, deleted or expired); past it, creates get 503.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     max_sessions: usize,
@@ -226,7 +231,8 @@ async fn serve(args: ServeArgs) -> ExitCode {
         .connection_reserve(args.connection_reserve)
         .header_read_timeout(Duration::from_millis(args.header_timeout_ms))
         .body_timeout(Duration::from_millis(args.body_timeout_ms))
-        .ws_pong_timeout(Duration::from_millis(args.ws_pong_timeout_ms));
+        .ws_pong_timeout(Duration::from_millis(args.ws_pong_timeout_ms))
+        .ws_message_timeout(Duration::from_millis(args.ws_message_timeout_ms));
     let scheme = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => match enclave_transport::tls_config_from_pem(cert, key) {
             Ok(tls) => {
