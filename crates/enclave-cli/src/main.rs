@@ -41,7 +41,7 @@ enum Command {
     Keygen(keygen::KeygenArgs),
     /// Serve sessions over HTTP NDJSON and WebSocket (and the files of --static DIR); first
     /// line: `listening http://HOST:PORT`.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Open (or resume) a session and print its events, reconnecting on its own.
     Connect(connect::ConnectArgs),
     /// Server and client in one process, encrypted, with the connection cut mid-stream.
@@ -68,7 +68,7 @@ fn main() -> ExitCode {
         Command::Keygen(args) => keygen::run(&args),
         Command::Serve(args) => {
             init_logs("info");
-            serve::run(args)
+            serve::run(*args)
         }
         Command::Connect(args) => {
             // Standard error carries the session line and state changes; logs only warn.

@@ -157,6 +157,11 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
     ws_pong_timeout_ms: u64,
 
+    /// How long a WebSocket client message may take from its first frame to its last, ms;
+    /// an unfinished one closes the connection (1008).
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    ws_message_timeout_ms: u64,
+
     /// Most live sessions (not finished, deleted or expired); past it, creates get 503.
     #[arg(long, value_name = "N", default_value_t = 10_000)]
     max_sessions: usize,
@@ -164,6 +169,11 @@ pub(crate) struct ServeArgs {
     /// Most sessions created per second (0: no limit); past it, creates get 503.
     #[arg(long, value_name = "N", default_value_t = 1_000)]
     max_session_creations_per_sec: u32,
+
+    /// Most live sessions created from one IP address (0: no limit, e.g. behind a proxy);
+    /// past it, creates from that address get 503.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    max_sessions_per_peer: usize,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -221,7 +231,8 @@ async fn serve(args: ServeArgs) -> ExitCode {
         .connection_reserve(args.connection_reserve)
         .header_read_timeout(Duration::from_millis(args.header_timeout_ms))
         .body_timeout(Duration::from_millis(args.body_timeout_ms))
-        .ws_pong_timeout(Duration::from_millis(args.ws_pong_timeout_ms));
+        .ws_pong_timeout(Duration::from_millis(args.ws_pong_timeout_ms))
+        .ws_message_timeout(Duration::from_millis(args.ws_message_timeout_ms));
     let scheme = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => match enclave_transport::tls_config_from_pem(cert, key) {
             Ok(tls) => {
@@ -303,6 +314,7 @@ async fn hub_config(args: &ServeArgs) -> Result<HubConfig, String> {
         .with_allow_tokenless_resume(args.allow_tokenless_resume)
         .with_max_sessions(args.max_sessions)
         .with_max_creations_per_sec(args.max_session_creations_per_sec)
+        .with_max_sessions_per_peer(args.max_sessions_per_peer)
         .with_overflow(match args.overflow {
             Overflow::Wait => OverflowPolicy::Wait,
             Overflow::DropOldest => OverflowPolicy::DropOldest,

@@ -494,6 +494,48 @@ fn connect_refused_exits_1_and_bad_arguments_exit_2() {
     assert_eq!(bad_id.status.code(), Some(2));
 }
 
+/// Issue 16: one address holds at most `--max-sessions-per-peer` live sessions; past it a
+/// create is refused 503 `unavailable` with `Retry-After`, and other routes still answer.
+#[test]
+fn one_address_holds_at_most_its_live_sessions() {
+    use std::io::{Read as _, Write as _};
+    let served = Served::start(&[
+        "--generate",
+        "100000",
+        "--rate",
+        "20",
+        "--max-sessions-per-peer",
+        "2",
+    ]);
+    let post = |authority: &str| {
+        let mut socket = std::net::TcpStream::connect(authority).expect("connect");
+        socket.set_read_timeout(Some(TIMEOUT)).expect("a timeout");
+        let head =
+            format!("POST /sessions HTTP/1.1\r\nHost: {authority}\r\nContent-Length: 0\r\n\r\n");
+        socket.write_all(head.as_bytes()).expect("write");
+        let mut answer = Vec::new();
+        let mut byte = [0_u8; 1];
+        while !answer.ends_with(b"\r\n\r\n") {
+            match socket.read(&mut byte) {
+                Ok(1) => answer.push(byte[0]),
+                _ => break,
+            }
+        }
+        (socket, String::from_utf8_lossy(&answer).to_lowercase())
+    };
+    // Two paced sessions stay live while their connections stay open.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let (socket, head) = post(served.authority());
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        held.push(socket);
+    }
+    let (_socket, head) = post(served.authority());
+    assert!(head.starts_with("http/1.1 503"), "{head}");
+    assert!(head.contains("\r\nretry-after: 2\r\n"), "{head}");
+    assert_eq!(request(served.authority(), "GET", "/health"), 200);
+}
+
 /// `enclave keygen --out FILE` in `dir`; returns the key file and the printed public key.
 fn keygen(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     let key = dir.join(format!("{name}.pem"));

@@ -253,13 +253,20 @@ async fn cancel_ends_the_stream_with_error_and_final_as_the_broker_does() {
     assert_eq!(next_seq(&mut attachment).await, Some(1));
     session
         .handle
-        .publish(StdoutPayload::new("a"))
+        .publish(StdoutPayload::new("aé"))
         .await
         .unwrap();
     hub.cancel(&id, Some("user pressed stop".into()))
         .await
         .unwrap();
-    assert_cancelled_end(&rest(&mut attachment).await[1..], 3, "user pressed stop");
+    let end = rest(&mut attachment).await;
+    assert_cancelled_end(&end[1..], 3, "user pressed stop");
+    // The final's stats count what the session produced: the stdout chunk's UTF-8 bytes.
+    let EventPayload::Final(last) = &end[2].1 else {
+        panic!("not a final: {end:?}");
+    };
+    let stats = last.stats.as_ref().expect("stats");
+    assert_eq!((stats.stdout_bytes, stats.tool_call_count), (3, 0));
     assert!(session.handle.is_cancelled());
     assert!(session
         .handle
@@ -423,6 +430,42 @@ async fn a_finished_session_does_not_hold_a_live_place() {
         RefusalReason::Unavailable,
         "two held sessions"
     );
+}
+
+#[tokio::test]
+async fn live_sessions_per_peer_address_are_limited_and_finished_ones_do_not_count() {
+    let hub = hub(quiet().with_max_sessions_per_peer(2));
+    let from = |ip: [u8; 4]| {
+        let mut request = CreateSession::new(SessionId::generate());
+        request.peer = Some(std::net::IpAddr::from(ip));
+        request
+    };
+    let (_first, first) = common::create_with(&hub, from([10, 0, 0, 1])).await;
+    let (_second, _second_session) = common::create_with(&hub, from([10, 0, 0, 1])).await;
+    let refusal = hub.create(from([10, 0, 0, 1])).await.unwrap_err();
+    assert_eq!(
+        (refusal.reason, refusal.reason.http_status()),
+        (RefusalReason::Unavailable, 503),
+        "{refusal}"
+    );
+    // Another address, and a create whose address the transport does not know, are not
+    // held back by it.
+    let (_other, _other_session) = common::create_with(&hub, from([10, 0, 0, 2])).await;
+    let (_unknown, _unknown_session) =
+        common::create_with(&hub, CreateSession::new(SessionId::generate())).await;
+    // A finished session gives its address's place back.
+    first.handle.finish(FinalPayload::new(true)).await.unwrap();
+    let (_third, _third_session) = common::create_with(&hub, from([10, 0, 0, 1])).await;
+    assert_eq!(
+        hub.create(from([10, 0, 0, 1])).await.unwrap_err().reason,
+        RefusalReason::Unavailable
+    );
+    // `0` turns the limit off.
+    let hub = common::hub(quiet().with_max_sessions_per_peer(0));
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(common::create_with(&hub, from([10, 0, 0, 1])).await);
+    }
 }
 
 #[tokio::test]

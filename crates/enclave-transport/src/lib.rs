@@ -7,7 +7,7 @@
 //! per connection, the encryption layer of `enclave-crypto` on top of the NDJSON framing, the
 //! connection's event filter (left-out events reported in `filtered` control lines), and the
 //! server's limits on untrusted peers: connection caps per server and per address with a
-//! reserve, header and body timeouts, bounded WebSocket messages, pong timeouts, the close codes
+//! reserve, header and body timeouts, bounded and timed WebSocket messages, pong timeouts, the close codes
 //! and `503 Retry-After` answers, and rate-limited per-connection log lines.
 //!
 //! What it leaves to the layer above: everything that outlives a connection. Sequence

@@ -7,6 +7,7 @@
 //! anything. The transport never assumes which.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use enclave_types::{
@@ -124,6 +125,9 @@ pub struct CreateSession {
     pub encrypted: bool,
     /// What the client asked for.
     pub features: Features,
+    /// The IP address of the connection that asked, when the server accepted it itself
+    /// (`None` otherwise): what a limit of live sessions per peer address counts.
+    pub peer: Option<IpAddr>,
 }
 
 impl CreateSession {
@@ -136,6 +140,7 @@ impl CreateSession {
             encryption: EncryptionConfig::new(false),
             encrypted: false,
             features: Features::default(),
+            peer: None,
         }
     }
 }

@@ -43,9 +43,10 @@ pub const HEADER_FEATURES: &str = "x-enclave-features";
 pub const CORS_ALLOW_HEADERS: &str =
     "Content-Type, Accept, Last-Event-ID, X-Enclave-Resume-Token, \
      X-Enclave-Epoch, X-Enclave-Client-Hello, X-Enclave-Ack, X-Enclave-Features";
-/// Response headers a browser may read cross-origin (`Access-Control-Expose-Headers`).
+/// Response headers a browser may read cross-origin (`Access-Control-Expose-Headers`):
+/// ours, and `Retry-After` (not CORS-safelisted), so a browser client can honour a `503`'s.
 pub const CORS_EXPOSE_HEADERS: &str =
-    "X-Session-ID, X-Enclave-Resume-Token, X-Enclave-Epoch, X-Enclave-Server-Hello";
+    "X-Session-ID, X-Enclave-Resume-Token, X-Enclave-Epoch, X-Enclave-Server-Hello, Retry-After";
 /// Methods allowed cross-origin.
 pub const CORS_ALLOW_METHODS: &str = "GET, POST, DELETE, OPTIONS";
 

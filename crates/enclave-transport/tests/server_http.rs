@@ -141,6 +141,8 @@ async fn create_streams_every_event_as_one_line_with_the_session_headers() {
         assert_eq!(record.token, token);
         assert_eq!(record.code.as_deref(), Some("return 1"));
         assert_eq!(record.written, 7, "every event was reported written");
+        // The session layer learns who asked (its per-address session limit counts it).
+        assert_eq!(record.peer, Some(std::net::Ipv4Addr::LOCALHOST.into()));
     }
 
     // The same id again: never attach a caller to someone else's session.
@@ -1221,6 +1223,14 @@ async fn a_full_server_serves_health_from_its_reserve_and_refuses_new_sessions_w
         .expect("a create is answered while the cap is full");
     assert_eq!(created.status(), 503);
     assert_eq!(header(&created, "retry-after"), Some("2"));
+    // A browser client can read it only if CORS exposes it.
+    let exposed = header(&created, "access-control-expose-headers").unwrap_or_default();
+    assert!(
+        exposed
+            .split(',')
+            .any(|name| name.trim().eq_ignore_ascii_case("retry-after")),
+        "Retry-After is not exposed: {exposed}"
+    );
     assert_eq!(json(created).await["reason"], "unavailable");
     drop(health);
     // Filling the rest of the reserve: the next connection is told so at once (at most 4
@@ -1240,6 +1250,46 @@ async fn a_full_server_serves_health_from_its_reserve_and_refuses_new_sessions_w
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(silent.len() <= 4, "{} connections held", silent.len());
     drop(silent);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_refusal_that_names_its_own_delay_sends_it_as_retry_after() {
+    let server = Running::start(1, ServerConfig::default()).await;
+    // The session layer asks for 6.5 s: the header rounds up, never down.
+    let refused = send(
+        server.addr,
+        "POST",
+        "/sessions",
+        &[JSON],
+        r#"{"code":"busy"}"#,
+    )
+    .await;
+    assert_eq!(refused.status(), 503);
+    assert_eq!(header(&refused, "retry-after"), Some("7"));
+    assert_eq!(json(refused).await["reason"], "unavailable");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn ready_is_503_with_retry_after_while_the_store_is_down() {
+    let server = Running::start(1, ServerConfig::default()).await;
+    let ready = send(server.addr, "GET", "/ready", &[], "").await;
+    assert_eq!(ready.status(), 200);
+    assert_eq!(header(&ready, "retry-after"), None);
+    server
+        .service
+        .store_down
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let down = send(server.addr, "GET", "/ready", &[], "").await;
+    assert_eq!(down.status(), 503);
+    // A load balancer (or a client) is told when to ask again.
+    assert_eq!(header(&down, "retry-after"), Some("2"));
+    let body = json(down).await;
+    assert_eq!(
+        (&body["status"], &body["reason"]),
+        (&json!("unavailable"), &json!("unavailable"))
+    );
     server.stop().await;
 }
 

@@ -110,6 +110,11 @@ async fn open_creates_a_session_and_streams_it_to_final() {
         opened["token"].as_str().unwrap()
     );
     assert_eq!(record.lock().unwrap().written, 6);
+    assert_eq!(
+        record.lock().unwrap().peer,
+        Some(std::net::Ipv4Addr::LOCALHOST.into()),
+        "the session layer learns who asked"
+    );
     server.stop().await;
 }
 
@@ -389,6 +394,100 @@ async fn oversized_malformed_and_unfinished_messages_close_with_their_codes() {
         Some(1007),
         "a text message that is not UTF-8"
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_not_finished_in_time_is_closed_with_1008_though_pings_are_answered() {
+    let config = ServerConfig::default()
+        .ws_ping_interval(Duration::from_millis(100))
+        .ws_pong_timeout(Duration::from_millis(400))
+        .ws_message_timeout(Duration::from_millis(400));
+    let server = Running::start(1, config).await;
+    let mut socket = connect(&server).await;
+    send_json(&mut socket, &json!({"type": "open", "code": "hold"})).await;
+    let opened = opened(&mut socket).await;
+    let id = SessionId::new(opened["sessionId"].as_str().unwrap()).unwrap();
+    // A message finished within the bound, its fragments apart, is taken; so is the next.
+    for _ in 0..2 {
+        socket
+            .send(raw_frame(false, b"{\"type\":", false))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        socket
+            .send(raw_frame(true, b"\"ack\",", false))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        socket
+            .send(raw_frame(true, b"\"seq\":1}", true))
+            .await
+            .unwrap();
+    }
+    // Reading (and so answering pings) for a while: events, no close.
+    let quiet = tokio::time::timeout(Duration::from_millis(600), async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return None,
+            }
+        }
+    })
+    .await;
+    assert!(quiet.is_err(), "closed after whole messages: {quiet:?}");
+    assert_eq!(server.service.record(&id).lock().unwrap().acks, [1, 1]);
+    // A first fragment whose message never ends: reading answers every ping, yet the
+    // server closes with 1008 (policy) instead of holding the message for ever.
+    socket.send(raw_frame(false, b"[", false)).await.unwrap();
+    let sent = std::time::Instant::now();
+    let (_, code) = tokio::time::timeout(Duration::from_secs(3), receive_all(&mut socket))
+        .await
+        .expect("closed within the message timeout");
+    assert_eq!(code, Some(1008));
+    assert!(
+        sent.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        sent.elapsed()
+    );
+    drop(socket);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_request_that_is_not_a_websocket_upgrade_is_refused_400_with_json() {
+    let server = Running::start(1, ServerConfig::default()).await;
+    for (headers, says) in [
+        (vec![], "Connection: upgrade"),
+        (
+            vec![("connection", "keep-alive, Upgrade"), ("upgrade", "h2c")],
+            "Upgrade: websocket",
+        ),
+        (
+            vec![
+                ("connection", "upgrade"),
+                ("upgrade", "websocket"),
+                ("sec-websocket-version", "8"),
+                ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ],
+            "Sec-WebSocket-Version: 13",
+        ),
+        (
+            vec![
+                ("connection", "upgrade"),
+                ("upgrade", "websocket"),
+                ("sec-websocket-version", "13"),
+            ],
+            "Sec-WebSocket-Key",
+        ),
+    ] {
+        let response = common::send(server.addr, "GET", "/sessions/ws", &headers, "").await;
+        assert_eq!(response.status(), 400, "{headers:?}");
+        let body = common::json(response).await;
+        assert_eq!(body["code"], "INVALID_REQUEST", "{body}");
+        assert!(body["message"].as_str().unwrap().contains(says), "{body}");
+    }
     server.stop().await;
 }
 

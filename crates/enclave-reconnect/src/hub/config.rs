@@ -50,6 +50,12 @@ pub struct HubConfig {
     /// continuously); beyond it `create` is refused `unavailable` (503, with `Retry-After`).
     /// `0`: no limit. Default 1 000.
     pub max_creations_per_sec: u32,
+    /// Most live sessions created by one peer IP address (the connection's, when the
+    /// transport knows it: `CreateSession::peer`) at once; finished, deleted and expired
+    /// sessions do not count. Beyond it `create` is refused `unavailable` (503, with
+    /// `Retry-After`). `0`: no limit (behind a proxy every client has the proxy's address).
+    /// Default 100.
+    pub max_sessions_per_peer: usize,
     /// Where session state lives. Default a new [`MemoryStore`].
     pub store: Arc<dyn Store>,
     /// How long a store operation that fails in the store's backend (a shared store's server
@@ -75,6 +81,7 @@ impl Default for HubConfig {
             overflow: OverflowPolicy::Wait,
             max_sessions: 10_000,
             max_creations_per_sec: 1_000,
+            max_sessions_per_peer: 100,
             store: Arc::new(MemoryStore::new()),
             store_retry: Duration::from_secs(5),
             epoch: None,
@@ -143,6 +150,14 @@ impl HubConfig {
     #[must_use]
     pub fn with_max_creations_per_sec(mut self, per_sec: u32) -> Self {
         self.max_creations_per_sec = per_sec;
+        self
+    }
+
+    /// Live sessions per peer address ([`max_sessions_per_peer`](Self::max_sessions_per_peer);
+    /// `0`: none).
+    #[must_use]
+    pub fn with_max_sessions_per_peer(mut self, sessions: usize) -> Self {
+        self.max_sessions_per_peer = sessions;
         self
     }
 

@@ -320,11 +320,27 @@ impl Shared {
         // Finished, deleted and expired sessions wait here for their grace period (so a client
         // can still fetch the tail) without holding a live place; all of them together are
         // bounded too.
-        let live = sessions.values().filter(|held| held.is_live()).count();
+        let (live, live_of_peer) = sessions.values().filter(|held| held.is_live()).fold(
+            (0, 0),
+            |(live, of_peer), held| {
+                let same = rt.peer.is_some() && held.peer == rt.peer;
+                (live + 1, of_peer + usize::from(same))
+            },
+        );
         if live >= self.config.max_sessions {
             return Err(Refusal::new(
                 RefusalReason::Unavailable,
                 format!("the server holds {live} live sessions, its limit"),
+            ));
+        }
+        let per_peer = self.config.max_sessions_per_peer;
+        if per_peer > 0 && live_of_peer >= per_peer {
+            return Err(Refusal::new(
+                RefusalReason::Unavailable,
+                format!(
+                    "this address holds {live_of_peer} live sessions, the limit per address: \
+                     retry once one has finished"
+                ),
             ));
         }
         let held_limit = self
@@ -627,7 +643,9 @@ impl SessionService for Hub {
             let meta = SessionMeta::new(id.clone(), epoch, created, expires, request.encrypted);
             let tokens = TokenHashes::first(hash);
             let (messages_tx, messages_rx) = mpsc::channel(MESSAGE_QUEUE);
-            let rt = Arc::new(Runtime::new(id.clone(), messages_tx));
+            let mut runtime = Runtime::new(id.clone(), messages_tx);
+            runtime.peer = request.peer;
+            let rt = Arc::new(runtime);
             shared.reserve(&rt)?;
             if let Err(err) = shared.store.create(meta, tokens).await {
                 shared.unreserve(&rt);

@@ -84,6 +84,11 @@ pub(crate) struct Runtime {
     pub(crate) created_at_ms: u64,
     /// Tool calls published, for a cancel's `final` stats.
     pub(crate) tool_calls: AtomicU64,
+    /// UTF-8 bytes of the `stdout` chunks published, for a cancel's `final` stats.
+    pub(crate) stdout_bytes: AtomicU64,
+    /// The IP address of the connection that created the session, when known: what
+    /// [`HubConfig::max_sessions_per_peer`](crate::HubConfig::max_sessions_per_peer) counts.
+    pub(crate) peer: Option<std::net::IpAddr>,
 }
 
 impl Runtime {
@@ -121,6 +126,8 @@ impl Runtime {
             expired_at: Mutex::new(None),
             created_at_ms: super::clock::now_ms(),
             tool_calls: AtomicU64::new(0),
+            stdout_bytes: AtomicU64::new(0),
+            peer: None,
         }
     }
 
@@ -219,10 +226,11 @@ pub(crate) async fn terminate(shared: &Shared, rt: &Runtime, message: &str) -> R
     let elapsed = super::clock::now_ms().saturating_sub(rt.created_at_ms);
     #[allow(clippy::cast_precision_loss)] // milliseconds: exact far beyond any session's age
     let duration_ms = elapsed as f64;
+    // What the session produced until now, as a `final` the application sends reports it.
     last.stats = Some(SessionStats::new(
         duration_ms,
         rt.tool_calls.load(Ordering::Acquire),
-        0,
+        rt.stdout_bytes.load(Ordering::Acquire),
     ));
     publish_locked(shared, rt, &mut state, EventPayload::Final(last), true).await?;
     Ok(true)
@@ -284,6 +292,10 @@ async fn publish_locked(
     let is_final = matches!(payload, EventPayload::Final(_));
     let next_state = next_state(&payload, rt);
     let is_tool_call = matches!(payload, EventPayload::ToolCall(_));
+    let stdout_bytes = match &payload {
+        EventPayload::Stdout(stdout) => stdout.chunk.len() as u64,
+        _ => 0,
+    };
     // The event is serialized once, here: retention counts the JSON's size, and every
     // connection writes (or seals) these very bytes.
     let event =
@@ -324,6 +336,9 @@ async fn publish_locked(
     let changed = next_state.is_some_and(|next| next != *rt.state.borrow());
     if is_tool_call {
         rt.tool_calls.fetch_add(1, Ordering::AcqRel);
+    }
+    if stdout_bytes > 0 {
+        rt.stdout_bytes.fetch_add(stdout_bytes, Ordering::AcqRel);
     }
     if changed || is_tool_call || is_final {
         // The event is published: metadata that cannot be recorded is reported, not turned

@@ -104,6 +104,7 @@ pub struct ServerConfig {
     pub(crate) max_connections_per_peer: usize,
     pub(crate) connection_reserve: usize,
     pub(crate) ws_pong_timeout: Duration,
+    pub(crate) ws_message_timeout: Duration,
 }
 
 /// The default cap on concurrent connections.
@@ -138,6 +139,7 @@ impl Default for ServerConfig {
             max_connections_per_peer: DEFAULT_MAX_CONNECTIONS_PER_PEER,
             connection_reserve: DEFAULT_CONNECTION_RESERVE,
             ws_pong_timeout: Duration::from_secs(10),
+            ws_message_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -381,6 +383,16 @@ impl ServerConfig {
         self
     }
 
+    /// How long a WebSocket client message may take from its first frame's header to its
+    /// last frame's last byte (default 10 s; at least 1 ms): a message, fragmented or not,
+    /// that is not finished by then closes the connection with 1008. Without it a peer that
+    /// answers pings could hold an unfinished message (up to the message limit) forever.
+    #[must_use]
+    pub fn ws_message_timeout(mut self, timeout: Duration) -> Self {
+        self.ws_message_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
     /// The directory of static files in force, if any.
     pub fn static_dir_value(&self) -> Option<&Path> {
         self.static_dir.as_deref()
@@ -410,6 +422,7 @@ impl fmt::Debug for ServerConfig {
             .field("max_connections_per_peer", &self.max_connections_per_peer)
             .field("connection_reserve", &self.connection_reserve)
             .field("ws_pong_timeout", &self.ws_pong_timeout)
+            .field("ws_message_timeout", &self.ws_message_timeout)
             .finish_non_exhaustive()
     }
 }

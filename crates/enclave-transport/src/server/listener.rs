@@ -128,11 +128,20 @@ impl Drop for TrackGuard {
 #[derive(Debug)]
 pub(crate) struct ConnectionGuard {
     _permit: OwnedSemaphorePermit,
-    _peer: PeerGuard,
+    peer: PeerGuard,
     /// A slot of [`ServerConfig::connection_reserve`]: no new sessions on this connection.
     ///
     /// [`ServerConfig::connection_reserve`]: super::ServerConfig::connection_reserve
     pub(crate) reserve: bool,
+}
+
+impl ConnectionGuard {
+    /// The peer's IP address (what a new session's [`CreateSession::peer`] says).
+    ///
+    /// [`CreateSession::peer`]: crate::service::CreateSession::peer
+    pub(crate) fn peer_ip(&self) -> IpAddr {
+        self.peer.ip
+    }
 }
 
 /// The refusal of a new session on a reserve connection (`503`, WebSocket close 1013).
@@ -197,7 +206,7 @@ impl Admission {
         };
         Ok(ConnectionGuard {
             _permit: permit,
-            _peer: peer_guard,
+            peer: peer_guard,
             reserve,
         })
     }

@@ -51,6 +51,7 @@ mod pump;
 mod routes;
 mod static_files;
 mod ws;
+mod ws_watch;
 
 use std::fmt;
 use std::future::Future;

@@ -12,7 +12,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Extension, Router};
 use bytes::Bytes;
 use enclave_types::{EncryptionMode, MessageFrame, SessionId};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -57,7 +57,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 // Responses
 
 /// A refusal: its status and `{"code","message","reason"}`.
-/// A `503` carries `Retry-After`: the refusal's own, else [`wire::RETRY_AFTER_SECS`].
+/// A `503` carries `Retry-After`: the refusal's own ([`Refusal::retry_after`], in whole
+/// seconds rounded up, at least 1), else [`wire::RETRY_AFTER_SECS`].
 pub(crate) fn refusal_response(refusal: &Refusal) -> Response {
     let status =
         StatusCode::from_u16(refusal.reason.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
@@ -65,10 +66,19 @@ pub(crate) fn refusal_response(refusal: &Refusal) -> Response {
     if status == StatusCode::SERVICE_UNAVAILABLE {
         response.headers_mut().insert(
             header::RETRY_AFTER,
-            HeaderValue::from(wire::RETRY_AFTER_SECS),
+            HeaderValue::from(retry_after_secs(refusal.retry_after)),
         );
     }
     response
+}
+
+/// The `Retry-After` seconds for a delay: rounded up (a client must not come back before
+/// the delay), at least 1; none given is [`wire::RETRY_AFTER_SECS`].
+fn retry_after_secs(delay: Option<std::time::Duration>) -> u64 {
+    delay.map_or(wire::RETRY_AFTER_SECS, |delay| {
+        let secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
+        secs.max(1)
+    })
 }
 
 fn invalid(message: impl Into<String>) -> Response {
@@ -395,7 +405,8 @@ async fn health() -> Response {
 
 /// `GET /ready`: `200 {"status":"ready"}` while this server accepts sessions and its session
 /// state answers; `503` with the refusal (and `"status":"unavailable"`) while it shuts down
-/// or its store does not answer.
+/// or its store does not answer, with `Retry-After` as on any `503` refusal (the refusal's
+/// own delay, else [`wire::RETRY_AFTER_SECS`]).
 async fn ready(State(shared): AppState) -> Response {
     let refusal = if shared.shutdown.is_cancelled() {
         Some(Refusal::new(
@@ -410,13 +421,23 @@ async fn ready(State(shared): AppState) -> Response {
         Some(refusal) => {
             let mut body = refusal.to_json();
             body["status"] = serde_json::Value::from("unavailable");
-            json_response(StatusCode::SERVICE_UNAVAILABLE, &body)
+            let mut response = json_response(StatusCode::SERVICE_UNAVAILABLE, &body);
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs(refusal.retry_after)),
+            );
+            response
         }
     }
 }
 
 /// `POST /sessions`.
-async fn create(State(shared): AppState, headers: HeaderMap, body: Body) -> Response {
+async fn create(
+    State(shared): AppState,
+    guard: Option<Extension<Arc<ConnectionGuard>>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let bytes = match read_body(body, &shared.config).await {
         Ok(bytes) => bytes,
         Err(response) => return response,
@@ -451,6 +472,7 @@ async fn create(State(shared): AppState, headers: HeaderMap, body: Body) -> Resp
     create.code = request.code;
     create.config = session_config(request.config);
     create.features = features;
+    create.peer = guard.map(|guard| guard.peer_ip());
     if let Some(handshake) = &handshake {
         create.encryption = handshake.encryption_config();
         create.encrypted = true;

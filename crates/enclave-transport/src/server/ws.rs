@@ -14,19 +14,27 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
-use axum::response::Response;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse as _, Response};
 use axum::Extension;
 use bytes::{BufMut, BytesMut};
 use enclave_crypto::{EncryptionLayer, ServerEncryption};
 use enclave_types::{EncryptionMode, MessageFrame, SessionId};
+use futures::{SinkExt as _, StreamExt as _};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::StatusCode;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
 
 use super::limits::LogBudget;
 use super::listener::{reserve_refusal, ConnectionGuard};
 use super::negotiate::{negotiate, Handshake};
 use super::pump::{gather, pull, Pull, Put};
-use super::routes::session_config;
+use super::routes::{refusal_response, session_config};
+use super::ws_watch::{MessageClock, Watched};
 use super::Shared;
 use crate::service::{
     Attachment, CloseReason, CreateSession, EncodedEvent, EventSource, Features, Outgoing, Refusal,
@@ -41,35 +49,107 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// How long a closing server waits for the client's close frame.
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
+///
+/// The upgrade is done here rather than by axum's extractor so the codec reads through a
+/// [`Watched`] connection: the server learns when a client message began and closes one not
+/// finished within [`ServerConfig::ws_message_timeout`](super::ServerConfig::ws_message_timeout).
 pub(crate) async fn upgrade(
     State(shared): State<Arc<Shared>>,
     guard: Option<Extension<Arc<ConnectionGuard>>>,
-    ws: WebSocketUpgrade,
+    mut request: Request,
 ) -> Response {
+    let accept = match accept_key(request.headers()) {
+        Ok(accept) => accept,
+        Err(message) => return refusal_response(&wire::invalid_request(message)),
+    };
+    let Some(on_upgrade) = request
+        .extensions_mut()
+        .remove::<hyper::upgrade::OnUpgrade>()
+    else {
+        let mut response = refusal_response(&wire::invalid_request(
+            "this connection cannot be upgraded to a WebSocket",
+        ));
+        *response.status_mut() = StatusCode::UPGRADE_REQUIRED;
+        return response;
+    };
     // A client message is bounded as an HTTP body is: a fragmented message is held (by
     // tungstenite) only up to this, then the connection closes with 1009.
     let limit = shared
         .config
         .max_line_length
         .min(shared.config.max_body_bytes);
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(limit))
+        .max_frame_size(Some(limit));
     let reserve = guard.as_ref().is_some_and(|guard| guard.reserve);
-    ws.max_message_size(limit)
-        .max_frame_size(limit)
-        .on_upgrade(move |socket| async move {
-            // The connection's slot (and the shutdown tracking) lasts as long as the socket.
-            let _guard = guard;
-            let _track = shared.tracker.track();
-            Connection::open(shared, socket, reserve).await;
-        })
+    let peer = guard.as_ref().map(|guard| guard.peer_ip());
+    tokio::spawn(async move {
+        // The connection's slot (and the shutdown tracking) lasts as long as the socket.
+        let _guard = guard;
+        let _track = shared.tracker.track();
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(err) => {
+                tracing::debug!("WebSocket upgrade failed: {err}");
+                return;
+            }
+        };
+        let clock = Arc::new(MessageClock::default());
+        let io = Watched::new(TokioIo::new(upgraded), Arc::clone(&clock));
+        let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+        Connection::open(shared, socket, clock, reserve, peer).await;
+    });
+    let mut response = Body::empty().into_response();
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    response
 }
+
+/// The `Sec-WebSocket-Accept` of an HTTP/1.1 upgrade request (RFC 6455 §4.2.1), or what is
+/// wrong with the request.
+fn accept_key(headers: &HeaderMap) -> Result<HeaderValue, &'static str> {
+    let has = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|value| {
+            value.to_str().is_ok_and(|value| {
+                value
+                    .split(',')
+                    .any(|item| item.trim().eq_ignore_ascii_case(token))
+            })
+        })
+    };
+    if !has(header::CONNECTION, "upgrade") {
+        return Err("a WebSocket request needs `Connection: upgrade`");
+    }
+    if !has(header::UPGRADE, "websocket") {
+        return Err("a WebSocket request needs `Upgrade: websocket`");
+    }
+    if !has(header::SEC_WEBSOCKET_VERSION, "13") {
+        return Err("a WebSocket request needs `Sec-WebSocket-Version: 13`");
+    }
+    let key = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .ok_or("a WebSocket request needs `Sec-WebSocket-Key`")?;
+    HeaderValue::from_str(&tungstenite::handshake::derive_accept_key(key.as_bytes()))
+        .map_err(|_| "the Sec-WebSocket-Key cannot be answered")
+}
+
+/// The server's side of one WebSocket, read through a [`Watched`] connection.
+type Socket = WebSocketStream<Watched<TokioIo<hyper::upgrade::Upgraded>>>;
 
 /// The session-facing half of one WebSocket.
 struct Connection {
     shared: Arc<Shared>,
-    socket: WebSocket,
+    socket: Socket,
+    /// When the client message being received began (for the message timeout).
+    clock: Arc<MessageClock>,
     session_id: Option<SessionId>,
     /// On a reserve connection: no new session.
     reserve: bool,
+    /// The peer's IP address, for a new session's [`CreateSession::peer`].
+    peer: Option<std::net::IpAddr>,
     /// Bounds this connection's WARN lines about what its peer sends.
     log: LogBudget,
 }
@@ -77,10 +157,9 @@ struct Connection {
 /// The close a read error deserves: 1009 for a message or frame over the limit, 1002 for a
 /// protocol violation, 1007 for a text message that is not UTF-8; `None` when the
 /// connection is gone (nothing can be sent).
-fn read_error_close(err: &axum::Error) -> Option<(u16, &'static str)> {
+fn read_error_close(err: &tungstenite::Error) -> Option<(u16, &'static str)> {
     use tokio_tungstenite::tungstenite::Error;
-    let inner = std::error::Error::source(err)?;
-    match inner.downcast_ref::<Error>()? {
+    match err {
         Error::Capacity(_) => Some((1009, "message too big")),
         Error::Protocol(_) => Some((1002, "protocol error")),
         Error::Utf8(_) => Some((1007, "text message is not UTF-8")),
@@ -89,12 +168,20 @@ fn read_error_close(err: &axum::Error) -> Option<(u16, &'static str)> {
 }
 
 impl Connection {
-    async fn open(shared: Arc<Shared>, socket: WebSocket, reserve: bool) {
+    async fn open(
+        shared: Arc<Shared>,
+        socket: Socket,
+        clock: Arc<MessageClock>,
+        reserve: bool,
+        peer: Option<std::net::IpAddr>,
+    ) {
         let mut connection = Self {
             shared,
             socket,
+            clock,
             session_id: None,
             reserve,
+            peer,
             log: LogBudget::default(),
         };
         let timeout = connection.shared.config.ws_open_timeout;
@@ -122,9 +209,9 @@ impl Connection {
     /// `Ok(None)`: the client went away first.
     async fn first_open(&mut self) -> Result<Option<WsOpen>, Opening> {
         loop {
-            let text = match self.socket.recv().await {
+            let text = match self.socket.next().await {
                 Some(Ok(Message::Text(text))) => text,
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
                 Some(Ok(Message::Binary(_))) => {
                     return Err(Opening::Refused(Refusal::new(
                         RefusalReason::InvalidRequest,
@@ -205,6 +292,7 @@ impl Connection {
             request.code = open.code;
             request.config = session_config(open.config);
             request.features = features;
+            request.peer = self.peer;
             if let Some(handshake) = &handshake {
                 request.encryption = handshake.encryption_config();
                 request.encrypted = true;
@@ -276,9 +364,15 @@ impl Connection {
         let mut next = pull(events);
         let ping_period = self.shared.config.ws_ping_interval;
         let pong_timeout = self.shared.config.ws_pong_timeout;
-        // Ticks often enough to notice a silent peer within its timeout.
-        let mut ping =
-            tokio::time::interval(ping_period.min(pong_timeout).max(Duration::from_millis(10)));
+        let message_timeout = self.shared.config.ws_message_timeout;
+        // Ticks often enough to notice a silent peer within its timeout, and an unfinished
+        // message within half its timeout more.
+        let mut ping = tokio::time::interval(
+            ping_period
+                .min(pong_timeout)
+                .min(message_timeout / 2)
+                .max(Duration::from_millis(10)),
+        );
         ping.reset();
         let mut last_ping = Instant::now();
         let mut heard = Instant::now();
@@ -307,7 +401,7 @@ impl Connection {
                         None => {}
                     }
                 }
-                message = self.socket.recv() => {
+                message = self.socket.next() => {
                     let text = match message {
                         Some(Ok(Message::Text(text))) => text,
                         Some(Ok(Message::Binary(_))) => {
@@ -315,7 +409,7 @@ impl Connection {
                             self.log.log(|| tracing::warn!(session = %pump.session_id, "binary message ignored: lines travel in text messages"));
                             continue;
                         }
-                        Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                        Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {
                             heard = Instant::now();
                             continue;
                         }
@@ -350,6 +444,12 @@ impl Connection {
                     }
                 }
                 _ = ping.tick() => {
+                    // A message begun and not finished in time (a last fragment that never
+                    // comes): it would hold its bytes, up to the message limit, for ever.
+                    if self.clock.started().is_some_and(|began| began.elapsed() >= message_timeout) {
+                        tracing::debug!(session = %pump.session_id, "a client message not finished within {message_timeout:?}: closing");
+                        return self.close(1008, "message not finished in time").await;
+                    }
                     let answered = heard >= last_ping;
                     // Nothing heard since the last ping, not even its pong: the peer is gone.
                     if !answered && last_ping.elapsed() >= pong_timeout {
@@ -375,7 +475,7 @@ impl Connection {
             Err(err) => {
                 tracing::error!(session = ?self.session_id.as_ref().map(SessionId::as_str), "cannot write the opened message: {err}");
                 let frame = CloseFrame {
-                    code: 1011,
+                    code: 1011.into(),
                     reason: Utf8Bytes::from_static("internal error"),
                 };
                 let _ = self.socket.send(Message::Close(Some(frame))).await;
@@ -396,7 +496,7 @@ impl Connection {
 
     async fn close(mut self, code: u16, reason: &'static str) {
         let frame = CloseFrame {
-            code,
+            code: code.into(),
             reason: Utf8Bytes::from_static(reason),
         };
         // The peer may be gone already; nothing more to do then.
@@ -408,7 +508,7 @@ impl Connection {
         // would answer with a reset that destroys the events still in flight to the client:
         // the tail of the stream, `final` included, lost on the wire.
         let drained = tokio::time::timeout(CLOSE_WAIT, async {
-            while let Some(Ok(message)) = self.socket.recv().await {
+            while let Some(Ok(message)) = self.socket.next().await {
                 if matches!(message, Message::Close(_)) {
                     break;
                 }

@@ -44,6 +44,8 @@ pub struct Record {
     pub written: u64,
     /// The reason of each cancellation, in order.
     pub cancelled: Vec<Option<String>>,
+    /// The peer address the create carried.
+    pub peer: Option<std::net::IpAddr>,
 }
 
 type Shared = Arc<Mutex<Record>>;
@@ -54,6 +56,8 @@ pub struct FakeService {
     pub sessions: Mutex<HashMap<SessionId, Shared>>,
     /// Events between `session_init` and `final` (default 3).
     pub events: usize,
+    /// `GET /ready` answers as a server whose store is down.
+    pub store_down: std::sync::atomic::AtomicBool,
 }
 
 impl FakeService {
@@ -61,6 +65,7 @@ impl FakeService {
         Arc::new(Self {
             sessions: Mutex::default(),
             events,
+            store_down: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -123,6 +128,11 @@ impl SessionService for FakeService {
             if sessions.contains_key(&id) {
                 return Err(refuse(RefusalReason::SessionExists, "session exists"));
             }
+            // `code == "busy"`: refused as a full server that names its own delay.
+            if request.code.as_deref() == Some("busy") {
+                return Err(refuse(RefusalReason::Unavailable, "busy")
+                    .with_retry_after(Duration::from_millis(6_500)));
+            }
             let hold = request.code.as_deref() == Some("hold");
             let expires = Timestamp::new("expiresAt", "2030-01-01T00:00:00.000Z").unwrap();
             let init = SessionInitPayload::new(
@@ -160,6 +170,7 @@ impl SessionService for FakeService {
                 submits_encrypted: Vec::new(),
                 written: 0,
                 cancelled: Vec::new(),
+                peer: request.peer,
             }));
             sessions.insert(id.clone(), Arc::clone(&record));
             drop(sessions);
@@ -298,6 +309,18 @@ impl SessionService for FakeService {
             Some(_) => Err(refuse(RefusalReason::BadToken, "wrong token")),
         };
         async move { verdict }.boxed()
+    }
+
+    fn ready(&self) -> BoxFuture<'_, Result<(), Refusal>> {
+        let down = self.store_down.load(std::sync::atomic::Ordering::Relaxed);
+        async move {
+            if down {
+                Err(refuse(RefusalReason::Unavailable, "session store down"))
+            } else {
+                Ok(())
+            }
+        }
+        .boxed()
     }
 }
 
