@@ -20,6 +20,19 @@ fn ts_client(url: &str) -> Value {
     summary(spawn_ts_client(url, &[]))
 }
 
+/// A [`CutProxy`] of `config`, on a one-thread runtime of its own that the test keeps.
+fn proxied(config: ProxyConfig) -> (tokio::runtime::Runtime, CutProxy) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let proxy = runtime
+        .block_on(CutProxy::start(config))
+        .expect("the proxy starts");
+    (runtime, proxy)
+}
+
 #[test]
 fn the_typescript_client_reads_every_event_and_drops_none() {
     let served = Served::start(&[
@@ -51,17 +64,10 @@ fn the_typescript_client_resumes_through_cuts_without_losing_or_repeating_an_eve
         "--allow-tokenless-resume",
     ]);
     let target = served.authority().parse().expect("a socket address");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("a runtime");
     let mut config = ProxyConfig::new(target).fault_after(20_000, 60_000);
     config.max_faults = 6;
     config.seed = 7;
-    let proxy = runtime
-        .block_on(CutProxy::start(config))
-        .expect("the proxy starts");
+    let (runtime, proxy) = proxied(config);
     let summary = ts_client(&proxy.http_url());
     assert!(summary["error"].is_null(), "{summary}");
     assert_eq!(summary["final"], true, "{summary}");
@@ -95,18 +101,11 @@ fn the_typescript_client_resumes_through_cuts_without_losing_or_repeating_an_eve
 fn the_typescript_client_survives_resets_when_the_producer_runs_ahead() {
     let served = Served::start(&["--generate", "50000", "--allow-tokenless-resume"]);
     let target = served.authority().parse().expect("a socket address");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("a runtime");
     let mut config = ProxyConfig::new(target).fault_after(900_000, 1_100_000);
     config.fault = Fault::Reset;
     config.max_faults = 10;
     config.seed = 15;
-    let proxy = runtime
-        .block_on(CutProxy::start(config))
-        .expect("the proxy starts");
+    let (runtime, proxy) = proxied(config);
     // 40 µs of work per event: the reader falls behind even a debug build's producer.
     let mut summary = summary(spawn_ts_client(&proxy.http_url(), &["--work-us", "40"]));
     let seqs = seqs(&summary);

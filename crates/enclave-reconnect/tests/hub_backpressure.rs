@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{create, hub, next_seq, quiet, refused, resume_request, WAIT};
 use enclave_reconnect::store::{MemoryStore, Store};
-use enclave_reconnect::HubConfig;
+use enclave_reconnect::{HubConfig, NewSession};
 use enclave_transport::RefusalReason;
 use enclave_types::{FinalPayload, StdoutPayload};
 
@@ -20,6 +20,21 @@ fn bounded(store: &Arc<MemoryStore>) -> HubConfig {
         .with_store(Arc::clone(store) as Arc<dyn Store>)
         .with_max_buffered_events(MAX_EVENTS)
         .with_max_buffered_bytes(MAX_BYTES)
+}
+
+/// Publishes `events` small stdout events and the `final` on a task of its own; gives the
+/// final's seq.
+fn produce(session: &NewSession, events: u64) -> tokio::task::JoinHandle<u64> {
+    let handle = session.handle.clone();
+    tokio::spawn(async move {
+        for n in 0..events {
+            handle
+                .publish(StdoutPayload::new(format!("{n}")))
+                .await
+                .unwrap();
+        }
+        handle.finish(FinalPayload::new(true)).await.unwrap()
+    })
 }
 
 #[tokio::test]
@@ -79,18 +94,7 @@ async fn a_client_without_acks_never_stalls_the_producer_once_events_are_written
     let (mut attachment, session) = create(&hub, false).await;
     let id = attachment.session_id.clone();
     let token = attachment.token.clone();
-    let producer = {
-        let handle = session.handle.clone();
-        tokio::spawn(async move {
-            for n in 0..200 {
-                handle
-                    .publish(StdoutPayload::new(format!("{n}")))
-                    .await
-                    .unwrap();
-            }
-            handle.finish(FinalPayload::new(true)).await.unwrap()
-        })
-    };
+    let producer = produce(&session, 200);
     let mut seen = 0;
     while let Some(seq) = next_seq(&mut attachment).await {
         assert_eq!(seq, seen + 1);
@@ -180,18 +184,7 @@ async fn a_producer_that_runs_ahead_keeps_what_was_written_last_for_a_resume() {
     let (mut attachment, session) = create(&hub, false).await;
     let id = attachment.session_id.clone();
     let token = attachment.token.clone();
-    let producer = {
-        let handle = session.handle.clone();
-        tokio::spawn(async move {
-            for n in 0..100 {
-                handle
-                    .publish(StdoutPayload::new(format!("{n}")))
-                    .await
-                    .unwrap();
-            }
-            handle.finish(FinalPayload::new(true)).await.unwrap()
-        })
-    };
+    let producer = produce(&session, 100);
     // Seqs 1..=6 reach the socket; the client will have read only 1 and 2 of them.
     for expected in 1..=6 {
         assert_eq!(next_seq(&mut attachment).await, Some(expected));
