@@ -46,6 +46,10 @@ struct State {
     /// Answer `{"ack":0}` until the first resume, so the client must resend.
     withhold_acks: bool,
     acks: Vec<u64>,
+    /// `POST /sessions` received: sessions created.
+    creates: usize,
+    /// How long a create waits before its answer.
+    create_delay: Duration,
 }
 
 struct Fake {
@@ -93,6 +97,12 @@ async fn handle(mut socket: TcpStream, state: Arc<Mutex<State>>) {
             .unwrap_or_default()
             .to_owned();
         if request_line.starts_with("POST /sessions ") {
+            let delay = {
+                let mut s = state.lock().unwrap();
+                s.creates += 1;
+                s.create_delay
+            };
+            tokio::time::sleep(delay).await;
             let token = next_token(&state);
             stream(socket, &state, 1, &token).await;
             return;
@@ -328,6 +338,30 @@ async fn reconnects_after_cuts_and_delivers_each_seq_once_in_order() {
     assert!(log
         .iter()
         .any(|e| matches!(e, ConnectionEvent::RetryStarted { attempt: 1 })));
+}
+
+/// `next()` dropped again and again while the first connection is being made (as a
+/// `select!` with standard input or a timer does) still opens one session: the attempt under
+/// way is resumed, not abandoned for a new one that would orphan the session the server
+/// already opened.
+#[tokio::test]
+async fn a_next_dropped_while_connecting_opens_the_session_once() {
+    let fake = Fake::start(20, vec![]).await;
+    fake.state().create_delay = Duration::from_millis(300);
+    let mut stream = ReconnectingStream::new(&fake.url, NewSession::new(), fast_config());
+    let started = tokio::time::Instant::now();
+    let first = loop {
+        assert!(started.elapsed() < LIMIT, "no event within {LIMIT:?}");
+        if let Ok(item) = tokio::time::timeout(Duration::from_millis(10), stream.next()).await {
+            break item.expect("an event").expect("no error");
+        }
+    };
+    let (rest, err) = drain(&mut stream).await;
+    assert!(err.is_none(), "{err:?}");
+    let mut all = vec![first];
+    all.extend(rest);
+    assert_eq!(seqs(&all), (1..=20).collect::<Vec<_>>());
+    assert_eq!(fake.state().creates, 1, "one session, created once");
 }
 
 #[tokio::test]

@@ -34,6 +34,7 @@ mod policy;
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -237,6 +238,10 @@ enum Step {
     AckDue,
 }
 
+/// One connection attempt: [`connect`] with its own copies of the URL and configuration, so
+/// it outlives the `next()` call that started it.
+type Attempt = Pin<Box<dyn Future<Output = Result<Connection, ClientError>> + Send>>;
+
 /// A session's events across reconnects. See the [module docs](self).
 pub struct ReconnectingStream {
     url: String,
@@ -267,6 +272,11 @@ pub struct ReconnectingStream {
     /// A scheduled retry (its attempt number and when it starts), kept across cancelled
     /// `next()` calls.
     retry_at: Option<(u32, tokio::time::Instant)>,
+    /// The connection attempt under way, kept across cancelled `next()` calls: dropping it
+    /// would drop a connection the server may already have opened a session on, and the
+    /// next attempt would open another one (the application serving the first would wait
+    /// for a reader that never comes).
+    attempt: Option<Attempt>,
     last_activity: Instant,
     /// The heartbeat monitor's timer, made at the first `next()` (a timer needs the runtime)
     /// and kept: it may run early (activity since it was set pushes the deadline on) and is
@@ -305,6 +315,7 @@ impl ReconnectingStream {
             ack_now: false,
             finished: false,
             retry_at: None,
+            attempt: None,
             ack_due: None,
             last_activity: Instant::now(),
             heartbeat_timer: None,
@@ -419,8 +430,9 @@ impl ReconnectingStream {
     /// Cancel safe: once an event has been taken off the connection, the call returns it
     /// without another await (acknowledgements go out at the start of the next call), so a
     /// `next()` dropped in a `select!` never loses an event, and one dropped while it waits
-    /// to retry resumes the same wait on the next call (no attempt is spent). A connection
-    /// attempt dropped halfway is made again.
+    /// to retry resumes the same wait on the next call (no attempt is spent), and one dropped
+    /// while a connection attempt is under way resumes that attempt (a new session is
+    /// opened once, never twice).
     pub async fn next(&mut self) -> Option<Result<StreamEvent, StreamError>> {
         loop {
             if self.finished && !self.done {
@@ -546,6 +558,7 @@ impl ReconnectingStream {
     /// retry follows.
     pub async fn close(&mut self) {
         self.finished = false;
+        self.attempt = None;
         if let Some(mut conn) = self.conn.take() {
             if let Some(last) = self.last_delivered {
                 let _ = conn.ack(last).await;
@@ -703,20 +716,34 @@ impl ReconnectingStream {
                 self.need_delay = false;
                 self.emit(ConnectionEvent::RetryStarted { attempt });
             }
-            self.set_state(if self.ever_connected || self.schedule.attempts() > 0 {
-                ConnectionState::Reconnecting
-            } else {
-                ConnectionState::Connecting
-            });
-            let open = match &self.session_id {
-                Some(id) => Open::Resume(
-                    ResumeAt::new(id.clone(), self.last_delivered.map_or(1, |last| last + 1))
-                        .with_token(self.token.clone())
-                        .with_epoch(self.epoch),
-                ),
-                None => Open::New(self.new_session.clone()),
+            let attempt = match &mut self.attempt {
+                Some(attempt) => attempt,
+                None => {
+                    self.set_state(if self.ever_connected || self.schedule.attempts() > 0 {
+                        ConnectionState::Reconnecting
+                    } else {
+                        ConnectionState::Connecting
+                    });
+                    let open = match &self.session_id {
+                        Some(id) => Open::Resume(
+                            ResumeAt::new(
+                                id.clone(),
+                                self.last_delivered.map_or(1, |last| last + 1),
+                            )
+                            .with_token(self.token.clone())
+                            .with_epoch(self.epoch),
+                        ),
+                        None => Open::New(self.new_session.clone()),
+                    };
+                    let url = self.url.clone();
+                    let config = self.config.client.clone();
+                    self.attempt
+                        .insert(Box::pin(async move { connect(&url, open, &config).await }))
+                }
             };
-            match connect(&self.url, open, &self.config.client).await {
+            let result = attempt.as_mut().await;
+            self.attempt = None;
+            match result {
                 Ok(conn) => self.connected(conn).await,
                 Err(err) if is_terminal(&err) => return Err(self.fail(err)),
                 Err(err) => {
