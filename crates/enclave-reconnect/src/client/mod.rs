@@ -716,30 +716,26 @@ impl ReconnectingStream {
                 self.need_delay = false;
                 self.emit(ConnectionEvent::RetryStarted { attempt });
             }
-            let attempt = match &mut self.attempt {
-                Some(attempt) => attempt,
-                None => {
-                    self.set_state(if self.ever_connected || self.schedule.attempts() > 0 {
-                        ConnectionState::Reconnecting
-                    } else {
-                        ConnectionState::Connecting
-                    });
-                    let open = match &self.session_id {
-                        Some(id) => Open::Resume(
-                            ResumeAt::new(
-                                id.clone(),
-                                self.last_delivered.map_or(1, |last| last + 1),
-                            )
+            let attempt = if let Some(attempt) = &mut self.attempt {
+                attempt
+            } else {
+                self.set_state(if self.ever_connected || self.schedule.attempts() > 0 {
+                    ConnectionState::Reconnecting
+                } else {
+                    ConnectionState::Connecting
+                });
+                let open = match &self.session_id {
+                    Some(id) => Open::Resume(
+                        ResumeAt::new(id.clone(), self.last_delivered.map_or(1, |last| last + 1))
                             .with_token(self.token.clone())
                             .with_epoch(self.epoch),
-                        ),
-                        None => Open::New(self.new_session.clone()),
-                    };
-                    let url = self.url.clone();
-                    let config = self.config.client.clone();
-                    self.attempt
-                        .insert(Box::pin(async move { connect(&url, open, &config).await }))
-                }
+                    ),
+                    None => Open::New(self.new_session.clone()),
+                };
+                let url = self.url.clone();
+                let config = self.config.client.clone();
+                self.attempt
+                    .insert(Box::pin(async move { connect(&url, open, &config).await }))
             };
             let result = attempt.as_mut().await;
             self.attempt = None;
