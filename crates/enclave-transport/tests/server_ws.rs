@@ -71,6 +71,25 @@ async fn send_json(socket: &mut Socket, value: &Value) {
     socket.send(Message::text(value.to_string())).await.unwrap();
 }
 
+/// Reads (and so answers pings) for `period`: `Err` when the socket stayed open all along,
+/// else the close frame it got (`None` when it just ended).
+async fn stays_open(
+    socket: &mut Socket,
+    period: Duration,
+) -> Result<Option<tokio_tungstenite::tungstenite::protocol::CloseFrame>, tokio::time::error::Elapsed>
+{
+    tokio::time::timeout(period, async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return None,
+            }
+        }
+    })
+    .await
+}
+
 async fn opened(socket: &mut Socket) -> Value {
     match receive(socket).await {
         Received::Lines(lines) => {
@@ -426,16 +445,7 @@ async fn a_message_not_finished_in_time_is_closed_with_1008_though_pings_are_ans
             .unwrap();
     }
     // Reading (and so answering pings) for a while: events, no close.
-    let quiet = tokio::time::timeout(Duration::from_millis(600), async {
-        loop {
-            match socket.next().await {
-                Some(Ok(Message::Close(frame))) => return frame,
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => return None,
-            }
-        }
-    })
-    .await;
+    let quiet = stays_open(&mut socket, Duration::from_millis(600)).await;
     assert!(quiet.is_err(), "closed after whole messages: {quiet:?}");
     assert_eq!(server.service.record(&id).lock().unwrap().acks, [1, 1]);
     // A first fragment whose message never ends: reading answers every ping, yet the
@@ -517,16 +527,7 @@ async fn a_peer_that_answers_pings_stays_open() {
     send_json(&mut socket, &json!({"type": "open", "code": "hold"})).await;
     opened(&mut socket).await;
     // Reading answers every ping: nothing but events and pings for a while.
-    let quiet = tokio::time::timeout(Duration::from_millis(800), async {
-        loop {
-            match socket.next().await {
-                Some(Ok(Message::Close(frame))) => return frame,
-                Some(Ok(_)) => {}
-                Some(Err(_)) | None => return None,
-            }
-        }
-    })
-    .await;
+    let quiet = stays_open(&mut socket, Duration::from_millis(800)).await;
     assert!(quiet.is_err(), "closed: {quiet:?}");
     server.stop().await;
 }
