@@ -120,7 +120,7 @@ fn print_tool_versions(root: &Path) -> Result<(), String> {
     let node_version = shell::first_line(Command::new("node").arg("--version")).ok_or(
         "`node` is not on PATH; the Node interop test in `cargo test` needs Node.js 20 or newer",
     )?;
-    // The browser test's Chromium (crates/enclave-cli/tests/browser.rs reads the same variable).
+    // The browser test's Chromium (crates/enclave-cli/tests/it/browser.rs reads the same variable).
     let chromium =
         std::env::var_os("ENCLAVE_TEST_CHROMIUM").unwrap_or_else(|| "/usr/bin/chromium".into());
     let chromium_version =

@@ -1,0 +1,17 @@
+//! The integration tests of `enclave-reconnect`, one test binary with a module per area (one link,
+//! not one per file; see docs/ARCHITECTURE.md, "Tests").
+
+mod common;
+mod live;
+mod raw_http;
+
+mod backpressure;
+mod chaos;
+mod client_proptest;
+mod client_reconnect;
+mod hub_backpressure;
+mod hub_properties;
+mod hub_resume;
+mod hub_session;
+mod next_ready;
+mod refusals;
