@@ -36,6 +36,37 @@ fn every_rust_file_opens_with_a_module_doc_comment() {
     assert_clean("module docs", &violations);
 }
 
+/// One integration-test binary per crate (CI links each one): either `tests/it/main.rs` with a
+/// module per area, or a single `tests/*.rs` file.
+#[test]
+fn every_crate_has_at_most_one_integration_test_binary() {
+    let mut violations = Vec::new();
+    for member in members() {
+        let tests = project_root().join(&member.path).join("tests");
+        let Ok(entries) = fs::read_dir(&tests) else {
+            continue;
+        };
+        let mut binaries: Vec<String> = entries
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| {
+                path.extension().is_some_and(|ext| ext == "rs") || path.join("main.rs").is_file()
+            })
+            .map(|path| show(&path))
+            .collect();
+        binaries.sort();
+        if binaries.len() > 1 {
+            violations.push(format!(
+                "{}/tests: {} test binaries ({}); make them modules of tests/it/main.rs",
+                member.path,
+                binaries.len(),
+                binaries.join(", ")
+            ));
+        }
+    }
+    assert_clean("one test binary per crate", &violations);
+}
+
 #[test]
 fn every_crate_root_forbids_unsafe_code() {
     let mut violations = Vec::new();

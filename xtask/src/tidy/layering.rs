@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
     &["enclave-crypto"],
     &["enclave-transport"],
     &["enclave-reconnect"],
-    &["enclave-redis", "enclave-store-redis"],
+    &["enclave-redis"],
     &["enclave-stream"],
     // Tools on top of every layer; nothing depends on them.
     &["enclave-cli", "enclave-fuzz", "xtask"],
@@ -82,7 +82,7 @@ fn the_layering_rule_catches_upward_sideways_and_forbidden_dependencies() {
             "`enclave-fuzz` has a dependency on `enclave-cli`, which is not in a lower layer",
         ),
         (
-            "enclave-store-redis",
+            "enclave-redis",
             "[target.'cfg(unix)'.dependencies]\n\
              stream = { package = \"enclave-stream\", workspace = true }\n",
             "has a dependency on `enclave-stream`",
