@@ -7,7 +7,6 @@
 //! state (key, nonces, session, last `seq`) and the checks.
 
 use std::fmt;
-use std::io;
 use std::marker::PhantomData;
 
 use bytes::BytesMut;
@@ -18,15 +17,11 @@ use enclave_types::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::aead::{SessionKey, WipeBuf, TAG_LEN};
 use crate::envelope;
 use crate::error::{quote, reason, Error, Location};
-use crate::hazmat::SessionKey;
 use crate::nonce::{CounterNonces, NonceGuard, Refusal};
 
-/// AES-256 key length in bytes.
-pub const KEY_LEN: usize = 32;
-/// AES-GCM tag length in bytes.
-pub const TAG_LEN: usize = 16;
 /// Messages one key may seal before a new handshake is needed (2^30, far below GCM's 2^32
 /// bound for random-prefix nonces).
 pub const MAX_MESSAGES_PER_KEY: u64 = 1 << 30;
@@ -82,79 +77,6 @@ impl Sealable for RuntimeChannelMessage {
 
     fn protocol_version(&self) -> ProtocolVersion {
         self.protocol_version
-    }
-}
-
-/// A reusable buffer that is wiped after every use, so no plaintext outlives the call that
-/// handled it.
-///
-/// Every use writes only by appending, and [`WipeBuf::wipe`] zeroes everything appended since
-/// [`WipeBuf::start`] but leaves the length alone, so at rest the last message's bytes are
-/// still inside `bytes`, all zero, where a test can check them without reading uninitialised
-/// memory (earlier, longer messages were wiped the same way at the end of their own use).
-/// Growth goes through [`WipeBuf::reserve`], which wipes the old allocation before freeing it.
-/// The cost is one `memset` of the message per use.
-#[derive(Default)]
-pub(crate) struct WipeBuf {
-    bytes: Vec<u8>,
-}
-
-impl WipeBuf {
-    /// Empties the buffer for a new use.
-    pub(crate) fn start(&mut self) -> &mut Vec<u8> {
-        self.bytes.clear();
-        &mut self.bytes
-    }
-
-    /// The bytes written since [`start`](Self::start).
-    pub(crate) fn as_mut_vec(&mut self) -> &mut Vec<u8> {
-        &mut self.bytes
-    }
-
-    /// Makes room for `additional` more bytes without leaving a copy behind in freed memory.
-    pub(crate) fn reserve(&mut self, additional: usize) {
-        if self.bytes.capacity() - self.bytes.len() >= additional {
-            return;
-        }
-        let wanted = (self.bytes.len() + additional).max(self.bytes.capacity() * 2);
-        let mut grown = Vec::with_capacity(wanted);
-        grown.extend_from_slice(&self.bytes);
-        // Beyond its length the old allocation holds only bytes wiped by earlier uses.
-        self.bytes.fill(0);
-        self.bytes = grown;
-    }
-
-    /// Zeroes everything written since [`start`](Self::start); the length stays.
-    pub(crate) fn wipe(&mut self) {
-        self.bytes.fill(0);
-    }
-
-    #[cfg(test)]
-    pub(crate) fn resting_bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-}
-
-impl io::Write for WipeBuf {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.write_all(data).map(|()| data.len())
-    }
-
-    // serde_json writes every token with `write_all`; one call, no retry loop.
-    fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
-        self.reserve(data.len());
-        self.bytes.extend_from_slice(data);
-        Ok(())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for WipeBuf {
-    fn drop(&mut self) {
-        self.bytes.fill(0);
     }
 }
 
@@ -567,6 +489,7 @@ mod tests {
     use enclave_types::{EventPayload, ProtocolVersion, StdoutPayload};
 
     use super::*;
+    use crate::aead::KEY_LEN;
     use crate::hazmat;
 
     const KEY: [u8; KEY_LEN] = [7; KEY_LEN];
@@ -825,25 +748,6 @@ mod tests {
 
         assert!(opener.open(&envelope).is_err());
         assert!(opener.resting_buffer().iter().all(|&b| b == 0));
-    }
-
-    #[test]
-    fn wipe_buf_keeps_the_wiped_bytes_in_view_and_grows_without_leaving_copies() {
-        use std::io::Write as _;
-        let mut buf = WipeBuf::default();
-        buf.start();
-        buf.write_all(b"secret").unwrap();
-        buf.wipe();
-        assert_eq!(buf.resting_bytes(), &[0; 6]);
-        buf.start();
-        buf.write_all(b"ab").unwrap();
-        buf.wipe();
-        assert_eq!(buf.resting_bytes(), &[0; 2]);
-        buf.start();
-        buf.write_all(&[9; 4096]).unwrap();
-        buf.wipe();
-        assert_eq!(buf.resting_bytes().len(), 4096);
-        assert!(buf.resting_bytes().iter().all(|&b| b == 0));
     }
 
     #[test]

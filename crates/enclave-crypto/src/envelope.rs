@@ -6,7 +6,7 @@ use base64::Engine as _;
 use bytes::{BufMut, BytesMut};
 use enclave_types::{EncryptedEnvelope, EncryptedPayload, ProtocolVersion, SessionId};
 
-use crate::cipher::{WipeBuf, TAG_LEN};
+use crate::aead::{WipeBuf, TAG_LEN};
 use crate::nonce::{Nonce, NONCE_LEN};
 
 /// Base64 length of a 12-byte nonce.

@@ -6,9 +6,9 @@ use std::fmt;
 use enclave_types::{RuntimeChannelMessage, SessionId, StreamEvent};
 use zeroize::Zeroizing;
 
-use crate::cipher::{Opener, Sealer, KEY_LEN};
+use crate::aead::{SessionKey, KEY_LEN};
+use crate::cipher::{Opener, Sealer};
 use crate::error::Error;
-use crate::hazmat::SessionKey;
 use crate::kdf::{hkdf_sha256, HKDF_INFO_CLIENT_TO_SERVER, HKDF_INFO_SERVER_TO_CLIENT};
 
 /// The two directional keys of one session, before a side takes them.

@@ -91,6 +91,7 @@
 //! keys, reconnect or resume a session: those belong to the layers above.
 #![forbid(unsafe_code)]
 
+mod aead;
 mod cipher;
 mod codec;
 mod ecdh;
@@ -106,7 +107,8 @@ mod nonce;
 mod pem;
 mod simple;
 
-pub use cipher::{Opener, Sealable, Sealer, KEY_LEN, MAX_MESSAGES_PER_KEY, TAG_LEN};
+pub use aead::{KEY_LEN, TAG_LEN};
+pub use cipher::{Opener, Sealable, Sealer, MAX_MESSAGES_PER_KEY};
 pub use codec::{ClientCodec, EncryptedCodec, LineCodec, ServerCodec};
 pub use ecdh::{
     derive_key, derive_shared_secret, generate_key_pair, EphemeralKeyPair, PublicKey, SharedSecret,

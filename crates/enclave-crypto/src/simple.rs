@@ -15,7 +15,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use crate::cipher::{KEY_LEN, MAX_MESSAGES_PER_KEY, TAG_LEN};
+use crate::aead::{KEY_LEN, TAG_LEN};
+use crate::cipher::MAX_MESSAGES_PER_KEY;
 use crate::ecdh::{EphemeralKeyPair, PublicKey, SharedSecret};
 use crate::error::{reason, Error, Location};
 use crate::hazmat::SessionKey;
