@@ -13,7 +13,7 @@ use redis::aio::MultiplexedConnection;
 use redis::Value;
 
 use crate::codec::{self, Entry};
-use crate::store::{millis, Followed, Inner};
+use crate::inner::{millis, Followed, Inner};
 use crate::PRODUCER_LOST;
 
 /// How long to wait before trying Redis again after a failure.

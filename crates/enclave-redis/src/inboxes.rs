@@ -21,7 +21,7 @@ use redis::Value;
 use tokio::sync::mpsc;
 
 use crate::codec::{self, Entry};
-use crate::store::{millis, Inner};
+use crate::inner::{millis, Inner};
 
 /// Entries one session's channel holds before the task stops reading its inbox.
 const CHANNEL: usize = 256;
@@ -107,6 +107,7 @@ struct Reader {
 pub(crate) async fn run(
     inner: Weak<Inner>,
     mut registrations: mpsc::UnboundedReceiver<Registration>,
+    wake_key: String,
 ) {
     let mut readers: HashMap<String, Reader> = HashMap::new();
     let mut conn: Option<MultiplexedConnection> = None;
@@ -147,7 +148,6 @@ pub(crate) async fn run(
         let Some(connection) = conn.as_mut() else {
             continue;
         };
-        let wake_key = store.inboxes.wake_key.clone();
         let block = store.config.block.min(SWEEP);
         let main = store.conn.clone();
         // Not holding the store across the blocking read: dropping it ends the task.

@@ -54,6 +54,7 @@ mod config;
 mod error;
 mod follow;
 mod inboxes;
+mod inner;
 mod keys;
 mod scripts;
 mod store;

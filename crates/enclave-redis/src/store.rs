@@ -1,11 +1,11 @@
 //! [`RedisStore`]: the `Store` trait on Redis.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use enclave_reconnect::store::EncodedEvent;
-use enclave_reconnect::store::{appended_channel, Appended, AppendedSender};
+use enclave_reconnect::store::{appended_channel, Appended};
 use enclave_reconnect::store::{
     Inbound, Progress, Retention, SessionMeta, Snapshot, Store, TokenHashes,
 };
@@ -13,8 +13,8 @@ use enclave_reconnect::Error as StoreError;
 use enclave_types::{EventPayload, SessionId};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
-use redis::{AsyncConnectionConfig, Client, Value};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, Value};
 use ring::rand::{SecureRandom, SystemRandom};
 
 use crate::codec::{self, corrupt, failed, MetaHash};
@@ -22,7 +22,8 @@ use crate::config::RedisStoreConfig;
 use crate::error::{redact, Error};
 use crate::follow;
 use crate::inboxes::Inboxes;
-use crate::keys::{self, SessionKeys};
+use crate::inner::{millis, now_ms, Followed, Inner, Local, Recent};
+use crate::keys::{self};
 use crate::scripts::Scripts;
 
 /// Sessions on Redis Streams, shared by every server connected to the same Redis and prefix.
@@ -31,118 +32,8 @@ use crate::scripts::Scripts;
 #[derive(Debug, Clone)]
 pub struct RedisStore {
     pub(crate) inner: Arc<Inner>,
-}
-
-/// How many of a session's latest events this process keeps beside Redis (those its
-/// producer appended here, or those a follower read), so readers here take them without a
-/// round trip, and how many bytes of them at most.
-const RECENT: usize = 512;
-const RECENT_BYTES: u64 = 1024 * 1024;
-
-/// A session created through this store (its producer runs in this process).
-#[derive(Debug)]
-pub(crate) struct Local {
-    /// Woken by this process's appends.
-    pub(crate) appended: AppendedSender,
-    /// Whether its lease is still renewed (until its `final`, expiry or removal).
-    pub(crate) renewing: bool,
-    /// The latest events this process appended (all of them in Redis).
-    pub(crate) recent: Recent,
-}
-
-/// A session produced elsewhere that readers here follow (one follower task each).
-#[derive(Debug)]
-pub(crate) struct Followed {
-    /// Woken by the follower for every append it reads.
-    pub(crate) sender: Arc<AppendedSender>,
-    /// The latest events the follower read.
-    pub(crate) recent: Recent,
-}
-
-/// A session's latest events, oldest first, with their sizes: contiguous seqs, within
-/// [`RECENT`] events and [`RECENT_BYTES`].
-#[derive(Debug, Default)]
-pub(crate) struct Recent {
-    events: VecDeque<Arc<EncodedEvent>>,
-    bytes: u64,
-}
-
-impl Recent {
-    /// Up to `max` events from seq `from`, when this process holds `from`.
-    fn read(&self, from: u64, max: usize) -> Option<Vec<Arc<EncodedEvent>>> {
-        let first = self.events.front()?.seq;
-        let skip = usize::try_from(from.checked_sub(first)?).ok()?;
-        // Contiguous by construction; checked anyway, a wrong event is worse than a read.
-        if self.events.get(skip)?.seq != from {
-            return None;
-        }
-        Some(self.events.iter().skip(skip).take(max).cloned().collect())
-    }
-
-    /// Keeps `event`, the session's newest, and lets go of what left retention (`first`) or
-    /// what exceeds the bounds.
-    pub(crate) fn keep(&mut self, event: Arc<EncodedEvent>, first: u64) {
-        if self
-            .events
-            .back()
-            .is_some_and(|last| last.seq.saturating_add(1) != event.seq)
-        {
-            self.forget();
-        }
-        self.bytes += event.line_len();
-        self.events.push_back(event);
-        while self.events.front().is_some_and(|e| e.seq < first)
-            || self.events.len() > RECENT
-            || (self.bytes > RECENT_BYTES && self.events.len() > 1)
-        {
-            self.drop_oldest();
-        }
-    }
-
-    fn drop_oldest(&mut self) {
-        if let Some(event) = self.events.pop_front() {
-            self.bytes -= event.line_len();
-        }
-    }
-
-    pub(crate) fn trim(&mut self, through: u64) {
-        while self.events.front().is_some_and(|e| e.seq <= through) {
-            self.drop_oldest();
-        }
-    }
-
-    /// Forgets the kept events: reads go to Redis (another server appended).
-    pub(crate) fn forget(&mut self) {
-        self.events.clear();
-        self.bytes = 0;
-    }
-}
-
-#[derive(Debug)]
-pub(crate) struct Inner {
-    pub(crate) client: Client,
-    pub(crate) conn: ConnectionManager,
-    pub(crate) config: RedisStoreConfig,
-    pub(crate) scripts: Scripts,
-    pub(crate) local: Mutex<HashMap<SessionId, Local>>,
-    /// Sessions produced elsewhere that readers here follow, each by one task.
-    pub(crate) followed: Mutex<HashMap<SessionId, Followed>>,
     /// The task that reads the inboxes of the sessions this process produces.
-    pub(crate) inboxes: Inboxes,
-    /// Set by [`Store::shutdown`]: no lease is renewed from then on.
-    pub(crate) stopped: std::sync::atomic::AtomicBool,
-    rng: SystemRandom,
-}
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-pub(crate) fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+    inboxes: Arc<Inboxes>,
 }
 
 impl RedisStore {
@@ -190,9 +81,8 @@ impl RedisStore {
             .fill(&mut tag)
             .map_err(|_| Error::Prefix("no randomness for the store's wake key".to_owned()))?;
         let wake_key = format!("{}wake:{}", config.prefix, hex::encode(tag));
-        let (inboxes, registrations) = Inboxes::new(wake_key);
+        let (inboxes, registrations) = Inboxes::new(wake_key.clone());
         let inner = Arc::new(Inner {
-            inboxes,
             client,
             conn,
             config,
@@ -203,7 +93,10 @@ impl RedisStore {
             rng: SystemRandom::new(),
         });
         // One round trip proves the server answers (and fixes the epoch if it has none).
-        let store = Self { inner };
+        let store = Self {
+            inner,
+            inboxes: Arc::new(inboxes),
+        };
         store.inner.epoch().await.map_err(|e| Error::Connect {
             url: redacted,
             source: redis::RedisError::from((
@@ -216,6 +109,7 @@ impl RedisStore {
         tokio::spawn(crate::inboxes::run(
             Arc::downgrade(&store.inner),
             registrations,
+            wake_key,
         ));
         Ok(store)
     }
@@ -223,127 +117,6 @@ impl RedisStore {
     /// The configuration.
     pub fn config(&self) -> &RedisStoreConfig {
         &self.inner.config
-    }
-}
-
-impl Inner {
-    pub(crate) fn keys(&self, id: &SessionId) -> SessionKeys {
-        SessionKeys::new(&self.config.prefix, id)
-    }
-
-    /// A connection of its own for blocking reads, which would hold up every other command
-    /// on the shared one.
-    pub(crate) async fn blocking_connection(&self) -> redis::RedisResult<MultiplexedConnection> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(self.config.block + Duration::from_secs(5)));
-        self.client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-    }
-
-    pub(crate) async fn epoch(&self) -> Result<u64, StoreError> {
-        let key = keys::epoch(&self.config.prefix);
-        let mut conn = self.conn.clone();
-        let fail = |e: redis::RedisError| StoreError::Store(format!("Redis epoch: {e}"));
-        let current: Option<u64> = redis::cmd("GET")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .map_err(fail)?;
-        if let Some(epoch) = current {
-            return Ok(epoch);
-        }
-        // A new state: draw an epoch JavaScript reads exactly (at most 2^53 − 1, not 0).
-        let mut bytes = [0u8; 8];
-        self.rng
-            .fill(&mut bytes)
-            .map_err(|_| StoreError::Store("no randomness for the epoch".to_owned()))?;
-        let candidate = (u64::from_le_bytes(bytes) & ((1 << 53) - 1)).max(1);
-        // Whoever sets it first wins; everyone reads the winner.
-        let _: Option<String> = redis::cmd("SET")
-            .arg(&key)
-            .arg(candidate)
-            .arg("NX")
-            .query_async(&mut conn)
-            .await
-            .map_err(fail)?;
-        let epoch: Option<u64> = redis::cmd("GET")
-            .arg(&key)
-            .query_async(&mut conn)
-            .await
-            .map_err(fail)?;
-        epoch.ok_or_else(|| StoreError::Store("Redis epoch vanished as it was set".to_owned()))
-    }
-
-    fn local(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Local>> {
-        self.local.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(crate) fn followed(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Followed>> {
-        self.followed.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Runs a script that replies `{status, …}` and maps the common statuses.
-    async fn status_script(
-        &self,
-        operation: &str,
-        id: &SessionId,
-        invocation: &redis::ScriptInvocation<'_>,
-    ) -> Result<Vec<i64>, StoreError> {
-        let mut conn = self.conn.clone();
-        let reply: Vec<i64> = invocation
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| failed(operation, id, &e))?;
-        match codec::status(id, &reply)? {
-            -1 => Err(StoreError::UnknownSession(id.clone())),
-            _ => Ok(reply),
-        }
-    }
-
-    async fn retention_script(
-        &self,
-        operation: &str,
-        id: &SessionId,
-        invocation: &redis::ScriptInvocation<'_>,
-    ) -> Result<Retention, StoreError> {
-        let reply = self.status_script(operation, id, invocation).await?;
-        codec::retention(id, &reply)
-    }
-
-    /// Runs a script that replies one integer (`-1`: unknown session).
-    async fn int_script(
-        &self,
-        operation: &str,
-        id: &SessionId,
-        invocation: &redis::ScriptInvocation<'_>,
-    ) -> Result<i64, StoreError> {
-        let mut conn = self.conn.clone();
-        let reply: i64 = invocation
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| failed(operation, id, &e))?;
-        if reply == -1 {
-            return Err(StoreError::UnknownSession(id.clone()));
-        }
-        Ok(reply)
-    }
-
-    /// Forgets what this process holds for a session that left the store (its readers here
-    /// see their watch end).
-    pub(crate) fn forget(&self, id: &SessionId) {
-        self.local().remove(id);
-    }
-
-    /// Another server appended to a session this process produces (the `final` of a lapsed
-    /// lease): its readers here must read Redis, up to `last`.
-    pub(crate) fn appended_elsewhere(&self, id: &SessionId, last: u64) {
-        if let Some(local) = self.local().get_mut(id) {
-            local.recent.forget();
-            local.renewing = false;
-            local.appended.send(last);
-        }
     }
 }
 
@@ -869,7 +642,7 @@ impl Store for RedisStore {
     }
 
     fn inbox(&self, id: &SessionId) -> BoxStream<'static, Result<Inbound, StoreError>> {
-        self.inner.inboxes.subscribe(&self.inner, id.clone())
+        self.inboxes.subscribe(&self.inner, id.clone())
     }
 
     fn shutdown(&self) {
