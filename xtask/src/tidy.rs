@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::project_root;
 
+mod circles;
 mod js_trim;
 mod layering;
 mod vectors;

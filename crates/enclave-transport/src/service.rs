@@ -95,16 +95,21 @@ impl Features {
     }
 }
 
-/// The `config` of `POST /sessions`, as the TypeScript broker reads it. Absent fields take
-/// the session layer's defaults.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The `config` of `POST /sessions` (and of WebSocket's `open`), as the TypeScript broker
+/// reads it: the wire shape and what the session layer gets are one type. Absent fields
+/// take the session layer's defaults; unknown keys are ignored, as the broker does.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct SessionConfig {
     /// `maxExecutionMs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_execution_ms: Option<u64>,
     /// `maxToolCalls`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_tool_calls: Option<u64>,
     /// `heartbeatIntervalMs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_interval_ms: Option<u64>,
 }
 

@@ -79,21 +79,11 @@ impl EncryptionOffer {
     }
 }
 
-/// The `config` of `POST /sessions` (unknown keys ignored, as the broker does).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-#[non_exhaustive]
-pub struct CreateConfig {
-    /// `maxExecutionMs`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_execution_ms: Option<u64>,
-    /// `maxToolCalls`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_tool_calls: Option<u64>,
-    /// `heartbeatIntervalMs`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub heartbeat_interval_ms: Option<u64>,
-}
+/// The `config` of `POST /sessions`: the session layer's [`SessionConfig`] itself (one type
+/// for the wire shape and what the hub gets).
+///
+/// [`SessionConfig`]: crate::SessionConfig
+pub type CreateConfig = crate::service::SessionConfig;
 
 /// The `POST /sessions` body: `{sessionId?, code?, config?, filter?, encryption?}`.
 /// `filter` (an `EventFilterConfig`, see [`parse_filter`]) applies to this response's stream.

@@ -48,6 +48,7 @@ mod limits;
 mod listener;
 pub(crate) mod negotiate;
 mod pump;
+mod responses;
 mod routes;
 mod static_files;
 mod ws;

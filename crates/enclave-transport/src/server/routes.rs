@@ -23,10 +23,10 @@ use serde::Deserialize;
 use super::body::{FirstLine, StreamBody};
 use super::listener::{reserve_refusal, ConnectionGuard};
 use super::negotiate::{negotiate, Handshake, InitSigner};
+use super::responses::{json_response, refusal_response, retry_after_secs};
 use super::{static_files, ws, Shared};
 use crate::service::{
-    Attachment, CreateSession, Features, Refusal, RefusalReason, ResumeSession, SessionConfig,
-    SessionInfo, Submit,
+    Attachment, CreateSession, Features, Refusal, RefusalReason, ResumeSession, SessionInfo, Submit,
 };
 use crate::wire;
 
@@ -56,46 +56,12 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 // ---------------------------------------------------------------------------------------
 // Responses
 
-/// A refusal: its status and `{"code","message","reason"}`.
-/// A `503` carries `Retry-After`: the refusal's own ([`Refusal::retry_after`], in whole
-/// seconds rounded up, at least 1), else [`wire::RETRY_AFTER_SECS`].
-pub(crate) fn refusal_response(refusal: &Refusal) -> Response {
-    let status =
-        StatusCode::from_u16(refusal.reason.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-    let mut response = json_response(status, &refusal.to_json());
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        response.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(retry_after_secs(refusal.retry_after)),
-        );
-    }
-    response
-}
-
-/// The `Retry-After` seconds for a delay: rounded up (a client must not come back before
-/// the delay), at least 1; none given is [`wire::RETRY_AFTER_SECS`].
-fn retry_after_secs(delay: Option<std::time::Duration>) -> u64 {
-    delay.map_or(wire::RETRY_AFTER_SECS, |delay| {
-        let secs = delay.as_secs() + u64::from(delay.subsec_nanos() > 0);
-        secs.max(1)
-    })
-}
-
 fn invalid(message: impl Into<String>) -> Response {
     refusal_response(&bad_request(message))
 }
 
 fn bad_request(message: impl Into<String>) -> Refusal {
     wire::invalid_request(message)
-}
-
-fn json_response(status: StatusCode, value: &serde_json::Value) -> Response {
-    let mut response = (status, value.to_string()).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json; charset=utf-8"),
-    );
-    response
 }
 
 fn not_found(message: &str) -> Response {
@@ -385,17 +351,6 @@ fn stream_response(
     response
 }
 
-/// The session's settings from a request's `config`.
-pub(crate) fn session_config(config: Option<wire::CreateConfig>) -> SessionConfig {
-    let mut out = SessionConfig::default();
-    if let Some(config) = config {
-        out.max_execution_ms = config.max_execution_ms;
-        out.max_tool_calls = config.max_tool_calls;
-        out.heartbeat_interval_ms = config.heartbeat_interval_ms;
-    }
-    out
-}
-
 // ---------------------------------------------------------------------------------------
 // Routes
 
@@ -470,7 +425,7 @@ async fn create(
     let features = features(&headers);
     let mut create = CreateSession::new(session_id);
     create.code = request.code;
-    create.config = session_config(request.config);
+    create.config = request.config.unwrap_or_default();
     create.features = features;
     create.peer = guard.map(|guard| guard.peer_ip());
     if let Some(handshake) = &handshake {

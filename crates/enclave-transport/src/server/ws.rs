@@ -33,7 +33,7 @@ use super::limits::LogBudget;
 use super::listener::{reserve_refusal, ConnectionGuard};
 use super::negotiate::{negotiate, Handshake};
 use super::pump::{gather, pull, Pull, Put};
-use super::routes::{refusal_response, session_config};
+use super::responses::refusal_response;
 use super::ws_watch::{MessageClock, Watched};
 use super::Shared;
 use crate::service::{
@@ -290,7 +290,7 @@ impl Connection {
             }
             let mut request = CreateSession::new(session_id);
             request.code = open.code;
-            request.config = session_config(open.config);
+            request.config = open.config.unwrap_or_default();
             request.features = features;
             request.peer = self.peer;
             if let Some(handshake) = &handshake {
