@@ -154,10 +154,9 @@ fn imports(module: &str, text: &str, modules: &BTreeMap<String, String>) -> BTre
                 .map(|n| absolute[..n].join("/"))
                 .find(|candidate| modules.contains_key(candidate));
             let Some(target) = target else { continue };
-            let ancestor = me.len() > 0 && {
-                let target_parts: Vec<&str> = target.split('/').filter(|p| !p.is_empty()).collect();
-                me.starts_with(&target_parts)
-            };
+            // The module itself, or one it is nested in.
+            let target_parts: Vec<&str> = target.split('/').filter(|p| !p.is_empty()).collect();
+            let ancestor = me.starts_with(&target_parts);
             if !ancestor {
                 found.insert(target);
             }
