@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod carrier;
+mod refusal;
 mod server;
 mod service;
 pub mod wire;

@@ -79,6 +79,13 @@ impl EncryptionOffer {
     }
 }
 
+/// The path where a client cancels session `id` (`POST`): `/sessions/{id}/cancel`, what
+/// `session_init.payload.cancelUrl` says. A session id is URL-safe (see
+/// [`check_session_id`]).
+pub fn cancel_path(id: &SessionId) -> String {
+    format!("/sessions/{id}/cancel")
+}
+
 /// The `config` of `POST /sessions`: the session layer's [`SessionConfig`] itself (one type
 /// for the wire shape and what the hub gets).
 ///

@@ -665,7 +665,7 @@ impl SessionService for Hub {
                 return Err(refusal);
             }
             let init = SessionInitPayload::new(
-                format!("/sessions/{id}/cancel"),
+                request.cancel_url.clone(),
                 clock::timestamp("expiresAt", expires),
                 request.encryption.clone(),
             );
