@@ -1,7 +1,9 @@
-//! The `enclave` command-line tool: validate, encrypt and decrypt EnclaveJS NDJSON streams, and
-//! make server signing keys; and the network side: `serve` (the session hub behind the HTTP
-//! NDJSON and WebSocket server, with its limits on floods), `connect` (a reconnecting client
-//! whose buffered output is flushed whenever the stream goes idle) and `demo`.
+//! The `enclave` command-line tool, seven commands: `validate` (check every line of an NDJSON
+//! stream), `encrypt` and `decrypt` (`enc` envelopes under a session key), `keygen` (a server
+//! signing key); and the network side: `serve` (the session hub behind the HTTP NDJSON and
+//! WebSocket server, with its limits on floods), `connect` (a reconnecting client whose
+//! buffered output is flushed whenever the stream goes idle) and `demo` (server and client in
+//! one process, with cuts).
 //!
 //! Every subcommand that reads a stream reads it in fixed-size chunks, so memory stays bounded by the
 //! NDJSON line limit whatever the input's length. Exit status: 0 when every line was good, 1 when
