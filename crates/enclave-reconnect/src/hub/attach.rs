@@ -12,7 +12,7 @@ use enclave_types::{EventPayload, RuntimeChannelMessage, RuntimeChannelPayload};
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 
-use super::session::{written_hold, Runtime};
+use super::session::{written_hold, LiveSession};
 use super::Shared;
 use crate::store::{Appended, Inbound, Retention};
 use crate::Error;
@@ -32,7 +32,7 @@ enum Stop {
 /// live events, then `None` after the `final` (or a `Close` when superseded or shut down).
 pub(crate) struct HubEvents {
     shared: Arc<Shared>,
-    rt: Arc<Runtime>,
+    rt: Arc<LiveSession>,
     generation: u64,
     acknowledges: bool,
     next_seq: u64,
@@ -69,7 +69,7 @@ impl std::fmt::Debug for HubEvents {
 impl HubEvents {
     pub(crate) fn new(
         shared: Arc<Shared>,
-        rt: Arc<Runtime>,
+        rt: Arc<LiveSession>,
         generation: u64,
         acknowledges: bool,
         from: u64,
@@ -458,7 +458,7 @@ impl Drop for HubEvents {
 /// Where one attachment's client messages and acknowledgements go.
 pub(crate) struct HubUpstream {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) rt: Arc<Runtime>,
+    pub(crate) rt: Arc<LiveSession>,
     pub(crate) generation: u64,
     pub(crate) acknowledges: bool,
 }
@@ -498,7 +498,7 @@ impl Upstream for HubUpstream {
 }
 
 /// The client holds server events up to `seq`: they may leave retention.
-pub(crate) fn acknowledge(rt: &Runtime, seq: u64) {
+pub(crate) fn acknowledge(rt: &LiveSession, seq: u64) {
     // An ack past what was published must not let future events leave unsent.
     let seq = seq.min(rt.last_seq.load(Ordering::Acquire));
     rt.acked.fetch_max(seq, Ordering::AcqRel);
@@ -511,7 +511,7 @@ pub(crate) fn acknowledge(rt: &Runtime, seq: u64) {
 /// and a gap means it gave up on the ones between). Returns the highest seq held.
 pub(crate) async fn deliver(
     shared: &Shared,
-    rt: &Runtime,
+    rt: &LiveSession,
     messages: Vec<RuntimeChannelMessage>,
 ) -> Result<u64, Refusal> {
     let unavailable = |err: Error| match err {

@@ -40,7 +40,7 @@ use tokio::sync::{mpsc, watch, Mutex as AsyncMutex};
 use tokio::time::Instant;
 
 use self::attach::{HubEvents, HubUpstream};
-use self::session::Runtime;
+use self::session::LiveSession;
 use crate::store::{Inbound, SessionMeta, Snapshot, Store, TokenHash, TokenHashes};
 use crate::Error;
 
@@ -62,13 +62,13 @@ pub(crate) struct Shared {
     /// last read (a store that lost its state gets a new one).
     epoch: AtomicU64,
     rng: SystemRandom,
-    sessions: Mutex<HashMap<SessionId, Arc<Runtime>>>,
+    sessions: Mutex<HashMap<SessionId, Arc<LiveSession>>>,
     /// Creations allowed now ([`HubConfig::max_creations_per_sec`]).
     creations: Mutex<CreationRate>,
     /// Runtimes of sessions produced elsewhere that connections here are attached to (a
     /// shared store), so a newer connection on this server supersedes an older one. Held
     /// weakly: a runtime goes with its last attachment.
-    remote: Mutex<HashMap<SessionId, Weak<Runtime>>>,
+    remote: Mutex<HashMap<SessionId, Weak<LiveSession>>>,
     new_sessions: mpsc::UnboundedSender<NewSession>,
     pub(crate) shutdown: watch::Sender<bool>,
 }
@@ -247,7 +247,7 @@ const DRAIN_POLL: Duration = Duration::from_millis(10);
 impl Shared {
     /// Takes a session out of this hub's map (its place is given back); the runtime, if
     /// there was one.
-    fn forget(&self, id: &SessionId) -> Option<Arc<Runtime>> {
+    fn forget(&self, id: &SessionId) -> Option<Arc<LiveSession>> {
         self.sessions
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -256,7 +256,7 @@ impl Shared {
 
     /// Waits (at most [`DRAIN`]) until no connection serves the session any more: this
     /// server's current attachment ended, and with a shared store no server counts one.
-    async fn drain(&self, id: &SessionId, local: Option<&Runtime>) {
+    async fn drain(&self, id: &SessionId, local: Option<&LiveSession>) {
         let deadline = Instant::now() + DRAIN;
         loop {
             let here = local.is_some_and(|rt| {
@@ -285,7 +285,7 @@ impl Shared {
         Ok(self.epoch.load(Ordering::Acquire))
     }
 
-    fn runtime(&self, id: &SessionId) -> Option<Arc<Runtime>> {
+    fn runtime(&self, id: &SessionId) -> Option<Arc<LiveSession>> {
         self.sessions
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -295,21 +295,21 @@ impl Shared {
 
     /// The runtime of a session produced elsewhere: the one connections here already share,
     /// or a new one.
-    fn remote_runtime(&self, id: &SessionId) -> Arc<Runtime> {
+    fn remote_runtime(&self, id: &SessionId) -> Arc<LiveSession> {
         let mut remote = self.remote.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(rt) = remote.get(id).and_then(Weak::upgrade) {
             return rt;
         }
         // Forget the runtimes whose connections all ended (bounded by live connections).
         remote.retain(|_, rt| rt.strong_count() > 0);
-        let rt = Arc::new(Runtime::remote(id.clone()));
+        let rt = Arc::new(LiveSession::remote(id.clone()));
         remote.insert(id.clone(), Arc::downgrade(&rt));
         rt
     }
 
     /// Takes a place for `rt` among the sessions, checking the limit and the id under one
     /// lock so concurrent creates cannot overshoot it.
-    fn reserve(&self, rt: &Arc<Runtime>) -> Result<(), Refusal> {
+    fn reserve(&self, rt: &Arc<LiveSession>) -> Result<(), Refusal> {
         let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
         if sessions.contains_key(&rt.id) {
             return Err(Refusal::new(
@@ -376,7 +376,7 @@ impl Shared {
     }
 
     /// Gives back a place taken by [`Shared::reserve`] for a create that failed.
-    fn unreserve(&self, rt: &Arc<Runtime>) {
+    fn unreserve(&self, rt: &Arc<LiveSession>) {
         let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
         if sessions
             .get(&rt.id)
@@ -416,7 +416,7 @@ impl Shared {
         id: &SessionId,
         token: Option<&str>,
         accept_previous: bool,
-    ) -> Result<(Snapshot, Arc<Runtime>, Option<TokenHash>), Refusal> {
+    ) -> Result<(Snapshot, Arc<LiveSession>, Option<TokenHash>), Refusal> {
         let snapshot = self.store.load(id).await.map_err(|e| unavailable(id, &e))?;
         let presented = self.check_token(id, token, snapshot.as_ref(), accept_previous)?;
         let runtime = self.runtime(id).or_else(|| {
@@ -543,7 +543,7 @@ impl Shared {
         &self,
         request: &ResumeSession,
         snapshot: &Snapshot,
-        rt: &Runtime,
+        rt: &LiveSession,
     ) -> Result<u64, Refusal> {
         let id = &request.session_id;
         // (3) The epoch.
@@ -596,7 +596,7 @@ impl Shared {
         Ok(from)
     }
 
-    fn grace_expired(&self, rt: &Runtime, snapshot: &Snapshot) -> bool {
+    fn grace_expired(&self, rt: &LiveSession, snapshot: &Snapshot) -> bool {
         let now = clock::now_ms();
         if snapshot.expired || now >= snapshot.meta.expires_at_ms {
             return true;
@@ -643,7 +643,7 @@ impl SessionService for Hub {
             let meta = SessionMeta::new(id.clone(), epoch, created, expires, request.encrypted);
             let tokens = TokenHashes::first(hash);
             let (messages_tx, messages_rx) = mpsc::channel(MESSAGE_QUEUE);
-            let mut runtime = Runtime::new(id.clone(), messages_tx);
+            let mut runtime = LiveSession::new(id.clone(), messages_tx);
             runtime.peer = request.peer;
             let rt = Arc::new(runtime);
             shared.reserve(&rt)?;
@@ -966,7 +966,7 @@ impl SessionService for Hub {
 #[allow(clippy::too_many_arguments)]
 fn attachment(
     shared: &Arc<Shared>,
-    rt: Arc<Runtime>,
+    rt: Arc<LiveSession>,
     generation: u64,
     acknowledges: bool,
     from: u64,
@@ -1006,7 +1006,7 @@ fn info_of(meta: &SessionMeta) -> SessionInfo {
 }
 
 /// Publishes `heartbeat` events every `period` until the session ends.
-async fn heartbeats(shared: Weak<Shared>, rt: Arc<Runtime>, period: Duration) {
+async fn heartbeats(shared: Weak<Shared>, rt: Arc<LiveSession>, period: Duration) {
     let mut interval = tokio::time::interval_at(Instant::now() + period, period);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut closed = rt.closed.subscribe();
@@ -1040,7 +1040,7 @@ async fn heartbeats(shared: Weak<Shared>, rt: Arc<Runtime>, period: Duration) {
 /// messages in order, cancels at once (never queued behind messages the application has not
 /// taken yet). Holds no lock while it waits. Ends with the session, or when the hub shuts
 /// down.
-async fn follow_inbox(shared: Weak<Shared>, rt: Arc<Runtime>) {
+async fn follow_inbox(shared: Weak<Shared>, rt: Arc<LiveSession>) {
     let Some((mut inbox, mut shutdown)) = shared
         .upgrade()
         .map(|s| (s.store.inbox(&rt.id), s.shutdown.subscribe()))
@@ -1157,7 +1157,7 @@ async fn sweep(shared: Weak<Shared>) {
     }
 }
 
-async fn sweep_one(shared: &Shared, rt: &Arc<Runtime>) {
+async fn sweep_one(shared: &Shared, rt: &Arc<LiveSession>) {
     // Not yet made: its place is taken before its record is in the store and its
     // `session_init` published (`create`), which a slow store makes visible here. Nothing is
     // decided about it until then (a create that fails gives its place back itself).

@@ -1,5 +1,5 @@
 //! One session's in-process side: what the application holds ([`SessionHandle`],
-//! [`Messages`], [`NewSession`]) and what the hub keeps beside the store (`Runtime`): the
+//! [`Messages`], [`NewSession`]) and what the hub keeps beside the store (`LiveSession`): the
 //! publish path with its backpressure, the current attachment, cancellation.
 
 use std::pin::pin;
@@ -43,9 +43,10 @@ pub(crate) struct PublishState {
     pub(crate) retention: Option<Retention>,
 }
 
-/// The in-process side of one session.
+/// The in-process side of one session, beside what its store keeps (named so because
+/// "runtime" already means the EnclaveJS runtime and tokio's).
 #[derive(Debug)]
-pub(crate) struct Runtime {
+pub(crate) struct LiveSession {
     pub(crate) id: SessionId,
     /// Whether the session's producer runs elsewhere (a shared store): this runtime only
     /// serves one attachment from the store's log.
@@ -91,7 +92,7 @@ pub(crate) struct Runtime {
     pub(crate) peer: Option<std::net::IpAddr>,
 }
 
-impl Runtime {
+impl LiveSession {
     pub(crate) fn new(id: SessionId, messages: mpsc::Sender<RuntimeChannelMessage>) -> Self {
         Self::with_upstream(id, Some(messages))
     }
@@ -206,7 +207,11 @@ pub(crate) const TERMINATED_MESSAGE: &str = "Terminated by session manager";
 /// the `final` is the last event. The two events are admitted past the retention bound (a
 /// cancel must not wait for a client that does not read). Returns whether this call ended
 /// the session (`false` when it had finished already, or was closed).
-pub(crate) async fn terminate(shared: &Shared, rt: &Runtime, message: &str) -> Result<bool, Error> {
+pub(crate) async fn terminate(
+    shared: &Shared,
+    rt: &LiveSession,
+    message: &str,
+) -> Result<bool, Error> {
     rt.cancelled.send_replace(true);
     // A producer waiting for room holds the publish lock: it sees the cancel and lets go.
     rt.space.notify_waiters();
@@ -246,7 +251,7 @@ pub(crate) async fn terminate(shared: &Shared, rt: &Runtime, message: &str) -> R
 /// (`ok: false`, code [`STORE_UNAVAILABLE`]) once the store answers again.
 pub(crate) async fn publish(
     shared: &Shared,
-    rt: &Runtime,
+    rt: &LiveSession,
     payload: EventPayload,
 ) -> Result<u64, Error> {
     let mut state = rt.publish.lock().await;
@@ -277,7 +282,7 @@ pub const STORE_UNAVAILABLE: &str = "STORE_UNAVAILABLE";
 /// [`publish`] under the publish lock; `terminal` events (a cancel's) skip the wait for room.
 async fn publish_locked(
     shared: &Shared,
-    rt: &Runtime,
+    rt: &LiveSession,
     state: &mut PublishState,
     payload: EventPayload,
     terminal: bool,
@@ -359,7 +364,7 @@ const STORE_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(
 /// logged at WARN, the rest at DEBUG (the caller reports giving up).
 async fn retrying<T, F, Fut>(
     shared: &Shared,
-    rt: &Runtime,
+    rt: &LiveSession,
     what: &str,
     mut op: F,
 ) -> Result<T, Error>
@@ -393,7 +398,7 @@ where
 /// (the same event at the same seq) and answers it as done.
 async fn append(
     shared: &Shared,
-    rt: &Runtime,
+    rt: &LiveSession,
     event: Arc<EncodedEvent>,
     bytes: u64,
 ) -> Result<Retention, Error> {
@@ -411,7 +416,7 @@ async fn append(
 /// store still failing is tried again at its next pass.
 pub(crate) async fn record_store_loss(
     shared: &Shared,
-    rt: &Runtime,
+    rt: &LiveSession,
     snapshot: &crate::store::Snapshot,
 ) {
     let mut state = rt.publish.lock().await;
@@ -477,7 +482,7 @@ pub(crate) async fn record_store_loss(
 }
 
 /// The state an event moves the session to, if any.
-fn next_state(payload: &EventPayload, rt: &Runtime) -> Option<SessionState> {
+fn next_state(payload: &EventPayload, rt: &LiveSession) -> Option<SessionState> {
     match payload {
         EventPayload::Heartbeat(_) | EventPayload::SessionInit(_) => None,
         EventPayload::ToolCall(_) => Some(SessionState::WaitingForTool),
@@ -490,7 +495,7 @@ fn next_state(payload: &EventPayload, rt: &Runtime) -> Option<SessionState> {
 
 async fn record_progress(
     shared: &Shared,
-    rt: &Runtime,
+    rt: &LiveSession,
     state: Option<SessionState>,
     tool_call: bool,
     finished: bool,
@@ -513,7 +518,7 @@ async fn record_progress(
 /// last append left, if the publisher has it.
 async fn make_room(
     shared: &Shared,
-    rt: &Runtime,
+    rt: &LiveSession,
     bytes: u64,
     known: Option<Retention>,
 ) -> Result<(), Error> {
@@ -607,7 +612,7 @@ async fn sleep_or_never(period: std::time::Duration) {
 /// loses them. Once everything retained was written the oldest leave anyway, so a reader that
 /// keeps up never blocks its producer. A batch at a time (never more than were written), so a
 /// full retention is not trimmed, and asked again, on every publish.
-fn written_through(rt: &Runtime, retention: &Retention, config: &HubConfig) -> Option<u64> {
+fn written_through(rt: &LiveSession, retention: &Retention, config: &HubConfig) -> Option<u64> {
     {
         let attach = rt.attach_state();
         if attach.acknowledges || attach.detached_at.is_some() {
@@ -677,7 +682,7 @@ pub struct NewSession {
 #[derive(Debug, Clone)]
 pub struct SessionHandle {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) rt: Arc<Runtime>,
+    pub(crate) rt: Arc<LiveSession>,
 }
 
 impl SessionHandle {
