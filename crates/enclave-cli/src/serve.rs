@@ -21,9 +21,9 @@ use std::time::Duration;
 
 use enclave_crypto::SigningKey;
 use enclave_reconnect::store::Store;
-use enclave_reconnect::{Hub, HubConfig, NewSession, OverflowPolicy};
+use enclave_reconnect::{Hub, HubConfig, NewSession, OverflowPolicy, ServerBuilder};
 use enclave_redis::{RedisStore, RedisStoreConfig};
-use enclave_transport::{EncryptionPolicy, Server, ServerConfig};
+use enclave_transport::{EncryptionPolicy, ServerConfig};
 use enclave_types::{FinalPayload, RuntimeChannelPayload};
 
 use crate::generate::{load_events, Script};
@@ -268,12 +268,6 @@ async fn serve(args: ServeArgs) -> ExitCode {
         Ok(local) => local,
         Err(err) => return usage(&format!("cannot read the listening address: {err}")),
     };
-    let hub = Hub::new(hub_config);
-    let server = Server::new(
-        Arc::new(hub.clone()),
-        server_config.shutdown_grace(SHUTDOWN_GRACE),
-    );
-
     // The contract's first line: scripts read it to learn the port.
     let announced = {
         let mut stdout = io::stdout().lock();
@@ -287,15 +281,19 @@ async fn serve(args: ServeArgs) -> ExitCode {
         tracing::info!(dir = %dir.display(), "serving static files");
     }
 
-    let application = tokio::spawn(run_sessions(hub.clone(), script, args.rate));
-    let signal_hub = hub.clone();
-    let served = server
-        .serve(listener, async move {
+    let running = ServerBuilder::new()
+        .hub_config(hub_config)
+        .server_config(server_config.shutdown_grace(SHUTDOWN_GRACE))
+        .serve(listener, async {
             shutdown_signal().await;
             tracing::info!("shutting down: ending streams so clients resume elsewhere");
-            signal_hub.shutdown();
-        })
-        .await;
+        });
+    let running = match running {
+        Ok(running) => running,
+        Err(err) => return usage(&format!("cannot serve on {local}: {err}")),
+    };
+    let application = tokio::spawn(run_sessions(running.hub().clone(), script, args.rate));
+    let served = running.finished().await;
     application.abort();
     match served {
         Ok(()) => ExitCode::from(EXIT_OK),

@@ -151,6 +151,16 @@ impl RunningServer {
             None => Ok(()),
         }
     }
+
+    /// Waits until the server returns by itself: its `shutdown` future (given to
+    /// [`ServerBuilder::serve`]) resolved and the streams were ended, or it failed. What a
+    /// binary that stops on a signal awaits.
+    pub async fn finished(mut self) -> io::Result<()> {
+        match self.task.take() {
+            Some(task) => task.await.map_err(io::Error::other)?,
+            None => Ok(()),
+        }
+    }
 }
 
 impl Drop for RunningServer {

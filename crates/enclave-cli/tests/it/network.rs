@@ -699,3 +699,53 @@ fn connect_prints_each_event_of_a_paced_stream_before_the_next_is_published() {
     }
     runtime.block_on(running.stop()).expect("the server stops");
 }
+
+/// SIGTERM with a live stream: `enclave serve` ends the stream (so the client resumes
+/// elsewhere) and exits 0 within its shutdown grace, instead of hanging on the connection or
+/// dying mid-line.
+#[test]
+fn serve_ends_live_streams_and_exits_0_on_sigterm() {
+    use std::io::{Read as _, Write as _};
+    let mut served = Served::start(&["--generate", "100000", "--rate", "20"]);
+    let mut socket = std::net::TcpStream::connect(served.authority()).expect("connects");
+    socket
+        .set_read_timeout(Some(TIMEOUT))
+        .expect("a read timeout");
+    let body = "{}";
+    write!(
+        socket,
+        "POST /sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("the request is written");
+    // The head and the first events: the stream is live.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("\"seq\":3") {
+        let n = socket.read(&mut buf).expect("the stream's first events");
+        assert!(n > 0, "the stream ended before seq 3");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        seen.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
+    let status = served
+        .terminate(TIMEOUT)
+        .expect("enclave serve exits after SIGTERM");
+    assert_eq!(status.code(), Some(0));
+    // The stream ended: the terminating chunk came, or the connection closed.
+    loop {
+        match socket.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(err) => panic!("the stream did not end: {err}"),
+        }
+    }
+    let text = String::from_utf8_lossy(&seen);
+    assert!(
+        !text.contains("\"type\":\"final\""),
+        "the session itself did not end: {text}"
+    );
+}

@@ -10,10 +10,6 @@ use std::time::Duration;
 use serde_json::Value;
 
 /// Every wait on a peer is bounded by this.
-#[allow(
-    dead_code,
-    reason = "each test file compiles this module on its own; not all of them need it"
-)]
 pub(crate) const TIMEOUT: Duration = Duration::from_mins(1);
 
 /// How long `enclave serve` gets to print its first line.
@@ -59,10 +55,6 @@ impl Served {
     }
 
     /// `HOST:PORT` of the server.
-    #[allow(
-        dead_code,
-        reason = "each test file compiles this module on its own; not all of them need it"
-    )]
     pub(crate) fn authority(&self) -> &str {
         self.url.trim_start_matches("http://")
     }
@@ -83,13 +75,22 @@ pub(crate) fn first_line(child: &mut Child, timeout: Duration) -> Option<String>
 
 impl Served {
     /// Kills the server with SIGKILL, as a crash would, and reaps it.
-    #[allow(
-        dead_code,
-        reason = "each test file compiles this module on its own; not all of them need it"
-    )]
     pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+impl Served {
+    /// Sends the server SIGTERM, as a service manager does, and waits (bounded by `timeout`)
+    /// for it to exit; `None` if it did not.
+    pub(crate) fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "kill -TERM failed");
+        wait_for_exit(&mut self.child, timeout)
     }
 }
 
@@ -102,10 +103,6 @@ impl Drop for Served {
 
 /// Starts the TypeScript-client peer (`tests/peers/ts-client.mjs`) against `url`, with
 /// `extra` arguments.
-#[allow(
-    dead_code,
-    reason = "each test file compiles this module on its own; not all of them need it"
-)]
 pub(crate) fn spawn_ts_client(url: &str, extra: &[&str]) -> std::process::Child {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/ts-client.mjs");
     Command::new("node")
@@ -126,10 +123,6 @@ pub(crate) fn spawn_ts_client(url: &str, extra: &[&str]) -> std::process::Child 
 }
 
 /// The peer's one-line summary, bounded by [`TIMEOUT`]; the peer is stopped after it.
-#[allow(
-    dead_code,
-    reason = "each test file compiles this module on its own; not all of them need it"
-)]
 pub(crate) fn summary(mut child: std::process::Child) -> Value {
     let line = first_line(&mut child, TIMEOUT);
     let _ = child.kill();
@@ -144,10 +137,6 @@ pub(crate) fn summary(mut child: std::process::Child) -> Value {
 }
 
 /// The seqs in a peer's summary, in the order it received them.
-#[allow(
-    dead_code,
-    reason = "each test file compiles this module on its own; not all of them need it"
-)]
 pub(crate) fn seqs(summary: &Value) -> Vec<u64> {
     summary["seqs"]
         .as_array()
@@ -159,10 +148,6 @@ pub(crate) fn seqs(summary: &Value) -> Vec<u64> {
 
 /// Waits for `child` to exit, at most `timeout`; kills it and gives `None` after that, so a
 /// program that hangs fails its test instead of holding the run.
-#[allow(
-    dead_code,
-    reason = "each test file compiles this module on its own; not all of them need it"
-)]
 pub(crate) fn wait_for_exit(
     child: &mut Child,
     timeout: Duration,

@@ -1,5 +1,4 @@
 //! Helpers shared by the hub tests: a hub, a session, bounded waits.
-#![allow(dead_code, unreachable_pub)]
 
 use std::time::Duration;
 
@@ -11,32 +10,32 @@ use enclave_transport::{
 use enclave_types::SessionId;
 
 /// Every wait in these tests ends within this.
-pub const WAIT: Duration = Duration::from_secs(5);
+pub(crate) const WAIT: Duration = Duration::from_secs(5);
 
 /// A hub without heartbeats unless the config says otherwise.
-pub fn hub(config: HubConfig) -> Hub {
+pub(crate) fn hub(config: HubConfig) -> Hub {
     Hub::new(config)
 }
 
 /// Quiet defaults: no heartbeats.
-pub fn quiet() -> HubConfig {
+pub(crate) fn quiet() -> HubConfig {
     HubConfig::default().with_heartbeat_ms(0)
 }
 
 /// Features of a client that acknowledges (`resume`), or of one that does not.
-pub fn features(resume: bool) -> Features {
+pub(crate) fn features(resume: bool) -> Features {
     Features::parse(if resume { "resume" } else { "" })
 }
 
 /// Creates a session and accepts it on the application side.
-pub async fn create(hub: &Hub, resume: bool) -> (Attachment, NewSession) {
+pub(crate) async fn create(hub: &Hub, resume: bool) -> (Attachment, NewSession) {
     let mut request = CreateSession::new(SessionId::generate());
     request.features = features(resume);
     create_with(hub, request).await
 }
 
 /// Creates a session from `request` and accepts it.
-pub async fn create_with(hub: &Hub, request: CreateSession) -> (Attachment, NewSession) {
+pub(crate) async fn create_with(hub: &Hub, request: CreateSession) -> (Attachment, NewSession) {
     let attachment = tokio::time::timeout(WAIT, hub.create(request))
         .await
         .expect("create in time")
@@ -49,7 +48,7 @@ pub async fn create_with(hub: &Hub, request: CreateSession) -> (Attachment, NewS
 }
 
 /// A resume request with a token.
-pub fn resume_request(
+pub(crate) fn resume_request(
     id: &SessionId,
     from: u64,
     token: Option<&str>,
@@ -62,7 +61,7 @@ pub fn resume_request(
 }
 
 /// Resumes and expects success.
-pub async fn resume(hub: &Hub, request: ResumeSession) -> Attachment {
+pub(crate) async fn resume(hub: &Hub, request: ResumeSession) -> Attachment {
     tokio::time::timeout(WAIT, hub.resume(request))
         .await
         .expect("resume in time")
@@ -70,7 +69,7 @@ pub async fn resume(hub: &Hub, request: ResumeSession) -> Attachment {
 }
 
 /// Resumes and expects a refusal; returns its reason.
-pub async fn refused(hub: &Hub, request: ResumeSession) -> RefusalReason {
+pub(crate) async fn refused(hub: &Hub, request: ResumeSession) -> RefusalReason {
     let result: Result<Attachment, Refusal> = tokio::time::timeout(WAIT, hub.resume(request))
         .await
         .expect("resume answered in time");
@@ -81,14 +80,14 @@ pub async fn refused(hub: &Hub, request: ResumeSession) -> RefusalReason {
 }
 
 /// The next outgoing item, within [`WAIT`].
-pub async fn next(attachment: &mut Attachment) -> Option<Outgoing> {
+pub(crate) async fn next(attachment: &mut Attachment) -> Option<Outgoing> {
     tokio::time::timeout(WAIT, attachment.events.next())
         .await
         .expect("the attachment yields in time")
 }
 
 /// The next event's seq, skipping control lines; `None` at the end of the stream.
-pub async fn next_seq(attachment: &mut Attachment) -> Option<u64> {
+pub(crate) async fn next_seq(attachment: &mut Attachment) -> Option<u64> {
     loop {
         match next(attachment).await? {
             Outgoing::Event(event) => return Some(event.seq),
@@ -99,7 +98,7 @@ pub async fn next_seq(attachment: &mut Attachment) -> Option<u64> {
 }
 
 /// Whether the attachment has nothing to yield for a moment.
-pub async fn is_idle(attachment: &mut Attachment) -> bool {
+pub(crate) async fn is_idle(attachment: &mut Attachment) -> bool {
     tokio::time::timeout(Duration::from_millis(50), attachment.events.next())
         .await
         .is_err()

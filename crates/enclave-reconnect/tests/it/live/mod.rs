@@ -1,7 +1,6 @@
 //! The real server for the end-to-end tests: a [`Hub`] behind the transport's [`Server`] on
 //! a loopback port, a client configuration with fast retries, a mix of event payloads, and
 //! bounded waits.
-#![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,21 +16,25 @@ use enclave_types::{
 use tokio::task::JoinHandle;
 
 /// A session hub served over HTTP and WebSocket on `127.0.0.1`.
-pub struct Live {
-    pub hub: Hub,
-    pub server: Server,
-    pub addr: SocketAddr,
+pub(crate) struct Live {
+    pub(crate) hub: Hub,
+    pub(crate) server: Server,
+    pub(crate) addr: SocketAddr,
     task: Option<JoinHandle<std::io::Result<()>>>,
 }
 
 impl Live {
     /// A hub with `config` behind a server that requires encryption, on a port of its own.
-    pub async fn start(config: HubConfig) -> Self {
+    pub(crate) async fn start(config: HubConfig) -> Self {
         Self::start_with(config, EncryptionPolicy::Required, "127.0.0.1:0").await
     }
 
     /// A hub with `config` behind a server with `policy`, listening on `addr`.
-    pub async fn start_with(config: HubConfig, policy: EncryptionPolicy, addr: &str) -> Self {
+    pub(crate) async fn start_with(
+        config: HubConfig,
+        policy: EncryptionPolicy,
+        addr: &str,
+    ) -> Self {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .expect("bind a loopback port");
@@ -52,16 +55,16 @@ impl Live {
         }
     }
 
-    pub fn http_url(&self) -> String {
+    pub(crate) fn http_url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    pub fn ws_url(&self) -> String {
+    pub(crate) fn ws_url(&self) -> String {
         format!("ws://{}", self.addr)
     }
 
     /// Shuts the server and the hub down and waits (bounded) for the server to return.
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         self.server.shutdown();
         self.hub.shutdown();
         if let Some(task) = self.task.take() {
@@ -85,7 +88,7 @@ impl Drop for Live {
 }
 
 /// Fast retries: 10 attempts from 20 ms, at most 200 ms apart; encryption required.
-pub fn fast_client() -> StreamConfig {
+pub(crate) fn fast_client() -> StreamConfig {
     StreamConfig::new()
         .with_client(
             ClientConfig::new()
@@ -103,7 +106,7 @@ pub fn fast_client() -> StreamConfig {
 
 /// The `i`-th event of the application's stream: stdout of varying length, a log line, a
 /// tool call, a partial result — each naming `i`, so a misplaced one shows.
-pub fn payload(i: u64) -> EventPayload {
+pub(crate) fn payload(i: u64) -> EventPayload {
     match i % 4 {
         0 => {
             let pad = "x".repeat(usize::try_from(i * 7 % 200).unwrap_or(0));
@@ -127,7 +130,7 @@ pub fn payload(i: u64) -> EventPayload {
 }
 
 /// The number in an environment variable, or `default`.
-pub fn env_u64(name: &str, default: u64) -> u64 {
+pub(crate) fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
         .and_then(|v| v.trim().parse().ok())

@@ -1,6 +1,5 @@
 //! What the Redis store tests share: a `redis-server` of their own, stores with a unique key
 //! prefix, and bounded waits.
-#![allow(dead_code, unreachable_pub)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -9,7 +8,7 @@ use enclave_redis::{RedisStore, RedisStoreConfig};
 use enclave_testkit::RedisServer;
 
 /// A prefix no other test (or earlier run) uses.
-pub fn unique_prefix(name: &str) -> String {
+pub(crate) fn unique_prefix(name: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     format!(
         "test:{name}:{}:{}:",
@@ -19,16 +18,16 @@ pub fn unique_prefix(name: &str) -> String {
 }
 
 /// A server of the test's own (persistence off). Fails loudly when `redis-server` is missing.
-pub fn redis() -> RedisServer {
+pub(crate) fn redis() -> RedisServer {
     RedisServer::start().unwrap_or_else(|e| panic!("cannot start redis-server: {e}"))
 }
 
 /// A store on `server` with `prefix`, short lease and block times for tests.
-pub async fn store(server: &RedisServer, prefix: &str) -> RedisStore {
+pub(crate) async fn store(server: &RedisServer, prefix: &str) -> RedisStore {
     store_with(server, RedisStoreConfig::default().with_prefix(prefix)).await
 }
 
-pub async fn store_with(server: &RedisServer, config: RedisStoreConfig) -> RedisStore {
+pub(crate) async fn store_with(server: &RedisServer, config: RedisStoreConfig) -> RedisStore {
     RedisStore::connect(&server.url(), config.with_block(Duration::from_millis(200)))
         .await
         .expect("the store connects")
@@ -36,7 +35,7 @@ pub async fn store_with(server: &RedisServer, config: RedisStoreConfig) -> Redis
 
 /// `future`, or a panic naming `what` after `limit`. The future is boxed: the stream and
 /// hub futures the tests wait on are large.
-pub fn within<T, F: std::future::Future<Output = T>>(
+pub(crate) fn within<T, F: std::future::Future<Output = T>>(
     limit: Duration,
     what: &str,
     future: F,

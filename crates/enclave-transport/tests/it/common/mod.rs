@@ -1,7 +1,6 @@
 //! Test support shared by the server tests: an in-memory [`SessionService`] that serves
 //! `session_init`, N `stdout` events and `final` per session, checks resume tokens, and
 //! records what clients sent; and a small HTTP/1.1 client over loopback.
-#![allow(dead_code, unreachable_pub)]
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -26,42 +25,42 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 /// Every wait in these tests is bounded by this.
-pub const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 /// What one fake session holds and saw.
 #[derive(Debug)]
-pub struct Record {
-    pub events: Vec<Arc<StreamEvent>>,
-    pub token: String,
-    pub epoch: u64,
-    pub encrypted: bool,
+pub(crate) struct Record {
+    pub(crate) events: Vec<Arc<StreamEvent>>,
+    pub(crate) token: String,
+    pub(crate) epoch: u64,
+    pub(crate) encrypted: bool,
     /// `code == "hold"`: no `final`; the stream stays open after the events.
-    pub hold: bool,
-    pub code: Option<String>,
-    pub messages: Vec<RuntimeChannelMessage>,
-    pub acks: Vec<u64>,
-    pub submits_encrypted: Vec<bool>,
-    pub written: u64,
+    pub(crate) hold: bool,
+    pub(crate) code: Option<String>,
+    pub(crate) messages: Vec<RuntimeChannelMessage>,
+    pub(crate) acks: Vec<u64>,
+    pub(crate) submits_encrypted: Vec<bool>,
+    pub(crate) written: u64,
     /// The reason of each cancellation, in order.
-    pub cancelled: Vec<Option<String>>,
+    pub(crate) cancelled: Vec<Option<String>>,
     /// The peer address the create carried.
-    pub peer: Option<std::net::IpAddr>,
+    pub(crate) peer: Option<std::net::IpAddr>,
 }
 
 type Shared = Arc<Mutex<Record>>;
 
 /// The fake service.
 #[derive(Debug, Default)]
-pub struct FakeService {
-    pub sessions: Mutex<HashMap<SessionId, Shared>>,
+pub(crate) struct FakeService {
+    pub(crate) sessions: Mutex<HashMap<SessionId, Shared>>,
     /// Events between `session_init` and `final` (default 3).
-    pub events: usize,
+    pub(crate) events: usize,
     /// `GET /ready` answers as a server whose store is down.
-    pub store_down: std::sync::atomic::AtomicBool,
+    pub(crate) store_down: std::sync::atomic::AtomicBool,
 }
 
 impl FakeService {
-    pub fn new(events: usize) -> Arc<Self> {
+    pub(crate) fn new(events: usize) -> Arc<Self> {
         Arc::new(Self {
             sessions: Mutex::default(),
             events,
@@ -69,7 +68,7 @@ impl FakeService {
         })
     }
 
-    pub fn record(&self, id: &SessionId) -> Shared {
+    pub(crate) fn record(&self, id: &SessionId) -> Shared {
         Arc::clone(
             self.sessions
                 .lock()
@@ -367,27 +366,25 @@ impl Upstream for FakeUpstream {
 }
 
 /// A server running on a loopback port, stopped by [`Running::stop`] or on drop.
-pub struct Running {
-    pub addr: SocketAddr,
-    pub server: Server,
-    pub service: Arc<FakeService>,
+pub(crate) struct Running {
+    pub(crate) addr: SocketAddr,
+    pub(crate) service: Arc<FakeService>,
     task: Option<JoinHandle<std::io::Result<()>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl Running {
-    pub async fn start(events: usize, config: ServerConfig) -> Self {
+    pub(crate) async fn start(events: usize, config: ServerConfig) -> Self {
         let service = FakeService::new(events);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = Server::new(Arc::clone(&service) as Arc<dyn SessionService>, config);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(server.clone().serve(listener, async move {
+        let task = tokio::spawn(server.serve(listener, async move {
             let _ = stopped.await;
         }));
         Self {
             addr,
-            server,
             service,
             task: Some(task),
             stop: Some(stop),
@@ -395,7 +392,7 @@ impl Running {
     }
 
     /// Signals shutdown and waits (bounded) for `serve` to return.
-    pub async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -418,7 +415,7 @@ impl Drop for Running {
 }
 
 /// Sends one request on a fresh connection and returns the response head and streaming body.
-pub async fn send(
+pub(crate) async fn send(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -449,7 +446,7 @@ pub async fn send(
 }
 
 /// The whole body as text (bounded wait).
-pub async fn text(response: http::Response<Incoming>) -> String {
+pub(crate) async fn text(response: http::Response<Incoming>) -> String {
     let body = tokio::time::timeout(WAIT, response.into_body().collect())
         .await
         .expect("body ends within the wait")
@@ -459,25 +456,25 @@ pub async fn text(response: http::Response<Incoming>) -> String {
 }
 
 /// The body as JSON.
-pub async fn json(response: http::Response<Incoming>) -> serde_json::Value {
+pub(crate) async fn json(response: http::Response<Incoming>) -> serde_json::Value {
     serde_json::from_str(&text(response).await).unwrap()
 }
 
 /// The next complete line of a streaming body, or `None` at its end.
-pub struct Lines {
+pub(crate) struct Lines {
     body: Incoming,
     pending: Vec<u8>,
 }
 
 impl Lines {
-    pub fn new(response: http::Response<Incoming>) -> Self {
+    pub(crate) fn new(response: http::Response<Incoming>) -> Self {
         Self {
             body: response.into_body(),
             pending: Vec::new(),
         }
     }
 
-    pub async fn next(&mut self) -> Option<String> {
+    pub(crate) async fn next(&mut self) -> Option<String> {
         loop {
             if let Some(at) = self.pending.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = self.pending.drain(..=at).collect();
@@ -494,6 +491,6 @@ impl Lines {
 }
 
 /// A header as text.
-pub fn header<'r>(response: &'r http::Response<Incoming>, name: &str) -> Option<&'r str> {
+pub(crate) fn header<'r>(response: &'r http::Response<Incoming>, name: &str) -> Option<&'r str> {
     response.headers().get(name).map(|v| v.to_str().unwrap())
 }

@@ -1,7 +1,6 @@
 //! Support for the server identity tests: a signing key and pinned keys, a bounded reader of
 //! a client connection, the check that a refusal is the identity one, and a loopback proxy
 //! that rewrites the first bytes the server sends (a man in the middle).
-#![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,18 +15,18 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 /// Every wait in these tests is bounded by this.
-pub const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 /// The most a proxy buffers while it looks for what to rewrite.
 const PROXY_BUFFER: usize = 256 * 1024;
 
 /// A fresh server key, shared as the server configuration wants it.
-pub fn server_key() -> Arc<SigningKey> {
+pub(crate) fn server_key() -> Arc<SigningKey> {
     Arc::new(SigningKey::generate().unwrap())
 }
 
 /// A client configuration pinning `key`, with a short connect timeout.
-pub fn pinned(key: &VerifyingKey) -> ClientConfig {
+pub(crate) fn pinned(key: &VerifyingKey) -> ClientConfig {
     ClientConfig::new()
         .with_server_key(key.clone())
         .with_connect_timeout(Duration::from_secs(5))
@@ -35,7 +34,9 @@ pub fn pinned(key: &VerifyingKey) -> ClientConfig {
 
 /// Reads a connection to its end (bounded): the events delivered (and whether each came
 /// sealed), and the fatal error that ended it, if one did.
-pub async fn read_all(conn: &mut Connection) -> (Vec<(StreamEvent, bool)>, Option<ClientError>) {
+pub(crate) async fn read_all(
+    conn: &mut Connection,
+) -> (Vec<(StreamEvent, bool)>, Option<ClientError>) {
     let mut events = Vec::new();
     loop {
         let item = tokio::time::timeout(WAIT, conn.next())
@@ -58,7 +59,7 @@ pub async fn read_all(conn: &mut Connection) -> (Vec<(StreamEvent, bool)>, Optio
 
 /// Reads a connection that must be refused for the server's identity before delivering any
 /// event.
-pub async fn assert_refused_before_any_event(conn: &mut Connection) {
+pub(crate) async fn assert_refused_before_any_event(conn: &mut Connection) {
     let (events, err) = read_all(conn).await;
     assert!(events.is_empty(), "events were delivered: {events:?}");
     assert_identity_refused(&err.expect("the connection is refused"));
@@ -67,7 +68,12 @@ pub async fn assert_refused_before_any_event(conn: &mut Connection) {
 /// Checks a session of `stdout` lines as the test service makes them: `session_init`, then
 /// `line 0` … `line {n-1}`, then `final`; with `encrypted`, everything after `session_init`
 /// arrived sealed (`session_init` too when it is `sealed_init`).
-pub fn assert_session(events: &[(StreamEvent, bool)], first_seq: u64, n: usize, sealed_init: bool) {
+pub(crate) fn assert_session(
+    events: &[(StreamEvent, bool)],
+    first_seq: u64,
+    n: usize,
+    sealed_init: bool,
+) {
     assert!(!events.is_empty(), "no event received");
     for (offset, (event, encrypted)) in events.iter().enumerate() {
         let seq = first_seq + offset as u64;
@@ -95,7 +101,7 @@ pub fn assert_session(events: &[(StreamEvent, bool)], first_seq: u64, n: usize, 
 }
 
 /// Checks that `err` is the server identity refusal, with the TypeScript error code.
-pub fn assert_identity_refused(err: &ClientError) {
+pub(crate) fn assert_identity_refused(err: &ClientError) {
     match err {
         ClientError::ServerIdentity { source, .. } => assert_eq!(
             source.code().as_str(),
@@ -108,7 +114,7 @@ pub fn assert_identity_refused(err: &ClientError) {
 }
 
 /// A fresh ephemeral server key in base64, as a man in the middle would answer with.
-pub fn impostor_ephemeral_key(session_id: &SessionId) -> String {
+pub(crate) fn impostor_ephemeral_key(session_id: &SessionId) -> String {
     let client = ClientHandshake::start().unwrap();
     let (hello, _keys) = accept_client_hello(client.client_hello(), session_id).unwrap();
     hello.server_ephemeral_pub_key_b64
@@ -116,7 +122,7 @@ pub fn impostor_ephemeral_key(session_id: &SessionId) -> String {
 
 /// What a proxy does with the bytes the server sent so far, after a [`Rewrite`] saw them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// Keep them and wait for more.
     Hold,
     /// Forward the first `n` bytes untouched (the client may need them to go on) and keep
@@ -137,18 +143,18 @@ impl From<bool> for Step {
 }
 
 /// Looks at (and may rewrite) the bytes the server sent so far.
-pub type Rewrite = Arc<dyn Fn(&mut Vec<u8>) -> Step + Send + Sync>;
+pub(crate) type Rewrite = Arc<dyn Fn(&mut Vec<u8>) -> Step + Send + Sync>;
 
 /// A loopback TCP proxy in front of a server that rewrites the start of every answer.
-pub struct Proxy {
-    pub addr: SocketAddr,
+pub(crate) struct Proxy {
+    pub(crate) addr: SocketAddr,
     /// Whether a rewrite happened (so a test knows its tampering took place).
-    pub rewrote: Arc<AtomicBool>,
+    pub(crate) rewrote: Arc<AtomicBool>,
     task: JoinHandle<()>,
 }
 
 impl Proxy {
-    pub async fn start(upstream: SocketAddr, rewrite: Rewrite) -> Self {
+    pub(crate) async fn start(upstream: SocketAddr, rewrite: Rewrite) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let rewrote = Arc::new(AtomicBool::new(false));
@@ -171,7 +177,7 @@ impl Proxy {
         }
     }
 
-    pub fn rewrote(&self) -> bool {
+    pub(crate) fn rewrote(&self) -> bool {
         self.rewrote.load(Ordering::SeqCst)
     }
 }
@@ -242,7 +248,7 @@ async fn relay(
 }
 
 /// Replaces the first `from` in `buffer` with `to`; `false` when `from` is not there yet.
-pub fn replace_once(buffer: &mut Vec<u8>, from: &[u8], to: &[u8]) -> bool {
+pub(crate) fn replace_once(buffer: &mut Vec<u8>, from: &[u8], to: &[u8]) -> bool {
     match buffer.windows(from.len()).position(|window| window == from) {
         Some(at) => {
             buffer.splice(at..at + from.len(), to.iter().copied());
