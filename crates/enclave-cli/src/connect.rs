@@ -198,8 +198,20 @@ fn config(args: &ConnectArgs) -> Result<StreamConfig, String> {
     Ok(StreamConfig::new()
         .with_client(client)
         .with_policy(policy)
+        .with_acks(ACK_EVERY, ACK_INTERVAL)
         .with_heartbeat_timeout(Duration::from_millis(args.heartbeat_timeout_ms.max(1))))
 }
+
+/// Events between acknowledgements. Each one is a round trip (over HTTP a `POST
+/// /sessions/:id/messages` the server answers) during which no event is read: at the
+/// library's default of 64, a fast stream of 200,000 events cost 3,125 of them and about a
+/// third of the rate. 1,024 events are far below the server's retention bound (100,000
+/// events or 16 MiB by default), so the producer is never held up waiting for one.
+const ACK_EVERY: u64 = 1024;
+
+/// Acknowledge at the latest this long after an unacknowledged event (the library's
+/// default): a sparse stream is acknowledged as often as before.
+const ACK_INTERVAL: Duration = Duration::from_millis(100);
 
 async fn connect(mut stream: ReconnectingStream) -> ExitCode {
     // State changes are printed by a task of their own: a select! branch for them would
