@@ -394,35 +394,18 @@ pub enum WriteError {
     Message(#[from] Error),
 }
 
-/// How many characters of peer data a message quotes.
-const QUOTE_CHARS: usize = 64;
 /// How many characters of a parser's complaint a message quotes.
 const REASON_CHARS: usize = 160;
 
-/// Peer data cut to 64 characters, control characters escaped: safe in any message.
+/// Peer data cut to [`EXCERPT_CHARS`](enclave_types::EXCERPT_CHARS) characters, control
+/// characters escaped: safe in any message.
 pub(crate) fn quote(value: &str) -> String {
-    bounded(value, QUOTE_CHARS)
+    enclave_types::excerpt(value, enclave_types::EXCERPT_CHARS)
 }
 
 /// A parser's complaint (which may itself quote peer data) cut to 160 characters.
 pub(crate) fn reason(value: &dyn fmt::Display) -> String {
-    bounded(&value.to_string(), REASON_CHARS)
-}
-
-fn bounded(value: &str, max_chars: usize) -> String {
-    let mut out = String::with_capacity(value.len().min(max_chars * 2));
-    for (i, c) in value.chars().enumerate() {
-        if i == max_chars {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    enclave_types::excerpt(&value.to_string(), REASON_CHARS)
 }
 
 #[cfg(test)]
@@ -432,7 +415,10 @@ mod tests {
     #[test]
     fn quotes_are_bounded_and_escaped() {
         let long = "é".repeat(1 << 20);
-        assert_eq!(quote(&long).chars().count(), QUOTE_CHARS + 1);
+        assert_eq!(
+            quote(&long).chars().count(),
+            enclave_types::EXCERPT_CHARS + 1
+        );
         assert_eq!(quote("a\u{1b}[31mb"), "a\\u{1b}[31mb");
         let err = format!("x{}", "y".repeat(1 << 20));
         assert!(reason(&err).len() < 4 * REASON_CHARS);

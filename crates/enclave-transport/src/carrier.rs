@@ -73,6 +73,7 @@ use tokio_util::codec::{Encoder, Framed, FramedParts};
 use crate::server::negotiate::negotiate;
 use crate::server::EncryptionPolicy;
 use crate::service::{Refusal, RefusalReason};
+use crate::session_name;
 use crate::wire::{Control, EncryptionOffer, WsOpen, WsOpened};
 
 pub use enclave_ndjson::DEFAULT_MAX_LINE_LENGTH;
@@ -92,9 +93,6 @@ pub type PlainClientFramed<IO> = Framed<IO, NdjsonCodec<Frame, RuntimeChannelMes
 
 /// The codec of the opening lines: any JSON value in, any JSON value out.
 type OpeningCodec = NdjsonCodec<serde_json::Value, serde_json::Value>;
-
-/// How many characters of a peer's line an error quotes.
-const EXCERPT_CHARS: usize = 120;
 
 /// Why an opening exchange, a bind or a connect failed. Every variant ends the connection;
 /// the errors of single lines after the exchange are `enclave_crypto::Error` items.
@@ -176,15 +174,6 @@ impl CarrierError {
             source: Some(Box::new(source)),
         }
     }
-}
-
-fn session_name(session: Option<&SessionId>) -> String {
-    session.map_or_else(|| "-".to_owned(), |id| id.as_str().to_owned())
-}
-
-/// The start of `text`, at most [`EXCERPT_CHARS`] characters.
-fn excerpt(text: &str) -> String {
-    text.chars().take(EXCERPT_CHARS).collect()
 }
 
 /// The server's Framed stack over `io`: NDJSON lines of at most `max_line_length` bytes
@@ -520,12 +509,18 @@ fn refusal_or_protocol(answer: &serde_json::Value, session: Option<&SessionId>) 
                 .and_then(serde_json::Value::as_str)
                 .unwrap_or_default();
             CarrierError::Refused {
-                refusal: Refusal::new(reason, excerpt(message)),
+                refusal: Refusal::new(
+                    reason,
+                    enclave_types::excerpt(message, enclave_types::MESSAGE_EXCERPT_CHARS),
+                ),
             }
         }
         None => CarrierError::protocol(
             session,
-            format!("expected opened, got {:?}", excerpt(&answer.to_string())),
+            format!(
+                "expected opened, got {:?}",
+                enclave_types::excerpt(&answer.to_string(), enclave_types::MESSAGE_EXCERPT_CHARS)
+            ),
         ),
     }
 }

@@ -34,3 +34,9 @@ pub use service::{
 };
 
 pub mod client;
+
+/// How errors name a session: its id, or `-` before there is one (a new session the server
+/// has not named yet). The one place that spelling lives.
+pub(crate) fn session_name(session: Option<&enclave_types::SessionId>) -> String {
+    session.map_or_else(|| "-".to_owned(), |id| id.as_str().to_owned())
+}

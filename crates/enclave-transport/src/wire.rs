@@ -291,9 +291,10 @@ pub const MAX_SESSION_ID_LEN: usize = 128;
 ///
 /// # Errors
 ///
-/// `invalid_request` saying what is wrong, quoting at most 40 characters of the value.
+/// `invalid_request` saying what is wrong, quoting at most [`EXCERPT_CHARS`](enclave_types::EXCERPT_CHARS) (64)
+/// characters of the value.
 pub fn check_session_id(id: &str) -> Result<SessionId, Refusal> {
-    let shown = || id.chars().take(40).collect::<String>();
+    let shown = || enclave_types::excerpt(id, enclave_types::EXCERPT_CHARS);
     let problem = if !id.starts_with(SessionId::PREFIX) {
         Some(format!("does not start with {:?}", SessionId::PREFIX))
     } else if id.len() == SessionId::PREFIX.len() {
@@ -384,7 +385,7 @@ pub fn parse_number(name: &str, value: &str) -> Result<u64, Refusal> {
             return Ok(number);
         }
     }
-    let shown: String = value.chars().take(40).collect();
+    let shown = enclave_types::excerpt(value, enclave_types::EXCERPT_CHARS);
     Err(invalid_request(format!(
         "{name} is not a decimal number up to {}: {shown:?}",
         u64::MAX

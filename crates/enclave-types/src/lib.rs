@@ -69,6 +69,7 @@
 mod detail;
 mod error;
 mod event;
+mod excerpt;
 mod filter;
 #[cfg(feature = "fixtures")]
 pub mod fixtures;
@@ -92,6 +93,7 @@ pub use event::{
     SessionStats, StdoutPayload, StreamEvent, ToolCallPayload, ToolProgressPayload,
     ToolProgressPhase, ToolResultAppliedPayload,
 };
+pub use excerpt::{excerpt, EXCERPT_CHARS, MESSAGE_EXCERPT_CHARS};
 pub use filter::{
     EventFilter, FilterMode, MAX_FILTER_FIELD_BYTES, MAX_FILTER_PATTERNS, MAX_FILTER_PATTERN_BYTES,
     MAX_FILTER_RULES, MAX_FILTER_TYPES, MAX_REGEX_INPUT_UTF16,

@@ -189,17 +189,3 @@ impl ClientError {
         }
     }
 }
-
-/// Cuts text from the peer to `max` characters and escapes control characters, so an error
-/// never carries a whole body.
-pub(crate) fn excerpt(text: &str, max: usize) -> String {
-    let mut out: String = text
-        .chars()
-        .take(max)
-        .flat_map(char::escape_debug)
-        .collect();
-    if text.chars().nth(max).is_some() {
-        out.push('…');
-    }
-    out
-}

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use enclave_crypto::ClientHandshake;
-use enclave_types::SessionId;
+use enclave_types::{excerpt, SessionId, EXCERPT_CHARS};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
@@ -13,7 +13,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::task::JoinHandle;
 
-use super::error::{excerpt, ClientError};
+use super::error::ClientError;
 use super::net::{dial, Target};
 use super::{refusal_or_status, with_retry_after, Carrier, ClientConfig, Keys, Open, Opened};
 use crate::wire::{self, CreateBody, EncryptionOffer};
@@ -124,9 +124,7 @@ pub(super) async fn open(
     open: &Open,
     handshake: Option<ClientHandshake>,
 ) -> Result<Opened, ClientError> {
-    let session = open
-        .session_id()
-        .map_or_else(|| "-".to_owned(), |id| id.as_str().to_owned());
+    let session = crate::session_name(open.session_id());
     let (req, what) = match open {
         Open::New(new) => {
             let body = CreateBody {
@@ -197,8 +195,12 @@ pub(super) async fn open(
         reason,
     };
     let session_id = match (header_str(&response, wire::HEADER_SESSION_ID), open) {
-        (Some(id), _) => SessionId::new(id)
-            .map_err(|err| protocol(format!("bad X-Session-ID {:?}: {err}", excerpt(id, 80))))?,
+        (Some(id), _) => SessionId::new(id).map_err(|err| {
+            protocol(format!(
+                "bad X-Session-ID {:?}: {err}",
+                excerpt(id, EXCERPT_CHARS)
+            ))
+        })?,
         (None, Open::Resume(at)) => at.session_id.clone(),
         (None, Open::New(new)) => new
             .session_id
@@ -214,10 +216,12 @@ pub(super) async fn open(
     }
     let token = header_str(&response, wire::HEADER_RESUME_TOKEN).map(str::to_owned);
     let epoch = match header_str(&response, wire::HEADER_EPOCH) {
-        Some(e) => Some(
-            e.parse()
-                .map_err(|_| protocol(format!("bad X-Enclave-Epoch {:?}", excerpt(e, 40))))?,
-        ),
+        Some(e) => Some(e.parse().map_err(|_| {
+            protocol(format!(
+                "bad X-Enclave-Epoch {:?}",
+                excerpt(e, EXCERPT_CHARS)
+            ))
+        })?),
         None => None,
     };
     let (resumed, keys) = match open {

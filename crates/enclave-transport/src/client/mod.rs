@@ -355,14 +355,12 @@ pub async fn connect(
     };
     let handshake = match config.encryption {
         EncryptionMode::Disabled => None,
-        _ => Some(ClientHandshake::start().map_err(|source| {
-            ClientError::Encryption {
-                session: open
-                    .session_id()
-                    .map_or_else(|| "-".to_owned(), |id| id.as_str().to_owned()),
+        _ => Some(
+            ClientHandshake::start().map_err(|source| ClientError::Encryption {
+                session: crate::session_name(open.session_id()),
                 source: Box::new(source),
-            }
-        })?),
+            })?,
+        ),
     };
     let opened = match target.carrier {
         CarrierKind::Http => http::open(&target, config, &open, handshake).await?,
@@ -872,7 +870,10 @@ fn refusal_from_json(body: &[u8], status: u16) -> Option<ClientError> {
         status
     };
     Some(ClientError::Refused {
-        refusal: Refusal::new(reason, error::excerpt(&body.message, 500)),
+        refusal: Refusal::new(
+            reason,
+            enclave_types::excerpt(&body.message, wire::MAX_REFUSAL_MESSAGE_BYTES),
+        ),
         status,
     })
 }
@@ -899,6 +900,9 @@ fn refusal_or_status(what: &str, status: u16, body: &[u8]) -> ClientError {
     refusal_from_json(body, status).unwrap_or_else(|| ClientError::Status {
         what: what.to_owned(),
         status,
-        body: error::excerpt(&String::from_utf8_lossy(body), 200),
+        body: enclave_types::excerpt(
+            &String::from_utf8_lossy(body),
+            enclave_types::MESSAGE_EXCERPT_CHARS,
+        ),
     })
 }

@@ -5,12 +5,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use enclave_types::{excerpt, MESSAGE_EXCERPT_CHARS};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use super::error::{excerpt, ClientError};
+use super::error::ClientError;
 
 /// A byte stream to the server: plain TCP or TLS over TCP.
 pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -46,7 +47,7 @@ impl Target {
     /// Reads `http(s)://HOST:PORT[/prefix]` or `ws(s)://HOST:PORT[/prefix]`.
     pub(crate) fn parse(url: &str) -> Result<Self, ClientError> {
         let invalid = |reason: &str| ClientError::InvalidUrl {
-            url: excerpt(url, 200),
+            url: excerpt(url, MESSAGE_EXCERPT_CHARS),
             reason: reason.to_owned(),
         };
         let uri: http::Uri = url.parse().map_err(|_| invalid("not a URL"))?;

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use enclave_crypto::ClientHandshake;
-use enclave_types::SessionId;
+use enclave_types::{excerpt, SessionId, MESSAGE_EXCERPT_CHARS};
 use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::error::{excerpt, ClientError};
+use super::error::ClientError;
 use super::net::{dial, BoxIo, Target};
 use super::{refusal_from_json, Carrier, ClientConfig, Keys, Open, Opened};
 use crate::service::{Refusal, RefusalReason};
@@ -50,7 +50,7 @@ fn refusal_for_close(code: u16, reason: &str) -> Option<ClientError> {
         _ => return None,
     };
     Some(ClientError::Refused {
-        refusal: Refusal::new(reason_kind, excerpt(reason, 200)),
+        refusal: Refusal::new(reason_kind, excerpt(reason, MESSAGE_EXCERPT_CHARS)),
         status: code,
     })
 }
@@ -64,9 +64,7 @@ pub(super) async fn open(
     open: &Open,
     handshake: Option<ClientHandshake>,
 ) -> Result<Opened, ClientError> {
-    let session = open
-        .session_id()
-        .map_or_else(|| "-".to_owned(), |id| id.as_str().to_owned());
+    let session = crate::session_name(open.session_id());
     let scheme = if target.tls { "wss" } else { "ws" };
     let url = format!(
         "{scheme}://{}{}",
@@ -153,7 +151,7 @@ pub(super) async fn open(
                             session: session.clone(),
                             reason: format!(
                                 "expected opened, got {:?}",
-                                excerpt(text.as_str(), 120)
+                                excerpt(text.as_str(), MESSAGE_EXCERPT_CHARS)
                             ),
                         }
                     }));
@@ -166,7 +164,7 @@ pub(super) async fn open(
                         ClientError::Status {
                             what: "WebSocket open".to_owned(),
                             status: code,
-                            body: excerpt(&reason, 200),
+                            body: excerpt(&reason, MESSAGE_EXCERPT_CHARS),
                         }
                     }));
                 }
