@@ -339,11 +339,11 @@ impl VerifyingKey {
         UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, self.as_bytes())
             .verify(&transcript, &signature)
             .map_err(|_| {
-                refused(format!(
-                    "the signature does not verify under the pinned key for session {}: \
-                     another signer, or a changed hello, mode or session_init",
-                    crate::error::quote(inputs.session_id.as_str())
-                ))
+                // The caller names the session (it passed it in `inputs`).
+                refused(
+                    "the signature does not verify under the pinned key: another signer, or \
+                     a changed hello, mode or session_init",
+                )
             })
     }
 

@@ -33,7 +33,7 @@ pub enum StreamError {
     },
     /// An error that no retry can fix (a protocol violation, an encryption downgrade, a 4xx
     /// answer without a refusal reason, a bad URL).
-    #[error("session {session}: {source}")]
+    #[error("{}", fatal_text(session, source))]
     Fatal {
         /// The session, or `-` before one is known.
         session: String,
@@ -78,5 +78,55 @@ impl StreamError {
     /// `true` when the stream stopped for good.
     pub fn is_terminal(&self) -> bool {
         !matches!(self, Self::Item(_) | Self::Backlog { .. })
+    }
+}
+
+/// A fatal error's text: the transport's, prefixed with the session unless it names it
+/// (or names one where the stream knows none yet, `-`).
+fn fatal_text(session: &str, source: &ClientError) -> String {
+    if source
+        .session()
+        .is_some_and(|named| named == session || session == "-")
+    {
+        source.to_string()
+    } else {
+        format!("session {session}: {source}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fatal(session: &str, source: ClientError) -> String {
+        StreamError::Fatal {
+            session: session.to_owned(),
+            source: Box::new(source),
+        }
+        .to_string()
+    }
+
+    #[test]
+    fn a_fatal_error_names_its_session_once() {
+        let closed = || ClientError::Closed {
+            session: "s_1".to_owned(),
+        };
+        assert_eq!(
+            fatal("s_1", closed()),
+            "session s_1: the connection is closed"
+        );
+        // Before the stream knew its session, the transport's naming is the one.
+        assert_eq!(
+            fatal("-", closed()),
+            "session s_1: the connection is closed"
+        );
+        let bad_url = ClientError::InvalidUrl {
+            url: "x".to_owned(),
+            reason: "no scheme".to_owned(),
+        };
+        assert_eq!(
+            fatal("s_1", bad_url),
+            "session s_1: invalid URL \"x\": no scheme"
+        );
     }
 }

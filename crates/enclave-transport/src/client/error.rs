@@ -173,6 +173,24 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// The session the error names in its text (`-` before the server named one), when it
+    /// names one: a layer above need not say it again.
+    pub fn session(&self) -> Option<&str> {
+        match self {
+            Self::Http { session, .. }
+            | Self::WebSocket { session, .. }
+            | Self::Protocol { session, .. }
+            | Self::EncryptionDowngrade { session, .. }
+            | Self::ServerIdentity { session, .. }
+            | Self::Encryption { session, .. }
+            | Self::Line { session, .. }
+            | Self::Unreadable { session, .. }
+            | Self::RefusedLine { session, .. }
+            | Self::Closed { session, .. } => Some(session),
+            _ => None,
+        }
+    }
+
     /// `true` for an error about one received line, after which the connection goes on.
     pub fn is_item(&self) -> bool {
         matches!(
