@@ -322,7 +322,7 @@ pub(crate) async fn renew_leases(inner: Weak<Inner>) {
         let Some(inner) = inner.upgrade() else {
             return;
         };
-        if inner.stopped.load(std::sync::atomic::Ordering::Acquire) {
+        if inner.stopped.is_cancelled() {
             // The store shut down: its leases lapse, so other servers end its sessions.
             return;
         }

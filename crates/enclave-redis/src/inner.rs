@@ -113,7 +113,7 @@ pub(crate) struct Inner {
     /// Sessions produced elsewhere that readers here follow, each by one task.
     pub(crate) followed: Mutex<HashMap<SessionId, Followed>>,
     /// Set by [`Store::shutdown`]: no lease is renewed from then on.
-    pub(crate) stopped: std::sync::atomic::AtomicBool,
+    pub(crate) stopped: tokio_util::sync::CancellationToken,
     pub(crate) rng: SystemRandom,
 }
 

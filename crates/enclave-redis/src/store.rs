@@ -89,7 +89,7 @@ impl RedisStore {
             scripts: Scripts::new(),
             local: Mutex::new(HashMap::new()),
             followed: Mutex::new(HashMap::new()),
-            stopped: std::sync::atomic::AtomicBool::new(false),
+            stopped: tokio_util::sync::CancellationToken::new(),
             rng: SystemRandom::new(),
         });
         // One round trip proves the server answers (and fixes the epoch if it has none).
@@ -646,9 +646,7 @@ impl Store for RedisStore {
     }
 
     fn shutdown(&self) {
-        self.inner
-            .stopped
-            .store(true, std::sync::atomic::Ordering::Release);
+        self.inner.stopped.cancel();
     }
 
     fn attach(&self, id: &SessionId) -> BoxFuture<'_, Result<(), StoreError>> {

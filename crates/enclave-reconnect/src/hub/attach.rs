@@ -11,6 +11,7 @@ use enclave_transport::{
 use enclave_types::{EventPayload, RuntimeChannelMessage, RuntimeChannelPayload};
 use futures::future::BoxFuture;
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::session::{written_hold, LiveSession};
 use super::Shared;
@@ -41,7 +42,7 @@ pub(crate) struct HubEvents {
     buffer: VecDeque<Arc<EncodedEvent>>,
     appended: Option<Appended>,
     generations: watch::Receiver<u64>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
     closed: watch::Receiver<bool>,
     store_lost: watch::Receiver<bool>,
     /// [`stop`](Self::stop) has looked at the shutdown, generation, closed and store-lost
@@ -79,7 +80,7 @@ impl HubEvents {
         let present = shared.store.is_shared();
         Self {
             generations: rt.generation.subscribe(),
-            shutdown: shared.shutdown.subscribe(),
+            shutdown: shared.shutdown.clone(),
             closed: rt.closed.subscribe(),
             store_lost: rt.store_lost.subscribe(),
             shared,
@@ -213,14 +214,17 @@ impl HubEvents {
 
     /// Whether this attachment must stop, and the last item it yields if so.
     fn stop(&mut self) -> Option<Stop> {
-        // The four flags only ever change through their channels: while no channel has a
+        // The three flags only ever change through their channels: while no channel has a
         // value this attachment has not seen, the answer is the last one (go on). Each
         // receiver saw its value when subscribed, so the first call looks at all of them.
         fn changed<T>(rx: &watch::Receiver<T>) -> bool {
             rx.has_changed().unwrap_or(true)
         }
+        // Shutdown first, and at every call: one atomic load.
+        if self.shutdown.is_cancelled() {
+            return Some(Stop::Close(CloseReason::ShuttingDown));
+        }
         if self.flags_seen
-            && !changed(&self.shutdown)
             && !changed(&self.generations)
             && !changed(&self.closed)
             && !changed(&self.store_lost)
@@ -228,9 +232,6 @@ impl HubEvents {
             return None;
         }
         self.flags_seen = true;
-        if *self.shutdown.borrow_and_update() {
-            return Some(Stop::Close(CloseReason::ShuttingDown));
-        }
         if *self.generations.borrow_and_update() != self.generation {
             return Some(Stop::Close(CloseReason::Superseded));
         }
@@ -360,7 +361,7 @@ impl HubEvents {
                 }
                 () = notified => {}
                 _ = self.generations.changed() => {}
-                _ = self.shutdown.changed() => {}
+                () = self.shutdown.cancelled() => {}
                 _ = self.closed.changed() => {}
                 _ = self.store_lost.changed() => {}
             }

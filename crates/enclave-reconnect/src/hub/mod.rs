@@ -36,8 +36,9 @@ use enclave_types::{
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use ring::rand::SystemRandom;
-use tokio::sync::{mpsc, watch, Mutex as AsyncMutex};
+use tokio::sync::{mpsc, Mutex as AsyncMutex};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use self::attach::{HubEvents, HubUpstream};
 use self::session::LiveSession;
@@ -70,7 +71,7 @@ pub(crate) struct Shared {
     /// weakly: a runtime goes with its last attachment.
     remote: Mutex<HashMap<SessionId, Weak<LiveSession>>>,
     new_sessions: mpsc::UnboundedSender<NewSession>,
-    pub(crate) shutdown: watch::Sender<bool>,
+    pub(crate) shutdown: CancellationToken,
 }
 
 /// Sessions held at once, finished ones in their grace period included, are at most this
@@ -140,7 +141,7 @@ impl Hub {
             sessions: Mutex::new(HashMap::new()),
             remote: Mutex::new(HashMap::new()),
             new_sessions,
-            shutdown: watch::channel(false).0,
+            shutdown: CancellationToken::new(),
         });
         tokio::spawn(sweep(Arc::downgrade(&shared)));
         Self {
@@ -152,10 +153,9 @@ impl Hub {
     /// The next new session for the application; `None` after [`Hub::shutdown`].
     pub async fn accept(&self) -> Option<NewSession> {
         let mut accepted = self.accepted.lock().await;
-        let mut shutdown = self.shared.shutdown.subscribe();
         tokio::select! {
             session = accepted.recv() => session,
-            _ = shutdown.wait_for(|s| *s) => None,
+            () = self.shared.shutdown.cancelled() => None,
         }
     }
 
@@ -187,7 +187,7 @@ impl Hub {
     /// Stops taking sessions; every attachment yields `Close(ShuttingDown)`, publishers get
     /// [`Error::ShuttingDown`], and background tasks end.
     pub fn shutdown(&self) {
-        self.shared.shutdown.send_replace(true);
+        self.shared.shutdown.cancel();
         // This server produces nothing more: a shared store lets its leases lapse, so other
         // servers end its sessions (`PRODUCER_LOST`) rather than wait for them.
         self.shared.store.shutdown();
@@ -399,7 +399,7 @@ impl Shared {
     }
 
     fn refuse_if_shutting_down(&self) -> Result<(), Refusal> {
-        if *self.shutdown.borrow() {
+        if self.shutdown.is_cancelled() {
             return Err(Refusal::new(
                 RefusalReason::ShuttingDown,
                 "the server is shutting down: resume elsewhere",
@@ -1018,7 +1018,7 @@ async fn heartbeats(shared: Weak<Shared>, rt: Arc<LiveSession>, period: Duration
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        if *shared.shutdown.borrow() {
+        if shared.shutdown.is_cancelled() {
             return;
         }
         let ts = clock::timestamp("ts", clock::now_ms());
@@ -1041,9 +1041,9 @@ async fn heartbeats(shared: Weak<Shared>, rt: Arc<LiveSession>, period: Duration
 /// taken yet). Holds no lock while it waits. Ends with the session, or when the hub shuts
 /// down.
 async fn follow_inbox(shared: Weak<Shared>, rt: Arc<LiveSession>) {
-    let Some((mut inbox, mut shutdown)) = shared
+    let Some((mut inbox, shutdown)) = shared
         .upgrade()
-        .map(|s| (s.store.inbox(&rt.id), s.shutdown.subscribe()))
+        .map(|s| (s.store.inbox(&rt.id), s.shutdown.clone()))
     else {
         return;
     };
@@ -1062,7 +1062,7 @@ async fn follow_inbox(shared: Weak<Shared>, rt: Arc<LiveSession>) {
         let mut cancel: Option<String> = None;
         tokio::select! {
             _ = closed.wait_for(|c| *c) => return,
-            _ = shutdown.wait_for(|s| *s) => return,
+            () = shutdown.cancelled() => return,
             item = inbox.next(), if reading => match item {
                 None => {
                     // The session left the store: the application stops working on it (the
@@ -1141,7 +1141,7 @@ async fn sweep(shared: Weak<Shared>) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        if *shared.shutdown.borrow() {
+        if shared.shutdown.is_cancelled() {
             return;
         }
         let runtimes: Vec<_> = shared

@@ -287,7 +287,7 @@ async fn publish_locked(
     payload: EventPayload,
     terminal: bool,
 ) -> Result<u64, Error> {
-    if *shared.shutdown.borrow() {
+    if shared.shutdown.is_cancelled() {
         return Err(Error::ShuttingDown);
     }
     if state.finished || rt.is_closed() {
@@ -384,7 +384,7 @@ where
                 } else {
                     tracing::debug!(session = %rt.id, attempt, %message, "{what} failed; trying again");
                 }
-                if *shared.shutdown.borrow() || rt.is_closed() {
+                if shared.shutdown.is_cancelled() || rt.is_closed() {
                     return Err(Error::Store(message));
                 }
                 tokio::time::sleep(delay).await;
@@ -537,7 +537,6 @@ async fn make_room(
             return Ok(());
         }
     }
-    let mut shutdown = shared.shutdown.subscribe();
     let mut closed = rt.closed.subscribe();
     let mut cancelled = rt.cancelled.subscribe();
     // Clients on other servers acknowledge by trimming the shared store, which wakes
@@ -552,7 +551,7 @@ async fn make_room(
     loop {
         let mut notified = pin!(rt.space.notified());
         notified.as_mut().enable();
-        if *shutdown.borrow_and_update() {
+        if shared.shutdown.is_cancelled() {
             return Err(Error::ShuttingDown);
         }
         // A cancelled session ends with its own `final`: what was waiting is refused.
@@ -587,7 +586,7 @@ async fn make_room(
         }
         tokio::select! {
             () = notified => {}
-            _ = shutdown.changed() => {}
+            () = shared.shutdown.cancelled() => {}
             _ = closed.changed() => {}
             _ = cancelled.changed() => {}
             () = sleep_or_never(poll) => {}
