@@ -90,7 +90,7 @@ async fn demo(args: &DemoArgs) -> ExitCode {
     let hub = Hub::new(HubConfig::default().with_heartbeat_ms(500));
     let server = Server::new(
         Arc::new(hub.clone()),
-        ServerConfig::default().encryption(EncryptionPolicy::Required),
+        ServerConfig::default().with_encryption(EncryptionPolicy::Required),
     );
     let listener = match tokio::net::TcpListener::bind(("127.0.0.1", 0)).await {
         Ok(listener) => listener,

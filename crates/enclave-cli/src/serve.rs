@@ -220,23 +220,23 @@ async fn serve(args: ServeArgs) -> ExitCode {
         }
     }
     let mut server_config = ServerConfig::default()
-        .encryption(match args.encryption {
+        .with_encryption(match args.encryption {
             Encryption::Disabled => EncryptionPolicy::Disabled,
             Encryption::Optional => EncryptionPolicy::Optional,
             Encryption::Required => EncryptionPolicy::Required,
         })
-        .session_list(args.enable_session_list)
-        .max_connections(args.max_connections)
-        .max_connections_per_peer(args.max_connections_per_peer)
-        .connection_reserve(args.connection_reserve)
-        .header_read_timeout(Duration::from_millis(args.header_timeout_ms))
-        .body_timeout(Duration::from_millis(args.body_timeout_ms))
-        .ws_pong_timeout(Duration::from_millis(args.ws_pong_timeout_ms))
-        .ws_message_timeout(Duration::from_millis(args.ws_message_timeout_ms));
+        .with_session_list(args.enable_session_list)
+        .with_max_connections(args.max_connections)
+        .with_max_connections_per_peer(args.max_connections_per_peer)
+        .with_connection_reserve(args.connection_reserve)
+        .with_header_read_timeout(Duration::from_millis(args.header_timeout_ms))
+        .with_body_timeout(Duration::from_millis(args.body_timeout_ms))
+        .with_ws_pong_timeout(Duration::from_millis(args.ws_pong_timeout_ms))
+        .with_ws_message_timeout(Duration::from_millis(args.ws_message_timeout_ms));
     let scheme = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => match enclave_transport::tls_config_from_pem(cert, key) {
             Ok(tls) => {
-                server_config = server_config.tls(tls);
+                server_config = server_config.with_tls(tls);
                 "https"
             }
             Err(err) => return usage(&err.to_string()),
@@ -247,11 +247,11 @@ async fn serve(args: ServeArgs) -> ExitCode {
         if !dir.is_dir() {
             return usage(&format!("--static {}: not a directory", dir.display()));
         }
-        server_config = server_config.static_dir(dir);
+        server_config = server_config.with_static_dir(dir);
     }
     if let Some(path) = &args.signing_key {
         match SigningKey::from_pkcs8_pem_file(path) {
-            Ok(key) => server_config = server_config.signing_key(Arc::new(key)),
+            Ok(key) => server_config = server_config.with_signing_key(Arc::new(key)),
             Err(err) => return usage(&err.to_string()),
         }
     }
@@ -283,7 +283,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
 
     let running = ServerBuilder::new()
         .hub_config(hub_config)
-        .server_config(server_config.shutdown_grace(SHUTDOWN_GRACE))
+        .server_config(server_config.with_shutdown_grace(SHUTDOWN_GRACE))
         .serve(listener, async {
             shutdown_signal().await;
             tracing::info!("shutting down: ending streams so clients resume elsewhere");

@@ -60,7 +60,7 @@ pub trait SessionService: Send + Sync + 'static {
     /// `session_id` (`GET /sessions/:id`, `DELETE /sessions/:id`,
     /// `POST /sessions/:id/cancel`); the server asks before [`info`](Self::info),
     /// [`delete`](Self::delete) and [`cancel`](Self::cancel), unless the deployment's
-    /// session-access hook (`ServerConfig::session_access`) granted the request already.
+    /// session-access hook (`ServerConfig::with_session_access`) granted the request already.
     ///
     /// An implementation checks the token the way [`resume`](Self::resume) does, before
     /// anything that reveals whether the session exists (a missing token is

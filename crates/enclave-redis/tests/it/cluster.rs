@@ -64,8 +64,8 @@ async fn node_with(server: &RedisServer, store: RedisStoreConfig, hub: HubConfig
         .store(Arc::new(store))
         .server_config(
             ServerConfig::default()
-                .encryption(EncryptionPolicy::Required)
-                .shutdown_grace(Duration::from_secs(1)),
+                .with_encryption(EncryptionPolicy::Required)
+                .with_shutdown_grace(Duration::from_secs(1)),
         )
         .bind("127.0.0.1:0")
         .await

@@ -27,7 +27,7 @@ pub type AuthorizationHook =
 /// it names that, by returning `true`, lets the request read or end that session
 /// (`GET /sessions/:id`, `DELETE /sessions/:id`, `POST /sessions/:id/cancel`) without the
 /// session's resume token, e.g. for an operator's credential. `false` leaves the decision
-/// to the token (see [`ServerConfig::session_access`]).
+/// to the token (see [`ServerConfig::with_session_access`]).
 pub type SessionAccessHook =
     Arc<dyn Fn(&http::HeaderMap, &SessionId) -> bool + Send + Sync + 'static>;
 
@@ -52,15 +52,15 @@ pub enum EncryptionPolicy {
 /// use enclave_transport::{EncryptionPolicy, ServerConfig};
 ///
 /// let config = ServerConfig::default()
-///     .max_body_bytes(64 * 1024)
-///     .allowed_origins(["https://app.example"])
-///     .session_list(false)
-///     .encryption(EncryptionPolicy::Required)
-///     .max_connections(512);
-/// assert_eq!(config.max_body_bytes_value(), 64 * 1024);
+///     .with_max_body_bytes(64 * 1024)
+///     .with_allowed_origins(["https://app.example"])
+///     .with_session_list(false)
+///     .with_encryption(EncryptionPolicy::Required)
+///     .with_max_connections(512);
+/// assert_eq!(config.max_body_bytes(), 64 * 1024);
 /// ```
 ///
-/// A server identity key (see [`signing_key`](Self::signing_key)) is loaded with
+/// A server identity key (see [`with_signing_key`](Self::with_signing_key)) is loaded with
 /// `enclave_crypto::SigningKey`: from a PKCS#8 PEM file
 /// ([`SigningKey::from_pkcs8_pem_file`], as `enclave keygen` or `openssl genpkey -algorithm
 /// EC -pkeyopt ec_paramgen_curve:P-256` write it), from PEM text
@@ -76,9 +76,9 @@ pub enum EncryptionPolicy {
 /// let key = SigningKey::from_pkcs8_pem_file("server-key.pem".as_ref())?;
 /// println!("pin this:\n{}", key.verifying_key().to_spki_pem());
 /// let config = ServerConfig::default()
-///     .encryption(EncryptionPolicy::Required)
-///     .signing_key(Arc::new(key));
-/// assert!(config.signing_key_value().is_some());
+///     .with_encryption(EncryptionPolicy::Required)
+///     .with_signing_key(Arc::new(key));
+/// assert!(config.signing_key().is_some());
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -151,13 +151,13 @@ impl ServerConfig {
     /// code say what happened, the `reason` is the refusal reason a client already knows (a
     /// request it must not retry as is).
     #[must_use]
-    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
+    pub fn with_max_body_bytes(mut self, bytes: usize) -> Self {
         self.max_body_bytes = bytes;
         self
     }
 
     /// The body limit in force.
-    pub fn max_body_bytes_value(&self) -> usize {
+    pub fn max_body_bytes(&self) -> usize {
         self.max_body_bytes
     }
 
@@ -165,7 +165,7 @@ impl ServerConfig {
     /// a list, a listed request `Origin` is echoed back with `Vary: Origin`, and any other
     /// gets no `Access-Control-Allow-Origin` at all.
     #[must_use]
-    pub fn allowed_origins<I, S>(mut self, origins: I) -> Self
+    pub fn with_allowed_origins<I, S>(mut self, origins: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
@@ -176,7 +176,7 @@ impl ServerConfig {
 
     /// Allows every origin (`*`), the default.
     #[must_use]
-    pub fn any_origin(mut self) -> Self {
+    pub fn with_any_origin(mut self) -> Self {
         self.allowed_origins = None;
         self
     }
@@ -184,17 +184,17 @@ impl ServerConfig {
     /// Whether `GET /sessions` is served (default `false`: `enclave serve
     /// --enable-session-list` turns it on); when off it answers `404 NOT_FOUND`, as a route
     /// that does not exist. The list names every session to whoever passes the
-    /// [`authorize`](Self::authorize) hook, so turn it on only where that is acceptable: an
+    /// [`authorize`](Self::with_authorize) hook, so turn it on only where that is acceptable: an
     /// id alone still opens nothing unless tokenless resume is allowed.
     #[must_use]
-    pub fn session_list(mut self, enabled: bool) -> Self {
+    pub fn with_session_list(mut self, enabled: bool) -> Self {
         self.session_list = enabled;
         self
     }
 
     /// The encryption policy (default [`EncryptionPolicy::Optional`]).
     #[must_use]
-    pub fn encryption(mut self, policy: EncryptionPolicy) -> Self {
+    pub fn with_encryption(mut self, policy: EncryptionPolicy) -> Self {
         self.encryption = policy;
         self
     }
@@ -230,13 +230,13 @@ impl ServerConfig {
     /// the line; the session layer keeps its unsigned copy (a later replay is sealed and
     /// carries no signature).
     #[must_use]
-    pub fn signing_key(mut self, key: Arc<SigningKey>) -> Self {
+    pub fn with_signing_key(mut self, key: Arc<SigningKey>) -> Self {
         self.signing_key = Some(key);
         self
     }
 
     /// The identity key in force, if any.
-    pub fn signing_key_value(&self) -> Option<&Arc<SigningKey>> {
+    pub fn signing_key(&self) -> Option<&Arc<SigningKey>> {
         self.signing_key.as_ref()
     }
 
@@ -244,7 +244,7 @@ impl ServerConfig {
     /// `GET /health`. A refusal is answered with its status and body (on a WebSocket
     /// upgrade too: the refusal comes before the upgrade).
     #[must_use]
-    pub fn authorize<F>(mut self, hook: F) -> Self
+    pub fn with_authorize<F>(mut self, hook: F) -> Self
     where
         F: Fn(&http::HeaderMap) -> Result<(), Refusal> + Send + Sync + 'static,
     {
@@ -259,10 +259,10 @@ impl ServerConfig {
     /// `X-Enclave-Resume-Token`, checked by the session layer
     /// ([`SessionService::check_access`](crate::SessionService::check_access)): `401
     /// RESUME_REFUSED` when missing, `403` when wrong, whether the session exists or not.
-    /// The hook runs after [`authorize`](Self::authorize) and after the id was found well
+    /// The hook runs after [`authorize`](Self::with_authorize) and after the id was found well
     /// formed; it never sees a token the session layer checks.
     #[must_use]
-    pub fn session_access<F>(mut self, hook: F) -> Self
+    pub fn with_session_access<F>(mut self, hook: F) -> Self
     where
         F: Fn(&http::HeaderMap, &SessionId) -> bool + Send + Sync + 'static,
     {
@@ -276,24 +276,24 @@ impl ServerConfig {
     /// [`max_body_bytes`](Self::max_body_bytes), as an HTTP body is; a larger one, finished
     /// or not, closes the connection with 1009.
     #[must_use]
-    pub fn max_line_length(mut self, bytes: usize) -> Self {
+    pub fn with_max_line_length(mut self, bytes: usize) -> Self {
         self.max_line_length = bytes;
         self
     }
 
     /// Serves https and wss with this rustls configuration (see [`tls_config_from_pem`]).
     #[must_use]
-    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+    pub fn with_tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
         self.tls = Some(config);
         self
     }
 
     /// The cap on concurrent connections (default [`DEFAULT_MAX_CONNECTIONS`]); past it and
-    /// its [`connection_reserve`](Self::connection_reserve), a new connection is answered
+    /// its [`connection_reserve`](Self::with_connection_reserve), a new connection is answered
     /// `503` (with `Retry-After`) and closed at once. WebSocket sessions count until they
     /// close.
     #[must_use]
-    pub fn max_connections(mut self, connections: usize) -> Self {
+    pub fn with_max_connections(mut self, connections: usize) -> Self {
         self.max_connections = connections.max(1);
         self
     }
@@ -301,21 +301,21 @@ impl ServerConfig {
     /// How long a graceful shutdown waits for connections to finish once their streams were
     /// ended (default 10 s); connections still open then are dropped.
     #[must_use]
-    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+    pub fn with_shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
         self
     }
 
     /// How long a WebSocket client has to send its `open` message (default 10 s).
     #[must_use]
-    pub fn ws_open_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_ws_open_timeout(mut self, timeout: Duration) -> Self {
         self.ws_open_timeout = timeout;
         self
     }
 
     /// How often the server pings an open WebSocket (default 15 s).
     #[must_use]
-    pub fn ws_ping_interval(mut self, interval: Duration) -> Self {
+    pub fn with_ws_ping_interval(mut self, interval: Duration) -> Self {
         self.ws_ping_interval = interval;
         self
     }
@@ -327,7 +327,7 @@ impl ServerConfig {
     /// (raw or percent-encoded), hidden (dot) names or symbolic links that lead out of it. A
     /// miss is `404 NOT_FOUND`. Default: none (every other path is `404`).
     #[must_use]
-    pub fn static_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+    pub fn with_static_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.static_dir = Some(dir.into());
         self
     }
@@ -338,7 +338,7 @@ impl ServerConfig {
     /// is closed. A body costs the server its own bytes and no more, however it is cut into
     /// TCP segments.
     #[must_use]
-    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
         self.body_timeout = timeout;
         self
     }
@@ -346,7 +346,7 @@ impl ServerConfig {
     /// How long a connection may take to send each request head, the first one included
     /// (default 10 s); a connection idle that long between requests is closed too.
     #[must_use]
-    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_header_read_timeout(mut self, timeout: Duration) -> Self {
         self.header_read_timeout = timeout;
         self
     }
@@ -356,29 +356,29 @@ impl ServerConfig {
     /// answered `503` (with `Retry-After`) and closed at once, so one client cannot fill the
     /// server's cap. WebSockets count until they close.
     #[must_use]
-    pub fn max_connections_per_peer(mut self, connections: usize) -> Self {
+    pub fn with_max_connections_per_peer(mut self, connections: usize) -> Self {
         self.max_connections_per_peer = connections.max(1);
         self
     }
 
-    /// Connections accepted past [`max_connections`](Self::max_connections) (default
+    /// Connections accepted past [`max_connections`](Self::with_max_connections) (default
     /// [`DEFAULT_CONNECTION_RESERVE`]), so that `/health`, resumes, messages and lookups stay
     /// reachable when the cap is full: on a reserve connection, a new session (`POST
     /// /sessions`, a WebSocket `open` without `resume`) is refused `503 SERVICE_UNAVAILABLE`
     /// (WebSocket close 1013) with `Retry-After`. Past the reserve too, a connection is
     /// answered `503` at once and closed instead of waiting in the listen queue.
     #[must_use]
-    pub fn connection_reserve(mut self, connections: usize) -> Self {
+    pub fn with_connection_reserve(mut self, connections: usize) -> Self {
         self.connection_reserve = connections;
         self
     }
 
     /// How long after a ping a WebSocket peer has to be heard from (a pong or any message)
     /// before the server closes the connection with 1001 (default 10 s): a silent peer is
-    /// closed at most [`ws_ping_interval`](Self::ws_ping_interval) + this after it went
+    /// closed at most [`ws_ping_interval`](Self::with_ws_ping_interval) + this after it went
     /// quiet.
     #[must_use]
-    pub fn ws_pong_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_ws_pong_timeout(mut self, timeout: Duration) -> Self {
         self.ws_pong_timeout = timeout;
         self
     }
@@ -388,13 +388,13 @@ impl ServerConfig {
     /// that is not finished by then closes the connection with 1008. Without it a peer that
     /// answers pings could hold an unfinished message (up to the message limit) forever.
     #[must_use]
-    pub fn ws_message_timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_ws_message_timeout(mut self, timeout: Duration) -> Self {
         self.ws_message_timeout = timeout.max(Duration::from_millis(1));
         self
     }
 
     /// The directory of static files in force, if any.
-    pub fn static_dir_value(&self) -> Option<&Path> {
+    pub fn static_dir(&self) -> Option<&Path> {
         self.static_dir.as_deref()
     }
 }

@@ -28,9 +28,9 @@ use crate::service::{Refusal, RefusalReason};
 /// How long a refused connection's `503` may take to write before the socket is dropped.
 const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// Live connections per peer IP address, for [`ServerConfig::max_connections_per_peer`].
+/// Live connections per peer IP address, for [`ServerConfig::with_max_connections_per_peer`].
 ///
-/// [`ServerConfig::max_connections_per_peer`]: super::ServerConfig::max_connections_per_peer
+/// [`ServerConfig::with_max_connections_per_peer`]: super::ServerConfig::with_max_connections_per_peer
 #[derive(Debug, Default)]
 struct Peers {
     live: Mutex<HashMap<IpAddr, usize>>,
@@ -129,9 +129,9 @@ impl Drop for TrackGuard {
 pub(crate) struct ConnectionGuard {
     _permit: OwnedSemaphorePermit,
     peer: PeerGuard,
-    /// A slot of [`ServerConfig::connection_reserve`]: no new sessions on this connection.
+    /// A slot of [`ServerConfig::with_connection_reserve`]: no new sessions on this connection.
     ///
-    /// [`ServerConfig::connection_reserve`]: super::ServerConfig::connection_reserve
+    /// [`ServerConfig::with_connection_reserve`]: super::ServerConfig::with_connection_reserve
     pub(crate) reserve: bool,
 }
 

@@ -10,7 +10,7 @@
 //! | `GET /sessions/ws` | WebSocket: `open` / `opened`, then NDJSON lines both ways |
 //! | `GET /health` | `{"status":"ok"}` |
 //! | `OPTIONS *` | CORS preflight, `204` |
-//! | `GET`/`HEAD` of any other path | a file of [`ServerConfig::static_dir`], when set |
+//! | `GET`/`HEAD` of any other path | a file of [`ServerConfig::with_static_dir`], when set |
 //!
 //! Choices the contract leaves open, made here:
 //! - A body over [`ServerConfig::max_body_bytes`] is answered `413` with
@@ -132,11 +132,11 @@ impl Server {
         routes::router(Arc::clone(&self.shared))
     }
 
-    /// Serves HTTP/1.1 and WebSocket (https/wss when [`ServerConfig::tls`] is set) on
+    /// Serves HTTP/1.1 and WebSocket (https/wss when [`ServerConfig::with_tls`] is set) on
     /// `listener` until `shutdown` resolves or [`Server::shutdown`] is called. Then it stops
     /// accepting, ends every attached stream (HTTP bodies end, WebSockets get the
     /// `shutting_down` refusal and close 1012) so clients resume elsewhere, and waits at most
-    /// [`ServerConfig::shutdown_grace`] for connections to finish.
+    /// [`ServerConfig::with_shutdown_grace`] for connections to finish.
     ///
     /// Bytes that are not HTTP cost only their connection. Errors: only a failure of the
     /// connection cap's semaphore, which cannot happen while the server lives.

@@ -71,9 +71,9 @@ fn not_found(message: &str) -> Response {
     )
 }
 
-/// What no route claims: a static file when [`ServerConfig::static_dir`] is set, else `404`.
+/// What no route claims: a static file when [`ServerConfig::with_static_dir`] is set, else `404`.
 ///
-/// [`ServerConfig::static_dir`]: super::ServerConfig::static_dir
+/// [`ServerConfig::with_static_dir`]: super::ServerConfig::with_static_dir
 async fn no_route(State(shared): AppState, method: Method, uri: http::Uri) -> Response {
     if let Some(dir) = &shared.config.static_dir {
         if let Some(response) = static_files::serve(dir, &method, uri.path()).await {
@@ -147,10 +147,10 @@ async fn authorize(State(shared): AppState, request: Request, next: Next) -> Res
     next.run(request).await
 }
 
-/// On a connection of [`ServerConfig::connection_reserve`], refuses new sessions (`503`
+/// On a connection of [`ServerConfig::with_connection_reserve`], refuses new sessions (`503`
 /// with `Retry-After`) and serves every other route.
 ///
-/// [`ServerConfig::connection_reserve`]: super::ServerConfig::connection_reserve
+/// [`ServerConfig::with_connection_reserve`]: super::ServerConfig::with_connection_reserve
 async fn reserve(request: Request, next: Next) -> Response {
     let in_reserve = request
         .extensions()
@@ -166,7 +166,7 @@ async fn reserve(request: Request, next: Next) -> Response {
 // Request helpers
 
 /// Reads a body of at most [`ServerConfig::max_body_bytes`] within
-/// [`ServerConfig::body_timeout`]: over the limit, `413 PAYLOAD_TOO_LARGE`; too slow, `408
+/// [`ServerConfig::with_body_timeout`]: over the limit, `413 PAYLOAD_TOO_LARGE`; too slow, `408
 /// REQUEST_TIMEOUT` (both with reason `invalid_request`, and the connection is closed).
 ///
 /// Each frame is copied into one buffer and dropped: a frame shares the allocation hyper
@@ -174,7 +174,7 @@ async fn reserve(request: Request, next: Next) -> Response {
 /// body sent one byte at a time) instead of the body's own bytes.
 ///
 /// [`ServerConfig::max_body_bytes`]: super::ServerConfig::max_body_bytes
-/// [`ServerConfig::body_timeout`]: super::ServerConfig::body_timeout
+/// [`ServerConfig::with_body_timeout`]: super::ServerConfig::with_body_timeout
 async fn read_body(mut body: Body, config: &super::ServerConfig) -> Result<Bytes, Response> {
     let limit = config.max_body_bytes;
     let too_large = || {

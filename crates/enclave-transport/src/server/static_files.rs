@@ -1,4 +1,4 @@
-//! Static files beside the protocol routes ([`ServerConfig::static_dir`]): a page and its
+//! Static files beside the protocol routes ([`ServerConfig::with_static_dir`]): a page and its
 //! scripts served from one directory, so a browser client under development can be loaded
 //! from the stream server itself (`enclave serve --static DIR`).
 //!
@@ -9,7 +9,7 @@
 //! found must still lie under the directory once symbolic links are resolved, so a link that
 //! points out of it names nothing either. Every miss is the routes' `404 NOT_FOUND` JSON.
 //!
-//! [`ServerConfig::static_dir`]: super::ServerConfig::static_dir
+//! [`ServerConfig::with_static_dir`]: super::ServerConfig::with_static_dir
 
 use std::path::{Path, PathBuf};
 

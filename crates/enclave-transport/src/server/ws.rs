@@ -1,7 +1,7 @@
 //! `GET /sessions/ws`: one WebSocket per attached connection.
 //!
 //! The first message each way replaces what HTTP carries in bodies and headers: the
-//! client's `{"type":"open", …}` (within [`ServerConfig::ws_open_timeout`]) creates or
+//! client's `{"type":"open", …}` (within [`ServerConfig::with_ws_open_timeout`]) creates or
 //! resumes a session, the server's `{"type":"opened", …}` answers with the id, token, epoch
 //! and, when encrypted, the `ServerHello`. From then on every event is sealed when the
 //! connection is encrypted (`session_init` too: the hello travelled in `opened`), and each
@@ -9,7 +9,7 @@
 //! are `{"type":"ack","seq":N}`. A refusal is its JSON body as a text message, then a close
 //! with [`RefusalReason::ws_close_code`].
 //!
-//! [`ServerConfig::ws_open_timeout`]: super::ServerConfig::ws_open_timeout
+//! [`ServerConfig::with_ws_open_timeout`]: super::ServerConfig::with_ws_open_timeout
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -52,7 +52,7 @@ const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 ///
 /// The upgrade is done here rather than by axum's extractor so the codec reads through a
 /// [`Watched`] connection: the server learns when a client message began and closes one not
-/// finished within [`ServerConfig::ws_message_timeout`](super::ServerConfig::ws_message_timeout).
+/// finished within [`ServerConfig::with_ws_message_timeout`](super::ServerConfig::with_ws_message_timeout).
 pub(crate) async fn upgrade(
     State(shared): State<Arc<Shared>>,
     guard: Option<Extension<Arc<ConnectionGuard>>>,

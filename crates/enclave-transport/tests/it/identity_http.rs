@@ -32,8 +32,8 @@ const EVENTS: usize = 3;
 
 fn signing(key: &Arc<SigningKey>) -> ServerConfig {
     ServerConfig::default()
-        .encryption(EncryptionPolicy::Required)
-        .signing_key(Arc::clone(key))
+        .with_encryption(EncryptionPolicy::Required)
+        .with_signing_key(Arc::clone(key))
 }
 
 async fn open(url: &str, open: Open, config: &ClientConfig) -> Result<Connection, ClientError> {
@@ -106,7 +106,7 @@ async fn create_with_another_key_is_refused_before_any_event() {
 async fn create_from_a_server_that_does_not_sign_is_refused() {
     let server = Running::start(
         EVENTS,
-        ServerConfig::default().encryption(EncryptionPolicy::Required),
+        ServerConfig::default().with_encryption(EncryptionPolicy::Required),
     )
     .await;
     let key = SigningKey::generate().unwrap();
@@ -312,7 +312,7 @@ async fn resume_with_another_key_is_refused() {
 async fn resume_from_a_server_that_does_not_sign_is_refused() {
     let server = Running::start(
         EVENTS,
-        ServerConfig::default().encryption(EncryptionPolicy::Required),
+        ServerConfig::default().with_encryption(EncryptionPolicy::Required),
     )
     .await;
     let url = format!("http://{}", server.addr);
@@ -380,7 +380,7 @@ async fn a_pinned_client_never_settles_for_plaintext() {
     // not encrypt refuses it rather than streaming in plaintext.
     let server = Running::start(
         EVENTS,
-        ServerConfig::default().encryption(EncryptionPolicy::Disabled),
+        ServerConfig::default().with_encryption(EncryptionPolicy::Disabled),
     )
     .await;
     let key = SigningKey::generate().unwrap();

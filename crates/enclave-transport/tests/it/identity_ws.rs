@@ -24,8 +24,8 @@ const EVENTS: usize = 3;
 
 fn signing(key: &Arc<SigningKey>) -> ServerConfig {
     ServerConfig::default()
-        .encryption(EncryptionPolicy::Required)
-        .signing_key(Arc::clone(key))
+        .with_encryption(EncryptionPolicy::Required)
+        .with_signing_key(Arc::clone(key))
 }
 
 async fn open(url: &str, open: Open, config: &ClientConfig) -> Result<Connection, ClientError> {
@@ -72,7 +72,7 @@ async fn an_optional_mode_create_is_signed_with_optional() {
     let key = server_key();
     let server = Running::start(
         EVENTS,
-        ServerConfig::default().signing_key(Arc::clone(&key)),
+        ServerConfig::default().with_signing_key(Arc::clone(&key)),
     )
     .await;
     let hello = opened_hello(server.addr, EncryptionMode::Optional).await;
@@ -164,7 +164,7 @@ async fn another_key_is_refused_on_create_and_on_resume() {
 async fn a_server_that_does_not_sign_is_refused() {
     let server = Running::start(
         EVENTS,
-        ServerConfig::default().encryption(EncryptionPolicy::Required),
+        ServerConfig::default().with_encryption(EncryptionPolicy::Required),
     )
     .await;
     let url = format!("ws://{}", server.addr);

@@ -71,7 +71,7 @@ async fn health_preflight_and_cors_headers() {
     // A list of origins: a listed one is echoed with Vary, another gets none.
     let server = Running::start(
         1,
-        ServerConfig::default().allowed_origins(["https://a.example"]),
+        ServerConfig::default().with_allowed_origins(["https://a.example"]),
     )
     .await;
     let response = send(
@@ -163,7 +163,7 @@ async fn create_streams_every_event_as_one_line_with_the_session_headers() {
 
 #[tokio::test]
 async fn bad_bodies_are_refused_with_json() {
-    let server = Running::start(1, ServerConfig::default().max_body_bytes(1024)).await;
+    let server = Running::start(1, ServerConfig::default().with_max_body_bytes(1024)).await;
     let response = send(server.addr, "POST", "/sessions", &[JSON], "{not json").await;
     assert_eq!(response.status(), 400);
     let body = json(response).await;
@@ -202,7 +202,7 @@ async fn bad_bodies_are_refused_with_json() {
 async fn encryption_required_is_refused_before_any_event() {
     let server = Running::start(
         1,
-        ServerConfig::default().encryption(EncryptionPolicy::Required),
+        ServerConfig::default().with_encryption(EncryptionPolicy::Required),
     )
     .await;
     let response = send(server.addr, "POST", "/sessions", &[JSON], r#"{"code":"x"}"#).await;
@@ -226,7 +226,7 @@ async fn encryption_required_is_refused_before_any_event() {
     // A client that requires encryption, on a server that never encrypts.
     let server = Running::start(
         1,
-        ServerConfig::default().encryption(EncryptionPolicy::Disabled),
+        ServerConfig::default().with_encryption(EncryptionPolicy::Disabled),
     )
     .await;
     let handshake = ClientHandshake::start().unwrap();
@@ -597,7 +597,7 @@ async fn plaintext_messages_acks_and_bad_lines() {
 
 #[tokio::test]
 async fn the_brokers_routes_answer_in_its_shapes() {
-    let server = Running::start(1, ServerConfig::default().session_list(true)).await;
+    let server = Running::start(1, ServerConfig::default().with_session_list(true)).await;
     let id = SessionId::generate();
     let response = send(
         server.addr,
@@ -762,7 +762,7 @@ async fn reading_cancelling_and_deleting_a_session_need_its_token() {
     server.stop().await;
 
     // A deployment's session-access hook can grant what the token would.
-    let config = ServerConfig::default().session_access(|headers, _id| {
+    let config = ServerConfig::default().with_session_access(|headers, _id| {
         headers
             .get("authorization")
             .is_some_and(|v| v == "Bearer operator")
@@ -860,7 +860,7 @@ async fn malformed_session_ids_are_refused_on_every_route() {
 
 #[tokio::test]
 async fn the_authorization_hook_guards_every_route_but_preflight_and_health() {
-    let config = ServerConfig::default().authorize(|headers| {
+    let config = ServerConfig::default().with_authorize(|headers| {
         if headers
             .get("authorization")
             .is_some_and(|v| v == "Bearer ok")
@@ -928,7 +928,7 @@ async fn bytes_that_are_not_http_close_only_their_connection() {
 async fn graceful_shutdown_ends_attached_streams() {
     let server = Running::start(
         2,
-        ServerConfig::default().shutdown_grace(Duration::from_secs(5)),
+        ServerConfig::default().with_shutdown_grace(Duration::from_secs(5)),
     )
     .await;
     let response = send(
@@ -959,7 +959,7 @@ async fn graceful_shutdown_ends_attached_streams() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_sessions() {
     // One loopback address for all of them: past the default per-address cap.
-    let config = ServerConfig::default().max_connections_per_peer(2000);
+    let config = ServerConfig::default().with_max_connections_per_peer(2000);
     let server = Running::start(5, config).await;
     let addr = server.addr;
     let started = std::time::Instant::now();
@@ -995,7 +995,7 @@ async fn read_until_closed(socket: &mut tokio::net::TcpStream, within: Duration)
 
 #[tokio::test]
 async fn a_body_sent_a_byte_at_a_time_is_timed_out_with_408() {
-    let config = ServerConfig::default().body_timeout(Duration::from_millis(300));
+    let config = ServerConfig::default().with_body_timeout(Duration::from_millis(300));
     let server = Running::start(1, config).await;
     let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     socket.set_nodelay(true).unwrap();
@@ -1036,7 +1036,7 @@ async fn a_body_sent_a_byte_at_a_time_is_timed_out_with_408() {
 async fn a_body_cut_in_many_frames_is_read_whole_and_bounded_by_its_bytes() {
     // Many small frames (one write each) add up to one body of exactly the limit: accepted;
     // one byte more in the same shape: 413 without the whole body being buffered.
-    let config = ServerConfig::default().max_body_bytes(64);
+    let config = ServerConfig::default().with_max_body_bytes(64);
     let server = Running::start(0, config).await;
     for (len, expect) in [(64, "HTTP/1.1 200"), (65, "HTTP/1.1 413")] {
         let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
@@ -1065,7 +1065,7 @@ async fn a_body_cut_in_many_frames_is_read_whole_and_bounded_by_its_bytes() {
 
 #[tokio::test]
 async fn a_connection_that_sends_no_request_is_closed_after_the_header_timeout() {
-    let config = ServerConfig::default().header_read_timeout(Duration::from_millis(300));
+    let config = ServerConfig::default().with_header_read_timeout(Duration::from_millis(300));
     let server = Running::start(1, config).await;
     let mut socket = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     let started = std::time::Instant::now();
@@ -1078,7 +1078,7 @@ async fn a_connection_that_sends_no_request_is_closed_after_the_header_timeout()
 
 #[tokio::test]
 async fn one_address_cannot_hold_more_than_its_connections() {
-    let config = ServerConfig::default().max_connections_per_peer(4);
+    let config = ServerConfig::default().with_max_connections_per_peer(4);
     let server = Running::start(1, config).await;
     let mut silent = Vec::new();
     for _ in 0..4 {
@@ -1205,8 +1205,8 @@ async fn a_filter_leaves_events_out_of_its_connection_and_keeps_their_seqs() {
 #[tokio::test]
 async fn a_full_server_serves_health_from_its_reserve_and_refuses_new_sessions_with_retry_after() {
     let config = ServerConfig::default()
-        .max_connections(2)
-        .connection_reserve(2);
+        .with_max_connections(2)
+        .with_connection_reserve(2);
     let server = Running::start(1, config).await;
     let mut silent = Vec::new();
     for _ in 0..2 {

@@ -39,7 +39,7 @@ fn connector() -> TlsConnector {
 #[tokio::test]
 async fn https_serves_the_routes_and_a_stream() {
     let tls = tls_config_from_pem(&data("test-cert.pem"), &data("test-key.pem")).unwrap();
-    let server = Running::start(2, ServerConfig::default().tls(tls)).await;
+    let server = Running::start(2, ServerConfig::default().with_tls(tls)).await;
     let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     let name = ServerName::try_from("localhost").unwrap();
     let mut stream = tokio::time::timeout(WAIT, connector().connect(name, tcp))
@@ -92,7 +92,7 @@ async fn our_client_reads_a_stream_over_https_and_wss() {
     use enclave_types::{EncryptionMode, EventPayload};
 
     let tls = tls_config_from_pem(&data("test-cert.pem"), &data("test-key.pem")).unwrap();
-    let server = Running::start(5, ServerConfig::default().tls(tls)).await;
+    let server = Running::start(5, ServerConfig::default().with_tls(tls)).await;
     let config = ClientConfig::new()
         .with_ca_file(&data("test-cert.pem"))
         .unwrap()

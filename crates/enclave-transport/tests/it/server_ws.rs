@@ -141,7 +141,7 @@ async fn open_creates_a_session_and_streams_it_to_final() {
 async fn an_encrypted_websocket_seals_every_event_and_opens_messages() {
     let server = Running::start(
         3,
-        ServerConfig::default().encryption(EncryptionPolicy::Required),
+        ServerConfig::default().with_encryption(EncryptionPolicy::Required),
     )
     .await;
     let mut socket = connect(&server).await;
@@ -224,7 +224,7 @@ async fn an_encrypted_websocket_seals_every_event_and_opens_messages() {
 async fn resume_and_refusals_close_with_the_contract_codes() {
     let server = Running::start(
         2,
-        ServerConfig::default().ws_open_timeout(Duration::from_millis(200)),
+        ServerConfig::default().with_ws_open_timeout(Duration::from_millis(200)),
     )
     .await;
     let mut socket = connect(&server).await;
@@ -315,7 +315,7 @@ async fn an_open_with_a_malformed_session_id_is_refused() {
 async fn a_required_policy_refuses_a_plaintext_open() {
     let server = Running::start(
         1,
-        ServerConfig::default().encryption(EncryptionPolicy::Required),
+        ServerConfig::default().with_encryption(EncryptionPolicy::Required),
     )
     .await;
     let mut socket = connect(&server).await;
@@ -366,7 +366,7 @@ async fn close_code_after(server: &Running, open: bool, messages: Vec<Message>) 
 #[tokio::test]
 async fn oversized_malformed_and_unfinished_messages_close_with_their_codes() {
     // A client message is bounded as an HTTP body is.
-    let server = Running::start(1, ServerConfig::default().max_body_bytes(1024)).await;
+    let server = Running::start(1, ServerConfig::default().with_max_body_bytes(1024)).await;
     let big = "x".repeat(2000);
     assert_eq!(
         close_code_after(&server, true, vec![Message::text(big.clone())]).await,
@@ -419,9 +419,9 @@ async fn oversized_malformed_and_unfinished_messages_close_with_their_codes() {
 #[tokio::test]
 async fn a_message_not_finished_in_time_is_closed_with_1008_though_pings_are_answered() {
     let config = ServerConfig::default()
-        .ws_ping_interval(Duration::from_millis(100))
-        .ws_pong_timeout(Duration::from_millis(400))
-        .ws_message_timeout(Duration::from_millis(400));
+        .with_ws_ping_interval(Duration::from_millis(100))
+        .with_ws_pong_timeout(Duration::from_millis(400))
+        .with_ws_message_timeout(Duration::from_millis(400));
     let server = Running::start(1, config).await;
     let mut socket = connect(&server).await;
     send_json(&mut socket, &json!({"type": "open", "code": "hold"})).await;
@@ -504,8 +504,8 @@ async fn a_request_that_is_not_a_websocket_upgrade_is_refused_400_with_json() {
 #[tokio::test]
 async fn a_peer_that_answers_no_ping_is_closed() {
     let config = ServerConfig::default()
-        .ws_ping_interval(Duration::from_millis(100))
-        .ws_pong_timeout(Duration::from_millis(200));
+        .with_ws_ping_interval(Duration::from_millis(100))
+        .with_ws_pong_timeout(Duration::from_millis(200));
     let server = Running::start(1, config).await;
     let mut socket = connect(&server).await;
     send_json(&mut socket, &json!({"type": "open", "code": "hold"})).await;
@@ -520,8 +520,8 @@ async fn a_peer_that_answers_no_ping_is_closed() {
 #[tokio::test]
 async fn a_peer_that_answers_pings_stays_open() {
     let config = ServerConfig::default()
-        .ws_ping_interval(Duration::from_millis(100))
-        .ws_pong_timeout(Duration::from_millis(200));
+        .with_ws_ping_interval(Duration::from_millis(100))
+        .with_ws_pong_timeout(Duration::from_millis(200));
     let server = Running::start(1, config).await;
     let mut socket = connect(&server).await;
     send_json(&mut socket, &json!({"type": "open", "code": "hold"})).await;

@@ -43,8 +43,8 @@ impl Live {
         let server = Server::new(
             Arc::new(hub.clone()) as Arc<dyn SessionService>,
             ServerConfig::default()
-                .encryption(policy)
-                .shutdown_grace(Duration::from_secs(1)),
+                .with_encryption(policy)
+                .with_shutdown_grace(Duration::from_secs(1)),
         );
         let task = tokio::spawn(server.clone().serve(listener, std::future::pending()));
         Self {
