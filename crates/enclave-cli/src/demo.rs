@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use enclave_reconnect::{
-    Hub, HubConfig, NewSession, ReconnectPolicy, ReconnectingStream, StreamConfig,
+    AcceptedSession, Hub, HubConfig, ReconnectPolicy, ReconnectingStream, StreamConfig,
 };
 use enclave_testkit::{CutProxy, ProxyConfig};
 use enclave_transport::client::{ClientConfig, NewSession as OpenSession};
@@ -169,8 +169,13 @@ async fn run_sessions(hub: Hub, events: u64, messages: u64, received: Received) 
     }
 }
 
-async fn run_session(session: NewSession, events: u64, expected_messages: u64, received: Received) {
-    let NewSession {
+async fn run_session(
+    session: AcceptedSession,
+    events: u64,
+    expected_messages: u64,
+    received: Received,
+) {
+    let AcceptedSession {
         handle,
         mut messages,
         ..

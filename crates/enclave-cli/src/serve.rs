@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use enclave_crypto::SigningKey;
 use enclave_reconnect::store::Store;
-use enclave_reconnect::{Hub, HubConfig, NewSession, OverflowPolicy, ServerBuilder};
+use enclave_reconnect::{AcceptedSession, Hub, HubConfig, OverflowPolicy, ServerBuilder};
 use enclave_redis::{RedisStore, RedisStoreConfig};
 use enclave_transport::{EncryptionPolicy, ServerConfig};
 use enclave_types::{FinalPayload, RuntimeChannelPayload};
@@ -407,8 +407,8 @@ async fn run_sessions(hub: Hub, script: Script, rate: Option<f64>) {
     }
 }
 
-async fn run_session(session: NewSession, script: Script, rate: Option<f64>) {
-    let NewSession {
+async fn run_session(session: AcceptedSession, script: Script, rate: Option<f64>) {
+    let AcceptedSession {
         handle,
         mut messages,
         ..

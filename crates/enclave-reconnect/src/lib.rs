@@ -17,7 +17,7 @@
 //!   Streams) can implement. [`store::MemoryStore`] is the default.
 //! - **The server builder** ([`ServerBuilder`]): the hub, with any store, behind the
 //!   transport's server.
-//! - **The application side** ([`Hub::accept`] → [`NewSession`]): a [`SessionHandle`] to
+//! - **The application side** ([`Hub::accept`] → [`AcceptedSession`]): a [`SessionHandle`] to
 //!   publish, a [`Messages`] receiver for client messages, cancellation and state.
 //! - **The client** ([`ReconnectingStream`]): every event exactly once and in order across
 //!   cuts and resumes (a filtered stream's `filtered` ranges included), a server's
@@ -66,6 +66,6 @@ pub use client::{
 };
 pub use error::Error;
 pub use hub::{
-    Hub, HubConfig, Messages, NewSession, OverflowPolicy, SessionHandle, STORE_UNAVAILABLE,
+    AcceptedSession, Hub, HubConfig, Messages, OverflowPolicy, SessionHandle, STORE_UNAVAILABLE,
 };
 pub use server::{RunningServer, ServerBuilder};

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use enclave_stream::prelude::*;
-use enclave_stream::reconnect::NewSession;
+use enclave_stream::reconnect::AcceptedSession;
 use enclave_testkit::{CutProxy, ProxyConfig};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -108,7 +108,7 @@ async fn stream_sessions(hub: Hub) {
     }
 }
 
-async fn stream_session(session: NewSession) -> Result<(), enclave_stream::reconnect::Error> {
+async fn stream_session(session: AcceptedSession) -> Result<(), enclave_stream::reconnect::Error> {
     for n in 1..=EVENTS {
         session
             .handle

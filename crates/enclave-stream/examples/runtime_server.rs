@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use enclave_stream::prelude::*;
-use enclave_stream::reconnect::{Messages, NewSession};
+use enclave_stream::reconnect::{AcceptedSession, Messages};
 use enclave_stream::types::{CallId, RawJson, ToolResultAppliedPayload};
 use serde_json::json;
 
@@ -85,8 +85,8 @@ async fn run() -> Result<(), BoxError> {
 
 /// One session: output, a tool call, the client's result, `tool_result_applied`; repeated,
 /// then `final`.
-async fn run_session(hub: &Hub, session: NewSession) -> Result<Report, BoxError> {
-    let NewSession {
+async fn run_session(hub: &Hub, session: AcceptedSession) -> Result<Report, BoxError> {
+    let AcceptedSession {
         handle,
         mut messages,
         session_id,

@@ -1,6 +1,6 @@
 //! The common imports: `use enclave_stream::prelude::*;` brings the types most programs
-//! name, from every layer that is turned on. Names that two layers share (`NewSession`,
-//! `Error`) are left out; reach them through their layer's module.
+//! name, from every layer that is turned on. The name every layer shares (`Error`) is
+//! left out; reach it through its layer's module.
 
 pub use enclave_types::{
     EncryptionMode, EventPayload, EventType, FinalPayload, RuntimeChannelMessage,
@@ -22,11 +22,12 @@ pub use enclave_crypto::{
 };
 
 #[cfg(feature = "transport")]
-pub use enclave_transport::client::ClientConfig;
+pub use enclave_transport::client::{ClientConfig, NewSession};
 #[cfg(feature = "transport")]
 pub use enclave_transport::{EncryptionPolicy, Server, ServerConfig};
 
 #[cfg(feature = "reconnect")]
 pub use enclave_reconnect::{
-    Hub, HubConfig, ReconnectPolicy, ReconnectingStream, SessionHandle, StreamConfig, StreamError,
+    AcceptedSession, Hub, HubConfig, ReconnectPolicy, ReconnectingStream, SessionHandle,
+    StreamConfig, StreamError,
 };

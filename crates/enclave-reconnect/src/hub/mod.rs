@@ -46,7 +46,7 @@ use crate::store::{Inbound, SessionMeta, Snapshot, Store, TokenHash, TokenHashes
 use crate::Error;
 
 pub use self::config::{HubConfig, OverflowPolicy};
-pub use self::session::{Messages, NewSession, SessionHandle, STORE_UNAVAILABLE};
+pub use self::session::{AcceptedSession, Messages, SessionHandle, STORE_UNAVAILABLE};
 
 /// How many client messages wait for the application before delivery waits too.
 const MESSAGE_QUEUE: usize = 256;
@@ -70,7 +70,7 @@ pub(crate) struct Shared {
     /// shared store), so a newer connection on this server supersedes an older one. Held
     /// weakly: a runtime goes with its last attachment.
     remote: Mutex<HashMap<SessionId, Weak<LiveSession>>>,
-    new_sessions: mpsc::UnboundedSender<NewSession>,
+    new_sessions: mpsc::UnboundedSender<AcceptedSession>,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -119,7 +119,7 @@ impl CreationRate {
 #[derive(Debug, Clone)]
 pub struct Hub {
     shared: Arc<Shared>,
-    accepted: Arc<AsyncMutex<mpsc::UnboundedReceiver<NewSession>>>,
+    accepted: Arc<AsyncMutex<mpsc::UnboundedReceiver<AcceptedSession>>>,
 }
 
 impl Hub {
@@ -151,7 +151,7 @@ impl Hub {
     }
 
     /// The next new session for the application; `None` after [`Hub::shutdown`].
-    pub async fn accept(&self) -> Option<NewSession> {
+    pub async fn accept(&self) -> Option<AcceptedSession> {
         let mut accepted = self.accepted.lock().await;
         tokio::select! {
             session = accepted.recv() => session,
@@ -688,7 +688,7 @@ impl SessionService for Hub {
             if shared.store.is_shared() {
                 tokio::spawn(follow_inbox(Arc::downgrade(shared), Arc::clone(&rt)));
             }
-            let new_session = NewSession {
+            let new_session = AcceptedSession {
                 session_id: id.clone(),
                 code: request.code.clone(),
                 config: request.config.clone(),

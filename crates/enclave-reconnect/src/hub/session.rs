@@ -1,5 +1,5 @@
 //! One session's in-process side: what the application holds ([`SessionHandle`],
-//! [`Messages`], [`NewSession`]) and what the hub keeps beside the store (`LiveSession`): the
+//! [`Messages`], [`AcceptedSession`]) and what the hub keeps beside the store (`LiveSession`): the
 //! publish path with its backpressure, the current attachment, cancellation.
 
 use std::pin::pin;
@@ -661,7 +661,7 @@ fn fits(retention: &Retention, bytes: u64, max_events: u64, max_bytes: u64) -> b
 /// A new session, as the application receives it from [`Hub::accept`](crate::Hub::accept).
 #[derive(Debug)]
 #[non_exhaustive]
-pub struct NewSession {
+pub struct AcceptedSession {
     /// The session.
     pub session_id: SessionId,
     /// The request's `code`.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{create, hub, next_seq, quiet, refused, resume_request, WAIT};
 use enclave_reconnect::store::{MemoryStore, Store};
-use enclave_reconnect::{HubConfig, NewSession};
+use enclave_reconnect::{AcceptedSession, HubConfig};
 use enclave_transport::RefusalReason;
 use enclave_types::{FinalPayload, StdoutPayload};
 
@@ -24,7 +24,7 @@ fn bounded(store: &Arc<MemoryStore>) -> HubConfig {
 
 /// Publishes `events` small stdout events and the `final` on a task of its own; gives the
 /// final's seq.
-fn produce(session: &NewSession, events: u64) -> tokio::task::JoinHandle<u64> {
+fn produce(session: &AcceptedSession, events: u64) -> tokio::task::JoinHandle<u64> {
     let handle = session.handle.clone();
     tokio::spawn(async move {
         for n in 0..events {

@@ -9,7 +9,7 @@ use crate::live;
 use std::time::Duration;
 
 use enclave_reconnect::{
-    ConnectionState, HubConfig, NewSession as AppSession, OverflowPolicy, ReconnectingStream,
+    AcceptedSession as AppSession, ConnectionState, HubConfig, OverflowPolicy, ReconnectingStream,
     SessionPosition, StreamConfig, StreamError,
 };
 use enclave_transport::client::{connect, ClientConfig, ClientError, NewSession, Open, ResumeAt};

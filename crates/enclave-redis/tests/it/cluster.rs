@@ -85,7 +85,11 @@ async fn two_nodes(name: &str) -> (RedisServer, RunningServer, RunningServer) {
 /// application's side of it there.
 async fn session_on(
     node: &RunningServer,
-) -> (ReconnectingStream, SessionId, enclave_reconnect::NewSession) {
+) -> (
+    ReconnectingStream,
+    SessionId,
+    enclave_reconnect::AcceptedSession,
+) {
     let url = format!("http://{}", node.addr());
     let mut stream = ReconnectingStream::new(url, NewSession::new(), client_config());
     let first = within(Duration::from_secs(10), "session_init", stream.next())

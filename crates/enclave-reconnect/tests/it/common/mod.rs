@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use enclave_reconnect::{Hub, HubConfig, NewSession};
+use enclave_reconnect::{AcceptedSession, Hub, HubConfig};
 use enclave_transport::{
     Attachment, CreateSession, Features, Outgoing, Refusal, RefusalReason, ResumeSession,
     SessionService,
@@ -28,14 +28,17 @@ pub(crate) fn features(resume: bool) -> Features {
 }
 
 /// Creates a session and accepts it on the application side.
-pub(crate) async fn create(hub: &Hub, resume: bool) -> (Attachment, NewSession) {
+pub(crate) async fn create(hub: &Hub, resume: bool) -> (Attachment, AcceptedSession) {
     let mut request = CreateSession::new(SessionId::generate());
     request.features = features(resume);
     create_with(hub, request).await
 }
 
 /// Creates a session from `request` and accepts it.
-pub(crate) async fn create_with(hub: &Hub, request: CreateSession) -> (Attachment, NewSession) {
+pub(crate) async fn create_with(
+    hub: &Hub,
+    request: CreateSession,
+) -> (Attachment, AcceptedSession) {
     let attachment = tokio::time::timeout(WAIT, hub.create(request))
         .await
         .expect("create in time")
