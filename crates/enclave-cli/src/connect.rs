@@ -2,8 +2,9 @@
 //!
 //! Opens a session (or resumes one with `--session ID --from SEQ --token TOKEN`) over HTTP
 //! NDJSON (`http(s)://`) or WebSocket (`ws(s)://`), reconnects and resumes on its own, and
-//! prints every event exactly once, in order, re-serialized as one NDJSON line on standard
-//! output (`session_init` and heartbeats included). Lines typed on standard input (runtime
+//! prints every event exactly once, in order, as one NDJSON line on standard output
+//! (`session_init` and heartbeats included): the event's JSON as it was received and
+//! validated (for a sealed event, the opened plaintext), not written again. Lines typed on standard input (runtime
 //! channel messages: `tool_result_submit`, `cancel`) go to the server; the end of standard
 //! input ends sending, not receiving.
 //!
@@ -25,6 +26,7 @@ use std::process::ExitCode;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use enclave_crypto::VerifyingKey;
 use enclave_reconnect::{
     ConnectionEvent, ReconnectPolicy, ReconnectingStream, SessionPosition, StreamConfig,
@@ -232,10 +234,11 @@ async fn connect(mut stream: ReconnectingStream) -> ExitCode {
 }
 
 /// What one turn of [`run_stream`]'s loop woke up for.
-// Lives for one loop turn on the stack; boxing events would cost an allocation each.
-#[allow(clippy::large_enum_variant)]
 enum Turn {
-    Item(Option<Result<StreamEvent, enclave_reconnect::StreamError>>),
+    /// An event's JSON line and whether it is `final` (the parsed event itself is dropped
+    /// where it is received: moving it on, a few hundred bytes each time, would cost more
+    /// than the test).
+    Item(Option<Result<(Bytes, bool), enclave_reconnect::StreamError>>),
     Line(io::Result<Option<String>>),
     /// Flushing standard output failed while waiting for the next event.
     Output(io::Error),
@@ -248,8 +251,8 @@ async fn run_stream(stream: &mut ReconnectingStream) -> ExitCode {
     let mut printer = Printer::new(io::stdout());
     loop {
         let turn = {
-            // `next` is cancel safe: a line typed meanwhile never costs an event.
-            let next = stream.next();
+            // `next_with_json` is cancel safe: a line typed meanwhile never costs an event.
+            let next = stream.next_with_json();
             tokio::pin!(next);
             let next = FlushWhenIdle {
                 next: next.as_mut(),
@@ -268,9 +271,8 @@ async fn run_stream(stream: &mut ReconnectingStream) -> ExitCode {
             Turn::Item(item) => {
                 announce(stream, &mut announced);
                 match item {
-                    Some(Ok(event)) => {
-                        let is_final = matches!(event.payload, EventPayload::Final(_));
-                        let mut written = printer.event(&event);
+                    Some(Ok((json, is_final))) => {
+                        let mut written = printer.line(&json);
                         if is_final {
                             written = written.and_then(|()| printer.flush());
                         }
@@ -350,9 +352,9 @@ impl<W: Write> Printer<W> {
         }
     }
 
-    /// Adds `event` as one NDJSON line.
-    fn event(&mut self, event: &StreamEvent) -> io::Result<()> {
-        serde_json::to_writer(&mut self.buf, event).map_err(io::Error::other)?;
+    /// Adds `json` (one line, without its line break) as one NDJSON line.
+    fn line(&mut self, json: &[u8]) -> io::Result<()> {
+        self.buf.extend_from_slice(json);
         self.buf.push(b'\n');
         if self.buf.len() >= FLUSH_AT {
             self.flush()?;
@@ -374,7 +376,7 @@ impl<W: Write> Printer<W> {
     }
 }
 
-/// [`ReconnectingStream::next`] that flushes the printer whenever it would wait: what was
+/// [`ReconnectingStream::next_with_json`] that flushes the printer whenever it would wait: what was
 /// printed reaches the reader before the wait, not after the next event.
 ///
 /// "Would wait" is decided after one yield: an HTTP stream's body comes from hyper's
@@ -389,14 +391,16 @@ struct FlushWhenIdle<'a, F, W: Write> {
 
 impl<F, W> Future for FlushWhenIdle<'_, F, W>
 where
-    F: Future<Output = Option<Result<StreamEvent, enclave_reconnect::StreamError>>>,
+    F: Future<Output = Option<Result<(StreamEvent, Bytes), enclave_reconnect::StreamError>>>,
     W: Write,
 {
     type Output = Turn;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Turn> {
         if let Poll::Ready(item) = self.next.as_mut().poll(cx) {
-            return Poll::Ready(Turn::Item(item));
+            return Poll::Ready(Turn::Item(item.map(|item| {
+                item.map(|(event, json)| (json, matches!(event.payload, EventPayload::Final(_))))
+            })));
         }
         if self.printer.buf.is_empty() {
             return Poll::Pending;

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use enclave_ndjson::DEFAULT_MAX_LINE_LENGTH;
 use enclave_types::{
     EncryptedEnvelope, ProtocolVersion, RuntimeChannelMessage, SessionId, StreamEvent,
@@ -358,12 +358,28 @@ impl<M: Sealable> Opener<M> {
 
     /// Opens an `enc` envelope into the message it carries.
     pub fn open(&mut self, envelope: &EncryptedEnvelope) -> Result<M, Error> {
-        let result = self.open_inner(envelope);
+        let result = self.open_inner(envelope).map(|(message, _)| message);
         self.buf.wipe();
         result
     }
 
-    fn open_inner(&mut self, sealed: &EncryptedEnvelope) -> Result<M, Error> {
+    /// [`open`](Self::open), also returning the plaintext JSON the message was read from
+    /// (authentic, UTF-8, a valid message), so a caller can pass it on without writing the
+    /// message again. The copy is the caller's: unlike the opener's own buffer it is not
+    /// wiped, like the message itself.
+    pub fn open_with_json(&mut self, envelope: &EncryptedEnvelope) -> Result<(M, Bytes), Error> {
+        let result = self.open_inner(envelope).map(|(message, len)| {
+            (
+                message,
+                Bytes::copy_from_slice(&self.buf.as_mut_vec()[..len]),
+            )
+        });
+        self.buf.wipe();
+        result
+    }
+
+    /// The message, and the length of its plaintext at the start of `self.buf`.
+    fn open_inner(&mut self, sealed: &EncryptedEnvelope) -> Result<(M, usize), Error> {
         let at = || Location::message(sealed.session_id.as_str(), Some(sealed.seq));
         if let Some(ours) = &self.session {
             if *ours != sealed.session_id {
@@ -463,7 +479,7 @@ impl<M: Sealable> Opener<M> {
         if self.session.is_none() {
             self.session = Some(sealed.session_id.clone());
         }
-        Ok(message)
+        Ok((message, len))
     }
 
     #[cfg(test)]

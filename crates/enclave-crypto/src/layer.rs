@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use enclave_ndjson::DEFAULT_MAX_LINE_LENGTH;
 use enclave_types::{
     EncryptedEnvelope, EncryptionMode, Frame, MessageFrame, RuntimeChannelMessage, StreamEvent,
@@ -194,22 +194,57 @@ impl<Out: Sealable, In: Sealable> EncryptionLayer<Out, In> {
                 message,
                 encrypted: true,
             }),
-            Incoming::Plaintext(message) => {
-                let refuse = |reason| Error::PlaintextRefused {
-                    at: Location::message(message.session_id().as_str(), message.seq()),
-                    reason,
-                };
-                if self.opener.is_some() {
-                    Err(refuse("this connection is encrypted"))
-                } else if self.mode == EncryptionMode::Required {
-                    Err(refuse("encryption is required"))
-                } else {
-                    Ok(Opened {
-                        message,
-                        encrypted: false,
-                    })
-                }
-            }
+            Incoming::Plaintext(message) => self.plaintext(message),
+        }
+    }
+
+    /// A plaintext message, where the rules allow it.
+    fn plaintext(&self, message: In) -> Result<Opened<In>, Error> {
+        let refuse = |reason| Error::PlaintextRefused {
+            at: Location::message(message.session_id().as_str(), message.seq()),
+            reason,
+        };
+        if self.opener.is_some() {
+            Err(refuse("this connection is encrypted"))
+        } else if self.mode == EncryptionMode::Required {
+            Err(refuse("encryption is required"))
+        } else {
+            Ok(Opened {
+                message,
+                encrypted: false,
+            })
+        }
+    }
+
+    /// [`open`](Self::open), also returning, for an envelope, the plaintext JSON the
+    /// message was read from ([`Opener::open_with_json`]); `None` for plaintext, whose JSON
+    /// is the received line itself.
+    pub fn open_with_json<F: IncomingFrame<Message = In>>(
+        &mut self,
+        frame: F,
+    ) -> Result<(Opened<In>, Option<Bytes>), Error> {
+        match frame.into_incoming()? {
+            Incoming::Sealed(envelope) => match &mut self.opener {
+                Some(opener) => opener.open_with_json(&envelope).map(|(message, json)| {
+                    (
+                        Opened {
+                            message,
+                            encrypted: true,
+                        },
+                        Some(json),
+                    )
+                }),
+                None => self.open_envelope(&envelope).map(|message| {
+                    (
+                        Opened {
+                            message,
+                            encrypted: true,
+                        },
+                        None,
+                    )
+                }),
+            },
+            Incoming::Plaintext(message) => self.plaintext(message).map(|opened| (opened, None)),
         }
     }
 

@@ -370,6 +370,79 @@ fn connect_prints_every_event_once_over_http_and_websocket_encrypted() {
     }
 }
 
+/// One session of `authority` read by hand (`POST /sessions` over HTTP/1.0, so the body is
+/// the plain NDJSON up to the close): the events as the server serves them.
+fn served_events(authority: &str) -> Vec<Value> {
+    use std::io::{Read as _, Write as _};
+    let mut socket = std::net::TcpStream::connect(authority).expect("connect");
+    socket.set_read_timeout(Some(TIMEOUT)).expect("a timeout");
+    let head = format!(
+        "POST /sessions HTTP/1.0\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}"
+    );
+    socket.write_all(head.as_bytes()).expect("write");
+    let mut response = Vec::new();
+    socket.read_to_end(&mut response).expect("the whole answer");
+    let text = String::from_utf8(response).expect("UTF-8");
+    let (_, body) = text.split_once("\r\n\r\n").expect("a header block");
+    body.lines()
+        .map(|line| serde_json::from_str(line).expect("one event per line"))
+        .collect()
+}
+
+/// `events` with what differs between two sessions of the same script left out: the session
+/// id (wherever it appears) and the `session_init` payload (expiry, encryption).
+fn normalized(events: &[Value]) -> Vec<Value> {
+    events
+        .iter()
+        .map(|event| {
+            let id = event["sessionId"].as_str().expect("a sessionId");
+            let mut event: Value =
+                serde_json::from_str(&event.to_string().replace(id, "s_SESSION")).unwrap();
+            if event["type"] == "session_init" {
+                event["payload"] = Value::Null;
+            }
+            event
+        })
+        .collect()
+}
+
+#[test]
+fn connect_prints_the_served_events_over_http_and_websocket_plaintext_and_encrypted() {
+    // Without heartbeats in between, two sessions of one `--generate` server carry the same
+    // events but for their ids and `session_init`.
+    let served = Served::start(&["--generate", "60"]);
+    let expected = normalized(&served_events(served.authority()));
+    assert_eq!(expected.len(), 62, "session_init, 60 events, final");
+    let ws = served.url.replacen("http", "ws", 1);
+    for (url, encryption) in [
+        (&served.url, "disabled"),
+        (&served.url, "required"),
+        (&ws, "disabled"),
+        (&ws, "required"),
+    ] {
+        let output = connect(&[url, "--encryption", encryption], "");
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{url} {encryption}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8(output.stdout.clone()).expect("UTF-8");
+        assert!(
+            stdout.ends_with('\n'),
+            "{url} {encryption}: every line ends"
+        );
+        // `events` checks one JSON value per line.
+        let printed = events(&output);
+        assert_eq!(
+            printed[0]["payload"]["encryption"]["enabled"],
+            encryption == "required",
+            "{url} {encryption}"
+        );
+        assert_eq!(normalized(&printed), expected, "{url} {encryption}");
+    }
+}
+
 #[test]
 fn connect_resumes_a_session_from_a_seq_with_its_token() {
     use std::io::Read as _;

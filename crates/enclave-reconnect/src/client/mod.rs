@@ -38,6 +38,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use bytes::Bytes;
 use enclave_transport::client::{
     connect, ClientConfig, ClientError, Connection, NewSession, Open, Received, ResumeAt,
 };
@@ -434,6 +435,15 @@ impl ReconnectingStream {
     /// while a connection attempt is under way resumes that attempt (a new session is
     /// opened once, never twice).
     pub async fn next(&mut self) -> Option<Result<StreamEvent, StreamError>> {
+        self.next_with_json()
+            .await
+            .map(|item| item.map(|(event, _)| event))
+    }
+
+    /// [`next`](Self::next), with the event's JSON as received (the `json` of
+    /// [`Received::Event`]: one line, the received line or the opened plaintext), for a caller
+    /// that passes events on without writing them again. Cancel safe as `next` is.
+    pub async fn next_with_json(&mut self) -> Option<Result<(StreamEvent, Bytes), StreamError>> {
         loop {
             if self.finished && !self.done {
                 self.finish().await;
@@ -572,9 +582,9 @@ impl ReconnectingStream {
     /// Handles one thing received; `Some` when it is for the caller. No await: what needs the
     /// network afterwards (an acknowledgement, closing after `final`) is left for the next
     /// call, so the event is never lost to a cancelled future.
-    fn receive(&mut self, received: Received) -> Option<Result<StreamEvent, StreamError>> {
+    fn receive(&mut self, received: Received) -> Option<Result<(StreamEvent, Bytes), StreamError>> {
         match received {
-            Received::Event { event, .. } => {
+            Received::Event { event, json, .. } => {
                 let expected = self.last_delivered.map_or(1, |last| last + 1);
                 if event.seq < expected {
                     tracing::trace!(seq = event.seq, "duplicate event dropped");
@@ -599,7 +609,7 @@ impl ReconnectingStream {
                 } else if self.unacked_events >= self.config.ack_every {
                     self.ack_now = true;
                 }
-                Some(Ok(event))
+                Some(Ok((event, json)))
             }
             Received::Ack { seq } => {
                 while self

@@ -315,6 +315,12 @@ pub enum Received {
         event: StreamEvent,
         /// Whether it came in an `enc` envelope.
         encrypted: bool,
+        /// The event's JSON as received, as one line without its line break: the received
+        /// line (trimmed) for a plaintext event, the opened plaintext for a sealed one
+        /// (trimmed, any line break in it made a space). It is the JSON `event` was read
+        /// from and validated as, so it can be passed on as is — key order, spacing and
+        /// fields this version does not know included.
+        json: Bytes,
     },
     /// The replay of a resume is over: what follows is live.
     ReplayComplete {
@@ -495,7 +501,7 @@ impl Connection {
             if self.failed {
                 return None;
             }
-            if let Some(item) = self.decoder.next_line_with(read_line) {
+            if let Some(item) = self.decoder.next_line_with(read_line_keeping_events) {
                 let result = match item {
                     Ok(line) => self.classify(line),
                     Err(source) => Err(ClientError::Line {
@@ -666,7 +672,7 @@ impl Connection {
     }
 
     /// Turns one line into an event or a control line.
-    fn classify(&mut self, read: Line) -> Result<Received, ClientError> {
+    fn classify(&mut self, (read, json): (Line, Bytes)) -> Result<Received, ClientError> {
         let line = self.decoder.line_number();
         let classified = match read {
             Line::Classified(classified) => classified,
@@ -698,7 +704,7 @@ impl Connection {
         if self.awaiting_init {
             self.awaiting_init = false;
             if let Frame::Event(event) = frame {
-                return self.first_line(event);
+                return self.first_line(event, json);
             }
             if self.config.encryption == EncryptionMode::Required {
                 return Err(ClientError::EncryptionDowngrade {
@@ -708,15 +714,19 @@ impl Connection {
             }
             self.pending_handshake = None;
         }
-        let opened = self
-            .layer
-            .open(frame)
-            .map_err(|source| ClientError::RefusedLine {
-                session: self.session_id.as_str().to_owned(),
-                line,
-                source: Box::new(source),
-            })?;
-        self.accept(opened.message, opened.encrypted)
+        let (opened, plaintext) =
+            self.layer
+                .open_with_json(frame)
+                .map_err(|source| ClientError::RefusedLine {
+                    session: self.session_id.as_str().to_owned(),
+                    line,
+                    source: Box::new(source),
+                })?;
+        let json = match plaintext {
+            Some(plaintext) => one_line(&plaintext),
+            None => json,
+        };
+        self.accept(opened.message, opened.encrypted, json)
     }
 
     /// The first line of an HTTP create: the plaintext `session_init`, which carries the
@@ -725,7 +735,7 @@ impl Connection {
     /// With a pinned key the whole line is verified first: the signature covers the hello,
     /// the session, the mode and the line itself, so a flipped `encryption.enabled`, a
     /// removed hello or a rewritten `cancelUrl` is refused before anything is accepted.
-    fn first_line(&mut self, event: StreamEvent) -> Result<Received, ClientError> {
+    fn first_line(&mut self, event: StreamEvent, json: Bytes) -> Result<Received, ClientError> {
         let handshake = self.pending_handshake.take();
         if event.session_id != self.session_id {
             return Err(ClientError::Protocol {
@@ -766,10 +776,15 @@ impl Connection {
             }
             _ => {}
         }
-        self.accept(event, false)
+        self.accept(event, false, json)
     }
 
-    fn accept(&mut self, event: StreamEvent, encrypted: bool) -> Result<Received, ClientError> {
+    fn accept(
+        &mut self,
+        event: StreamEvent,
+        encrypted: bool,
+        json: Bytes,
+    ) -> Result<Received, ClientError> {
         if event.session_id != self.session_id {
             return Err(ClientError::Protocol {
                 session: self.session_id.as_str().to_owned(),
@@ -780,7 +795,11 @@ impl Connection {
             });
         }
         self.last_seq = Some(self.last_seq.map_or(event.seq, |last| last.max(event.seq)));
-        Ok(Received::Event { event, encrypted })
+        Ok(Received::Event {
+            event,
+            encrypted,
+            json,
+        })
     }
 
     fn unreadable(&self, line: u64, source: enclave_types::Error) -> ClientError {
@@ -833,6 +852,43 @@ fn read_line(text: &str) -> Line {
             None => Line::Classified(Classified::Unreadable(source)),
         },
         classified => Line::Classified(classified),
+    }
+}
+
+/// [`read_line`], with a copy of the line when it is a plaintext event (its JSON, for
+/// [`Received::Event::json`]; empty otherwise).
+fn read_line_keeping_events(text: &str) -> (Line, Bytes) {
+    let line = read_line(text);
+    let json = match &line {
+        Line::Classified(Classified::Data(Frame::Event(_))) => {
+            Bytes::copy_from_slice(text.as_bytes())
+        }
+        _ => Bytes::new(),
+    };
+    (line, json)
+}
+
+/// An opened plaintext as one line: trimmed, and any line break in it made a space. That
+/// changes nothing of the JSON: a raw line break cannot be inside a JSON string (it must be
+/// escaped there), so where valid JSON has one it is whitespace between values.
+fn one_line(plaintext: &Bytes) -> Bytes {
+    let start = plaintext
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(plaintext.len());
+    let end = plaintext
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |last| last + 1);
+    let trimmed = plaintext.slice(start..end);
+    if trimmed.iter().any(|&b| b == b'\n' || b == b'\r') {
+        trimmed
+            .iter()
+            .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b })
+            .collect::<Vec<u8>>()
+            .into()
+    } else {
+        trimmed
     }
 }
 
@@ -905,4 +961,27 @@ fn refusal_or_status(what: &str, status: u16, body: &[u8]) -> ClientError {
             enclave_types::MESSAGE_EXCERPT_CHARS,
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_opened_plaintext_is_passed_on_as_one_line_of_the_same_json() {
+        let pretty =
+            Bytes::from_static(b" \r\n{\"seq\":1,\r\n  \"payload\": {\"chunk\": \"a\\nb\"}\n}\n ");
+        let line = one_line(&pretty);
+        assert!(!line.contains(&b'\n') && !line.contains(&b'\r'), "{line:?}");
+        assert_eq!(line.first(), Some(&b'{'));
+        assert_eq!(line.last(), Some(&b'}'));
+        let parsed: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(
+            parsed,
+            serde_json::json!({"seq": 1, "payload": {"chunk": "a\nb"}})
+        );
+        // Already one line: handed on as is, not copied.
+        let compact = Bytes::from_static(b"{\"seq\":2}");
+        assert_eq!(one_line(&compact).as_ptr(), compact.as_ptr());
+    }
 }

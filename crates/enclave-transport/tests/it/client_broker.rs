@@ -128,7 +128,9 @@ async fn read_all(conn: &mut enclave_transport::client::Connection) -> Vec<Strea
     let mut events = Vec::new();
     while let Some(item) = tokio::time::timeout(LIMIT, conn.next()).await.unwrap() {
         match item.unwrap() {
-            Received::Event { event, encrypted } => {
+            Received::Event {
+                event, encrypted, ..
+            } => {
                 assert!(!encrypted, "the broker does not encrypt");
                 events.push(event);
             }

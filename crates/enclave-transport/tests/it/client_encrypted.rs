@@ -38,6 +38,11 @@ fn stdout(seq: u64) -> StreamEvent {
     )
 }
 
+/// The plaintext a sealed `event` opens to, which the client hands on as the event's JSON.
+fn json(event: &StreamEvent) -> bytes::Bytes {
+    serde_json::to_vec(event).unwrap().into()
+}
+
 fn session_init_line(server_hello: &serde_json::Value) -> String {
     let init = serde_json::json!({
         "protocolVersion": 2, "sessionId": SESSION, "seq": 1, "type": "session_init",
@@ -188,7 +193,9 @@ async fn http_create_encrypted_both_ways_and_plaintext_after_the_handshake_is_re
     assert_eq!(conn.token(), Some("tok"));
     assert_eq!(conn.epoch(), Some(3));
     match next(&mut conn).await.unwrap().unwrap() {
-        Received::Event { event, encrypted } => {
+        Received::Event {
+            event, encrypted, ..
+        } => {
             assert_eq!(
                 (event.seq, encrypted),
                 (1, false),
@@ -203,8 +210,9 @@ async fn http_create_encrypted_both_ways_and_plaintext_after_the_handshake_is_re
         assert_eq!(
             received,
             Received::Event {
+                json: json(&stdout(seq)),
                 event: stdout(seq),
-                encrypted: true
+                encrypted: true,
             }
         );
     }
@@ -218,8 +226,9 @@ async fn http_create_encrypted_both_ways_and_plaintext_after_the_handshake_is_re
     assert_eq!(
         received,
         Received::Event {
+            json: json(&stdout(4)),
             event: stdout(4),
-            encrypted: true
+            encrypted: true,
         }
     );
 
@@ -280,12 +289,14 @@ async fn http_resume_carries_the_hellos_in_headers_and_replays_sealed() {
         received,
         [
             Received::Event {
+                json: json(&stdout(5)),
                 event: stdout(5),
-                encrypted: true
+                encrypted: true,
             },
             Received::Event {
+                json: json(&stdout(6)),
                 event: stdout(6),
-                encrypted: true
+                encrypted: true,
             },
             Received::ReplayComplete { last_seq: 6 },
         ]
@@ -362,8 +373,9 @@ async fn websocket_open_opened_sealed_events_messages_and_acks() {
         assert_eq!(
             received,
             Received::Event {
+                json: json(&stdout(seq)),
                 event: stdout(seq),
-                encrypted: true
+                encrypted: true,
             }
         );
     }

@@ -256,7 +256,7 @@ async fn the_fake_signs_what_a_pinned_client_accepts() {
     let mut conn = create(&url, &pinned(key.verifying_key())).await;
     let first = tokio::time::timeout(WAIT, conn.next()).await.unwrap();
     assert!(
-        matches!(&first, Some(Ok(enclave_transport::client::Received::Event { event, encrypted: false })) if event.seq == 1),
+        matches!(&first, Some(Ok(enclave_transport::client::Received::Event { event, encrypted: false, .. })) if event.seq == 1),
         "{first:?}"
     );
     assert!(conn.encrypted());

@@ -110,7 +110,9 @@ async fn our_client_reads_a_stream_over_https_and_wss() {
                 .await
                 .unwrap_or_else(|_| panic!("{url}: no event in time"));
             match item {
-                Some(Ok(Received::Event { event, encrypted })) => {
+                Some(Ok(Received::Event {
+                    event, encrypted, ..
+                })) => {
                     assert!(encrypted || event.seq == 1, "{url}: seq {}", event.seq);
                     seqs.push(event.seq);
                     if matches!(event.payload, EventPayload::Final(_)) {

@@ -44,7 +44,9 @@ pub(crate) async fn read_all(
             .expect("the connection yields within the wait");
         match item {
             None => return (events, None),
-            Some(Ok(Received::Event { event, encrypted })) => events.push((event, encrypted)),
+            Some(Ok(Received::Event {
+                event, encrypted, ..
+            })) => events.push((event, encrypted)),
             Some(Ok(_)) => {}
             Some(Err(err)) if err.is_item() => panic!("unexpected item error: {err}"),
             Some(Err(err)) => {
