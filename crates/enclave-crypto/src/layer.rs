@@ -234,15 +234,7 @@ impl<Out: Sealable, In: Sealable> EncryptionLayer<Out, In> {
                         Some(json),
                     )
                 }),
-                None => self.open_envelope(&envelope).map(|message| {
-                    (
-                        Opened {
-                            message,
-                            encrypted: true,
-                        },
-                        None,
-                    )
-                }),
+                None => Err(no_keys(&envelope)),
             },
             Incoming::Plaintext(message) => self.plaintext(message).map(|opened| (opened, None)),
         }
@@ -252,10 +244,7 @@ impl<Out: Sealable, In: Sealable> EncryptionLayer<Out, In> {
     pub fn open_envelope(&mut self, envelope: &EncryptedEnvelope) -> Result<In, Error> {
         match &mut self.opener {
             Some(opener) => opener.open(envelope),
-            None => Err(Error::DecryptionFailed {
-                at: Location::message(envelope.session_id.as_str(), Some(envelope.seq)),
-                reason: "no keys yet: the handshake has not finished".into(),
-            }),
+            None => Err(no_keys(envelope)),
         }
     }
 
@@ -347,6 +336,14 @@ impl<Out, In> fmt::Debug for EncryptionLayer<Out, In> {
             .field("opener", &self.opener)
             .field("max_line_length", &self.max_line_length)
             .finish_non_exhaustive()
+    }
+}
+
+/// The refusal of an envelope that came before the keys.
+fn no_keys(envelope: &EncryptedEnvelope) -> Error {
+    Error::DecryptionFailed {
+        at: Location::message(envelope.session_id.as_str(), Some(envelope.seq)),
+        reason: "no keys yet: the handshake has not finished".into(),
     }
 }
 

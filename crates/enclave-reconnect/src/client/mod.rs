@@ -435,7 +435,7 @@ impl ReconnectingStream {
     /// while a connection attempt is under way resumes that attempt (a new session is
     /// opened once, never twice).
     pub async fn next(&mut self) -> Option<Result<StreamEvent, StreamError>> {
-        self.next_with_json()
+        self.next_item(false)
             .await
             .map(|item| item.map(|(event, _)| event))
     }
@@ -444,6 +444,24 @@ impl ReconnectingStream {
     /// [`Received::Event`]: one line, the received line or the opened plaintext), for a caller
     /// that passes events on without writing them again. Cancel safe as `next` is.
     pub async fn next_with_json(&mut self) -> Option<Result<(StreamEvent, Bytes), StreamError>> {
+        let item = self.next_item(true).await?;
+        Some(item.map(|(event, json)| {
+            // `next_item` asks the connection to keep it before the line is read, so every
+            // event has it; writing the event is only the answer a type needs for `None`.
+            let json = json.unwrap_or_else(|| {
+                serde_json::to_vec(&event)
+                    .map(Bytes::from)
+                    .unwrap_or_default()
+            });
+            (event, json)
+        }))
+    }
+
+    /// The next event, with its JSON when `keep_json` asks the connection to keep it.
+    async fn next_item(
+        &mut self,
+        keep_json: bool,
+    ) -> Option<Result<(StreamEvent, Option<Bytes>), StreamError>> {
         loop {
             if self.finished && !self.done {
                 self.finish().await;
@@ -456,6 +474,9 @@ impl ReconnectingStream {
             }
             if let Err(err) = self.ensure_connected().await {
                 return Some(Err(err));
+            }
+            if let Some(conn) = &mut self.conn {
+                conn.set_keep_json(keep_json);
             }
             let heartbeat_at = self.last_activity + self.config.heartbeat_timeout;
             let heartbeat = self
@@ -582,7 +603,10 @@ impl ReconnectingStream {
     /// Handles one thing received; `Some` when it is for the caller. No await: what needs the
     /// network afterwards (an acknowledgement, closing after `final`) is left for the next
     /// call, so the event is never lost to a cancelled future.
-    fn receive(&mut self, received: Received) -> Option<Result<(StreamEvent, Bytes), StreamError>> {
+    fn receive(
+        &mut self,
+        received: Received,
+    ) -> Option<Result<(StreamEvent, Option<Bytes>), StreamError>> {
         match received {
             Received::Event { event, json, .. } => {
                 let expected = self.last_delivered.map_or(1, |last| last + 1);

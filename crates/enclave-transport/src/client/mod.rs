@@ -315,12 +315,14 @@ pub enum Received {
         event: StreamEvent,
         /// Whether it came in an `enc` envelope.
         encrypted: bool,
-        /// The event's JSON as received, as one line without its line break: the received
-        /// line (trimmed) for a plaintext event, the opened plaintext for a sealed one
-        /// (trimmed, any line break in it made a space). It is the JSON `event` was read
-        /// from and validated as, so it can be passed on as is — key order, spacing and
-        /// fields this version does not know included.
-        json: Bytes,
+        /// The event's JSON as received, as one line without its line break, when the
+        /// connection keeps it ([`Connection::set_keep_json`]; `None` otherwise, so readers
+        /// that do not pass lines on pay no copy per event): the received line (trimmed) for
+        /// a plaintext event, the opened plaintext for a sealed one (trimmed, any line break
+        /// in it made a space). It is the JSON `event` was read from and validated as, so it
+        /// can be passed on as is — key order, spacing and fields this version does not know
+        /// included.
+        json: Option<Bytes>,
     },
     /// The replay of a resume is over: what follows is live.
     ReplayComplete {
@@ -388,6 +390,7 @@ pub async fn connect(
         carrier: opened.carrier,
         ended: false,
         failed: false,
+        keep_json: false,
     };
     conn.layer.set_max_line_length(config.max_line_length);
     match opened.keys {
@@ -457,6 +460,8 @@ pub struct Connection {
     carrier: Carrier,
     ended: bool,
     failed: bool,
+    /// Whether events come with their JSON ([`Received::Event`]'s `json`).
+    keep_json: bool,
 }
 
 impl Connection {
@@ -491,6 +496,13 @@ impl Connection {
         self.last_seq
     }
 
+    /// Whether the events read from now on carry their JSON as received
+    /// ([`Received::Event`]'s `json`): one copy of each event's line (or opened plaintext),
+    /// for a reader that passes lines on instead of writing events again. Off by default.
+    pub fn set_keep_json(&mut self, keep: bool) {
+        self.keep_json = keep;
+    }
+
     /// The next event or control line; `None` once the server ended the stream or after a
     /// fatal error. An item error ([`ClientError::is_item`]) leaves the stream going.
     pub async fn next(&mut self) -> Option<Result<Received, ClientError>> {
@@ -501,7 +513,11 @@ impl Connection {
             if self.failed {
                 return None;
             }
-            if let Some(item) = self.decoder.next_line_with(read_line_keeping_events) {
+            let keep_json = self.keep_json;
+            if let Some(item) = self
+                .decoder
+                .next_line_with(|text| read_line_keeping(text, keep_json))
+            {
                 let result = match item {
                     Ok(line) => self.classify(line),
                     Err(source) => Err(ClientError::Line {
@@ -672,7 +688,7 @@ impl Connection {
     }
 
     /// Turns one line into an event or a control line.
-    fn classify(&mut self, (read, json): (Line, Bytes)) -> Result<Received, ClientError> {
+    fn classify(&mut self, (read, json): (Line, Option<Bytes>)) -> Result<Received, ClientError> {
         let line = self.decoder.line_number();
         let classified = match read {
             Line::Classified(classified) => classified,
@@ -714,17 +730,20 @@ impl Connection {
             }
             self.pending_handshake = None;
         }
-        let (opened, plaintext) =
-            self.layer
-                .open_with_json(frame)
-                .map_err(|source| ClientError::RefusedLine {
-                    session: self.session_id.as_str().to_owned(),
-                    line,
-                    source: Box::new(source),
-                })?;
-        let json = match plaintext {
-            Some(plaintext) => one_line(&plaintext),
-            None => json,
+        let refused = |source| ClientError::RefusedLine {
+            session: self.session_id.as_str().to_owned(),
+            line,
+            source: Box::new(source),
+        };
+        // Only a reader that keeps JSON pays for the plaintext's copy.
+        let (opened, json) = if self.keep_json {
+            let (opened, plaintext) = self.layer.open_with_json(frame).map_err(refused)?;
+            (
+                opened,
+                plaintext.map(|plaintext| one_line(&plaintext)).or(json),
+            )
+        } else {
+            (self.layer.open(frame).map_err(refused)?, None)
         };
         self.accept(opened.message, opened.encrypted, json)
     }
@@ -735,7 +754,11 @@ impl Connection {
     /// With a pinned key the whole line is verified first: the signature covers the hello,
     /// the session, the mode and the line itself, so a flipped `encryption.enabled`, a
     /// removed hello or a rewritten `cancelUrl` is refused before anything is accepted.
-    fn first_line(&mut self, event: StreamEvent, json: Bytes) -> Result<Received, ClientError> {
+    fn first_line(
+        &mut self,
+        event: StreamEvent,
+        json: Option<Bytes>,
+    ) -> Result<Received, ClientError> {
         let handshake = self.pending_handshake.take();
         if event.session_id != self.session_id {
             return Err(ClientError::Protocol {
@@ -783,7 +806,7 @@ impl Connection {
         &mut self,
         event: StreamEvent,
         encrypted: bool,
-        json: Bytes,
+        json: Option<Bytes>,
     ) -> Result<Received, ClientError> {
         if event.session_id != self.session_id {
             return Err(ClientError::Protocol {
@@ -855,15 +878,15 @@ fn read_line(text: &str) -> Line {
     }
 }
 
-/// [`read_line`], with a copy of the line when it is a plaintext event (its JSON, for
-/// [`Received::Event::json`]; empty otherwise).
-fn read_line_keeping_events(text: &str) -> (Line, Bytes) {
+/// [`read_line`], with a copy of the line when `keep` asks for it and it is a plaintext
+/// event (its JSON, for [`Received::Event`]'s `json`).
+fn read_line_keeping(text: &str, keep: bool) -> (Line, Option<Bytes>) {
     let line = read_line(text);
     let json = match &line {
-        Line::Classified(Classified::Data(Frame::Event(_))) => {
-            Bytes::copy_from_slice(text.as_bytes())
+        Line::Classified(Classified::Data(Frame::Event(_))) if keep => {
+            Some(Bytes::copy_from_slice(text.as_bytes()))
         }
-        _ => Bytes::new(),
+        _ => None,
     };
     (line, json)
 }

@@ -129,9 +129,12 @@ async fn read_all(conn: &mut enclave_transport::client::Connection) -> Vec<Strea
     while let Some(item) = tokio::time::timeout(LIMIT, conn.next()).await.unwrap() {
         match item.unwrap() {
             Received::Event {
-                event, encrypted, ..
+                event,
+                encrypted,
+                json,
             } => {
                 assert!(!encrypted, "the broker does not encrypt");
+                assert!(json.is_none(), "no line is copied unless asked for");
                 events.push(event);
             }
             other => panic!("the broker sends no control lines, got {other:?}"),

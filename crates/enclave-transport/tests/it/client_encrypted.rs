@@ -190,6 +190,7 @@ async fn http_create_encrypted_both_ways_and_plaintext_after_the_handshake_is_re
     let mut conn = connect(&url, Open::New(NewSession::new()), &config)
         .await
         .unwrap();
+    conn.set_keep_json(true);
     assert_eq!(conn.token(), Some("tok"));
     assert_eq!(conn.epoch(), Some(3));
     match next(&mut conn).await.unwrap().unwrap() {
@@ -210,7 +211,7 @@ async fn http_create_encrypted_both_ways_and_plaintext_after_the_handshake_is_re
         assert_eq!(
             received,
             Received::Event {
-                json: json(&stdout(seq)),
+                json: Some(json(&stdout(seq))),
                 event: stdout(seq),
                 encrypted: true,
             }
@@ -226,7 +227,7 @@ async fn http_create_encrypted_both_ways_and_plaintext_after_the_handshake_is_re
     assert_eq!(
         received,
         Received::Event {
-            json: json(&stdout(4)),
+            json: Some(json(&stdout(4))),
             event: stdout(4),
             encrypted: true,
         }
@@ -279,6 +280,7 @@ async fn http_resume_carries_the_hellos_in_headers_and_replays_sealed() {
     let mut conn = connect(&url, Open::Resume(at), &ClientConfig::default())
         .await
         .unwrap();
+    conn.set_keep_json(true);
     assert!(conn.resumed() && conn.encrypted());
     assert_eq!(conn.token(), Some("next"));
     let mut received = Vec::new();
@@ -289,12 +291,12 @@ async fn http_resume_carries_the_hellos_in_headers_and_replays_sealed() {
         received,
         [
             Received::Event {
-                json: json(&stdout(5)),
+                json: Some(json(&stdout(5))),
                 event: stdout(5),
                 encrypted: true,
             },
             Received::Event {
-                json: json(&stdout(6)),
+                json: Some(json(&stdout(6))),
                 event: stdout(6),
                 encrypted: true,
             },
@@ -363,6 +365,7 @@ async fn websocket_open_opened_sealed_events_messages_and_acks() {
     let mut conn = connect(&url, Open::New(NewSession::new()), &ClientConfig::default())
         .await
         .unwrap();
+    conn.set_keep_json(true);
     assert!(conn.encrypted());
     assert_eq!(
         (conn.token(), conn.epoch(), conn.resumed()),
@@ -373,7 +376,7 @@ async fn websocket_open_opened_sealed_events_messages_and_acks() {
         assert_eq!(
             received,
             Received::Event {
-                json: json(&stdout(seq)),
+                json: Some(json(&stdout(seq))),
                 event: stdout(seq),
                 encrypted: true,
             }
