@@ -4,12 +4,15 @@
 //!
 //! Throughput: `enclave serve --generate 200000` (release build) is read, one new session per
 //! run, by `curl` (plaintext HTTP: the server's own rate), and by `enclave connect` over HTTP
-//! and WebSocket, plaintext and encrypted, its standard output piped into this program (a
-//! reader that counts lines in 64 KiB reads). The TypeScript stack is a Node `http` server
+//! and WebSocket, plaintext and encrypted, its standard output piped into `wc -l` (a
+//! separate process, as in a user's pipeline). The TypeScript stack is a Node `http` server
 //! (`xtask/bench-connect/node-server.mjs`) writing the very same lines, read by the
 //! TypeScript-client-like peer `crates/enclave-cli/tests/peers/ts-client.mjs` (it parses and
 //! validates every line as `EnclaveClient` does). Each reader runs `RUNS` times, in
 //! rotation; the median counts. Times include process start-up, for every reader alike.
+//! With `ENCLAVE_TS_CLIENT_BUNDLE=<file>` (an esbuild bundle of `@enclave-vm/client`) the real
+//! `EnclaveClient` reads the Node server too (`xtask/bench-connect/real-client.mjs`), and "vs TS"
+//! is against it.
 //!
 //! Latency: the Node server in its paced mode sends `PACED_COUNT` events at `PACED_RATE` per
 //! second, each stamped with the wall-clock time (µs) just before it is written; the reader
@@ -23,8 +26,7 @@
     clippy::too_many_lines,
     clippy::cast_precision_loss,
     clippy::cast_possible_truncation,
-    clippy::cast_sign_loss,
-    clippy::naive_bytecount
+    clippy::cast_sign_loss
 )]
 
 use std::io::{BufRead, BufReader, Read};
@@ -114,6 +116,20 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
             }),
         ),
     ];
+    // The real `EnclaveClient`, when a bundle of it is at hand (not in CI: building one needs
+    // the TypeScript sources and npm; docs/BENCHMARKS.md says how).
+    let real_client = std::env::var_os("ENCLAVE_TS_CLIENT_BUNDLE");
+    if let Some(bundle) = &real_client {
+        let mut command = Command::new("node");
+        command
+            .arg(root.join("xtask/bench-connect/real-client.mjs"))
+            .arg(bundle)
+            .arg(&node.url);
+        readers.push((
+            "TypeScript stack: Node http server → EnclaveClient",
+            Reader::TsClient(command),
+        ));
+    }
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); readers.len()];
     for _ in 0..RUNS {
         for (index, (name, reader)) in readers.iter_mut().enumerate() {
@@ -132,6 +148,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         "{:<52} {:>9} {:>13} {:>9} {:>9}",
         "reader", "time", "rate", "vs curl", "vs TS"
     );
+    // "vs TS": against the real client's row when there is one, else the peer's.
     let ts = rate(median[readers.len() - 1]);
     let curl_rate = rate(median[0]);
     for ((name, _), time) in readers.iter().zip(&median) {
@@ -215,7 +232,7 @@ fn curl_args(url: &str) -> Vec<String> {
 
 /// One reader of the throughput table.
 enum Reader {
-    /// Its standard output is the stream's lines: counted here, in 64 KiB reads.
+    /// Its standard output is the stream's lines: piped into `wc -l`, which counts them.
     Lines(Command),
     /// The TypeScript-client-like peer: it prints one JSON summary.
     TsClient(Command),
@@ -223,55 +240,95 @@ enum Reader {
 
 impl Reader {
     fn run(&mut self, name: &str) -> Result<Duration, String> {
-        let lines = matches!(self, Self::Lines(_));
-        let (Self::Lines(command) | Self::TsClient(command)) = self;
-        let start = Instant::now();
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("{name}: cannot start: {e}"))?;
-        let mut out = child.stdout.take().expect("piped");
-        let mut buf = vec![0u8; 64 * 1024];
-        let mut newlines = 0u64;
-        let mut summary = Vec::new();
-        loop {
-            let n = out.read(&mut buf).map_err(|e| format!("{name}: {e}"))?;
-            if n == 0 {
-                break;
-            }
-            newlines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
-            if !lines {
-                summary.extend_from_slice(&buf[..n]);
-            }
+        match self {
+            Self::Lines(command) => run_into_wc(command, name),
+            Self::TsClient(command) => run_ts_client(command, name),
         }
-        let status = child.wait().map_err(|e| format!("{name}: {e}"))?;
-        let elapsed = start.elapsed();
-        if !status.success() {
-            return Err(format!("{name}: exited with {status}"));
-        }
-        if lines && newlines != EVENTS + 2 {
-            return Err(format!(
-                "{name}: read {newlines} lines, expected {}",
-                EVENTS + 2
-            ));
-        }
-        if !lines {
-            let summary = String::from_utf8_lossy(&summary);
-            let count = summary.split(',').count();
-            if !summary.contains("\"final\":true")
-                || !summary.contains("\"dropped\":0")
-                || count < EVENTS as usize
-            {
-                return Err(format!(
-                    "{name}: did not read every event: {}",
-                    excerpt(&summary)
-                ));
-            }
-        }
-        Ok(elapsed)
     }
+}
+
+/// Runs `command` with its standard output piped into `wc -l` (a separate process, as a user's
+/// pipeline is: this program's own loop, built without optimization, would be the slowest
+/// step), and checks the count. The time runs from the start of both to the exit of both.
+fn run_into_wc(command: &mut Command, name: &str) -> Result<Duration, String> {
+    let start = Instant::now();
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{name}: cannot start: {e}"))?;
+    let out = child.stdout.take().expect("piped");
+    let wc = Command::new("wc")
+        .arg("-l")
+        .stdin(Stdio::from(out))
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("{name}: cannot start wc: {e}"));
+    let wc = match wc {
+        Ok(wc) => wc,
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+    };
+    let counted = wc
+        .wait_with_output()
+        .map_err(|e| format!("{name}: wc: {e}"))?;
+    let status = child.wait().map_err(|e| format!("{name}: {e}"))?;
+    let elapsed = start.elapsed();
+    if !status.success() {
+        return Err(format!("{name}: exited with {status}"));
+    }
+    let text = String::from_utf8_lossy(&counted.stdout);
+    let newlines: u64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{name}: wc printed {:?}", excerpt(&text)))?;
+    if newlines != EVENTS + 2 {
+        return Err(format!(
+            "{name}: read {newlines} lines, expected {}",
+            EVENTS + 2
+        ));
+    }
+    Ok(elapsed)
+}
+
+/// Runs the TypeScript-client-like peer, which prints one JSON summary, and checks that it read
+/// every event.
+fn run_ts_client(command: &mut Command, name: &str) -> Result<Duration, String> {
+    let start = Instant::now();
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{name}: cannot start: {e}"))?;
+    let mut summary = Vec::new();
+    child
+        .stdout
+        .take()
+        .expect("piped")
+        .read_to_end(&mut summary)
+        .map_err(|e| format!("{name}: {e}"))?;
+    let status = child.wait().map_err(|e| format!("{name}: {e}"))?;
+    let elapsed = start.elapsed();
+    if !status.success() {
+        return Err(format!("{name}: exited with {status}"));
+    }
+    let summary = String::from_utf8_lossy(&summary);
+    let count = summary.split(',').count();
+    if !summary.contains("\"final\":true")
+        || !summary.contains("\"dropped\":0")
+        || count < EVENTS as usize
+    {
+        return Err(format!(
+            "{name}: did not read every event: {}",
+            excerpt(&summary)
+        ));
+    }
+    Ok(elapsed)
 }
 
 /// Reads the paced stream through `command` and returns each event's latency in µs.
