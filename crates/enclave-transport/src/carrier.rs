@@ -30,36 +30,36 @@
 //! first line after the exchange.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), enclave_transport::carrier::CarrierError> {
-//! use enclave_transport::carrier::{self, tcp, ClientOptions};
+//! # async fn demo() -> Result<(), enclave_transport::Error> {
+//! use enclave_transport::carrier::{self, tcp};
+//! use enclave_transport::client::ClientConfig;
 //! use enclave_transport::wire::WsOpen;
 //! use enclave_transport::EncryptionPolicy;
 //! use futures::StreamExt as _;
 //!
 //! // Server: accept, read `open`, answer `opened`, then write events.
-//! let listener = tcp::Listener::bind("127.0.0.1:0").await.map_err(carrier::CarrierError::bind)?;
-//! let addr = listener.local_addr().map_err(carrier::CarrierError::bind)?;
+//! let listener = tcp::Listener::bind("127.0.0.1:0").await.map_err(enclave_transport::Error::bind)?;
+//! let addr = listener.local_addr().map_err(enclave_transport::Error::bind)?;
 //! tokio::spawn(async move {
 //!     let (stream, _peer) = listener.accept().await?;
 //!     let opening = carrier::accept_open(stream, carrier::DEFAULT_MAX_LINE_LENGTH).await?;
 //!     let session_id = opening.open().session_id.clone().unwrap_or_else(enclave_types::SessionId::generate);
 //!     let opened = enclave_transport::wire::WsOpened::new(session_id, "token".into(), 1, false);
 //!     let _events = opening.accept(opened, EncryptionPolicy::Optional, None).await?;
-//!     Ok::<_, carrier::CarrierError>(())
+//!     Ok::<_, enclave_transport::Error>(())
 //! });
 //!
 //! // Client: connect, open, read events (decrypted).
-//! let (mut events, opened) = tcp::connect(addr, WsOpen::default(), &ClientOptions::default()).await?;
+//! let (mut events, opened) = tcp::connect(addr, WsOpen::default(), &ClientConfig::default()).await?;
 //! while let Some(item) = events.next().await { /* … */ }
 //! # Ok(()) }
 //! ```
 
 use std::fmt;
-use std::io;
 
 use enclave_crypto::{
     ClientCodec, ClientEncryption, ClientHandshake, EncryptedCodec, EncryptionLayer, ServerCodec,
-    ServerEncryption, SessionInitDigest, SigningKey, VerifyingKey,
+    ServerEncryption, SigningKey,
 };
 use enclave_ndjson::NdjsonCodec;
 use enclave_types::{
@@ -70,11 +70,13 @@ use serde::Deserialize as _;
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, Join, Stdin, Stdout};
 use tokio_util::codec::{Encoder, Framed, FramedParts};
 
-use crate::server::negotiate::negotiate;
+use crate::client::{handshake, ClientConfig};
+use crate::server::negotiate::{negotiate, Offer};
 use crate::server::EncryptionPolicy;
 use crate::service::{Refusal, RefusalReason};
 use crate::session_name;
-use crate::wire::{Control, EncryptionOffer, WsOpen, WsOpened};
+use crate::wire::{self, Control, EncryptionOffer, WsOpen, WsOpened};
+use crate::Error;
 
 pub use enclave_ndjson::DEFAULT_MAX_LINE_LENGTH;
 
@@ -93,88 +95,6 @@ pub type PlainClientFramed<IO> = Framed<IO, NdjsonCodec<Frame, RuntimeChannelMes
 
 /// The codec of the opening lines: any JSON value in, any JSON value out.
 type OpeningCodec = NdjsonCodec<serde_json::Value, serde_json::Value>;
-
-/// Why an opening exchange, a bind or a connect failed. Every variant ends the connection;
-/// the errors of single lines after the exchange are `enclave_crypto::Error` items.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CarrierError {
-    /// Connecting, binding, reading or writing failed.
-    #[error("{what}: {source}")]
-    Io {
-        /// What was being done (`connect to 127.0.0.1:4000`, `reading open`, …).
-        what: String,
-        /// The I/O error.
-        #[source]
-        source: io::Error,
-    },
-    /// The peer closed the stream before its first line.
-    #[error("the peer closed the stream before {what}")]
-    Closed {
-        /// The line that was awaited (`open`, `opened`).
-        what: &'static str,
-    },
-    /// The first line was not what the exchange expects (not JSON, too long, not an
-    /// `open`/`opened`), or `opened` does not match the `open` it answers.
-    #[error("session {session}: {reason}")]
-    Protocol {
-        /// The session, or `-` before one is known.
-        session: String,
-        /// What was wrong.
-        reason: String,
-    },
-    /// The peer (client side) or this side's policy (server side) refused the connection.
-    #[error("refused: {refusal}")]
-    Refused {
-        /// The refusal, as the contract words it.
-        refusal: Refusal,
-    },
-    /// The encryption could not be set up: a hello that is not a valid key, a `ServerHello`
-    /// whose signature does not verify against the pinned key, or a server that answered a
-    /// client requiring encryption without a `ServerHello`.
-    #[error("session {session}: encryption: {reason}")]
-    Encryption {
-        /// The session.
-        session: String,
-        /// What failed.
-        reason: String,
-        /// The crypto error, when there is one.
-        #[source]
-        source: Option<Box<enclave_crypto::Error>>,
-    },
-}
-
-impl CarrierError {
-    /// An I/O error while binding a listener or asking for its address.
-    pub fn bind(source: io::Error) -> Self {
-        Self::Io {
-            what: "binding a listener".to_owned(),
-            source,
-        }
-    }
-
-    fn io(what: impl Into<String>, source: io::Error) -> Self {
-        Self::Io {
-            what: what.into(),
-            source,
-        }
-    }
-
-    fn protocol(session: Option<&SessionId>, reason: String) -> Self {
-        Self::Protocol {
-            session: session_name(session),
-            reason,
-        }
-    }
-
-    fn encryption(session: &SessionId, source: enclave_crypto::Error) -> Self {
-        Self::Encryption {
-            session: session.as_str().to_owned(),
-            reason: format!("{} ({})", source, source.code()),
-            source: Some(Box::new(source)),
-        }
-    }
-}
 
 /// The server's Framed stack over `io`: NDJSON lines of at most `max_line_length` bytes
 /// under `layer` (mode, and the keys of a handshake done elsewhere, if any).
@@ -249,7 +169,7 @@ pub fn memory_pair(
     capacity: usize,
     max_line_length: usize,
     encrypted_for: Option<&SessionId>,
-) -> Result<(ServerFramed<DuplexStream>, ClientFramed<DuplexStream>), CarrierError> {
+) -> Result<(ServerFramed<DuplexStream>, ClientFramed<DuplexStream>), Error> {
     let (server_io, client_io) = tokio::io::duplex(capacity);
     let (server_layer, client_layer) = match encrypted_for {
         None => (
@@ -257,7 +177,7 @@ pub fn memory_pair(
             ClientEncryption::new(EncryptionMode::Disabled),
         ),
         Some(session_id) => {
-            let fail = |err| CarrierError::encryption(session_id, err);
+            let fail = |err| Error::encryption(Some(session_id), err);
             let client = ClientHandshake::start().map_err(fail)?;
             let (server_hello, server_keys) =
                 enclave_crypto::accept_client_hello(client.client_hello(), session_id)
@@ -285,66 +205,19 @@ pub fn memory_pair(
     ))
 }
 
-/// The client's side of the opening exchange.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct ClientOptions {
-    /// What the client offers: `Disabled` sends no `ClientHello`; `Optional` offers one and
-    /// accepts plaintext; `Required` offers one and refuses an answer without `ServerHello`.
-    pub encryption: EncryptionMode,
-    /// The server's identity key: when set, the `ServerHello` must be signed by it, over a
-    /// transcript this client rebuilds from its own values (and encryption is required).
-    pub server_key: Option<VerifyingKey>,
-    /// The longest line read or written, without its `\n`.
-    pub max_line_length: usize,
-}
-
-impl Default for ClientOptions {
-    fn default() -> Self {
-        Self {
-            encryption: EncryptionMode::Optional,
-            server_key: None,
-            max_line_length: DEFAULT_MAX_LINE_LENGTH,
-        }
-    }
-}
-
-impl ClientOptions {
-    /// The encryption mode to offer.
-    #[must_use]
-    pub fn with_encryption(mut self, mode: EncryptionMode) -> Self {
-        self.encryption = mode;
-        self
-    }
-
-    /// Pins the server's identity key.
-    #[must_use]
-    pub fn with_server_key(mut self, key: VerifyingKey) -> Self {
-        self.server_key = Some(key);
-        self
-    }
-
-    /// The line limit.
-    #[must_use]
-    pub fn with_max_line_length(mut self, max_line_length: usize) -> Self {
-        self.max_line_length = max_line_length;
-        self
-    }
-}
-
 /// Reads one line of the opening exchange: `Ok(None)` at end of stream.
 async fn read_first<IO>(
     framed: &mut Framed<IO, OpeningCodec>,
     what: &'static str,
     session: Option<&SessionId>,
-) -> Result<serde_json::Value, CarrierError>
+) -> Result<serde_json::Value, Error>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
     match framed.next().await {
-        None => Err(CarrierError::Closed { what }),
-        Some(Err(err)) => Err(CarrierError::io(format!("reading {what}"), err)),
-        Some(Ok(Err(err))) => Err(CarrierError::protocol(
+        None => Err(Error::ClosedEarly { what }),
+        Some(Err(err)) => Err(Error::io(format!("reading {what}"), err)),
+        Some(Ok(Err(err))) => Err(Error::protocol(
             session,
             format!("the first line is not {what}: {err}"),
         )),
@@ -358,15 +231,13 @@ async fn write_first<IO>(
     value: &serde_json::Value,
     what: &'static str,
     session: Option<&SessionId>,
-) -> Result<(), CarrierError>
+) -> Result<(), Error>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
     framed.send(value).await.map_err(|err| match err {
-        enclave_ndjson::WriteError::Io(source) => {
-            CarrierError::io(format!("writing {what}"), source)
-        }
-        other => CarrierError::protocol(session, format!("cannot write {what}: {other}")),
+        enclave_ndjson::WriteError::Io(source) => Error::io(format!("writing {what}"), source),
+        other => Error::protocol(session, format!("cannot write {what}: {other}")),
     })
 }
 
@@ -386,56 +257,58 @@ where
 }
 
 /// The client's half of the opening exchange over `io`: sends `open` (with a fresh
-/// `ClientHello` unless `options.encryption` is `Disabled`, replacing any `encryption` in
-/// `open`), reads `opened` or a refusal, checks the answer, and returns the client's Framed
-/// stack with the session keys installed, and the `opened` message.
+/// `ClientHello` unless `config.encryption` is `Disabled`, replacing any `encryption` in
+/// `open`; `config.filter` when `open` has none), reads `opened` or a refusal, checks the
+/// answer, and returns the client's Framed stack with the session keys installed, and the
+/// `opened` message. Of `config`, a byte stream uses the encryption, the pinned server key,
+/// the filter and the line limit (headers, TLS and the resume feature are HTTP's and
+/// WebSocket's); [`tcp::connect`] and [`unix::connect`] also bound the whole by its
+/// `connect_timeout`.
 ///
-/// Refused: [`CarrierError::Refused`]. An `opened` for another session than the one asked
-/// for, or a line that is neither, is [`CarrierError::Protocol`]; a missing or unverifiable
-/// `ServerHello` where encryption is required is [`CarrierError::Encryption`].
+/// Refused: [`Error::Refused`]. An `opened` for another session than the one asked for, or
+/// a line that is neither, is [`Error::Protocol`]; a missing `ServerHello` where encryption
+/// is required is [`Error::EncryptionDowngrade`], one that does not verify against the
+/// pinned key [`Error::ServerIdentity`].
 pub async fn handshake_client<IO>(
     io: IO,
     mut open: WsOpen,
-    options: &ClientOptions,
-) -> Result<(ClientFramed<IO>, WsOpened), CarrierError>
+    config: &ClientConfig,
+) -> Result<(ClientFramed<IO>, WsOpened), Error>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
-    let mode = if options.server_key.is_some() {
+    let mode = if config.server_key.is_some() {
         EncryptionMode::Required
     } else {
-        options.encryption
+        config.encryption
     };
     let asked = open.session_id.clone();
-    let handshake = if mode == EncryptionMode::Disabled {
-        open.encryption = Some(EncryptionOffer::new(mode, None));
-        None
-    } else {
-        let handshake = ClientHandshake::start().map_err(|err| CarrierError::Encryption {
-            session: session_name(asked.as_ref()),
-            reason: format!("cannot start the handshake: {err}"),
-            source: Some(Box::new(err)),
-        })?;
-        open.encryption = Some(EncryptionOffer::new(
-            mode,
-            Some(handshake.client_hello().clone()),
-        ));
-        Some(handshake)
-    };
-    // The mode the server's signature binds: `required` for every resume, else the offer's.
-    let bound_mode = if open.resume.is_some() {
-        EncryptionMode::Required
-    } else {
-        mode
+    let handshake = handshake::start(mode, asked.as_ref())?;
+    open.encryption = Some(match &handshake {
+        Some(handshake) => handshake::offer(mode, handshake),
+        None => EncryptionOffer::new(mode, None),
+    });
+    if open.filter.is_none() {
+        open.filter = config.filter.as_ref().map(|f| Box::new(f.config().clone()));
+    }
+    let expect = handshake::Expect {
+        mode,
+        // The mode the server's signature binds: `required` for every resume, else the offer's.
+        bound: if open.resume.is_some() {
+            EncryptionMode::Required
+        } else {
+            mode
+        },
+        pinned: config.server_key.as_ref(),
+        missing: "opened carries no ServerHello",
     };
 
     let mut framed = Framed::new(
         io,
-        OpeningCodec::with_max_line_length(options.max_line_length),
+        OpeningCodec::with_max_line_length(config.max_line_length),
     );
-    let first = serde_json::to_value(Control::Open(open)).map_err(|err| {
-        CarrierError::protocol(asked.as_ref(), format!("cannot write open: {err}"))
-    })?;
+    let first = serde_json::to_value(Control::Open(open))
+        .map_err(|err| Error::protocol(asked.as_ref(), format!("cannot write open: {err}")))?;
     write_first(&mut framed, &first, "open", asked.as_ref()).await?;
     let answer = read_first(&mut framed, "opened", asked.as_ref()).await?;
     let Ok(Control::Opened(opened)) = Control::deserialize(&answer) else {
@@ -443,50 +316,22 @@ where
     };
     if let Some(asked) = &asked {
         if *asked != opened.session_id {
-            return Err(CarrierError::protocol(
+            return Err(Error::protocol(
                 Some(asked),
                 format!("asked for session {asked}, got {}", opened.session_id),
             ));
         }
     }
-
-    let session_id = &opened.session_id;
     let mut layer = ClientEncryption::new(mode);
-    match (handshake, &opened.server_hello) {
-        (Some(handshake), Some(server_hello)) => {
-            let keys = match &options.server_key {
-                Some(pinned) => handshake.finish_verified(
-                    server_hello,
-                    session_id,
-                    bound_mode,
-                    SessionInitDigest::none(),
-                    pinned,
-                ),
-                None => handshake.finish(server_hello, session_id),
-            }
-            .map_err(|err| CarrierError::encryption(session_id, err))?;
-            let (sealer, opener) = keys
-                .into_ciphers()
-                .map_err(|err| CarrierError::encryption(session_id, err))?;
-            layer.set_ciphers(sealer, opener);
-        }
-        (None, Some(_)) => {
-            return Err(CarrierError::protocol(
-                Some(session_id),
-                "opened carries a ServerHello, but no ClientHello was offered".to_owned(),
-            ));
-        }
-        (_, None) if mode == EncryptionMode::Required => {
-            return Err(CarrierError::Encryption {
-                session: session_id.as_str().to_owned(),
-                reason: "encryption is required and opened carries no ServerHello".to_owned(),
-                source: None,
-            });
-        }
-        (_, None) => {}
-    }
+    handshake::finish(
+        handshake,
+        opened.server_hello.as_ref(),
+        &opened.session_id,
+        &expect,
+        &mut layer,
+    )?;
     let codec = EncryptedCodec::new(
-        NdjsonCodec::with_max_line_length(options.max_line_length),
+        NdjsonCodec::with_max_line_length(config.max_line_length),
         layer,
     );
     Ok((
@@ -495,33 +340,25 @@ where
     ))
 }
 
-/// A refusal body read back (`{"code", "message", "reason"}`), or a protocol error quoting
-/// the line.
-fn refusal_or_protocol(answer: &serde_json::Value, session: Option<&SessionId>) -> CarrierError {
-    let reason = answer
-        .get("reason")
-        .and_then(serde_json::Value::as_str)
-        .and_then(RefusalReason::from_wire);
-    match reason {
-        Some(reason) => {
-            let message = answer
-                .get("message")
-                .and_then(serde_json::Value::as_str)
-                .unwrap_or_default();
-            CarrierError::Refused {
-                refusal: Refusal::new(
-                    reason,
-                    enclave_types::excerpt(message, enclave_types::MESSAGE_EXCERPT_CHARS),
-                ),
-            }
-        }
-        None => CarrierError::protocol(
+/// A refusal line read back ([`wire::read_refusal`]), or a protocol error quoting the line.
+fn refusal_or_protocol(answer: &serde_json::Value, session: Option<&SessionId>) -> Error {
+    match wire::read_refusal(answer, 0) {
+        Some(refusal) => refused(refusal),
+        None => Error::protocol(
             session,
             format!(
                 "expected opened, got {:?}",
                 enclave_types::excerpt(&answer.to_string(), enclave_types::MESSAGE_EXCERPT_CHARS)
             ),
         ),
+    }
+}
+
+/// [`Error::Refused`] for a byte stream, which has no status of its own: the reason's.
+fn refused(refusal: Refusal) -> Error {
+    Error::Refused {
+        status: refusal.reason.http_status(),
+        refusal,
     }
 }
 
@@ -545,7 +382,7 @@ impl<IO> fmt::Debug for Opening<IO> {
 /// Reads the client's first line over `io`, which must be `{"type":"open", …}`; the line is
 /// bounded by `max_line_length`. A line that is not an `open` gets an `invalid_request`
 /// refusal line before the error is returned.
-pub async fn accept_open<IO>(io: IO, max_line_length: usize) -> Result<Opening<IO>, CarrierError>
+pub async fn accept_open<IO>(io: IO, max_line_length: usize) -> Result<Opening<IO>, Error>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
@@ -563,13 +400,13 @@ where
             Ok(_) => "the first line must be {\"type\":\"open\", …}".to_owned(),
             Err(err) => format!("the first line is not an open message: {err}"),
         },
-        Err(CarrierError::Protocol { reason, .. }) => reason,
+        Err(Error::Protocol { reason, .. }) => reason,
         Err(other) => return Err(other),
     };
     let refusal = Refusal::new(RefusalReason::InvalidRequest, refusal);
     // Best effort: the client learns why; the error returned says the same.
     let _ = write_first(&mut framed, &refusal.to_json(), "a refusal", None).await;
-    Err(CarrierError::Refused { refusal })
+    Err(refused(refusal))
 }
 
 impl<IO> Opening<IO>
@@ -591,35 +428,26 @@ where
     /// given, binding `required` for a resume and the offered mode otherwise); without one,
     /// plaintext, unless the policy or the client requires encryption, in which case the
     /// client gets the `ENCRYPTION_REQUIRED` refusal line and this returns
-    /// [`CarrierError::Refused`].
+    /// [`Error::Refused`].
     pub async fn accept(
         mut self,
         mut opened: WsOpened,
         policy: EncryptionPolicy,
         signing_key: Option<&SigningKey>,
-    ) -> Result<ServerFramed<IO>, CarrierError> {
+    ) -> Result<ServerFramed<IO>, Error> {
         let session_id = opened.session_id.clone();
-        let (client_mode, hello) = match &self.open.encryption {
-            Some(offer) => (Some(offer.mode), offer.client_hello.as_ref()),
-            None => (None, None),
+        let offer = Offer::of(self.open.encryption.as_ref());
+        // Every resume binds `required`, a create the offer's mode.
+        let bound = if self.open.resume.is_some() {
+            Some(EncryptionMode::Required)
+        } else {
+            offer.mode
         };
-        let negotiated = negotiate(policy, client_mode, hello, &session_id).and_then(|mut h| {
-            if let (Some(key), Some(handshake), Some(mode)) = (signing_key, h.as_mut(), client_mode)
-            {
-                let bound = if self.open.resume.is_some() {
-                    EncryptionMode::Required
-                } else {
-                    mode
-                };
-                handshake.sign_hello(key, &session_id, bound)?;
-            }
-            Ok(h)
-        });
-        let handshake = match negotiated {
+        let handshake = match negotiate(policy, offer, &session_id, signing_key.zip(bound)) {
             Ok(handshake) => handshake,
             Err(refusal) => {
                 self.refuse(&refusal).await?;
-                return Err(CarrierError::Refused { refusal });
+                return Err(refused(refusal));
             }
         };
         let mode = match policy {
@@ -634,7 +462,7 @@ where
             layer.set_ciphers(handshake.sealer, handshake.opener);
         }
         let line = serde_json::to_value(Control::Opened(opened)).map_err(|err| {
-            CarrierError::protocol(Some(&session_id), format!("cannot write opened: {err}"))
+            Error::protocol(Some(&session_id), format!("cannot write opened: {err}"))
         })?;
         write_first(&mut self.framed, &line, "opened", Some(&session_id)).await?;
         let codec = EncryptedCodec::new(
@@ -646,7 +474,7 @@ where
 
     /// Answers with `refusal`'s body (`{"code", "message", "reason"}`) as one line, then
     /// shuts the stream's write side down.
-    pub async fn refuse(mut self, refusal: &Refusal) -> Result<(), CarrierError> {
+    pub async fn refuse(mut self, refusal: &Refusal) -> Result<(), Error> {
         tracing::info!(session = %session_name(self.open.session_id.as_ref()), "byte-stream open refused: {refusal}");
         let session = self.open.session_id.clone();
         write_first(
@@ -659,8 +487,24 @@ where
         let mut io = self.framed.into_inner();
         tokio::io::AsyncWriteExt::shutdown(&mut io)
             .await
-            .map_err(|err| CarrierError::io("closing after a refusal", err))
+            .map_err(|err| Error::io("closing after a refusal", err))
     }
+}
+
+/// `connect` (dialing `addr` and the opening exchange) within `limit`: [`Error::Timeout`]
+/// when it takes longer.
+async fn within<T>(
+    limit: std::time::Duration,
+    addr: String,
+    connect: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    tokio::time::timeout(limit, connect)
+        .await
+        .map_err(|_| Error::Timeout {
+            what: "connect to",
+            addr,
+            after: limit,
+        })?
 }
 
 /// TCP: a listener that hands out accepted streams, and a connect that does the client's
@@ -671,24 +515,30 @@ pub mod tcp {
 
     use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 
-    use super::{handshake_client, CarrierError, ClientFramed, ClientOptions};
+    use super::{handshake_client, ClientFramed};
+    use crate::client::ClientConfig;
     use crate::wire::{WsOpen, WsOpened};
+    use crate::Error;
 
     /// Connects to `addr` (Nagle off: lines go out as written) and runs
-    /// [`handshake_client`].
+    /// [`handshake_client`], both within `config.connect_timeout`.
     pub async fn connect(
         addr: impl ToSocketAddrs + std::fmt::Debug,
         open: WsOpen,
-        options: &ClientOptions,
-    ) -> Result<(ClientFramed<TcpStream>, WsOpened), CarrierError> {
-        let what = format!("connect to {addr:?}");
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|err| CarrierError::io(what.clone(), err))?;
-        stream
-            .set_nodelay(true)
-            .map_err(|err| CarrierError::io(what, err))?;
-        handshake_client(stream, open, options).await
+        config: &ClientConfig,
+    ) -> Result<(ClientFramed<TcpStream>, WsOpened), Error> {
+        let addr_text = format!("{addr:?}");
+        let what = format!("connect to {addr_text}");
+        let connect = async {
+            let stream = TcpStream::connect(addr)
+                .await
+                .map_err(|err| Error::io(what.clone(), err))?;
+            stream
+                .set_nodelay(true)
+                .map_err(|err| Error::io(what.clone(), err))?;
+            handshake_client(stream, open, config).await
+        };
+        super::within(config.connect_timeout, addr_text, connect).await
     }
 
     /// A TCP listener. [`accept`](Self::accept) only accepts: run
@@ -713,15 +563,15 @@ pub mod tcp {
         }
 
         /// The next connection (Nagle off) and its peer's address.
-        pub async fn accept(&self) -> Result<(TcpStream, SocketAddr), CarrierError> {
+        pub async fn accept(&self) -> Result<(TcpStream, SocketAddr), Error> {
             let (stream, peer) = self
                 .inner
                 .accept()
                 .await
-                .map_err(|err| CarrierError::io("accepting a TCP connection", err))?;
+                .map_err(|err| Error::io("accepting a TCP connection", err))?;
             stream
                 .set_nodelay(true)
-                .map_err(|err| CarrierError::io(format!("configuring {peer}"), err))?;
+                .map_err(|err| Error::io(format!("configuring {peer}"), err))?;
             Ok((stream, peer))
         }
     }
@@ -735,20 +585,27 @@ pub mod unix {
 
     use tokio::net::{UnixListener, UnixStream};
 
-    use super::{handshake_client, CarrierError, ClientFramed, ClientOptions};
+    use super::{handshake_client, ClientFramed};
+    use crate::client::ClientConfig;
     use crate::wire::{WsOpen, WsOpened};
+    use crate::Error;
 
-    /// Connects to the socket at `path` and runs [`handshake_client`].
+    /// Connects to the socket at `path` and runs [`handshake_client`], both within
+    /// `config.connect_timeout`.
     pub async fn connect(
         path: impl AsRef<Path>,
         open: WsOpen,
-        options: &ClientOptions,
-    ) -> Result<(ClientFramed<UnixStream>, WsOpened), CarrierError> {
+        config: &ClientConfig,
+    ) -> Result<(ClientFramed<UnixStream>, WsOpened), Error> {
         let path = path.as_ref();
-        let stream = UnixStream::connect(path)
-            .await
-            .map_err(|err| CarrierError::io(format!("connect to {}", path.display()), err))?;
-        handshake_client(stream, open, options).await
+        let what = format!("connect to {}", path.display());
+        let connect = async {
+            let stream = UnixStream::connect(path)
+                .await
+                .map_err(|err| Error::io(what.clone(), err))?;
+            handshake_client(stream, open, config).await
+        };
+        super::within(config.connect_timeout, path.display().to_string(), connect).await
     }
 
     /// A Unix socket listener; it removes its socket file when dropped. Like
@@ -775,10 +632,11 @@ pub mod unix {
         }
 
         /// The next connection.
-        pub async fn accept(&self) -> Result<UnixStream, CarrierError> {
-            let (stream, _addr) = self.inner.accept().await.map_err(|err| {
-                CarrierError::io(format!("accepting on {}", self.path.display()), err)
-            })?;
+        pub async fn accept(&self) -> Result<UnixStream, Error> {
+            let (stream, _addr) =
+                self.inner.accept().await.map_err(|err| {
+                    Error::io(format!("accepting on {}", self.path.display()), err)
+                })?;
             Ok(stream)
         }
     }

@@ -14,9 +14,28 @@
 //! numbers, retention, resume tokens, epochs, acknowledgements and heartbeats sit behind the
 //! [`SessionService`] trait, which `enclave-reconnect` implements with its session hub.
 //! Architecture invariant: this crate never keeps session state of its own.
+//!
+//! # Public API
+//!
+//! - Server: [`Server`] with [`ServerConfig`] ([`EncryptionPolicy`], [`AuthorizationHook`],
+//!   [`SessionAccessHook`], [`tls_config_from_pem`], the `DEFAULT_*` connection limits),
+//!   serving any [`SessionService`].
+//! - The session seam, [`SessionService`], and what crosses it: [`CreateSession`],
+//!   [`ResumeSession`], [`SessionConfig`], [`Features`], [`Attachment`], [`EventSource`],
+//!   [`Outgoing`], [`EncodedEvent`], [`CloseReason`], [`Upstream`], [`Submit`],
+//!   [`SubmitReceipt`], [`SessionInfo`], and refusals ([`Refusal`], [`RefusalReason`]).
+//! - [`client`]: one HTTP or WebSocket connection — `connect`, `Connection`, `ClientConfig`,
+//!   `Open` (`NewSession`, `ResumeAt`), `Received`, `tls_config_from_ca_file`.
+//! - [`carrier`]: the same protocol over any byte stream (TCP, Unix sockets, stdio, memory):
+//!   the Framed stacks, `handshake_client`, `accept_open` / `Opening`.
+//! - [`wire`]: every name other programs rely on (routes, headers, control lines, the
+//!   WebSocket `open`/`opened` messages) and their parsers.
+//! - [`Error`]: the crate's one error type, for clients and both halves of a carrier; a
+//!   server route answers with a [`Refusal`] instead.
 #![forbid(unsafe_code)]
 
 pub mod carrier;
+mod error;
 mod refusal;
 mod server;
 mod service;
@@ -34,6 +53,7 @@ pub use service::{
 };
 
 pub mod client;
+pub use error::Error;
 
 /// How errors name a session: its id, or `-` before there is one (a new session the server
 /// has not named yet). The one place that spelling lives.

@@ -250,6 +250,37 @@ pub const CONTROL_TYPES: [&str; 6] = [
 /// small whatever the request held.
 pub const MAX_REFUSAL_MESSAGE_BYTES: usize = 512;
 
+/// Reads a refusal body `{"code", "message", "reason"?}` as a peer sent it (an HTTP error
+/// answer, a byte stream's refusal line). Without `reason` (the TypeScript broker sends none)
+/// the `code` decides where it is unambiguous; `status` (the HTTP status, 0 where the carrier
+/// has none) tells the `RESUME_REFUSED` codes apart. The message is cut to
+/// [`MAX_REFUSAL_MESSAGE_BYTES`]. `None`: not a refusal body.
+pub fn read_refusal(body: &serde_json::Value, status: u16) -> Option<Refusal> {
+    let text = |field: &str| body.get(field).and_then(serde_json::Value::as_str);
+    let code = text("code")?;
+    let reason = text("reason")
+        .and_then(RefusalReason::from_wire)
+        .or(match (code, status) {
+            ("NOT_FOUND", _) => Some(RefusalReason::UnknownSession),
+            ("SESSION_EXPIRED", _) => Some(RefusalReason::Expired),
+            ("ENCRYPTION_REQUIRED", _) => Some(RefusalReason::EncryptionRequired),
+            ("SESSION_EXISTS", _) => Some(RefusalReason::SessionExists),
+            ("INVALID_REQUEST", _) => Some(RefusalReason::InvalidRequest),
+            ("UNAUTHORIZED", _) => Some(RefusalReason::Unauthorized),
+            ("SERVICE_UNAVAILABLE", _) => Some(RefusalReason::Unavailable),
+            ("RESUME_REFUSED", 401) => Some(RefusalReason::MissingToken),
+            ("RESUME_REFUSED", 403) => Some(RefusalReason::BadToken),
+            _ => None,
+        })?;
+    Some(Refusal::new(
+        reason,
+        enclave_types::excerpt(
+            text("message").unwrap_or_default(),
+            MAX_REFUSAL_MESSAGE_BYTES,
+        ),
+    ))
+}
+
 /// A refusal with reason `invalid_request` whose message is cut to
 /// [`MAX_REFUSAL_MESSAGE_BYTES`].
 pub fn invalid_request(message: impl Into<String>) -> Refusal {

@@ -1,7 +1,7 @@
 //! What a [`ReconnectingStream`](super::ReconnectingStream) reports: terminal errors, after
 //! which it stops, and item errors about one line, after which it goes on.
 
-use enclave_transport::client::ClientError;
+use enclave_transport::Error as TransportError;
 use enclave_transport::Refusal;
 
 /// An error of the reconnecting client.
@@ -29,7 +29,7 @@ pub enum StreamError {
         attempts: u32,
         /// The last attempt's error.
         #[source]
-        last: Box<ClientError>,
+        last: Box<TransportError>,
     },
     /// An error that no retry can fix (a protocol violation, an encryption downgrade, a 4xx
     /// answer without a refusal reason, a bad URL).
@@ -39,7 +39,7 @@ pub enum StreamError {
         session: String,
         /// The transport's error.
         #[source]
-        source: Box<ClientError>,
+        source: Box<TransportError>,
     },
     /// The server skipped events: the stream cannot go on without a gap.
     #[error("session {session}: expected seq {expected}, the server sent {got}")]
@@ -53,7 +53,7 @@ pub enum StreamError {
     },
     /// Item error: one line could not be read; the stream goes on.
     #[error(transparent)]
-    Item(Box<ClientError>),
+    Item(Box<TransportError>),
     /// Too many messages wait for the server's acknowledgement.
     #[error("session {session}: {limit} messages wait for acknowledgement; not sending more")]
     Backlog {
@@ -83,7 +83,7 @@ impl StreamError {
 
 /// A fatal error's text: the transport's, prefixed with the session unless it names it
 /// (or names one where the stream knows none yet, `-`).
-fn fatal_text(session: &str, source: &ClientError) -> String {
+fn fatal_text(session: &str, source: &TransportError) -> String {
     if source
         .session()
         .is_some_and(|named| named == session || session == "-")
@@ -98,7 +98,7 @@ fn fatal_text(session: &str, source: &ClientError) -> String {
 mod tests {
     use super::*;
 
-    fn fatal(session: &str, source: ClientError) -> String {
+    fn fatal(session: &str, source: TransportError) -> String {
         StreamError::Fatal {
             session: session.to_owned(),
             source: Box::new(source),
@@ -108,7 +108,7 @@ mod tests {
 
     #[test]
     fn a_fatal_error_names_its_session_once() {
-        let closed = || ClientError::Closed {
+        let closed = || TransportError::Closed {
             session: "s_1".to_owned(),
         };
         assert_eq!(
@@ -120,7 +120,7 @@ mod tests {
             fatal("-", closed()),
             "session s_1: the connection is closed"
         );
-        let bad_url = ClientError::InvalidUrl {
+        let bad_url = TransportError::InvalidUrl {
             url: "x".to_owned(),
             reason: "no scheme".to_owned(),
         };

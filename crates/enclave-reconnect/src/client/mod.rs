@@ -40,8 +40,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use enclave_transport::client::{
-    connect, ClientConfig, ClientError, Connection, NewSession, Open, Received, ResumeAt,
+    connect, ClientConfig, Connection, NewSession, Open, Received, ResumeAt,
 };
+use enclave_transport::Error as TransportError;
 use enclave_types::{
     EventPayload, RuntimeChannelMessage, RuntimeChannelPayload, SessionId, StreamEvent,
 };
@@ -234,14 +235,14 @@ const EVENT_CHANNEL: usize = 256;
 // Lives for one loop turn on the stack; boxing events would cost an allocation each.
 #[allow(clippy::large_enum_variant)]
 enum Step {
-    Item(Option<Result<Received, Box<ClientError>>>),
+    Item(Option<Result<Received, Box<TransportError>>>),
     Silent,
     AckDue,
 }
 
 /// One connection attempt: [`connect`] with its own copies of the URL and configuration, so
 /// it outlives the `next()` call that started it.
-type Attempt = Pin<Box<dyn Future<Output = Result<Connection, ClientError>> + Send>>;
+type Attempt = Pin<Box<dyn Future<Output = Result<Connection, TransportError>> + Send>>;
 
 /// A session's events across reconnects. See the [module docs](self).
 pub struct ReconnectingStream {
@@ -255,7 +256,7 @@ pub struct ReconnectingStream {
     conn: Option<Connection>,
     schedule: RetrySchedule,
     need_delay: bool,
-    last_error: Option<ClientError>,
+    last_error: Option<TransportError>,
     ever_connected: bool,
     state: ConnectionState,
     events: broadcast::Sender<ConnectionEvent>,
@@ -723,13 +724,13 @@ impl ReconnectingStream {
                 } else {
                     // A server that said when to come back (`Retry-After`) is not asked sooner.
                     let retry_after = match &self.last_error {
-                        Some(ClientError::Refused { refusal, .. }) => refusal.retry_after,
+                        Some(TransportError::Refused { refusal, .. }) => refusal.retry_after,
                         _ => None,
                     };
                     let Some((attempt, delay)) = self.schedule.next_delay_at_least(retry_after)
                     else {
                         let attempts = self.schedule.attempts();
-                        let last = self.last_error.take().unwrap_or(ClientError::Closed {
+                        let last = self.last_error.take().unwrap_or(TransportError::Closed {
                             session: self.session_name(),
                         });
                         let err = StreamError::OutOfAttempts {
@@ -824,7 +825,7 @@ impl ReconnectingStream {
     }
 
     /// The connection is gone; the next call retries after the policy's delay.
-    fn lost(&mut self, reason: String, err: Option<ClientError>) {
+    fn lost(&mut self, reason: String, err: Option<TransportError>) {
         self.conn = None;
         self.need_delay = true;
         if err.is_some() {
@@ -836,10 +837,10 @@ impl ReconnectingStream {
     }
 
     /// A terminal transport error: give up and say why.
-    fn fail(&mut self, err: ClientError) -> StreamError {
+    fn fail(&mut self, err: TransportError) -> StreamError {
         let session = self.session_name();
         let err = match err {
-            ClientError::Refused { refusal, status } => StreamError::Refused {
+            TransportError::Refused { refusal, status } => StreamError::Refused {
                 session,
                 refusal,
                 status,
@@ -892,19 +893,19 @@ async fn poll_some(timer: Option<&mut Pin<Box<Sleep>>>) {
 /// Whether no retry can fix `err`.
 ///
 /// Only failures of the link itself are retried; everything else is terminal, a server whose
-/// identity does not verify against the pinned key ([`ClientError::ServerIdentity`],
+/// identity does not verify against the pinned key ([`TransportError::ServerIdentity`],
 /// `ENCRYPTION_SIGNATURE_VERIFICATION_FAILED`) and an encryption downgrade included: a
 /// retry would reach the same impostor or the same plaintext server (the test below keeps
 /// it so).
-fn is_terminal(err: &ClientError) -> bool {
+fn is_terminal(err: &TransportError) -> bool {
     match err {
-        ClientError::Refused { refusal, .. } => !refusal.reason.is_retryable(),
-        ClientError::Status { status, .. } => !(*status >= 500 || *status == 429),
-        ClientError::Io { .. }
-        | ClientError::Timeout { .. }
-        | ClientError::Http { .. }
-        | ClientError::WebSocket { .. }
-        | ClientError::Closed { .. } => false,
+        TransportError::Refused { refusal, .. } => !refusal.reason.is_retryable(),
+        TransportError::Status { status, .. } => !(*status >= 500 || *status == 429),
+        TransportError::Io { .. }
+        | TransportError::Timeout { .. }
+        | TransportError::Http { .. }
+        | TransportError::WebSocket { .. }
+        | TransportError::Closed { .. } => false,
         _ => true,
     }
 }
@@ -926,11 +927,11 @@ impl fmt::Debug for ReconnectingStream {
 #[cfg(test)]
 mod tests {
     use super::is_terminal;
-    use enclave_transport::client::ClientError;
+    use enclave_transport::Error as TransportError;
 
     #[test]
     fn an_unverified_server_identity_is_terminal() {
-        let identity = ClientError::ServerIdentity {
+        let identity = TransportError::ServerIdentity {
             session: "s_pinned".to_owned(),
             source: Box::new(enclave_crypto::Error::SignatureInvalid {
                 reason: "the ServerHello has no signatureB64".into(),
@@ -938,12 +939,12 @@ mod tests {
         };
         assert!(!identity.is_item());
         assert!(is_terminal(&identity));
-        let downgrade = ClientError::EncryptionDowngrade {
+        let downgrade = TransportError::EncryptionDowngrade {
             session: "s_pinned".to_owned(),
             reason: "no ServerHello in the server's answer",
         };
         assert!(is_terminal(&downgrade));
-        let cut = ClientError::Closed {
+        let cut = TransportError::Closed {
             session: "s_pinned".to_owned(),
         };
         assert!(!is_terminal(&cut), "a closed connection is retried");

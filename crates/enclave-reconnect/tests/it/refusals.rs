@@ -12,7 +12,8 @@ use enclave_reconnect::{
     AcceptedSession as AppSession, ConnectionState, HubConfig, OverflowPolicy, ReconnectingStream,
     SessionPosition, StreamConfig, StreamError,
 };
-use enclave_transport::client::{connect, ClientConfig, ClientError, NewSession, Open, ResumeAt};
+use enclave_transport::client::{connect, ClientConfig, NewSession, Open, ResumeAt};
+use enclave_transport::Error as TransportError;
 use enclave_transport::{EncryptionPolicy, RefusalReason};
 use enclave_types::{EncryptionMode, EventPayload, SessionId, StdoutPayload};
 use live::{fast_client, Live};
@@ -310,7 +311,7 @@ async fn resuming_an_encrypted_session_without_a_client_hello_is_refused_400() {
                 .with_epoch(Some(opened.epoch)),
         );
         match connect(&url, open, &plaintext).await {
-            Err(ClientError::Refused {
+            Err(TransportError::Refused {
                 refusal,
                 status: got,
             }) => {

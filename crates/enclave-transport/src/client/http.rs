@@ -13,10 +13,10 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::task::JoinHandle;
 
-use super::error::ClientError;
 use super::net::{dial, Target};
 use super::{refusal_or_status, with_retry_after, Carrier, ClientConfig, Keys, Open, Opened};
-use crate::wire::{self, CreateBody, EncryptionOffer};
+use crate::wire::{self, CreateBody};
+use crate::Error;
 use crate::RefusalReason;
 
 /// The most of an error answer or a `{"ack": M}` answer read.
@@ -55,9 +55,9 @@ async fn request(
     request: Request<Full<Bytes>>,
     what: &str,
     session: &str,
-) -> Result<(Response<Incoming>, SendRequest<Full<Bytes>>, Driver), ClientError> {
+) -> Result<(Response<Incoming>, SendRequest<Full<Bytes>>, Driver), Error> {
     let io = dial(target, config.tls.as_ref(), config.connect_timeout).await?;
-    let http_error = |source| ClientError::Http {
+    let http_error = |source| Error::Http {
         what: what.to_owned(),
         session: session.to_owned(),
         source,
@@ -76,7 +76,7 @@ async fn request(
     };
     tokio::time::timeout(config.connect_timeout, exchange)
         .await
-        .map_err(|_| ClientError::Timeout {
+        .map_err(|_| Error::Timeout {
             what: "waiting for the answer of",
             addr: target.authority.clone(),
             after: config.connect_timeout,
@@ -123,7 +123,7 @@ pub(super) async fn open(
     config: &ClientConfig,
     open: &Open,
     handshake: Option<ClientHandshake>,
-) -> Result<Opened, ClientError> {
+) -> Result<Opened, Error> {
     let session = crate::session_name(open.session_id());
     let (req, what) = match open {
         Open::New(new) => {
@@ -132,9 +132,9 @@ pub(super) async fn open(
                 code: new.code.clone(),
                 config: new.config.clone(),
                 filter: config.filter.as_ref().map(|f| f.config().clone()),
-                encryption: handshake.as_ref().map(|h| {
-                    EncryptionOffer::new(config.encryption, Some(h.client_hello().clone()))
-                }),
+                encryption: handshake
+                    .as_ref()
+                    .map(|h| super::handshake::offer(config.encryption, h)),
             };
             let body = serde_json::to_vec(&body).expect("a create body serializes");
             let path = target.path("/sessions");
@@ -176,7 +176,7 @@ pub(super) async fn open(
             (req.body(Full::new(Bytes::new())), what)
         }
     };
-    let req = req.map_err(|err| ClientError::Protocol {
+    let req = req.map_err(|err| Error::Protocol {
         session: session.clone(),
         reason: format!("cannot build the request (a configured header?): {err}"),
     })?;
@@ -190,7 +190,7 @@ pub(super) async fn open(
             &headers,
         ));
     }
-    let protocol = |reason: String| ClientError::Protocol {
+    let protocol = |reason: String| Error::Protocol {
         session: session.clone(),
         reason,
     };
@@ -253,10 +253,7 @@ pub(super) async fn open(
 
 impl HttpCarrier {
     /// The next chunk of the stream's body; `None` at its end.
-    pub(super) async fn read_chunk(
-        &mut self,
-        session: &SessionId,
-    ) -> Result<Option<Bytes>, ClientError> {
+    pub(super) async fn read_chunk(&mut self, session: &SessionId) -> Result<Option<Bytes>, Error> {
         loop {
             match self.body.frame().await {
                 None => return Ok(None),
@@ -266,7 +263,7 @@ impl HttpCarrier {
                     }
                 }
                 Some(Err(source)) => {
-                    return Err(ClientError::Http {
+                    return Err(Error::Http {
                         what: "reading the stream".to_owned(),
                         session: session.as_str().to_owned(),
                         source,
@@ -291,7 +288,7 @@ impl HttpCarrier {
         token: Option<&str>,
         body: Bytes,
         ack: Option<u64>,
-    ) -> Result<Option<u64>, ClientError> {
+    ) -> Result<Option<u64>, Error> {
         let mut attempt = 1;
         loop {
             match self
@@ -321,7 +318,7 @@ impl HttpCarrier {
         token: Option<&str>,
         body: Bytes,
         ack: Option<u64>,
-    ) -> Result<Option<u64>, ClientError> {
+    ) -> Result<Option<u64>, Error> {
         let path = target.path(&format!("/sessions/{session}/messages"));
         let what = format!("POST {path}");
         let mut req = builder(target, config, "POST", &path)
@@ -332,12 +329,10 @@ impl HttpCarrier {
         if let Some(token) = token {
             req = req.header(wire::HEADER_RESUME_TOKEN, token);
         }
-        let req = req
-            .body(Full::new(body))
-            .map_err(|err| ClientError::Protocol {
-                session: session.as_str().to_owned(),
-                reason: format!("cannot build the request: {err}"),
-            })?;
+        let req = req.body(Full::new(body)).map_err(|err| Error::Protocol {
+            session: session.as_str().to_owned(),
+            reason: format!("cannot build the request: {err}"),
+        })?;
         // Reuse the upstream connection while it is open; dial a new one otherwise.
         // Every wait of the exchange is bounded: a server that takes the request and then
         // neither answers nor closes (a session that just ended) must not hold the client,
@@ -358,7 +353,7 @@ impl HttpCarrier {
                 Ok(Ok(response)) => response,
                 Ok(Err(source)) => {
                     self.poster = None;
-                    return Err(ClientError::Http {
+                    return Err(Error::Http {
                         what,
                         session: session.as_str().to_owned(),
                         source,
@@ -366,7 +361,7 @@ impl HttpCarrier {
                 }
                 Err(_) => {
                     self.poster = None;
-                    return Err(ClientError::Timeout {
+                    return Err(Error::Timeout {
                         what: "waiting for the answer of",
                         addr: target.authority.clone(),
                         after: config.connect_timeout,
@@ -385,7 +380,7 @@ impl HttpCarrier {
             tokio::time::timeout(config.connect_timeout, read_answer(response.into_body())).await
         else {
             self.poster = None;
-            return Err(ClientError::Timeout {
+            return Err(Error::Timeout {
                 what: "reading the answer of",
                 addr: target.authority.clone(),
                 after: config.connect_timeout,

@@ -6,7 +6,7 @@
 //! `enclave-reconnect`'s `ReconnectingStream`, built on this). What it does:
 //! - opens the session as the network contract says (`POST /sessions`,
 //!   `GET /sessions/:id/stream?from=N&fromSeq=N`, or the WebSocket `open`/`opened` exchange),
-//!   reading a refusal into [`ClientError::Refused`];
+//!   reading a refusal into [`Error::Refused`];
 //! - completes the handshake where the contract puts it (the first `session_init` line on an
 //!   HTTP create, `X-Enclave-Server-Hello` on an HTTP resume, `opened` on WebSocket) and from
 //!   then on accepts only envelopes;
@@ -34,11 +34,11 @@
 //! the client takes it from the answer (`X-Session-ID` or `opened`; a create that asked for
 //! an id refuses any other): the transcript binds the id, and on HTTP the `session_init`
 //! digest binds it too, so a rewritten id fails the signature like any other change. Any
-//! failure is [`ClientError::ServerIdentity`] (`ENCRYPTION_SIGNATURE_VERIFICATION_FAILED`);
-//! an answer without any `ServerHello` is [`ClientError::EncryptionDowngrade`]. Both end the
+//! failure is [`Error::ServerIdentity`] (`ENCRYPTION_SIGNATURE_VERIFICATION_FAILED`);
+//! an answer without any `ServerHello` is [`Error::EncryptionDowngrade`]. Both end the
 //! connection before any event is delivered.
 
-mod error;
+pub(crate) mod handshake;
 mod http;
 mod net;
 mod ws;
@@ -49,20 +49,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use enclave_crypto::{
-    ClientEncryption, ClientHandshake, ClientKeys, SessionInitDigest, VerifyingKey,
-};
+use enclave_crypto::{ClientEncryption, ClientHandshake, VerifyingKey};
 use enclave_ndjson::{StreamDecoder, DEFAULT_MAX_LINE_LENGTH};
 use enclave_types::{
     EncryptionMode, EventFilter, EventPayload, Frame, RuntimeChannelMessage, ServerHello,
     SessionId, StreamEvent,
 };
 
-pub use self::error::ClientError;
 pub use self::net::tls_config_from_ca_file;
 use self::net::{Carrier as CarrierKind, Target};
-use crate::service::{Refusal, RefusalReason};
 use crate::wire::{self, Classified, Control, CreateConfig};
+use crate::Error;
 
 /// How a client connects: encryption, headers, features, TLS, limits.
 #[derive(Clone)]
@@ -151,7 +148,7 @@ impl ClientConfig {
     }
 
     /// Trusts the certificates of a PEM file for `https`/`wss`.
-    pub fn with_ca_file(self, path: &std::path::Path) -> Result<Self, ClientError> {
+    pub fn with_ca_file(self, path: &std::path::Path) -> Result<Self, Error> {
         Ok(self.with_tls(tls_config_from_ca_file(path)?))
     }
 
@@ -175,8 +172,8 @@ impl ClientConfig {
     /// it were whatever it is set to later — and verifies the `ServerHello`'s signature
     /// before it derives a key or accepts an event; see the [module docs](self) for what is
     /// verified on each route. A missing or wrong signature is
-    /// [`ClientError::ServerIdentity`], a plaintext answer
-    /// [`ClientError::EncryptionDowngrade`].
+    /// [`Error::ServerIdentity`], a plaintext answer
+    /// [`Error::EncryptionDowngrade`].
     #[must_use]
     pub fn with_server_key(mut self, key: VerifyingKey) -> Self {
         self.server_key = Some(key);
@@ -347,11 +344,7 @@ pub enum Received {
 
 /// Connects to `url` (`http(s)://HOST:PORT` or `ws(s)://HOST:PORT`, optionally with a path
 /// prefix) and opens a session.
-pub async fn connect(
-    url: &str,
-    open: Open,
-    config: &ClientConfig,
-) -> Result<Connection, ClientError> {
+pub async fn connect(url: &str, open: Open, config: &ClientConfig) -> Result<Connection, Error> {
     let target = Arc::new(Target::parse(url)?);
     // A pinned key means encryption is required, whatever the mode says.
     let pinned_config;
@@ -361,15 +354,7 @@ pub async fn connect(
     } else {
         config
     };
-    let handshake = match config.encryption {
-        EncryptionMode::Disabled => None,
-        _ => Some(
-            ClientHandshake::start().map_err(|source| ClientError::Encryption {
-                session: crate::session_name(open.session_id()),
-                source: Box::new(source),
-            })?,
-        ),
-    };
+    let handshake = handshake::start(config.encryption, open.session_id())?;
     let opened = match target.carrier {
         CarrierKind::Http => http::open(&target, config, &open, handshake).await?,
         CarrierKind::Ws => ws::open(&target, config, &open, handshake).await?,
@@ -394,21 +379,25 @@ pub async fn connect(
     };
     conn.layer.set_max_line_length(config.max_line_length);
     match opened.keys {
-        Keys::Done(Some(server_hello), Some(handshake)) => {
-            // The mode the transcript binds: `required` for every resume, else the offer's.
-            let mode = match &open {
-                Open::Resume(_) => EncryptionMode::Required,
-                Open::New(_) => config.encryption,
+        Keys::Done(server_hello, handshake) => {
+            let expect = handshake::Expect {
+                mode: config.encryption,
+                // The mode the transcript binds: `required` for every resume, else the offer's.
+                bound: match &open {
+                    Open::Resume(_) => EncryptionMode::Required,
+                    Open::New(_) => config.encryption,
+                },
+                pinned: config.server_key.as_ref(),
+                missing: "no ServerHello in the server's answer",
             };
-            conn.verify_and_install(handshake, &server_hello, mode)?;
+            handshake::finish(
+                handshake,
+                server_hello.as_ref(),
+                &conn.session_id,
+                &expect,
+                &mut conn.layer,
+            )?;
         }
-        Keys::Done(_, _) if config.encryption == EncryptionMode::Required => {
-            return Err(ClientError::EncryptionDowngrade {
-                session: conn.session_id.as_str().to_owned(),
-                reason: "no ServerHello in the server's answer",
-            });
-        }
-        Keys::Done(_, _) => {}
         Keys::InFirstLine(handshake) => {
             conn.pending_handshake = handshake;
             conn.awaiting_init = true;
@@ -504,8 +493,8 @@ impl Connection {
     }
 
     /// The next event or control line; `None` once the server ended the stream or after a
-    /// fatal error. An item error ([`ClientError::is_item`]) leaves the stream going.
-    pub async fn next(&mut self) -> Option<Result<Received, ClientError>> {
+    /// fatal error. An item error ([`Error::is_item`]) leaves the stream going.
+    pub async fn next(&mut self) -> Option<Result<Received, Error>> {
         loop {
             if let Some(received) = self.queued.pop_front() {
                 return Some(Ok(received));
@@ -520,7 +509,7 @@ impl Connection {
             {
                 let result = match item {
                     Ok(line) => self.classify(line),
-                    Err(source) => Err(ClientError::Line {
+                    Err(source) => Err(Error::Line {
                         session: self.session_id.as_str().to_owned(),
                         source: Box::new(source),
                     }),
@@ -556,30 +545,24 @@ impl Connection {
     }
 
     /// Sends one runtime channel message (sealed when the connection is encrypted).
-    pub async fn send(&mut self, message: &RuntimeChannelMessage) -> Result<(), ClientError> {
+    pub async fn send(&mut self, message: &RuntimeChannelMessage) -> Result<(), Error> {
         self.send_all(std::slice::from_ref(message)).await
     }
 
     /// Sends messages in one request (HTTP) or one WebSocket message. On HTTP the server's
     /// answer `{"ack": M}` comes back through [`next`](Self::next) as [`Received::Ack`].
-    pub async fn send_all(
-        &mut self,
-        messages: &[RuntimeChannelMessage],
-    ) -> Result<(), ClientError> {
+    pub async fn send_all(&mut self, messages: &[RuntimeChannelMessage]) -> Result<(), Error> {
         let mut body = BytesMut::new();
         for message in messages {
             self.layer
                 .encode(message, &mut body)
-                .map_err(|source| ClientError::Encryption {
-                    session: self.session_id.as_str().to_owned(),
-                    source: Box::new(source),
-                })?;
+                .map_err(|source| Error::encryption(Some(&self.session_id), source))?;
         }
         self.post(body.freeze(), self.last_seq).await
     }
 
     /// Acknowledges every event up to `seq`.
-    pub async fn ack(&mut self, seq: u64) -> Result<(), ClientError> {
+    pub async fn ack(&mut self, seq: u64) -> Result<(), Error> {
         match &mut self.carrier {
             Carrier::Http(_) => self.post(Bytes::new(), Some(seq)).await,
             Carrier::Ws(ws) => {
@@ -596,9 +579,9 @@ impl Connection {
         }
     }
 
-    async fn post(&mut self, body: Bytes, ack: Option<u64>) -> Result<(), ClientError> {
+    async fn post(&mut self, body: Bytes, ack: Option<u64>) -> Result<(), Error> {
         if self.failed {
-            return Err(ClientError::Closed {
+            return Err(Error::Closed {
                 session: self.session_id.as_str().to_owned(),
             });
         }
@@ -623,7 +606,7 @@ impl Connection {
                 if body.is_empty() {
                     return Ok(());
                 }
-                let text = String::from_utf8(body.to_vec()).map_err(|_| ClientError::Protocol {
+                let text = String::from_utf8(body.to_vec()).map_err(|_| Error::Protocol {
                     session: self.session_id.as_str().to_owned(),
                     reason: "an encoded message is not UTF-8".to_owned(),
                 })?;
@@ -632,63 +615,8 @@ impl Connection {
         }
     }
 
-    /// Finishes a handshake whose `ServerHello` travelled on its own (HTTP resume header,
-    /// WebSocket `opened`): verified against the pinned key, if any, with `mode` and no
-    /// `session_init` digest, before any key exists.
-    fn verify_and_install(
-        &mut self,
-        handshake: ClientHandshake,
-        server_hello: &ServerHello,
-        mode: EncryptionMode,
-    ) -> Result<(), ClientError> {
-        let keys = match &self.config.server_key {
-            Some(pinned) => handshake
-                .finish_verified(
-                    server_hello,
-                    &self.session_id,
-                    mode,
-                    SessionInitDigest::none(),
-                    pinned,
-                )
-                .map_err(|source| self.identity_error(source))?,
-            None => handshake
-                .finish(server_hello, &self.session_id)
-                .map_err(|source| self.encryption_error(source))?,
-        };
-        self.install_keys(keys)
-    }
-
-    fn install_keys(&mut self, keys: ClientKeys) -> Result<(), ClientError> {
-        let (sealer, opener) = keys
-            .into_ciphers()
-            .map_err(|source| self.encryption_error(source))?;
-        self.layer.set_ciphers(sealer, opener);
-        Ok(())
-    }
-
-    /// A failed identity check: a signature error is [`ClientError::ServerIdentity`]; any
-    /// other (a hello that is not a valid key, …) stays an encryption error.
-    fn identity_error(&self, source: enclave_crypto::Error) -> ClientError {
-        if matches!(source, enclave_crypto::Error::SignatureInvalid { .. }) {
-            tracing::warn!(session = %self.session_id, "server identity not verified: {source}");
-            ClientError::ServerIdentity {
-                session: self.session_id.as_str().to_owned(),
-                source: Box::new(source),
-            }
-        } else {
-            self.encryption_error(source)
-        }
-    }
-
-    fn encryption_error(&self, source: enclave_crypto::Error) -> ClientError {
-        ClientError::Encryption {
-            session: self.session_id.as_str().to_owned(),
-            source: Box::new(source),
-        }
-    }
-
     /// Turns one line into an event or a control line.
-    fn classify(&mut self, (read, json): (Line, Option<Bytes>)) -> Result<Received, ClientError> {
+    fn classify(&mut self, (read, json): (Line, Option<Bytes>)) -> Result<Received, Error> {
         let line = self.decoder.line_number();
         let classified = match read {
             Line::Classified(classified) => classified,
@@ -723,14 +651,14 @@ impl Connection {
                 return self.first_line(event, json);
             }
             if self.config.encryption == EncryptionMode::Required {
-                return Err(ClientError::EncryptionDowngrade {
+                return Err(Error::EncryptionDowngrade {
                     session: self.session_id.as_str().to_owned(),
                     reason: "the first line is not a plaintext session_init",
                 });
             }
             self.pending_handshake = None;
         }
-        let refused = |source| ClientError::RefusedLine {
+        let refused = |source| Error::RefusedLine {
             session: self.session_id.as_str().to_owned(),
             line,
             source: Box::new(source),
@@ -754,14 +682,10 @@ impl Connection {
     /// With a pinned key the whole line is verified first: the signature covers the hello,
     /// the session, the mode and the line itself, so a flipped `encryption.enabled`, a
     /// removed hello or a rewritten `cancelUrl` is refused before anything is accepted.
-    fn first_line(
-        &mut self,
-        event: StreamEvent,
-        json: Option<Bytes>,
-    ) -> Result<Received, ClientError> {
+    fn first_line(&mut self, event: StreamEvent, json: Option<Bytes>) -> Result<Received, Error> {
         let handshake = self.pending_handshake.take();
         if event.session_id != self.session_id {
-            return Err(ClientError::Protocol {
+            return Err(Error::Protocol {
                 session: self.session_id.as_str().to_owned(),
                 reason: format!("the first line belongs to session {}", event.session_id),
             });
@@ -774,31 +698,30 @@ impl Connection {
                 self.config.encryption,
             );
             if let Err(source) = verified {
-                return Err(self.identity_error(source));
+                return Err(Error::identity(&self.session_id, source));
             }
         }
         let server_hello = match &event.payload {
             EventPayload::SessionInit(init) if init.encryption.enabled => {
-                init.encryption.server_hello.clone()
+                init.encryption.server_hello.as_ref()
             }
             _ => None,
         };
-        match (handshake, server_hello) {
-            (Some(handshake), Some(hello)) => {
-                let keys = handshake
-                    .finish(&hello, &self.session_id)
-                    .map_err(|source| self.encryption_error(source))?;
-                self.install_keys(keys)?;
-            }
-            _ if self.config.encryption == EncryptionMode::Required => {
-                self.failed = true;
-                return Err(ClientError::EncryptionDowngrade {
-                    session: self.session_id.as_str().to_owned(),
-                    reason: "session_init carries no ServerHello",
-                });
-            }
-            _ => {}
-        }
+        let expect = handshake::Expect {
+            mode: self.config.encryption,
+            bound: self.config.encryption,
+            // The whole line, hello included, was verified above.
+            pinned: None,
+            missing: "session_init carries no ServerHello",
+        };
+        // An error here is fatal: `next` ends the connection.
+        handshake::finish(
+            handshake,
+            server_hello,
+            &self.session_id,
+            &expect,
+            &mut self.layer,
+        )?;
         self.accept(event, false, json)
     }
 
@@ -807,9 +730,9 @@ impl Connection {
         event: StreamEvent,
         encrypted: bool,
         json: Option<Bytes>,
-    ) -> Result<Received, ClientError> {
+    ) -> Result<Received, Error> {
         if event.session_id != self.session_id {
-            return Err(ClientError::Protocol {
+            return Err(Error::Protocol {
                 session: self.session_id.as_str().to_owned(),
                 reason: format!(
                     "event seq {} belongs to session {}",
@@ -825,8 +748,8 @@ impl Connection {
         })
     }
 
-    fn unreadable(&self, line: u64, source: enclave_types::Error) -> ClientError {
-        ClientError::Unreadable {
+    fn unreadable(&self, line: u64, source: enclave_types::Error) -> Error {
+        Error::Unreadable {
             session: self.session_id.as_str().to_owned(),
             line,
             source: Box::new(source),
@@ -863,7 +786,7 @@ enum Line {
     Classified(Classified<Frame>),
     /// A refusal `{"code", "message", …}` in place of an event: the server ends the stream
     /// with it (fatal).
-    Refusal(ClientError),
+    Refusal(Error),
 }
 
 /// Reads one line of the server's stream (UTF-8 checked and trimmed by the decoder): parsed
@@ -915,58 +838,29 @@ fn one_line(plaintext: &Bytes) -> Bytes {
     }
 }
 
-/// Reads a refusal body `{"code", "message", "reason"?}`. Without `reason` (the TypeScript
-/// broker sends none) the `code` decides where it is unambiguous.
-fn refusal_from_json(body: &[u8], status: u16) -> Option<ClientError> {
-    #[derive(serde::Deserialize)]
-    struct Body {
-        code: String,
-        #[serde(default)]
-        message: String,
-        #[serde(default)]
-        reason: Option<String>,
-    }
-    let body: Body = serde_json::from_slice(body).ok()?;
-    let reason = body
-        .reason
-        .as_deref()
-        .and_then(RefusalReason::from_wire)
-        .or(match (body.code.as_str(), status) {
-            ("NOT_FOUND", _) => Some(RefusalReason::UnknownSession),
-            ("SESSION_EXPIRED", _) => Some(RefusalReason::Expired),
-            ("ENCRYPTION_REQUIRED", _) => Some(RefusalReason::EncryptionRequired),
-            ("SESSION_EXISTS", _) => Some(RefusalReason::SessionExists),
-            ("INVALID_REQUEST", _) => Some(RefusalReason::InvalidRequest),
-            ("UNAUTHORIZED", _) => Some(RefusalReason::Unauthorized),
-            ("SERVICE_UNAVAILABLE", _) => Some(RefusalReason::Unavailable),
-            ("RESUME_REFUSED", 401) => Some(RefusalReason::MissingToken),
-            ("RESUME_REFUSED", 403) => Some(RefusalReason::BadToken),
-            _ => None,
-        })?;
+/// A refusal body `{"code", "message", "reason"?}` read back ([`wire::read_refusal`]), as
+/// the error it is; `status` 0 (no HTTP status: a line of the stream) takes the reason's.
+fn refusal_from_json(body: &[u8], status: u16) -> Option<Error> {
+    let body: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let refusal = wire::read_refusal(&body, status)?;
     let status = if status == 0 {
-        reason.http_status()
+        refusal.reason.http_status()
     } else {
         status
     };
-    Some(ClientError::Refused {
-        refusal: Refusal::new(
-            reason,
-            enclave_types::excerpt(&body.message, wire::MAX_REFUSAL_MESSAGE_BYTES),
-        ),
-        status,
-    })
+    Some(Error::Refused { refusal, status })
 }
 
 /// `err` with the `Retry-After` (delay in seconds) of the answer it came from, when it is a
 /// refusal and the header is there; an HTTP date is not read (the client's backoff applies).
-fn with_retry_after(err: ClientError, headers: &::http::HeaderMap) -> ClientError {
+fn with_retry_after(err: Error, headers: &::http::HeaderMap) -> Error {
     let delay = headers
         .get(::http::header::RETRY_AFTER)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.trim().parse::<u64>().ok())
         .map(std::time::Duration::from_secs);
     match (err, delay) {
-        (ClientError::Refused { refusal, status }, Some(delay)) => ClientError::Refused {
+        (Error::Refused { refusal, status }, Some(delay)) => Error::Refused {
             refusal: refusal.with_retry_after(delay),
             status,
         },
@@ -974,9 +868,9 @@ fn with_retry_after(err: ClientError, headers: &::http::HeaderMap) -> ClientErro
     }
 }
 
-/// A refusal from an error answer, or [`ClientError::Status`] when it is not one.
-fn refusal_or_status(what: &str, status: u16, body: &[u8]) -> ClientError {
-    refusal_from_json(body, status).unwrap_or_else(|| ClientError::Status {
+/// A refusal from an error answer, or [`Error::Status`] when it is not one.
+fn refusal_or_status(what: &str, status: u16, body: &[u8]) -> Error {
+    refusal_from_json(body, status).unwrap_or_else(|| Error::Status {
         what: what.to_owned(),
         status,
         body: enclave_types::excerpt(

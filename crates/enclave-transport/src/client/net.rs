@@ -11,7 +11,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use super::error::ClientError;
+use crate::Error;
 
 /// A byte stream to the server: plain TCP or TLS over TCP.
 pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -45,8 +45,8 @@ pub(crate) struct Target {
 
 impl Target {
     /// Reads `http(s)://HOST:PORT[/prefix]` or `ws(s)://HOST:PORT[/prefix]`.
-    pub(crate) fn parse(url: &str) -> Result<Self, ClientError> {
-        let invalid = |reason: &str| ClientError::InvalidUrl {
+    pub(crate) fn parse(url: &str) -> Result<Self, Error> {
+        let invalid = |reason: &str| Error::InvalidUrl {
             url: excerpt(url, MESSAGE_EXCERPT_CHARS),
             reason: reason.to_owned(),
         };
@@ -94,8 +94,8 @@ impl Target {
 
 /// Builds a rustls client configuration (ring provider) that trusts the certificates of a
 /// PEM file.
-pub fn tls_config_from_ca_file(path: &Path) -> Result<Arc<rustls::ClientConfig>, ClientError> {
-    let tls = |reason: String| ClientError::Tls { reason };
+pub fn tls_config_from_ca_file(path: &Path) -> Result<Arc<rustls::ClientConfig>, Error> {
+    let tls = |reason: String| Error::Tls { reason };
     let mut roots = rustls::RootCertStore::empty();
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|err| tls(format!("cannot read CA file {}: {err}", path.display())))?;
@@ -118,11 +118,11 @@ pub fn tls_config_from_ca_file(path: &Path) -> Result<Arc<rustls::ClientConfig>,
 /// A rustls client configuration on the ring provider with `roots` as its trust store.
 pub(crate) fn tls_config_with_roots(
     roots: rustls::RootCertStore,
-) -> Result<Arc<rustls::ClientConfig>, ClientError> {
+) -> Result<Arc<rustls::ClientConfig>, Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|err| ClientError::Tls {
+        .map_err(|err| Error::Tls {
             reason: err.to_string(),
         })?
         .with_root_certificates(roots)
@@ -135,42 +135,34 @@ pub(crate) async fn dial(
     target: &Target,
     tls: Option<&Arc<rustls::ClientConfig>>,
     timeout: Duration,
-) -> Result<BoxIo, ClientError> {
+) -> Result<BoxIo, Error> {
     let addr = target.authority.clone();
     let connect = async {
         let tcp = TcpStream::connect((target.host.as_str(), target.port))
             .await
-            .map_err(|source| ClientError::Io {
-                what: "connect to",
-                addr: addr.clone(),
-                source,
-            })?;
+            .map_err(|source| Error::io(format!("connect to {addr}"), source))?;
         // Lines are small and latency matters more than packet count.
         let _ = tcp.set_nodelay(true);
         if !target.tls {
             return Ok(Box::new(tcp) as BoxIo);
         }
-        let config = tls.ok_or_else(|| ClientError::Tls {
+        let config = tls.ok_or_else(|| Error::Tls {
             reason: format!(
                 "{addr} needs TLS and no trust store is configured (give a CA file or a rustls configuration)"
             ),
         })?;
-        let name = ServerName::try_from(target.host.clone()).map_err(|err| ClientError::Tls {
+        let name = ServerName::try_from(target.host.clone()).map_err(|err| Error::Tls {
             reason: format!("{:?} is not a valid server name: {err}", target.host),
         })?;
         let stream = tokio_rustls::TlsConnector::from(Arc::clone(config))
             .connect(name, tcp)
             .await
-            .map_err(|source| ClientError::Io {
-                what: "TLS handshake with",
-                addr: addr.clone(),
-                source,
-            })?;
+            .map_err(|source| Error::io(format!("TLS handshake with {addr}"), source))?;
         Ok(Box::new(stream) as BoxIo)
     };
     tokio::time::timeout(timeout, connect)
         .await
-        .map_err(|_| ClientError::Timeout {
+        .map_err(|_| Error::Timeout {
             what: "connect to",
             addr: target.authority.clone(),
             after: timeout,

@@ -11,11 +11,11 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::error::ClientError;
 use super::net::{dial, BoxIo, Target};
 use super::{refusal_from_json, Carrier, ClientConfig, Keys, Open, Opened};
 use crate::service::{Refusal, RefusalReason};
-use crate::wire::{Control, EncryptionOffer, ResumeFrom, WsOpen};
+use crate::wire::{Control, ResumeFrom, WsOpen};
+use crate::Error;
 
 /// Room for several lines in one message beyond the line limit.
 const MESSAGE_SLACK: usize = 1 << 20;
@@ -30,8 +30,8 @@ fn ws_error(
     what: &'static str,
     session: &str,
     source: tokio_tungstenite::tungstenite::Error,
-) -> ClientError {
-    ClientError::WebSocket {
+) -> Error {
+    Error::WebSocket {
         what,
         session: session.to_owned(),
         source: Box::new(source),
@@ -39,7 +39,7 @@ fn ws_error(
 }
 
 /// The refusal a close code stands for, when it names one unambiguously.
-fn refusal_for_close(code: u16, reason: &str) -> Option<ClientError> {
+fn refusal_for_close(code: u16, reason: &str) -> Option<Error> {
     let reason_kind = match code {
         4401 => RefusalReason::MissingToken,
         4403 => RefusalReason::BadToken,
@@ -49,7 +49,7 @@ fn refusal_for_close(code: u16, reason: &str) -> Option<ClientError> {
         1013 => RefusalReason::Unavailable,
         _ => return None,
     };
-    Some(ClientError::Refused {
+    Some(Error::Refused {
         refusal: Refusal::new(reason_kind, excerpt(reason, MESSAGE_EXCERPT_CHARS)),
         status: code,
     })
@@ -63,7 +63,7 @@ pub(super) async fn open(
     config: &ClientConfig,
     open: &Open,
     handshake: Option<ClientHandshake>,
-) -> Result<Opened, ClientError> {
+) -> Result<Opened, Error> {
     let session = crate::session_name(open.session_id());
     let scheme = if target.tls { "wss" } else { "ws" };
     let url = format!(
@@ -110,7 +110,7 @@ pub(super) async fn open(
             },
             encryption: handshake
                 .as_ref()
-                .map(|h| EncryptionOffer::new(config.encryption, Some(h.client_hello().clone()))),
+                .map(|h| super::handshake::offer(config.encryption, h)),
             filter: config.filter.as_ref().map(|f| Box::new(f.config().clone())),
             ..WsOpen::default()
         };
@@ -134,7 +134,7 @@ pub(super) async fn open(
             let message = ws
                 .next()
                 .await
-                .ok_or_else(|| ClientError::Protocol {
+                .ok_or_else(|| Error::Protocol {
                     session: session.clone(),
                     reason: "the server closed the WebSocket before answering open".to_owned(),
                 })?
@@ -147,7 +147,7 @@ pub(super) async fn open(
                         return Ok((ws, opened));
                     }
                     return Err(refusal_from_json(text.as_bytes(), 0).unwrap_or_else(|| {
-                        ClientError::Protocol {
+                        Error::Protocol {
                             session: session.clone(),
                             reason: format!(
                                 "expected opened, got {:?}",
@@ -161,7 +161,7 @@ pub(super) async fn open(
                         (u16::from(f.code), f.reason.to_string())
                     });
                     return Err(refusal_for_close(code, &reason).unwrap_or_else(|| {
-                        ClientError::Status {
+                        Error::Status {
                             what: "WebSocket open".to_owned(),
                             status: code,
                             body: excerpt(&reason, MESSAGE_EXCERPT_CHARS),
@@ -174,14 +174,14 @@ pub(super) async fn open(
     };
     let (ws, opened) = tokio::time::timeout(config.connect_timeout, exchange)
         .await
-        .map_err(|_| ClientError::Timeout {
+        .map_err(|_| Error::Timeout {
             what: "waiting for opened from",
             addr: target.authority.clone(),
             after: config.connect_timeout,
         })??;
     if let Some(wanted) = open.session_id() {
         if *wanted != opened.session_id {
-            return Err(ClientError::Protocol {
+            return Err(Error::Protocol {
                 session,
                 reason: format!("asked for session {wanted}, got {}", opened.session_id),
             });
@@ -199,10 +199,7 @@ pub(super) async fn open(
 
 impl WsCarrier {
     /// The lines of the next data message (with a final `\n`); `None` once closed.
-    pub(super) async fn read_chunk(
-        &mut self,
-        session: &SessionId,
-    ) -> Result<Option<Bytes>, ClientError> {
+    pub(super) async fn read_chunk(&mut self, session: &SessionId) -> Result<Option<Bytes>, Error> {
         if self.closed {
             return Ok(None);
         }
@@ -248,7 +245,7 @@ impl WsCarrier {
         &mut self,
         text: String,
         session: &SessionId,
-    ) -> Result<(), ClientError> {
+    ) -> Result<(), Error> {
         self.ws
             .send(Message::text(text))
             .await

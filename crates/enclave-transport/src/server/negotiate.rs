@@ -14,6 +14,7 @@ use enclave_types::{
 
 use super::config::EncryptionPolicy;
 use crate::service::{Refusal, RefusalReason};
+use crate::wire::EncryptionOffer;
 
 /// The outcome of a successful handshake on one connection.
 pub(crate) struct Handshake {
@@ -81,14 +82,51 @@ impl InitSigner {
     }
 }
 
-/// Decides whether a connection is encrypted.
+/// Decides whether a connection is encrypted, from the client's `offer` (its mode and
+/// `ClientHello`; an HTTP resume's `X-Enclave-Client-Hello` is an offer without a mode).
 ///
 /// - Policy `Disabled`: never; a client whose mode is `required` is refused.
 /// - A client mode of `disabled` means its hello (if any) is ignored.
 /// - A hello that `accept_client_hello` refuses is unusable (logged).
 /// - Without a usable hello, policy `Required` or client mode `required` is refused with
 ///   `ENCRYPTION_REQUIRED`; otherwise the connection is plaintext.
+///
+/// With `sign` (the server's identity key and the mode the transcript binds: `required` for
+/// every resume, the offer's mode for a create), the `ServerHello` of an encrypted
+/// connection is signed for the routes where it travels on its own (see
+/// [`Handshake::sign_hello`]); an HTTP create signs its `session_init` instead
+/// ([`InitSigner`]) and passes `None`.
 pub(crate) fn negotiate(
+    policy: EncryptionPolicy,
+    offer: Offer<'_>,
+    session_id: &SessionId,
+    sign: Option<(&SigningKey, EncryptionMode)>,
+) -> Result<Option<Handshake>, Refusal> {
+    let mut handshake = decide(policy, offer.mode, offer.hello, session_id)?;
+    if let (Some((key, bound)), Some(handshake)) = (sign, handshake.as_mut()) {
+        handshake.sign_hello(key, session_id, bound)?;
+    }
+    Ok(handshake)
+}
+
+/// What a client offered: its mode (none where the request has no mode field) and hello.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Offer<'a> {
+    pub(crate) mode: Option<EncryptionMode>,
+    pub(crate) hello: Option<&'a ClientHello>,
+}
+
+impl<'a> Offer<'a> {
+    /// The `encryption` of a create body or a WebSocket/byte-stream `open`.
+    pub(crate) fn of(offer: Option<&'a EncryptionOffer>) -> Self {
+        offer.map_or_else(Self::default, |offer| Self {
+            mode: Some(offer.mode),
+            hello: offer.client_hello.as_ref(),
+        })
+    }
+}
+
+fn decide(
     policy: EncryptionPolicy,
     client_mode: Option<EncryptionMode>,
     hello: Option<&ClientHello>,

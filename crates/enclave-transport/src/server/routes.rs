@@ -22,7 +22,7 @@ use serde::Deserialize;
 
 use super::body::{FirstLine, StreamBody};
 use super::listener::{reserve_refusal, ConnectionGuard};
-use super::negotiate::{negotiate, Handshake, InitSigner};
+use super::negotiate::{negotiate, Handshake, InitSigner, Offer};
 use super::responses::{json_response, refusal_response, retry_after_secs};
 use super::{static_files, ws, Shared};
 use crate::service::{
@@ -414,11 +414,9 @@ async fn create(
         },
         None => SessionId::generate(),
     };
-    let (client_mode, hello) = match &request.encryption {
-        Some(offer) => (Some(offer.mode), offer.client_hello.as_ref()),
-        None => (None, None),
-    };
-    let handshake = match negotiate(shared.config.encryption, client_mode, hello, &session_id) {
+    let offer = Offer::of(request.encryption.as_ref());
+    // The `session_init` is signed instead of the hello (`InitSigner`, below).
+    let handshake = match negotiate(shared.config.encryption, offer, &session_id, None) {
         Ok(handshake) => handshake,
         Err(refusal) => return refusal_response(&refusal),
     };
@@ -433,7 +431,7 @@ async fn create(
         create.encrypted = true;
     }
     // The transcript binds the mode the client asked for; a handshake implies an offer.
-    let signer = match (&shared.config.signing_key, &handshake, client_mode) {
+    let signer = match (&shared.config.signing_key, &handshake, offer.mode) {
         (Some(key), Some(handshake), Some(mode)) => Some(InitSigner {
             key: Arc::clone(key),
             client_hello: handshake.client_hello.clone(),
@@ -496,18 +494,21 @@ async fn stream(
         Ok(hello) => hello,
         Err(refusal) => return refusal_response(&refusal),
     };
-    let mut handshake = match negotiate(shared.config.encryption, None, hello.as_ref(), &session_id)
-    {
+    // A resume of an encrypted session always requires encryption, and this request has no
+    // mode field: the transcript binds `required` (see `ServerConfig::signing_key`).
+    let offer = Offer {
+        mode: None,
+        hello: hello.as_ref(),
+    };
+    let sign = shared
+        .config
+        .signing_key
+        .as_deref()
+        .map(|key| (key, EncryptionMode::Required));
+    let handshake = match negotiate(shared.config.encryption, offer, &session_id, sign) {
         Ok(handshake) => handshake,
         Err(refusal) => return refusal_response(&refusal),
     };
-    // A resume of an encrypted session always requires encryption, and this request has no
-    // mode field: the transcript binds `required` (see `ServerConfig::signing_key`).
-    if let (Some(key), Some(handshake)) = (&shared.config.signing_key, &mut handshake) {
-        if let Err(refusal) = handshake.sign_hello(key, &session_id, EncryptionMode::Required) {
-            return refusal_response(&refusal);
-        }
-    }
     let features = features(&headers);
     let mut resume = ResumeSession::new(session_id, from);
     resume.token = token;

@@ -31,7 +31,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::limits::LogBudget;
 use super::listener::{reserve_refusal, ConnectionGuard};
-use super::negotiate::{negotiate, Handshake};
+use super::negotiate::{negotiate, Handshake, Offer};
 use super::pump::{gather, pull, Pull, Put};
 use super::responses::refusal_response;
 use super::ws_watch::{MessageClock, Watched};
@@ -247,11 +247,9 @@ impl Connection {
         open: WsOpen,
         features: Features,
     ) -> Result<(Attachment, Option<Handshake>), Refusal> {
-        let (client_mode, hello) = match &open.encryption {
-            Some(offer) => (Some(offer.mode), offer.client_hello.as_ref()),
-            None => (None, None),
-        };
+        let offer = Offer::of(open.encryption.as_ref());
         let policy = self.shared.config.encryption;
+        let key = self.shared.config.signing_key.as_deref();
         let session_id = open
             .session_id
             .as_ref()
@@ -267,9 +265,9 @@ impl Connection {
                 )
             })?;
             self.session_id = Some(session_id.clone());
-            let mut handshake = negotiate(policy, client_mode, hello, &session_id)?;
             // Every resume binds `required` (see `ServerConfig::signing_key`).
-            self.sign(&mut handshake, &session_id, EncryptionMode::Required)?;
+            let sign = key.map(|key| (key, EncryptionMode::Required));
+            let handshake = negotiate(policy, offer, &session_id, sign)?;
             let mut request = ResumeSession::new(session_id, resume.from.max(1));
             request.token = resume.token;
             request.epoch = resume.epoch;
@@ -284,10 +282,7 @@ impl Connection {
             }
             let session_id = session_id.unwrap_or_else(SessionId::generate);
             self.session_id = Some(session_id.clone());
-            let mut handshake = negotiate(policy, client_mode, hello, &session_id)?;
-            if let Some(mode) = client_mode {
-                self.sign(&mut handshake, &session_id, mode)?;
-            }
+            let handshake = negotiate(policy, offer, &session_id, key.zip(offer.mode))?;
             let mut request = CreateSession::new(session_id);
             request.code = open.code;
             request.config = open.config.unwrap_or_default();
@@ -300,20 +295,6 @@ impl Connection {
             let mut attachment = self.shared.service.create(request).await?;
             attachment.events = super::filter::apply(attachment.events, filter, false);
             Ok((attachment, handshake))
-        }
-    }
-
-    /// Signs the `ServerHello` that `opened` will carry, when the server has an identity
-    /// key and the connection is encrypted.
-    fn sign(
-        &self,
-        handshake: &mut Option<Handshake>,
-        session_id: &SessionId,
-        mode: EncryptionMode,
-    ) -> Result<(), Refusal> {
-        match (&self.shared.config.signing_key, handshake) {
-            (Some(key), Some(handshake)) => handshake.sign_hello(key, session_id, mode),
-            _ => Ok(()),
         }
     }
 

@@ -7,11 +7,12 @@ use std::time::Duration;
 use bytes::BytesMut;
 use enclave_crypto::SigningKey;
 use enclave_transport::carrier::{
-    accept_open, handshake_client, memory_pair, over, tcp, CarrierError, ClientFramed,
-    ClientOptions, ServerFramed, DEFAULT_MAX_LINE_LENGTH,
+    accept_open, handshake_client, memory_pair, over, tcp, ClientFramed, ServerFramed,
+    DEFAULT_MAX_LINE_LENGTH,
 };
+use enclave_transport::client::ClientConfig;
 use enclave_transport::wire::{WsOpen, WsOpened};
-use enclave_transport::{EncryptionPolicy, Refusal, RefusalReason};
+use enclave_transport::{EncryptionPolicy, Error as TransportError, Refusal, RefusalReason};
 use enclave_types::{
     CancelPayload, EncryptionMode, RuntimeChannelMessage, SessionId, StdoutPayload, StreamEvent,
 };
@@ -50,8 +51,8 @@ fn open_new(session: &SessionId) -> WsOpen {
     open
 }
 
-fn options(mode: EncryptionMode) -> ClientOptions {
-    ClientOptions::default().with_encryption(mode)
+fn options(mode: EncryptionMode) -> ClientConfig {
+    ClientConfig::default().with_encryption(mode)
 }
 
 /// The server's side: reads `open`, answers `opened` for the session it names, writes
@@ -318,7 +319,7 @@ async fn a_server_requiring_encryption_refuses_a_plaintext_open() {
         .await
         .expect("within the wait");
     for err in [client.unwrap_err(), server.unwrap().unwrap_err()] {
-        let CarrierError::Refused { refusal } = err else {
+        let TransportError::Refused { refusal, .. } = err else {
             panic!("expected a refusal, got {err}");
         };
         assert_eq!(refusal.reason, RefusalReason::EncryptionRequired);
@@ -348,7 +349,7 @@ async fn the_application_refuses_an_open_and_the_client_reads_why() {
         .await
         .expect("within the wait");
     server.unwrap().unwrap();
-    let CarrierError::Refused { refusal } = client.unwrap_err() else {
+    let TransportError::Refused { refusal, .. } = client.unwrap_err() else {
         panic!("expected a refusal");
     };
     assert_eq!(refusal.reason, RefusalReason::BadToken);
@@ -368,7 +369,7 @@ async fn a_first_line_that_is_not_open_is_refused_as_an_invalid_request() {
         .expect("within the wait")
         .unwrap()
         .unwrap_err();
-    let CarrierError::Refused { refusal } = err else {
+    let TransportError::Refused { refusal, .. } = err else {
         panic!("expected a refusal, got {err}");
     };
     assert_eq!(refusal.reason, RefusalReason::InvalidRequest);
@@ -399,7 +400,7 @@ async fn a_first_line_over_the_limit_is_refused_without_reading_it_whole() {
         .expect("within the wait")
         .unwrap()
         .unwrap_err();
-    let CarrierError::Refused { refusal } = err else {
+    let TransportError::Refused { refusal, .. } = err else {
         panic!("expected a refusal, got {err}");
     };
     assert!(refusal.message.contains("256"), "{refusal}");
@@ -422,7 +423,7 @@ async fn a_pinned_server_key_is_verified_before_any_key_is_installed() {
                 .await
                 .map(drop)
         });
-        let pinned = ClientOptions::default().with_server_key(identity.verifying_key().clone());
+        let pinned = ClientConfig::default().with_server_key(identity.verifying_key().clone());
         let client = handshake_client(client_io, open_new(&session), &pinned);
         let client = tokio::time::timeout(WAIT, client)
             .await
@@ -435,7 +436,10 @@ async fn a_pinned_server_key_is_verified_before_any_key_is_installed() {
             }
             Err(err) => {
                 assert!(!accepted, "the real server was refused: {err}");
-                assert!(matches!(err, CarrierError::Encryption { .. }), "{err}");
+                assert!(
+                    matches!(err, TransportError::ServerIdentity { .. }),
+                    "{err}"
+                );
             }
         }
         tokio::time::timeout(WAIT, server)

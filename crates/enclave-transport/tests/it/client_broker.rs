@@ -6,9 +6,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use enclave_transport::client::{
-    connect, ClientConfig, ClientError, NewSession, Open, Received, ResumeAt,
-};
+use enclave_transport::client::{connect, ClientConfig, NewSession, Open, Received, ResumeAt};
+use enclave_transport::Error as TransportError;
 use enclave_transport::RefusalReason;
 use enclave_types::{EncryptionMode, Frame, SessionId, StreamEvent};
 use serde_json::Value;
@@ -258,7 +257,7 @@ async fn the_brokers_404_is_an_unknown_session_refusal() {
     .await
     .unwrap_err();
     match &err {
-        ClientError::Refused { refusal, status } => {
+        TransportError::Refused { refusal, status } => {
             assert_eq!(*status, 404);
             assert_eq!(refusal.reason, RefusalReason::UnknownSession);
             assert!(refusal.message.contains("not found"), "{err}");
@@ -285,7 +284,7 @@ async fn a_400_with_a_json_code_is_a_refusal_and_an_html_400_is_a_status_error()
         .await
         .unwrap_err();
     match err {
-        ClientError::Status { status, what, .. } => {
+        TransportError::Status { status, what, .. } => {
             assert_eq!(status, 400);
             assert_eq!(what, "POST /sessions");
         }
@@ -311,7 +310,7 @@ async fn a_client_that_requires_encryption_refuses_the_brokers_plaintext_stream(
         .unwrap()
         .unwrap();
     assert!(
-        matches!(first, Err(ClientError::EncryptionDowngrade { .. })),
+        matches!(first, Err(TransportError::EncryptionDowngrade { .. })),
         "{first:?}"
     );
     // Nothing plaintext is ever handed over after that.
@@ -360,7 +359,7 @@ async fn an_ack_whose_answer_never_ends_times_out() {
         .await
         .expect("the ack gives up within its bound");
     assert!(
-        matches!(acked, Err(ClientError::Timeout { .. })),
+        matches!(acked, Err(TransportError::Timeout { .. })),
         "{acked:?}"
     );
     stall.abort();

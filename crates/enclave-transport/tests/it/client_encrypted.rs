@@ -6,10 +6,9 @@
 use base64::Engine as _;
 use bytes::BytesMut;
 use enclave_crypto::{accept_client_hello, ServerEncryption};
-use enclave_transport::client::{
-    connect, ClientConfig, ClientError, NewSession, Open, Received, ResumeAt,
-};
+use enclave_transport::client::{connect, ClientConfig, NewSession, Open, Received, ResumeAt};
 use enclave_transport::wire::{Control, CreateBody, WsOpened};
+use enclave_transport::Error as TransportError;
 use enclave_transport::RefusalReason;
 use enclave_types::{
     CancelPayload, ClientHello, EncryptionMode, MessageFrame, RuntimeChannelMessage,
@@ -104,7 +103,7 @@ async fn write_chunk(socket: &mut TcpStream, text: &[u8]) {
 
 async fn next(
     conn: &mut enclave_transport::client::Connection,
-) -> Option<Result<Received, ClientError>> {
+) -> Option<Result<Received, TransportError>> {
     tokio::time::timeout(LIMIT, conn.next())
         .await
         .expect("the stream stalled")
@@ -220,7 +219,7 @@ async fn http_create_encrypted_both_ways_and_plaintext_after_the_handshake_is_re
     let refused = next(&mut conn).await.unwrap().unwrap_err();
     assert!(refused.is_item(), "{refused}");
     assert!(
-        matches!(refused, ClientError::RefusedLine { line: 4, .. }),
+        matches!(refused, TransportError::RefusedLine { line: 4, .. }),
         "{refused}"
     );
     let received = next(&mut conn).await.unwrap().unwrap();
@@ -421,7 +420,7 @@ async fn a_websocket_refusal_message_and_close_code_is_a_refusal() {
         .await
         .unwrap_err();
     match &err {
-        ClientError::Refused { refusal, .. } => {
+        TransportError::Refused { refusal, .. } => {
             assert_eq!(refusal.reason, RefusalReason::BadToken);
             assert_eq!(refusal.message, "token already used");
         }

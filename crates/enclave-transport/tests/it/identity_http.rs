@@ -12,10 +12,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use common::Running;
 use enclave_crypto::{accept_client_hello, SigningKey};
-use enclave_transport::client::{
-    connect, ClientConfig, ClientError, Connection, NewSession, Open, ResumeAt,
-};
+use enclave_transport::client::{connect, ClientConfig, Connection, NewSession, Open, ResumeAt};
 use enclave_transport::wire::CreateBody;
+use enclave_transport::Error as TransportError;
 use enclave_transport::{EncryptionPolicy, ServerConfig};
 use enclave_types::{
     EncryptionConfig, EncryptionMode, EventPayload, ServerHello, SessionId, SessionInitPayload,
@@ -36,7 +35,7 @@ fn signing(key: &Arc<SigningKey>) -> ServerConfig {
         .with_signing_key(Arc::clone(key))
 }
 
-async fn open(url: &str, open: Open, config: &ClientConfig) -> Result<Connection, ClientError> {
+async fn open(url: &str, open: Open, config: &ClientConfig) -> Result<Connection, TransportError> {
     tokio::time::timeout(WAIT, connect(url, open, config))
         .await
         .expect("connect answers within the wait")

@@ -10,9 +10,8 @@ use std::sync::Arc;
 
 use common::Running;
 use enclave_crypto::SigningKey;
-use enclave_transport::client::{
-    connect, ClientConfig, ClientError, Connection, NewSession, Open, ResumeAt,
-};
+use enclave_transport::client::{connect, ClientConfig, Connection, NewSession, Open, ResumeAt};
+use enclave_transport::Error as TransportError;
 use enclave_transport::{EncryptionPolicy, ServerConfig};
 use enclave_types::{EncryptionMode, SessionId};
 use identity_support::{
@@ -28,7 +27,7 @@ fn signing(key: &Arc<SigningKey>) -> ServerConfig {
         .with_signing_key(Arc::clone(key))
 }
 
-async fn open(url: &str, open: Open, config: &ClientConfig) -> Result<Connection, ClientError> {
+async fn open(url: &str, open: Open, config: &ClientConfig) -> Result<Connection, TransportError> {
     tokio::time::timeout(WAIT, connect(url, open, config))
         .await
         .expect("connect answers within the wait")

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use enclave_crypto::{accept_client_hello, ClientHandshake, SigningKey, VerifyingKey};
-use enclave_transport::client::{ClientConfig, ClientError, Connection, Received};
+use enclave_transport::client::{ClientConfig, Connection, Received};
+use enclave_transport::Error as TransportError;
 use enclave_types::{EventPayload, SessionId, StreamEvent};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -36,7 +37,7 @@ pub(crate) fn pinned(key: &VerifyingKey) -> ClientConfig {
 /// sealed), and the fatal error that ended it, if one did.
 pub(crate) async fn read_all(
     conn: &mut Connection,
-) -> (Vec<(StreamEvent, bool)>, Option<ClientError>) {
+) -> (Vec<(StreamEvent, bool)>, Option<TransportError>) {
     let mut events = Vec::new();
     loop {
         let item = tokio::time::timeout(WAIT, conn.next())
@@ -103,9 +104,9 @@ pub(crate) fn assert_session(
 }
 
 /// Checks that `err` is the server identity refusal, with the TypeScript error code.
-pub(crate) fn assert_identity_refused(err: &ClientError) {
+pub(crate) fn assert_identity_refused(err: &TransportError) {
     match err {
-        ClientError::ServerIdentity { source, .. } => assert_eq!(
+        TransportError::ServerIdentity { source, .. } => assert_eq!(
             source.code().as_str(),
             "ENCRYPTION_SIGNATURE_VERIFICATION_FAILED",
             "{err}"

@@ -1,19 +1,26 @@
-//! What can go wrong on the client side of a connection: fatal errors that end it (I/O, TLS,
-//! a refusal, an encryption downgrade) and item errors for one bad line, after which the
-//! stream goes on.
+//! The transport's one error type: what can go wrong on a connection — fatal errors that end
+//! it (I/O, TLS, a refusal, an encryption downgrade, a broken opening exchange) and item
+//! errors for one bad line, after which the stream goes on. The HTTP and WebSocket client
+//! ([`crate::client`]) and both halves of the byte-stream carriers ([`crate::carrier`]) report
+//! through it; the server's routes answer with a [`Refusal`] instead, which an
+//! [`Error::Refused`] carries on the other side.
 
 use std::time::Duration;
 
-use crate::service::Refusal;
+use enclave_types::SessionId;
 
-/// An error of the client side of the transport.
+use crate::service::Refusal;
+use crate::session_name;
+
+/// An error of the transport: of a client connection, or of either half of a byte-stream
+/// carrier's opening exchange.
 ///
 /// [`is_item`](Self::is_item) tells the two kinds apart: an item error concerns one line the
 /// server sent (not JSON, not an event, an envelope that does not open) and the connection
 /// goes on; every other error ends the connection.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum ClientError {
+pub enum Error {
     /// The URL is not `http(s)://HOST:PORT` or `ws(s)://HOST:PORT`.
     #[error("invalid URL {url:?}: {reason}")]
     InvalidUrl {
@@ -22,16 +29,21 @@ pub enum ClientError {
         /// What is wrong with it.
         reason: String,
     },
-    /// A TCP connection, or a read or write on it, failed.
-    #[error("{what} {addr}: {source}")]
+    /// Connecting, binding, or a read or write on a connection failed.
+    #[error("{what}: {source}")]
     Io {
-        /// What was being done (`connect to`, …).
-        what: &'static str,
-        /// The server's `host:port`.
-        addr: String,
+        /// What was being done, and with whom (`connect to 127.0.0.1:4000`, `reading
+        /// opened`, …).
+        what: String,
         /// The I/O error.
         #[source]
         source: std::io::Error,
+    },
+    /// A byte-stream peer closed the stream before the line the opening exchange awaited.
+    #[error("the peer closed the stream before {what}")]
+    ClosedEarly {
+        /// The line that was awaited (`open`, `opened`).
+        what: &'static str,
     },
     /// A step took longer than allowed.
     #[error("{what} {addr}: no answer within {after:?}")]
@@ -71,12 +83,14 @@ pub enum ClientError {
         #[source]
         source: Box<tokio_tungstenite::tungstenite::Error>,
     },
-    /// The server refused the request with a reason of the network contract.
-    #[error("refused by the server (HTTP {status}): {refusal}")]
+    /// The request was refused with a reason of the network contract: by the server (on the
+    /// client side), or by this side's own policy (a byte-stream server's opening exchange).
+    #[error("refused (HTTP {status}): {refusal}")]
     Refused {
         /// The refusal.
         refusal: Refusal,
-        /// The HTTP status, or the WebSocket close code.
+        /// The HTTP status, the WebSocket close code, or on a byte stream (which has
+        /// neither) the HTTP status the contract gives the reason.
         status: u16,
     },
     /// The server answered with an error this client cannot map to a refusal reason (an HTML
@@ -90,7 +104,8 @@ pub enum ClientError {
         /// The start of the body (200 characters at most, escaped).
         body: String,
     },
-    /// The server broke the protocol (no `X-Session-ID`, a malformed `opened`, …).
+    /// The peer broke the protocol (no `X-Session-ID`, a malformed `opened`, a first line
+    /// that is not `open`, …).
     #[error("protocol error on session {session}: {reason}")]
     Protocol {
         /// The session, or `-` before one is known.
@@ -109,7 +124,7 @@ pub enum ClientError {
         reason: &'static str,
     },
     /// The server's identity could not be verified against the pinned key
-    /// ([`ClientConfig::with_server_key`](super::ClientConfig::with_server_key)): the
+    /// ([`ClientConfig::with_server_key`](crate::client::ClientConfig::with_server_key)): the
     /// `ServerHello` has no signature, a malformed one, or one that does not verify over the
     /// handshake transcript (another signer, a changed hello, mode or `session_init`). The
     /// crypto error's code is `ENCRYPTION_SIGNATURE_VERIFICATION_FAILED`. Raised before any
@@ -172,7 +187,7 @@ pub enum ClientError {
     },
 }
 
-impl ClientError {
+impl Error {
     /// The session the error names in its text (`-` before the server named one), when it
     /// names one: a layer above need not say it again.
     pub fn session(&self) -> Option<&str> {
@@ -188,6 +203,50 @@ impl ClientError {
             | Self::RefusedLine { session, .. }
             | Self::Closed { session, .. } => Some(session),
             _ => None,
+        }
+    }
+
+    /// An I/O error while binding a listener or asking for its address.
+    pub fn bind(source: std::io::Error) -> Self {
+        Self::io("binding a listener", source)
+    }
+
+    /// [`Error::Io`] for `what`.
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            what: what.into(),
+            source,
+        }
+    }
+
+    /// [`Error::Protocol`] on `session` (`-` before one is known).
+    pub(crate) fn protocol(session: Option<&SessionId>, reason: impl Into<String>) -> Self {
+        Self::Protocol {
+            session: session_name(session),
+            reason: reason.into(),
+        }
+    }
+
+    /// [`Error::Encryption`] on `session` (`-` before one is known).
+    pub(crate) fn encryption(session: Option<&SessionId>, source: enclave_crypto::Error) -> Self {
+        Self::Encryption {
+            session: session_name(session),
+            source: Box::new(source),
+        }
+    }
+
+    /// A failed check of the server's identity: a signature error is
+    /// [`Error::ServerIdentity`]; any other (a hello that is not a valid key, …) stays an
+    /// encryption error.
+    pub(crate) fn identity(session: &SessionId, source: enclave_crypto::Error) -> Self {
+        if matches!(source, enclave_crypto::Error::SignatureInvalid { .. }) {
+            tracing::warn!(session = %session, "server identity not verified: {source}");
+            Self::ServerIdentity {
+                session: session.as_str().to_owned(),
+                source: Box::new(source),
+            }
+        } else {
+            Self::encryption(Some(session), source)
         }
     }
 
