@@ -276,17 +276,38 @@ impl<Out: Sealable, In: Sealable> EncryptionLayer<Out, In> {
     ) -> Result<(), Error> {
         let line = self.lines_written + 1;
         let written = match (&mut self.sealer, json) {
-            (Some(sealer), Some(json)) => sealer.seal_json_line(message, json, dst),
-            (Some(sealer), None) => sealer.seal_line(message, dst),
             (None, _) if self.mode == EncryptionMode::Required => Err(Error::SealFailed {
                 at: Location::message(message.session_id().as_str(), message.seq()),
                 reason: "encryption is required and the handshake has not finished".into(),
             }),
-            (None, json) => write_plaintext(message, json, dst, self.max_line_length),
+            (sealer, Some(json)) => {
+                write_json_line(sealer.as_mut(), message, json, dst, self.max_line_length)
+            }
+            (Some(sealer), None) => sealer.seal_line(message, dst),
+            (None, None) => write_plaintext(message, None, dst, self.max_line_length),
         };
         written.map_err(|err| err.at_line(line))?;
         self.lines_written = line;
         Ok(())
+    }
+}
+
+/// Writes one line of an already serialized `message` to `dst` for a writer that keeps its
+/// [`Sealer`] outside an [`EncryptionLayer`] (an HTTP stream body, whose opener serves
+/// another route): sealed from `json` with `sealer` (its own line limit), or `json` itself
+/// and `\n` within `max_line_length` when there is no sealer. `json` must be `message`'s
+/// compact JSON without a newline, as for [`EncryptionLayer::encode_json`], which does the
+/// same. On error `dst` is unchanged.
+pub fn write_json_line<M: Sealable>(
+    sealer: Option<&mut Sealer<M>>,
+    message: &M,
+    json: &[u8],
+    dst: &mut BytesMut,
+    max_line_length: usize,
+) -> Result<(), Error> {
+    match sealer {
+        Some(sealer) => sealer.seal_json_line(message, json, dst),
+        None => write_plaintext(message, Some(json), dst, max_line_length),
     }
 }
 

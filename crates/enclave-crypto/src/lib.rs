@@ -126,7 +126,8 @@ pub use identity::{
 pub use kdf::{hkdf_sha256, HKDF_INFO_CLIENT_TO_SERVER, HKDF_INFO_SERVER_TO_CLIENT};
 pub use keys::{ClientKeys, ServerKeys};
 pub use layer::{
-    ClientEncryption, EncryptionLayer, Incoming, IncomingFrame, Opened, ServerEncryption,
+    write_json_line, ClientEncryption, EncryptionLayer, Incoming, IncomingFrame, Opened,
+    ServerEncryption,
 };
 pub use nonce::NONCE_LEN;
 pub use simple::{

@@ -9,14 +9,14 @@
 use std::io;
 
 use axum::body::Body;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use enclave_crypto::Sealer;
 use enclave_ndjson::StreamEncoder;
 use enclave_types::{SessionId, StreamEvent};
 use tokio_util::sync::CancellationToken;
 
 use super::negotiate::{InitSigner, RegistryGuard};
-use super::pump::{gather, pull, Pull, Put};
+use super::pump::{control_line, gather, pull, sort, Pull, Put, Sorted};
 use crate::service::{CloseReason, EncodedEvent, EventSource, Features, Outgoing};
 use crate::wire::Control;
 
@@ -149,9 +149,9 @@ impl Pump {
         chunk: &mut BytesMut,
         written: &mut Option<u64>,
     ) -> bool {
-        match item {
-            None => true,
-            Some(Outgoing::Event(event)) => match self.event_line(&event, chunk) {
+        let resume = self.body.features.resume;
+        match sort(item, chunk, resume, &self.body.session_id, written) {
+            Sorted::Event(event) => match self.event_line(&event, chunk) {
                 Ok(()) => {
                     *written = Some(event.seq);
                     false
@@ -161,31 +161,12 @@ impl Pump {
                     true
                 }
             },
-            Some(Outgoing::ReplayComplete { last_seq }) => {
-                if let Some(line) = self.control_line(&Control::ReplayComplete { last_seq }) {
-                    chunk.extend_from_slice(&line);
-                }
-                false
-            }
-            Some(Outgoing::Ack { seq }) => {
-                if let Some(line) = self.control_line(&Control::Ack { seq }) {
-                    chunk.extend_from_slice(&line);
-                }
-                false
-            }
-            Some(Outgoing::Filtered { through }) => {
-                if let Some(line) = self.control_line(&Control::Filtered { through }) {
-                    chunk.extend_from_slice(&line);
-                }
-                *written = Some(through);
-                false
-            }
-            Some(Outgoing::Close(reason)) => {
+            Sorted::Written => false,
+            Sorted::Finished => true,
+            Sorted::Closed(reason) => {
                 // A resume client learns why its stream ends: another connection has it.
-                if reason == CloseReason::Superseded {
-                    if let Some(line) = self.control_line(&Control::Superseded) {
-                        chunk.extend_from_slice(&line);
-                    }
+                if reason == CloseReason::Superseded && resume {
+                    control_line(&Control::Superseded, chunk, &self.body.session_id);
                 }
                 match reason {
                     CloseReason::Refused(refusal) => tracing::info!(
@@ -211,31 +192,21 @@ impl Pump {
         self.lines += 1;
         let first_in_plaintext = self.lines == 1 && self.body.first_line == FirstLine::Plaintext;
         let limit = self.body.max_line_length;
-        let written = match &mut self.body.sealer {
-            Some(sealer) if !first_in_plaintext => sealer
-                .seal_json_line(event.event(), event.json(), chunk)
-                .map_err(|err| format!("{} ({err})", err.code())),
-            _ => match self.body.signer.as_ref().filter(|_| first_in_plaintext) {
-                Some(signer) => signer
-                    .sign(event)
-                    .map_err(|err| format!("cannot sign session_init ({}): {err}", err.code()))
-                    .and_then(|signed| {
-                        self.plain
-                            .encode(&signed)
-                            .map(|()| chunk.extend_from_slice(&self.plain.take()))
-                            .map_err(|err| err.to_string())
-                    }),
-                None if event.json().len() > limit => Err(format!(
-                    "the line is {} bytes, over the limit of {limit}",
-                    event.json().len()
-                )),
-                None => {
-                    chunk.reserve(event.json().len() + 1);
-                    chunk.put_slice(event.json());
-                    chunk.put_u8(b'\n');
-                    Ok(())
-                }
-            },
+        let written = if let Some(signer) = self.body.signer.as_ref().filter(|_| first_in_plaintext)
+        {
+            signer
+                .sign(event)
+                .map_err(|err| format!("cannot sign session_init ({}): {err}", err.code()))
+                .and_then(|signed| {
+                    self.plain
+                        .encode(&signed)
+                        .map(|()| chunk.extend_from_slice(&self.plain.take()))
+                        .map_err(|err| err.to_string())
+                })
+        } else {
+            let sealer = self.body.sealer.as_mut().filter(|_| !first_in_plaintext);
+            enclave_crypto::write_json_line(sealer, event.event(), event.json(), chunk, limit)
+                .map_err(|err| format!("{err} ({})", err.code()))
         };
         written.map_err(|err| {
             // A line that cannot be written cannot be skipped either (the client would see a
@@ -250,23 +221,5 @@ impl Pump {
                 self.body.session_id, event.seq
             ))
         })
-    }
-
-    /// A control line, only for clients with the `resume` feature.
-    fn control_line(&self, control: &Control) -> Option<Bytes> {
-        if !self.body.features.resume {
-            return None;
-        }
-        let mut line = BytesMut::new();
-        match serde_json::to_writer((&mut line).writer(), control) {
-            Ok(()) => {
-                line.put_u8(b'\n');
-                Some(line.freeze())
-            }
-            Err(err) => {
-                tracing::error!(session = %self.body.session_id, "cannot write control line: {err}");
-                None
-            }
-        }
     }
 }

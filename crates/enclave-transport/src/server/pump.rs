@@ -1,11 +1,19 @@
 //! What both stream writers (the HTTP body and the WebSocket) do with a session's
-//! [`EventSource`]: keep one pending pull across writes, and fill a write with every item at
-//! hand without a future per item.
+//! [`EventSource`]: keep one pending pull across writes, fill a write with every item at
+//! hand without a future per item, and write the control lines and find the end of the
+//! stream alike ([`sort`]). What differs is left to each writer: how an event's line is
+//! encoded (the HTTP body's plaintext first line) and how a close is said (a `superseded`
+//! line and the end of the body, or a WebSocket close frame).
 
+use std::sync::Arc;
+
+use bytes::{BufMut as _, BytesMut};
+use enclave_types::SessionId;
 use futures::future::BoxFuture;
 use futures::FutureExt as _;
 
-use crate::service::{EventSource, Outgoing};
+use crate::service::{CloseReason, EncodedEvent, EventSource, Outgoing};
+use crate::wire::Control;
 
 /// A pending `next()` of the event source, owning it so it can be kept across writes (and
 /// polled in a `select!`) without being dropped half-way.
@@ -88,6 +96,58 @@ pub(super) fn gather<E>(
                 end: None,
                 full: false,
             };
+        }
+    }
+}
+
+/// One item as [`sort`] left it for the writer.
+pub(super) enum Sorted {
+    /// An event: the writer encodes its line (and then sets `written` to its seq).
+    Event(Arc<EncodedEvent>),
+    /// A control line, written (or left out for a client without the `resume` feature).
+    Written,
+    /// The source is over: the session's stream ended.
+    Finished,
+    /// The session layer closed the stream.
+    Closed(CloseReason),
+}
+
+/// Does what both writers do alike with `item`: a control line (`replay_complete`, `ack`,
+/// `filtered`) appended to `out` for a client with the `resume` feature — `written` becomes a
+/// `filtered` line's `through`, which counts as written — and the end of the stream. An
+/// event is handed back for the writer's own encoding.
+pub(super) fn sort(
+    item: Option<Outgoing>,
+    out: &mut BytesMut,
+    resume: bool,
+    session: &SessionId,
+    written: &mut Option<u64>,
+) -> Sorted {
+    let control = match item {
+        None => return Sorted::Finished,
+        Some(Outgoing::Event(event)) => return Sorted::Event(event),
+        Some(Outgoing::Close(reason)) => return Sorted::Closed(reason),
+        Some(Outgoing::ReplayComplete { last_seq }) => Control::ReplayComplete { last_seq },
+        Some(Outgoing::Ack { seq }) => Control::Ack { seq },
+        Some(Outgoing::Filtered { through }) => {
+            *written = Some(through);
+            Control::Filtered { through }
+        }
+    };
+    if resume {
+        control_line(&control, out, session);
+    }
+    Sorted::Written
+}
+
+/// Appends `control` as one line to `out`; on an error (logged) `out` is left as it was.
+pub(super) fn control_line(control: &Control, out: &mut BytesMut, session: &SessionId) {
+    let start = out.len();
+    match serde_json::to_writer(out.writer(), control) {
+        Ok(()) => out.put_u8(b'\n'),
+        Err(err) => {
+            out.truncate(start);
+            tracing::error!(session = %session, "cannot write control line: {err}");
         }
     }
 }

@@ -18,7 +18,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse as _, Response};
 use axum::Extension;
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use enclave_crypto::{EncryptionLayer, ServerEncryption};
 use enclave_types::{EncryptionMode, MessageFrame, SessionId};
 use futures::{SinkExt as _, StreamExt as _};
@@ -32,7 +32,7 @@ use tokio_tungstenite::WebSocketStream;
 use super::limits::LogBudget;
 use super::listener::{reserve_refusal, ConnectionGuard};
 use super::negotiate::{negotiate, Handshake, Offer};
-use super::pump::{gather, pull, Pull, Put};
+use super::pump::{gather, pull, sort, Pull, Put, Sorted};
 use super::responses::refusal_response;
 use super::ws_watch::{MessageClock, Watched};
 use super::Shared;
@@ -557,34 +557,23 @@ impl Pump {
     /// Appends one item's line to the batch (`written` becomes an event's seq once its line
     /// is in); `Some` when the stream ends with it.
     fn put(&mut self, item: Option<Outgoing>, written: &mut Option<u64>) -> Option<End> {
-        match item {
-            None => Some(End::Finished),
-            Some(Outgoing::Event(event)) => match self.encode(&event) {
+        let resume = self.features.resume;
+        match sort(item, &mut self.batch, resume, &self.session_id, written) {
+            Sorted::Event(event) => match self.encode(&event) {
                 Ok(()) => {
                     *written = Some(event.seq);
                     None
                 }
                 Err(()) => Some(End::Failed),
             },
-            Some(Outgoing::ReplayComplete { last_seq }) => {
-                self.control(&Control::ReplayComplete { last_seq });
-                None
-            }
-            Some(Outgoing::Ack { seq }) => {
-                self.control(&Control::Ack { seq });
-                None
-            }
-            Some(Outgoing::Filtered { through }) => {
-                self.control(&Control::Filtered { through });
-                *written = Some(through);
-                None
-            }
-            Some(Outgoing::Close(CloseReason::Superseded)) => Some(End::Superseded),
-            Some(Outgoing::Close(CloseReason::ShuttingDown)) => Some(End::Refused(Refusal::new(
+            Sorted::Written => None,
+            Sorted::Finished => Some(End::Finished),
+            Sorted::Closed(CloseReason::Superseded) => Some(End::Superseded),
+            Sorted::Closed(CloseReason::ShuttingDown) => Some(End::Refused(Refusal::new(
                 RefusalReason::ShuttingDown,
                 "the server is shutting down: resume elsewhere",
             ))),
-            Some(Outgoing::Close(CloseReason::Refused(refusal))) => Some(End::Refused(refusal)),
+            Sorted::Closed(CloseReason::Refused(refusal)) => Some(End::Refused(refusal)),
         }
     }
 
@@ -596,20 +585,6 @@ impl Pump {
             .map_err(|err| {
             tracing::error!(session = %self.session_id, seq = event.seq, code = %err.code(), "cannot write event: {err}");
         })
-    }
-
-    fn control(&mut self, control: &Control) {
-        if !self.features.resume {
-            return;
-        }
-        let start = self.batch.len();
-        match serde_json::to_writer((&mut self.batch).writer(), control) {
-            Ok(()) => self.batch.put_u8(b'\n'),
-            Err(err) => {
-                self.batch.truncate(start);
-                tracing::error!(session = %self.session_id, "cannot write control line: {err}");
-            }
-        }
     }
 
     fn take_text(&mut self) -> Utf8Bytes {
