@@ -29,10 +29,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use enclave_crypto::VerifyingKey;
 use enclave_reconnect::{
-    ConnectionEvent, ReconnectPolicy, ReconnectingStream, SessionPosition, StreamConfig,
+    ConnectionEvent, ReconnectPolicy, ReconnectingStream, ResumeAt, StreamConfig,
 };
 use enclave_transport::client::{ClientConfig, NewSession};
-use enclave_types::{EncryptionMode, EventPayload, RuntimeChannelMessage, SessionId, StreamEvent};
+use enclave_types::{EventPayload, RuntimeChannelMessage, SessionId, StreamEvent};
 use tokio::io::AsyncBufReadExt as _;
 
 use crate::input::{report, EXIT_BAD_LINES, EXIT_FAILURE, EXIT_OK};
@@ -46,7 +46,7 @@ pub(crate) struct ConnectArgs {
     /// Ask for encryption (`optional`: if the server offers it), insist on it (`required`),
     /// or not (`disabled`).
     #[arg(long, value_enum, default_value = "optional")]
-    encryption: Encryption,
+    encryption: crate::Encryption,
 
     /// Pin the server's signing key (SPKI PEM, as `enclave keygen` prints it): a missing or
     /// wrong ServerHello signature is refused before any event is accepted.
@@ -96,13 +96,6 @@ pub(crate) struct ConnectArgs {
     heartbeat_timeout_ms: u64,
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum Encryption {
-    Disabled,
-    Optional,
-    Required,
-}
-
 /// Runs `enclave connect`.
 pub(crate) fn run(args: &ConnectArgs) -> ExitCode {
     let config = match config(args) {
@@ -121,13 +114,9 @@ pub(crate) fn run(args: &ConnectArgs) -> ExitCode {
                     return ExitCode::from(EXIT_FAILURE);
                 }
             };
-            let mut position = SessionPosition::new(id, args.from.unwrap_or(1));
-            if let Some(token) = &args.token {
-                position = position.with_token(token.clone());
-            }
-            if let Some(epoch) = args.epoch {
-                position = position.with_epoch(epoch);
-            }
+            let position = ResumeAt::new(id, args.from.unwrap_or(1))
+                .with_token(args.token.clone())
+                .with_epoch(args.epoch);
             ReconnectingStream::resume(args.url.clone(), position, config)
         }
         None => ReconnectingStream::new(args.url.clone(), NewSession::new(), config),
@@ -175,12 +164,7 @@ async fn close(stream: &mut ReconnectingStream) {
 }
 
 fn config(args: &ConnectArgs) -> Result<StreamConfig, String> {
-    let mode = match args.encryption {
-        Encryption::Disabled => EncryptionMode::Disabled,
-        Encryption::Optional => EncryptionMode::Optional,
-        Encryption::Required => EncryptionMode::Required,
-    };
-    let mut client = ClientConfig::new().with_encryption(mode);
+    let mut client = ClientConfig::new().with_encryption(args.encryption.into());
     if let Some(path) = &args.ca_file {
         client = client.with_ca_file(path).map_err(|err| err.to_string())?;
     }

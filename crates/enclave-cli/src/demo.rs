@@ -19,7 +19,7 @@ use enclave_reconnect::{
 };
 use enclave_testkit::{CutProxy, ProxyConfig};
 use enclave_transport::client::{ClientConfig, NewSession as OpenSession};
-use enclave_transport::{EncryptionPolicy, Server, ServerConfig};
+use enclave_transport::{Server, ServerConfig};
 use enclave_types::{
     CallId, EncryptionMode, FinalPayload, RawJson, RuntimeChannelPayload, ToolResultSubmitPayload,
 };
@@ -90,7 +90,7 @@ async fn demo(args: &DemoArgs) -> ExitCode {
     let hub = Hub::new(HubConfig::default().with_heartbeat_ms(500));
     let server = Server::new(
         Arc::new(hub.clone()),
-        ServerConfig::default().with_encryption(EncryptionPolicy::Required),
+        ServerConfig::default().with_encryption(EncryptionMode::Required),
     );
     let listener = match tokio::net::TcpListener::bind(("127.0.0.1", 0)).await {
         Ok(listener) => listener,

@@ -50,6 +50,25 @@ enum Command {
     Demo(demo::DemoArgs),
 }
 
+/// `--encryption` of `serve` and `connect`: the protocol's three modes, spelled as on the
+/// wire.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Encryption {
+    Disabled,
+    Optional,
+    Required,
+}
+
+impl From<Encryption> for enclave_types::EncryptionMode {
+    fn from(mode: Encryption) -> Self {
+        match mode {
+            Encryption::Disabled => Self::Disabled,
+            Encryption::Optional => Self::Optional,
+            Encryption::Required => Self::Required,
+        }
+    }
+}
+
 /// Logs of the network commands: standard error, `RUST_LOG` filters (default: `default`).
 fn init_logs(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

@@ -23,7 +23,7 @@ use enclave_crypto::SigningKey;
 use enclave_reconnect::store::Store;
 use enclave_reconnect::{AcceptedSession, Hub, HubConfig, OverflowPolicy, ServerBuilder};
 use enclave_redis::{RedisStore, RedisStoreConfig};
-use enclave_transport::{EncryptionPolicy, ServerConfig};
+use enclave_transport::ServerConfig;
 use enclave_types::{FinalPayload, RuntimeChannelPayload};
 
 use crate::generate::{load_events, Script};
@@ -54,7 +54,7 @@ pub(crate) struct ServeArgs {
 
     /// Encrypt when the client asks (`optional`), always (`required`) or never (`disabled`).
     #[arg(long, value_enum, default_value = "optional")]
-    encryption: Encryption,
+    encryption: crate::Encryption,
 
     /// Sign every ServerHello with this key (PKCS#8 PEM, P-256; see `enclave keygen`).
     #[arg(long, value_name = "FILE")]
@@ -177,13 +177,6 @@ pub(crate) struct ServeArgs {
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum Encryption {
-    Disabled,
-    Optional,
-    Required,
-}
-
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum Overflow {
     Wait,
     DropOldest,
@@ -220,11 +213,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         }
     }
     let mut server_config = ServerConfig::default()
-        .with_encryption(match args.encryption {
-            Encryption::Disabled => EncryptionPolicy::Disabled,
-            Encryption::Optional => EncryptionPolicy::Optional,
-            Encryption::Required => EncryptionPolicy::Required,
-        })
+        .with_encryption(args.encryption.into())
         .with_session_list(args.enable_session_list)
         .with_max_connections(args.max_connections)
         .with_max_connections_per_peer(args.max_connections_per_peer)

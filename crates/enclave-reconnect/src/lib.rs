@@ -61,9 +61,9 @@ pub mod store;
 
 pub use client::{
     ConnectionEvent, ConnectionState, ReconnectPolicy, ReconnectingStream,
-    ReconnectingStreamBuilder, RetrySchedule, SessionPosition, StreamConfig, StreamError,
-    MAX_RETRY_AFTER,
+    ReconnectingStreamBuilder, RetrySchedule, StreamConfig, StreamError, MAX_RETRY_AFTER,
 };
+pub use enclave_transport::client::ResumeAt;
 pub use error::Error;
 pub use hub::{
     AcceptedSession, Hub, HubConfig, Messages, OverflowPolicy, SessionHandle, STORE_UNAVAILABLE,

@@ -32,7 +32,7 @@ async fn run() -> Result<(), BoxError> {
     let hub = Hub::new(HubConfig::default().with_heartbeat_ms(500));
     let server = Server::new(
         Arc::new(hub.clone()),
-        ServerConfig::default().with_encryption(EncryptionPolicy::Required),
+        ServerConfig::default().with_encryption(EncryptionMode::Required),
     );
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;

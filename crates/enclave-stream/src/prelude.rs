@@ -24,7 +24,7 @@ pub use enclave_crypto::{
 #[cfg(feature = "transport")]
 pub use enclave_transport::client::{ClientConfig, NewSession};
 #[cfg(feature = "transport")]
-pub use enclave_transport::{EncryptionPolicy, Server, ServerConfig};
+pub use enclave_transport::{Server, ServerConfig};
 
 #[cfg(feature = "reconnect")]
 pub use enclave_reconnect::{

@@ -34,7 +34,7 @@
 //! use enclave_transport::carrier::{self, tcp};
 //! use enclave_transport::client::ClientConfig;
 //! use enclave_transport::wire::WsOpen;
-//! use enclave_transport::EncryptionPolicy;
+//! use enclave_transport::EncryptionMode;
 //! use futures::StreamExt as _;
 //!
 //! // Server: accept, read `open`, answer `opened`, then write events.
@@ -45,7 +45,7 @@
 //!     let opening = carrier::accept_open(stream, carrier::DEFAULT_MAX_LINE_LENGTH).await?;
 //!     let session_id = opening.open().session_id.clone().unwrap_or_else(enclave_types::SessionId::generate);
 //!     let opened = enclave_transport::wire::WsOpened::new(session_id, "token".into(), 1, false);
-//!     let _events = opening.accept(opened, EncryptionPolicy::Optional, None).await?;
+//!     let _events = opening.accept(opened, EncryptionMode::Optional, None).await?;
 //!     Ok::<_, enclave_transport::Error>(())
 //! });
 //!
@@ -72,7 +72,6 @@ use tokio_util::codec::{Encoder, Framed, FramedParts};
 
 use crate::client::{handshake, ClientConfig};
 use crate::server::negotiate::{negotiate, Offer};
-use crate::server::EncryptionPolicy;
 use crate::service::{Refusal, RefusalReason};
 use crate::session_name;
 use crate::wire::{self, Control, EncryptionOffer, WsOpen, WsOpened};
@@ -432,7 +431,7 @@ where
     pub async fn accept(
         mut self,
         mut opened: WsOpened,
-        policy: EncryptionPolicy,
+        policy: EncryptionMode,
         signing_key: Option<&SigningKey>,
     ) -> Result<ServerFramed<IO>, Error> {
         let session_id = opened.session_id.clone();
@@ -450,11 +449,7 @@ where
                 return Err(refused(refusal));
             }
         };
-        let mode = match policy {
-            EncryptionPolicy::Disabled => EncryptionMode::Disabled,
-            EncryptionPolicy::Optional => EncryptionMode::Optional,
-            EncryptionPolicy::Required => EncryptionMode::Required,
-        };
+        let mode = policy;
         let mut layer = ServerEncryption::new(mode);
         opened.server_hello = None;
         if let Some(handshake) = handshake {

@@ -17,7 +17,8 @@
 //!
 //! # Public API
 //!
-//! - Server: [`Server`] with [`ServerConfig`] ([`EncryptionPolicy`], [`AuthorizationHook`],
+//! - Server: [`Server`] with [`ServerConfig`] ([`EncryptionMode`], re-exported from
+//!   `enclave-types`; [`AuthorizationHook`],
 //!   [`SessionAccessHook`], [`tls_config_from_pem`], the `DEFAULT_*` connection limits),
 //!   serving any [`SessionService`].
 //! - The session seam, [`SessionService`], and what crosses it: [`CreateSession`],
@@ -42,9 +43,8 @@ mod service;
 pub mod wire;
 
 pub use server::{
-    tls_config_from_pem, AuthorizationHook, EncryptionPolicy, Server, ServerConfig,
-    SessionAccessHook, DEFAULT_CONNECTION_RESERVE, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_CONNECTIONS_PER_PEER,
+    tls_config_from_pem, AuthorizationHook, Server, ServerConfig, SessionAccessHook,
+    DEFAULT_CONNECTION_RESERVE, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_PEER,
 };
 pub use service::{
     Attachment, CloseReason, CreateSession, EncodedEvent, EventSource, Features, Outgoing, Refusal,
@@ -53,6 +53,9 @@ pub use service::{
 };
 
 pub mod client;
+/// The server's encryption policy ([`ServerConfig::with_encryption`]) is the protocol's own
+/// mode, as a client's is: re-exported so a server needs no other crate to name it.
+pub use enclave_types::EncryptionMode;
 pub use error::Error;
 
 /// How errors name a session: its id, or `-` before there is one (a new session the server

@@ -4,16 +4,16 @@
 use std::fmt;
 use std::time::Duration;
 
-use enclave_transport::client::{ClientConfig, NewSession};
+use enclave_transport::client::{ClientConfig, NewSession, ResumeAt};
 use enclave_types::{SessionId, StreamEvent};
 
-use super::{ReconnectingStream, SessionPosition, StreamConfig, StreamError};
+use super::{ReconnectingStream, StreamConfig, StreamError};
 
 /// Where a built stream starts.
 #[derive(Debug)]
 enum Start {
     New(NewSession),
-    Resume(SessionPosition),
+    Resume(ResumeAt),
 }
 
 /// Builds a [`ReconnectingStream`]; see [`ReconnectingStream::builder`].
@@ -56,13 +56,13 @@ impl ReconnectingStreamBuilder {
     /// position or an epoch. Without either, the stream creates a new session.
     #[must_use]
     pub fn session_id(mut self, id: SessionId) -> Self {
-        self.start = Start::Resume(SessionPosition::new(id, 1));
+        self.start = Start::Resume(ResumeAt::new(id, 1));
         self
     }
 
     /// Resumes an existing session at `position` (its token, the next seq, its epoch).
     #[must_use]
-    pub fn resume(mut self, position: SessionPosition) -> Self {
+    pub fn resume(mut self, position: ResumeAt) -> Self {
         self.start = Start::Resume(position);
         self
     }

@@ -187,47 +187,6 @@ impl StreamConfig {
     }
 }
 
-/// An existing session to resume: its id, the first `seq` wanted, and the token and epoch of
-/// the last connection.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct SessionPosition {
-    /// The session.
-    pub session_id: SessionId,
-    /// The first `seq` wanted (inclusive); everything before it counts as delivered.
-    pub from: u64,
-    /// The resume token.
-    pub token: Option<String>,
-    /// The epoch.
-    pub epoch: Option<u64>,
-}
-
-impl SessionPosition {
-    /// Resume `session_id` from `from`.
-    pub fn new(session_id: SessionId, from: u64) -> Self {
-        Self {
-            session_id,
-            from,
-            token: None,
-            epoch: None,
-        }
-    }
-
-    /// Presents `token`.
-    #[must_use]
-    pub fn with_token(mut self, token: impl Into<String>) -> Self {
-        self.token = Some(token.into());
-        self
-    }
-
-    /// Presents `epoch`.
-    #[must_use]
-    pub fn with_epoch(mut self, epoch: u64) -> Self {
-        self.epoch = Some(epoch);
-        self
-    }
-}
-
 /// Capacity of the connection-event channel; a subscriber that lags loses the oldest.
 const EVENT_CHANNEL: usize = 256;
 
@@ -332,7 +291,7 @@ impl ReconnectingStream {
     }
 
     /// A stream that resumes an existing session on `url` at its first use.
-    pub fn resume(url: impl Into<String>, position: SessionPosition, config: StreamConfig) -> Self {
+    pub fn resume(url: impl Into<String>, position: ResumeAt, config: StreamConfig) -> Self {
         let mut stream = Self::new(url, NewSession::new(), config);
         stream.last_delivered = position.from.checked_sub(1).filter(|&last| last > 0);
         stream.session_id = Some(position.session_id);

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use enclave_reconnect::{
     AcceptedSession as AppSession, ConnectionState, HubConfig, OverflowPolicy, ReconnectingStream,
-    SessionPosition, StreamConfig, StreamError,
+    ResumeAt, StreamConfig, StreamError,
 };
-use enclave_transport::client::{connect, ClientConfig, NewSession, Open, ResumeAt};
+use enclave_transport::client::{connect, ClientConfig, NewSession, Open};
 use enclave_transport::Error as TransportError;
-use enclave_transport::{EncryptionPolicy, RefusalReason};
+use enclave_transport::RefusalReason;
 use enclave_types::{EncryptionMode, EventPayload, SessionId, StdoutPayload};
 use live::{fast_client, Live};
 
@@ -91,10 +91,9 @@ async fn assert_refused(stream: &mut ReconnectingStream, reason: RefusalReason, 
 }
 
 fn resume(url: String, opened: &Opened, from: u64, token: Option<&str>) -> ReconnectingStream {
-    let mut position = SessionPosition::new(opened.id.clone(), from).with_epoch(opened.epoch);
-    if let Some(token) = token {
-        position = position.with_token(token);
-    }
+    let position = ResumeAt::new(opened.id.clone(), from)
+        .with_epoch(Some(opened.epoch))
+        .with_token(token.map(str::to_owned));
     ReconnectingStream::resume(url, position, fast_client())
 }
 
@@ -216,7 +215,7 @@ async fn a_server_restart_is_an_epoch_mismatch_surfaced_as_terminal() {
     before.stop().await;
     let after = Live::start_with(
         HubConfig::default().with_heartbeat_ms(0),
-        EncryptionPolicy::Required,
+        EncryptionMode::Required,
         &addr,
     )
     .await;
@@ -298,7 +297,7 @@ async fn resuming_an_encrypted_session_without_a_client_hello_is_refused_400() {
     // The server lets plaintext sessions exist; this one was created encrypted, and stays so.
     let live = Live::start_with(
         HubConfig::default().with_heartbeat_ms(0),
-        EncryptionPolicy::Optional,
+        EncryptionMode::Optional,
         "127.0.0.1:0",
     )
     .await;
@@ -326,9 +325,9 @@ async fn resuming_an_encrypted_session_without_a_client_hello_is_refused_400() {
         }
     }
     // The same through the reconnecting client: terminal, not retried.
-    let position = SessionPosition::new(opened.id.clone(), 3)
-        .with_token(opened.token.clone())
-        .with_epoch(opened.epoch);
+    let position = ResumeAt::new(opened.id.clone(), 3)
+        .with_token(Some(opened.token.clone()))
+        .with_epoch(Some(opened.epoch));
     let mut stream = ReconnectingStream::resume(
         live.http_url(),
         position,

@@ -20,7 +20,7 @@ use enclave_reconnect::{
 use enclave_redis::RedisStoreConfig;
 use enclave_testkit::{CutProxy, Fault, ProxyConfig, RedisServer};
 use enclave_transport::client::{ClientConfig, NewSession};
-use enclave_transport::{EncryptionPolicy, ServerConfig};
+use enclave_transport::ServerConfig;
 use enclave_types::SessionId;
 use enclave_types::{
     CallId, EncryptionMode, EventPayload, FinalPayload, LogLevel, LogPayload, StdoutPayload,
@@ -64,7 +64,7 @@ async fn node_with(server: &RedisServer, store: RedisStoreConfig, hub: HubConfig
         .store(Arc::new(store))
         .server_config(
             ServerConfig::default()
-                .with_encryption(EncryptionPolicy::Required)
+                .with_encryption(EncryptionMode::Required)
                 .with_shutdown_grace(Duration::from_secs(1)),
         )
         .bind("127.0.0.1:0")
@@ -393,10 +393,9 @@ async fn a_resume_after_redis_lost_its_data_is_refused_with_a_reason_never_a_gap
     redis.restart().expect("redis restarts");
     a.server().shutdown(); // ends the live stream so the client resumes
     let b = node(&redis, &prefix).await;
-    let position =
-        enclave_reconnect::SessionPosition::new(stream.session_id().expect("an id").clone(), 7)
-            .with_token(stream.token().expect("a token"))
-            .with_epoch(stream.epoch().expect("an epoch"));
+    let position = enclave_reconnect::ResumeAt::new(stream.session_id().expect("an id").clone(), 7)
+        .with_token(Some(stream.token().expect("a token").to_owned()))
+        .with_epoch(Some(stream.epoch().expect("an epoch")));
     let mut resumed =
         ReconnectingStream::resume(format!("http://{}", b.addr()), position, client_config());
     let outcome = within(
@@ -565,9 +564,9 @@ async fn superseded(scheme: &str) {
         .expect("an event")
         .expect("no error");
     let _session = within(Duration::from_secs(5), "the session", a.hub().accept()).await;
-    let position = enclave_reconnect::SessionPosition::new(first.session_id.clone(), 2)
-        .with_token(older.token().expect("a token").to_owned())
-        .with_epoch(older.epoch().expect("an epoch"));
+    let position = enclave_reconnect::ResumeAt::new(first.session_id.clone(), 2)
+        .with_token(Some(older.token().expect("a token").to_owned()))
+        .with_epoch(Some(older.epoch().expect("an epoch")));
     let mut newer = ReconnectingStream::resume(url, position, client_config());
     let resumed = newer.connect().await;
     assert!(resumed.is_ok(), "the newer connection resumes: {resumed:?}");
@@ -853,9 +852,9 @@ async fn a_redis_outage_ends_a_stream_served_by_another_node_and_it_resumes_to_t
     let epoch = stream.epoch().expect("an epoch");
     stream.close().await;
     drop(stream);
-    let position = enclave_reconnect::SessionPosition::new(id, 2)
-        .with_token(token)
-        .with_epoch(epoch);
+    let position = enclave_reconnect::ResumeAt::new(id, 2)
+        .with_token(Some(token))
+        .with_epoch(Some(epoch));
     let mut stream =
         ReconnectingStream::resume(format!("http://{}", b.addr()), position, patient_client());
     let (received, reconnects) = within(

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use enclave_crypto::SigningKey;
-use enclave_types::SessionId;
+use enclave_types::{EncryptionMode, SessionId};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -31,31 +31,16 @@ pub type AuthorizationHook =
 pub type SessionAccessHook =
     Arc<dyn Fn(&http::HeaderMap, &SessionId) -> bool + Send + Sync + 'static>;
 
-/// The server's encryption policy (`enclave serve --encryption`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum EncryptionPolicy {
-    /// Never encrypt: a `ClientHello` is ignored, and a client whose mode is `required` is
-    /// refused with `ENCRYPTION_REQUIRED`.
-    Disabled,
-    /// Encrypt when the client offers a usable `ClientHello`; plaintext otherwise.
-    #[default]
-    Optional,
-    /// Refuse, before any event, every connection without a usable `ClientHello`
-    /// (`400 ENCRYPTION_REQUIRED`, WebSocket close 4400).
-    Required,
-}
-
 /// Server settings, built in the builder style from [`ServerConfig::default`].
 ///
 /// ```
-/// use enclave_transport::{EncryptionPolicy, ServerConfig};
+/// use enclave_transport::{EncryptionMode, ServerConfig};
 ///
 /// let config = ServerConfig::default()
 ///     .with_max_body_bytes(64 * 1024)
 ///     .with_allowed_origins(["https://app.example"])
 ///     .with_session_list(false)
-///     .with_encryption(EncryptionPolicy::Required)
+///     .with_encryption(EncryptionMode::Required)
 ///     .with_max_connections(512);
 /// assert_eq!(config.max_body_bytes(), 64 * 1024);
 /// ```
@@ -70,13 +55,13 @@ pub enum EncryptionPolicy {
 /// ```no_run
 /// use std::sync::Arc;
 /// use enclave_crypto::SigningKey;
-/// use enclave_transport::{EncryptionPolicy, ServerConfig};
+/// use enclave_transport::{EncryptionMode, ServerConfig};
 ///
 /// # fn load() -> Result<(), enclave_crypto::Error> {
 /// let key = SigningKey::from_pkcs8_pem_file("server-key.pem".as_ref())?;
 /// println!("pin this:\n{}", key.verifying_key().to_spki_pem());
 /// let config = ServerConfig::default()
-///     .with_encryption(EncryptionPolicy::Required)
+///     .with_encryption(EncryptionMode::Required)
 ///     .with_signing_key(Arc::new(key));
 /// assert!(config.signing_key().is_some());
 /// # Ok(()) }
@@ -87,7 +72,7 @@ pub struct ServerConfig {
     pub(crate) max_body_bytes: usize,
     pub(crate) allowed_origins: Option<Vec<String>>,
     pub(crate) session_list: bool,
-    pub(crate) encryption: EncryptionPolicy,
+    pub(crate) encryption: EncryptionMode,
     pub(crate) signing_key: Option<Arc<SigningKey>>,
     pub(crate) authorize: Option<AuthorizationHook>,
     pub(crate) session_access: Option<SessionAccessHook>,
@@ -122,7 +107,7 @@ impl Default for ServerConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             allowed_origins: None,
             session_list: false,
-            encryption: EncryptionPolicy::Optional,
+            encryption: EncryptionMode::Optional,
             signing_key: None,
             authorize: None,
             session_access: None,
@@ -192,15 +177,21 @@ impl ServerConfig {
         self
     }
 
-    /// The encryption policy (default [`EncryptionPolicy::Optional`]).
+    /// The encryption policy (`enclave serve --encryption`), default `Optional`:
+    /// - `Disabled`: never encrypt; a `ClientHello` is ignored, and a client whose mode is
+    ///   `required` is refused with `ENCRYPTION_REQUIRED`.
+    /// - `Optional`: encrypt when the client offers a usable `ClientHello`; plaintext
+    ///   otherwise.
+    /// - `Required`: refuse, before any event, every connection without a usable
+    ///   `ClientHello` (`400 ENCRYPTION_REQUIRED`, WebSocket close 4400).
     #[must_use]
-    pub fn with_encryption(mut self, policy: EncryptionPolicy) -> Self {
+    pub fn with_encryption(mut self, policy: EncryptionMode) -> Self {
         self.encryption = policy;
         self
     }
 
     /// The policy in force.
-    pub fn encryption_policy(&self) -> EncryptionPolicy {
+    pub fn encryption(&self) -> EncryptionMode {
         self.encryption
     }
 

@@ -63,7 +63,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{
-    tls_config_from_pem, AuthorizationHook, EncryptionPolicy, ServerConfig, SessionAccessHook,
+    tls_config_from_pem, AuthorizationHook, ServerConfig, SessionAccessHook,
     DEFAULT_CONNECTION_RESERVE, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONNECTIONS_PER_PEER,
 };
 

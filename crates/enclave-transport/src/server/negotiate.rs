@@ -12,7 +12,6 @@ use enclave_types::{
     StreamEvent,
 };
 
-use super::config::EncryptionPolicy;
 use crate::service::{Refusal, RefusalReason};
 use crate::wire::EncryptionOffer;
 
@@ -97,7 +96,7 @@ impl InitSigner {
 /// [`Handshake::sign_hello`]); an HTTP create signs its `session_init` instead
 /// ([`InitSigner`]) and passes `None`.
 pub(crate) fn negotiate(
-    policy: EncryptionPolicy,
+    policy: EncryptionMode,
     offer: Offer<'_>,
     session_id: &SessionId,
     sign: Option<(&SigningKey, EncryptionMode)>,
@@ -127,13 +126,13 @@ impl<'a> Offer<'a> {
 }
 
 fn decide(
-    policy: EncryptionPolicy,
+    policy: EncryptionMode,
     client_mode: Option<EncryptionMode>,
     hello: Option<&ClientHello>,
     session_id: &SessionId,
 ) -> Result<Option<Handshake>, Refusal> {
     let client_requires = client_mode == Some(EncryptionMode::Required);
-    if policy == EncryptionPolicy::Disabled {
+    if policy == EncryptionMode::Disabled {
         return if client_requires {
             Err(Refusal::new(
                 RefusalReason::EncryptionRequired,
@@ -169,7 +168,7 @@ fn decide(
         },
         None => "no ClientHello was offered".to_owned(),
     };
-    if policy == EncryptionPolicy::Required || client_requires {
+    if policy == EncryptionMode::Required || client_requires {
         Err(Refusal::new(
             RefusalReason::EncryptionRequired,
             format!("session {session_id}: encryption is required and {why_unusable}"),

@@ -12,7 +12,7 @@ use enclave_transport::carrier::{
 };
 use enclave_transport::client::ClientConfig;
 use enclave_transport::wire::{WsOpen, WsOpened};
-use enclave_transport::{EncryptionPolicy, Error as TransportError, Refusal, RefusalReason};
+use enclave_transport::{Error as TransportError, Refusal, RefusalReason};
 use enclave_types::{
     CancelPayload, EncryptionMode, RuntimeChannelMessage, SessionId, StdoutPayload, StreamEvent,
 };
@@ -57,7 +57,7 @@ fn options(mode: EncryptionMode) -> ClientConfig {
 
 /// The server's side: reads `open`, answers `opened` for the session it names, writes
 /// `EVENTS` events, then reads `MESSAGES` messages; returns them with their `encrypted` flag.
-async fn serve<IO>(io: IO, policy: EncryptionPolicy) -> Vec<(RuntimeChannelMessage, bool)>
+async fn serve<IO>(io: IO, policy: EncryptionMode) -> Vec<(RuntimeChannelMessage, bool)>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
@@ -122,7 +122,7 @@ where
     C: AsyncRead + AsyncWrite + Unpin,
 {
     let session = SessionId::generate();
-    let server = tokio::spawn(serve(server_io, EncryptionPolicy::Optional));
+    let server = tokio::spawn(serve(server_io, EncryptionMode::Optional));
     let client = async {
         let (mut framed, opened) = handshake_client(client_io, open_new(&session), &options(mode))
             .await
@@ -196,7 +196,7 @@ async fn open_exchange_over_tcp_loopback() {
             let server = async {
                 let (stream, peer) = listener.accept().await.unwrap();
                 assert!(peer.ip().is_loopback());
-                serve(stream, EncryptionPolicy::Optional).await
+                serve(stream, EncryptionMode::Optional).await
             };
             let client = async {
                 let (mut framed, opened) = tcp::connect(addr, open_new(&session), &options(mode))
@@ -233,7 +233,7 @@ async fn open_exchange_over_a_unix_socket() {
         let result = tokio::time::timeout(WAIT, async {
             let server = async {
                 let stream = listener.accept().await.unwrap();
-                serve(stream, EncryptionPolicy::Optional).await
+                serve(stream, EncryptionMode::Optional).await
             };
             let client = async {
                 let (mut framed, _opened) =
@@ -309,7 +309,7 @@ async fn a_server_requiring_encryption_refuses_a_plaintext_open() {
         let id = opening.open().session_id.clone().unwrap();
         let opened = WsOpened::new(id, "t".to_owned(), 1, false);
         opening
-            .accept(opened, EncryptionPolicy::Required, None)
+            .accept(opened, EncryptionMode::Required, None)
             .await
             .map(drop)
     });
@@ -419,7 +419,7 @@ async fn a_pinned_server_key_is_verified_before_any_key_is_installed() {
             let id = opening.open().session_id.clone().unwrap();
             let opened = WsOpened::new(id, "t".to_owned(), 1, false);
             opening
-                .accept(opened, EncryptionPolicy::Optional, Some(&signer))
+                .accept(opened, EncryptionMode::Optional, Some(&signer))
                 .await
                 .map(drop)
         });
@@ -472,7 +472,7 @@ async fn lines_pipelined_behind_the_first_are_not_lost() {
             .unwrap();
         let opened = WsOpened::new(session.clone(), "t".to_owned(), 1, false);
         let mut framed = opening
-            .accept(opened, EncryptionPolicy::Optional, None)
+            .accept(opened, EncryptionMode::Optional, None)
             .await
             .unwrap();
         for seq in 1..=2 {

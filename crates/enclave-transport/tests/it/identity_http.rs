@@ -15,7 +15,7 @@ use enclave_crypto::{accept_client_hello, SigningKey};
 use enclave_transport::client::{connect, ClientConfig, Connection, NewSession, Open, ResumeAt};
 use enclave_transport::wire::CreateBody;
 use enclave_transport::Error as TransportError;
-use enclave_transport::{EncryptionPolicy, ServerConfig};
+use enclave_transport::ServerConfig;
 use enclave_types::{
     EncryptionConfig, EncryptionMode, EventPayload, ServerHello, SessionId, SessionInitPayload,
     StdoutPayload, StreamEvent, Timestamp,
@@ -31,7 +31,7 @@ const EVENTS: usize = 3;
 
 fn signing(key: &Arc<SigningKey>) -> ServerConfig {
     ServerConfig::default()
-        .with_encryption(EncryptionPolicy::Required)
+        .with_encryption(EncryptionMode::Required)
         .with_signing_key(Arc::clone(key))
 }
 
@@ -105,7 +105,7 @@ async fn create_with_another_key_is_refused_before_any_event() {
 async fn create_from_a_server_that_does_not_sign_is_refused() {
     let server = Running::start(
         EVENTS,
-        ServerConfig::default().with_encryption(EncryptionPolicy::Required),
+        ServerConfig::default().with_encryption(EncryptionMode::Required),
     )
     .await;
     let key = SigningKey::generate().unwrap();
@@ -311,7 +311,7 @@ async fn resume_with_another_key_is_refused() {
 async fn resume_from_a_server_that_does_not_sign_is_refused() {
     let server = Running::start(
         EVENTS,
-        ServerConfig::default().with_encryption(EncryptionPolicy::Required),
+        ServerConfig::default().with_encryption(EncryptionMode::Required),
     )
     .await;
     let url = format!("http://{}", server.addr);
@@ -379,7 +379,7 @@ async fn a_pinned_client_never_settles_for_plaintext() {
     // not encrypt refuses it rather than streaming in plaintext.
     let server = Running::start(
         EVENTS,
-        ServerConfig::default().with_encryption(EncryptionPolicy::Disabled),
+        ServerConfig::default().with_encryption(EncryptionMode::Disabled),
     )
     .await;
     let key = SigningKey::generate().unwrap();

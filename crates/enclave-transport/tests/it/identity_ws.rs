@@ -12,7 +12,7 @@ use common::Running;
 use enclave_crypto::SigningKey;
 use enclave_transport::client::{connect, ClientConfig, Connection, NewSession, Open, ResumeAt};
 use enclave_transport::Error as TransportError;
-use enclave_transport::{EncryptionPolicy, ServerConfig};
+use enclave_transport::ServerConfig;
 use enclave_types::{EncryptionMode, SessionId};
 use identity_support::{
     assert_identity_refused, assert_session, impostor_ephemeral_key, pinned, read_all, server_key,
@@ -23,7 +23,7 @@ const EVENTS: usize = 3;
 
 fn signing(key: &Arc<SigningKey>) -> ServerConfig {
     ServerConfig::default()
-        .with_encryption(EncryptionPolicy::Required)
+        .with_encryption(EncryptionMode::Required)
         .with_signing_key(Arc::clone(key))
 }
 
@@ -163,7 +163,7 @@ async fn another_key_is_refused_on_create_and_on_resume() {
 async fn a_server_that_does_not_sign_is_refused() {
     let server = Running::start(
         EVENTS,
-        ServerConfig::default().with_encryption(EncryptionPolicy::Required),
+        ServerConfig::default().with_encryption(EncryptionMode::Required),
     )
     .await;
     let url = format!("ws://{}", server.addr);

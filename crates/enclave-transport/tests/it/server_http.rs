@@ -10,7 +10,7 @@ use base64::Engine as _;
 use bytes::BytesMut;
 use common::{header, json, send, text, Lines, Running, WAIT};
 use enclave_crypto::{ClientEncryption, ClientHandshake, EncryptionLayer};
-use enclave_transport::{EncryptionPolicy, Refusal, RefusalReason, ServerConfig};
+use enclave_transport::{Refusal, RefusalReason, ServerConfig};
 use enclave_types::{
     CancelPayload, EncryptionMode, EventPayload, Frame, RuntimeChannelMessage, ServerHello,
     SessionId, StreamEvent,
@@ -202,7 +202,7 @@ async fn bad_bodies_are_refused_with_json() {
 async fn encryption_required_is_refused_before_any_event() {
     let server = Running::start(
         1,
-        ServerConfig::default().with_encryption(EncryptionPolicy::Required),
+        ServerConfig::default().with_encryption(EncryptionMode::Required),
     )
     .await;
     let response = send(server.addr, "POST", "/sessions", &[JSON], r#"{"code":"x"}"#).await;
@@ -226,7 +226,7 @@ async fn encryption_required_is_refused_before_any_event() {
     // A client that requires encryption, on a server that never encrypts.
     let server = Running::start(
         1,
-        ServerConfig::default().with_encryption(EncryptionPolicy::Disabled),
+        ServerConfig::default().with_encryption(EncryptionMode::Disabled),
     )
     .await;
     let handshake = ClientHandshake::start().unwrap();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use common::{Running, WAIT};
 use enclave_crypto::{ClientHandshake, EncryptionLayer};
-use enclave_transport::{EncryptionPolicy, ServerConfig};
+use enclave_transport::ServerConfig;
 use enclave_types::{
     CancelPayload, EncryptionMode, EventPayload, Frame, RuntimeChannelMessage, SessionId,
     StreamEvent,
@@ -141,7 +141,7 @@ async fn open_creates_a_session_and_streams_it_to_final() {
 async fn an_encrypted_websocket_seals_every_event_and_opens_messages() {
     let server = Running::start(
         3,
-        ServerConfig::default().with_encryption(EncryptionPolicy::Required),
+        ServerConfig::default().with_encryption(EncryptionMode::Required),
     )
     .await;
     let mut socket = connect(&server).await;
@@ -315,7 +315,7 @@ async fn an_open_with_a_malformed_session_id_is_refused() {
 async fn a_required_policy_refuses_a_plaintext_open() {
     let server = Running::start(
         1,
-        ServerConfig::default().with_encryption(EncryptionPolicy::Required),
+        ServerConfig::default().with_encryption(EncryptionMode::Required),
     )
     .await;
     let mut socket = connect(&server).await;

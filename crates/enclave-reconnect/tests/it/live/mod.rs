@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use enclave_reconnect::{Hub, HubConfig, ReconnectPolicy, StreamConfig};
 use enclave_transport::client::ClientConfig;
-use enclave_transport::{EncryptionPolicy, Server, ServerConfig, SessionService};
+use enclave_transport::{Server, ServerConfig, SessionService};
 use enclave_types::{
     CallId, EncryptionMode, EventPayload, LogLevel, LogPayload, PartialResultPayload, RawJson,
     StdoutPayload, ToolCallPayload,
@@ -26,15 +26,11 @@ pub(crate) struct Live {
 impl Live {
     /// A hub with `config` behind a server that requires encryption, on a port of its own.
     pub(crate) async fn start(config: HubConfig) -> Self {
-        Self::start_with(config, EncryptionPolicy::Required, "127.0.0.1:0").await
+        Self::start_with(config, EncryptionMode::Required, "127.0.0.1:0").await
     }
 
     /// A hub with `config` behind a server with `policy`, listening on `addr`.
-    pub(crate) async fn start_with(
-        config: HubConfig,
-        policy: EncryptionPolicy,
-        addr: &str,
-    ) -> Self {
+    pub(crate) async fn start_with(config: HubConfig, policy: EncryptionMode, addr: &str) -> Self {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .expect("bind a loopback port");
