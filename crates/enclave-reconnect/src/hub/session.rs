@@ -544,8 +544,13 @@ async fn make_room(
     } else {
         std::time::Duration::MAX
     };
-    // What the last trim left, so the store is not asked again right after it.
-    let mut trimmed: Option<Retention> = None;
+    // A retention the store need not be asked for: what the last trim left, or at first a
+    // known retention that acknowledged events are in. The trim by the acks below then
+    // answers what the store holds (acks only grow), so a read before it would change
+    // nothing: a publish that makes room by acks calls the store twice (trim, append), not
+    // three times.
+    let mut trimmed: Option<Retention> =
+        known.filter(|known| known.count > 0 && acked >= known.first_seq);
     loop {
         let mut notified = pin!(rt.space.notified());
         notified.as_mut().enable();
