@@ -1,4 +1,4 @@
-//! [`RedisStore`]: the `Store` trait on Redis.
+//! [`RedisStore`]: the `Store` trait and its `Sharing` capability on Redis.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -1,27 +1,30 @@
-//! Where session state lives: the [`Store`] trait and its in-memory default, [`MemoryStore`].
+//! Where session state lives: the core [`Store`] trait, the [`Sharing`] capability of a
+//! store that several servers share, and the in-memory default, [`MemoryStore`].
 //!
 //! Position and retention belong to the store, not to a connection: a session's metadata, the
-//! hashes of its resume tokens, its retained events (seq → event with its JSON, and the line's size) and
-//! the highest client message seq it holds. A store shared between servers (Redis Streams) can
-//! implement the same trait; every operation that must be atomic across servers is one call
-//! (`swap_tokens` is a compare-and-set, `append` checks the seq, `advance_client_seq` only
+//! hashes of its resume tokens, its retained events (seq → event with its JSON, and the size
+//! it counts) and the highest client message seq it holds. Every store does that much: it is
+//! the core trait, and every operation that must be atomic across servers is one call of it
+//! (`swap_tokens` is a compare-and-set, `append` checks the seqs, `advance_client_seq` only
 //! moves forward).
 //!
 //! Appends come in batches ([`Store::append`] takes a slice of [`NewEvent`]s, consecutive
-//! seqs checked as one step), though the hub appends each event as it is published; each
-//! carries the size it counts toward the bound, so retention is accounted the same whatever
-//! the store keeps of an event.
+//! seqs checked and kept as one step, all or nothing), though the hub appends each event as
+//! it is published: it waits for one event's room before the next exists. Each [`NewEvent`]
+//! carries the size it counts toward the bound, so retention is accounted the same whatever a
+//! store keeps of an event.
 //!
 //! # Shared stores
-//! A store that several servers share carries what one server's memory carries otherwise.
-//! The core trait has room for part of it: the epoch ([`Store::epoch`], `None` for a store
-//! private to one process), and [`Store::watch`] that also wakes for events other servers
-//! append. The rest is a capability of its own, [`Sharing`], which such a store hands out
-//! through [`Store::sharing`] (`None` by default): the client messages and cancels a
-//! session's producer must receive wherever the client is connected ([`Sharing::forward`],
-//! [`Sharing::inbox`]), the presence of connections on any server ([`Sharing::attach`],
-//! [`Sharing::detach`], [`Presence`]), so a server never expires a session a client holds
-//! elsewhere, and the producer's leases ([`Sharing::shutdown`] lets them lapse).
+//! A store that several servers share (Redis Streams) carries what one server's memory
+//! carries otherwise. The core trait has room for part of it: the epoch ([`Store::epoch`],
+//! `None` for a store private to one process), and [`Store::watch`], which then also wakes
+//! for events other servers append. The rest is a capability of its own, [`Sharing`], which
+//! such a store hands out through [`Store::sharing`] (`None` by default): the client messages
+//! and cancels a session's producer must receive wherever the client is connected
+//! ([`Sharing::forward`], [`Sharing::inbox`]), the presence of connections on any server
+//! ([`Sharing::attach`], [`Sharing::detach`], [`Presence`]), so a server never expires a
+//! session a client holds elsewhere, and the producer's leases ([`Sharing::shutdown`] lets
+//! them lapse). The hub asks for it once where sharing changes what it does, never for a flag.
 
 mod appended;
 mod memory;
