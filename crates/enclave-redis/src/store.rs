@@ -343,7 +343,7 @@ impl Store for RedisStore {
     ) -> BoxFuture<'a, Result<Retention, StoreError>> {
         Box::pin(async move {
             let inner = &self.inner;
-            let Some(newest) = events.last() else {
+            let (Some(oldest), Some(newest)) = (events.first(), events.last()) else {
                 return self.retention(id).await;
             };
             let keys = inner.keys(id);
@@ -372,7 +372,7 @@ impl Store for RedisStore {
                 -2 => {
                     let expected = number(1)
                         .ok_or_else(|| corrupt(id, "append reply without the expected seq"))?;
-                    let got = number(2).unwrap_or_else(|| events[0].seq());
+                    let got = number(2).unwrap_or_else(|| oldest.seq());
                     let last = number(3).unwrap_or_else(|| expected.saturating_sub(1));
                     inner.appended_elsewhere(id, last);
                     return Err(StoreError::OutOfOrder {

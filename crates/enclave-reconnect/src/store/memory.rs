@@ -193,11 +193,11 @@ impl Store for MemoryStore {
                     });
                 }
             }
-            let Some(last) = events.last() else {
+            let (Some(first), Some(last)) = (events.first(), events.last()) else {
                 return Ok(r.retention);
             };
             if r.events.is_empty() {
-                r.retention.first_seq = events[0].seq();
+                r.retention.first_seq = first.seq();
             }
             for new in events {
                 r.events.push_back((Arc::clone(&new.event), new.bytes));
