@@ -13,8 +13,11 @@
 //!   `final` with `ok: false`); only live sessions count against the session cap, and
 //!   creations are limited per second.
 //! - **The store** ([`store::Store`]): session metadata, token hashes (never tokens), the
-//!   retained event log and the client position, behind a trait a shared store (Redis
-//!   Streams) can implement. [`store::MemoryStore`] is the default.
+//!   retained event log (appended in batches, each event with the bytes it counts) and the
+//!   client position, behind a core trait every store implements. [`store::MemoryStore`] is
+//!   the default. A store several servers share (Redis Streams) also hands out
+//!   [`store::Sharing`] through [`store::Store::sharing`]: its producers' inboxes, presence
+//!   on every server and leases.
 //! - **The server builder** ([`ServerBuilder`]): the hub, with any store, behind the
 //!   transport's server.
 //! - **The application side** ([`Hub::accept`] → [`AcceptedSession`]): a [`SessionHandle`] to

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use enclave_reconnect::store::{EncodedEvent, MemoryStore, Store};
+use enclave_reconnect::store::{EncodedEvent, MemoryStore, NewEvent, Store};
 use enclave_reconnect::{Hub, HubConfig};
 use enclave_redis::{RedisStore, RedisStoreConfig};
 use enclave_testkit::RedisServer;
@@ -222,8 +222,10 @@ async fn floors(server: &RedisServer) {
         store
             .append(
                 &id,
-                Arc::new(EncodedEvent::new(event).expect("serializable")),
-                200,
+                &[NewEvent::with_bytes(
+                    Arc::new(EncodedEvent::new(event).expect("serializable")),
+                    200,
+                )],
             )
             .await
             .expect("append");

@@ -1,7 +1,7 @@
 //! The inboxes of every session this process produces, read by one task with one blocking
 //! `XREAD` over all of them on one connection — not a connection per session.
 //!
-//! A session's [`Store::inbox`](enclave_reconnect::store::Store::inbox) stream registers here
+//! A session's [`Sharing::inbox`](enclave_reconnect::store::Sharing::inbox) stream registers here
 //! and receives its entries through a bounded channel. The task blocks on the inbox streams
 //! of the sessions whose channels have room, plus a wake stream of this store's own, which a
 //! registration appends to so the task takes the newcomer in at once. Entries are deleted

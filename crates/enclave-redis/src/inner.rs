@@ -112,7 +112,7 @@ pub(crate) struct Inner {
     pub(crate) local: Mutex<HashMap<SessionId, Local>>,
     /// Sessions produced elsewhere that readers here follow, each by one task.
     pub(crate) followed: Mutex<HashMap<SessionId, Followed>>,
-    /// Set by [`Store::shutdown`]: no lease is renewed from then on.
+    /// Set by [`Sharing::shutdown`](enclave_reconnect::store::Sharing::shutdown): no lease is renewed from then on.
     pub(crate) stopped: tokio_util::sync::CancellationToken,
     pub(crate) rng: SystemRandom,
 }

@@ -2,11 +2,14 @@
 //! balancer share their sessions, and any of them serves any session.
 //!
 //! # What this crate owns
-//! [`RedisStore`] implements `enclave_reconnect::store::Store` on Redis. Per session, under
-//! one hash tag (`{prefix}{s_…}:…`; a Redis Cluster would keep them in one slot, though the
-//! store connects to one server, not to a Cluster):
+//! [`RedisStore`] implements `enclave_reconnect::store::Store` (the core every store has) and
+//! `enclave_reconnect::store::Sharing` (what only a shared store does: inboxes, presence,
+//! leases; `Store::sharing` hands it out) on Redis. Per session, under one hash tag
+//! (`{prefix}{s_…}:…`; a Redis Cluster would keep them in one slot, though the store
+//! connects to one server, not to a Cluster):
 //! - `:events`, a Redis stream: the retained events, entry id `<seq>-0`, fields `e` (the
-//!   event's JSON line) and `b` (its size). Retention is `XTRIM … MINID`.
+//!   event's JSON line) and `c` (the bytes appended through it, so a trim knows what left
+//!   without reading the events). Retention is `XTRIM … MINID`.
 //! - `:inbox`, a Redis stream: client messages and cancels for the session's producer,
 //!   numbered and deduplicated atomically with the client position, consumed (and deleted)
 //!   by the producer's server.
@@ -19,9 +22,10 @@
 //! state: a Redis that lost its data (a restart without persistence) gets a new one, and every
 //! resume into the lost sessions is refused `epoch_mismatch` rather than meeting a gap.
 //!
-//! Every check-and-write is one Lua script (see the `scripts` module): the seq of an
-//! append, the token compare-and-set, the client position with the inbox entry it admits,
-//! a lapsed lease with the `final {ok: false}` that ends its session.
+//! Every check-and-write is one Lua script (see the `scripts` module): the seqs of an
+//! append (a whole batch of events in one call, all or nothing), the token compare-and-set,
+//! the client position with the inbox entry it admits, a lapsed lease with the
+//! `final {ok: false}` that ends its session.
 //!
 //! Live readers follow a session with blocking `XREAD`s on a connection of their own: events
 //! appended on this server wake them at once; events appended elsewhere after one Redis round

@@ -7,8 +7,9 @@
 //! of one session, which share a hash tag (the condition a Redis Cluster would set).
 //!
 //! Replies: a table whose first element is a status — `1` done, `-1` the session is not
-//! (or no longer) there, `-2` out of order (with the expected seq), `-3` the session already
-//! has its `final`, `-4` the inbox is full; `2` (append) the event was there already.
+//! (or no longer) there, `-2` out of order (with the expected seq, the one found and the
+//! last), `-3` the session already has its `final`, `-4` the inbox is full; `2` (append) the
+//! events were there already.
 
 use redis::Script;
 
@@ -56,35 +57,54 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 return {redis.call('HGETALL', KEYS[1]), retention(KEYS[1], KEYS[2])}
 ";
 
-/// KEYS: meta, events. ARGV: seq, event JSON, bytes, 1 for a `final`. Each entry carries
+/// KEYS: meta, events. ARGV: a batch of events, four values each: seq, event JSON, bytes,
+/// 1 for a `final`. The seqs must be consecutive from the last one + 1, or nothing is
+/// appended: {-2, the seq expected, the seq found instead, the last seq}. Each entry carries
 /// `c`, the bytes appended through it, so trimming knows what left without reading it.
-/// An append of a seq already there with the same JSON (a retry whose answer was lost)
-/// replies `2` with the retention: it landed once.
+/// A batch already there with the same JSON, every event of it (a retry whose answer was
+/// lost: the script appends all of a batch or none of it), replies `2` with the retention:
+/// it landed once.
 const APPEND: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
 local h = redis.call('HMGET', KEYS[1], 'last', 'expired', 'ttl', 'fin_seq', 'tot', 'cut')
 if h[2] == '1' then return {-1} end
 local last = tonumber(h[1])
-local seq = tonumber(ARGV[1])
-if seq <= last then
-  local e = redis.call('XRANGE', KEYS[2], ARGV[1] .. '-0', ARGV[1] .. '-0')
-  if #e == 1 and field_of(e[1][2], 'e') == ARGV[2] then
+local n = #ARGV / 4
+local first = tonumber(ARGV[1])
+if first <= last then
+  local e = redis.call('XRANGE', KEYS[2], ARGV[1] .. '-0', '+', 'COUNT', string.format('%d', n))
+  local same = #e == n
+  for i = 1, #e do
+    local j = 4 * i - 3
+    if e[i][1] ~= ARGV[j] .. '-0' or field_of(e[i][2], 'e') ~= ARGV[j + 1] then
+      same = false
+    end
+  end
+  if same then
     local r = retention(KEYS[1], KEYS[2])
     r[1] = 2
     return r
   end
-  return {-2, last + 1}
+  return {-2, last + 1, first, last}
 end
 if h[4] then return {-3, last} end
-if seq ~= last + 1 then return {-2, last + 1} end
-local tot = (tonumber(h[5]) or 0) + tonumber(ARGV[3])
-redis.call('XADD', KEYS[2], ARGV[1] .. '-0', 'e', ARGV[2], 'c', string.format('%d', tot))
+local expected = last + 1
+for i = 1, #ARGV, 4 do
+  local seq = tonumber(ARGV[i])
+  if seq ~= expected then return {-2, expected, seq, last} end
+  expected = expected + 1
+end
+local tot = tonumber(h[5]) or 0
+for i = 1, #ARGV, 4 do
+  tot = tot + tonumber(ARGV[i + 2])
+  redis.call('XADD', KEYS[2], ARGV[i] .. '-0', 'e', ARGV[i + 1], 'c', string.format('%d', tot))
+  if ARGV[i + 3] == '1' then redis.call('HSET', KEYS[1], 'fin_seq', ARGV[i]) end
+end
 -- The stream keeps its expiry once set (XADD and XTRIM leave it).
 if last == 0 then redis.call('PEXPIREAT', KEYS[2], h[3]) end
 local bytes = tot - (tonumber(h[6]) or 0)
-redis.call('HSET', KEYS[1], 'last', ARGV[1], 'tot', string.format('%d', tot),
+redis.call('HSET', KEYS[1], 'last', ARGV[#ARGV - 3], 'tot', string.format('%d', tot),
   'bytes', string.format('%d', bytes))
-if ARGV[4] == '1' then redis.call('HSET', KEYS[1], 'fin_seq', ARGV[1]) end
 return retention(KEYS[1], KEYS[2])
 ";
 

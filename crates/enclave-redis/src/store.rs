@@ -1,4 +1,4 @@
-//! [`RedisStore`]: the `Store` trait on Redis.
+//! [`RedisStore`]: the `Store` trait and its `Sharing` capability on Redis.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -7,7 +7,7 @@ use std::time::Duration;
 use enclave_reconnect::store::EncodedEvent;
 use enclave_reconnect::store::{appended_channel, Appended};
 use enclave_reconnect::store::{
-    Inbound, Progress, Retention, SessionMeta, Snapshot, Store, TokenHashes,
+    Inbound, NewEvent, Progress, Retention, SessionMeta, Sharing, Snapshot, Store, TokenHashes,
 };
 use enclave_reconnect::Error as StoreError;
 use enclave_types::{EventPayload, SessionId};
@@ -334,66 +334,71 @@ impl Store for RedisStore {
         })
     }
 
-    fn append(
-        &self,
-        id: &SessionId,
-        event: Arc<EncodedEvent>,
-        bytes: u64,
-    ) -> BoxFuture<'_, Result<Retention, StoreError>> {
-        let id = id.clone();
+    /// One script call for the whole batch: the seqs are checked and every event written
+    /// as one step, so a batch lands all at once or not at all.
+    fn append<'a>(
+        &'a self,
+        id: &'a SessionId,
+        events: &'a [NewEvent],
+    ) -> BoxFuture<'a, Result<Retention, StoreError>> {
         Box::pin(async move {
             let inner = &self.inner;
-            let keys = inner.keys(&id);
-            let seq = event.seq;
-            // The JSON the hub encoded once, as every connection writes it.
-            let json = event.json();
-            let is_final = matches!(event.payload, EventPayload::Final(_));
+            let (Some(oldest), Some(newest)) = (events.first(), events.last()) else {
+                return self.retention(id).await;
+            };
+            let keys = inner.keys(id);
             let mut invocation = inner.scripts.append.prepare_invoke();
-            invocation
-                .key(&keys.meta)
-                .key(&keys.events)
-                .arg(seq)
-                .arg(json)
-                .arg(bytes)
-                .arg(u8::from(is_final));
-            let reply = match inner.status_script("append", &id, &invocation).await {
+            invocation.key(&keys.meta).key(&keys.events);
+            let mut has_final = false;
+            for new in events {
+                let is_final = matches!(new.event.payload, EventPayload::Final(_));
+                has_final |= is_final;
+                // The JSON the hub encoded once, as every connection writes it.
+                invocation
+                    .arg(new.seq())
+                    .arg(new.event.json())
+                    .arg(new.bytes)
+                    .arg(u8::from(is_final));
+            }
+            let reply = match inner.status_script("append", id, &invocation).await {
                 Err(StoreError::UnknownSession(id)) => {
                     inner.forget(&id);
                     return Err(StoreError::UnknownSession(id));
                 }
                 other => other?,
             };
-            match codec::status(&id, &reply)? {
+            let number = |i: usize| reply.get(i).and_then(|&v| u64::try_from(v).ok());
+            match codec::status(id, &reply)? {
                 -2 => {
-                    let expected = reply
-                        .get(1)
-                        .and_then(|&v| u64::try_from(v).ok())
-                        .ok_or_else(|| corrupt(&id, "append reply without the expected seq"))?;
-                    inner.appended_elsewhere(&id, expected.saturating_sub(1));
+                    let expected = number(1)
+                        .ok_or_else(|| corrupt(id, "append reply without the expected seq"))?;
+                    let got = number(2).unwrap_or_else(|| oldest.seq());
+                    let last = number(3).unwrap_or_else(|| expected.saturating_sub(1));
+                    inner.appended_elsewhere(id, last);
                     return Err(StoreError::OutOfOrder {
-                        session: id,
+                        session: id.clone(),
                         expected,
-                        got: seq,
+                        got,
                     });
                 }
                 // Its `final` is there already: a server that found the producer's lease
                 // lapsed ended the session.
                 -3 => {
-                    let last = reply
-                        .get(1)
-                        .and_then(|&v| u64::try_from(v).ok())
-                        .unwrap_or(0);
-                    inner.appended_elsewhere(&id, last);
-                    return Err(StoreError::SessionClosed(id));
+                    inner.appended_elsewhere(id, number(1).unwrap_or(0));
+                    return Err(StoreError::SessionClosed(id.clone()));
                 }
                 _ => {}
             }
             // Appended now, or (status 2) by an earlier attempt whose answer was lost.
-            let retention = codec::retention(&id, &reply)?;
-            if let Some(local) = inner.local().get_mut(&id) {
-                local.recent.keep(event, retention.first_seq);
-                local.appended.send(seq);
-                if is_final {
+            let retention = codec::retention(id, &reply)?;
+            if let Some(local) = inner.local().get_mut(id) {
+                for new in events {
+                    local
+                        .recent
+                        .keep(Arc::clone(&new.event), retention.first_seq);
+                }
+                local.appended.send(newest.seq());
+                if has_final {
                     local.renewing = false;
                 }
             }
@@ -566,10 +571,6 @@ impl Store for RedisStore {
         Some(receiver)
     }
 
-    fn is_shared(&self) -> bool {
-        true
-    }
-
     fn epoch(&self) -> BoxFuture<'_, Result<Option<u64>, StoreError>> {
         Box::pin(async move { self.inner.epoch().await.map(Some) })
     }
@@ -590,6 +591,13 @@ impl Store for RedisStore {
         })
     }
 
+    fn sharing(&self) -> Option<&dyn Sharing> {
+        Some(self)
+    }
+}
+
+/// Inboxes in Redis streams, presence in the meta hash, leases renewed by this process.
+impl Sharing for RedisStore {
     fn forward(
         &self,
         id: &SessionId,

@@ -26,6 +26,9 @@ pub use enclave_transport::client::{ClientConfig, NewSession};
 #[cfg(feature = "transport")]
 pub use enclave_transport::{Server, ServerConfig};
 
+// The store's core trait, the capability of a store several servers share, and the default.
+#[cfg(feature = "reconnect")]
+pub use enclave_reconnect::store::{MemoryStore, Sharing, Store};
 #[cfg(feature = "reconnect")]
 pub use enclave_reconnect::{
     AcceptedSession, Hub, HubConfig, ReconnectPolicy, ReconnectingStream, SessionHandle,

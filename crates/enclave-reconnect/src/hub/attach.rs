@@ -77,7 +77,7 @@ impl HubEvents {
         replay_end: Option<u64>,
     ) -> Self {
         let appended = shared.store.watch(&rt.id);
-        let present = shared.store.is_shared();
+        let present = shared.store.sharing().is_some();
         Self {
             generations: rt.generation.subscribe(),
             shutdown: shared.shutdown.clone(),
@@ -115,7 +115,10 @@ impl HubEvents {
         let id = self.rt.id.clone();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
-                if let Err(err) = store.detach(&id).await {
+                let Some(sharing) = store.sharing() else {
+                    return;
+                };
+                if let Err(err) = sharing.detach(&id).await {
                     tracing::warn!(session = %id, %err, "connection end not recorded in the store");
                 }
             });
@@ -525,15 +528,11 @@ pub(crate) async fn deliver(
             format!("session {}: {err}", rt.id),
         ),
     };
-    if shared.store.is_shared() {
+    if let Some(sharing) = shared.store.sharing() {
         // The producer may run on any server: the store numbers, dedupes and hands the
         // messages to its inbox, atomically with the client position.
         let items = messages.into_iter().map(Inbound::Message).collect();
-        return shared
-            .store
-            .forward(&rt.id, items)
-            .await
-            .map_err(unavailable);
+        return sharing.forward(&rt.id, items).await.map_err(unavailable);
     }
     let guard = rt.upstream.lock().await;
     let Some(app) = guard.as_ref() else {

@@ -8,7 +8,7 @@
 //! their records a grace period later; a heartbeat task per session publishes `heartbeat`
 //! events like any other.
 //!
-//! With a shared store ([`Store::is_shared`]) any server serves any session: a resume of a
+//! With a shared store ([`Store::sharing`]) any server serves any session: a resume of a
 //! session produced elsewhere attaches a *remote* runtime (events from the store's log,
 //! client messages and cancels forwarded through the store to the producer's inbox), the
 //! epoch is the store's, and expiry follows the connections counted in the store on every
@@ -34,6 +34,7 @@ use enclave_types::{
     SessionInitPayload,
 };
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use futures::StreamExt;
 use ring::rand::SystemRandom;
 use tokio::sync::{mpsc, Mutex as AsyncMutex};
@@ -190,7 +191,9 @@ impl Hub {
         self.shared.shutdown.cancel();
         // This server produces nothing more: a shared store lets its leases lapse, so other
         // servers end its sessions (`PRODUCER_LOST`) rather than wait for them.
-        self.shared.store.shutdown();
+        if let Some(sharing) = self.shared.store.sharing() {
+            sharing.shutdown();
+        }
     }
 
     /// Ends a session as the broker's `DELETE` does: the session is cancelled, so every live
@@ -210,17 +213,19 @@ impl Hub {
             }
             // The producer may run on another server: the cancel reaches it through the
             // store, and it ends the session's streams.
-            None if shared.store.is_shared() => {
-                let cancel = Inbound::Cancel {
-                    reason: Some(session::TERMINATED_MESSAGE.to_owned()),
-                };
-                match shared.store.forward(id, vec![cancel]).await {
-                    Ok(_) => true,
-                    Err(Error::UnknownSession(_)) => false,
-                    Err(err) => return Err(err),
+            None => match shared.store.sharing() {
+                Some(sharing) => {
+                    let cancel = Inbound::Cancel {
+                        reason: Some(session::TERMINATED_MESSAGE.to_owned()),
+                    };
+                    match sharing.forward(id, vec![cancel]).await {
+                        Ok(_) => true,
+                        Err(Error::UnknownSession(_)) => false,
+                        Err(err) => return Err(err),
+                    }
                 }
-            }
-            None => false,
+                None => false,
+            },
         };
         if cancelled {
             shared.drain(id, local.as_deref()).await;
@@ -264,7 +269,7 @@ impl Shared {
                 attach.generation > 0 && attach.detached_at.is_none()
             });
             let elsewhere = !here
-                && self.store.is_shared()
+                && self.store.sharing().is_some()
                 && matches!(self.store.load(id).await, Ok(Some(s)) if s.presence.attached > 0);
             if !here && !elsewhere {
                 return;
@@ -389,11 +394,8 @@ impl Shared {
     /// Counts a new connection in a shared store's presence (the attachment leaves it when
     /// it ends).
     async fn enter_store(&self, id: &SessionId) -> Result<(), Refusal> {
-        if self.store.is_shared() {
-            self.store
-                .attach(id)
-                .await
-                .map_err(|e| unavailable(id, &e))?;
+        if let Some(sharing) = self.store.sharing() {
+            sharing.attach(id).await.map_err(|e| unavailable(id, &e))?;
         }
         Ok(())
     }
@@ -422,7 +424,7 @@ impl Shared {
         let runtime = self.runtime(id).or_else(|| {
             // A session produced by another server sharing the store (or by one that died):
             // served from the store's log, its messages forwarded to the producer's inbox.
-            (self.store.is_shared() && snapshot.is_some()).then(|| self.remote_runtime(id))
+            (self.store.sharing().is_some() && snapshot.is_some()).then(|| self.remote_runtime(id))
         });
         match (snapshot, runtime) {
             (Some(snapshot), Some(rt)) => Ok((snapshot, rt, presented)),
@@ -601,7 +603,7 @@ impl Shared {
         if snapshot.expired || now >= snapshot.meta.expires_at_ms {
             return true;
         }
-        if self.store.is_shared() {
+        if self.store.sharing().is_some() {
             // Connections on every server count: this one's may all have ended while a
             // client is attached elsewhere.
             let presence = snapshot.presence;
@@ -685,8 +687,9 @@ impl SessionService for Hub {
             if let Some(period) = heartbeat {
                 tokio::spawn(heartbeats(Arc::downgrade(shared), Arc::clone(&rt), period));
             }
-            if shared.store.is_shared() {
-                tokio::spawn(follow_inbox(Arc::downgrade(shared), Arc::clone(&rt)));
+            if let Some(sharing) = shared.store.sharing() {
+                let inbox = sharing.inbox(&id);
+                tokio::spawn(follow_inbox(Arc::downgrade(shared), Arc::clone(&rt), inbox));
             }
             let new_session = AcceptedSession {
                 session_id: id.clone(),
@@ -837,7 +840,7 @@ impl SessionService for Hub {
             let held = attach::deliver(shared, &rt, request.messages).await?;
             if let Some(ack) = request.ack {
                 attach::acknowledge(&rt, ack);
-                if shared.store.is_shared() {
+                if shared.store.sharing().is_some() {
                     // The stream may be served by another server (an HTTP client's POSTs
                     // reach any node): what it acknowledged leaves the shared store, which is
                     // how every server learns it. Clamped like any ack to what exists.
@@ -915,10 +918,10 @@ impl SessionService for Hub {
         Box::pin(async move {
             let store = &self.shared.store;
             let Some(rt) = self.shared.runtime(&id) else {
-                if store.is_shared() {
+                if let Some(sharing) = store.sharing() {
                     // The producer may run on another server: the cancel goes through the
                     // store to its inbox.
-                    return match store.forward(&id, vec![Inbound::Cancel { reason }]).await {
+                    return match sharing.forward(&id, vec![Inbound::Cancel { reason }]).await {
                         Ok(_) => Ok(()),
                         Err(Error::UnknownSession(_)) => Err(Refusal::new(
                             RefusalReason::UnknownSession,
@@ -1040,11 +1043,12 @@ async fn heartbeats(shared: Weak<Shared>, rt: Arc<LiveSession>, period: Duration
 /// messages in order, cancels at once (never queued behind messages the application has not
 /// taken yet). Holds no lock while it waits. Ends with the session, or when the hub shuts
 /// down.
-async fn follow_inbox(shared: Weak<Shared>, rt: Arc<LiveSession>) {
-    let Some((mut inbox, shutdown)) = shared
-        .upgrade()
-        .map(|s| (s.store.inbox(&rt.id), s.shutdown.clone()))
-    else {
+async fn follow_inbox(
+    shared: Weak<Shared>,
+    rt: Arc<LiveSession>,
+    mut inbox: BoxStream<'static, Result<Inbound, Error>>,
+) {
+    let Some(shutdown) = shared.upgrade().map(|s| s.shutdown.clone()) else {
         return;
     };
     let Some(app) = rt.upstream.lock().await.clone() else {

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::config::{HubConfig, OverflowPolicy};
 use super::Shared;
-use crate::store::{Progress, Retention};
+use crate::store::{NewEvent, Progress, Retention};
 use crate::Error;
 
 /// The attachment currently serving a session.
@@ -311,19 +311,18 @@ async fn publish_locked(
                 source,
             }
         })?;
-    let event = Arc::new(event);
-    let bytes = event.line_len();
+    let event = NewEvent::new(Arc::new(event));
     if terminal {
         state.retention = None;
     } else {
-        make_room(shared, rt, bytes, state.retention.take()).await?;
+        make_room(shared, rt, event.bytes, state.retention.take()).await?;
     }
     // `final_seq` is known before the append wakes any reader: a reader that takes `final`
     // right away must find it set, or it would wait for a next event that never comes.
     if is_final {
         rt.final_seq.store(seq, Ordering::Release);
     }
-    match append(shared, rt, event, bytes).await {
+    match append(shared, rt, &event).await {
         Ok(retention) => state.retention = Some(retention),
         Err(err) => {
             if is_final {
@@ -394,16 +393,12 @@ where
     }
 }
 
-/// Appends `event`. A shared store recognises a retry of an append whose answer was lost
-/// (the same event at the same seq) and answers it as done.
-async fn append(
-    shared: &Shared,
-    rt: &LiveSession,
-    event: Arc<EncodedEvent>,
-    bytes: u64,
-) -> Result<Retention, Error> {
+/// Appends `event`, alone: the publisher waits for each event's room before the next one
+/// exists. A shared store recognises a retry of an append whose answer was lost (the same
+/// event at the same seq) and answers it as done.
+async fn append(shared: &Shared, rt: &LiveSession, event: &NewEvent) -> Result<Retention, Error> {
     retrying(shared, rt, "append", || {
-        shared.store.append(&rt.id, Arc::clone(&event), bytes)
+        shared.store.append(&rt.id, std::slice::from_ref(event))
     })
     .await
 }
@@ -444,16 +439,19 @@ pub(crate) async fn record_store_loss(
         seq,
         EventPayload::Final(payload),
     )) {
-        Ok(event) => Arc::new(event),
+        Ok(event) => NewEvent::new(Arc::new(event)),
         Err(err) => {
             tracing::error!(session = %rt.id, seq, %err, "the final of a lost session cannot be serialized");
             return;
         }
     };
-    let bytes = event.line_len();
     // Known before the append wakes a reader, as for any `final`.
     rt.final_seq.store(seq, Ordering::Release);
-    match shared.store.append(&rt.id, event, bytes).await {
+    match shared
+        .store
+        .append(&rt.id, std::slice::from_ref(&event))
+        .await
+    {
         Ok(retention) => {
             state.next_seq = seq + 1;
             state.retention = Some(retention);
@@ -541,13 +539,18 @@ async fn make_room(
     let mut cancelled = rt.cancelled.subscribe();
     // Clients on other servers acknowledge by trimming the shared store, which wakes
     // nothing here: look again now and then.
-    let poll = if shared.store.is_shared() {
+    let poll = if shared.store.sharing().is_some() {
         SHARED_POLL
     } else {
         std::time::Duration::MAX
     };
-    // What the last trim left, so the store is not asked again right after it.
-    let mut trimmed: Option<Retention> = None;
+    // A retention the store need not be asked for: what the last trim left, or at first a
+    // known retention that acknowledged events are in. The trim by the acks below then
+    // answers what the store holds (acks only grow), so a read before it would change
+    // nothing: a publish that makes room by acks calls the store twice (trim, append), not
+    // three times.
+    let mut trimmed: Option<Retention> =
+        known.filter(|known| known.count > 0 && acked >= known.first_seq);
     loop {
         let mut notified = pin!(rt.space.notified());
         notified.as_mut().enable();

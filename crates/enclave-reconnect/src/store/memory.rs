@@ -13,8 +13,8 @@ use enclave_types::SessionId;
 use futures::future::BoxFuture;
 
 use super::{
-    appended_channel, Appended, AppendedSender, Progress, Retention, SessionMeta, Snapshot, Store,
-    TokenHashes,
+    appended_channel, Appended, AppendedSender, NewEvent, Progress, Retention, SessionMeta,
+    Snapshot, Store, TokenHashes,
 };
 use crate::Error;
 
@@ -177,31 +177,36 @@ impl Store for MemoryStore {
         })))
     }
 
-    fn append(
-        &self,
-        id: &SessionId,
-        event: Arc<EncodedEvent>,
-        bytes: u64,
-    ) -> BoxFuture<'_, Result<Retention, Error>> {
+    fn append<'a>(
+        &'a self,
+        id: &'a SessionId,
+        events: &'a [NewEvent],
+    ) -> BoxFuture<'a, Result<Retention, Error>> {
         Box::pin(ready(self.with(id, |r| {
-            let expected = r.retention.last_seq + 1;
-            if event.seq != expected || r.expired {
-                return Err(Error::OutOfOrder {
-                    session: id.clone(),
-                    expected,
-                    got: event.seq,
-                });
+            // The whole batch is checked before any of it is kept: all of it or nothing.
+            for (expected, new) in (r.retention.last_seq + 1..).zip(events) {
+                if new.seq() != expected || r.expired {
+                    return Err(Error::OutOfOrder {
+                        session: id.clone(),
+                        expected,
+                        got: new.seq(),
+                    });
+                }
             }
-            let seq = event.seq;
+            let (Some(first), Some(last)) = (events.first(), events.last()) else {
+                return Ok(r.retention);
+            };
             if r.events.is_empty() {
-                r.retention.first_seq = seq;
+                r.retention.first_seq = first.seq();
             }
-            r.events.push_back((event, bytes));
-            r.retention.last_seq = seq;
-            r.retention.count += 1;
-            r.retention.bytes += bytes;
+            for new in events {
+                r.events.push_back((Arc::clone(&new.event), new.bytes));
+                r.retention.count += 1;
+                r.retention.bytes += new.bytes;
+            }
+            r.retention.last_seq = last.seq();
             if let Some(sender) = &r.last_seq {
-                sender.send(seq);
+                sender.send(last.seq());
             }
             Ok(r.retention)
         })))
@@ -285,6 +290,18 @@ mod tests {
         Arc::new(EncodedEvent::new(event).unwrap())
     }
 
+    /// Appends one event counting `bytes`.
+    async fn append_one(
+        store: &MemoryStore,
+        id: &SessionId,
+        seq: u64,
+        bytes: u64,
+    ) -> Result<Retention, Error> {
+        store
+            .append(id, &[NewEvent::with_bytes(event(id, seq), bytes)])
+            .await
+    }
+
     #[tokio::test]
     async fn retention_tracks_counts_bytes_and_what_left() {
         let store = MemoryStore::new();
@@ -302,10 +319,10 @@ mod tests {
             Err(Error::SessionExists(_))
         ));
         for seq in 1..=5 {
-            store.append(&id, event(&id, seq), 10).await.unwrap();
+            append_one(&store, &id, seq, 10).await.unwrap();
         }
         assert!(matches!(
-            store.append(&id, event(&id, 7), 10).await,
+            append_one(&store, &id, 7, 10).await,
             Err(Error::OutOfOrder {
                 expected: 6,
                 got: 7,
@@ -348,5 +365,60 @@ mod tests {
         assert!(store.watch(&id).is_none());
         assert!(store.remove(&id).await.unwrap());
         assert!(store.load(&id).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_appended_whole_or_not_at_all() {
+        let store = MemoryStore::new();
+        let id = SessionId::generate();
+        let tokens = TokenHashes::first(crate::store::TokenHash::of("t"));
+        store
+            .create(SessionMeta::new(id.clone(), 1, 0, 10, false), tokens)
+            .await
+            .unwrap();
+        let mut watch = store.watch(&id).expect("a known session");
+        let batch: Vec<NewEvent> = (1..=3)
+            .map(|seq| NewEvent::with_bytes(event(&id, seq), 10 * seq))
+            .collect();
+        let retention = store.append(&id, &batch).await.unwrap();
+        assert_eq!(
+            (
+                retention.first_seq,
+                retention.last_seq,
+                retention.count,
+                retention.bytes
+            ),
+            (1, 3, 3, 60)
+        );
+        // Watchers are woken once, with the batch's last seq.
+        assert_eq!(watch.wait_for(|&seq| seq > 0).await, Ok(3));
+        // A gap inside a batch refuses all of it, naming the first seq that is wrong.
+        let gapped = [
+            NewEvent::with_bytes(event(&id, 4), 1),
+            NewEvent::with_bytes(event(&id, 6), 1),
+        ];
+        assert!(matches!(
+            store.append(&id, &gapped).await,
+            Err(Error::OutOfOrder {
+                expected: 5,
+                got: 6,
+                ..
+            })
+        ));
+        assert_eq!(store.retention(&id).await.unwrap(), retention);
+        // An empty batch appends nothing; `NewEvent::new` counts the NDJSON line.
+        assert_eq!(store.append(&id, &[]).await.unwrap(), retention);
+        let fourth = event(&id, 4);
+        let line = fourth.line_len();
+        let after = store.append(&id, &[NewEvent::new(fourth)]).await.unwrap();
+        assert_eq!((after.last_seq, after.bytes), (4, 60 + line));
+        let seqs: Vec<u64> = store
+            .read(&id, 1, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, [1, 2, 3, 4]);
     }
 }

@@ -1,20 +1,30 @@
-//! Where session state lives: the [`Store`] trait and its in-memory default, [`MemoryStore`].
+//! Where session state lives: the core [`Store`] trait, the [`Sharing`] capability of a
+//! store that several servers share, and the in-memory default, [`MemoryStore`].
 //!
 //! Position and retention belong to the store, not to a connection: a session's metadata, the
-//! hashes of its resume tokens, its retained events (seq → event with its JSON, and the line's size) and
-//! the highest client message seq it holds. A store shared between servers (Redis Streams) can
-//! implement the same trait; every operation that must be atomic across servers is one call
-//! (`swap_tokens` is a compare-and-set, `append` checks the seq, `advance_client_seq` only
+//! hashes of its resume tokens, its retained events (seq → event with its JSON, and the size
+//! it counts) and the highest client message seq it holds. Every store does that much: it is
+//! the core trait, and every operation that must be atomic across servers is one call of it
+//! (`swap_tokens` is a compare-and-set, `append` checks the seqs, `advance_client_seq` only
 //! moves forward).
 //!
+//! Appends come in batches ([`Store::append`] takes a slice of [`NewEvent`]s, consecutive
+//! seqs checked and kept as one step, all or nothing), though the hub appends each event as
+//! it is published: it waits for one event's room before the next exists. Each [`NewEvent`]
+//! carries the size it counts toward the bound, so retention is accounted the same whatever a
+//! store keeps of an event.
+//!
 //! # Shared stores
-//! A store that several servers share ([`Store::is_shared`]) carries what one server's memory
-//! carries otherwise: the epoch ([`Store::epoch`]), the client messages and cancels a
-//! session's producer must receive wherever the client is connected ([`Store::forward`],
-//! [`Store::inbox`]), and the presence of connections on any server ([`Store::attach`],
-//! [`Store::detach`], [`Presence`]), so a server never expires a session a client holds
-//! elsewhere. [`Store::watch`] then also wakes for events other servers append. The defaults
-//! of these methods describe a store private to one process.
+//! A store that several servers share (Redis Streams) carries what one server's memory
+//! carries otherwise. The core trait has room for part of it: the epoch ([`Store::epoch`],
+//! `None` for a store private to one process), and [`Store::watch`], which then also wakes
+//! for events other servers append. The rest is a capability of its own, [`Sharing`], which
+//! such a store hands out through [`Store::sharing`] (`None` by default): the client messages
+//! and cancels a session's producer must receive wherever the client is connected
+//! ([`Sharing::forward`], [`Sharing::inbox`]), the presence of connections on any server
+//! ([`Sharing::attach`], [`Sharing::detach`], [`Presence`]), so a server never expires a
+//! session a client holds elsewhere, and the producer's leases ([`Sharing::shutdown`] lets
+//! them lapse). The hub asks for it once where sharing changes what it does, never for a flag.
 
 mod appended;
 mod memory;
@@ -254,10 +264,46 @@ pub enum Inbound {
     },
 }
 
-/// Session state storage. Object safe: the hub holds an `Arc<dyn Store>`.
+/// One event for [`Store::append`]: the encoded event and the size it counts toward the
+/// retention bound.
+///
+/// The hub counts an event's NDJSON line ([`NewEvent::new`]); a store keeps whatever size it
+/// is given, so its accounting never depends on how it holds the event.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct NewEvent {
+    /// The event, with the JSON every connection writes (a shared store writes it as is).
+    pub event: Arc<EncodedEvent>,
+    /// What it counts toward [`Retention::bytes`].
+    pub bytes: u64,
+}
+
+impl NewEvent {
+    /// `event`, counting its NDJSON line (the newline included), as the hub does.
+    pub fn new(event: Arc<EncodedEvent>) -> Self {
+        let bytes = event.line_len();
+        Self { event, bytes }
+    }
+
+    /// `event`, counting `bytes` toward the bound.
+    pub fn with_bytes(event: Arc<EncodedEvent>, bytes: u64) -> Self {
+        Self { event, bytes }
+    }
+
+    /// Its seq.
+    pub fn seq(&self) -> u64 {
+        self.event.seq
+    }
+}
+
+/// Session state storage: what every store does. Object safe: the hub holds an
+/// `Arc<dyn Store>`.
 ///
 /// Every method names the session; one for a session the store does not hold fails with
 /// [`Error::UnknownSession`], except `load` and `watch`, which answer `None`.
+///
+/// A store that several servers share also implements [`Sharing`] and hands it out through
+/// [`Store::sharing`]; the hub asks for it where sharing changes what it does.
 pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Adds a session with no events. [`Error::SessionExists`] if the id is taken (expired
     /// records included).
@@ -305,15 +351,17 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         next: TokenHashes,
     ) -> BoxFuture<'_, Result<bool, Error>>;
 
-    /// Retains `event` (with its JSON, which a shared store writes as is), whose seq must be
-    /// the last one + 1 ([`Error::OutOfOrder`]), counting `bytes` toward the bound. Wakes the
-    /// session's watchers.
-    fn append(
-        &self,
-        id: &SessionId,
-        event: Arc<EncodedEvent>,
-        bytes: u64,
-    ) -> BoxFuture<'_, Result<Retention, Error>>;
+    /// Retains `events`, in order, as one step: their seqs must be consecutive from the last
+    /// one + 1 ([`Error::OutOfOrder`], naming the first that is not, and then none of them is
+    /// appended), each counting its
+    /// [`bytes`](NewEvent::bytes) toward the bound. Wakes the session's watchers once, with
+    /// the last seq. An empty batch appends nothing and answers the retention. Returns the
+    /// retention afterwards.
+    fn append<'a>(
+        &'a self,
+        id: &'a SessionId,
+        events: &'a [NewEvent],
+    ) -> BoxFuture<'a, Result<Retention, Error>>;
 
     /// Up to `max` retained events from seq `from` (inclusive), in order. The first one has a
     /// higher seq than `from` when events at or after `from` left retention.
@@ -346,14 +394,6 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// before it knows whether the session exists, and then drops the sender once it does.
     fn watch(&self, id: &SessionId) -> Option<Appended>;
 
-    /// Whether other servers share this store's sessions. The hub then routes client
-    /// messages and cancels through [`Store::forward`] and [`Store::inbox`], records presence
-    /// with [`Store::attach`] and [`Store::detach`], and serves sessions produced elsewhere.
-    /// Default `false`.
-    fn is_shared(&self) -> bool {
-        false
-    }
-
     /// The epoch of the state this store holds, for a store that outlives its servers (a
     /// store that loses its state gets a new one, so every resume into the lost state is
     /// refused `epoch_mismatch`). Default `None`: the hub's own epoch.
@@ -361,39 +401,42 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         Box::pin(std::future::ready(Ok(None)))
     }
 
+    /// What other servers sharing this store's sessions need of it, or `None` (the
+    /// default) for a store private to one process. With it, the hub routes client messages
+    /// and cancels through [`Sharing::forward`] and [`Sharing::inbox`], records presence
+    /// with [`Sharing::attach`] and [`Sharing::detach`], and serves sessions produced
+    /// elsewhere.
+    fn sharing(&self) -> Option<&dyn Sharing> {
+        None
+    }
+}
+
+/// What a store shared by several servers does beyond [`Store`]: the inbox of each
+/// session's producer, the presence of connections on every server, and the producer's
+/// leases. Reached through [`Store::sharing`]. Object safe.
+///
+/// Every method names the session; one for a session the store does not hold fails with
+/// [`Error::UnknownSession`].
+pub trait Sharing: Send + Sync + fmt::Debug {
     /// Hands client messages and cancels to the session's producer, wherever it runs:
     /// messages are numbered (one without a seq takes the next), each seq kept once (one at
     /// or below the highest held is skipped), atomically with the client position. Returns
-    /// the highest client seq held. Shared stores only; the default fails.
-    fn forward(&self, id: &SessionId, items: Vec<Inbound>) -> BoxFuture<'_, Result<u64, Error>> {
-        let _ = items;
-        let err = Error::Store(format!(
-            "session {id}: this store is not shared, so it forwards nothing"
-        ));
-        Box::pin(std::future::ready(Err(err)))
-    }
+    /// the highest client seq held.
+    fn forward(&self, id: &SessionId, items: Vec<Inbound>) -> BoxFuture<'_, Result<u64, Error>>;
 
-    /// What [`Store::forward`] handed to the session, in order, each once, for its producer;
-    /// ends when the session is removed or expires. Shared stores only; the default is empty.
-    fn inbox(&self, id: &SessionId) -> BoxStream<'static, Result<Inbound, Error>> {
-        let _ = id;
-        Box::pin(futures::stream::empty())
-    }
+    /// What [`Sharing::forward`] handed to the session, in order, each once, for its
+    /// producer; ends when the session is removed or expires.
+    fn inbox(&self, id: &SessionId) -> BoxStream<'static, Result<Inbound, Error>>;
 
-    /// This server produces nothing more (its hub shut down): a shared store stops renewing
-    /// the leases of the sessions it produced, so other servers end them (`final {ok:
-    /// false}`) once the leases run out, instead of waiting for them. Default: nothing.
-    fn shutdown(&self) {}
+    /// A connection to the session was attached on this server: it counts in the
+    /// session's [`Presence`] until [`Sharing::detach`].
+    fn attach(&self, id: &SessionId) -> BoxFuture<'_, Result<(), Error>>;
 
-    /// A connection to the session was attached on this server (shared stores count them).
-    fn attach(&self, id: &SessionId) -> BoxFuture<'_, Result<(), Error>> {
-        let _ = id;
-        Box::pin(std::future::ready(Ok(())))
-    }
+    /// A connection attached with [`Sharing::attach`] ended.
+    fn detach(&self, id: &SessionId) -> BoxFuture<'_, Result<(), Error>>;
 
-    /// A connection attached with [`Store::attach`] ended.
-    fn detach(&self, id: &SessionId) -> BoxFuture<'_, Result<(), Error>> {
-        let _ = id;
-        Box::pin(std::future::ready(Ok(())))
-    }
+    /// This server produces nothing more (its hub shut down): the store stops renewing the
+    /// leases of the sessions it produced, so other servers end them (`final {ok: false}`)
+    /// once the leases run out, instead of waiting for them.
+    fn shutdown(&self);
 }

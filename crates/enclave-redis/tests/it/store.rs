@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use common::{redis, store, store_with, unique_prefix, within};
 use enclave_reconnect::store::EncodedEvent;
-use enclave_reconnect::store::{Inbound, SessionMeta, Store, TokenHash, TokenHashes, TokenSalt};
+use enclave_reconnect::store::{
+    Inbound, NewEvent, SessionMeta, Sharing, Store, TokenHash, TokenHashes, TokenSalt,
+};
 use enclave_reconnect::Error;
 use enclave_redis::{RedisStore, RedisStoreConfig, PRODUCER_LOST};
 use enclave_types::{
@@ -37,6 +39,11 @@ fn event(id: &SessionId, seq: u64) -> Arc<EncodedEvent> {
         seq,
         EventPayload::Stdout(StdoutPayload::new(format!("line {seq}\n"))),
     ))
+}
+
+/// A batch of one event, counting `bytes`.
+fn one(event: Arc<EncodedEvent>, bytes: u64) -> [NewEvent; 1] {
+    [NewEvent::with_bytes(event, bytes)]
 }
 
 fn message(id: &SessionId, seq: Option<u64>, call: &str) -> RuntimeChannelMessage {
@@ -90,22 +97,94 @@ async fn create_load_and_the_meta_round_trip() {
 }
 
 #[tokio::test]
+async fn a_batch_is_appended_in_one_step_whole_or_not_at_all() {
+    let server = redis();
+    let prefix = unique_prefix("batch");
+    let store = store(&server, &prefix).await;
+    // Another server on the same Redis reads what the batch left there, not this one's copy.
+    let other_server = common::store(&server, &prefix).await;
+    let id = SessionId::generate();
+    store.create(meta(&id), tokens("t")).await.unwrap();
+    let batch: Vec<NewEvent> = (1..=3)
+        .map(|seq| NewEvent::with_bytes(event(&id, seq), 10 * seq))
+        .collect();
+    let retention = store.append(&id, &batch).await.unwrap();
+    assert_eq!(
+        (
+            retention.first_seq,
+            retention.last_seq,
+            retention.count,
+            retention.bytes
+        ),
+        (1, 3, 3, 60)
+    );
+    // The whole batch again (a retry whose answer was lost) landed once.
+    let again = store
+        .append(&id, &batch)
+        .await
+        .expect("a retry is answered");
+    assert_eq!((again.last_seq, again.count, again.bytes), (3, 3, 60));
+    // A gap inside a batch refuses all of it.
+    let gapped = [
+        NewEvent::with_bytes(event(&id, 4), 1),
+        NewEvent::with_bytes(event(&id, 6), 1),
+    ];
+    match store.append(&id, &gapped).await {
+        Err(Error::OutOfOrder { expected, got, .. }) => assert_eq!((expected, got), (5, 6)),
+        other => panic!("a gap in a batch is refused, got {other:?}"),
+    }
+    // A batch that starts with events already there but goes on is refused too.
+    let overlapping = [
+        NewEvent::with_bytes(event(&id, 3), 30),
+        NewEvent::with_bytes(event(&id, 4), 40),
+    ];
+    assert!(matches!(
+        store.append(&id, &overlapping).await,
+        Err(Error::OutOfOrder {
+            expected: 4,
+            got: 3,
+            ..
+        })
+    ));
+    assert_eq!(store.append(&id, &[]).await.unwrap(), retention);
+    let seen = other_server.retention(&id).await.unwrap();
+    assert_eq!((seen.last_seq, seen.count, seen.bytes), (3, 3, 60));
+    let read: Vec<u64> = other_server
+        .read(&id, 1, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(read, [1, 2, 3]);
+    // Trimming still knows the bytes of each event of the batch.
+    let trimmed = other_server.trim(&id, 2).await.unwrap();
+    assert_eq!(
+        (trimmed.first_seq, trimmed.count, trimmed.bytes),
+        (3, 1, 30)
+    );
+}
+
+#[tokio::test]
 async fn appends_are_checked_and_retention_tracks_counts_bytes_and_what_left() {
     let server = redis();
     let store = store(&server, &unique_prefix("append")).await;
     let id = SessionId::generate();
     store.create(meta(&id), tokens("t")).await.unwrap();
     for seq in 1..=5 {
-        let retention = store.append(&id, event(&id, seq), 10 * seq).await.unwrap();
+        let retention = store
+            .append(&id, &one(event(&id, seq), 10 * seq))
+            .await
+            .unwrap();
         assert_eq!((retention.last_seq, retention.count), (seq, seq));
     }
-    match store.append(&id, event(&id, 7), 1).await {
+    match store.append(&id, &one(event(&id, 7), 1)).await {
         Err(Error::OutOfOrder { expected, got, .. }) => assert_eq!((expected, got), (6, 7)),
         other => panic!("a skipped seq is refused, got {other:?}"),
     }
     // The same event again (a retry whose answer was lost) landed once: it is not added.
     let again = store
-        .append(&id, event(&id, 5), 50)
+        .append(&id, &one(event(&id, 5), 50))
         .await
         .expect("a retry is answered");
     assert_eq!((again.last_seq, again.count), (5, 5));
@@ -116,7 +195,7 @@ async fn appends_are_checked_and_retention_tracks_counts_bytes_and_what_left() {
         EventPayload::Stdout(StdoutPayload::new("something else\n")),
     ));
     assert!(matches!(
-        store.append(&id, other, 1).await,
+        store.append(&id, &one(other, 1)).await,
         Err(Error::OutOfOrder { .. })
     ));
     let retention = store.retention(&id).await.unwrap();
@@ -159,14 +238,14 @@ async fn appends_are_checked_and_retention_tracks_counts_bytes_and_what_left() {
         (retention.count, retention.bytes, retention.first_seq),
         (0, 0, 6)
     );
-    store.append(&id, event(&id, 6), 5).await.unwrap();
+    store.append(&id, &one(event(&id, 6), 5)).await.unwrap();
     let snapshot = store.load(&id).await.unwrap().unwrap();
     assert_eq!(snapshot.retention.first_seq, 6);
     assert_eq!(snapshot.retention.evicted_through, 5);
 
     let unknown = SessionId::generate();
     assert!(matches!(
-        store.append(&unknown, event(&unknown, 1), 1).await,
+        store.append(&unknown, &one(event(&unknown, 1), 1)).await,
         Err(Error::UnknownSession(_))
     ));
     assert!(matches!(
@@ -207,7 +286,7 @@ async fn expiry_keeps_the_record_and_removal_forgets_it() {
     let store = store(&server, &unique_prefix("expire")).await;
     let id = SessionId::generate();
     store.create(meta(&id), tokens("a")).await.unwrap();
-    store.append(&id, event(&id, 1), 4).await.unwrap();
+    store.append(&id, &one(event(&id, 1), 4)).await.unwrap();
     store.expire(&id).await.unwrap();
     let snapshot = store.load(&id).await.unwrap().expect("the record stays");
     assert!(snapshot.expired);
@@ -320,7 +399,7 @@ async fn another_servers_appends_wake_this_servers_watchers() {
     )
     .await
     .unwrap();
-    producer.append(&id, event(&id, 2), 4).await.unwrap();
+    producer.append(&id, &one(event(&id, 2), 4)).await.unwrap();
     within(
         Duration::from_secs(5),
         "a woken watcher",
@@ -401,7 +480,7 @@ async fn producer_and_follower(
     let follower = store_with(server, config).await;
     let id = SessionId::generate();
     producer.create(meta(&id), tokens("a")).await.unwrap();
-    producer.append(&id, event(&id, 1), 4).await.unwrap();
+    producer.append(&id, &one(event(&id, 1), 4)).await.unwrap();
     (producer, follower, id)
 }
 
@@ -447,13 +526,13 @@ async fn a_session_that_finished_is_never_failed_by_a_lapsed_lease() {
     let follower = store_with(&server, config).await;
     let id = SessionId::generate();
     producer.create(meta(&id), tokens("a")).await.unwrap();
-    producer.append(&id, event(&id, 1), 4).await.unwrap();
+    producer.append(&id, &one(event(&id, 1), 4)).await.unwrap();
     let done = encoded(StreamEvent::new(
         id.clone(),
         2,
         EventPayload::Final(FinalPayload::new(true)),
     ));
-    producer.append(&id, done, 4).await.unwrap();
+    producer.append(&id, &one(done, 4)).await.unwrap();
     drop(producer);
     let _watch = follower.watch(&id).expect("a follower");
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -533,7 +612,7 @@ async fn rediss_urls_connect_over_tls_trusting_the_configured_ca() {
     .expect("the store connects over TLS");
     let id = SessionId::generate();
     store.create(meta(&id), tokens("a")).await.unwrap();
-    store.append(&id, event(&id, 1), 4).await.unwrap();
+    store.append(&id, &one(event(&id, 1), 4)).await.unwrap();
     assert_eq!(store.read(&id, 1, 10).await.unwrap().len(), 1);
     let missing = RedisStore::connect(
         &url,
@@ -565,7 +644,7 @@ async fn a_store_that_shuts_down_lets_its_leases_lapse() {
     assert!(matches!(&events[0].payload, EventPayload::Final(f) if !f.ok));
     // The producer learns it at its next append.
     assert!(matches!(
-        producer.append(&id, event(&id, 2), 4).await,
+        producer.append(&id, &one(event(&id, 2), 4)).await,
         Err(Error::SessionClosed(_) | Error::OutOfOrder { .. })
     ));
 }
