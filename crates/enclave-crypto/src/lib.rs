@@ -89,6 +89,23 @@
 //! timing are visible), it does not split bytes into lines or define the message model (that
 //! is `enclave-ndjson` and `enclave-types`), it does no network I/O, and it does not rotate
 //! keys, reconnect or resume a session: those belong to the layers above.
+//!
+//! # Public API
+//!
+//! - Handshake: [`ClientHandshake`], [`accept_client_hello`], [`ClientKeys`] /
+//!   [`ServerKeys`], the seed's functions ([`create_client_hello`], [`process_server_hello`],
+//!   …) and the ECDH and HKDF steps ([`generate_key_pair`], [`derive_shared_secret`],
+//!   [`hkdf_sha256`], …).
+//! - Server identity: [`SigningKey`], [`VerifyingKey`], [`HelloTranscript`],
+//!   [`SessionInitDigest`].
+//! - Ciphers: [`Sealer`], [`Opener`] ([`Sealable`]); the connection's rules:
+//!   [`EncryptionLayer`] ([`ClientEncryption`], [`ServerEncryption`], [`Opened`],
+//!   [`Incoming`]) and [`write_json_line`]; codecs: [`EncryptedCodec`], [`ServerCodec`],
+//!   [`ClientCodec`], [`LineCodec`].
+//! - The seed's channel API: [`create_encrypted_channel`], [`EncryptedChannel`],
+//!   [`encrypt`] / [`decrypt`].
+//! - [`hazmat`]: the sharp tools (raw keys, nonces), the one place for them.
+//! - [`Error`] (with its TypeScript [`ErrorCode`] and [`Location`]) and [`WriteError`].
 #![forbid(unsafe_code)]
 
 mod aead;

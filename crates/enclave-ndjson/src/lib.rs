@@ -35,6 +35,15 @@
 //! of encryption (envelopes are just another `T`; `enclave-crypto` seals and opens them),
 //! and no network I/O (bring a transport, or use `FramedRead` on any `AsyncRead`).
 //! Architecture invariant: no dependency on `enclave-types` outside the benchmark.
+//!
+//! # Public API
+//!
+//! - [`NdjsonCodec`]: the tokio-util codec (lines in, `T` out; `T` in, lines out).
+//! - [`StreamDecoder`] / [`StreamEncoder`]: the same engine without a codec, fed bytes by hand;
+//!   [`CallbackDecoder`], [`DecodeStream`], [`Items`], and the seed's one-shot
+//!   [`parse_ndjson`] / [`stringify_ndjson`] ([`ParsedNdjson`]).
+//! - [`LineLimit`], [`DEFAULT_MAX_LINE_LENGTH`], [`OutputBuf`].
+//! - [`Error`] (a line that failed: item errors) and [`WriteError`] (a value refused, or I/O).
 #![forbid(unsafe_code)]
 
 mod codec;

@@ -33,6 +33,18 @@
 //! `enclave-transport`: an attachment here is an `EventSource` of `Outgoing` items and an
 //! `Upstream`, never a socket. The hub never sees a token after hashing it, nor a key.
 //!
+//! # Public API
+//!
+//! - Server side: [`Hub`] ([`HubConfig`], [`OverflowPolicy`], [`STORE_UNAVAILABLE`]),
+//!   [`AcceptedSession`] with its [`SessionHandle`] and [`Messages`], [`ServerBuilder`] →
+//!   [`RunningServer`]; [`store`]: [`store::Store`], [`store::Sharing`],
+//!   [`store::MemoryStore`] and what crosses the trait.
+//! - Client side: [`ReconnectingStream`] ([`ReconnectingStreamBuilder`], [`StreamConfig`],
+//!   [`ReconnectPolicy`], [`RetrySchedule`], [`ConnectionState`], [`ConnectionEvent`],
+//!   [`MAX_RETRY_AFTER`]), resuming from a [`ResumeAt`] (the transport's, re-exported).
+//! - Errors: [`Error`] (the hub and the store) and [`StreamError`] (what ends a
+//!   `ReconnectingStream`); docs/ARCHITECTURE.md says why there are two.
+//!
 //! # Example
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]

@@ -40,6 +40,12 @@
 //! whichever server they reach, and events are kept in plaintext, as in a server's memory
 //! (see docs/SECURITY.md for who must be trusted with the Redis).
 //!
+//! # Public API
+//!
+//! [`RedisStore`] (made by [`RedisStore::connect`] with a [`RedisStoreConfig`]) and the
+//! crate's one error type, [`Error`]; everything else is reached through the
+//! `enclave_reconnect::store` traits it implements.
+//!
 //! # Example
 //! ```no_run
 //! # async fn run() -> Result<(), enclave_redis::Error> {

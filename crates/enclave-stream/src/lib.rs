@@ -20,6 +20,14 @@
 //! byte stream (the seed's `send` / `onMessage`). It does no I/O of its own, and it does not
 //! pick a runtime: bring tokio.
 //!
+//! # Public API
+//!
+//! The modules of the table (each a layer's crate, re-exported whole), [`prelude`] (the
+//! names an application uses most, from every layer turned on), [`channel`] (`ChannelLink`,
+//! `ChannelError`), and at the root the seed README's own names: `create_encrypted_channel`,
+//! `encrypt`, `decrypt`, `generate_key_pair`, `derive_shared_secret`, `parse_ndjson`,
+//! `stringify_ndjson`, `StreamDecoder`, `StreamEncoder`, `ReconnectingStream`.
+//!
 //! # The seed README, in Rust
 //!
 //! Each section of the `@enclave-vm/stream` README, and its counterpart here. Every block is

@@ -64,6 +64,20 @@
 //!
 //! See `docs/PROTOCOL.md` for the wire format and the few deliberate differences from the
 //! TypeScript implementation.
+//!
+//! # Public API
+//!
+//! - Events: [`StreamEvent`] (`protocolVersion`, `sessionId`, `seq`, `timestamp`, payload),
+//!   [`EventPayload`] / [`EventType`] and one payload type per event (`SessionInitPayload` …
+//!   `CatalogChangedPayload`), with their parts ([`EncryptionConfig`], [`ErrorInfo`],
+//!   [`SessionStats`], [`LogLevel`], [`ToolProgressPhase`], …).
+//! - Client → runtime: [`RuntimeChannelMessage`], [`RuntimeChannelPayload`],
+//!   [`CancelPayload`], [`ToolResultSubmitPayload`].
+//! - Lines: [`Frame`] (an event or an `enc` envelope), [`MessageFrame`], [`EncryptedEnvelope`].
+//! - The handshake's wire shapes ([`ClientHello`], [`ServerHello`], [`EncryptionMode`], …),
+//!   identifiers ([`SessionId`], [`CallId`], [`RefId`]), [`Timestamp`], [`RawJson`],
+//!   [`ProtocolVersion`], [`SessionLimits`], the event filter ([`EventFilter`]).
+//! - [`Error`], the crate's one error type, and [`excerpt`], how every layer quotes peer text.
 #![forbid(unsafe_code)]
 
 mod detail;
