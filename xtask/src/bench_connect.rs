@@ -10,6 +10,8 @@
 //! TypeScript-client-like peer `crates/enclave-cli/tests/peers/ts-client.mjs` (it parses and
 //! validates every line as `EnclaveClient` does). Each reader runs `RUNS` times, in
 //! rotation; the median counts. Times include process start-up, for every reader alike.
+//! With `ENCLAVE_BASELINE_BIN=<an older enclave binary>` that build serves and reads too
+//! (rows `baseline: …`, in the same rotation), for a before/after in one run.
 //! With `ENCLAVE_TS_CLIENT_BUNDLE=<file>` (an esbuild bundle of `@enclave-vm/client`) the real
 //! `EnclaveClient` reads the Node server too (`xtask/bench-connect/real-client.mjs`), and "vs TS"
 //! is against it.
@@ -130,6 +132,49 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
             Reader::TsClient(command),
         ));
     }
+    // "vs TS": against the real client's row when there is one, else the peer's.
+    let ts_row = readers.len() - 1;
+    // An older build, read the same way in the same run (`ENCLAVE_BASELINE_BIN=<enclave>`):
+    // its own server, read by curl and by its own `connect`, so a change shows on both sides.
+    let baseline = std::env::var_os("ENCLAVE_BASELINE_BIN")
+        .map(|bin| {
+            Process::start(
+                Command::new(&bin)
+                    .args(["serve", "--listen", "127.0.0.1:0", "--generate"])
+                    .arg(EVENTS.to_string()),
+                "baseline enclave serve",
+            )
+            .map(|server| (bin, server))
+        })
+        .transpose()?;
+    if let Some((bin, server)) = &baseline {
+        let base_url = server.url.clone();
+        let base_ws = base_url.replacen("http://", "ws://", 1);
+        let base_connect = |url: &str, encryption: &str| {
+            let mut command = Command::new(bin);
+            command.args(["connect", url, "--encryption", encryption]);
+            Reader::Lines(command)
+        };
+        readers.extend([
+            ("baseline: curl, HTTP plaintext", Reader::Lines(curl(&base_url))),
+            (
+                "baseline: enclave connect, HTTP plaintext",
+                base_connect(&base_url, "disabled"),
+            ),
+            (
+                "baseline: enclave connect, HTTP encrypted",
+                base_connect(&base_url, "required"),
+            ),
+            (
+                "baseline: enclave connect, WebSocket plaintext",
+                base_connect(&base_ws, "disabled"),
+            ),
+            (
+                "baseline: enclave connect, WebSocket encrypted",
+                base_connect(&base_ws, "required"),
+            ),
+        ]);
+    }
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); readers.len()];
     for _ in 0..RUNS {
         for (index, (name, reader)) in readers.iter_mut().enumerate() {
@@ -148,8 +193,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         "{:<52} {:>9} {:>13} {:>9} {:>9}",
         "reader", "time", "rate", "vs curl", "vs TS"
     );
-    // "vs TS": against the real client's row when there is one, else the peer's.
-    let ts = rate(median[readers.len() - 1]);
+    let ts = rate(median[ts_row]);
     let curl_rate = rate(median[0]);
     for ((name, _), time) in readers.iter().zip(&median) {
         let r = rate(*time);
@@ -162,6 +206,7 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
         );
     }
     drop(node);
+    drop(baseline);
 
     println!();
     println!(

@@ -341,6 +341,77 @@ fn print_macro_violations(path: &Path, text: &str) -> Vec<String> {
 }
 
 #[test]
+fn contract_names_are_spelled_only_in_wire_rs() {
+    let mut violations = Vec::new();
+    for (path, text) in rust_files() {
+        let shown = show(&path);
+        // Library sources only: tests and the fuzz crate's models spell the names on purpose,
+        // to check them against what wire.rs says.
+        if shown.starts_with("crates/")
+            && shown.contains("/src/")
+            && !shown.starts_with("crates/enclave-fuzz/")
+        {
+            violations.extend(contract_name_violations(&path, &text));
+        }
+    }
+    assert_clean("contract names", &violations);
+}
+
+#[test]
+fn the_contract_name_rule_catches_routes_and_headers_but_not_comments_or_wire_rs() {
+    let source = concat!(
+        "//! Serves `POST /sessions` and reads `X-Enclave-Ack`.\n",
+        "fn f() {\n",
+        "    route(\"/sessions/{id}\");\n",
+        "    header(\"X-Enclave-Ack\"); // \"x-session-id\" in a comment\n",
+        "    header(\"x-session-id\");\n",
+        "}\n",
+    );
+    let found = contract_name_violations(Path::new("crates/enclave-x/src/y.rs"), source);
+    let lines: Vec<&str> = found
+        .iter()
+        .map(|v| v.split(": ").next().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "crates/enclave-x/src/y.rs:3",
+            "crates/enclave-x/src/y.rs:4",
+            "crates/enclave-x/src/y.rs:5"
+        ],
+        "{found:#?}"
+    );
+    let wire = Path::new("crates/enclave-transport/src/wire.rs");
+    assert!(contract_name_violations(wire, source).is_empty());
+}
+
+/// Lines of `text` (outside `enclave-transport/src/wire.rs`, which holds them) whose code
+/// spells a route or a header of the network contract in a string literal: other programs
+/// rely on those names, so they live once, as `wire`'s constants.
+fn contract_name_violations(path: &Path, text: &str) -> Vec<String> {
+    if path.ends_with("enclave-transport/src/wire.rs") {
+        return Vec::new();
+    }
+    let names = ["\"/sessions", "\"x-enclave-", "\"x-session-id"];
+    let mut violations = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let code = line
+            .split("//")
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if let Some(name) = names.iter().find(|name| code.contains(**name)) {
+            violations.push(format!(
+                "{}:{}: spells {name}…; use the constant of enclave-transport's wire.rs",
+                show(path),
+                index + 1
+            ));
+        }
+    }
+    violations
+}
+
+#[test]
 fn readme_shows_how_to_try_the_tool_and_run_ci() {
     let path = project_root().join("README.md");
     let Ok(text) = fs::read_to_string(&path) else {

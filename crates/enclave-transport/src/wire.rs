@@ -79,11 +79,45 @@ impl EncryptionOffer {
     }
 }
 
-/// The path where a client cancels session `id` (`POST`): `/sessions/{id}/cancel`, what
-/// `session_init.payload.cancelUrl` says. A session id is URL-safe (see
-/// [`check_session_id`]).
+/// `POST` creates a session (the stream is the answer); `GET` lists them, when enabled.
+pub const PATH_SESSIONS: &str = "/sessions";
+/// `GET` upgrades to the WebSocket carrier.
+pub const PATH_WS: &str = "/sessions/ws";
+/// `GET` a session's info, `DELETE` ends it. `{id}` is the session id (the router's
+/// parameter syntax; [`session_path`] fills it in).
+pub const PATH_SESSION: &str = "/sessions/{id}";
+/// `GET` resumes a session's stream (`?fromSeq=N`, also `?from=N`; `&filter=`).
+pub const PATH_STREAM: &str = "/sessions/{id}/stream";
+/// `POST` client messages and acknowledgements (NDJSON body).
+pub const PATH_MESSAGES: &str = "/sessions/{id}/messages";
+/// `POST` cancels a session.
+pub const PATH_CANCEL: &str = "/sessions/{id}/cancel";
+
+/// `route` (one of the `PATH_*` with `{id}`) for session `id`. A session id is URL-safe (see
+/// [`check_session_id`]), so it goes in as it is.
+fn for_session(route: &str, id: &SessionId) -> String {
+    route.replace("{id}", id.as_str())
+}
+
+/// [`PATH_SESSION`] for session `id`.
+pub fn session_path(id: &SessionId) -> String {
+    for_session(PATH_SESSION, id)
+}
+
+/// [`PATH_STREAM`] for session `id`, without a query.
+pub fn stream_path(id: &SessionId) -> String {
+    for_session(PATH_STREAM, id)
+}
+
+/// [`PATH_MESSAGES`] for session `id`.
+pub fn messages_path(id: &SessionId) -> String {
+    for_session(PATH_MESSAGES, id)
+}
+
+/// [`PATH_CANCEL`] for session `id`: where a client cancels it (`POST`), what
+/// `session_init.payload.cancelUrl` says.
 pub fn cancel_path(id: &SessionId) -> String {
-    format!("/sessions/{id}/cancel")
+    for_session(PATH_CANCEL, id)
 }
 
 /// The `config` of `POST /sessions`: the session layer's [`SessionConfig`] itself (one type

@@ -137,7 +137,7 @@ pub(super) async fn open(
                     .map(|h| super::handshake::offer(config.encryption, h)),
             };
             let body = serde_json::to_vec(&body).expect("a create body serializes");
-            let path = target.path("/sessions");
+            let path = target.path(wire::PATH_SESSIONS);
             let req = builder(target, config, "POST", &path)
                 .header(http::header::ACCEPT, wire::NDJSON_CONTENT_TYPE)
                 .header(http::header::CONTENT_TYPE, "application/json")
@@ -147,10 +147,8 @@ pub(super) async fn open(
         Open::Resume(at) => {
             // `from` is the TypeScript client's name, `fromSeq` the broker's: the broker
             // ignores `from`, so both go, and ours accepts either.
-            let mut path = target.path(&format!(
-                "/sessions/{}/stream?from={}&fromSeq={}",
-                at.session_id, at.from, at.from
-            ));
+            let stream = target.path(&wire::stream_path(&at.session_id));
+            let mut path = format!("{stream}?from={}&fromSeq={}", at.from, at.from);
             // The filter goes again on every resume: it is the connection's, not the session's.
             if let Some(filter) = &config.filter {
                 path.push_str("&filter=");
@@ -169,10 +167,7 @@ pub(super) async fn open(
                     wire::encode_hello_header(h.client_hello()).expect("a hello serializes");
                 req = req.header(wire::HEADER_CLIENT_HELLO, value);
             }
-            let what = format!(
-                "GET {}",
-                target.path(&format!("/sessions/{}/stream", at.session_id))
-            );
+            let what = format!("GET {stream}");
             (req.body(Full::new(Bytes::new())), what)
         }
     };
@@ -319,7 +314,7 @@ impl HttpCarrier {
         body: Bytes,
         ack: Option<u64>,
     ) -> Result<Option<u64>, Error> {
-        let path = target.path(&format!("/sessions/{session}/messages"));
+        let path = target.path(&wire::messages_path(session));
         let what = format!("POST {path}");
         let mut req = builder(target, config, "POST", &path)
             .header(http::header::CONTENT_TYPE, wire::NDJSON_CONTENT_TYPE);

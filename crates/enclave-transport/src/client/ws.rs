@@ -14,7 +14,7 @@ use tokio_tungstenite::WebSocketStream;
 use super::net::{dial, BoxIo, Target};
 use super::{refusal_from_json, Carrier, ClientConfig, Keys, Open, Opened};
 use crate::service::{Refusal, RefusalReason};
-use crate::wire::{Control, ResumeFrom, WsOpen};
+use crate::wire::{self, Control, ResumeFrom, WsOpen};
 use crate::Error;
 
 /// Room for several lines in one message beyond the line limit.
@@ -69,7 +69,7 @@ pub(super) async fn open(
     let url = format!(
         "{scheme}://{}{}",
         target.authority,
-        target.path("/sessions/ws")
+        target.path(wire::PATH_WS)
     );
     let mut request = url
         .as_str()
@@ -93,7 +93,7 @@ pub(super) async fn open(
                         let body = response.body().as_deref().unwrap_or_default();
                         super::with_retry_after(
                             super::refusal_or_status(
-                                &format!("GET {}", target.path("/sessions/ws")),
+                                &format!("GET {}", target.path(wire::PATH_WS)),
                                 status,
                                 body,
                             ),

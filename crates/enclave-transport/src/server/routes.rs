@@ -37,12 +37,12 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .route("/sessions", post(create).get(list))
-        .route("/sessions/ws", get(ws::upgrade))
-        .route("/sessions/{id}", get(info).delete(delete))
-        .route("/sessions/{id}/stream", get(stream))
-        .route("/sessions/{id}/messages", post(messages))
-        .route("/sessions/{id}/cancel", post(cancel))
+        .route(wire::PATH_SESSIONS, post(create).get(list))
+        .route(wire::PATH_WS, get(ws::upgrade))
+        .route(wire::PATH_SESSION, get(info).delete(delete))
+        .route(wire::PATH_STREAM, get(stream))
+        .route(wire::PATH_MESSAGES, post(messages))
+        .route(wire::PATH_CANCEL, post(cancel))
         .fallback(no_route)
         .layer(middleware::from_fn(reserve))
         .layer(middleware::from_fn_with_state(
@@ -156,7 +156,8 @@ async fn reserve(request: Request, next: Next) -> Response {
         .extensions()
         .get::<Arc<ConnectionGuard>>()
         .is_some_and(|guard| guard.reserve);
-    if in_reserve && request.method() == Method::POST && request.uri().path() == "/sessions" {
+    if in_reserve && request.method() == Method::POST && request.uri().path() == wire::PATH_SESSIONS
+    {
         return refusal_response(&reserve_refusal());
     }
     next.run(request).await
