@@ -156,7 +156,10 @@ pub(crate) fn run(root: &Path) -> Result<(), String> {
             Reader::Lines(command)
         };
         readers.extend([
-            ("baseline: curl, HTTP plaintext", Reader::Lines(curl(&base_url))),
+            (
+                "baseline: curl, HTTP plaintext",
+                Reader::Lines(curl(&base_url)),
+            ),
             (
                 "baseline: enclave connect, HTTP plaintext",
                 base_connect(&base_url, "disabled"),

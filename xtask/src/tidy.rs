@@ -392,7 +392,13 @@ fn contract_name_violations(path: &Path, text: &str) -> Vec<String> {
     if path.ends_with("enclave-transport/src/wire.rs") {
         return Vec::new();
     }
-    let names = ["\"/sessions", "\"x-enclave-", "\"x-session-id"];
+    let names = [
+        "\"/sessions",
+        "\"/health\"",
+        "\"/ready\"",
+        "\"x-enclave-",
+        "\"x-session-id",
+    ];
     let mut violations = Vec::new();
     for (index, line) in text.lines().enumerate() {
         let code = line

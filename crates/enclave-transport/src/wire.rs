@@ -79,6 +79,10 @@ impl EncryptionOffer {
     }
 }
 
+/// `GET` liveness: `200` while the process serves at all.
+pub const PATH_HEALTH: &str = "/health";
+/// `GET` readiness: `200` only while the server accepts sessions and its store answers.
+pub const PATH_READY: &str = "/ready";
 /// `POST` creates a session (the stream is the answer); `GET` lists them, when enabled.
 pub const PATH_SESSIONS: &str = "/sessions";
 /// `GET` upgrades to the WebSocket carrier.

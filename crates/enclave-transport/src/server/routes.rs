@@ -35,8 +35,8 @@ type AppState = State<Arc<Shared>>;
 /// The router of every route, with its middleware, bound to `shared`.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
-        .route("/health", get(health))
-        .route("/ready", get(ready))
+        .route(wire::PATH_HEALTH, get(health))
+        .route(wire::PATH_READY, get(ready))
         .route(wire::PATH_SESSIONS, post(create).get(list))
         .route(wire::PATH_WS, get(ws::upgrade))
         .route(wire::PATH_SESSION, get(info).delete(delete))
@@ -138,7 +138,8 @@ async fn cors(State(shared): AppState, request: Request, next: Next) -> Response
 /// this runs), `/health` and `/ready` (a load balancer's probes carry no credentials).
 async fn authorize(State(shared): AppState, request: Request, next: Next) -> Response {
     if let Some(hook) = &shared.config.authorize {
-        if !matches!(request.uri().path(), "/health" | "/ready") {
+        let path = request.uri().path();
+        if path != wire::PATH_HEALTH && path != wire::PATH_READY {
             if let Err(refusal) = hook(request.headers()) {
                 return refusal_response(&refusal);
             }
