@@ -39,6 +39,12 @@ pub(crate) struct ServeArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     listen: String,
 
+    /// Also serve `GET /metrics` (Prometheus text) on this address, without the other routes
+    /// (port 0 picks a free one; the second line of output says `metrics http://HOST:PORT`).
+    /// The main port serves `/metrics` too.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
+
     /// Stream this file's events in every session (re-sequenced; its own `session_init`,
     /// `final` and `enc` lines are skipped).
     #[arg(long, value_name = "FILE", conflicts_with = "generate")]
@@ -244,6 +250,11 @@ async fn serve(args: ServeArgs) -> ExitCode {
             Err(err) => return usage(&err.to_string()),
         }
     }
+    let (transport_metrics, registry) = match metrics_registry() {
+        Ok(metrics) => metrics,
+        Err(message) => return usage(&message),
+    };
+    server_config = server_config.with_metrics(transport_metrics, Arc::clone(&registry));
     let hub_config = match hub_config(&args).await {
         Ok(config) => config,
         Err(message) => return usage(&message),
@@ -265,6 +276,11 @@ async fn serve(args: ServeArgs) -> ExitCode {
     if let Err(err) = announced {
         return usage(&format!("cannot write to standard output: {err}"));
     }
+    // The metrics listener stops when this function returns (the sender drops).
+    let _stop_metrics = match serve_metrics(args.metrics_listen.as_deref(), &registry).await {
+        Ok(stop) => stop,
+        Err(message) => return usage(&message),
+    };
     tracing::info!(%local, "serving");
     if let Some(dir) = &args.static_dir {
         tracing::info!(dir = %dir.display(), "serving static files");
@@ -291,6 +307,58 @@ async fn serve(args: ServeArgs) -> ExitCode {
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+/// The registry `GET /metrics` serves (names prefixed `enclave_`), with the transport's
+/// metrics in it.
+fn metrics_registry() -> Result<
+    (
+        enclave_transport::metrics::TransportMetrics,
+        Arc<prometheus::Registry>,
+    ),
+    String,
+> {
+    let registry = prometheus::Registry::new_custom(Some("enclave".to_owned()), None)
+        .map_err(|err| format!("cannot make the metrics registry: {err}"))?;
+    let transport = enclave_transport::metrics::TransportMetrics::new();
+    transport
+        .register(&registry)
+        .map_err(|err| format!("cannot register the metrics: {err}"))?;
+    Ok((transport, Arc::new(registry)))
+}
+
+/// `--metrics-listen`: `GET /metrics` alone on `addr`, announced on the second line of output,
+/// until the returned sender drops.
+async fn serve_metrics(
+    addr: Option<&str>,
+    registry: &Arc<prometheus::Registry>,
+) -> Result<Option<tokio::sync::oneshot::Sender<()>>, String> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let listener = bind(addr)
+        .await
+        .map_err(|err| format!("cannot listen on {addr} (--metrics-listen): {err}"))?;
+    let local = listener
+        .local_addr()
+        .map_err(|err| format!("cannot read the metrics address: {err}"))?;
+    {
+        let mut stdout = io::stdout().lock();
+        writeln!(stdout, "metrics {}", url("http", local))
+            .and_then(|()| stdout.flush())
+            .map_err(|err| format!("cannot write to standard output: {err}"))?;
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let registry = Arc::clone(registry);
+    tokio::spawn(async move {
+        let stopped = async move {
+            let _ = stopped.await;
+        };
+        if let Err(err) = enclave_transport::metrics::serve(listener, registry, stopped).await {
+            tracing::error!("the metrics listener failed: {err}");
+        }
+    });
+    Ok(Some(stop))
 }
 
 /// The hub's settings from the session flags, its store included.

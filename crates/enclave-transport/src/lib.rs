@@ -37,6 +37,7 @@
 
 pub mod carrier;
 mod error;
+pub mod metrics;
 mod refusal;
 mod server;
 mod service;

@@ -83,6 +83,8 @@ impl EncryptionOffer {
 pub const PATH_HEALTH: &str = "/health";
 /// `GET` readiness: `200` only while the server accepts sessions and its store answers.
 pub const PATH_READY: &str = "/ready";
+/// `GET` the server's metrics in the Prometheus text format, when it has them.
+pub const PATH_METRICS: &str = "/metrics";
 /// `POST` creates a session (the stream is the answer); `GET` lists them, when enabled.
 pub const PATH_SESSIONS: &str = "/sessions";
 /// `GET` upgrades to the WebSocket carrier.

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::negotiate::{InitSigner, RegistryGuard};
 use super::pump::{control_line, gather, pull, sort, Pull, Put, Sorted};
+use crate::metrics::{CloseCause, StreamMetrics};
 use crate::service::{CloseReason, EncodedEvent, EventSource, Features, Outgoing};
 use crate::wire::Control;
 
@@ -32,6 +33,8 @@ pub(crate) enum FirstLine {
 
 /// One HTTP stream connection's writer.
 pub(crate) struct StreamBody {
+    /// What it wrote and why it ended (a body dropped before its end: the client left).
+    pub(crate) metrics: StreamMetrics,
     pub(crate) session_id: SessionId,
     /// Taken by [`StreamBody::into_body`]; always `Some` before.
     pub(crate) source: Option<Box<dyn EventSource>>,
@@ -111,6 +114,7 @@ impl Pump {
             biased;
             () = self.body.shutdown.cancelled() => {
                 tracing::debug!(session = %self.body.session_id, "server shutting down: stream ended");
+                self.body.metrics.close(CloseCause::Shutdown);
                 return None;
             }
             pulled = pending => pulled,
@@ -120,7 +124,11 @@ impl Pump {
         // no growth copies). A chunk that took everything available ends a burst: the buffer
         // goes with it, so an idle connection holds none.
         let mut chunk = std::mem::take(&mut self.buffer);
+        let mut events = 0;
         let gathered = gather(source, item, |item, written| {
+            if matches!(item, Some(Outgoing::Event(_))) {
+                events += 1;
+            }
             if self.put(item, &mut chunk, written) {
                 Put::End(())
             } else if chunk.len() >= CHUNK_BYTES {
@@ -132,6 +140,9 @@ impl Pump {
         self.next = Some(gathered.next);
         self.ended |= gathered.end.is_some();
         let out = chunk.split().freeze();
+        // An event that failed was counted but not written.
+        let events = events - u64::from(self.failed.is_some());
+        self.body.metrics.written(events, out.len() as u64);
         if gathered.full {
             self.buffer = chunk;
         }
@@ -158,12 +169,21 @@ impl Pump {
                 }
                 Err(err) => {
                     self.failed = Some(err);
+                    self.body.metrics.close(CloseCause::Error);
                     true
                 }
             },
             Sorted::Written => false,
-            Sorted::Finished => true,
+            Sorted::Finished => {
+                self.body.metrics.close(CloseCause::Finished);
+                true
+            }
             Sorted::Closed(reason) => {
+                self.body.metrics.close(match reason {
+                    CloseReason::Superseded => CloseCause::Superseded,
+                    CloseReason::ShuttingDown => CloseCause::Shutdown,
+                    _ => CloseCause::Error,
+                });
                 // A resume client learns why its stream ends: another connection has it.
                 if reason == CloseReason::Superseded && resume {
                     control_line(&Control::Superseded, chunk, &self.body.session_id);

@@ -13,6 +13,7 @@ use enclave_types::{EncryptionMode, SessionId};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::metrics::TransportMetrics;
 use crate::service::Refusal;
 use crate::wire::DEFAULT_MAX_BODY_BYTES;
 
@@ -90,6 +91,9 @@ pub struct ServerConfig {
     pub(crate) connection_reserve: usize,
     pub(crate) ws_pong_timeout: Duration,
     pub(crate) ws_message_timeout: Duration,
+    pub(crate) metrics: TransportMetrics,
+    /// What `GET /metrics` serves; none: the route is not there.
+    pub(crate) metrics_registry: Option<Arc<prometheus::Registry>>,
 }
 
 /// The default cap on concurrent connections.
@@ -125,6 +129,8 @@ impl Default for ServerConfig {
             connection_reserve: DEFAULT_CONNECTION_RESERVE,
             ws_pong_timeout: Duration::from_secs(10),
             ws_message_timeout: Duration::from_secs(10),
+            metrics: TransportMetrics::new(),
+            metrics_registry: None,
         }
     }
 }
@@ -175,6 +181,26 @@ impl ServerConfig {
     pub fn with_session_list(mut self, enabled: bool) -> Self {
         self.session_list = enabled;
         self
+    }
+
+    /// Counts into `metrics` (registered by the caller in `registry`, beside the session
+    /// layer's and the store's) and serves `registry` on `GET /metrics` in the Prometheus
+    /// text format, behind the authorization hook like every route but the probes. Without
+    /// this the server still counts (into metrics nobody reads) and has no `/metrics`.
+    #[must_use]
+    pub fn with_metrics(
+        mut self,
+        metrics: TransportMetrics,
+        registry: Arc<prometheus::Registry>,
+    ) -> Self {
+        self.metrics = metrics;
+        self.metrics_registry = Some(registry);
+        self
+    }
+
+    /// The transport's metrics (see [`with_metrics`](Self::with_metrics)).
+    pub fn metrics(&self) -> &TransportMetrics {
+        &self.metrics
     }
 
     /// The encryption policy (`enclave serve --encryption`), default `Optional`:
@@ -414,6 +440,7 @@ impl fmt::Debug for ServerConfig {
             .field("connection_reserve", &self.connection_reserve)
             .field("ws_pong_timeout", &self.ws_pong_timeout)
             .field("ws_message_timeout", &self.ws_message_timeout)
+            .field("metrics", &self.metrics_registry.is_some())
             .finish_non_exhaustive()
     }
 }

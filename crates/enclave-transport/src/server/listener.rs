@@ -252,10 +252,12 @@ pub(crate) async fn serve(
         let guard = match admission.admit(peer) {
             Ok(guard) => Arc::new(guard),
             Err(why) => {
+                shared.config.metrics.connection_refused();
                 tokio::spawn(refuse_connection(stream, tls.is_some(), why));
                 continue;
             }
         };
+        let counted = shared.config.metrics.connection();
         if let Err(err) = stream.set_nodelay(true) {
             tracing::debug!(%peer, "cannot set TCP_NODELAY: {err}");
         }
@@ -275,6 +277,7 @@ pub(crate) async fn serve(
         tokio::spawn(async move {
             let _track = track;
             let _guard = guard;
+            let _counted = counted;
             match tls {
                 None => serve_connection(stream, service, shutdown, header_timeout).await,
                 Some(acceptor) => {

@@ -14,6 +14,8 @@ pub(crate) fn refusal_response(refusal: &Refusal) -> Response {
     let status =
         StatusCode::from_u16(refusal.reason.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
     let mut response = json_response(status, &refusal.to_json());
+    // For the metrics middleware: the reason, whichever route refused.
+    response.extensions_mut().insert(refusal.reason);
     if status == StatusCode::SERVICE_UNAVAILABLE {
         response.headers_mut().insert(
             header::RETRY_AFTER,

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -25,6 +25,7 @@ use super::listener::{reserve_refusal, ConnectionGuard};
 use super::negotiate::{negotiate, Handshake, InitSigner, Offer};
 use super::responses::{json_response, refusal_response, retry_after_secs};
 use super::{static_files, ws, Shared};
+use crate::metrics::Carrier;
 use crate::service::{
     Attachment, CreateSession, Features, Refusal, RefusalReason, ResumeSession, SessionInfo, Submit,
 };
@@ -43,8 +44,13 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route(wire::PATH_STREAM, get(stream))
         .route(wire::PATH_MESSAGES, post(messages))
         .route(wire::PATH_CANCEL, post(cancel))
+        .route(wire::PATH_METRICS, get(metrics))
         .fallback(no_route)
         .layer(middleware::from_fn(reserve))
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&shared),
+            count_refusals,
+        ))
         .layer(middleware::from_fn_with_state(
             Arc::clone(&shared),
             authorize,
@@ -132,6 +138,37 @@ async fn cors(State(shared): AppState, request: Request, next: Next) -> Response
         headers.insert(name, HeaderValue::from_static(value));
     }
     response
+}
+
+/// Counts every refusal, whichever route (or the hook, or the reserve) made it, by the
+/// route's pattern (never a concrete path, which would name a session) and the reason
+/// [`refusal_response`] left on the response.
+async fn count_refusals(State(shared): AppState, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "other".to_owned(), |path| path.as_str().to_owned());
+    let is_resume = route == wire::PATH_STREAM;
+    let response = next.run(request).await;
+    let refused = response.extensions().get::<RefusalReason>().copied();
+    if let Some(reason) = refused {
+        shared.config.metrics.refused(&route, reason);
+    }
+    if is_resume {
+        shared.config.metrics.resume(Carrier::Http, refused);
+    }
+    response
+}
+
+/// `GET /metrics`: the registry of [`ServerConfig::with_metrics`] in the Prometheus text
+/// format; `404` when the server has none.
+///
+/// [`ServerConfig::with_metrics`]: super::ServerConfig::with_metrics
+async fn metrics(State(shared): AppState) -> Response {
+    let Some(registry) = &shared.config.metrics_registry else {
+        return not_found("this server serves no metrics");
+    };
+    crate::metrics::exposition(registry)
 }
 
 /// Runs the deployment's hook on every route but preflights (answered by [`cors`] before
@@ -318,7 +355,12 @@ fn stream_response(
         None => (None, None, None),
     };
     let registry = shared.registry.attach(&session_id, opener);
+    let metrics = shared
+        .config
+        .metrics
+        .stream(Carrier::Http, sealer.is_some());
     let mut response = StreamBody {
+        metrics,
         session_id: session_id.clone(),
         source: Some(events),
         sealer,
@@ -567,6 +609,12 @@ async fn messages(
         Ok(frames) => frames,
         Err(refusal) => return refusal_response(&refusal),
     };
+    // What counts is a line received; an acknowledgement alone (`X-Enclave-Ack`) is one too.
+    let lines = frames.len() as u64 + u64::from(frames.is_empty() && ack.is_some());
+    shared
+        .config
+        .metrics
+        .messages_received(Carrier::Http, lines);
     for (number, frame) in frames {
         let at = || format!("session {}, line {number}", submit.session_id);
         match (frame, &opener) {

@@ -36,6 +36,7 @@ use super::pump::{gather, pull, sort, Pull, Put, Sorted};
 use super::responses::refusal_response;
 use super::ws_watch::{MessageClock, Watched};
 use super::Shared;
+use crate::metrics::{Carrier, CloseCause};
 use crate::service::{
     Attachment, CloseReason, CreateSession, EncodedEvent, EventSource, Features, Outgoing, Refusal,
     RefusalReason, ResumeSession, Upstream,
@@ -199,7 +200,13 @@ impl Connection {
             }
         };
         let features = Features::parse(&open.features.join(","));
-        match connection.attach(open, features).await {
+        let resuming = open.resume.is_some();
+        let metrics = connection.shared.config.metrics.clone();
+        let attached = connection.attach(open, features).await;
+        if resuming {
+            metrics.resume(Carrier::Ws, attached.as_ref().err().map(|r| r.reason));
+        }
+        match attached {
             Ok((attachment, handshake)) => connection.run(attachment, handshake, features).await,
             Err(refusal) => connection.refuse(&refusal).await,
         }
@@ -333,6 +340,12 @@ impl Connection {
         if !self.send_opened(opened).await {
             return;
         }
+        // Why it ends, set before each return; a return without one: the client left.
+        let mut stream = self
+            .shared
+            .config
+            .metrics
+            .stream(Carrier::Ws, layer.is_encrypted());
         let mut pump = Pump {
             session_id,
             layer,
@@ -340,6 +353,7 @@ impl Connection {
             upstream,
             batch: BytesMut::new(),
             lines_received: 0,
+            events_in_batch: 0,
             max_line_length: self.shared.config.max_line_length,
         };
         let mut next = pull(events);
@@ -362,6 +376,7 @@ impl Connection {
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => {
+                    stream.close(CloseCause::Shutdown);
                     let refusal = Refusal::new(RefusalReason::ShuttingDown, "the server is shutting down: resume elsewhere");
                     return self.refuse(&refusal).await;
                 }
@@ -369,16 +384,33 @@ impl Connection {
                     let end = pump.collect(source, item, &mut next);
                     if !pump.batch.is_empty() {
                         let text = pump.take_text();
+                        stream.written(std::mem::take(&mut pump.events_in_batch), text.len() as u64);
                         if let Err(err) = self.socket.send(Message::Text(text)).await {
                             tracing::debug!(session = %pump.session_id, %err, "WebSocket gone while sending events");
                             return;
                         }
                     }
                     match end {
-                        Some(End::Finished) => return self.close(1000, "final").await,
-                        Some(End::Superseded) => return self.close(1000, "superseded").await,
-                        Some(End::Refused(refusal)) => return self.refuse(&refusal).await,
-                        Some(End::Failed) => return self.close(1011, "cannot write an event").await,
+                        Some(End::Finished) => {
+                            stream.close(CloseCause::Finished);
+                            return self.close(1000, "final").await;
+                        }
+                        Some(End::Superseded) => {
+                            stream.close(CloseCause::Superseded);
+                            return self.close(1000, "superseded").await;
+                        }
+                        Some(End::Refused(refusal)) => {
+                            stream.close(if refusal.reason == RefusalReason::ShuttingDown {
+                                CloseCause::Shutdown
+                            } else {
+                                CloseCause::Error
+                            });
+                            return self.refuse(&refusal).await;
+                        }
+                        Some(End::Failed) => {
+                            stream.close(CloseCause::Error);
+                            return self.close(1011, "cannot write an event").await;
+                        }
                         None => {}
                     }
                 }
@@ -411,7 +443,13 @@ impl Connection {
                         }
                     };
                     heard = Instant::now();
-                    if let Some(reply) = pump.receive(text.as_str(), &mut self.log).await {
+                    let before = pump.lines_received;
+                    let reply = pump.receive(text.as_str(), &mut self.log).await;
+                    self.shared
+                        .config
+                        .metrics
+                        .messages_received(Carrier::Ws, pump.lines_received - before);
+                    if let Some(reply) = reply {
                         match reply {
                             Ok(Some(ack)) => {
                                 if let Err(err) = self.socket.send(Message::Text(ack.into())).await {
@@ -420,7 +458,10 @@ impl Connection {
                                 }
                             }
                             Ok(None) => {}
-                            Err(refusal) => return self.refuse(&refusal).await,
+                            Err(refusal) => {
+                                stream.close(CloseCause::Error);
+                                return self.refuse(&refusal).await;
+                            }
                         }
                     }
                 }
@@ -429,12 +470,14 @@ impl Connection {
                     // comes): it would hold its bytes, up to the message limit, for ever.
                     if self.clock.started().is_some_and(|began| began.elapsed() >= message_timeout) {
                         tracing::debug!(session = %pump.session_id, "a client message not finished within {message_timeout:?}: closing");
+                        stream.close(CloseCause::Timeout);
                         return self.close(1008, "message not finished in time").await;
                     }
                     let answered = heard >= last_ping;
                     // Nothing heard since the last ping, not even its pong: the peer is gone.
                     if !answered && last_ping.elapsed() >= pong_timeout {
                         tracing::debug!(session = %pump.session_id, "no pong or message within {pong_timeout:?} of a ping: closing");
+                        stream.close(CloseCause::Timeout);
                         return self.close(1001, "ping timeout").await;
                     }
                     if answered && last_ping.elapsed() >= ping_period {
@@ -467,6 +510,10 @@ impl Connection {
 
     /// Sends the refusal body, then closes with its code.
     async fn refuse(mut self, refusal: &Refusal) {
+        self.shared
+            .config
+            .metrics
+            .refused(wire::PATH_WS, refusal.reason);
         tracing::info!(session = ?self.session_id.as_ref().map(SessionId::as_str), "WebSocket refused: {refusal}");
         let body = refusal.to_json().to_string();
         if self.socket.send(Message::Text(body.into())).await.is_ok() {
@@ -530,6 +577,8 @@ struct Pump {
     upstream: Arc<dyn Upstream>,
     batch: BytesMut,
     lines_received: u64,
+    /// Events in the batch being built, for the metrics.
+    events_in_batch: u64,
     max_line_length: usize,
 }
 
@@ -562,6 +611,7 @@ impl Pump {
             Sorted::Event(event) => match self.encode(&event) {
                 Ok(()) => {
                     *written = Some(event.seq);
+                    self.events_in_batch += 1;
                     None
                 }
                 Err(()) => Some(End::Failed),
