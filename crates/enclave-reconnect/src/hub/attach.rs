@@ -266,7 +266,7 @@ impl HubEvents {
         self.flags_seen = true;
         if attached {
             self.attaches.borrow_and_update();
-            if self.rt.attach_state().generation != self.seat.generation {
+            if self.rt.attach_state().current.generation != self.seat.generation {
                 return Some(Stop::Close(CloseReason::Superseded));
             }
         }
@@ -308,7 +308,7 @@ impl HubEvents {
             return None;
         }
         let mut attach = self.rt.attach_state();
-        if attach.generation == self.seat.generation {
+        if attach.current.generation == self.seat.generation {
             attach.pending_ack.take()
         } else {
             None
@@ -480,7 +480,7 @@ impl EventSource for HubEvents {
             // as it takes over, so a superseded one can never record its position after that
             // (the publisher would let events the new connection has not sent leave).
             let attach = self.rt.attach_state();
-            if attach.generation != self.seat.generation {
+            if attach.current.generation != self.seat.generation {
                 return;
             }
             self.rt.written.fetch_max(seq, Ordering::AcqRel);
@@ -518,7 +518,7 @@ impl Upstream for HubUpstream {
             let held = deliver(&self.shared, &self.rt, messages).await?;
             if self.seat.acknowledges {
                 let mut attach = self.rt.attach_state();
-                if attach.generation == self.seat.generation {
+                if attach.current.generation == self.seat.generation {
                     attach.pending_ack = Some(held);
                 }
                 drop(attach);

@@ -270,7 +270,7 @@ impl Shared {
         loop {
             let here = local.is_some_and(|rt| {
                 let attach = rt.attach_state();
-                attach.generation > 0 && attach.detached_at.is_none()
+                attach.current.generation > 0 && attach.detached_at.is_none()
             });
             let elsewhere = !here
                 && self.store().sharing().is_some()

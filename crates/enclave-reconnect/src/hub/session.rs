@@ -22,11 +22,11 @@ use crate::Error;
 /// The attachment currently serving a session.
 #[derive(Debug, Default)]
 pub(crate) struct AttachState {
-    /// Bumped by every attach; an event source whose generation is older was superseded.
-    /// The session's one copy: [`LiveSession::attaches`] only says that it changed.
-    pub(crate) generation: u64,
-    /// Whether the current connection acknowledges events (`resume` feature).
-    pub(crate) acknowledges: bool,
+    /// The current connection's seat: its generation is bumped by every attach, and an event
+    /// source whose generation is older was superseded. The session's one copy of the
+    /// generation ([`LiveSession::attaches`] only says that it changed); each connection's
+    /// own seat is a copy of what it was given, never updated.
+    pub(crate) current: Seat,
     /// When the last connection ended (`None` while one is attached).
     pub(crate) detached_at: Option<Instant>,
     /// A client ack to send on the current attachment (resume-feature clients only).
@@ -39,8 +39,9 @@ pub(crate) struct AttachState {
 #[derive(Debug, Default)]
 pub(crate) struct PublishState {
     /// The store refused a publish for longer than the hub's store retry: nothing more is
-    /// published here (the sweeper records the session's `final`). Not a copy of
-    /// [`LiveSession::store_lost`], which clears once that `final` is recorded.
+    /// published here (the sweeper records the session's `final`). A duplication that stays:
+    /// [`LiveSession::store_lost`] says the same until that `final` is recorded, but it is a
+    /// watch (a lock to read), and this is read per publish under the publish lock.
     pub(crate) store_refused: bool,
     /// The retention the last append left. Only this publisher appends, and everything else
     /// only trims, so it bounds the real one from above: an event that fits it fits, without
@@ -50,9 +51,9 @@ pub(crate) struct PublishState {
 
 /// One connection's place on a session, as [`LiveSession::attach`] gave it: superseded once
 /// another attach bumps the session's generation past it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Seat {
-    /// The attachment's generation ([`AttachState::generation`] while it is current).
+    /// The attachment's generation (0 before the first attach).
     pub(crate) generation: u64,
     /// Whether its connection acknowledges events (`resume` feature).
     pub(crate) acknowledges: bool,
@@ -86,7 +87,7 @@ pub(crate) struct LiveSession {
     pub(crate) final_seq: AtomicU64,
     pub(crate) attach: Mutex<AttachState>,
     /// Changed by every attach, so an event source notices a supersede without taking the
-    /// attach lock per event; the generation itself is [`AttachState::generation`].
+    /// attach lock per event; the generation itself is [`AttachState::current`].
     pub(crate) attaches: watch::Sender<()>,
     pub(crate) cancelled: watch::Sender<bool>,
     /// `true` once the session was deleted or expired.
@@ -94,7 +95,9 @@ pub(crate) struct LiveSession {
     /// `true` from a publish that the store refused for longer than the hub's store retry
     /// until the sweeper has recorded the session's `final` (`STORE_UNAVAILABLE`) in the
     /// store: connections here end with an `unavailable` refusal and resumes here are
-    /// refused the same way meanwhile.
+    /// refused the same way meanwhile. Set with [`PublishState::store_refused`] (kept so a
+    /// publish checks it without this watch's lock) and, unlike it, cleared once that
+    /// `final` is in.
     pub(crate) store_lost: watch::Sender<bool>,
     pub(crate) state: watch::Sender<SessionState>,
     /// When the session expired (it is purged a grace period later).
@@ -178,30 +181,29 @@ impl LiveSession {
     /// Makes a new attachment current; returns its seat.
     pub(crate) fn attach(&self, acknowledges: bool, acked_through: u64) -> Seat {
         self.acked.fetch_max(acked_through, Ordering::AcqRel);
-        let generation = {
+        let seat = {
             let mut attach = self.attach_state();
             // A new connection has written nothing yet. Reset under the attach lock, with the
             // generation: an older connection records what it wrote under the same lock and
             // only while its generation is current.
             self.written.store(acked_through, Ordering::Release);
-            attach.generation += 1;
-            attach.acknowledges = acknowledges;
+            attach.current = Seat {
+                generation: attach.current.generation + 1,
+                acknowledges,
+            };
             attach.detached_at = None;
             attach.pending_ack = None;
-            attach.generation
+            attach.current
         };
         self.attaches.send_replace(());
         self.space.notify_waiters();
-        Seat {
-            generation,
-            acknowledges,
-        }
+        seat
     }
 
     /// The attachment of `generation` ended.
     pub(crate) fn detach(&self, generation: u64) {
         let mut attach = self.attach_state();
-        if attach.generation == generation && attach.detached_at.is_none() {
+        if attach.current.generation == generation && attach.detached_at.is_none() {
             attach.detached_at = Some(Instant::now());
         }
     }
@@ -654,7 +656,7 @@ async fn sleep_or_never(period: std::time::Duration) {
 fn written_through(rt: &LiveSession, retention: &Retention, config: &HubConfig) -> Option<u64> {
     {
         let attach = rt.attach_state();
-        if attach.acknowledges || attach.detached_at.is_some() {
+        if attach.current.acknowledges || attach.detached_at.is_some() {
             return None;
         }
     }
