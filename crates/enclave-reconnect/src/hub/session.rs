@@ -49,6 +49,51 @@ pub(crate) struct PublishState {
     pub(crate) retention: Option<Retention>,
 }
 
+/// What a session produced until now, as the stats of the `final` a cancel publishes.
+#[derive(Debug)]
+pub(crate) struct Tally {
+    /// When the runtime was made (ms since the epoch): a cancel's `final` reports the
+    /// session's age as its duration.
+    created_at_ms: u64,
+    /// Tool calls published.
+    tool_calls: AtomicU64,
+    /// UTF-8 bytes of the `stdout` chunks published.
+    stdout_bytes: AtomicU64,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Self {
+            created_at_ms: super::clock::now_ms(),
+            tool_calls: AtomicU64::new(0),
+            stdout_bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts a published event: a tool call, or `stdout_bytes` of output (0 for neither).
+    fn count(&self, tool_call: bool, stdout_bytes: u64) {
+        if tool_call {
+            self.tool_calls.fetch_add(1, Ordering::AcqRel);
+        }
+        if stdout_bytes > 0 {
+            self.stdout_bytes.fetch_add(stdout_bytes, Ordering::AcqRel);
+        }
+    }
+
+    /// The stats of a `final` published now, as a `final` the application sends reports
+    /// them.
+    fn stats(&self) -> SessionStats {
+        let elapsed = super::clock::now_ms().saturating_sub(self.created_at_ms);
+        #[allow(clippy::cast_precision_loss)] // milliseconds: exact far beyond any session's age
+        let duration_ms = elapsed as f64;
+        SessionStats::new(
+            duration_ms,
+            self.tool_calls.load(Ordering::Acquire),
+            self.stdout_bytes.load(Ordering::Acquire),
+        )
+    }
+}
+
 /// One connection's place on a session, as [`LiveSession::attach`] gave it: superseded once
 /// another attach bumps the session's generation past it.
 #[derive(Debug, Clone, Copy, Default)]
@@ -102,13 +147,8 @@ pub(crate) struct LiveSession {
     pub(crate) state: watch::Sender<SessionState>,
     /// When the session expired (it is purged a grace period later).
     pub(crate) expired_at: Mutex<Option<Instant>>,
-    /// When the runtime was made (ms since the epoch): a cancel's `final` reports the
-    /// session's age as its duration.
-    pub(crate) created_at_ms: u64,
-    /// Tool calls published, for a cancel's `final` stats.
-    pub(crate) tool_calls: AtomicU64,
-    /// UTF-8 bytes of the `stdout` chunks published, for a cancel's `final` stats.
-    pub(crate) stdout_bytes: AtomicU64,
+    /// What the session produced, for a cancel's `final` stats.
+    pub(crate) tally: Tally,
     /// The IP address of the connection that created the session, when known: what
     /// [`HubConfig::max_sessions_per_peer`](crate::HubConfig::max_sessions_per_peer) counts.
     pub(crate) peer: Option<std::net::IpAddr>,
@@ -161,9 +201,7 @@ impl LiveSession {
             store_lost: watch::channel(false).0,
             state: watch::channel(SessionState::Starting).0,
             expired_at: Mutex::new(None),
-            created_at_ms: super::clock::now_ms(),
-            tool_calls: AtomicU64::new(0),
-            stdout_bytes: AtomicU64::new(0),
+            tally: Tally::new(),
             peer,
         }
     }
@@ -272,15 +310,8 @@ pub(crate) async fn terminate(
     info.code = Some(CANCELLED_CODE.to_owned());
     let mut last = FinalPayload::new(false);
     last.error = Some(info);
-    let elapsed = super::clock::now_ms().saturating_sub(rt.created_at_ms);
-    #[allow(clippy::cast_precision_loss)] // milliseconds: exact far beyond any session's age
-    let duration_ms = elapsed as f64;
     // What the session produced until now, as a `final` the application sends reports it.
-    last.stats = Some(SessionStats::new(
-        duration_ms,
-        rt.tool_calls.load(Ordering::Acquire),
-        rt.stdout_bytes.load(Ordering::Acquire),
-    ));
+    last.stats = Some(rt.tally.stats());
     publish_locked(shared, rt, &mut state, EventPayload::Final(last), true).await?;
     Ok(true)
 }
@@ -378,12 +409,7 @@ async fn publish_locked(
     rt.last_seq.store(seq, Ordering::Release);
     // The store's metadata changes only when the state does (or a tool call is counted).
     let changed = next_state.is_some_and(|next| next != *rt.state.borrow());
-    if is_tool_call {
-        rt.tool_calls.fetch_add(1, Ordering::AcqRel);
-    }
-    if stdout_bytes > 0 {
-        rt.stdout_bytes.fetch_add(stdout_bytes, Ordering::AcqRel);
-    }
+    rt.tally.count(is_tool_call, stdout_bytes);
     if changed || is_tool_call || is_final {
         // The event is published: metadata that cannot be recorded is reported, not turned
         // into a failed publish (the application would publish the event twice).
