@@ -148,8 +148,8 @@ impl ReconnectingStreamBuilder {
             Start::New(session) => ReconnectingStream::new(self.url, session, config),
             Start::Resume(position) => ReconnectingStream::resume(self.url, position, config),
         };
-        stream.on_reconnect = self.on_reconnect;
-        stream.on_message = self.on_message;
+        stream.hooks.on_reconnect = self.on_reconnect;
+        stream.hooks.on_message = self.on_message;
         stream
     }
 

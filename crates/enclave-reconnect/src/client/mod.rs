@@ -208,28 +208,49 @@ pub struct ReconnectingStream {
     url: String,
     config: StreamConfig,
     new_session: NewSession,
+    /// Where the stream is in the session: what the next connection resumes from.
+    position: Position,
+    conn: Option<Connection>,
+    /// How connections are made and retried.
+    dialer: Dialer,
+    /// Over once `Failed` or `Closed` ([`done`](Self::done)).
+    state: ConnectionState,
+    hooks: Hooks,
+    /// Messages sent and kept for the server's acknowledgement.
+    outbox: Outbox,
+    /// Acknowledgements of the events delivered.
+    acks: Acks,
+    heartbeat: Heartbeat,
+    /// `final` was delivered: the next `next()` (or `close()`) acknowledges it and closes.
+    finished: bool,
+}
+
+/// The session a stream follows and how far it got: what a resume presents.
+/// Not `Debug`: it holds the token.
+#[derive(Default)]
+struct Position {
     session_id: Option<SessionId>,
+    /// The latest resume token (rotated at every resume).
     token: Option<String>,
     epoch: Option<u64>,
+    /// The last `seq` delivered (or passed over by the server's filter).
     last_delivered: Option<u64>,
-    conn: Option<Connection>,
+}
+
+impl Position {
+    /// The seq a connection resumes from, and the next one to deliver.
+    fn next_seq(&self) -> u64 {
+        self.last_delivered.map_or(1, |last| last + 1)
+    }
+}
+
+/// Making connections: the retry schedule and what is under way across `next()` calls.
+struct Dialer {
     schedule: RetrySchedule,
+    /// The next connection waits for the policy's delay first.
     need_delay: bool,
     last_error: Option<TransportError>,
     ever_connected: bool,
-    state: ConnectionState,
-    events: broadcast::Sender<ConnectionEvent>,
-    on_reconnect: Option<Box<dyn FnMut(u32) + Send>>,
-    on_message: Option<Box<dyn FnMut(StreamEvent) + Send>>,
-    next_message_seq: u64,
-    unacked: VecDeque<RuntimeChannelMessage>,
-    unacked_events: u64,
-    ack_due: Option<Instant>,
-    /// An acknowledgement to send at the start of the next `next()` (kept out of the path
-    /// that returns an event, so dropping a `next()` future never loses one).
-    ack_now: bool,
-    /// `final` was delivered: the next `next()` (or `close()`) acknowledges it and closes.
-    finished: bool,
     /// A scheduled retry (its attempt number and when it starts), kept across cancelled
     /// `next()` calls.
     retry_at: Option<(u32, tokio::time::Instant)>,
@@ -238,15 +259,56 @@ pub struct ReconnectingStream {
     /// next attempt would open another one (the application serving the first would wait
     /// for a reader that never comes).
     attempt: Option<Attempt>,
+}
+
+/// Whom the stream tells what happens.
+struct Hooks {
+    events: broadcast::Sender<ConnectionEvent>,
+    on_reconnect: Option<Box<dyn FnMut(u32) + Send>>,
+    on_message: Option<Box<dyn FnMut(StreamEvent) + Send>>,
+}
+
+/// Client messages: the next seq to number one with, and those the server has not
+/// acknowledged yet (sent again after a resume).
+struct Outbox {
+    next_seq: u64,
+    unacked: VecDeque<RuntimeChannelMessage>,
+}
+
+/// The acknowledgement of delivered events.
+#[derive(Default)]
+struct Acks {
+    /// Events delivered since the last acknowledgement.
+    pending: u64,
+    /// When the acknowledgement is due (`ack_interval` after the first pending event).
+    due: Option<Instant>,
+    /// An acknowledgement to send at the start of the next `next()` (kept out of the path
+    /// that returns an event, so dropping a `next()` future never loses one).
+    now: bool,
+    /// The acknowledgement timer, kept like [`Heartbeat::timer`], and the deadline it is set
+    /// to.
+    timer: Option<(Pin<Box<Sleep>>, Instant)>,
+}
+
+impl Acks {
+    /// One more event delivered: the acknowledgement is due `interval` after the first.
+    fn count(&mut self, interval: Duration) {
+        self.pending += 1;
+        if self.due.is_none() {
+            self.due = Some(Instant::now() + interval);
+        }
+    }
+}
+
+/// The heartbeat monitor.
+struct Heartbeat {
+    /// When the connection last received something.
     last_activity: Instant,
-    /// The heartbeat monitor's timer, made at the first `next()` (a timer needs the runtime)
-    /// and kept: it may run early (activity since it was set pushes the deadline on) and is
-    /// set again only when it fires, not at every event — registering a timer per event
-    /// wakes the runtime's driver (a system call) per event.
-    heartbeat_timer: Option<Pin<Box<Sleep>>>,
-    /// The acknowledgement timer, kept like `heartbeat_timer`, and the deadline it is set to.
-    ack_timer: Option<(Pin<Box<Sleep>>, Instant)>,
-    done: bool,
+    /// The monitor's timer, made at the first `next()` (a timer needs the runtime) and
+    /// kept: it may run early (activity since it was set pushes the deadline on) and is set
+    /// again only when it fires, not at every event — registering a timer per event wakes
+    /// the runtime's driver (a system call) per event.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl ReconnectingStream {
@@ -255,33 +317,34 @@ impl ReconnectingStream {
         let (events, _) = broadcast::channel(EVENT_CHANNEL);
         Self {
             url: url.into(),
-            schedule: config.policy.schedule(),
+            dialer: Dialer {
+                schedule: config.policy.schedule(),
+                need_delay: false,
+                last_error: None,
+                ever_connected: false,
+                retry_at: None,
+                attempt: None,
+            },
             config,
             new_session: session,
-            session_id: None,
-            token: None,
-            epoch: None,
-            last_delivered: None,
+            position: Position::default(),
             conn: None,
-            need_delay: false,
-            last_error: None,
-            ever_connected: false,
             state: ConnectionState::Disconnected,
-            events,
-            on_reconnect: None,
-            on_message: None,
-            next_message_seq: 1,
-            unacked: VecDeque::new(),
-            unacked_events: 0,
-            ack_now: false,
+            hooks: Hooks {
+                events,
+                on_reconnect: None,
+                on_message: None,
+            },
+            outbox: Outbox {
+                next_seq: 1,
+                unacked: VecDeque::new(),
+            },
+            acks: Acks::default(),
+            heartbeat: Heartbeat {
+                last_activity: Instant::now(),
+                timer: None,
+            },
             finished: false,
-            retry_at: None,
-            attempt: None,
-            ack_due: None,
-            last_activity: Instant::now(),
-            heartbeat_timer: None,
-            ack_timer: None,
-            done: false,
         }
     }
 
@@ -293,23 +356,25 @@ impl ReconnectingStream {
     /// A stream that resumes an existing session on `url` at its first use.
     pub fn resume(url: impl Into<String>, position: ResumeAt, config: StreamConfig) -> Self {
         let mut stream = Self::new(url, NewSession::new(), config);
-        stream.last_delivered = position.from.checked_sub(1).filter(|&last| last > 0);
-        stream.session_id = Some(position.session_id);
-        stream.token = position.token;
-        stream.epoch = position.epoch;
+        stream.position = Position {
+            session_id: Some(position.session_id),
+            token: position.token,
+            epoch: position.epoch,
+            last_delivered: position.from.checked_sub(1).filter(|&last| last > 0),
+        };
         stream
     }
 
     /// Calls `f(attempt)` each time a connection after the first one is up; `attempt` is
     /// the number of the retry that made it.
     pub fn on_reconnect(&mut self, f: impl FnMut(u32) + Send + 'static) {
-        self.on_reconnect = Some(Box::new(f));
+        self.hooks.on_reconnect = Some(Box::new(f));
     }
 
     /// Hands every event to `f` while [`run`](Self::run) drives the stream (events taken
     /// with [`next`](Self::next) are returned, not handed to `f`).
     pub fn on_message(&mut self, f: impl FnMut(StreamEvent) + Send + 'static) {
-        self.on_message = Some(Box::new(f));
+        self.hooks.on_message = Some(Box::new(f));
     }
 
     /// Makes the first connection now (creating or resuming the session), retrying as the
@@ -331,7 +396,7 @@ impl ReconnectingStream {
             match item {
                 Ok(event) => {
                     delivered += 1;
-                    if let Some(on_message) = &mut self.on_message {
+                    if let Some(on_message) = &mut self.hooks.on_message {
                         on_message(event);
                     }
                 }
@@ -346,7 +411,7 @@ impl ReconnectingStream {
 
     /// A receiver of the connection events from now on.
     pub fn events(&self) -> broadcast::Receiver<ConnectionEvent> {
-        self.events.subscribe()
+        self.hooks.events.subscribe()
     }
 
     /// The current state.
@@ -356,27 +421,27 @@ impl ReconnectingStream {
 
     /// The session, once known.
     pub fn session_id(&self) -> Option<&SessionId> {
-        self.session_id.as_ref()
+        self.position.session_id.as_ref()
     }
 
     /// The latest resume token (rotated at every resume).
     pub fn token(&self) -> Option<&str> {
-        self.token.as_deref()
+        self.position.token.as_deref()
     }
 
     /// The session's epoch, once known.
     pub fn epoch(&self) -> Option<u64> {
-        self.epoch
+        self.position.epoch
     }
 
     /// The last `seq` delivered by [`next`](Self::next).
     pub fn last_delivered(&self) -> Option<u64> {
-        self.last_delivered
+        self.position.last_delivered
     }
 
     /// Messages sent and not yet acknowledged by the server.
     pub fn unacked_len(&self) -> usize {
-        self.unacked.len()
+        self.outbox.unacked.len()
     }
 
     /// Whether the current connection is encrypted.
@@ -423,13 +488,13 @@ impl ReconnectingStream {
         keep_json: bool,
     ) -> Option<Result<(StreamEvent, Option<Bytes>), StreamError>> {
         loop {
-            if self.finished && !self.done {
+            if self.finished && !self.done() {
                 self.finish().await;
             }
-            if self.done {
+            if self.done() {
                 return None;
             }
-            if self.ack_now {
+            if self.acks.now {
                 self.send_ack().await;
             }
             if let Err(err) = self.ensure_connected().await {
@@ -438,12 +503,13 @@ impl ReconnectingStream {
             if let Some(conn) = &mut self.conn {
                 conn.set_keep_json(keep_json);
             }
-            let heartbeat_at = self.last_activity + self.config.heartbeat_timeout;
+            let heartbeat_at = self.heartbeat.last_activity + self.config.heartbeat_timeout;
             let heartbeat = self
-                .heartbeat_timer
+                .heartbeat
+                .timer
                 .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(heartbeat_at)));
-            let ack_due = self.ack_due;
-            let ack_timer = match (ack_due, &mut self.ack_timer) {
+            let ack_due = self.acks.due;
+            let ack_timer = match (ack_due, &mut self.acks.timer) {
                 (None, _) => None,
                 (Some(due), Some((timer, set_for))) => {
                     if *set_for != due {
@@ -472,7 +538,7 @@ impl ReconnectingStream {
                     self.lost("the server ended the stream before final".to_owned(), None);
                 }
                 Step::Item(Some(Err(err))) if err.is_item() => {
-                    self.last_activity = Instant::now();
+                    self.heartbeat.last_activity = Instant::now();
                     return Some(Err(StreamError::Item(err)));
                 }
                 Step::Item(Some(Err(err))) => {
@@ -483,21 +549,21 @@ impl ReconnectingStream {
                     self.lost(err.to_string(), Some(err));
                 }
                 Step::Item(Some(Ok(received))) => {
-                    self.last_activity = Instant::now();
+                    self.heartbeat.last_activity = Instant::now();
                     if let Some(result) = self.receive(received) {
                         return Some(result);
                     }
                 }
                 Step::Silent => {
-                    let deadline = self.last_activity + self.config.heartbeat_timeout;
+                    let deadline = self.heartbeat.last_activity + self.config.heartbeat_timeout;
                     if Instant::now() < deadline {
                         // Set early (there was activity since): wait for the real deadline.
-                        if let Some(timer) = &mut self.heartbeat_timer {
+                        if let Some(timer) = &mut self.heartbeat.timer {
                             timer.as_mut().reset(deadline);
                         }
                         continue;
                     }
-                    if let Some(timer) = &mut self.heartbeat_timer {
+                    if let Some(timer) = &mut self.heartbeat.timer {
                         // The next connection's silence counts from its own start.
                         timer
                             .as_mut()
@@ -520,23 +586,27 @@ impl ReconnectingStream {
     /// returns. The message is kept until the server acknowledges it and sent again after a
     /// resume; while no connection is up it waits for the next one.
     pub async fn send(&mut self, payload: RuntimeChannelPayload) -> Result<u64, StreamError> {
-        if self.done {
+        if self.done() {
             return Err(StreamError::Closed);
         }
-        if self.unacked.len() >= self.config.max_unacked {
+        if self.outbox.unacked.len() >= self.config.max_unacked {
             return Err(StreamError::Backlog {
                 session: self.session_name(),
                 limit: self.config.max_unacked,
             });
         }
-        if self.session_id.is_none() {
+        if self.position.session_id.is_none() {
             self.ensure_connected().await?;
         }
-        let session_id = self.session_id.clone().ok_or(StreamError::Closed)?;
-        let seq = self.next_message_seq;
-        self.next_message_seq += 1;
+        let session_id = self
+            .position
+            .session_id
+            .clone()
+            .ok_or(StreamError::Closed)?;
+        let seq = self.outbox.next_seq;
+        self.outbox.next_seq += 1;
         let message = RuntimeChannelMessage::new(session_id, payload).with_seq(seq);
-        self.unacked.push_back(message.clone());
+        self.outbox.unacked.push_back(message.clone());
         if let Some(conn) = &mut self.conn {
             if let Err(err) = conn.send(&message).await {
                 self.lost(format!("sending message {seq}: {err}"), Some(err));
@@ -549,14 +619,13 @@ impl ReconnectingStream {
     /// retry follows.
     pub async fn close(&mut self) {
         self.finished = false;
-        self.attempt = None;
+        self.dialer.attempt = None;
         if let Some(mut conn) = self.conn.take() {
-            if let Some(last) = self.last_delivered {
+            if let Some(last) = self.position.last_delivered {
                 let _ = conn.ack(last).await;
             }
             conn.close().await;
         }
-        self.done = true;
         self.set_state(ConnectionState::Closed);
     }
 
@@ -569,7 +638,7 @@ impl ReconnectingStream {
     ) -> Option<Result<(StreamEvent, Option<Bytes>), StreamError>> {
         match received {
             Received::Event { event, json, .. } => {
-                let expected = self.last_delivered.map_or(1, |last| last + 1);
+                let expected = self.position.next_seq();
                 if event.seq < expected {
                     tracing::trace!(seq = event.seq, "duplicate event dropped");
                     return None;
@@ -583,25 +652,23 @@ impl ReconnectingStream {
                     self.give_up(&err);
                     return Some(Err(err));
                 }
-                self.last_delivered = Some(event.seq);
-                self.unacked_events += 1;
-                if self.ack_due.is_none() {
-                    self.ack_due = Some(Instant::now() + self.config.ack_interval);
-                }
+                self.position.last_delivered = Some(event.seq);
+                self.acks.count(self.config.ack_interval);
                 if matches!(event.payload, EventPayload::Final(_)) {
                     self.finished = true;
-                } else if self.unacked_events >= self.config.ack_every {
-                    self.ack_now = true;
+                } else if self.acks.pending >= self.config.ack_every {
+                    self.acks.now = true;
                 }
                 Some(Ok((event, json)))
             }
             Received::Ack { seq } => {
                 while self
+                    .outbox
                     .unacked
                     .front()
                     .is_some_and(|m| m.seq.unwrap_or(0) <= seq)
                 {
-                    self.unacked.pop_front();
+                    self.outbox.unacked.pop_front();
                 }
                 None
             }
@@ -621,7 +688,7 @@ impl ReconnectingStream {
             // acknowledged), so the gap check stays exact for what the filter lets through.
             // Only a stream that asked for a filter accepts them; any other is told a gap.
             Received::Filtered { through } => {
-                let expected = self.last_delivered.map_or(1, |last| last + 1);
+                let expected = self.position.next_seq();
                 if self.config.client.filter.is_none() {
                     let err = StreamError::Gap {
                         session: self.session_name(),
@@ -632,11 +699,8 @@ impl ReconnectingStream {
                     return Some(Err(err));
                 }
                 if through >= expected {
-                    self.last_delivered = Some(through);
-                    self.unacked_events += 1;
-                    if self.ack_due.is_none() {
-                        self.ack_due = Some(Instant::now() + self.config.ack_interval);
-                    }
+                    self.position.last_delivered = Some(through);
+                    self.acks.count(self.config.ack_interval);
                 }
                 None
             }
@@ -650,15 +714,14 @@ impl ReconnectingStream {
         if let Some(conn) = self.conn.take() {
             conn.close().await;
         }
-        self.done = true;
         self.set_state(ConnectionState::Closed);
     }
 
     async fn send_ack(&mut self) {
-        self.ack_due = None;
-        self.ack_now = false;
-        self.unacked_events = 0;
-        let (Some(conn), Some(last)) = (&mut self.conn, self.last_delivered) else {
+        self.acks.due = None;
+        self.acks.now = false;
+        self.acks.pending = 0;
+        let (Some(conn), Some(last)) = (&mut self.conn, self.position.last_delivered) else {
             return;
         };
         if let Err(err) = conn.ack(last).await {
@@ -669,29 +732,34 @@ impl ReconnectingStream {
     /// Makes sure a connection is up, retrying under the policy.
     async fn ensure_connected(&mut self) -> Result<(), StreamError> {
         loop {
-            if self.done {
+            if self.done() {
                 return Err(StreamError::Closed);
             }
             if self.conn.is_some() {
                 return Ok(());
             }
-            if self.need_delay {
+            if self.dialer.need_delay {
                 // The deadline lives in `self`, so a `next()` dropped while it waits (in a
                 // `select!`) resumes the same wait instead of spending another attempt.
-                let (attempt, deadline) = if let Some(pending) = self.retry_at {
+                let (attempt, deadline) = if let Some(pending) = self.dialer.retry_at {
                     pending
                 } else {
                     // A server that said when to come back (`Retry-After`) is not asked sooner.
-                    let retry_after = match &self.last_error {
+                    let retry_after = match &self.dialer.last_error {
                         Some(TransportError::Refused { refusal, .. }) => refusal.retry_after,
                         _ => None,
                     };
-                    let Some((attempt, delay)) = self.schedule.next_delay_at_least(retry_after)
+                    let Some((attempt, delay)) =
+                        self.dialer.schedule.next_delay_at_least(retry_after)
                     else {
-                        let attempts = self.schedule.attempts();
-                        let last = self.last_error.take().unwrap_or(TransportError::Closed {
-                            session: self.session_name(),
-                        });
+                        let attempts = self.dialer.schedule.attempts();
+                        let last =
+                            self.dialer
+                                .last_error
+                                .take()
+                                .unwrap_or(TransportError::Closed {
+                                    session: self.session_name(),
+                                });
                         let err = StreamError::OutOfAttempts {
                             session: self.session_name(),
                             attempts,
@@ -702,44 +770,47 @@ impl ReconnectingStream {
                     };
                     self.emit(ConnectionEvent::RetryScheduled { attempt, delay });
                     let pending = (attempt, tokio::time::Instant::now() + delay);
-                    self.retry_at = Some(pending);
+                    self.dialer.retry_at = Some(pending);
                     pending
                 };
                 tokio::time::sleep_until(deadline).await;
-                self.retry_at = None;
-                self.need_delay = false;
+                self.dialer.retry_at = None;
+                self.dialer.need_delay = false;
                 self.emit(ConnectionEvent::RetryStarted { attempt });
             }
-            let attempt = if let Some(attempt) = &mut self.attempt {
+            let attempt = if let Some(attempt) = &mut self.dialer.attempt {
                 attempt
             } else {
-                self.set_state(if self.ever_connected || self.schedule.attempts() > 0 {
-                    ConnectionState::Reconnecting
-                } else {
-                    ConnectionState::Connecting
-                });
-                let open = match &self.session_id {
+                self.set_state(
+                    if self.dialer.ever_connected || self.dialer.schedule.attempts() > 0 {
+                        ConnectionState::Reconnecting
+                    } else {
+                        ConnectionState::Connecting
+                    },
+                );
+                let open = match &self.position.session_id {
                     Some(id) => Open::Resume(
-                        ResumeAt::new(id.clone(), self.last_delivered.map_or(1, |last| last + 1))
-                            .with_token(self.token.clone())
-                            .with_epoch(self.epoch),
+                        ResumeAt::new(id.clone(), self.position.next_seq())
+                            .with_token(self.position.token.clone())
+                            .with_epoch(self.position.epoch),
                     ),
                     None => Open::New(self.new_session.clone()),
                 };
                 let url = self.url.clone();
                 let config = self.config.client.clone();
-                self.attempt
+                self.dialer
+                    .attempt
                     .insert(Box::pin(async move { connect(&url, open, &config).await }))
             };
             let result = attempt.as_mut().await;
-            self.attempt = None;
+            self.dialer.attempt = None;
             match result {
                 Ok(conn) => self.connected(conn).await,
                 Err(err) if is_terminal(&err) => return Err(self.fail(err)),
                 Err(err) => {
                     tracing::debug!(%err, session = %self.session_name(), "connection attempt failed");
-                    self.last_error = Some(err);
-                    self.need_delay = true;
+                    self.dialer.last_error = Some(err);
+                    self.dialer.need_delay = true;
                 }
             }
         }
@@ -748,30 +819,30 @@ impl ReconnectingStream {
     /// A connection is up: adopt its session, token and epoch, and resend what the server
     /// has not acknowledged.
     async fn connected(&mut self, mut conn: Connection) {
-        self.session_id = Some(conn.session_id().clone());
+        self.position.session_id = Some(conn.session_id().clone());
         if let Some(token) = conn.token() {
-            self.token = Some(token.to_owned());
+            self.position.token = Some(token.to_owned());
         }
         if conn.epoch().is_some() {
-            self.epoch = conn.epoch();
+            self.position.epoch = conn.epoch();
         }
-        let attempt = self.schedule.attempts();
-        let reconnect = self.ever_connected;
-        self.schedule.reset();
-        self.ever_connected = true;
-        self.last_activity = Instant::now();
+        let attempt = self.dialer.schedule.attempts();
+        let reconnect = self.dialer.ever_connected;
+        self.dialer.schedule.reset();
+        self.dialer.ever_connected = true;
+        self.heartbeat.last_activity = Instant::now();
         self.set_state(ConnectionState::Connected);
         self.emit(ConnectionEvent::Connected {
             session_id: conn.session_id().clone(),
             resumed: conn.resumed(),
         });
         if reconnect {
-            if let Some(callback) = &mut self.on_reconnect {
+            if let Some(callback) = &mut self.hooks.on_reconnect {
                 callback(attempt.max(1));
             }
         }
-        if !self.unacked.is_empty() {
-            let pending: Vec<_> = self.unacked.iter().cloned().collect();
+        if !self.outbox.unacked.is_empty() {
+            let pending: Vec<_> = self.outbox.unacked.iter().cloned().collect();
             if let Err(err) = conn.send_all(&pending).await {
                 self.lost(
                     format!("resending {} messages: {err}", pending.len()),
@@ -786,9 +857,9 @@ impl ReconnectingStream {
     /// The connection is gone; the next call retries after the policy's delay.
     fn lost(&mut self, reason: String, err: Option<TransportError>) {
         self.conn = None;
-        self.need_delay = true;
+        self.dialer.need_delay = true;
         if err.is_some() {
-            self.last_error = err;
+            self.dialer.last_error = err;
         }
         tracing::debug!(%reason, session = %self.session_name(), "connection lost");
         self.emit(ConnectionEvent::Disconnected { reason });
@@ -815,7 +886,6 @@ impl ReconnectingStream {
 
     fn give_up(&mut self, err: &StreamError) {
         self.conn = None;
-        self.done = true;
         self.emit(ConnectionEvent::Failed {
             reason: err.to_string(),
         });
@@ -831,11 +901,21 @@ impl ReconnectingStream {
 
     fn emit(&self, event: ConnectionEvent) {
         // No subscriber is fine: the events are for whoever wants them.
-        let _ = self.events.send(event);
+        let _ = self.hooks.events.send(event);
+    }
+
+    /// Whether the stream is over: it failed or was closed (the state says so, and is never
+    /// left once there).
+    fn done(&self) -> bool {
+        matches!(
+            self.state,
+            ConnectionState::Failed | ConnectionState::Closed
+        )
     }
 
     fn session_name(&self) -> String {
-        self.session_id
+        self.position
+            .session_id
             .as_ref()
             .map_or_else(|| "-".to_owned(), |id| id.as_str().to_owned())
     }
@@ -873,11 +953,11 @@ impl fmt::Debug for ReconnectingStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReconnectingStream")
             .field("url", &self.url)
-            .field("session_id", &self.session_id)
+            .field("session_id", &self.position.session_id)
             .field("state", &self.state)
-            .field("epoch", &self.epoch)
-            .field("last_delivered", &self.last_delivered)
-            .field("unacked", &self.unacked.len())
+            .field("epoch", &self.position.epoch)
+            .field("last_delivered", &self.position.last_delivered)
+            .field("unacked", &self.outbox.unacked.len())
             .field("conn", &self.conn)
             .finish_non_exhaustive()
     }

@@ -13,7 +13,7 @@ use futures::future::BoxFuture;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::session::{written_hold, LiveSession};
+use super::session::{written_hold, LiveSession, Seat};
 use super::Shared;
 use crate::store::{Appended, Inbound, Retention};
 use crate::Error;
@@ -29,24 +29,54 @@ enum Stop {
     End,
 }
 
+/// Where an attachment starts sending.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Start {
+    /// A new session's first connection: from seq 1, live.
+    New,
+    /// A resume: from seq `from`, replaying through `replay_end` before it announces the end
+    /// of the replay.
+    Resume {
+        /// The first seq to send.
+        from: u64,
+        /// The last seq of the replay.
+        replay_end: u64,
+    },
+}
+
+impl Start {
+    /// The first seq to send.
+    pub(crate) fn from(self) -> u64 {
+        match self {
+            Self::New => 1,
+            Self::Resume { from, .. } => from,
+        }
+    }
+
+    /// Whether the attachment continues an existing session.
+    pub(crate) fn resumed(self) -> bool {
+        matches!(self, Self::Resume { .. })
+    }
+}
+
 /// What an attached connection writes, in order: replayed events, the end-of-replay line,
 /// live events, then `None` after the `final` (or a `Close` when superseded or shut down).
 pub(crate) struct HubEvents {
     shared: Arc<Shared>,
     rt: Arc<LiveSession>,
-    generation: u64,
-    acknowledges: bool,
+    seat: Seat,
     next_seq: u64,
     /// The last seq to replay before announcing the end of the replay (resumes only).
     replay_end: Option<u64>,
     buffer: VecDeque<Arc<EncodedEvent>>,
     appended: Option<Appended>,
-    generations: watch::Receiver<u64>,
+    /// Changed by every attach: the attach lock is taken to compare generations only then.
+    attaches: watch::Receiver<()>,
     shutdown: CancellationToken,
     closed: watch::Receiver<bool>,
     store_lost: watch::Receiver<bool>,
-    /// [`stop`](Self::stop) has looked at the shutdown, generation, closed and store-lost
-    /// flags once.
+    /// [`stop`](Self::stop) has looked at the shutdown, attach, closed and store-lost flags
+    /// once.
     flags_seen: bool,
     /// Counted in a shared store's presence (detached once when this attachment ends).
     present: bool,
@@ -61,32 +91,33 @@ impl std::fmt::Debug for HubEvents {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HubEvents")
             .field("session", &self.rt.id.as_str())
-            .field("generation", &self.generation)
+            .field("generation", &self.seat.generation)
             .field("next_seq", &self.next_seq)
             .finish_non_exhaustive()
     }
 }
 
 impl HubEvents {
-    pub(crate) fn new(
-        shared: Arc<Shared>,
-        rt: Arc<LiveSession>,
-        generation: u64,
-        acknowledges: bool,
-        from: u64,
-        replay_end: Option<u64>,
-    ) -> Self {
-        let appended = shared.store.watch(&rt.id);
-        let present = shared.store.sharing().is_some();
+    pub(crate) fn new(shared: Arc<Shared>, rt: Arc<LiveSession>, seat: Seat, start: Start) -> Self {
+        let appended = shared.store().watch(&rt.id);
+        let present = shared.store().sharing().is_some();
+        let from = start.from();
+        let replay_end = match start {
+            Start::New => None,
+            Start::Resume { replay_end, .. } => Some(replay_end),
+        };
+        let mut attaches = rt.attaches.subscribe();
+        // An attach after this one's and before the subscription is not a change to the new
+        // receiver: the first look compares the generations anyway.
+        attaches.mark_changed();
         Self {
-            generations: rt.generation.subscribe(),
+            attaches,
             shutdown: shared.shutdown.clone(),
             closed: rt.closed.subscribe(),
             store_lost: rt.store_lost.subscribe(),
             shared,
             rt,
-            generation,
-            acknowledges,
+            seat,
             next_seq: from,
             replay_end,
             buffer: VecDeque::new(),
@@ -101,7 +132,7 @@ impl HubEvents {
 
     fn finish(&mut self, last: Option<Outgoing>) -> Option<Outgoing> {
         self.done = true;
-        self.rt.detach(self.generation);
+        self.rt.detach(self.seat.generation);
         self.leave_store();
         last
     }
@@ -111,7 +142,7 @@ impl HubEvents {
         if !std::mem::take(&mut self.present) {
             return;
         }
-        let store = std::sync::Arc::clone(&self.shared.store);
+        let store = std::sync::Arc::clone(self.shared.store());
         let id = self.rt.id.clone();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
@@ -140,7 +171,7 @@ impl HubEvents {
             .as_ref()
             .is_none_or(|retention| retention.count == 0)
         {
-            self.retention = Some(self.shared.store.retention(&self.rt.id).await?);
+            self.retention = Some(self.shared.store().retention(&self.rt.id).await?);
         }
         let config = &self.shared.config;
         let hold = self
@@ -155,7 +186,7 @@ impl HubEvents {
             .load(Ordering::Acquire)
             .max(self.rt.written.load(Ordering::Acquire).saturating_sub(hold));
         if through > self.released {
-            self.retention = Some(self.shared.store.trim(&self.rt.id, through).await?);
+            self.retention = Some(self.shared.store().trim(&self.rt.id, through).await?);
             self.released = through;
         }
         Ok(())
@@ -173,7 +204,7 @@ impl HubEvents {
         if !behind {
             let events = self
                 .shared
-                .store
+                .store()
                 .read(&self.rt.id, self.next_seq, READ_BATCH)
                 .await?;
             self.buffer.extend(events);
@@ -184,7 +215,7 @@ impl HubEvents {
     /// A remote session's record left the store (deleted or expired): how this attachment
     /// ends.
     async fn remote_gone(&mut self) -> Option<Outgoing> {
-        match self.shared.store.load(&self.rt.id).await {
+        match self.shared.store().load(&self.rt.id).await {
             Ok(Some(snapshot)) if snapshot.expired => {
                 let refusal = Refusal::new(
                     RefusalReason::Expired,
@@ -217,9 +248,10 @@ impl HubEvents {
 
     /// Whether this attachment must stop, and the last item it yields if so.
     fn stop(&mut self) -> Option<Stop> {
-        // The three flags only ever change through their channels: while no channel has a
-        // value this attachment has not seen, the answer is the last one (go on). Each
-        // receiver saw its value when subscribed, so the first call looks at all of them.
+        // The flags only ever change through their channels: while no channel has a value
+        // this attachment has not seen, the answer is the last one (go on). Each receiver
+        // saw its value when subscribed (but `attaches`, marked changed), so the first call
+        // looks at all of them.
         fn changed<T>(rx: &watch::Receiver<T>) -> bool {
             rx.has_changed().unwrap_or(true)
         }
@@ -227,16 +259,16 @@ impl HubEvents {
         if self.shutdown.is_cancelled() {
             return Some(Stop::Close(CloseReason::ShuttingDown));
         }
-        if self.flags_seen
-            && !changed(&self.generations)
-            && !changed(&self.closed)
-            && !changed(&self.store_lost)
-        {
+        let attached = changed(&self.attaches);
+        if self.flags_seen && !attached && !changed(&self.closed) && !changed(&self.store_lost) {
             return None;
         }
         self.flags_seen = true;
-        if *self.generations.borrow_and_update() != self.generation {
-            return Some(Stop::Close(CloseReason::Superseded));
+        if attached {
+            self.attaches.borrow_and_update();
+            if self.rt.attach_state().current.generation != self.seat.generation {
+                return Some(Stop::Close(CloseReason::Superseded));
+            }
         }
         if *self.store_lost.borrow_and_update() {
             // The store refused a publish for longer than the hub retries: the client is
@@ -272,11 +304,11 @@ impl HubEvents {
 
     /// A client ack waiting to be sent (acknowledging clients only).
     fn pending_ack(&self) -> Option<u64> {
-        if !self.acknowledges {
+        if !self.seat.acknowledges {
             return None;
         }
         let mut attach = self.rt.attach_state();
-        if attach.generation == self.generation {
+        if attach.current.generation == self.seat.generation {
             attach.pending_ack.take()
         } else {
             None
@@ -302,7 +334,7 @@ impl HubEvents {
         if let Some(end) = self.replay_end {
             if self.next_seq > end {
                 self.replay_end = None;
-                if self.acknowledges {
+                if self.seat.acknowledges {
                     return Step::Yield(Some(Outgoing::ReplayComplete { last_seq: end }));
                 }
                 return Step::Again;
@@ -363,7 +395,12 @@ impl HubEvents {
                     }
                 }
                 () = notified => {}
-                _ = self.generations.changed() => {}
+                changed = self.attaches.changed() => {
+                    // Seen by `changed()`, yet not compared: the next check compares.
+                    if changed.is_ok() {
+                        self.attaches.mark_changed();
+                    }
+                }
                 () = self.shutdown.cancelled() => {}
                 _ = self.closed.changed() => {}
                 _ = self.store_lost.changed() => {}
@@ -435,7 +472,7 @@ impl EventSource for HubEvents {
     }
 
     fn written(&mut self, seq: u64) {
-        if self.acknowledges {
+        if self.seat.acknowledges {
             return;
         }
         {
@@ -443,7 +480,7 @@ impl EventSource for HubEvents {
             // as it takes over, so a superseded one can never record its position after that
             // (the publisher would let events the new connection has not sent leave).
             let attach = self.rt.attach_state();
-            if attach.generation != self.generation {
+            if attach.current.generation != self.seat.generation {
                 return;
             }
             self.rt.written.fetch_max(seq, Ordering::AcqRel);
@@ -454,7 +491,7 @@ impl EventSource for HubEvents {
 
 impl Drop for HubEvents {
     fn drop(&mut self) {
-        self.rt.detach(self.generation);
+        self.rt.detach(self.seat.generation);
         self.leave_store();
     }
 }
@@ -463,15 +500,14 @@ impl Drop for HubEvents {
 pub(crate) struct HubUpstream {
     pub(crate) shared: Arc<Shared>,
     pub(crate) rt: Arc<LiveSession>,
-    pub(crate) generation: u64,
-    pub(crate) acknowledges: bool,
+    pub(crate) seat: Seat,
 }
 
 impl std::fmt::Debug for HubUpstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HubUpstream")
             .field("session", &self.rt.id.as_str())
-            .field("generation", &self.generation)
+            .field("generation", &self.seat.generation)
             .finish_non_exhaustive()
     }
 }
@@ -480,9 +516,9 @@ impl Upstream for HubUpstream {
     fn deliver(&self, messages: Vec<RuntimeChannelMessage>) -> BoxFuture<'_, Result<u64, Refusal>> {
         Box::pin(async move {
             let held = deliver(&self.shared, &self.rt, messages).await?;
-            if self.acknowledges {
+            if self.seat.acknowledges {
                 let mut attach = self.rt.attach_state();
-                if attach.generation == self.generation {
+                if attach.current.generation == self.seat.generation {
                     attach.pending_ack = Some(held);
                 }
                 drop(attach);
@@ -528,7 +564,7 @@ pub(crate) async fn deliver(
             format!("session {}: {err}", rt.id),
         ),
     };
-    if let Some(sharing) = shared.store.sharing() {
+    if let Some(sharing) = shared.store().sharing() {
         // The producer may run on any server: the store numbers, dedupes and hands the
         // messages to its inbox, atomically with the client position.
         let items = messages.into_iter().map(Inbound::Message).collect();
@@ -542,7 +578,7 @@ pub(crate) async fn deliver(
         ));
     };
     let mut held = shared
-        .store
+        .store()
         .retention(&rt.id)
         .await
         .map_err(unavailable)?
@@ -564,7 +600,7 @@ pub(crate) async fn deliver(
             tracing::debug!(session = %rt.id, seq, "the application no longer reads messages");
         }
         held = shared
-            .store
+            .store()
             .advance_client_seq(&rt.id, seq)
             .await
             .map_err(unavailable)?;

@@ -41,8 +41,8 @@ use tokio::sync::{mpsc, Mutex as AsyncMutex};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use self::attach::{HubEvents, HubUpstream};
-use self::session::LiveSession;
+use self::attach::{HubEvents, HubUpstream, Start};
+use self::session::{LiveSession, Seat};
 use crate::store::{Inbound, SessionMeta, Snapshot, Store, TokenHash, TokenHashes};
 use crate::Error;
 
@@ -58,8 +58,8 @@ const ROTATE_ATTEMPTS: u32 = 4;
 /// What every part of the hub shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
+    /// The configuration, the store included ([`Shared::store`]).
     pub(crate) config: HubConfig,
-    pub(crate) store: Arc<dyn Store>,
     /// The epoch of the state sessions belong to: the hub's own, or the shared store's as
     /// last read (a store that lost its state gets a new one).
     epoch: AtomicU64,
@@ -134,7 +134,6 @@ impl Hub {
         let (new_sessions, accepted) = mpsc::unbounded_channel();
         let creations = Mutex::new(CreationRate::new(config.max_creations_per_sec));
         let shared = Arc::new(Shared {
-            store: Arc::clone(&config.store),
             creations,
             config,
             epoch: AtomicU64::new(epoch),
@@ -178,7 +177,7 @@ impl Hub {
     /// `Ok(None)` for a session the store does not hold. One store read, no event copied:
     /// cheap enough to sample while the session runs.
     pub async fn retained(&self, id: &SessionId) -> Result<Option<(u64, u64)>, Error> {
-        match self.shared.store.retention(id).await {
+        match self.shared.store().retention(id).await {
             Ok(retention) => Ok(Some((retention.count, retention.bytes))),
             Err(Error::UnknownSession(_)) => Ok(None),
             Err(err) => Err(err),
@@ -191,7 +190,7 @@ impl Hub {
         self.shared.shutdown.cancel();
         // This server produces nothing more: a shared store lets its leases lapse, so other
         // servers end its sessions (`PRODUCER_LOST`) rather than wait for them.
-        if let Some(sharing) = self.shared.store.sharing() {
+        if let Some(sharing) = self.shared.store().sharing() {
             sharing.shutdown();
         }
     }
@@ -213,7 +212,7 @@ impl Hub {
             }
             // The producer may run on another server: the cancel reaches it through the
             // store, and it ends the session's streams.
-            None => match shared.store.sharing() {
+            None => match shared.store().sharing() {
                 Some(sharing) => {
                     let cancel = Inbound::Cancel {
                         reason: Some(session::TERMINATED_MESSAGE.to_owned()),
@@ -236,7 +235,7 @@ impl Hub {
         if let Some(rt) = &rt {
             rt.end().await;
         }
-        let removed = shared.store.remove(id).await?;
+        let removed = shared.store().remove(id).await?;
         Ok(removed || rt.is_some())
     }
 }
@@ -250,6 +249,11 @@ const DRAIN: Duration = Duration::from_secs(1);
 const DRAIN_POLL: Duration = Duration::from_millis(10);
 
 impl Shared {
+    /// The session store (the configuration's: the hub keeps no copy of it).
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.config.store
+    }
+
     /// Takes a session out of this hub's map (its place is given back); the runtime, if
     /// there was one.
     fn forget(&self, id: &SessionId) -> Option<Arc<LiveSession>> {
@@ -266,11 +270,11 @@ impl Shared {
         loop {
             let here = local.is_some_and(|rt| {
                 let attach = rt.attach_state();
-                attach.generation > 0 && attach.detached_at.is_none()
+                attach.current.generation > 0 && attach.detached_at.is_none()
             });
             let elsewhere = !here
-                && self.store.sharing().is_some()
-                && matches!(self.store.load(id).await, Ok(Some(s)) if s.presence.attached > 0);
+                && self.store().sharing().is_some()
+                && matches!(self.store().load(id).await, Ok(Some(s)) if s.presence.attached > 0);
             if !here && !elsewhere {
                 return;
             }
@@ -284,7 +288,7 @@ impl Shared {
 
     /// The current epoch: the shared store's when it keeps one, else the hub's.
     async fn current_epoch(&self) -> Result<u64, Error> {
-        if let Some(epoch) = self.store.epoch().await? {
+        if let Some(epoch) = self.store().epoch().await? {
             self.epoch.store(epoch, Ordering::Release);
         }
         Ok(self.epoch.load(Ordering::Acquire))
@@ -394,7 +398,7 @@ impl Shared {
     /// Counts a new connection in a shared store's presence (the attachment leaves it when
     /// it ends).
     async fn enter_store(&self, id: &SessionId) -> Result<(), Refusal> {
-        if let Some(sharing) = self.store.sharing() {
+        if let Some(sharing) = self.store().sharing() {
             sharing.attach(id).await.map_err(|e| unavailable(id, &e))?;
         }
         Ok(())
@@ -419,12 +423,17 @@ impl Shared {
         token: Option<&str>,
         accept_previous: bool,
     ) -> Result<(Snapshot, Arc<LiveSession>, Option<TokenHash>), Refusal> {
-        let snapshot = self.store.load(id).await.map_err(|e| unavailable(id, &e))?;
+        let snapshot = self
+            .store()
+            .load(id)
+            .await
+            .map_err(|e| unavailable(id, &e))?;
         let presented = self.check_token(id, token, snapshot.as_ref(), accept_previous)?;
         let runtime = self.runtime(id).or_else(|| {
             // A session produced by another server sharing the store (or by one that died):
             // served from the store's log, its messages forwarded to the producer's inbox.
-            (self.store.sharing().is_some() && snapshot.is_some()).then(|| self.remote_runtime(id))
+            (self.store().sharing().is_some() && snapshot.is_some())
+                .then(|| self.remote_runtime(id))
         });
         match (snapshot, runtime) {
             (Some(snapshot), Some(rt)) => Ok((snapshot, rt, presented)),
@@ -532,7 +541,7 @@ impl Shared {
             }
         };
         let swapped = self
-            .store
+            .store()
             .swap_tokens(id, tokens, next)
             .await
             .map_err(|e| unavailable(id, &e))?;
@@ -603,7 +612,7 @@ impl Shared {
         if snapshot.expired || now >= snapshot.meta.expires_at_ms {
             return true;
         }
-        if self.store.sharing().is_some() {
+        if self.store().sharing().is_some() {
             // Connections on every server count: this one's may all have ended while a
             // client is attached elsewhere.
             let presence = snapshot.presence;
@@ -622,101 +631,255 @@ fn unavailable(id: &SessionId, err: &Error) -> Refusal {
     Refusal::new(RefusalReason::Unavailable, format!("session {id}: {err}"))
 }
 
+/// A resume that passed its checks and rotated the token: what it attaches to, and how.
+struct Resumable {
+    snapshot: Snapshot,
+    rt: Arc<LiveSession>,
+    /// The first seq to send.
+    from: u64,
+    /// The token the client is handed.
+    token: String,
+}
+
+/// The steps of [`SessionService::create`], in the order it takes them.
+impl Shared {
+    /// The new session's record: its expiry (the hub's TTL, or the request's shorter
+    /// `maxExecutionMs`) and the current epoch.
+    async fn new_meta(&self, request: &CreateSession) -> Result<SessionMeta, Refusal> {
+        let id = &request.session_id;
+        let created = clock::now_ms();
+        let ttl = request
+            .config
+            .max_execution_ms
+            .map_or(self.config.session_ttl, |ms| {
+                self.config.session_ttl.min(Duration::from_millis(ms))
+            });
+        let expires = created.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        let epoch = self
+            .current_epoch()
+            .await
+            .map_err(|e| unavailable(id, &e))?;
+        Ok(SessionMeta::new(
+            id.clone(),
+            epoch,
+            created,
+            expires,
+            request.encrypted,
+        ))
+    }
+
+    /// Admission: the session's runtime takes a place among the sessions (the limits are
+    /// checked there); the receiver of its client messages for the application.
+    fn admit(
+        &self,
+        request: &CreateSession,
+    ) -> Result<(Arc<LiveSession>, mpsc::Receiver<RuntimeChannelMessage>), Refusal> {
+        let (messages_tx, messages_rx) = mpsc::channel(MESSAGE_QUEUE);
+        let rt = Arc::new(LiveSession::new(
+            request.session_id.clone(),
+            messages_tx,
+            request.peer,
+        ));
+        self.reserve(&rt)?;
+        Ok((rt, messages_rx))
+    }
+
+    /// The store writes of a create: the record, this connection in a shared store's
+    /// presence, the `session_init` event. A failure gives the place back and leaves nothing
+    /// half made.
+    async fn write_new(
+        &self,
+        rt: &Arc<LiveSession>,
+        request: &CreateSession,
+        meta: SessionMeta,
+        tokens: TokenHashes,
+    ) -> Result<(), Refusal> {
+        let id = &request.session_id;
+        let expires = meta.expires_at_ms;
+        if let Err(err) = self.store().create(meta, tokens).await {
+            self.unreserve(rt);
+            return Err(match err {
+                Error::SessionExists(_) => Refusal::new(
+                    RefusalReason::SessionExists,
+                    format!("session {id} already exists"),
+                ),
+                err => unavailable(id, &err),
+            });
+        }
+        // This connection counts in a shared store's presence before anything else
+        // happens, so a failure leaves nothing half made.
+        if let Err(refusal) = self.enter_store(id).await {
+            self.unreserve(rt);
+            let _ = self.store().remove(id).await;
+            return Err(refusal);
+        }
+        let init = SessionInitPayload::new(
+            request.cancel_url.clone(),
+            clock::timestamp("expiresAt", expires),
+            request.encryption.clone(),
+        );
+        if let Err(err) = session::publish(self, rt, EventPayload::SessionInit(init)).await {
+            self.unreserve(rt);
+            // Best effort: the store failed already, or the hub is shutting down.
+            let _ = self.store().remove(id).await;
+            return Err(unavailable(id, &err));
+        }
+        Ok(())
+    }
+
+    /// Starts what runs beside a new session: its heartbeats, and with a shared store the
+    /// follower of its inbox.
+    fn spawn_tasks(self: &Arc<Self>, rt: &Arc<LiveSession>, request: &CreateSession) {
+        let heartbeat = request
+            .config
+            .heartbeat_interval_ms
+            .map_or(self.config.heartbeat, |ms| {
+                (ms > 0).then(|| Duration::from_millis(ms))
+            });
+        if let Some(period) = heartbeat {
+            tokio::spawn(heartbeats(Arc::downgrade(self), Arc::clone(rt), period));
+        }
+        if let Some(sharing) = self.store().sharing() {
+            let inbox = sharing.inbox(&rt.id);
+            tokio::spawn(follow_inbox(Arc::downgrade(self), Arc::clone(rt), inbox));
+        }
+    }
+
+    /// Hands the new session to the application ([`Hub::accept`]).
+    fn hand_over(
+        self: &Arc<Self>,
+        rt: &Arc<LiveSession>,
+        request: &CreateSession,
+        messages: mpsc::Receiver<RuntimeChannelMessage>,
+    ) {
+        let new_session = AcceptedSession {
+            session_id: rt.id.clone(),
+            code: request.code.clone(),
+            config: request.config.clone(),
+            encrypted: request.encrypted,
+            handle: SessionHandle {
+                shared: Arc::clone(self),
+                rt: Arc::clone(rt),
+            },
+            messages: Messages { rx: messages },
+        };
+        if self.new_sessions.send(new_session).is_err() {
+            tracing::warn!(session = %rt.id, "no application accepts sessions");
+        }
+    }
+}
+
+/// The steps of [`SessionService::resume`], in the order it takes them.
+impl Shared {
+    /// Resume check (0): an epoch that is not this server state's. The state the client's
+    /// position belongs to is gone (a restart that lost it). Decided by the hub's epoch
+    /// alone, so it says nothing about whether the session exists; without it, a restarted
+    /// server could only answer `bad_token`, as if the client had the wrong token.
+    async fn check_resume_epoch(&self, request: &ResumeSession) -> Result<(), Refusal> {
+        let id = &request.session_id;
+        let current = self
+            .current_epoch()
+            .await
+            .map_err(|e| unavailable(id, &e))?;
+        if let Some(epoch) = request.epoch.filter(|&e| e != current) {
+            return Err(Refusal::new(
+                RefusalReason::EpochMismatch,
+                format!(
+                    "session {id}: epoch {epoch} is not this server's ({current}): its state is gone",
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Resume checks (1) the token, before anything that says whether the session exists,
+    /// (2) the session, then [`check_resume`](Self::check_resume) and the rotation, retried
+    /// when a concurrent resume rotated first.
+    async fn authorize_resume(&self, request: &ResumeSession) -> Result<Resumable, Refusal> {
+        let id = &request.session_id;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let (snapshot, rt, presented) =
+                self.authorize(id, request.token.as_deref(), true).await?;
+            if *rt.store_lost.borrow() {
+                return Err(Refusal::new(
+                    RefusalReason::Unavailable,
+                    format!("session {id}: its final is not yet recorded in the session store; try again"),
+                ));
+            }
+            let from = self.check_resume(request, &snapshot, &rt)?;
+            match self
+                .rotate(id, &snapshot, request.token.as_deref(), presented)
+                .await?
+            {
+                Some(token) => {
+                    return Ok(Resumable {
+                        snapshot,
+                        rt,
+                        from,
+                        token,
+                    })
+                }
+                // Lost the compare-and-set to a concurrent resume or submit: reload and
+                // decide again (a concurrent resume with the same token made it the
+                // previous one, whose successor this one then gets too).
+                None if attempts < ROTATE_ATTEMPTS => {}
+                None => {
+                    return Err(Refusal::new(
+                        RefusalReason::BadToken,
+                        format!("session {id}: the resume token was used concurrently"),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// What a resume settles before it attaches: everything before its position leaves
+    /// the store (a resume from N acknowledges everything before N), a remote runtime
+    /// learns the session finished, and the connection counts in a shared store's presence.
+    async fn settle_resume(&self, resumable: &Resumable) -> Result<(), Refusal> {
+        let Resumable {
+            snapshot, rt, from, ..
+        } = resumable;
+        let id = &rt.id;
+        self.store()
+            .trim(id, from - 1)
+            .await
+            .map_err(|e| unavailable(id, &e))?;
+        if rt.remote && snapshot.meta.finished_at_ms.is_some() {
+            // Its `final` is the last event: a resume after it ends once replayed.
+            rt.final_seq
+                .fetch_max(snapshot.retention.last_seq, Ordering::AcqRel);
+        }
+        // Counted in a shared store's presence before the current connection is
+        // superseded: a failure here leaves that connection alone.
+        self.enter_store(id).await
+    }
+}
+
 impl SessionService for Hub {
     fn create(&self, request: CreateSession) -> BoxFuture<'_, Result<Attachment, Refusal>> {
         Box::pin(async move {
             let shared = &self.shared;
             shared.refuse_if_shutting_down()?;
-            let id = request.session_id.clone();
-            let (token, hash) = token::issue(&shared.rng).map_err(|e| unavailable(&id, &e))?;
-            let created = clock::now_ms();
-            let ttl = request
-                .config
-                .max_execution_ms
-                .map_or(shared.config.session_ttl, |ms| {
-                    shared.config.session_ttl.min(Duration::from_millis(ms))
-                });
-            let expires =
-                created.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
-            let epoch = shared
-                .current_epoch()
-                .await
-                .map_err(|e| unavailable(&id, &e))?;
-            let meta = SessionMeta::new(id.clone(), epoch, created, expires, request.encrypted);
-            let tokens = TokenHashes::first(hash);
-            let (messages_tx, messages_rx) = mpsc::channel(MESSAGE_QUEUE);
-            let mut runtime = LiveSession::new(id.clone(), messages_tx);
-            runtime.peer = request.peer;
-            let rt = Arc::new(runtime);
-            shared.reserve(&rt)?;
-            if let Err(err) = shared.store.create(meta, tokens).await {
-                shared.unreserve(&rt);
-                return Err(match err {
-                    Error::SessionExists(_) => Refusal::new(
-                        RefusalReason::SessionExists,
-                        format!("session {id} already exists"),
-                    ),
-                    err => unavailable(&id, &err),
-                });
-            }
-            // This connection counts in a shared store's presence before anything else
-            // happens, so a failure leaves nothing half made.
-            if let Err(refusal) = shared.enter_store(&id).await {
-                shared.unreserve(&rt);
-                let _ = shared.store.remove(&id).await;
-                return Err(refusal);
-            }
-            let init = SessionInitPayload::new(
-                request.cancel_url.clone(),
-                clock::timestamp("expiresAt", expires),
-                request.encryption.clone(),
-            );
-            if let Err(err) = session::publish(shared, &rt, EventPayload::SessionInit(init)).await {
-                shared.unreserve(&rt);
-                // Best effort: the store failed already, or the hub is shutting down.
-                let _ = shared.store.remove(&id).await;
-                return Err(unavailable(&id, &err));
-            }
-            let generation = rt.attach(request.features.resume, 0);
-            let heartbeat = request
-                .config
-                .heartbeat_interval_ms
-                .map_or(shared.config.heartbeat, |ms| {
-                    (ms > 0).then(|| Duration::from_millis(ms))
-                });
-            if let Some(period) = heartbeat {
-                tokio::spawn(heartbeats(Arc::downgrade(shared), Arc::clone(&rt), period));
-            }
-            if let Some(sharing) = shared.store.sharing() {
-                let inbox = sharing.inbox(&id);
-                tokio::spawn(follow_inbox(Arc::downgrade(shared), Arc::clone(&rt), inbox));
-            }
-            let new_session = AcceptedSession {
-                session_id: id.clone(),
-                code: request.code.clone(),
-                config: request.config.clone(),
-                encrypted: request.encrypted,
-                handle: SessionHandle {
-                    shared: Arc::clone(shared),
-                    rt: Arc::clone(&rt),
-                },
-                messages: Messages { rx: messages_rx },
-            };
-            if shared.new_sessions.send(new_session).is_err() {
-                tracing::warn!(session = %id, "no application accepts sessions");
-            }
-            let mut attachment = attachment(
-                shared,
-                rt,
-                generation,
-                request.features.resume,
-                1,
-                None,
+            let id = &request.session_id;
+            let (token, hash) = token::issue(&shared.rng).map_err(|e| unavailable(id, &e))?;
+            let meta = shared.new_meta(&request).await?;
+            let epoch = meta.epoch;
+            let (rt, messages) = shared.admit(&request)?;
+            shared
+                .write_new(&rt, &request, meta, TokenHashes::first(hash))
+                .await?;
+            let seat = rt.attach(request.features.resume, 0);
+            shared.spawn_tasks(&rt, &request);
+            shared.hand_over(&rt, &request, messages);
+            let terms = Terms {
                 token,
                 epoch,
-            );
-            attachment.encrypted = request.encrypted;
-            Ok(attachment)
+                encrypted: request.encrypted,
+            };
+            Ok(attachment(shared, rt, seat, Start::New, terms))
         })
     }
 
@@ -724,85 +887,26 @@ impl SessionService for Hub {
         Box::pin(async move {
             let shared = &self.shared;
             shared.refuse_if_shutting_down()?;
-            let id = &request.session_id;
-            // (0) An epoch that is not this server state's: the state the client's position
-            // belongs to is gone (a restart that lost it). Decided by the hub's epoch alone,
-            // so it says nothing about whether the session exists; without it, a restarted
-            // server could only answer `bad_token`, as if the client had the wrong token.
-            let current = shared
-                .current_epoch()
-                .await
-                .map_err(|e| unavailable(id, &e))?;
-            if let Some(epoch) = request.epoch.filter(|&e| e != current) {
-                return Err(Refusal::new(
-                    RefusalReason::EpochMismatch,
-                    format!(
-                        "session {id}: epoch {epoch} is not this server's ({current}): its state is gone",
-                    ),
-                ));
-            }
-            // (1) The token, before anything that says whether the session exists; (2) the
-            // session; then the rotation, retried when a concurrent resume rotated first.
-            let mut attempts = 0;
-            let (snapshot, rt, from, token) = loop {
-                attempts += 1;
-                let (snapshot, rt, presented) =
-                    shared.authorize(id, request.token.as_deref(), true).await?;
-                if *rt.store_lost.borrow() {
-                    return Err(Refusal::new(
-                        RefusalReason::Unavailable,
-                        format!("session {id}: its final is not yet recorded in the session store; try again"),
-                    ));
-                }
-                let from = shared.check_resume(&request, &snapshot, &rt)?;
-                match shared
-                    .rotate(id, &snapshot, request.token.as_deref(), presented)
-                    .await?
-                {
-                    Some(token) => break (snapshot, rt, from, token),
-                    // Lost the compare-and-set to a concurrent resume or submit: reload and
-                    // decide again (a concurrent resume with the same token made it the
-                    // previous one, whose successor this one then gets too).
-                    None if attempts < ROTATE_ATTEMPTS => {}
-                    None => {
-                        return Err(Refusal::new(
-                            RefusalReason::BadToken,
-                            format!("session {id}: the resume token was used concurrently"),
-                        ))
-                    }
-                }
-            };
-            let retention = snapshot.retention;
-            // A resume from N acknowledges everything before N.
-            shared
-                .store
-                .trim(id, from - 1)
-                .await
-                .map_err(|e| unavailable(id, &e))?;
-            if rt.remote && snapshot.meta.finished_at_ms.is_some() {
-                // Its `final` is the last event: a resume after it ends once replayed.
-                rt.final_seq
-                    .fetch_max(retention.last_seq, std::sync::atomic::Ordering::AcqRel);
-            }
-            // Counted in a shared store's presence before the current connection is
-            // superseded: a failure here leaves that connection alone.
-            shared.enter_store(id).await?;
-            let generation = rt.attach(request.features.resume, from - 1);
-            let replay_end = retention.last_seq.max(from - 1);
-            let mut attachment = attachment(
-                shared,
+            shared.check_resume_epoch(&request).await?;
+            let resumable = shared.authorize_resume(&request).await?;
+            shared.settle_resume(&resumable).await?;
+            let Resumable {
+                snapshot,
                 rt,
-                generation,
-                request.features.resume,
                 from,
-                Some(replay_end),
                 token,
-                snapshot.meta.epoch,
-            );
-            attachment.epoch = snapshot.meta.epoch;
-            attachment.resumed = true;
-            attachment.encrypted = snapshot.meta.encrypted;
-            Ok(attachment)
+            } = resumable;
+            let seat = rt.attach(request.features.resume, from - 1);
+            let start = Start::Resume {
+                from,
+                replay_end: snapshot.retention.last_seq.max(from - 1),
+            };
+            let terms = Terms {
+                token,
+                epoch: snapshot.meta.epoch,
+                encrypted: snapshot.meta.encrypted,
+            };
+            Ok(attachment(shared, rt, seat, start, terms))
         })
     }
 
@@ -824,7 +928,7 @@ impl SessionService for Hub {
                 let next = TokenHashes::first(snapshot.tokens.current);
                 // Losing this race to a resume is harmless: that resume rotated anyway.
                 shared
-                    .store
+                    .store()
                     .swap_tokens(id, snapshot.tokens, next)
                     .await
                     .map_err(|e| unavailable(id, &e))?;
@@ -840,13 +944,13 @@ impl SessionService for Hub {
             let held = attach::deliver(shared, &rt, request.messages).await?;
             if let Some(ack) = request.ack {
                 attach::acknowledge(&rt, ack);
-                if shared.store.sharing().is_some() {
+                if shared.store().sharing().is_some() {
                     // The stream may be served by another server (an HTTP client's POSTs
                     // reach any node): what it acknowledged leaves the shared store, which is
                     // how every server learns it. Clamped like any ack to what exists.
                     let through = ack.min(snapshot.retention.last_seq);
                     shared
-                        .store
+                        .store()
                         .trim(id, through)
                         .await
                         .map_err(|e| unavailable(id, &e))?;
@@ -861,7 +965,7 @@ impl SessionService for Hub {
         Box::pin(async move {
             let snapshot = self
                 .shared
-                .store
+                .store()
                 .load(&id)
                 .await
                 .map_err(|e| unavailable(&id, &e))?;
@@ -876,7 +980,7 @@ impl SessionService for Hub {
 
     fn list(&self) -> BoxFuture<'_, Result<Vec<SessionInfo>, Refusal>> {
         Box::pin(async move {
-            let metas = self.shared.store.list().await.map_err(|e| {
+            let metas = self.shared.store().list().await.map_err(|e| {
                 Refusal::new(RefusalReason::Unavailable, format!("session store: {e}"))
             })?;
             Ok(metas.iter().map(info_of).collect())
@@ -900,7 +1004,7 @@ impl SessionService for Hub {
     fn ready(&self) -> BoxFuture<'_, Result<(), Refusal>> {
         Box::pin(async move {
             self.shared.refuse_if_shutting_down()?;
-            self.shared.store.ping().await.map_err(|err| {
+            self.shared.store().ping().await.map_err(|err| {
                 Refusal::new(
                     RefusalReason::Unavailable,
                     format!("the session store does not answer: {err}"),
@@ -916,7 +1020,7 @@ impl SessionService for Hub {
     ) -> BoxFuture<'_, Result<(), Refusal>> {
         let id = session_id.clone();
         Box::pin(async move {
-            let store = &self.shared.store;
+            let store = self.shared.store();
             let Some(rt) = self.shared.runtime(&id) else {
                 if let Some(sharing) = store.sharing() {
                     // The producer may run on another server: the cancel goes through the
@@ -953,7 +1057,7 @@ impl SessionService for Hub {
         Box::pin(async move {
             let shared = &self.shared;
             let snapshot = shared
-                .store
+                .store()
                 .load(&id)
                 .await
                 .map_err(|e| unavailable(&id, &e))?;
@@ -965,34 +1069,42 @@ impl SessionService for Hub {
     }
 }
 
-/// An attachment of `rt` for the connection of `generation`, sending from seq `from`.
-#[allow(clippy::too_many_arguments)]
+/// What a connection is told as it attaches, beside its events.
+struct Terms {
+    /// The resume token to give the client.
+    token: String,
+    /// The session's epoch.
+    epoch: u64,
+    /// Whether the session is encrypted.
+    encrypted: bool,
+}
+
+/// An attachment of `rt` for the connection in `seat`, sending from `start`.
 fn attachment(
     shared: &Arc<Shared>,
     rt: Arc<LiveSession>,
-    generation: u64,
-    acknowledges: bool,
-    from: u64,
-    replay_end: Option<u64>,
-    token: String,
-    epoch: u64,
+    seat: Seat,
+    start: Start,
+    terms: Terms,
 ) -> Attachment {
-    let events = HubEvents::new(
-        Arc::clone(shared),
-        Arc::clone(&rt),
-        generation,
-        acknowledges,
-        from,
-        replay_end,
-    );
+    let events = HubEvents::new(Arc::clone(shared), Arc::clone(&rt), seat, start);
     let id = rt.id.clone();
     let upstream = HubUpstream {
         shared: Arc::clone(shared),
         rt,
-        generation,
-        acknowledges,
+        seat,
     };
-    Attachment::new(id, token, epoch, Box::new(events), Arc::new(upstream))
+    let mut attachment = Attachment::new(
+        id,
+        terms.token,
+        terms.epoch,
+        Box::new(events),
+        Arc::new(upstream),
+    );
+    // `Attachment::new` starts both `false` (the type is the transport's, non-exhaustive).
+    attachment.resumed = start.resumed();
+    attachment.encrypted = terms.encrypted;
+    attachment
 }
 
 fn info_of(meta: &SessionMeta) -> SessionInfo {
@@ -1172,13 +1284,13 @@ async fn sweep_one(shared: &Shared, rt: &Arc<LiveSession>) {
     if let Some(at) = expired_at {
         if at.elapsed() >= shared.config.session_grace {
             shared.forget(&rt.id);
-            if let Err(err) = shared.store.remove(&rt.id).await {
+            if let Err(err) = shared.store().remove(&rt.id).await {
                 tracing::warn!(session = %rt.id, %err, "expired session not purged");
             }
         }
         return;
     }
-    let snapshot = match shared.store.load(&rt.id).await {
+    let snapshot = match shared.store().load(&rt.id).await {
         Ok(Some(snapshot)) => snapshot,
         Ok(None) => {
             // It left the store some other way (deleted through another server sharing the
@@ -1198,7 +1310,7 @@ async fn sweep_one(shared: &Shared, rt: &Arc<LiveSession>) {
         tracing::debug!(session = %rt.id, "session expired");
         *rt.expired_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         rt.end().await;
-        if let Err(err) = shared.store.expire(&rt.id).await {
+        if let Err(err) = shared.store().expire(&rt.id).await {
             tracing::warn!(session = %rt.id, %err, "session not expired in the store");
         }
     }

@@ -22,25 +22,86 @@ use crate::Error;
 /// The attachment currently serving a session.
 #[derive(Debug, Default)]
 pub(crate) struct AttachState {
-    /// Bumped by every attach; an event source whose generation is older was superseded.
-    pub(crate) generation: u64,
-    /// Whether the current connection acknowledges events (`resume` feature).
-    pub(crate) acknowledges: bool,
+    /// The current connection's seat: its generation is bumped by every attach, and an event
+    /// source whose generation is older was superseded. The session's one copy of the
+    /// generation ([`LiveSession::attaches`] only says that it changed); each connection's
+    /// own seat is a copy of what it was given, never updated.
+    pub(crate) current: Seat,
     /// When the last connection ended (`None` while one is attached).
     pub(crate) detached_at: Option<Instant>,
     /// A client ack to send on the current attachment (resume-feature clients only).
     pub(crate) pending_ack: Option<u64>,
 }
 
-/// What the publisher knows between publishes (guarded by the publish lock).
-#[derive(Debug)]
+/// What the publisher knows between publishes (guarded by the publish lock). The next seq
+/// is [`LiveSession::next_seq`] and whether the `final` was published is
+/// [`LiveSession::final_seq`]: neither is kept here.
+#[derive(Debug, Default)]
 pub(crate) struct PublishState {
-    pub(crate) next_seq: u64,
-    pub(crate) finished: bool,
+    /// The store refused a publish for longer than the hub's store retry: nothing more is
+    /// published here (the sweeper records the session's `final`). A duplication that stays:
+    /// [`LiveSession::store_lost`] says the same until that `final` is recorded, but it is a
+    /// watch (a lock to read), and this is read per publish under the publish lock.
+    pub(crate) store_refused: bool,
     /// The retention the last append left. Only this publisher appends, and everything else
     /// only trims, so it bounds the real one from above: an event that fits it fits, without
     /// asking the store again.
     pub(crate) retention: Option<Retention>,
+}
+
+/// What a session produced until now, as the stats of the `final` a cancel publishes.
+#[derive(Debug)]
+pub(crate) struct Tally {
+    /// When the runtime was made (ms since the epoch): a cancel's `final` reports the
+    /// session's age as its duration.
+    created_at_ms: u64,
+    /// Tool calls published.
+    tool_calls: AtomicU64,
+    /// UTF-8 bytes of the `stdout` chunks published.
+    stdout_bytes: AtomicU64,
+}
+
+impl Tally {
+    fn new() -> Self {
+        Self {
+            created_at_ms: super::clock::now_ms(),
+            tool_calls: AtomicU64::new(0),
+            stdout_bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts a published event: a tool call, or `stdout_bytes` of output (0 for neither).
+    fn count(&self, tool_call: bool, stdout_bytes: u64) {
+        if tool_call {
+            self.tool_calls.fetch_add(1, Ordering::AcqRel);
+        }
+        if stdout_bytes > 0 {
+            self.stdout_bytes.fetch_add(stdout_bytes, Ordering::AcqRel);
+        }
+    }
+
+    /// The stats of a `final` published now, as a `final` the application sends reports
+    /// them.
+    fn stats(&self) -> SessionStats {
+        let elapsed = super::clock::now_ms().saturating_sub(self.created_at_ms);
+        #[allow(clippy::cast_precision_loss)] // milliseconds: exact far beyond any session's age
+        let duration_ms = elapsed as f64;
+        SessionStats::new(
+            duration_ms,
+            self.tool_calls.load(Ordering::Acquire),
+            self.stdout_bytes.load(Ordering::Acquire),
+        )
+    }
+}
+
+/// One connection's place on a session, as [`LiveSession::attach`] gave it: superseded once
+/// another attach bumps the session's generation past it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Seat {
+    /// The attachment's generation (0 before the first attach).
+    pub(crate) generation: u64,
+    /// Whether its connection acknowledges events (`resume` feature).
+    pub(crate) acknowledges: bool,
 }
 
 /// The in-process side of one session, beside what its store keeps (named so because
@@ -62,55 +123,70 @@ pub(crate) struct LiveSession {
     pub(crate) acked: AtomicU64,
     /// Highest seq written to a connection that does not acknowledge.
     pub(crate) written: AtomicU64,
-    /// The last published seq (acknowledgements beyond it are clamped to it).
+    /// The last published seq (acknowledgements beyond it are clamped to it); the next one
+    /// to publish is derived from it ([`next_seq`](Self::next_seq)). Written under the
+    /// publish lock (or, for a remote runtime, by its event source), read without it.
     pub(crate) last_seq: AtomicU64,
-    /// The seq of the `final` event, 0 before it.
+    /// The seq of the `final` event, 0 before it: also whether the session finished
+    /// ([`PublishState::finished`]).
     pub(crate) final_seq: AtomicU64,
     pub(crate) attach: Mutex<AttachState>,
-    /// The current attachment generation, for event sources to notice a supersede.
-    pub(crate) generation: watch::Sender<u64>,
+    /// Changed by every attach, so an event source notices a supersede without taking the
+    /// attach lock per event; the generation itself is [`AttachState::current`].
+    pub(crate) attaches: watch::Sender<()>,
     pub(crate) cancelled: watch::Sender<bool>,
     /// `true` once the session was deleted or expired.
     pub(crate) closed: watch::Sender<bool>,
     /// `true` from a publish that the store refused for longer than the hub's store retry
     /// until the sweeper has recorded the session's `final` (`STORE_UNAVAILABLE`) in the
     /// store: connections here end with an `unavailable` refusal and resumes here are
-    /// refused the same way meanwhile.
+    /// refused the same way meanwhile. Set with [`PublishState::store_refused`] (kept so a
+    /// publish checks it without this watch's lock) and, unlike it, cleared once that
+    /// `final` is in.
     pub(crate) store_lost: watch::Sender<bool>,
     pub(crate) state: watch::Sender<SessionState>,
     /// When the session expired (it is purged a grace period later).
     pub(crate) expired_at: Mutex<Option<Instant>>,
-    /// When the runtime was made (ms since the epoch): a cancel's `final` reports the
-    /// session's age as its duration.
-    pub(crate) created_at_ms: u64,
-    /// Tool calls published, for a cancel's `final` stats.
-    pub(crate) tool_calls: AtomicU64,
-    /// UTF-8 bytes of the `stdout` chunks published, for a cancel's `final` stats.
-    pub(crate) stdout_bytes: AtomicU64,
+    /// What the session produced, for a cancel's `final` stats.
+    pub(crate) tally: Tally,
     /// The IP address of the connection that created the session, when known: what
     /// [`HubConfig::max_sessions_per_peer`](crate::HubConfig::max_sessions_per_peer) counts.
     pub(crate) peer: Option<std::net::IpAddr>,
 }
 
+impl PublishState {
+    /// Whether nothing more can be published: the `final` was, or the store refused a
+    /// publish. Under the publish lock `final_seq` is only set while a `final` is appended
+    /// and cleared again if that append fails, so it says whether the `final` is in.
+    pub(crate) fn finished(&self, rt: &LiveSession) -> bool {
+        self.store_refused || rt.final_seq.load(Ordering::Acquire) != 0
+    }
+}
+
 impl LiveSession {
-    pub(crate) fn new(id: SessionId, messages: mpsc::Sender<RuntimeChannelMessage>) -> Self {
-        Self::with_upstream(id, Some(messages))
+    /// The runtime of a session produced here, created by a connection from `peer`.
+    pub(crate) fn new(
+        id: SessionId,
+        messages: mpsc::Sender<RuntimeChannelMessage>,
+        peer: Option<std::net::IpAddr>,
+    ) -> Self {
+        Self::with_upstream(id, Some(messages), peer)
     }
 
     /// The runtime of a session produced on another server sharing the store.
     pub(crate) fn remote(id: SessionId) -> Self {
-        Self::with_upstream(id, None)
+        Self::with_upstream(id, None, None)
     }
 
-    fn with_upstream(id: SessionId, messages: Option<mpsc::Sender<RuntimeChannelMessage>>) -> Self {
+    fn with_upstream(
+        id: SessionId,
+        messages: Option<mpsc::Sender<RuntimeChannelMessage>>,
+        peer: Option<std::net::IpAddr>,
+    ) -> Self {
         Self {
             remote: messages.is_none(),
             id,
-            publish: AsyncMutex::new(PublishState {
-                next_seq: 1,
-                finished: false,
-                retention: None,
-            }),
+            publish: AsyncMutex::new(PublishState::default()),
             upstream: AsyncMutex::new(messages),
             space: Notify::new(),
             control: Notify::new(),
@@ -119,47 +195,53 @@ impl LiveSession {
             last_seq: AtomicU64::new(0),
             final_seq: AtomicU64::new(0),
             attach: Mutex::new(AttachState::default()),
-            generation: watch::channel(0).0,
+            attaches: watch::channel(()).0,
             cancelled: watch::channel(false).0,
             closed: watch::channel(false).0,
             store_lost: watch::channel(false).0,
             state: watch::channel(SessionState::Starting).0,
             expired_at: Mutex::new(None),
-            created_at_ms: super::clock::now_ms(),
-            tool_calls: AtomicU64::new(0),
-            stdout_bytes: AtomicU64::new(0),
-            peer: None,
+            tally: Tally::new(),
+            peer,
         }
+    }
+
+    /// The seq the next publish takes: the one after the last published. Stable only under
+    /// the publish lock (the publisher is the only one to move it for a local runtime).
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.last_seq.load(Ordering::Acquire) + 1
     }
 
     pub(crate) fn attach_state(&self) -> std::sync::MutexGuard<'_, AttachState> {
         self.attach.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Makes a new attachment current; returns its generation.
-    pub(crate) fn attach(&self, acknowledges: bool, acked_through: u64) -> u64 {
+    /// Makes a new attachment current; returns its seat.
+    pub(crate) fn attach(&self, acknowledges: bool, acked_through: u64) -> Seat {
         self.acked.fetch_max(acked_through, Ordering::AcqRel);
-        let generation = {
+        let seat = {
             let mut attach = self.attach_state();
             // A new connection has written nothing yet. Reset under the attach lock, with the
             // generation: an older connection records what it wrote under the same lock and
             // only while its generation is current.
             self.written.store(acked_through, Ordering::Release);
-            attach.generation += 1;
-            attach.acknowledges = acknowledges;
+            attach.current = Seat {
+                generation: attach.current.generation + 1,
+                acknowledges,
+            };
             attach.detached_at = None;
             attach.pending_ack = None;
-            attach.generation
+            attach.current
         };
-        self.generation.send_replace(generation);
+        self.attaches.send_replace(());
         self.space.notify_waiters();
-        generation
+        seat
     }
 
     /// The attachment of `generation` ended.
     pub(crate) fn detach(&self, generation: u64) {
         let mut attach = self.attach_state();
-        if attach.generation == generation && attach.detached_at.is_none() {
+        if attach.current.generation == generation && attach.detached_at.is_none() {
             attach.detached_at = Some(Instant::now());
         }
     }
@@ -216,7 +298,7 @@ pub(crate) async fn terminate(
     // A producer waiting for room holds the publish lock: it sees the cancel and lets go.
     rt.space.notify_waiters();
     let mut state = rt.publish.lock().await;
-    if state.finished || rt.is_closed() {
+    if state.finished(rt) || rt.is_closed() {
         return Ok(false);
     }
     tracing::debug!(session = %rt.id, message, "session cancelled: ending its stream");
@@ -228,15 +310,8 @@ pub(crate) async fn terminate(
     info.code = Some(CANCELLED_CODE.to_owned());
     let mut last = FinalPayload::new(false);
     last.error = Some(info);
-    let elapsed = super::clock::now_ms().saturating_sub(rt.created_at_ms);
-    #[allow(clippy::cast_precision_loss)] // milliseconds: exact far beyond any session's age
-    let duration_ms = elapsed as f64;
     // What the session produced until now, as a `final` the application sends reports it.
-    last.stats = Some(SessionStats::new(
-        duration_ms,
-        rt.tool_calls.load(Ordering::Acquire),
-        rt.stdout_bytes.load(Ordering::Acquire),
-    ));
+    last.stats = Some(rt.tally.stats());
     publish_locked(shared, rt, &mut state, EventPayload::Final(last), true).await?;
     Ok(true)
 }
@@ -260,7 +335,7 @@ pub(crate) async fn publish(
     }
     let published = publish_locked(shared, rt, &mut state, payload, false).await;
     if let Err(Error::Store(message)) = &published {
-        state.finished = true;
+        state.store_refused = true;
         state.retention = None;
         rt.store_lost.send_replace(true);
         rt.space.notify_waiters();
@@ -290,10 +365,10 @@ async fn publish_locked(
     if shared.shutdown.is_cancelled() {
         return Err(Error::ShuttingDown);
     }
-    if state.finished || rt.is_closed() {
+    if state.finished(rt) || rt.is_closed() {
         return Err(Error::SessionClosed(rt.id.clone()));
     }
-    let seq = state.next_seq;
+    let seq = rt.next_seq();
     let is_final = matches!(payload, EventPayload::Final(_));
     let next_state = next_state(&payload, rt);
     let is_tool_call = matches!(payload, EventPayload::ToolCall(_));
@@ -331,19 +406,10 @@ async fn publish_locked(
             return Err(err);
         }
     }
-    state.next_seq += 1;
     rt.last_seq.store(seq, Ordering::Release);
-    if is_final {
-        state.finished = true;
-    }
     // The store's metadata changes only when the state does (or a tool call is counted).
     let changed = next_state.is_some_and(|next| next != *rt.state.borrow());
-    if is_tool_call {
-        rt.tool_calls.fetch_add(1, Ordering::AcqRel);
-    }
-    if stdout_bytes > 0 {
-        rt.stdout_bytes.fetch_add(stdout_bytes, Ordering::AcqRel);
-    }
+    rt.tally.count(is_tool_call, stdout_bytes);
     if changed || is_tool_call || is_final {
         // The event is published: metadata that cannot be recorded is reported, not turned
         // into a failed publish (the application would publish the event twice).
@@ -398,7 +464,7 @@ where
 /// event at the same seq) and answers it as done.
 async fn append(shared: &Shared, rt: &LiveSession, event: &NewEvent) -> Result<Retention, Error> {
     retrying(shared, rt, "append", || {
-        shared.store.append(&rt.id, std::slice::from_ref(event))
+        shared.store().append(&rt.id, std::slice::from_ref(event))
     })
     .await
 }
@@ -448,12 +514,11 @@ pub(crate) async fn record_store_loss(
     // Known before the append wakes a reader, as for any `final`.
     rt.final_seq.store(seq, Ordering::Release);
     match shared
-        .store
+        .store()
         .append(&rt.id, std::slice::from_ref(&event))
         .await
     {
         Ok(retention) => {
-            state.next_seq = seq + 1;
             state.retention = Some(retention);
             rt.last_seq.store(seq, Ordering::Release);
             let progress = Progress {
@@ -462,7 +527,7 @@ pub(crate) async fn record_store_loss(
                 finished_at_ms: Some(super::clock::now_ms()),
             };
             rt.state.send_replace(SessionState::Failed);
-            if let Err(err) = shared.store.record_progress(&rt.id, progress).await {
+            if let Err(err) = shared.store().record_progress(&rt.id, progress).await {
                 tracing::warn!(session = %rt.id, %err, "session metadata not updated");
             }
             rt.store_lost.send_replace(false);
@@ -506,7 +571,7 @@ async fn record_progress(
     if let Some(state) = state {
         rt.state.send_replace(state);
     }
-    shared.store.record_progress(&rt.id, progress).await
+    shared.store().record_progress(&rt.id, progress).await
 }
 
 /// Waits until an event of `bytes` fits the bound: acknowledged events leave first, then
@@ -539,7 +604,7 @@ async fn make_room(
     let mut cancelled = rt.cancelled.subscribe();
     // Clients on other servers acknowledge by trimming the shared store, which wakes
     // nothing here: look again now and then.
-    let poll = if shared.store.sharing().is_some() {
+    let poll = if shared.store().sharing().is_some() {
         SHARED_POLL
     } else {
         std::time::Duration::MAX
@@ -563,11 +628,11 @@ async fn make_room(
         }
         let mut retention = match trimmed.take() {
             Some(retention) => retention,
-            None => retrying(shared, rt, "retention", || shared.store.retention(&rt.id)).await?,
+            None => retrying(shared, rt, "retention", || shared.store().retention(&rt.id)).await?,
         };
         let acked = rt.acked.load(Ordering::Acquire);
         if retention.count > 0 && acked >= retention.first_seq {
-            retention = retrying(shared, rt, "trim", || shared.store.trim(&rt.id, acked)).await?;
+            retention = retrying(shared, rt, "trim", || shared.store().trim(&rt.id, acked)).await?;
         }
         if fits(
             &retention,
@@ -584,7 +649,7 @@ async fn make_room(
                 retention.first_seq,
             );
             trimmed =
-                Some(retrying(shared, rt, "trim", || shared.store.trim(&rt.id, through)).await?);
+                Some(retrying(shared, rt, "trim", || shared.store().trim(&rt.id, through)).await?);
             continue;
         }
         tokio::select! {
@@ -617,7 +682,7 @@ async fn sleep_or_never(period: std::time::Duration) {
 fn written_through(rt: &LiveSession, retention: &Retention, config: &HubConfig) -> Option<u64> {
     {
         let attach = rt.attach_state();
-        if attach.acknowledges || attach.detached_at.is_some() {
+        if attach.current.acknowledges || attach.detached_at.is_some() {
             return None;
         }
     }
