@@ -40,7 +40,38 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
-    /// A store backend failed (connection lost, corrupt record, …).
-    #[error("session store: {0}")]
-    Store(String),
+    /// The session store failed: unreachable, timed out, over a bound of its own, or holding
+    /// a record it cannot read. The hub tries a failed append again for a while
+    /// (`HubConfig::with_store_retry`) before it gives the session up.
+    #[error("session store, {operation}{}: {source}", for_session(session.as_ref()))]
+    Store {
+        /// What the store was doing (`append`, `epoch`, `inbox sweep`, …).
+        operation: &'static str,
+        /// The session, when the operation concerns one.
+        session: Option<SessionId>,
+        /// What went wrong: the store client's error, or what is wrong with a record.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl Error {
+    /// [`Error::Store`] for `operation` on `session` (if it concerns one), caused by
+    /// `source` (an error, or a message saying what is wrong).
+    pub fn store(
+        operation: &'static str,
+        session: Option<&SessionId>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::Store {
+            operation,
+            session: session.cloned(),
+            source: source.into(),
+        }
+    }
+}
+
+/// ` for session s_…`, or nothing.
+fn for_session(session: Option<&SessionId>) -> String {
+    session.map_or_else(String::new, |id| format!(" for session {id}"))
 }

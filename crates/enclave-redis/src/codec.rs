@@ -15,12 +15,12 @@ use redis::Value;
 
 /// A store error about `id`.
 pub(crate) fn corrupt(id: &SessionId, what: impl std::fmt::Display) -> Error {
-    Error::Store(format!("session {id}: corrupt record in Redis: {what}"))
+    Error::store("read", Some(id), format!("corrupt record in Redis: {what}"))
 }
 
 /// A Redis failure during `operation` on `id`.
-pub(crate) fn failed(operation: &str, id: &SessionId, err: &redis::RedisError) -> Error {
-    Error::Store(format!("Redis {operation} for session {id}: {err}"))
+pub(crate) fn failed(operation: &'static str, id: &SessionId, err: &redis::RedisError) -> Error {
+    Error::store(operation, Some(id), format!("Redis: {err}"))
 }
 
 /// A state's wire name (`waiting_for_tool`, …), as the protocol model serializes it.

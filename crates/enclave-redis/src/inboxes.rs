@@ -260,7 +260,7 @@ async fn sweep(store: &Inner, readers: &mut HashMap<String, Reader>) -> Result<(
     let states: Vec<(Option<String>, Option<String>)> = pipe
         .query_async(&mut conn)
         .await
-        .map_err(|e| StoreError::Store(format!("Redis inbox sweep: {e}")))?;
+        .map_err(|e| StoreError::store("inbox sweep", None, e))?;
     for (key, (last, expired)) in keys.iter().zip(states) {
         if last.is_none() || expired.as_deref() == Some("1") {
             // Dropping the sender ends the session's stream.

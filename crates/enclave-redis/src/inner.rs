@@ -147,7 +147,7 @@ impl Inner {
     pub(crate) async fn epoch(&self) -> Result<u64, StoreError> {
         let key = keys::epoch(&self.config.prefix);
         let mut conn = self.conn.clone();
-        let fail = |e: redis::RedisError| StoreError::Store(format!("Redis epoch: {e}"));
+        let fail = |e: redis::RedisError| StoreError::store("epoch", None, e);
         let current: Option<u64> = redis::cmd("GET")
             .arg(&key)
             .query_async(&mut conn)
@@ -160,7 +160,7 @@ impl Inner {
         let mut bytes = [0u8; 8];
         self.rng
             .fill(&mut bytes)
-            .map_err(|_| StoreError::Store("no randomness for the epoch".to_owned()))?;
+            .map_err(|_| StoreError::store("epoch", None, "no randomness for the epoch"))?;
         let candidate = (u64::from_le_bytes(bytes) & ((1 << 53) - 1)).max(1);
         // Whoever sets it first wins; everyone reads the winner.
         let _: Option<String> = redis::cmd("SET")
@@ -175,7 +175,7 @@ impl Inner {
             .query_async(&mut conn)
             .await
             .map_err(fail)?;
-        epoch.ok_or_else(|| StoreError::Store("Redis epoch vanished as it was set".to_owned()))
+        epoch.ok_or_else(|| StoreError::store("epoch", None, "the epoch vanished as it was set"))
     }
 
     pub(crate) fn local(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Local>> {
@@ -189,7 +189,7 @@ impl Inner {
     /// Runs a script that replies `{status, …}` and maps the common statuses.
     pub(crate) async fn status_script(
         &self,
-        operation: &str,
+        operation: &'static str,
         id: &SessionId,
         invocation: &redis::ScriptInvocation<'_>,
     ) -> Result<Vec<i64>, StoreError> {
@@ -206,7 +206,7 @@ impl Inner {
 
     pub(crate) async fn retention_script(
         &self,
-        operation: &str,
+        operation: &'static str,
         id: &SessionId,
         invocation: &redis::ScriptInvocation<'_>,
     ) -> Result<Retention, StoreError> {
@@ -217,7 +217,7 @@ impl Inner {
     /// Runs a script that replies one integer (`-1`: unknown session).
     pub(crate) async fn int_script(
         &self,
-        operation: &str,
+        operation: &'static str,
         id: &SessionId,
         invocation: &redis::ScriptInvocation<'_>,
     ) -> Result<i64, StoreError> {

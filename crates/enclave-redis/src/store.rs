@@ -212,7 +212,7 @@ impl Store for RedisStore {
         Box::pin(async move {
             let inner = &self.inner;
             let mut conn = inner.conn.clone();
-            let fail = |e: redis::RedisError| StoreError::Store(format!("Redis list: {e}"));
+            let fail = |e: redis::RedisError| StoreError::store("list", None, e);
             let pattern = keys::meta_pattern(&inner.config.prefix);
             let mut cursor: u64 = 0;
             let mut metas = Vec::new();
@@ -587,7 +587,7 @@ impl Store for RedisStore {
                 .arg(10_000)
                 .query_async::<()>(&mut conn)
                 .await
-                .map_err(|e| StoreError::Store(format!("Redis readiness write: {e}")))
+                .map_err(|e| StoreError::store("readiness write", None, e))
         })
     }
 
@@ -615,11 +615,8 @@ impl Sharing for RedisStore {
             for item in &items {
                 match item {
                     Inbound::Message(message) => {
-                        let json = serde_json::to_string(message).map_err(|e| {
-                            StoreError::Store(format!(
-                                "session {id}: client message cannot be serialized: {e}"
-                            ))
-                        })?;
+                        let json = serde_json::to_string(message)
+                            .map_err(|e| StoreError::store("forward", Some(&id), e))?;
                         let seq = message
                             .seq
                             .map_or(-1, |s| i64::try_from(s).unwrap_or(i64::MAX));
@@ -632,18 +629,24 @@ impl Sharing for RedisStore {
                             .arg(reason.as_deref().unwrap_or(""));
                     }
                     other => {
-                        return Err(StoreError::Store(format!(
-                            "session {id}: cannot forward {other:?}"
-                        )));
+                        return Err(StoreError::store(
+                            "forward",
+                            Some(&id),
+                            format!("cannot forward {other:?}"),
+                        ));
                     }
                 }
             }
             let reply = inner.status_script("forward", &id, &invocation).await?;
             if codec::status(&id, &reply)? == -4 {
-                return Err(StoreError::Store(format!(
-                    "session {id}: its producer has {} messages waiting, the inbox bound",
-                    inner.config.max_inbox
-                )));
+                return Err(StoreError::store(
+                    "forward",
+                    Some(&id),
+                    format!(
+                        "its producer has {} messages waiting, the inbox bound",
+                        inner.config.max_inbox
+                    ),
+                ));
             }
             held(&id, &reply)
         })

@@ -10,7 +10,6 @@ use std::time::Duration;
 use enclave_types::SessionId;
 
 use crate::service::Refusal;
-use crate::session_name;
 
 /// An error of the transport: of a client connection, or of either half of a byte-stream
 /// carrier's opening exchange.
@@ -206,6 +205,15 @@ impl Error {
         }
     }
 
+    /// How an error names "no session yet" (a new session the server has not named).
+    pub const NO_SESSION: &'static str = "-";
+
+    /// How errors name a session, here and in the layers above: its id, or
+    /// [`NO_SESSION`](Self::NO_SESSION) before there is one. The one place that spelling lives.
+    pub fn session_name(session: Option<&SessionId>) -> String {
+        session.map_or_else(|| Self::NO_SESSION.to_owned(), |id| id.as_str().to_owned())
+    }
+
     /// An I/O error while binding a listener or asking for its address.
     pub fn bind(source: std::io::Error) -> Self {
         Self::io("binding a listener", source)
@@ -222,7 +230,7 @@ impl Error {
     /// [`Error::Protocol`] on `session` (`-` before one is known).
     pub(crate) fn protocol(session: Option<&SessionId>, reason: impl Into<String>) -> Self {
         Self::Protocol {
-            session: session_name(session),
+            session: Self::session_name(session),
             reason: reason.into(),
         }
     }
@@ -230,7 +238,7 @@ impl Error {
     /// [`Error::Encryption`] on `session` (`-` before one is known).
     pub(crate) fn encryption(session: Option<&SessionId>, source: enclave_crypto::Error) -> Self {
         Self::Encryption {
-            session: session_name(session),
+            session: Self::session_name(session),
             source: Box::new(source),
         }
     }

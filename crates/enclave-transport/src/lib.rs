@@ -59,8 +59,7 @@ pub mod client;
 pub use enclave_types::EncryptionMode;
 pub use error::Error;
 
-/// How errors name a session: its id, or `-` before there is one (a new session the server
-/// has not named yet). The one place that spelling lives.
+/// How errors name a session ([`Error::session_name`]).
 pub(crate) fn session_name(session: Option<&enclave_types::SessionId>) -> String {
-    session.map_or_else(|| "-".to_owned(), |id| id.as_str().to_owned())
+    Error::session_name(session)
 }

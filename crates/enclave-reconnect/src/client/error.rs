@@ -86,7 +86,7 @@ impl StreamError {
 fn fatal_text(session: &str, source: &TransportError) -> String {
     if source
         .session()
-        .is_some_and(|named| named == session || session == "-")
+        .is_some_and(|named| named == session || session == TransportError::NO_SESSION)
     {
         source.to_string()
     } else {
@@ -117,7 +117,7 @@ mod tests {
         );
         // Before the stream knew its session, the transport's naming is the one.
         assert_eq!(
-            fatal("-", closed()),
+            fatal(TransportError::NO_SESSION, closed()),
             "session s_1: the connection is closed"
         );
         let bad_url = TransportError::InvalidUrl {

@@ -914,10 +914,7 @@ impl ReconnectingStream {
     }
 
     fn session_name(&self) -> String {
-        self.position
-            .session_id
-            .as_ref()
-            .map_or_else(|| "-".to_owned(), |id| id.as_str().to_owned())
+        TransportError::session_name(self.position.session_id.as_ref())
     }
 }
 

@@ -334,7 +334,7 @@ pub(crate) async fn publish(
         return Err(Error::SessionClosed(rt.id.clone()));
     }
     let published = publish_locked(shared, rt, &mut state, payload, false).await;
-    if let Err(Error::Store(message)) = &published {
+    if let Err(message @ Error::Store { .. }) = &published {
         state.store_refused = true;
         state.retention = None;
         rt.store_lost.send_replace(true);
@@ -442,7 +442,7 @@ where
     let mut attempt = 0u32;
     loop {
         match op().await {
-            Err(Error::Store(message)) if Instant::now() + delay < deadline => {
+            Err(message @ Error::Store { .. }) if Instant::now() + delay < deadline => {
                 attempt += 1;
                 if attempt == 1 {
                     tracing::warn!(session = %rt.id, %message, "{what} failed in the session store; trying again");
@@ -450,7 +450,7 @@ where
                     tracing::debug!(session = %rt.id, attempt, %message, "{what} failed; trying again");
                 }
                 if shared.shutdown.is_cancelled() || rt.is_closed() {
-                    return Err(Error::Store(message));
+                    return Err(message);
                 }
                 tokio::time::sleep(delay).await;
             }

@@ -11,7 +11,7 @@ use crate::Error;
 pub(crate) fn issue(rng: &SystemRandom) -> Result<(String, TokenHash), Error> {
     let mut bytes = [0u8; 32];
     rng.fill(&mut bytes)
-        .map_err(|_| Error::Store("the system random generator failed".into()))?;
+        .map_err(|_| Error::store("resume token", None, "the system random generator failed"))?;
     let token = URL_SAFE_NO_PAD.encode(bytes);
     let hash = TokenHash::of(&token);
     Ok((token, hash))
@@ -21,7 +21,7 @@ pub(crate) fn issue(rng: &SystemRandom) -> Result<(String, TokenHash), Error> {
 pub(crate) fn salt(rng: &SystemRandom) -> Result<TokenSalt, Error> {
     let mut bytes = [0u8; 32];
     rng.fill(&mut bytes)
-        .map_err(|_| Error::Store("the system random generator failed".into()))?;
+        .map_err(|_| Error::store("resume token", None, "the system random generator failed"))?;
     Ok(TokenSalt(bytes))
 }
 

@@ -801,7 +801,7 @@ async fn a_redis_outage_longer_than_the_store_retry_ends_the_session_with_a_fina
             redis.kill();
             let (failed, after) = producer.await.expect("the producer ends");
             assert!(
-                matches!(failed, enclave_reconnect::Error::Store(_)),
+                matches!(failed, enclave_reconnect::Error::Store { .. }),
                 "the publish fails with the store's error: {failed}"
             );
             assert!(
@@ -959,7 +959,7 @@ async fn a_full_redis_refuses_new_sessions_and_ends_live_streams_clearly_never_s
             let _ = filled_tx.send(());
             let failed = producer.await.expect("the producer ends");
             assert!(
-                matches!(failed, enclave_reconnect::Error::Store(_)),
+                matches!(failed, enclave_reconnect::Error::Store { .. }),
                 "the publish fails with the store's error: {failed}"
             );
             let refused = create_refused(a.addr())

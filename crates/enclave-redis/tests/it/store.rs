@@ -551,7 +551,7 @@ async fn an_unreachable_redis_is_a_clear_error_and_work_resumes_when_it_is_back(
         .create(meta(&SessionId::generate()), tokens("b"))
         .await
         .expect_err("no Redis, no session");
-    assert!(matches!(err, Error::Store(_)), "{err:?}");
+    assert!(matches!(err, Error::Store { .. }), "{err:?}");
     assert!(err.to_string().contains("Redis create"), "{err}");
     server.restart().expect("redis starts again");
     within(
