@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use enclave_crypto::SigningKey;
 use enclave_reconnect::store::Store;
-use enclave_reconnect::{AcceptedSession, Hub, HubConfig, OverflowPolicy, ServerBuilder};
+use enclave_reconnect::{
+    AcceptedSession, Hub, HubConfig, HubMetrics, OverflowPolicy, ServerBuilder,
+};
 use enclave_redis::{RedisStore, RedisStoreConfig};
 use enclave_transport::ServerConfig;
 use enclave_types::{FinalPayload, RuntimeChannelPayload};
@@ -250,12 +252,12 @@ async fn serve(args: ServeArgs) -> ExitCode {
             Err(err) => return usage(&err.to_string()),
         }
     }
-    let (transport_metrics, registry) = match metrics_registry() {
+    let (transport_metrics, hub_metrics, registry) = match metrics_registry() {
         Ok(metrics) => metrics,
         Err(message) => return usage(&message),
     };
     server_config = server_config.with_metrics(transport_metrics, Arc::clone(&registry));
-    let hub_config = match hub_config(&args).await {
+    let hub_config = match hub_config(&args, hub_metrics).await {
         Ok(config) => config,
         Err(message) => return usage(&message),
     };
@@ -309,11 +311,12 @@ async fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-/// The registry `GET /metrics` serves (names prefixed `enclave_`), with the transport's
-/// metrics in it.
+/// The registry `GET /metrics` serves (names prefixed `enclave_`), with the transport's and
+/// the hub's metrics in it.
 fn metrics_registry() -> Result<
     (
         enclave_transport::metrics::TransportMetrics,
+        HubMetrics,
         Arc<prometheus::Registry>,
     ),
     String,
@@ -324,7 +327,10 @@ fn metrics_registry() -> Result<
     transport
         .register(&registry)
         .map_err(|err| format!("cannot register the metrics: {err}"))?;
-    Ok((transport, Arc::new(registry)))
+    let hub = HubMetrics::new();
+    hub.register(&registry)
+        .map_err(|err| format!("cannot register the metrics: {err}"))?;
+    Ok((transport, hub, Arc::new(registry)))
 }
 
 /// `--metrics-listen`: `GET /metrics` alone on `addr`, announced on the second line of output,
@@ -361,8 +367,8 @@ async fn serve_metrics(
     Ok(Some(stop))
 }
 
-/// The hub's settings from the session flags, its store included.
-async fn hub_config(args: &ServeArgs) -> Result<HubConfig, String> {
+/// The hub's settings from the session flags, its store and metrics included.
+async fn hub_config(args: &ServeArgs, metrics: HubMetrics) -> Result<HubConfig, String> {
     let mut config = HubConfig::default()
         .with_heartbeat_ms(args.heartbeat_ms)
         .with_store_retry(Duration::from_millis(args.store_retry_ms))
@@ -383,14 +389,17 @@ async fn hub_config(args: &ServeArgs) -> Result<HubConfig, String> {
     if let Some(ms) = args.session_grace_ms {
         config = config.with_session_grace(Duration::from_millis(ms));
     }
-    if let Some(store) = open_store(args).await? {
+    if let Some(store) = open_store(args, &metrics).await? {
         config = config.with_store(store);
     }
-    Ok(config)
+    Ok(config.with_metrics(metrics))
 }
 
 /// The session store `--store` names; `None` for the in-memory default.
-async fn open_store(args: &ServeArgs) -> Result<Option<Arc<dyn Store>>, String> {
+async fn open_store(
+    args: &ServeArgs,
+    metrics: &HubMetrics,
+) -> Result<Option<Arc<dyn Store>>, String> {
     let url = args.store.trim();
     if url == "memory" {
         return Ok(None);
@@ -406,7 +415,8 @@ async fn open_store(args: &ServeArgs) -> Result<Option<Arc<dyn Store>>, String> 
     }
     let mut config = RedisStoreConfig::default()
         .with_prefix(args.store_prefix.clone())
-        .with_lease(Duration::from_millis(args.store_lease_ms));
+        .with_lease(Duration::from_millis(args.store_lease_ms))
+        .with_metrics(metrics.clone());
     if let Some(ca) = &args.store_ca {
         config = config.with_ca_file(ca.clone());
     }

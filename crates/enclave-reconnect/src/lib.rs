@@ -35,7 +35,8 @@
 //!
 //! # Public API
 //!
-//! - Server side: [`Hub`] ([`HubConfig`], [`OverflowPolicy`], [`STORE_UNAVAILABLE`]),
+//! - Server side: [`Hub`] ([`HubConfig`], [`OverflowPolicy`], [`STORE_UNAVAILABLE`],
+//!   [`HubMetrics`]),
 //!   [`AcceptedSession`] with its [`SessionHandle`] and [`Messages`], [`ServerBuilder`] →
 //!   [`RunningServer`]; [`store`]: [`store::Store`], [`store::Sharing`],
 //!   [`store::MemoryStore`] and what crosses the trait.
@@ -81,6 +82,7 @@ pub use client::{
 pub use enclave_transport::client::ResumeAt;
 pub use error::Error;
 pub use hub::{
-    AcceptedSession, Hub, HubConfig, Messages, OverflowPolicy, SessionHandle, STORE_UNAVAILABLE,
+    AcceptedSession, Hub, HubConfig, HubMetrics, Messages, OverflowPolicy, SessionHandle,
+    STORE_UNAVAILABLE,
 };
 pub use server::{RunningServer, ServerBuilder};

@@ -6,12 +6,14 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use enclave_transport::metrics::TransportMetrics;
 use enclave_transport::{Server, ServerConfig, SessionService};
+use prometheus::Registry;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::store::Store;
-use crate::{Hub, HubConfig};
+use crate::{Hub, HubConfig, HubMetrics};
 
 /// Builds a [`Hub`] and the transport [`Server`] in front of it.
 ///
@@ -37,6 +39,17 @@ pub struct ServerBuilder {
     /// Set by [`ServerBuilder::store`]; wins over the hub settings' store whatever the
     /// order of the calls.
     store: Option<Arc<dyn Store>>,
+    /// Set by [`ServerBuilder::with_metrics`]; wins over both settings' metrics whatever the
+    /// order of the calls.
+    metrics: Option<Metrics>,
+}
+
+/// The metrics [`ServerBuilder::with_metrics`] registered.
+#[derive(Debug, Clone)]
+struct Metrics {
+    transport: TransportMetrics,
+    hub: HubMetrics,
+    registry: Arc<Registry>,
 }
 
 impl ServerBuilder {
@@ -69,17 +82,68 @@ impl ServerBuilder {
         self
     }
 
+    /// Prometheus metrics: the transport's ([`TransportMetrics`]) and the hub's
+    /// ([`HubMetrics`]) are made and registered in `registry`, and `GET /metrics` serves it
+    /// (register the application's own metrics there too). Wins over metrics set in
+    /// [`hub_config`](Self::hub_config) or [`server_config`](Self::server_config), in either
+    /// order. Fails if one of the names is taken in `registry` (registered twice).
+    ///
+    /// A shared store that ends sessions whose producer died counts them in the hub's
+    /// metrics when given them ([`hub_metrics`](Self::hub_metrics); enclave-redis's
+    /// `RedisStoreConfig::with_metrics`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use enclave_reconnect::ServerBuilder;
+    ///
+    /// let registry = Arc::new(prometheus::Registry::new_custom(Some("enclave".into()), None)?);
+    /// let running = ServerBuilder::new()
+    ///     .with_metrics(Arc::clone(&registry))?
+    ///     .bind("127.0.0.1:0")
+    ///     .await?;
+    /// // GET http://{addr}/metrics serves enclave_streams, enclave_sessions, …
+    /// let text = enclave_transport::metrics::encode(&registry)?;
+    /// assert!(text.contains("enclave_sessions_created_total 0"));
+    /// running.stop().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_metrics(mut self, registry: Arc<Registry>) -> prometheus::Result<Self> {
+        let transport = TransportMetrics::new();
+        transport.register(&registry)?;
+        let hub = HubMetrics::new();
+        hub.register(&registry)?;
+        self.metrics = Some(Metrics {
+            transport,
+            hub,
+            registry,
+        });
+        Ok(self)
+    }
+
+    /// The hub's metrics [`with_metrics`](Self::with_metrics) registered, if it was called:
+    /// what a shared store counts lost producer leases into.
+    pub fn hub_metrics(&self) -> Option<&HubMetrics> {
+        self.metrics.as_ref().map(|metrics| &metrics.hub)
+    }
+
     /// The hub and the server, for an application that serves them itself (an axum
     /// router of its own: [`Server::router`]). Needs a Tokio runtime (the hub starts tasks).
     pub fn build(self) -> (Hub, Server) {
-        let config = match self.store {
+        let mut config = match self.store {
             Some(store) => self.hub.with_store(store),
             None => self.hub,
         };
+        let mut server_config = self.server;
+        if let Some(metrics) = self.metrics {
+            config = config.with_metrics(metrics.hub);
+            server_config = server_config.with_metrics(metrics.transport, metrics.registry);
+        }
         let hub = Hub::new(config);
         let server = Server::new(
             Arc::new(hub.clone()) as Arc<dyn SessionService>,
-            self.server,
+            server_config,
         );
         (hub, server)
     }

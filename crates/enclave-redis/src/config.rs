@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use enclave_reconnect::HubMetrics;
+
 /// How a [`RedisStore`](crate::RedisStore) behaves. Build with `RedisStoreConfig::default()`
 /// and the `with_…` methods.
 #[derive(Debug, Clone)]
@@ -28,6 +30,10 @@ pub struct RedisStoreConfig {
     /// For `rediss://` URLs: trust the certificates of this PEM file instead of the system's
     /// roots (a private CA, or a self-signed server certificate). Default: the system's.
     pub ca_file: Option<PathBuf>,
+    /// Where a session this store ends because its producer's lease lapsed is counted
+    /// (`leases_lost_total`): the hub's metrics, so they are served with the rest. Default:
+    /// metrics in no registry.
+    pub metrics: HubMetrics,
 }
 
 impl Default for RedisStoreConfig {
@@ -39,6 +45,7 @@ impl Default for RedisStoreConfig {
             ttl_margin: Duration::from_mins(5),
             max_inbox: 1024,
             ca_file: None,
+            metrics: HubMetrics::default(),
         }
     }
 }
@@ -83,6 +90,14 @@ impl RedisStoreConfig {
     #[must_use]
     pub fn with_max_inbox(mut self, max: u64) -> Self {
         self.max_inbox = max.max(1);
+        self
+    }
+
+    /// The hub's metrics (the same [`HubMetrics`] given to the hub), counting the sessions
+    /// this store ends because their producer's lease lapsed.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: HubMetrics) -> Self {
+        self.metrics = metrics;
         self
     }
 }

@@ -159,6 +159,8 @@ async fn fail_producer(
         .await
         .map_err(|e| codec::failed("fail_producer", id, &e))?;
     if appended == 1 {
+        // The script ends a session once, whichever server runs it first: counted once.
+        inner.config.metrics.lease_lost();
         tracing::warn!(session = %id, seq, "producer lease lapsed: session ended with final {{ok: false}}");
     }
     Ok(appended == 1)

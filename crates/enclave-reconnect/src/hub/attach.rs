@@ -142,11 +142,11 @@ impl HubEvents {
         if !std::mem::take(&mut self.present) {
             return;
         }
-        let store = std::sync::Arc::clone(self.shared.store());
+        let shared = Arc::clone(&self.shared);
         let id = self.rt.id.clone();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
-                let Some(sharing) = store.sharing() else {
+                let Some(sharing) = shared.store().sharing() else {
                     return;
                 };
                 if let Err(err) = sharing.detach(&id).await {
@@ -472,6 +472,8 @@ impl EventSource for HubEvents {
     }
 
     fn written(&mut self, seq: u64) {
+        // Every connection's writes time the sample, acknowledging ones included.
+        self.rt.sample.written(seq, self.shared.metrics());
         if self.seat.acknowledges {
             return;
         }

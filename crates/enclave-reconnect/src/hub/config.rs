@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::metrics::HubMetrics;
 use crate::store::{MemoryStore, Store};
 
 /// What the producer does when a session's retention bound is full of events that cannot
@@ -67,6 +68,9 @@ pub struct HubConfig {
     /// The server's epoch; `None` draws a random one when the hub starts (at most 2^53 − 1,
     /// so JavaScript reads it exactly).
     pub epoch: Option<u64>,
+    /// What the hub counts into ([`HubMetrics`]). Default: metrics in no registry, which
+    /// nobody reads.
+    pub metrics: HubMetrics,
 }
 
 impl Default for HubConfig {
@@ -85,6 +89,7 @@ impl Default for HubConfig {
             store: Arc::new(MemoryStore::new()),
             store_retry: Duration::from_secs(5),
             epoch: None,
+            metrics: HubMetrics::default(),
         }
     }
 }
@@ -180,6 +185,14 @@ impl HubConfig {
     #[must_use]
     pub fn with_epoch(mut self, epoch: u64) -> Self {
         self.epoch = Some(epoch);
+        self
+    }
+
+    /// The metrics the hub counts into: register them in the deployment's registry first
+    /// ([`HubMetrics::register`]); `ServerBuilder::with_metrics` does both.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: HubMetrics) -> Self {
+        self.metrics = metrics;
         self
     }
 }

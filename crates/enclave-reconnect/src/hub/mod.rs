@@ -8,15 +8,20 @@
 //! their records a grace period later; a heartbeat task per session publishes `heartbeat`
 //! events like any other.
 //!
-//! With a shared store ([`Store::sharing`]) any server serves any session: a resume of a
-//! session produced elsewhere attaches a *remote* runtime (events from the store's log,
-//! client messages and cancels forwarded through the store to the producer's inbox), the
-//! epoch is the store's, and expiry follows the connections counted in the store on every
-//! server rather than this server's alone.
+//! With a shared store ([`Store::sharing`](crate::store::Store::sharing)) any server serves
+//! any session: a resume of a session produced elsewhere attaches a *remote* runtime
+//! (events from the store's log, client messages and cancels forwarded through the store to
+//! the producer's inbox), the epoch is the store's, and expiry follows the connections
+//! counted in the store on every server rather than this server's alone.
+//!
+//! Every store call goes through [`Shared::store`], which times it in the hub's
+//! [`HubMetrics`]; the other counts are made where each thing happens (metrics.rs says
+//! which).
 
 mod attach;
 mod clock;
 mod config;
+mod metrics;
 mod session;
 mod token;
 
@@ -43,10 +48,11 @@ use tokio_util::sync::CancellationToken;
 
 use self::attach::{HubEvents, HubUpstream, Start};
 use self::session::{LiveSession, Seat};
-use crate::store::{Inbound, SessionMeta, Snapshot, Store, TokenHash, TokenHashes};
+use crate::store::{Inbound, SessionMeta, Snapshot, TokenHash, TokenHashes};
 use crate::Error;
 
 pub use self::config::{HubConfig, OverflowPolicy};
+pub use self::metrics::HubMetrics;
 pub use self::session::{AcceptedSession, Messages, SessionHandle, STORE_UNAVAILABLE};
 
 /// How many client messages wait for the application before delivery waits too.
@@ -204,6 +210,7 @@ impl Hub {
         let local = shared.runtime(id);
         let cancelled = match &local {
             Some(rt) => {
+                rt.ended(metrics::Ended::Deleted);
                 if let Err(err) = session::terminate(shared, rt, session::TERMINATED_MESSAGE).await
                 {
                     tracing::warn!(session = %id, %err, "deleted session: its final not published");
@@ -249,18 +256,29 @@ const DRAIN: Duration = Duration::from_secs(1);
 const DRAIN_POLL: Duration = Duration::from_millis(10);
 
 impl Shared {
-    /// The session store (the configuration's: the hub keeps no copy of it).
-    pub(crate) fn store(&self) -> &Arc<dyn Store> {
-        &self.config.store
+    /// The session store (the configuration's: the hub keeps no copy of it), every call
+    /// timed in the hub's metrics.
+    pub(crate) fn store(&self) -> metrics::StoreCalls<'_> {
+        self.config.metrics.store(&self.config.store)
+    }
+
+    /// The hub's metrics.
+    pub(crate) fn metrics(&self) -> &HubMetrics {
+        &self.config.metrics
     }
 
     /// Takes a session out of this hub's map (its place is given back); the runtime, if
     /// there was one.
     fn forget(&self, id: &SessionId) -> Option<Arc<LiveSession>> {
-        self.sessions
+        let rt = self
+            .sessions
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(id)
+            .remove(id);
+        if let Some(rt) = &rt {
+            rt.leave_metrics();
+        }
+        rt
     }
 
     /// Waits (at most [`DRAIN`]) until no connection serves the session any more: this
@@ -392,6 +410,7 @@ impl Shared {
             .is_some_and(|held| Arc::ptr_eq(held, rt))
         {
             sessions.remove(&rt.id);
+            rt.leave_metrics();
         }
     }
 
@@ -679,6 +698,7 @@ impl Shared {
             request.session_id.clone(),
             messages_tx,
             request.peer,
+            self.metrics(),
         ));
         self.reserve(&rt)?;
         Ok((rt, messages_rx))
@@ -843,10 +863,12 @@ impl Shared {
             snapshot, rt, from, ..
         } = resumable;
         let id = &rt.id;
-        self.store()
+        let retention = self
+            .store()
             .trim(id, from - 1)
             .await
             .map_err(|e| unavailable(id, &e))?;
+        rt.retained(&retention);
         if rt.remote && snapshot.meta.finished_at_ms.is_some() {
             // Its `final` is the last event: a resume after it ends once replayed.
             rt.final_seq
@@ -871,7 +893,8 @@ impl SessionService for Hub {
             shared
                 .write_new(&rt, &request, meta, TokenHashes::first(hash))
                 .await?;
-            let seat = rt.attach(request.features.resume, 0);
+            let seat = rt.attach(request.features.resume, 0, shared.metrics());
+            shared.metrics().created();
             shared.spawn_tasks(&rt, &request);
             shared.hand_over(&rt, &request, messages);
             let terms = Terms {
@@ -896,7 +919,7 @@ impl SessionService for Hub {
                 from,
                 token,
             } = resumable;
-            let seat = rt.attach(request.features.resume, from - 1);
+            let seat = rt.attach(request.features.resume, from - 1, shared.metrics());
             let start = Start::Resume {
                 from,
                 replay_end: snapshot.retention.last_seq.max(from - 1),
@@ -949,11 +972,12 @@ impl SessionService for Hub {
                     // reach any node): what it acknowledged leaves the shared store, which is
                     // how every server learns it. Clamped like any ack to what exists.
                     let through = ack.min(snapshot.retention.last_seq);
-                    shared
+                    let retention = shared
                         .store()
                         .trim(id, through)
                         .await
                         .map_err(|e| unavailable(id, &e))?;
+                    rt.retained(&retention);
                 }
             }
             Ok(SubmitReceipt::new(held))
@@ -1144,7 +1168,7 @@ async fn heartbeats(shared: Weak<Shared>, rt: Arc<LiveSession>, period: Duration
         )
         .await
         {
-            Ok(_) => {}
+            Ok(_) => shared.metrics().heartbeat(),
             Err(Error::SessionClosed(_) | Error::ShuttingDown) => return,
             Err(err) => tracing::warn!(session = %rt.id, %err, "heartbeat not published"),
         }
@@ -1308,6 +1332,7 @@ async fn sweep_one(shared: &Shared, rt: &Arc<LiveSession>) {
     }
     if shared.grace_expired(rt, &snapshot) {
         tracing::debug!(session = %rt.id, "session expired");
+        rt.ended(metrics::Ended::Expired);
         *rt.expired_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         rt.end().await;
         if let Err(err) = shared.store().expire(&rt.id).await {

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch, Mutex as AsyncMutex, Notify};
 use tokio::time::Instant;
 
 use super::config::{HubConfig, OverflowPolicy};
+use super::metrics::{Ended, HubMetrics, SessionCount, WriteSample};
 use super::Shared;
 use crate::store::{NewEvent, Progress, Retention};
 use crate::Error;
@@ -152,6 +153,11 @@ pub(crate) struct LiveSession {
     /// The IP address of the connection that created the session, when known: what
     /// [`HubConfig::max_sessions_per_peer`](crate::HubConfig::max_sessions_per_peer) counts.
     pub(crate) peer: Option<std::net::IpAddr>,
+    /// How the metrics count the session: a session produced here only (`None` for a
+    /// remote runtime, which its producer's server counts).
+    count: Option<SessionCount>,
+    /// The publish → write latency sample in flight.
+    pub(crate) sample: WriteSample,
 }
 
 impl PublishState {
@@ -169,8 +175,11 @@ impl LiveSession {
         id: SessionId,
         messages: mpsc::Sender<RuntimeChannelMessage>,
         peer: Option<std::net::IpAddr>,
+        metrics: &HubMetrics,
     ) -> Self {
-        Self::with_upstream(id, Some(messages), peer)
+        let mut rt = Self::with_upstream(id, Some(messages), peer);
+        rt.count = Some(SessionCount::new(metrics));
+        rt
     }
 
     /// The runtime of a session produced on another server sharing the store.
@@ -184,6 +193,8 @@ impl LiveSession {
         peer: Option<std::net::IpAddr>,
     ) -> Self {
         Self {
+            count: None,
+            sample: WriteSample::new(),
             remote: messages.is_none(),
             id,
             publish: AsyncMutex::new(PublishState::default()),
@@ -216,11 +227,20 @@ impl LiveSession {
         self.attach.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Makes a new attachment current; returns its seat.
-    pub(crate) fn attach(&self, acknowledges: bool, acked_through: u64) -> Seat {
+    /// Makes a new attachment current; returns its seat. A connection still attached is
+    /// superseded, and counted so in `metrics`.
+    pub(crate) fn attach(
+        &self,
+        acknowledges: bool,
+        acked_through: u64,
+        metrics: &HubMetrics,
+    ) -> Seat {
         self.acked.fetch_max(acked_through, Ordering::AcqRel);
         let seat = {
             let mut attach = self.attach_state();
+            if attach.current.generation > 0 && attach.detached_at.is_none() {
+                metrics.superseded();
+            }
             // A new connection has written nothing yet. Reset under the attach lock, with the
             // generation: an older connection records what it wrote under the same lock and
             // only while its generation is current.
@@ -243,6 +263,35 @@ impl LiveSession {
         let mut attach = self.attach_state();
         if attach.current.generation == generation && attach.detached_at.is_none() {
             attach.detached_at = Some(Instant::now());
+        }
+    }
+
+    /// The session moved to `state` (its watch, and the metrics' gauge of its state).
+    pub(crate) fn set_state(&self, state: SessionState) {
+        self.state.send_replace(state);
+        if let Some(count) = &self.count {
+            count.state(state);
+        }
+    }
+
+    /// The session ended `how` (the metrics count its first end).
+    pub(crate) fn ended(&self, how: Ended) {
+        if let Some(count) = &self.count {
+            count.ended(how);
+        }
+    }
+
+    /// The store answered the session's retention after an append or trim here.
+    pub(crate) fn retained(&self, retention: &Retention) {
+        if let Some(count) = &self.count {
+            count.retained(retention);
+        }
+    }
+
+    /// The session left the hub: the metrics count it no more.
+    pub(crate) fn leave_metrics(&self) {
+        if let Some(count) = &self.count {
+            count.leave();
         }
     }
 
@@ -301,6 +350,7 @@ pub(crate) async fn terminate(
     if state.finished(rt) || rt.is_closed() {
         return Ok(false);
     }
+    rt.ended(Ended::Cancelled);
     tracing::debug!(session = %rt.id, message, "session cancelled: ending its stream");
     let mut error = ErrorEventPayload::new(message);
     error.code = Some(CANCELLED_CODE.to_owned());
@@ -337,6 +387,7 @@ pub(crate) async fn publish(
     if let Err(message @ Error::Store { .. }) = &published {
         state.store_refused = true;
         state.retention = None;
+        rt.ended(Ended::StoreUnavailable);
         rt.store_lost.send_replace(true);
         rt.space.notify_waiters();
         rt.control.notify_waiters();
@@ -397,8 +448,16 @@ async fn publish_locked(
     if is_final {
         rt.final_seq.store(seq, Ordering::Release);
     }
+    rt.sample.published(seq);
     match append(shared, rt, &event).await {
-        Ok(retention) => state.retention = Some(retention),
+        Ok(retention) => {
+            rt.retained(&retention);
+            if is_final {
+                rt.ended(Ended::Final);
+                shared.metrics().final_recorded(&retention);
+            }
+            state.retention = Some(retention);
+        }
         Err(err) => {
             if is_final {
                 rt.final_seq.store(0, Ordering::Release);
@@ -519,6 +578,8 @@ pub(crate) async fn record_store_loss(
         .await
     {
         Ok(retention) => {
+            rt.retained(&retention);
+            shared.metrics().final_recorded(&retention);
             state.retention = Some(retention);
             rt.last_seq.store(seq, Ordering::Release);
             let progress = Progress {
@@ -526,7 +587,7 @@ pub(crate) async fn record_store_loss(
                 tool_calls: 0,
                 finished_at_ms: Some(super::clock::now_ms()),
             };
-            rt.state.send_replace(SessionState::Failed);
+            rt.set_state(SessionState::Failed);
             if let Err(err) = shared.store().record_progress(&rt.id, progress).await {
                 tracing::warn!(session = %rt.id, %err, "session metadata not updated");
             }
@@ -569,7 +630,7 @@ async fn record_progress(
         finished_at_ms: finished.then(super::clock::now_ms),
     };
     if let Some(state) = state {
-        rt.state.send_replace(state);
+        rt.set_state(state);
     }
     shared.store().record_progress(&rt.id, progress).await
 }
@@ -584,6 +645,23 @@ async fn make_room(
     rt: &LiveSession,
     bytes: u64,
     known: Option<Retention>,
+) -> Result<(), Error> {
+    // Set when the publish first waits: `publish_wait_seconds` times only publishes that did.
+    let mut waited: Option<std::time::Instant> = None;
+    let made = wait_for_room(shared, rt, bytes, known, &mut waited).await;
+    if let Some(since) = waited {
+        shared.metrics().waited(since);
+    }
+    made
+}
+
+/// [`make_room`]'s work; `waited` is set to when it first waits for room, if it does.
+async fn wait_for_room(
+    shared: &Shared,
+    rt: &LiveSession,
+    bytes: u64,
+    known: Option<Retention>,
+    waited: &mut Option<std::time::Instant>,
 ) -> Result<(), Error> {
     let config = &shared.config;
     let acked = rt.acked.load(Ordering::Acquire);
@@ -633,6 +711,7 @@ async fn make_room(
         let acked = rt.acked.load(Ordering::Acquire);
         if retention.count > 0 && acked >= retention.first_seq {
             retention = retrying(shared, rt, "trim", || shared.store().trim(&rt.id, acked)).await?;
+            rt.retained(&retention);
         }
         if fits(
             &retention,
@@ -648,10 +727,13 @@ async fn make_room(
                 // Dropping what the client may not have yet: only as much as needed.
                 retention.first_seq,
             );
-            trimmed =
-                Some(retrying(shared, rt, "trim", || shared.store().trim(&rt.id, through)).await?);
+            let left =
+                retrying(shared, rt, "trim", || shared.store().trim(&rt.id, through)).await?;
+            rt.retained(&left);
+            trimmed = Some(left);
             continue;
         }
+        waited.get_or_insert_with(std::time::Instant::now);
         tokio::select! {
             () = notified => {}
             () = shared.shutdown.cancelled() => {}
