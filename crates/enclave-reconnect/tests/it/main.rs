@@ -10,6 +10,7 @@ mod chaos;
 mod client_proptest;
 mod client_reconnect;
 mod hub_backpressure;
+mod hub_metrics;
 mod hub_properties;
 mod hub_resume;
 mod hub_session;
