@@ -20,11 +20,27 @@ pub(crate) struct Served {
     child: Child,
     /// Its base URL, from the first line: `http://127.0.0.1:PORT`.
     pub(crate) url: String,
+    /// The metrics listener's base URL, from the second line (`metrics URL`), when started
+    /// with [`Served::start_with_metrics`].
+    pub(crate) metrics_url: Option<String>,
 }
 
 impl Served {
     /// Starts `enclave serve --listen 127.0.0.1:0 <args>` and waits for its first line.
     pub(crate) fn start(args: &[&str]) -> Self {
+        Self::start_reading(args, 1)
+    }
+
+    /// Starts `enclave serve --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 <args>` and
+    /// waits for its two lines: the server's URL and the metrics listener's.
+    pub(crate) fn start_with_metrics(args: &[&str]) -> Self {
+        let mut all = vec!["--metrics-listen", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        Self::start_reading(&all, 2)
+    }
+
+    /// Starts `enclave serve` and reads its first `lines` lines (1 or 2).
+    fn start_reading(args: &[&str], lines: usize) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_enclave"))
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
@@ -34,13 +50,15 @@ impl Served {
             .stderr(Stdio::null())
             .spawn()
             .expect("enclave serve starts");
-        let first = first_line(&mut child, START_TIMEOUT);
+        let read = first_lines(&mut child, lines, START_TIMEOUT);
         // Built before any assertion, so a failing one still kills the child.
         let mut served = Self {
             child,
             url: String::new(),
+            metrics_url: None,
         };
-        let line = first.expect("a first line within the timeout");
+        let read = read.unwrap_or_else(|| panic!("{lines} line(s) within the timeout"));
+        let line = &read[0];
         served.url.push_str(
             line.trim()
                 .strip_prefix("listening ")
@@ -51,6 +69,13 @@ impl Served {
             "{}",
             served.url
         );
+        if let Some(line) = read.get(1) {
+            let url = line
+                .trim()
+                .strip_prefix("metrics ")
+                .unwrap_or_else(|| panic!("second line is `metrics URL`, got {line:?}"));
+            served.metrics_url = Some(url.to_owned());
+        }
         served
     }
 
@@ -63,14 +88,29 @@ impl Served {
 /// The first line `child` prints on its piped standard output, read on a thread of its own
 /// so the wait is bounded by `timeout` (`None` after it, or if the output ends first).
 pub(crate) fn first_line(child: &mut Child, timeout: Duration) -> Option<String> {
+    first_lines(child, 1, timeout).and_then(|lines| lines.into_iter().next())
+}
+
+/// The first `n` lines of `child`'s piped standard output, as [`first_line`] reads one
+/// (`None` after `timeout`, or if the output ends first).
+fn first_lines(child: &mut Child, n: usize, timeout: Duration) -> Option<Vec<String>> {
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
+        let mut reader = BufReader::new(stdout);
+        let mut lines = Vec::new();
+        for _ in 0..n {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            lines.push(line);
+        }
+        let _ = tx.send(lines);
     });
-    rx.recv_timeout(timeout).ok()
+    rx.recv_timeout(timeout)
+        .ok()
+        .filter(|lines| lines.len() == n)
 }
 
 impl Served {
