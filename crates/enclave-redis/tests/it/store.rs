@@ -12,7 +12,7 @@ use enclave_reconnect::store::EncodedEvent;
 use enclave_reconnect::store::{
     Inbound, NewEvent, SessionMeta, Sharing, Store, TokenHash, TokenHashes, TokenSalt,
 };
-use enclave_reconnect::Error;
+use enclave_reconnect::{Error, HubMetrics};
 use enclave_redis::{RedisStore, RedisStoreConfig, PRODUCER_LOST};
 use enclave_types::{
     CallId, EventPayload, FinalPayload, RuntimeChannelMessage, RuntimeChannelPayload, SessionId,
@@ -473,9 +473,20 @@ async fn producer_and_follower(
     name: &str,
     lease_ms: u64,
 ) -> (RedisStore, RedisStore, SessionId) {
+    producer_and_follower_counting(server, name, lease_ms, &HubMetrics::new()).await
+}
+
+/// [`producer_and_follower`], both stores counting lost leases in `metrics`.
+async fn producer_and_follower_counting(
+    server: &enclave_testkit::RedisServer,
+    name: &str,
+    lease_ms: u64,
+    metrics: &HubMetrics,
+) -> (RedisStore, RedisStore, SessionId) {
     let config = RedisStoreConfig::default()
         .with_prefix(unique_prefix(name))
-        .with_lease(Duration::from_millis(lease_ms));
+        .with_lease(Duration::from_millis(lease_ms))
+        .with_metrics(metrics.clone());
     let producer = store_with(server, config.clone()).await;
     let follower = store_with(server, config).await;
     let id = SessionId::generate();
@@ -487,7 +498,12 @@ async fn producer_and_follower(
 #[tokio::test]
 async fn a_session_whose_producer_stops_renewing_its_lease_ends_failed() {
     let server = redis();
-    let (producer, follower, id) = producer_and_follower(&server, "lease", 300).await;
+    let registry = prometheus::Registry::new_custom(Some("enclave".to_owned()), None).unwrap();
+    let metrics = HubMetrics::new();
+    metrics.register(&registry).unwrap();
+    let lost = || enclave_transport::metrics::encode(&registry).unwrap();
+    let (producer, follower, id) =
+        producer_and_follower_counting(&server, "lease", 300, &metrics).await;
     let mut watch = follower.watch(&id).expect("a follower");
     // While the producer's store lives it renews: the session stays open past its lease.
     tokio::time::sleep(Duration::from_millis(900)).await;
@@ -512,6 +528,13 @@ async fn a_session_whose_producer_stops_renewing_its_lease_ends_failed() {
     assert_eq!(
         follower.load(&id).await.unwrap().unwrap().meta.state,
         SessionState::Failed
+    );
+    // Counted once, where the store ended it.
+    let text = lost();
+    assert!(
+        text.lines()
+            .any(|line| line == "enclave_leases_lost_total 1"),
+        "{text}"
     );
 }
 
