@@ -196,10 +196,19 @@ struct Inner {
     leases_lost: IntCounter,
 }
 
-/// The session hub's metrics (see the [module docs](self)): give them to the hub with
+/// The session hub's Prometheus metrics: sessions by state and how they ended, supersedes,
+/// retained events and bytes, backpressure waits, publish → write latency (sampled),
+/// heartbeats, store operations timed and failed by operation, and lost producer leases
+/// (docs/OPERATIONS.md lists each with its labels and unit).
+///
+/// Handles, cheap to clone, on metrics in no registry until [`register`](Self::register)
+/// puts them in the deployment's (beside the transport's `TransportMetrics`; the
+/// `ServerBuilder::with_metrics` of this crate does both). Give them to the hub with
 /// [`HubConfig::with_metrics`](crate::HubConfig::with_metrics), and to a shared store that
 /// ends sessions whose producer's lease lapsed (enclave-redis's
 /// `RedisStoreConfig::with_metrics`), which counts them with [`HubMetrics::lease_lost`].
+/// Label values are resolved once, here: a count is an atomic add, and no event allocates
+/// or locks for the metrics. No label carries a session id, a token or an address.
 #[derive(Clone)]
 pub struct HubMetrics {
     inner: Arc<Inner>,

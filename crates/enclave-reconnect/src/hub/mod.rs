@@ -1335,8 +1335,10 @@ async fn sweep_one(shared: &Shared, rt: &Arc<LiveSession>) {
         rt.ended(metrics::Ended::Expired);
         *rt.expired_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         rt.end().await;
-        if let Err(err) = shared.store().expire(&rt.id).await {
-            tracing::warn!(session = %rt.id, %err, "session not expired in the store");
+        match shared.store().expire(&rt.id).await {
+            // Its events are dropped: it retains nothing any more.
+            Ok(()) => rt.retained(&crate::store::Retention::default()),
+            Err(err) => tracing::warn!(session = %rt.id, %err, "session not expired in the store"),
         }
     }
 }
