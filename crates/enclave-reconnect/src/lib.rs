@@ -19,7 +19,8 @@
 //!   [`store::Sharing`] through [`store::Store::sharing`]: its producers' inboxes, presence
 //!   on every server and leases.
 //! - **The server builder** ([`ServerBuilder`]): the hub, with any store, behind the
-//!   transport's server.
+//!   transport's server, with both layers' Prometheus metrics in one registry
+//!   ([`ServerBuilder::with_metrics`], [`HubMetrics`]; docs/OPERATIONS.md lists them).
 //! - **The application side** ([`Hub::accept`] → [`AcceptedSession`]): a [`SessionHandle`] to
 //!   publish, a [`Messages`] receiver for client messages, cancellation and state.
 //! - **The client** ([`ReconnectingStream`]): every event exactly once and in order across

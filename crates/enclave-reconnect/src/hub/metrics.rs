@@ -14,8 +14,8 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -395,11 +395,16 @@ impl HubMetrics {
         self.inner.retained_at_final.observe(retention.count as f64);
     }
 
-    /// The gauge of sessions in the state at `index` (`None`: `unknown`).
-    fn state_gauge(&self, index: Option<usize>) -> IntGauge {
-        match index.and_then(|i| self.inner.by_state.get(i)) {
-            Some(gauge) => gauge.clone(),
-            None => self.inner.sessions.with_label_values(&["unknown"]),
+    /// Moves the gauge of sessions in the state at `index` by `delta` (an index past
+    /// [`STATES`]: `unknown`, looked up then, for a state the protocol may add).
+    fn move_state(&self, index: usize, delta: i64) {
+        match self.inner.by_state.get(index) {
+            Some(gauge) => gauge.add(delta),
+            None => self
+                .inner
+                .sessions
+                .with_label_values(&["unknown"])
+                .add(delta),
         }
     }
 
@@ -417,8 +422,8 @@ impl HubMetrics {
 /// counted once among the ended sessions.
 pub(crate) struct SessionCount {
     metrics: HubMetrics,
-    /// The state gauge the session counts in; `None` once it left.
-    state: Mutex<Option<IntGauge>>,
+    /// The index of the state it counts in ([`state_slot`]); [`LEFT_STATE`] once it left.
+    state: AtomicUsize,
     /// Its retention as last counted ([`LEFT`] once it left).
     events: AtomicU64,
     bytes: AtomicU64,
@@ -428,6 +433,14 @@ pub(crate) struct SessionCount {
 
 /// [`SessionCount`]'s retention once the session left: nothing more is counted.
 const LEFT: u64 = u64::MAX;
+
+/// [`SessionCount`]'s state once the session left.
+const LEFT_STATE: usize = usize::MAX;
+
+/// Where a state counts: its index in [`STATES`], or past it for `unknown`.
+fn state_slot(state: SessionState) -> usize {
+    state_index(state).unwrap_or(STATES.len())
+}
 
 impl fmt::Debug for SessionCount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -441,24 +454,31 @@ impl fmt::Debug for SessionCount {
 impl SessionCount {
     /// A new session (state `starting`, nothing retained), counted as created.
     pub(crate) fn new(metrics: &HubMetrics) -> Self {
-        let gauge = metrics.state_gauge(state_index(SessionState::Starting));
-        gauge.inc();
+        let slot = state_slot(SessionState::Starting);
+        metrics.move_state(slot, 1);
         Self {
             metrics: metrics.clone(),
-            state: Mutex::new(Some(gauge)),
+            state: AtomicUsize::new(slot),
             events: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             ended: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
-    /// The session moved to `state`.
+    /// The session moved to `state`. Lock-free: a concurrent [`leave`](Self::leave) may
+    /// run between the two moves, and the gauges still add up once both are done.
     pub(crate) fn state(&self, state: SessionState) {
-        let mut current = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(gauge) = current.as_mut() {
-            gauge.dec();
-            *gauge = self.metrics.state_gauge(state_index(state));
-            gauge.inc();
+        let slot = state_slot(state);
+        if let Ok(old) = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
+                (old != LEFT_STATE).then_some(slot)
+            })
+        {
+            if old != slot {
+                self.metrics.move_state(old, -1);
+                self.metrics.move_state(slot, 1);
+            }
         }
     }
 
@@ -481,13 +501,9 @@ impl SessionCount {
     /// The session left the hub (deleted, purged, or a create that failed): it counts no
     /// more. Idempotent.
     pub(crate) fn leave(&self) {
-        if let Some(gauge) = self
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            gauge.dec();
+        let old = self.state.swap(LEFT_STATE, Ordering::AcqRel);
+        if old != LEFT_STATE {
+            self.metrics.move_state(old, -1);
         }
         let metrics = &self.metrics.inner;
         move_to(&self.events, LEFT, &metrics.retained_events);
