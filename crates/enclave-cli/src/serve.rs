@@ -322,40 +322,10 @@ async fn serve(args: ServeArgs) -> ExitCode {
             return usage("--rate must be a positive number of events per second");
         }
     }
-    let mut server_config = ServerConfig::default()
-        .with_encryption(args.encryption.into())
-        .with_session_list(args.enable_session_list)
-        .with_max_connections(args.max_connections)
-        .with_max_connections_per_peer(args.max_connections_per_peer)
-        .with_connection_reserve(args.connection_reserve)
-        .with_header_read_timeout(Duration::from_millis(args.header_timeout_ms))
-        .with_body_timeout(Duration::from_millis(args.body_timeout_ms))
-        .with_ws_pong_timeout(Duration::from_millis(args.ws_pong_timeout_ms))
-        .with_ws_message_timeout(Duration::from_millis(args.ws_message_timeout_ms))
-        .with_max_body_bytes(args.max_body_bytes)
-        .with_max_line_length(args.max_line_length);
-    let scheme = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => match enclave_transport::tls_config_from_pem(cert, key) {
-            Ok(tls) => {
-                server_config = server_config.with_tls(tls);
-                "https"
-            }
-            Err(err) => return usage(&err.to_string()),
-        },
-        _ => "http",
+    let (mut server_config, scheme) = match server_config(&args) {
+        Ok(config) => config,
+        Err(message) => return usage(&message),
     };
-    if let Some(dir) = &args.static_dir {
-        if !dir.is_dir() {
-            return usage(&format!("--static {}: not a directory", dir.display()));
-        }
-        server_config = server_config.with_static_dir(dir);
-    }
-    if let Some(path) = &args.signing_key {
-        match SigningKey::from_pkcs8_pem_file(path) {
-            Ok(key) => server_config = server_config.with_signing_key(Arc::new(key)),
-            Err(err) => return usage(&err.to_string()),
-        }
-    }
     let (transport_metrics, registry) = match metrics_registry() {
         Ok(metrics) => metrics,
         Err(message) => return usage(&message),
@@ -413,6 +383,46 @@ async fn serve(args: ServeArgs) -> ExitCode {
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+/// The transport's settings from the listening, encryption and limit flags, and the URL
+/// scheme they serve (`https` with a certificate).
+fn server_config(args: &ServeArgs) -> Result<(ServerConfig, &'static str), String> {
+    let mut server_config = ServerConfig::default()
+        .with_encryption(args.encryption.into())
+        .with_session_list(args.enable_session_list)
+        .with_max_connections(args.max_connections)
+        .with_max_connections_per_peer(args.max_connections_per_peer)
+        .with_connection_reserve(args.connection_reserve)
+        .with_header_read_timeout(Duration::from_millis(args.header_timeout_ms))
+        .with_body_timeout(Duration::from_millis(args.body_timeout_ms))
+        .with_ws_pong_timeout(Duration::from_millis(args.ws_pong_timeout_ms))
+        .with_ws_message_timeout(Duration::from_millis(args.ws_message_timeout_ms))
+        .with_max_body_bytes(args.max_body_bytes)
+        .with_max_line_length(args.max_line_length);
+    let scheme = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match enclave_transport::tls_config_from_pem(cert, key) {
+            Ok(tls) => {
+                server_config = server_config.with_tls(tls);
+                "https"
+            }
+            Err(err) => return Err(err.to_string()),
+        },
+        _ => "http",
+    };
+    if let Some(dir) = &args.static_dir {
+        if !dir.is_dir() {
+            return Err(format!("--static {}: not a directory", dir.display()));
+        }
+        server_config = server_config.with_static_dir(dir);
+    }
+    if let Some(path) = &args.signing_key {
+        match SigningKey::from_pkcs8_pem_file(path) {
+            Ok(key) => server_config = server_config.with_signing_key(Arc::new(key)),
+            Err(err) => return Err(err.to_string()),
+        }
+    }
+    Ok((server_config, scheme))
 }
 
 /// The registry `GET /metrics` serves (names prefixed `enclave_`), with the transport's
