@@ -14,6 +14,7 @@ use enclave_crypto::Sealer;
 use enclave_ndjson::StreamEncoder;
 use enclave_types::{SessionId, StreamEvent};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::negotiate::{InitSigner, RegistryGuard};
 use super::pump::{control_line, gather, pull, sort, Pull, Put, Sorted};
@@ -87,12 +88,23 @@ impl StreamBody {
             failed: None,
             ended: false,
         };
-        Body::from_stream(futures::stream::unfold(Some(pump), |pump| async move {
-            let mut pump = pump?;
-            match pump.next_chunk().await {
-                Some(Ok(chunk)) => Some((Ok(chunk), Some(pump))),
-                Some(Err(err)) => Some((Err(err), None)),
-                None => None,
+        // Every line the stream logs carries its session, carrier and encryption (inside the
+        // TCP connection's span, which has the peer).
+        let span = tracing::info_span!(
+            "stream",
+            carrier = "http",
+            session = %pump.body.session_id,
+            encrypted = pump.body.sealer.is_some(),
+        );
+        Body::from_stream(futures::stream::unfold(Some(pump), move |pump| {
+            let span = span.clone();
+            async move {
+                let mut pump = pump?;
+                match pump.next_chunk().instrument(span).await {
+                    Some(Ok(chunk)) => Some((Ok(chunk), Some(pump))),
+                    Some(Err(err)) => Some((Err(err), None)),
+                    None => None,
+                }
             }
         }))
     }
