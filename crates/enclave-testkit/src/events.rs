@@ -1,0 +1,59 @@
+//! Event builders: the few events the tests of every layer build again and again, each in one
+//! line (`events::stdout(&session, 3, "line 3")`).
+
+use enclave_types::{
+    EncryptionConfig, FinalPayload, SessionId, SessionInitPayload, StdoutPayload, StreamEvent,
+    Timestamp,
+};
+
+/// The `expiresAt` of [`session_init`]: far enough away that no test outlives it.
+pub const EXPIRES_AT: &str = "2030-01-01T00:00:00.000Z";
+
+/// A `stdout` event of `session` at `seq` carrying `chunk`.
+pub fn stdout(session: &SessionId, seq: u64, chunk: impl Into<String>) -> StreamEvent {
+    StreamEvent::new(session.clone(), seq, StdoutPayload::new(chunk).into())
+}
+
+/// The `session_init` of `session` (seq 1) as our server writes it: cancel URL
+/// `/sessions/{id}/cancel`, expiry [`EXPIRES_AT`], and `encryption`.
+///
+/// # Panics
+/// Never: [`EXPIRES_AT`] is a valid timestamp.
+pub fn session_init(session: &SessionId, encryption: EncryptionConfig) -> StreamEvent {
+    let expires = Timestamp::new("expiresAt", EXPIRES_AT)
+        .unwrap_or_else(|err| panic!("{EXPIRES_AT} is a timestamp: {err}"));
+    let init = SessionInitPayload::new(format!("/sessions/{session}/cancel"), expires, encryption);
+    StreamEvent::new(session.clone(), 1, init.into())
+}
+
+/// A successful `final` of `session` at `seq`.
+pub fn final_ok(session: &SessionId, seq: u64) -> StreamEvent {
+    StreamEvent::new(session.clone(), seq, FinalPayload::new(true).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use enclave_types::EventPayload;
+
+    #[test]
+    fn the_builders_make_the_events_they_name() {
+        let session = SessionId::new("s_testkit").unwrap();
+        let event = stdout(&session, 3, "line 3");
+        assert_eq!((event.seq, &event.session_id), (3, &session));
+        assert_eq!(
+            event.payload,
+            EventPayload::Stdout(StdoutPayload::new("line 3"))
+        );
+        let init = session_init(&session, EncryptionConfig::new(false));
+        assert_eq!(init.seq, 1);
+        let EventPayload::SessionInit(payload) = &init.payload else {
+            panic!("not a session_init: {init:?}");
+        };
+        assert_eq!(payload.cancel_url, "/sessions/s_testkit/cancel");
+        assert_eq!(
+            final_ok(&session, 9).payload,
+            EventPayload::Final(FinalPayload::new(true))
+        );
+    }
+}
