@@ -2,9 +2,7 @@
 //! session of N events, answers resumes from `from` with a rotated token, records client
 //! messages and acknowledges them, and can cut a connection mid-line, go silent, or refuse.
 
-use crate::raw_http;
-
-use raw_http::{header, read_head};
+use crate::common::line;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -13,6 +11,9 @@ use std::time::Duration;
 use enclave_reconnect::{
     ConnectionEvent, ConnectionState, ReconnectPolicy, ReconnectingStream, StreamConfig,
     StreamError,
+};
+use enclave_testkit::http::server::{
+    read_request, write_chunk, write_chunked_head, write_last_chunk, write_response, LoopbackServer,
 };
 use enclave_transport::client::{ClientConfig, NewSession};
 use enclave_transport::RefusalReason;
@@ -55,32 +56,24 @@ struct State {
 struct Fake {
     url: String,
     state: Arc<Mutex<State>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    /// Stops serving when the fake is dropped.
+    _server: LoopbackServer,
 }
 
 impl Fake {
     async fn start(total: u64, faults: Vec<(u64, Fault)>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let state = Arc::new(Mutex::new(State {
             total,
             faults,
             ..State::default()
         }));
         let shared = Arc::clone(&state);
-        let task = tokio::spawn(async move {
-            let mut handlers = tokio::task::JoinSet::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                handlers.spawn(handle(socket, Arc::clone(&shared)));
-            }
-        });
-        Self { url, state, task }
+        let server = LoopbackServer::start(move |socket| handle(socket, Arc::clone(&shared))).await;
+        Self {
+            url: server.url(),
+            state,
+            _server: server,
+        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -90,13 +83,9 @@ impl Fake {
 
 async fn handle(mut socket: TcpStream, state: Arc<Mutex<State>>) {
     // Keep-alive: the upstream connection carries several POSTs.
-    while let Some((request_line, headers, body)) = read_head(&mut socket).await {
-        let path = request_line
-            .split(' ')
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned();
-        if request_line.starts_with("POST /sessions ") {
+    while let Some(request) = read_request(&mut socket).await {
+        let path = request.target.clone();
+        if request.method == "POST" && path == "/sessions" {
             let delay = {
                 let mut s = state.lock().unwrap();
                 s.creates += 1;
@@ -115,7 +104,7 @@ async fn handle(mut socket: TcpStream, state: Arc<Mutex<State>>) {
                 .and_then(|v| v.parse().ok())
                 .unwrap();
             assert!(path.contains(&format!("fromSeq={from}")), "{path}");
-            let presented = header(&headers, "x-enclave-resume-token").map(str::to_owned);
+            let presented = request.header("x-enclave-resume-token").map(str::to_owned);
             let refusal = {
                 let mut s = state.lock().unwrap();
                 s.resumes.push((from, presented));
@@ -125,17 +114,14 @@ async fn handle(mut socket: TcpStream, state: Arc<Mutex<State>>) {
                 let body = format!(
                     r#"{{"code":"{code}","message":"refused by the fake","reason":"{reason}"}}"#
                 );
+                let mut headers = vec![("Content-Type", "application/json")];
                 // A full server says when to come back, as ours does.
-                let retry_after = if status == 503 {
-                    "Retry-After: 1\r\n"
-                } else {
-                    ""
-                };
-                let answer = format!(
-                    "HTTP/1.1 {status} Refused\r\nContent-Type: application/json\r\n{retry_after}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = socket.write_all(answer.as_bytes()).await;
+                if status == 503 {
+                    headers.push(("Retry-After", "1"));
+                }
+                headers.push(("Connection", "close"));
+                let _ =
+                    write_response(&mut socket, status, "Refused", &headers, body.as_bytes()).await;
                 // Close gently (FIN, then drain), so the client reads the answer instead of
                 // a reset that would make it retry at once.
                 let _ = socket.shutdown().await;
@@ -152,10 +138,14 @@ async fn handle(mut socket: TcpStream, state: Arc<Mutex<State>>) {
         if path.ends_with("/messages") {
             let ack = {
                 let mut s = state.lock().unwrap();
-                if let Some(seq) = header(&headers, "x-enclave-ack").and_then(|v| v.parse().ok()) {
+                if let Some(seq) = request.header("x-enclave-ack").and_then(|v| v.parse().ok()) {
                     s.acks.push(seq);
                 }
-                for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                for line in request
+                    .body
+                    .split(|&b| b == b'\n')
+                    .filter(|l| !l.is_empty())
+                {
                     let value: serde_json::Value = serde_json::from_slice(line).unwrap();
                     s.messages.insert(value["seq"].as_u64().unwrap());
                     s.message_lines += 1;
@@ -167,18 +157,17 @@ async fn handle(mut socket: TcpStream, state: Arc<Mutex<State>>) {
                 }
             };
             let body = format!(r#"{{"ack":{ack}}}"#);
-            let answer = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            if socket.write_all(answer.as_bytes()).await.is_err() {
+            let json = [("Content-Type", "application/json")];
+            if write_response(&mut socket, 200, "OK", &json, body.as_bytes())
+                .await
+                .is_err()
+            {
                 return;
             }
             continue;
         }
-        let _ = socket
-            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            .await;
+        let close = [("Connection", "close")];
+        let _ = write_response(&mut socket, 404, "Not Found", &close, b"").await;
         return;
     }
 }
@@ -190,10 +179,16 @@ fn next_token(state: &Mutex<State>) -> String {
 }
 
 async fn stream(mut socket: TcpStream, state: &Mutex<State>, from: u64, token: &str) {
-    let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\nX-Session-ID: {SESSION}\r\nX-Enclave-Resume-Token: {token}\r\nX-Enclave-Epoch: 7\r\n\r\n"
-    );
-    if socket.write_all(head.as_bytes()).await.is_err() {
+    let headers = [
+        ("Content-Type", "application/x-ndjson"),
+        ("X-Session-ID", SESSION),
+        ("X-Enclave-Resume-Token", token),
+        ("X-Enclave-Epoch", "7"),
+    ];
+    if write_chunked_head(&mut socket, 200, "OK", &headers)
+        .await
+        .is_err()
+    {
         return;
     }
     let total = state.lock().unwrap().total;
@@ -203,13 +198,11 @@ async fn stream(mut socket: TcpStream, state: &Mutex<State>, from: u64, token: &
             let at = s.faults.iter().position(|(at, _)| *at == seq);
             at.map(|i| s.faults.remove(i).1)
         };
-        let text = raw_http::line(SESSION, seq, total);
+        let text = line(SESSION, seq, total);
         match fault {
             Some(Fault::Cut) => {
                 let half = &text[..text.len() / 2];
-                let _ = socket
-                    .write_all(format!("{:x}\r\n{half}\r\n", half.len()).as_bytes())
-                    .await;
+                let _ = write_chunk(&mut socket, half.as_bytes()).await;
                 return;
             }
             Some(Fault::Silent) => {
@@ -220,12 +213,11 @@ async fn stream(mut socket: TcpStream, state: &Mutex<State>, from: u64, token: &
             }
             None => {}
         }
-        let chunk = format!("{:x}\r\n{text}\r\n", text.len());
-        if socket.write_all(chunk.as_bytes()).await.is_err() {
+        if write_chunk(&mut socket, text.as_bytes()).await.is_err() {
             return;
         }
     }
-    let _ = socket.write_all(b"0\r\n\r\n").await;
+    let _ = write_last_chunk(&mut socket).await;
 }
 
 fn fast_config() -> StreamConfig {

@@ -52,8 +52,9 @@ fn headers<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The value of the header `name` (any case) among `headers`.
-fn find<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+/// The value of the header `name` (any case) among `headers` (as [`Request::headers`] and
+/// [`Response::headers`] hold them).
+pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers
         .iter()
         .find(|(key, _)| key.eq_ignore_ascii_case(name))
@@ -63,6 +64,8 @@ fn find<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 /// A request as a fake server read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
+    /// The request line as sent, `POST /sessions HTTP/1.1`.
+    pub line: String,
     /// `GET`, `POST`, …
     pub method: String,
     /// The request target as sent: path and query.
@@ -76,17 +79,19 @@ pub struct Request {
 impl Request {
     /// The value of the header `name` (any case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        find(&self.headers, name)
+        header(&self.headers, name)
     }
 
     /// Parses a head (without its blank line): `None` if it is not a request head.
     fn parse_head(head: &[u8]) -> Option<Self> {
         let head = std::str::from_utf8(head).ok()?;
         let mut lines = head.split("\r\n");
-        let mut first = lines.next()?.split(' ');
+        let line = lines.next()?;
+        let mut first = line.split(' ');
         let method = first.next()?.to_owned();
         let target = first.next()?.to_owned();
         Some(Self {
+            line: line.to_owned(),
             method,
             target,
             headers: headers(lines),
@@ -134,9 +139,9 @@ impl Response {
             .unwrap_or_else(|| panic!("no status line in {:?}", shown()));
         let headers = headers(lines);
         let rest = &raw[end + 4..];
-        let chunked = find(&headers, "transfer-encoding")
+        let chunked = header(&headers, "transfer-encoding")
             .is_some_and(|value| value.eq_ignore_ascii_case("chunked"));
-        let length = find(&headers, "content-length").and_then(|value| value.parse().ok());
+        let length = header(&headers, "content-length").and_then(|value| value.parse().ok());
         let body = match length {
             _ if chunked => dechunk(rest).0,
             Some(length) => rest[..rest.len().min(length)].to_vec(),
@@ -152,7 +157,7 @@ impl Response {
 
     /// The value of the header `name` (any case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        find(&self.headers, name)
+        header(&self.headers, name)
     }
 
     /// The body as text (invalid UTF-8 replaced).
