@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::{head_end, request, Response, MAX_BODY, MAX_HEAD};
 
 /// The read timeout of every socket opened here.
-pub const TIMEOUT: Duration = Duration::from_secs(20);
+pub const TIMEOUT: Duration = Duration::from_mins(1);
 
 /// A connection to `authority` (`host:port`) with [`TIMEOUT`] on its reads.
 ///

@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 use super::{request, Response, MAX_BODY, MAX_HEAD};
 
 /// How long [`exchange`] and [`status`] wait for the whole answer.
-pub const TIMEOUT: Duration = Duration::from_secs(20);
+pub const TIMEOUT: Duration = Duration::from_mins(1);
 
 /// Sends `request` (its bytes, as [`super::request`] builds them) on a fresh connection to
 /// `addr` and reads the answer until the server closes the connection, within [`TIMEOUT`].
