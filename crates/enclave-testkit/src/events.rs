@@ -1,9 +1,9 @@
-//! Event builders: the few events the tests of every layer build again and again, each in one
-//! line (`events::stdout(&session, 3, "line 3")`).
+//! Event and message builders: the few events (and the client message) the tests of every
+//! layer build again and again, each in one line (`events::stdout(&session, 3, "line 3")`).
 
 use enclave_types::{
-    EncryptionConfig, FinalPayload, SessionId, SessionInitPayload, StdoutPayload, StreamEvent,
-    Timestamp,
+    CancelPayload, EncryptionConfig, FinalPayload, RuntimeChannelMessage, SessionId,
+    SessionInitPayload, StdoutPayload, StreamEvent, Timestamp,
 };
 
 /// The `expiresAt` of [`session_init`]: far enough away that no test outlives it.
@@ -31,10 +31,17 @@ pub fn final_ok(session: &SessionId, seq: u64) -> StreamEvent {
     StreamEvent::new(session.clone(), seq, FinalPayload::new(true).into())
 }
 
+/// A client's `cancel` message to `session` at `seq` (only messages with a seq can be sealed
+/// or acknowledged), giving `reason`.
+pub fn cancel(session: &SessionId, seq: u64, reason: impl Into<String>) -> RuntimeChannelMessage {
+    let payload = CancelPayload::new(Some(reason.into()));
+    RuntimeChannelMessage::new(session.clone(), payload.into()).with_seq(seq)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use enclave_types::EventPayload;
+    use enclave_types::{EventPayload, RuntimeChannelPayload};
 
     #[test]
     fn the_builders_make_the_events_they_name() {
@@ -55,5 +62,11 @@ mod tests {
             final_ok(&session, 9).payload,
             EventPayload::Final(FinalPayload::new(true))
         );
+        let message = cancel(&session, 4, "enough");
+        assert_eq!(message.seq, Some(4));
+        let RuntimeChannelPayload::Cancel(payload) = &message.payload else {
+            panic!("not a cancel: {message:?}");
+        };
+        assert_eq!(payload.reason.as_deref(), Some("enough"));
     }
 }

@@ -20,7 +20,7 @@ use enclave_reconnect::{
     StreamError,
 };
 use enclave_testkit::http::server::{
-    read_request, write_chunk, write_chunked_head, write_last_chunk, write_response, LoopbackServer,
+    read_request, write_chunk, write_chunked_head, write_last_chunk, write_response, FakeServer,
 };
 use enclave_testkit::http::Request;
 use enclave_transport::client::{ClientConfig, NewSession};
@@ -121,33 +121,21 @@ impl State {
     }
 }
 
-struct Fake {
-    url: String,
-    state: Arc<Mutex<State>>,
-    /// Stops serving when the fake is dropped.
-    _server: LoopbackServer,
-}
+/// The fake: its state (script and what it saw) and the server, stopped when dropped.
+type Fake = FakeServer<State>;
 
-impl Fake {
-    async fn start(total: u64, plans: Vec<ConnPlan>, ack_mode: AckMode) -> Self {
-        let state = Arc::new(Mutex::new(State {
+/// A fake whose session holds `total` events, serving its connections by `plans`.
+async fn start_fake(total: u64, plans: Vec<ConnPlan>, ack_mode: AckMode) -> Fake {
+    FakeServer::start(
+        State {
             total,
             plans,
             ack_mode: Some(ack_mode),
             ..State::default()
-        }));
-        let shared = Arc::clone(&state);
-        let server = LoopbackServer::start(move |socket| handle(socket, Arc::clone(&shared))).await;
-        Self {
-            url: server.url(),
-            state,
-            _server: server,
-        }
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap()
-    }
+        },
+        handle,
+    )
+    .await
 }
 
 async fn handle(mut socket: TcpStream, state: Arc<Mutex<State>>) {
@@ -548,8 +536,9 @@ fn check_machine(
 
 async fn run(case: Case) -> Result<(), TestCaseError> {
     let total = case.events + 1;
-    let fake = Fake::start(total, case.plans.clone(), case.ack_mode).await;
-    let mut stream = ReconnectingStream::new(&fake.url, NewSession::new().with_code("x"), config());
+    let fake = start_fake(total, case.plans.clone(), case.ack_mode).await;
+    let mut stream =
+        ReconnectingStream::new(fake.url(), NewSession::new().with_code("x"), config());
     let reconnects = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&reconnects);
     stream.on_reconnect(move |attempt| seen.lock().unwrap().push(attempt));

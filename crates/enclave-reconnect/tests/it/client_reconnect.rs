@@ -13,7 +13,7 @@ use enclave_reconnect::{
     StreamError,
 };
 use enclave_testkit::http::server::{
-    read_request, write_chunk, write_chunked_head, write_last_chunk, write_response, LoopbackServer,
+    read_request, write_chunk, write_chunked_head, write_last_chunk, write_response, FakeServer,
 };
 use enclave_transport::client::{ClientConfig, NewSession};
 use enclave_transport::RefusalReason;
@@ -53,32 +53,20 @@ struct State {
     create_delay: Duration,
 }
 
-struct Fake {
-    url: String,
-    state: Arc<Mutex<State>>,
-    /// Stops serving when the fake is dropped.
-    _server: LoopbackServer,
-}
+/// The fake: its state (script and what it saw) and the server, stopped when dropped.
+type Fake = FakeServer<State>;
 
-impl Fake {
-    async fn start(total: u64, faults: Vec<(u64, Fault)>) -> Self {
-        let state = Arc::new(Mutex::new(State {
+/// A fake whose session holds `total` events and that commits `faults` while streaming.
+async fn start_fake(total: u64, faults: Vec<(u64, Fault)>) -> Fake {
+    FakeServer::start(
+        State {
             total,
             faults,
             ..State::default()
-        }));
-        let shared = Arc::clone(&state);
-        let server = LoopbackServer::start(move |socket| handle(socket, Arc::clone(&shared))).await;
-        Self {
-            url: server.url(),
-            state,
-            _server: server,
-        }
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap()
-    }
+        },
+        handle,
+    )
+    .await
 }
 
 async fn handle(mut socket: TcpStream, state: Arc<Mutex<State>>) {
@@ -252,13 +240,13 @@ fn seqs(events: &[StreamEvent]) -> Vec<u64> {
 
 #[tokio::test]
 async fn reconnects_after_cuts_and_delivers_each_seq_once_in_order() {
-    let fake = Fake::start(
+    let fake = start_fake(
         300,
         vec![(50, Fault::Cut), (51, Fault::Cut), (200, Fault::Cut)],
     )
     .await;
     let mut stream =
-        ReconnectingStream::new(&fake.url, NewSession::new().with_code("x"), fast_config());
+        ReconnectingStream::new(fake.url(), NewSession::new().with_code("x"), fast_config());
     let reconnects = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&reconnects);
     stream.on_reconnect(move |attempt| seen.lock().unwrap().push(attempt));
@@ -338,9 +326,9 @@ async fn reconnects_after_cuts_and_delivers_each_seq_once_in_order() {
 /// already opened.
 #[tokio::test]
 async fn a_next_dropped_while_connecting_opens_the_session_once() {
-    let fake = Fake::start(20, vec![]).await;
+    let fake = start_fake(20, vec![]).await;
     fake.state().create_delay = Duration::from_millis(300);
-    let mut stream = ReconnectingStream::new(&fake.url, NewSession::new(), fast_config());
+    let mut stream = ReconnectingStream::new(fake.url(), NewSession::new(), fast_config());
     let started = tokio::time::Instant::now();
     let first = loop {
         assert!(started.elapsed() < LIMIT, "no event within {LIMIT:?}");
@@ -397,10 +385,10 @@ async fn gives_up_after_max_attempts_with_failed() {
 
 #[tokio::test]
 async fn a_full_server_is_asked_again_no_sooner_than_its_retry_after() {
-    let fake = Fake::start(100, vec![(40, Fault::Cut)]).await;
+    let fake = start_fake(100, vec![(40, Fault::Cut)]).await;
     fake.state().refuse_resumes = Some((503, "SERVICE_UNAVAILABLE", "unavailable"));
     // Backoff alone would retry within milliseconds.
-    let mut stream = ReconnectingStream::new(&fake.url, NewSession::new(), fast_config());
+    let mut stream = ReconnectingStream::new(fake.url(), NewSession::new(), fast_config());
     let started = tokio::time::Instant::now();
     let mut first_resume = None;
     let waited = tokio::time::timeout(LIMIT, async {
@@ -430,9 +418,9 @@ async fn a_full_server_is_asked_again_no_sooner_than_its_retry_after() {
 
 #[tokio::test]
 async fn a_refused_resume_is_terminal_and_never_retried() {
-    let fake = Fake::start(100, vec![(40, Fault::Cut)]).await;
+    let fake = start_fake(100, vec![(40, Fault::Cut)]).await;
     fake.state().refuse_resumes = Some((403, "RESUME_REFUSED", "bad_token"));
-    let mut stream = ReconnectingStream::new(&fake.url, NewSession::new(), fast_config());
+    let mut stream = ReconnectingStream::new(fake.url(), NewSession::new(), fast_config());
     let (events, err) = drain(&mut stream).await;
     assert_eq!(seqs(&events), (1..40).collect::<Vec<_>>());
     match err {
@@ -450,9 +438,9 @@ async fn a_refused_resume_is_terminal_and_never_retried() {
 
 #[tokio::test]
 async fn a_silent_link_is_noticed_by_the_heartbeat_monitor_and_resumed() {
-    let fake = Fake::start(80, vec![(30, Fault::Silent)]).await;
+    let fake = start_fake(80, vec![(30, Fault::Silent)]).await;
     let config = fast_config().with_heartbeat_timeout(Duration::from_millis(300));
-    let mut stream = ReconnectingStream::new(&fake.url, NewSession::new(), config);
+    let mut stream = ReconnectingStream::new(fake.url(), NewSession::new(), config);
     let mut events_rx = stream.events();
     let (events, err) = drain(&mut stream).await;
     assert!(err.is_none(), "{err:?}");
@@ -470,9 +458,9 @@ async fn a_silent_link_is_noticed_by_the_heartbeat_monitor_and_resumed() {
 
 #[tokio::test]
 async fn messages_are_numbered_from_one_resent_after_a_cut_and_dropped_once_acked() {
-    let fake = Fake::start(60, vec![(20, Fault::Cut)]).await;
+    let fake = start_fake(60, vec![(20, Fault::Cut)]).await;
     fake.state().withhold_acks = true;
-    let mut stream = ReconnectingStream::new(&fake.url, NewSession::new(), fast_config());
+    let mut stream = ReconnectingStream::new(fake.url(), NewSession::new(), fast_config());
     // The first event opens the session; then three messages go up.
     let first = tokio::time::timeout(LIMIT, stream.next())
         .await
@@ -512,8 +500,8 @@ async fn messages_are_numbered_from_one_resent_after_a_cut_and_dropped_once_acke
 
 #[tokio::test]
 async fn close_stops_without_a_retry() {
-    let fake = Fake::start(1000, vec![]).await;
-    let mut stream = ReconnectingStream::new(&fake.url, NewSession::new(), fast_config());
+    let fake = start_fake(1000, vec![]).await;
+    let mut stream = ReconnectingStream::new(fake.url(), NewSession::new(), fast_config());
     for want in 1..=5 {
         let event = tokio::time::timeout(LIMIT, stream.next())
             .await
@@ -536,13 +524,13 @@ async fn close_stops_without_a_retry() {
 
 #[tokio::test]
 async fn the_builder_connects_then_run_hands_every_event_to_on_message_across_cuts() {
-    let fake = Fake::start(120, vec![(30, Fault::Cut), (90, Fault::Cut)]).await;
+    let fake = start_fake(120, vec![(30, Fault::Cut), (90, Fault::Cut)]).await;
     let delivered = Arc::new(Mutex::new(Vec::new()));
     let reconnects = Arc::new(Mutex::new(Vec::new()));
     let (seen, attempts) = (Arc::clone(&delivered), Arc::clone(&reconnects));
     let mut stream = tokio::time::timeout(
         LIMIT,
-        ReconnectingStream::builder(&fake.url)
+        ReconnectingStream::builder(fake.url())
             .config(fast_config())
             .max_attempts(4)
             .initial_delay(Duration::from_millis(5))
@@ -598,8 +586,8 @@ async fn the_builder_knobs_apply_over_the_config_and_session_id_resumes_without_
         other => panic!("expected OutOfAttempts, got {other:?}"),
     }
 
-    let fake = Fake::start(10, vec![]).await;
-    let mut stream = ReconnectingStream::builder(&fake.url)
+    let fake = start_fake(10, vec![]).await;
+    let mut stream = ReconnectingStream::builder(fake.url())
         .config(fast_config())
         .session_id(SessionId::new(SESSION).unwrap())
         .build();

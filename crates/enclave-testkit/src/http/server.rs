@@ -1,11 +1,13 @@
 //! The fake servers' side on tokio: [`LoopbackServer`] accepts connections on a loopback port
 //! and hands each to a handler of the test's; the handler reads requests with
 //! [`read_request`] and answers with [`write_response`], or streams with
-//! [`write_chunked_head`], [`write_chunk`] and [`write_last_chunk`].
+//! [`write_chunked_head`], [`write_chunk`] and [`write_last_chunk`]. [`FakeServer`] adds the
+//! state a fake keeps (its script, what it saw) and the test reads back.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
@@ -142,6 +144,52 @@ impl Drop for LoopbackServer {
     }
 }
 
+/// A [`LoopbackServer`] whose handlers share a state `S` with the test: the fake's script
+/// (what to serve, where to fail) and what it saw, read back with [`FakeServer::state`].
+#[derive(Debug)]
+pub struct FakeServer<S> {
+    state: Arc<Mutex<S>>,
+    server: LoopbackServer,
+}
+
+impl<S: Send + 'static> FakeServer<S> {
+    /// Serves each connection with `handler(socket, state)`.
+    ///
+    /// # Panics
+    /// If no loopback port can be bound.
+    pub async fn start<H, F>(state: S, handler: H) -> Self
+    where
+        H: Fn(TcpStream, Arc<Mutex<S>>) -> F + Send + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let state = Arc::new(Mutex::new(state));
+        let shared = Arc::clone(&state);
+        let server =
+            LoopbackServer::start(move |socket| handler(socket, Arc::clone(&shared))).await;
+        Self { state, server }
+    }
+
+    /// The state, locked.
+    ///
+    /// # Panics
+    /// If a handler panicked while it held the lock.
+    pub fn state(&self) -> MutexGuard<'_, S> {
+        self.state
+            .lock()
+            .unwrap_or_else(|_| panic!("a handler of the fake panicked holding its state"))
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+
+    /// `http://` and its address.
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +223,24 @@ mod tests {
         assert_eq!((response.status, response.text().as_str()), (200, "echo"));
         let streamed = exchange(server.addr(), &request("GET", "/s", &host, &[], b"")).await;
         assert_eq!(streamed.text(), "one\ntwo\n");
+    }
+
+    #[tokio::test]
+    async fn a_fake_keeps_what_it_saw_for_the_test() {
+        let fake = FakeServer::start(Vec::new(), |mut socket, seen| async move {
+            // One request a connection: the answer says `Connection: close`, and closes.
+            if let Some(request) = read_request(&mut socket).await {
+                seen.lock().unwrap().push(request.target);
+                let close = [("Connection", "close")];
+                write_response(&mut socket, 204, "No Content", &close, b"")
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+        let status = crate::http::client::status(fake.addr(), "GET", "/seen", &[]).await;
+        assert_eq!(status, 204);
+        assert_eq!(*fake.state(), ["/seen"]);
+        assert!(fake.url().ends_with(&fake.addr().port().to_string()));
     }
 }

@@ -14,7 +14,7 @@ use enclave_transport::carrier::{
 use enclave_transport::client::ClientConfig;
 use enclave_transport::wire::{WsOpen, WsOpened};
 use enclave_transport::{Error as TransportError, Refusal, RefusalReason};
-use enclave_types::{CancelPayload, EncryptionMode, RuntimeChannelMessage, SessionId, StreamEvent};
+use enclave_types::{EncryptionMode, RuntimeChannelMessage, SessionId, StreamEvent};
 use futures::{SinkExt as _, StreamExt as _};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio_util::codec::Encoder as _;
@@ -31,11 +31,7 @@ fn event(session: &SessionId, seq: u64) -> StreamEvent {
 }
 
 fn message(session: &SessionId, seq: u64) -> RuntimeChannelMessage {
-    RuntimeChannelMessage::new(
-        session.clone(),
-        CancelPayload::new(Some(format!("reason {seq}"))).into(),
-    )
-    .with_seq(seq)
+    events::cancel(session, seq, format!("reason {seq}"))
 }
 
 /// A new session's `open`, naming the session it wants.

@@ -13,8 +13,7 @@ use enclave_transport::wire::{Control, CreateBody, WsOpened};
 use enclave_transport::Error as TransportError;
 use enclave_transport::RefusalReason;
 use enclave_types::{
-    CancelPayload, ClientHello, EncryptionMode, MessageFrame, RuntimeChannelMessage,
-    RuntimeChannelPayload, SessionId, StreamEvent,
+    ClientHello, EncryptionMode, MessageFrame, RuntimeChannelMessage, SessionId, StreamEvent,
 };
 use futures::{SinkExt, StreamExt};
 use std::time::Duration;
@@ -72,11 +71,7 @@ async fn next(
 }
 
 fn cancel(seq: u64) -> RuntimeChannelMessage {
-    RuntimeChannelMessage::new(
-        session(),
-        RuntimeChannelPayload::Cancel(CancelPayload::new(Some("enough".to_owned()))),
-    )
-    .with_seq(seq)
+    events::cancel(&session(), seq, "enough")
 }
 
 #[tokio::test]
