@@ -20,7 +20,7 @@ use enclave_reconnect::{
     StreamError,
 };
 use enclave_testkit::http::server::{
-    read_request, write_chunk, write_chunked_head, write_last_chunk, write_response, FakeServer,
+    read_request, write_chunk, write_last_chunk, write_response, write_stream_head, FakeServer,
 };
 use enclave_testkit::http::Request;
 use enclave_transport::client::{ClientConfig, NewSession};
@@ -307,13 +307,7 @@ async fn stream(mut socket: TcpStream, state: &Mutex<State>, start: u64, plan: O
         let s = state.lock().unwrap();
         (s.total, s.token())
     };
-    let headers = [
-        ("Content-Type", "application/x-ndjson"),
-        ("X-Session-ID", SESSION),
-        ("X-Enclave-Resume-Token", &token),
-        ("X-Enclave-Epoch", "3"),
-    ];
-    if write_chunked_head(&mut socket, 200, "OK", &headers)
+    if write_stream_head(&mut socket, SESSION, &token, 3, &[])
         .await
         .is_err()
     {

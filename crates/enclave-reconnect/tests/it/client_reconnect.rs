@@ -13,7 +13,7 @@ use enclave_reconnect::{
     StreamError,
 };
 use enclave_testkit::http::server::{
-    read_request, write_chunk, write_chunked_head, write_last_chunk, write_response, FakeServer,
+    read_request, write_chunk, write_last_chunk, write_response, write_stream_head, FakeServer,
 };
 use enclave_transport::client::{ClientConfig, NewSession};
 use enclave_transport::RefusalReason;
@@ -167,13 +167,7 @@ fn next_token(state: &Mutex<State>) -> String {
 }
 
 async fn stream(mut socket: TcpStream, state: &Mutex<State>, from: u64, token: &str) {
-    let headers = [
-        ("Content-Type", "application/x-ndjson"),
-        ("X-Session-ID", SESSION),
-        ("X-Enclave-Resume-Token", token),
-        ("X-Enclave-Epoch", "7"),
-    ];
-    if write_chunked_head(&mut socket, 200, "OK", &headers)
+    if write_stream_head(&mut socket, SESSION, token, 7, &[])
         .await
         .is_err()
     {

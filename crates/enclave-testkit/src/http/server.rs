@@ -1,7 +1,8 @@
 //! The fake servers' side on tokio: [`LoopbackServer`] accepts connections on a loopback port
 //! and hands each to a handler of the test's; the handler reads requests with
 //! [`read_request`] and answers with [`write_response`], or streams with
-//! [`write_chunked_head`], [`write_chunk`] and [`write_last_chunk`]. [`FakeServer`] adds the
+//! [`write_chunked_head`] (or [`write_stream_head`], a session stream's head as our server
+//! writes it), [`write_chunk`] and [`write_last_chunk`]. [`FakeServer`] adds the
 //! state a fake keeps (its script, what it saw) and the test reads back.
 
 use std::future::Future;
@@ -79,6 +80,27 @@ pub async fn write_chunked_head<S: AsyncWrite + Unpin>(
     socket
         .write_all(response_head(status, reason, &all).as_bytes())
         .await
+}
+
+/// Writes the head our server answers a session's stream with (create or resume): `200 OK`,
+/// `Content-Type: application/x-ndjson`, chunked, `X-Session-ID`, `X-Enclave-Resume-Token`
+/// and `X-Enclave-Epoch`, then the `extra` headers (a resume's `X-Enclave-Server-Hello`, …).
+pub async fn write_stream_head<S: AsyncWrite + Unpin>(
+    socket: &mut S,
+    session: &str,
+    token: &str,
+    epoch: u64,
+    extra: &[(&str, &str)],
+) -> io::Result<()> {
+    let epoch = epoch.to_string();
+    let mut headers = vec![
+        ("Content-Type", "application/x-ndjson"),
+        ("X-Session-ID", session),
+        ("X-Enclave-Resume-Token", token),
+        ("X-Enclave-Epoch", epoch.as_str()),
+    ];
+    headers.extend_from_slice(extra);
+    write_chunked_head(socket, 200, "OK", &headers).await
 }
 
 /// Writes `bytes` as one chunk of a chunked body.
@@ -223,6 +245,22 @@ mod tests {
         assert_eq!((response.status, response.text().as_str()), (200, "echo"));
         let streamed = exchange(server.addr(), &request("GET", "/s", &host, &[], b"")).await;
         assert_eq!(streamed.text(), "one\ntwo\n");
+    }
+
+    #[tokio::test]
+    async fn a_stream_head_names_the_session_token_and_epoch() {
+        let mut head = Vec::new();
+        let hello = [("X-Enclave-Server-Hello", "h")];
+        write_stream_head(&mut head, "s_1", "t", 9, &hello)
+            .await
+            .unwrap();
+        let response = crate::http::Response::parse(&head);
+        assert_eq!(response.status, 200);
+        assert_eq!(response.header("transfer-encoding"), Some("chunked"));
+        assert_eq!(response.header("x-session-id"), Some("s_1"));
+        assert_eq!(response.header("x-enclave-resume-token"), Some("t"));
+        assert_eq!(response.header("x-enclave-epoch"), Some("9"));
+        assert_eq!(response.header("x-enclave-server-hello"), Some("h"));
     }
 
     #[tokio::test]

@@ -91,13 +91,7 @@ async fn http_create_encrypted_both_ways_and_plaintext_after_the_handshake_is_re
         let (server_hello, keys) = accept_client_hello(&hello, &session()).unwrap();
         let (sealer, opener) = keys.into_ciphers().unwrap();
         let mut layer = ServerEncryption::with_ciphers(EncryptionMode::Required, sealer, opener);
-        let headers = [
-            ("Content-Type", "application/x-ndjson"),
-            ("X-Session-ID", SESSION),
-            ("X-Enclave-Resume-Token", "tok"),
-            ("X-Enclave-Epoch", "3"),
-        ];
-        server::write_chunked_head(&mut stream_socket, 200, "OK", &headers)
+        server::write_stream_head(&mut stream_socket, SESSION, "tok", 3, &[])
             .await
             .unwrap();
         let init = session_init_line(&serde_json::to_value(&server_hello).unwrap());
@@ -220,14 +214,8 @@ async fn http_resume_carries_the_hellos_in_headers_and_replays_sealed() {
         let mut layer = ServerEncryption::with_ciphers(EncryptionMode::Optional, sealer, opener);
         let hello_header = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(serde_json::to_vec(&server_hello).unwrap());
-        let answer = [
-            ("Content-Type", "application/x-ndjson"),
-            ("X-Session-ID", SESSION),
-            ("X-Enclave-Resume-Token", "next"),
-            ("X-Enclave-Epoch", "9"),
-            ("X-Enclave-Server-Hello", &hello_header),
-        ];
-        server::write_chunked_head(&mut socket, 200, "OK", &answer)
+        let hello = [("X-Enclave-Server-Hello", hello_header.as_str())];
+        server::write_stream_head(&mut socket, SESSION, "next", 9, &hello)
             .await
             .unwrap();
         let mut wire = BytesMut::new();
