@@ -65,6 +65,17 @@ struct Pump {
     /// out first, then the response is aborted with this.
     failed: Option<io::Error>,
     ended: bool,
+    /// The stream's span (session, carrier, encryption), which its log lines carry.
+    span: tracing::Span,
+}
+
+impl Drop for Pump {
+    fn drop(&mut self) {
+        let (lines, ended) = (self.lines, self.ended);
+        self.span.in_scope(|| {
+            tracing::debug!(lines, finished = ended, "stream closed");
+        });
+    }
 }
 
 /// The most a chunk holds before it is handed to hyper (more lines wait for the next one).
@@ -79,6 +90,15 @@ impl StreamBody {
             tracing::error!(session = %self.session_id, "a stream body without its source: empty response");
             return Body::empty();
         };
+        // Every line the stream logs carries its session, carrier and encryption (inside the
+        // TCP connection's span, which has the peer).
+        let span = tracing::info_span!(
+            "stream",
+            carrier = "http",
+            session = %self.session_id,
+            encrypted = self.sealer.is_some(),
+        );
+        span.in_scope(|| tracing::debug!(first_line = ?self.first_line, "stream opened"));
         let pump = Pump {
             plain: StreamEncoder::with_max_line_length(self.max_line_length),
             body: self,
@@ -87,15 +107,8 @@ impl StreamBody {
             lines: 0,
             failed: None,
             ended: false,
+            span: span.clone(),
         };
-        // Every line the stream logs carries its session, carrier and encryption (inside the
-        // TCP connection's span, which has the peer).
-        let span = tracing::info_span!(
-            "stream",
-            carrier = "http",
-            session = %pump.body.session_id,
-            encrypted = pump.body.sealer.is_some(),
-        );
         Body::from_stream(futures::stream::unfold(Some(pump), move |pump| {
             let span = span.clone();
             async move {

@@ -281,6 +281,7 @@ pub(crate) async fn serve(
                 let _track = track;
                 let _guard = guard;
                 let _counted = counted;
+                tracing::debug!("connection accepted");
                 match tls {
                     None => serve_connection(stream, service, shutdown, header_timeout).await,
                     Some(acceptor) => {

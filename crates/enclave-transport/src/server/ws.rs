@@ -284,8 +284,7 @@ impl Connection {
                 )
             })?;
             self.session_id = Some(session_id.clone());
-            tracing::Span::current().record("session", session_id.as_str());
-            tracing::Span::current().record("session", session_id.as_str());
+            tracing::Span::current().record("session", tracing::field::display(&session_id));
             // Every resume binds `required` (see `ServerConfig::signing_key`).
             let sign = key.map(|key| (key, EncryptionMode::Required));
             let handshake = negotiate(policy, offer, &session_id, sign)?;
@@ -303,8 +302,7 @@ impl Connection {
             }
             let session_id = session_id.unwrap_or_else(SessionId::generate);
             self.session_id = Some(session_id.clone());
-            tracing::Span::current().record("session", session_id.as_str());
-            tracing::Span::current().record("session", session_id.as_str());
+            tracing::Span::current().record("session", tracing::field::display(&session_id));
             let handshake = negotiate(policy, offer, &session_id, key.zip(offer.mode))?;
             let mut request = CreateSession::new(session_id);
             request.code = open.code;
@@ -340,7 +338,6 @@ impl Connection {
             ..
         } = attachment;
         self.session_id = Some(session_id.clone());
-        tracing::Span::current().record("session", session_id.as_str());
         let mut opened = WsOpened::new(session_id.clone(), token, epoch, resumed);
         let mut layer = match handshake {
             Some(handshake) => {
@@ -359,6 +356,7 @@ impl Connection {
         }
         // Why it ends, set before each return; a return without one: the client left.
         tracing::Span::current().record("encrypted", layer.is_encrypted());
+        tracing::debug!("WebSocket stream opened");
         let mut stream = self
             .shared
             .config
