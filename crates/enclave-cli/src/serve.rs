@@ -38,156 +38,260 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
     /// Address to listen on; port 0 picks a free one.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    #[arg(
+        help_heading = "Listening",
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
     listen: String,
 
     /// Also serve `GET /metrics` (Prometheus text) on this address, without the other routes
     /// (port 0 picks a free one; the second line of output says `metrics http://HOST:PORT`).
     /// The main port serves `/metrics` too.
-    #[arg(long, value_name = "ADDR")]
+    #[arg(help_heading = "Listening", long, value_name = "ADDR")]
     metrics_listen: Option<String>,
 
     /// Stream this file's events in every session (re-sequenced; its own `session_init`,
     /// `final` and `enc` lines are skipped).
-    #[arg(long, value_name = "FILE", conflicts_with = "generate")]
+    #[arg(
+        help_heading = "What sessions stream",
+        long,
+        value_name = "FILE",
+        conflicts_with = "generate"
+    )]
     events: Option<PathBuf>,
 
     /// Stream N generated events in every session (a mix of every type but `heartbeat`).
-    #[arg(long, value_name = "N")]
+    #[arg(help_heading = "What sessions stream", long, value_name = "N")]
     generate: Option<u64>,
 
     /// At most this many events per second per session (default: as fast as clients read).
-    #[arg(long, value_name = "EVENTS_PER_S")]
+    #[arg(
+        help_heading = "What sessions stream",
+        long,
+        value_name = "EVENTS_PER_S"
+    )]
     rate: Option<f64>,
 
     /// Encrypt when the client asks (`optional`), always (`required`) or never (`disabled`).
-    #[arg(long, value_enum, default_value = "optional")]
+    #[arg(
+        help_heading = "Encryption",
+        long,
+        value_enum,
+        default_value = "optional"
+    )]
     encryption: crate::Encryption,
 
     /// Sign every ServerHello with this key (PKCS#8 PEM, P-256; see `enclave keygen`).
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Encryption", long, value_name = "FILE")]
     signing_key: Option<PathBuf>,
 
     /// Serve https/wss with this certificate chain (PEM); needs --tls-key.
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    #[arg(
+        help_heading = "Listening",
+        long,
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
     tls_cert: Option<PathBuf>,
 
     /// The private key of --tls-cert (PEM).
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    #[arg(
+        help_heading = "Listening",
+        long,
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
     tls_key: Option<PathBuf>,
 
     /// Interval of `heartbeat` events, in ms (0 turns them off).
-    #[arg(long, value_name = "MS", default_value_t = 15_000)]
+    #[arg(
+        help_heading = "Sessions",
+        long,
+        value_name = "MS",
+        default_value_t = 15_000
+    )]
     heartbeat_ms: u64,
 
     /// Let clients resume by session id alone, without a resume token (what unmodified
     /// TypeScript clients need; see docs/SECURITY.md for what it gives up).
-    #[arg(long)]
+    #[arg(help_heading = "Sessions", long)]
     allow_tokenless_resume: bool,
 
     /// Serve `GET /sessions`, the list of every session (off by default: it names every
     /// session to anyone who can reach the server; see docs/SECURITY.md).
-    #[arg(long)]
+    #[arg(help_heading = "Sessions", long)]
     enable_session_list: bool,
 
     /// Events a session retains for resumes (and for backpressure).
-    #[arg(long, value_name = "N")]
-    max_buffered_events: Option<u64>,
+    #[arg(help_heading = "Sessions", long, value_name = "N", default_value_t = HubConfig::default().max_buffered_events)]
+    max_buffered_events: u64,
 
     /// Bytes of events a session retains.
-    #[arg(long, value_name = "BYTES")]
-    max_buffered_bytes: Option<u64>,
+    #[arg(help_heading = "Sessions", long, value_name = "BYTES", default_value_t = HubConfig::default().max_buffered_bytes)]
+    max_buffered_bytes: u64,
 
     /// When retention is full of unacknowledged events: make the producer wait, or drop the
     /// oldest (a later resume from before it is refused with `too_far_behind`).
-    #[arg(long, value_enum, default_value = "wait")]
+    #[arg(help_heading = "Sessions", long, value_enum, default_value = "wait")]
     overflow: Overflow,
 
     /// How long a session outlives its last connection, in ms.
-    #[arg(long, value_name = "MS")]
-    session_grace_ms: Option<u64>,
+    #[arg(help_heading = "Sessions", long, value_name = "MS", default_value_t = duration_ms(HubConfig::default().session_grace))]
+    session_grace_ms: u64,
 
     /// Where sessions live: `memory` (this process) or `redis://[:PASSWORD@]HOST:PORT[/DB]`
     /// (also `rediss://…` for TLS, `redis+unix:///PATH`), shared by every server on that Redis
     /// and key prefix, so any of them serves any session.
-    #[arg(long, value_name = "URL", default_value = "memory")]
+    #[arg(
+        help_heading = "Store",
+        long,
+        value_name = "URL",
+        default_value = "memory"
+    )]
     store: String,
 
     /// For `rediss://`: trust this PEM file's certificates (a private CA) instead of the
     /// system's roots.
-    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Store", long, value_name = "FILE")]
     store_ca: Option<PathBuf>,
 
     /// Key prefix in the Redis store (deployments sharing one Redis keep apart by prefix).
-    #[arg(long, value_name = "PREFIX", default_value = "enclave:")]
+    #[arg(
+        help_heading = "Store",
+        long,
+        value_name = "PREFIX",
+        default_value = "enclave:"
+    )]
     store_prefix: String,
 
     /// Producer lease in the Redis store, in ms: a session whose server stops renewing it
     /// (it died or lost Redis) ends with `final {ok: false}` (`PRODUCER_LOST`).
-    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    #[arg(
+        help_heading = "Store",
+        long,
+        value_name = "MS",
+        default_value_t = 10_000
+    )]
     store_lease_ms: u64,
 
     /// How long, in ms, a store operation that fails (Redis down, restarting or full) is
     /// tried again before the publish fails; the session then ends with `final {ok: false}`
     /// (`STORE_UNAVAILABLE`), recorded once the store answers again.
-    #[arg(long, value_name = "MS", default_value_t = 5_000)]
+    #[arg(
+        help_heading = "Store",
+        long,
+        value_name = "MS",
+        default_value_t = 5_000
+    )]
     store_retry_ms: u64,
 
     /// Also serve the files of DIR (GET/HEAD; `/` is DIR/index.html) on every path the
     /// protocol routes leave free, e.g. the browser example
     /// `crates/enclave-stream/examples/browser`. Nothing outside DIR is reachable.
-    #[arg(long = "static", value_name = "DIR")]
+    #[arg(help_heading = "Listening", long = "static", value_name = "DIR")]
     static_dir: Option<PathBuf>,
 
     /// Most concurrent connections (WebSockets included); past it and its reserve a new
     /// connection is answered 503 at once.
-    #[arg(long, value_name = "N", default_value_t = enclave_transport::DEFAULT_MAX_CONNECTIONS)]
+    #[arg(help_heading = "Limits (past each: a refusal, a 503 with Retry-After, a 408 or a close)", long, value_name = "N", default_value_t = enclave_transport::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
 
     /// Most concurrent connections from one IP address; past it, 503 at once.
-    #[arg(long, value_name = "N", default_value_t = enclave_transport::DEFAULT_MAX_CONNECTIONS_PER_PEER)]
+    #[arg(help_heading = "Limits (past each: a refusal, a 503 with Retry-After, a 408 or a close)", long, value_name = "N", default_value_t = enclave_transport::DEFAULT_MAX_CONNECTIONS_PER_PEER)]
     max_connections_per_peer: usize,
 
     /// Connections accepted past --max-connections for everything but new sessions
     /// (/health, resumes, messages), so a full server stays reachable.
-    #[arg(long, value_name = "N", default_value_t = enclave_transport::DEFAULT_CONNECTION_RESERVE)]
+    #[arg(help_heading = "Limits (past each: a refusal, a 503 with Retry-After, a 408 or a close)", long, value_name = "N", default_value_t = enclave_transport::DEFAULT_CONNECTION_RESERVE)]
     connection_reserve: usize,
 
     /// How long a connection may take to send a request head (idle ones are closed then), ms.
-    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    #[arg(
+        help_heading = "Limits (past each: a refusal, a 503 with Retry-After, a 408 or a close)",
+        long,
+        value_name = "MS",
+        default_value_t = 10_000
+    )]
     header_timeout_ms: u64,
 
     /// How long a request body may take to arrive (slower: 408), ms.
-    #[arg(long, value_name = "MS", default_value_t = 30_000)]
+    #[arg(
+        help_heading = "Limits (past each: a refusal, a 503 with Retry-After, a 408 or a close)",
+        long,
+        value_name = "MS",
+        default_value_t = 30_000
+    )]
     body_timeout_ms: u64,
 
     /// How long after a ping a WebSocket peer has to be heard from before it is closed, ms.
-    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    #[arg(
+        help_heading = "Limits (past each: a refusal, a 503 with Retry-After, a 408 or a close)",
+        long,
+        value_name = "MS",
+        default_value_t = 10_000
+    )]
     ws_pong_timeout_ms: u64,
 
     /// How long a WebSocket client message may take from its first frame to its last, ms;
     /// an unfinished one closes the connection (1008).
-    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    #[arg(
+        help_heading = "Limits (past each: a refusal, a 503 with Retry-After, a 408 or a close)",
+        long,
+        value_name = "MS",
+        default_value_t = 10_000
+    )]
     ws_message_timeout_ms: u64,
 
     /// Most live sessions (not finished, deleted or expired); past it, creates get 503.
-    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    #[arg(
+        help_heading = "Limits (past each: a refusal, a 503 with Retry-After, a 408 or a close)",
+        long,
+        value_name = "N",
+        default_value_t = 10_000
+    )]
     max_sessions: usize,
 
     /// Most sessions created per second (0: no limit); past it, creates get 503.
-    #[arg(long, value_name = "N", default_value_t = 1_000)]
+    #[arg(
+        help_heading = "Limits (past each: a refusal, a 503 with Retry-After, a 408 or a close)",
+        long,
+        value_name = "N",
+        default_value_t = 1_000
+    )]
     max_session_creations_per_sec: u32,
 
     /// Most live sessions created from one IP address (0: no limit, e.g. behind a proxy);
     /// past it, creates from that address get 503.
-    #[arg(long, value_name = "N", default_value_t = 100)]
+    #[arg(
+        help_heading = "Limits (past each: a refusal, a 503 with Retry-After, a 408 or a close)",
+        long,
+        value_name = "N",
+        default_value_t = 100
+    )]
     max_sessions_per_peer: usize,
+
+    /// The largest request body accepted (`POST /sessions`, messages, cancel), in bytes; a
+    /// larger one is answered 413.
+    #[arg(help_heading = "Limits (past each: a refusal, a 503 with Retry-After, a 408 or a close)", long, value_name = "BYTES", default_value_t = enclave_transport::wire::DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+
+    /// The longest NDJSON line read or written, in bytes; a client WebSocket message is
+    /// bounded by the smaller of this and --max-body-bytes (larger: close 1009).
+    #[arg(help_heading = "Limits (past each: a refusal, a 503 with Retry-After, a 408 or a close)", long, value_name = "BYTES", default_value_t = enclave_ndjson::DEFAULT_MAX_LINE_LENGTH)]
+    max_line_length: usize,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum Overflow {
     Wait,
     DropOldest,
+}
+
+/// A default duration as the whole milliseconds a flag takes.
+fn duration_ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Runs `enclave serve`.
@@ -220,38 +324,10 @@ async fn serve(args: ServeArgs) -> ExitCode {
             return usage("--rate must be a positive number of events per second");
         }
     }
-    let mut server_config = ServerConfig::default()
-        .with_encryption(args.encryption.into())
-        .with_session_list(args.enable_session_list)
-        .with_max_connections(args.max_connections)
-        .with_max_connections_per_peer(args.max_connections_per_peer)
-        .with_connection_reserve(args.connection_reserve)
-        .with_header_read_timeout(Duration::from_millis(args.header_timeout_ms))
-        .with_body_timeout(Duration::from_millis(args.body_timeout_ms))
-        .with_ws_pong_timeout(Duration::from_millis(args.ws_pong_timeout_ms))
-        .with_ws_message_timeout(Duration::from_millis(args.ws_message_timeout_ms));
-    let scheme = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => match enclave_transport::tls_config_from_pem(cert, key) {
-            Ok(tls) => {
-                server_config = server_config.with_tls(tls);
-                "https"
-            }
-            Err(err) => return usage(&err.to_string()),
-        },
-        _ => "http",
+    let (mut server_config, scheme) = match server_config(&args) {
+        Ok(config) => config,
+        Err(message) => return usage(&message),
     };
-    if let Some(dir) = &args.static_dir {
-        if !dir.is_dir() {
-            return usage(&format!("--static {}: not a directory", dir.display()));
-        }
-        server_config = server_config.with_static_dir(dir);
-    }
-    if let Some(path) = &args.signing_key {
-        match SigningKey::from_pkcs8_pem_file(path) {
-            Ok(key) => server_config = server_config.with_signing_key(Arc::new(key)),
-            Err(err) => return usage(&err.to_string()),
-        }
-    }
     let (transport_metrics, hub_metrics, registry) = match metrics_registry() {
         Ok(metrics) => metrics,
         Err(message) => return usage(&message),
@@ -309,6 +385,46 @@ async fn serve(args: ServeArgs) -> ExitCode {
             ExitCode::from(EXIT_FAILURE)
         }
     }
+}
+
+/// The transport's settings from the listening, encryption and limit flags, and the URL
+/// scheme they serve (`https` with a certificate).
+fn server_config(args: &ServeArgs) -> Result<(ServerConfig, &'static str), String> {
+    let mut server_config = ServerConfig::default()
+        .with_encryption(args.encryption.into())
+        .with_session_list(args.enable_session_list)
+        .with_max_connections(args.max_connections)
+        .with_max_connections_per_peer(args.max_connections_per_peer)
+        .with_connection_reserve(args.connection_reserve)
+        .with_header_read_timeout(Duration::from_millis(args.header_timeout_ms))
+        .with_body_timeout(Duration::from_millis(args.body_timeout_ms))
+        .with_ws_pong_timeout(Duration::from_millis(args.ws_pong_timeout_ms))
+        .with_ws_message_timeout(Duration::from_millis(args.ws_message_timeout_ms))
+        .with_max_body_bytes(args.max_body_bytes)
+        .with_max_line_length(args.max_line_length);
+    let scheme = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match enclave_transport::tls_config_from_pem(cert, key) {
+            Ok(tls) => {
+                server_config = server_config.with_tls(tls);
+                "https"
+            }
+            Err(err) => return Err(err.to_string()),
+        },
+        _ => "http",
+    };
+    if let Some(dir) = &args.static_dir {
+        if !dir.is_dir() {
+            return Err(format!("--static {}: not a directory", dir.display()));
+        }
+        server_config = server_config.with_static_dir(dir);
+    }
+    if let Some(path) = &args.signing_key {
+        match SigningKey::from_pkcs8_pem_file(path) {
+            Ok(key) => server_config = server_config.with_signing_key(Arc::new(key)),
+            Err(err) => return Err(err.to_string()),
+        }
+    }
+    Ok((server_config, scheme))
 }
 
 /// The registry `GET /metrics` serves (names prefixed `enclave_`), with the transport's and
@@ -380,15 +496,10 @@ async fn hub_config(args: &ServeArgs, metrics: HubMetrics) -> Result<HubConfig, 
             Overflow::Wait => OverflowPolicy::Wait,
             Overflow::DropOldest => OverflowPolicy::DropOldest,
         });
-    if let Some(events) = args.max_buffered_events {
-        config = config.with_max_buffered_events(events);
-    }
-    if let Some(bytes) = args.max_buffered_bytes {
-        config = config.with_max_buffered_bytes(bytes);
-    }
-    if let Some(ms) = args.session_grace_ms {
-        config = config.with_session_grace(Duration::from_millis(ms));
-    }
+    config = config
+        .with_max_buffered_events(args.max_buffered_events)
+        .with_max_buffered_bytes(args.max_buffered_bytes)
+        .with_session_grace(Duration::from_millis(args.session_grace_ms));
     if let Some(store) = open_store(args, &metrics).await? {
         config = config.with_store(store);
     }

@@ -20,7 +20,7 @@ pub(crate) fn corrupt(id: &SessionId, what: impl std::fmt::Display) -> Error {
 
 /// A Redis failure during `operation` on `id`.
 pub(crate) fn failed(operation: &'static str, id: &SessionId, err: &redis::RedisError) -> Error {
-    Error::store(operation, Some(id), format!("Redis: {err}"))
+    Error::store(operation, Some(id), format!("Redis {operation}: {err}"))
 }
 
 /// A state's wire name (`waiting_for_tool`, …), as the protocol model serializes it.

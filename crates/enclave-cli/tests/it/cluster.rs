@@ -10,6 +10,7 @@ use crate::served;
 use std::time::Duration;
 
 use enclave_reconnect::{ReconnectPolicy, ReconnectingStream, StreamConfig};
+use enclave_testkit::http;
 use enclave_testkit::{CutProxy, Fault, ProxyConfig, RedisServer};
 use enclave_transport::client::{ClientConfig, NewSession};
 use enclave_types::{EncryptionMode, EventPayload, StreamEvent};
@@ -171,26 +172,14 @@ async fn a_session_whose_producer_died_ends_failed_on_node_b_with_producer_lost(
 
 /// The `state` of `GET url` (a session's info), by hand over a TCP socket.
 async fn http_get_state(url: &str, token: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").expect("an http URL");
     let (authority, path) = rest.split_once('/').expect("a path");
-    let mut socket = tokio::net::TcpStream::connect(authority)
-        .await
-        .expect("connect");
-    let request = format!(
-        "GET /{path} HTTP/1.1\r\nHost: {authority}\r\nX-Enclave-Resume-Token: {token}\r\nConnection: close\r\n\r\n"
-    );
-    socket.write_all(request.as_bytes()).await.expect("write");
-    let mut response = Vec::new();
-    socket.read_to_end(&mut response).await.expect("read");
-    let text = String::from_utf8_lossy(&response);
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
-    // A chunked body holds the JSON on its own line; find the object.
-    let json = body
-        .lines()
-        .find(|line| line.starts_with('{'))
-        .unwrap_or_default();
-    serde_json::from_str::<serde_json::Value>(json)
+    let addr: std::net::SocketAddr = authority.parse().expect("an address");
+    let headers = [("X-Enclave-Resume-Token", token), ("Connection", "close")];
+    let get = http::request("GET", &format!("/{path}"), authority, &headers, b"");
+    // The chunked body, de-chunked, is the JSON object.
+    let response = http::client::exchange(addr, &get).await;
+    serde_json::from_slice::<serde_json::Value>(&response.body)
         .ok()
         .and_then(|v| v.get("state").and_then(|s| s.as_str()).map(str::to_owned))
         .unwrap_or_default()

@@ -8,6 +8,7 @@ mod browser;
 mod cluster;
 mod crypt;
 mod keygen;
+mod logs;
 mod metrics;
 mod network;
 mod static_files;

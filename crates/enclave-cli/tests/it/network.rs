@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use enclave_testkit::http::{self, blocking};
 use enclave_testkit::{CutProxy, Fault, ProxyConfig};
 use serde_json::Value;
 
@@ -135,21 +136,11 @@ fn request(authority: &str, method: &str, path: &str) -> u16 {
 
 /// [`request`] with the session's resume token, when there is one.
 fn request_with_token(authority: &str, method: &str, path: &str, token: Option<&str>) -> u16 {
-    use std::io::{Read as _, Write as _};
-    let mut socket = std::net::TcpStream::connect(authority).expect("connect");
-    socket.set_read_timeout(Some(TIMEOUT)).expect("a timeout");
-    let token = token.map_or_else(String::new, |t| format!("X-Enclave-Resume-Token: {t}\r\n"));
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\n{token}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    socket.write_all(head.as_bytes()).expect("write");
-    let mut response = Vec::new();
-    let _ = socket.read_to_end(&mut response);
-    let text = String::from_utf8_lossy(&response);
-    text.split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"))
+    let token: Vec<(&str, &str)> = token
+        .map(|t| ("X-Enclave-Resume-Token", t))
+        .into_iter()
+        .collect();
+    blocking::status(authority, method, path, &token)
 }
 
 #[test]
@@ -370,23 +361,15 @@ fn connect_prints_every_event_once_over_http_and_websocket_encrypted() {
     }
 }
 
-/// One session of `authority` read by hand (`POST /sessions` over HTTP/1.0, so the body is
-/// the plain NDJSON up to the close): the events as the server serves them.
+/// One session of `authority` read by hand (`POST /sessions`, the chunked body read to the
+/// close and de-chunked): the events as the server serves them.
 fn served_events(authority: &str) -> Vec<Value> {
-    use std::io::{Read as _, Write as _};
-    let mut socket = std::net::TcpStream::connect(authority).expect("connect");
-    socket.set_read_timeout(Some(TIMEOUT)).expect("a timeout");
-    let head = format!(
-        "POST /sessions HTTP/1.0\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}"
-    );
-    socket.write_all(head.as_bytes()).expect("write");
-    let mut response = Vec::new();
-    socket.read_to_end(&mut response).expect("the whole answer");
-    let text = String::from_utf8(response).expect("UTF-8");
-    let (_, body) = text.split_once("\r\n\r\n").expect("a header block");
-    body.lines()
-        .map(|line| serde_json::from_str(line).expect("one event per line"))
-        .collect()
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Connection", "close"),
+    ];
+    let post = http::request("POST", "/sessions", authority, &headers, b"{}");
+    blocking::exchange(authority, &post).json_lines()
 }
 
 /// `events` with what differs between two sessions of the same script left out: the session
@@ -570,7 +553,7 @@ fn connect_refused_exits_1_and_bad_arguments_exit_2() {
 /// create is refused 503 `unavailable` with `Retry-After`, and other routes still answer.
 #[test]
 fn one_address_holds_at_most_its_live_sessions() {
-    use std::io::{Read as _, Write as _};
+    use std::io::Write as _;
     let served = Served::start(&[
         "--generate",
         "100000",
@@ -580,20 +563,11 @@ fn one_address_holds_at_most_its_live_sessions() {
         "2",
     ]);
     let post = |authority: &str| {
-        let mut socket = std::net::TcpStream::connect(authority).expect("connect");
-        socket.set_read_timeout(Some(TIMEOUT)).expect("a timeout");
-        let head =
-            format!("POST /sessions HTTP/1.1\r\nHost: {authority}\r\nContent-Length: 0\r\n\r\n");
-        socket.write_all(head.as_bytes()).expect("write");
-        let mut answer = Vec::new();
-        let mut byte = [0_u8; 1];
-        while !answer.ends_with(b"\r\n\r\n") {
-            match socket.read(&mut byte) {
-                Ok(1) => answer.push(byte[0]),
-                _ => break,
-            }
-        }
-        (socket, String::from_utf8_lossy(&answer).to_lowercase())
+        let mut socket = blocking::connect(authority);
+        let head = http::request("POST", "/sessions", authority, &[], b"");
+        socket.write_all(&head).expect("write");
+        let answer = blocking::read_head(&mut socket);
+        (socket, answer.to_lowercase())
     };
     // Two paced sessions stay live while their connections stay open.
     let mut held = Vec::new();
@@ -780,17 +754,11 @@ fn connect_prints_each_event_of_a_paced_stream_before_the_next_is_published() {
 fn serve_ends_live_streams_and_exits_0_on_sigterm() {
     use std::io::{Read as _, Write as _};
     let mut served = Served::start(&["--generate", "100000", "--rate", "20"]);
-    let mut socket = std::net::TcpStream::connect(served.authority()).expect("connects");
+    let mut socket = blocking::connect(served.authority());
+    let json = [("Content-Type", "application/json")];
     socket
-        .set_read_timeout(Some(TIMEOUT))
-        .expect("a read timeout");
-    let body = "{}";
-    write!(
-        socket,
-        "POST /sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("the request is written");
+        .write_all(&http::request("POST", "/sessions", "x", &json, b"{}"))
+        .expect("the request is written");
     // The head and the first events: the stream is live.
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];

@@ -2,13 +2,10 @@
 //! types, and nothing outside DIR — requests are written byte for byte on a raw socket, since
 //! an HTTP client would normalize the `..` away before sending.
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use serde_json::Value;
+use enclave_testkit::http::{self, blocking, Response};
 
 use crate::served;
 
@@ -73,69 +70,13 @@ impl Drop for Tree {
     }
 }
 
-/// A response read off the socket.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|err| {
-            panic!(
-                "a JSON body ({err}): {:?}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
 /// `METHOD TARGET HTTP/1.1` sent as is (`Connection: close`), the response read to its end.
-fn request(authority: &str, method: &str, target: &str) -> Reply {
-    let mut socket = TcpStream::connect(authority).expect("connect to enclave serve");
-    socket
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("a read timeout");
-    write!(
-        socket,
-        "{method} {target} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    )
-    .expect("send the request");
-    let mut raw = Vec::new();
-    socket.read_to_end(&mut raw).expect("read the response");
-    let split = raw
-        .windows(4)
-        .position(|window| window == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no end of head in {:?}", String::from_utf8_lossy(&raw)));
-    let head = std::str::from_utf8(&raw[..split]).expect("an ASCII head");
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|line| line.split(' ').nth(1))
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("a status line in {head:?}"));
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_owned(), value.trim().to_owned()))
-        .collect();
-    let reply = Reply {
-        status,
-        headers,
-        body: raw[split + 4..].to_vec(),
-    };
+fn request(authority: &str, method: &str, target: &str) -> Response {
+    let close = [("Connection", "close")];
+    let reply = blocking::exchange(
+        authority,
+        &http::request(method, target, authority, &close, b""),
+    );
     assert_ne!(
         reply.header("transfer-encoding"),
         Some("chunked"),

@@ -7,9 +7,10 @@ use enclave_crypto::{
     Opened, Opener, Sealer, ServerCodec, ServerEncryption, WriteError,
 };
 use enclave_ndjson::NdjsonCodec;
+use enclave_testkit::events::stdout;
 use enclave_types::{
     CancelPayload, EncryptionMode, EventPayload, Frame, MessageFrame, RuntimeChannelMessage,
-    RuntimeChannelPayload, SessionId, StdoutPayload, StreamEvent, ToolProgressPayload,
+    RuntimeChannelPayload, SessionId, StreamEvent, ToolProgressPayload,
 };
 use futures::{SinkExt as _, StreamExt as _};
 use tokio_util::codec::{Decoder as _, Encoder as _, FramedRead, FramedWrite};
@@ -29,10 +30,6 @@ fn handshake(session_id: &SessionId) -> Ends {
         client: client_keys.into_ciphers().unwrap(),
         server: server_keys.into_ciphers().unwrap(),
     }
-}
-
-fn stdout(session_id: &SessionId, seq: u64, chunk: &str) -> StreamEvent {
-    StreamEvent::new(session_id.clone(), seq, StdoutPayload::new(chunk).into())
 }
 
 fn server_codec(

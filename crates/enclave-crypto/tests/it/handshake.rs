@@ -6,27 +6,11 @@ use enclave_crypto::{
     accept_client_hello, generate_key_id, process_client_hello, process_server_hello,
     ClientHandshake, Error, PublicKey,
 };
-use enclave_types::{
-    CancelPayload, ClientHello, RuntimeChannelMessage, RuntimeChannelPayload, ServerHello,
-    SessionId, StdoutPayload, StreamEvent,
-};
+use enclave_testkit::events::{cancel, stdout};
+use enclave_types::{ClientHello, ServerHello, SessionId};
 
 fn session() -> SessionId {
     SessionId::new("s_handshake-test").unwrap()
-}
-
-fn stdout(session_id: &SessionId, seq: u64, chunk: &str) -> StreamEvent {
-    StreamEvent::new(session_id.clone(), seq, StdoutPayload::new(chunk).into())
-}
-
-fn cancel(session_id: &SessionId, seq: u64, reason: &str) -> RuntimeChannelMessage {
-    // Through serde: the payload structs are non-exhaustive.
-    let payload: CancelPayload =
-        serde_json::from_value(serde_json::json!({ "reason": reason })).unwrap();
-    let mut message =
-        RuntimeChannelMessage::new(session_id.clone(), RuntimeChannelPayload::Cancel(payload));
-    message.seq = Some(seq);
-    message
 }
 
 #[test]

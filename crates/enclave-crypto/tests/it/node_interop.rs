@@ -9,10 +9,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use enclave_crypto::accept_client_hello;
-use enclave_types::{
-    CancelPayload, ClientHello, Frame, RuntimeChannelMessage, RuntimeChannelPayload, SessionId,
-    StdoutPayload, StreamEvent,
-};
+use enclave_testkit::events::{cancel, stdout as event};
+use enclave_types::{ClientHello, Frame, SessionId, StreamEvent};
 
 /// The whole exchange must finish well within this.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -71,21 +69,6 @@ impl Drop for KillOnDrop {
             let _ = child.wait();
         }
     }
-}
-
-fn event(session_id: &SessionId, seq: u64, chunk: String) -> StreamEvent {
-    StreamEvent::new(session_id.clone(), seq, StdoutPayload::new(chunk).into())
-}
-
-/// What the peer sends back: a `cancel` runtime channel message with a seq.
-fn cancel(session_id: &SessionId, seq: u64, reason: &str) -> RuntimeChannelMessage {
-    // Through serde: the payload structs are non-exhaustive.
-    let payload: CancelPayload =
-        serde_json::from_value(serde_json::json!({ "reason": reason })).unwrap();
-    let mut message =
-        RuntimeChannelMessage::new(session_id.clone(), RuntimeChannelPayload::Cancel(payload));
-    message.seq = Some(seq);
-    message
 }
 
 fn chunk_of(event: &StreamEvent) -> &str {

@@ -9,15 +9,12 @@ use base64::Engine as _;
 use bytes::BytesMut;
 use enclave_crypto::hazmat::{self, SessionKey};
 use enclave_crypto::{Error, NONCE_LEN};
-use enclave_types::{EncryptedEnvelope, Frame, SessionId, StdoutPayload, StreamEvent, MAX_SEQ};
+use enclave_testkit::events::stdout as event;
+use enclave_types::{EncryptedEnvelope, Frame, SessionId, StreamEvent, MAX_SEQ};
 use proptest::prelude::*;
 
 fn key() -> SessionKey {
     SessionKey::new("k_prop", &[0x5a; 32]).unwrap()
-}
-
-fn event(session_id: &SessionId, seq: u64, chunk: impl Into<String>) -> StreamEvent {
-    StreamEvent::new(session_id.clone(), seq, StdoutPayload::new(chunk).into())
 }
 
 fn envelope_of(line: &[u8]) -> EncryptedEnvelope {

@@ -9,9 +9,10 @@ use enclave_crypto::{
     process_server_hello, Error, Opener, SharedSecret, HKDF_INFO_CLIENT_TO_SERVER,
     HKDF_INFO_SERVER_TO_CLIENT, NONCE_LEN,
 };
+use enclave_testkit::events::{cancel, stdout};
 use enclave_types::{
-    CancelPayload, ClientHello, EncryptedEnvelope, Frame, RuntimeChannelMessage,
-    RuntimeChannelPayload, ServerHello, SessionId, StdoutPayload, StreamEvent,
+    ClientHello, EncryptedEnvelope, Frame, RuntimeChannelMessage, ServerHello, SessionId,
+    StreamEvent,
 };
 use p256::elliptic_curve::sec1::ToEncodedPoint as _;
 use serde::Deserialize;
@@ -61,21 +62,6 @@ fn p256_public_b64(scalar_hex: &str) -> String {
 
 fn raw_key(kid: &str, key_hex: &str) -> SessionKey {
     SessionKey::new(kid, &unhex::<32>(key_hex)).unwrap()
-}
-
-fn stdout(session_id: &SessionId, seq: u64, chunk: &str) -> StreamEvent {
-    StreamEvent::new(session_id.clone(), seq, StdoutPayload::new(chunk).into())
-}
-
-/// A client → server runtime channel message with a `seq` (only those can be sealed).
-fn cancel(session_id: &SessionId, seq: u64, reason: &str) -> RuntimeChannelMessage {
-    // Through serde: the payload structs are non-exhaustive.
-    let payload: CancelPayload =
-        serde_json::from_value(serde_json::json!({ "reason": reason })).unwrap();
-    let mut message =
-        RuntimeChannelMessage::new(session_id.clone(), RuntimeChannelPayload::Cancel(payload));
-    message.seq = Some(seq);
-    message
 }
 
 #[test]

@@ -9,9 +9,7 @@
 //! The server is a small fake of our HTTP server on loopback (port 0) that follows a
 //! generated plan per connection and keeps a model of what the client must have received.
 
-use crate::raw_http;
-
-use raw_http::{header, read_head};
+use crate::common::line;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -21,11 +19,14 @@ use enclave_reconnect::{
     ConnectionEvent, ConnectionState, ReconnectPolicy, ReconnectingStream, StreamConfig,
     StreamError,
 };
+use enclave_testkit::http::server::{
+    read_request, write_chunk, write_last_chunk, write_response, write_stream_head, FakeServer,
+};
+use enclave_testkit::http::Request;
 use enclave_transport::client::{ClientConfig, NewSession};
 use enclave_types::{CancelPayload, EncryptionMode, RuntimeChannelPayload};
 use proptest::prelude::*;
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// The bound on one generated case, end to end.
 const CASE_LIMIT: Duration = Duration::from_secs(10);
@@ -120,53 +121,28 @@ impl State {
     }
 }
 
-struct Fake {
-    url: String,
-    state: Arc<Mutex<State>>,
-    task: tokio::task::JoinHandle<()>,
-}
+/// The fake: its state (script and what it saw) and the server, stopped when dropped.
+type Fake = FakeServer<State>;
 
-impl Drop for Fake {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Fake {
-    async fn start(total: u64, plans: Vec<ConnPlan>, ack_mode: AckMode) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let state = Arc::new(Mutex::new(State {
+/// A fake whose session holds `total` events, serving its connections by `plans`.
+async fn start_fake(total: u64, plans: Vec<ConnPlan>, ack_mode: AckMode) -> Fake {
+    FakeServer::start(
+        State {
             total,
             plans,
             ack_mode: Some(ack_mode),
             ..State::default()
-        }));
-        let shared = Arc::clone(&state);
-        let task = tokio::spawn(async move {
-            // The handlers live in the set, so aborting this task stops them too.
-            let mut handlers = tokio::task::JoinSet::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                handlers.spawn(handle(socket, Arc::clone(&shared)));
-            }
-        });
-        Self { url, state, task }
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap()
-    }
+        },
+        handle,
+    )
+    .await
 }
 
 async fn handle(mut socket: TcpStream, state: Arc<Mutex<State>>) {
     // Keep-alive: the upstream connection carries several POSTs.
-    while let Some((request_line, headers, body)) = read_head(&mut socket).await {
-        let path = request_line
-            .split(' ')
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned();
-        if request_line.starts_with("POST /sessions ") {
+    while let Some(request) = read_request(&mut socket).await {
+        let path = request.target.clone();
+        if request.method == "POST" && path == "/sessions" {
             let plan = {
                 let mut s = state.lock().unwrap();
                 s.requests += 1;
@@ -188,7 +164,7 @@ async fn handle(mut socket: TcpStream, state: Arc<Mutex<State>>) {
                 .nth(1)
                 .and_then(|v| v.split('&').next())
                 .and_then(|v| v.parse().ok());
-            let presented = header(&headers, "x-enclave-resume-token").map(str::to_owned);
+            let presented = request.header("x-enclave-resume-token").map(str::to_owned);
             let (plan, from) = {
                 let mut s = state.lock().unwrap();
                 let index = s.requests;
@@ -239,32 +215,35 @@ async fn handle(mut socket: TcpStream, state: Arc<Mutex<State>>) {
             return;
         }
         if path.ends_with("/messages") {
-            let ack = take_messages(&state, &headers, &body);
+            let ack = take_messages(&state, &request);
             let body = format!(r#"{{"ack":{ack}}}"#);
-            let answer = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            if socket.write_all(answer.as_bytes()).await.is_err() {
+            let json = [("Content-Type", "application/json")];
+            if write_response(&mut socket, 200, "OK", &json, body.as_bytes())
+                .await
+                .is_err()
+            {
                 return;
             }
             continue;
         }
-        let _ = socket
-            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            .await;
+        let close = [("Connection", "close")];
+        let _ = write_response(&mut socket, 404, "Not Found", &close, b"").await;
         return;
     }
 }
 
 /// Records the message lines of a `POST .../messages` and the acknowledgement it carries;
 /// returns the `{"ack": M}` to answer under the plan's [`AckMode`].
-fn take_messages(state: &Mutex<State>, headers: &[(String, String)], body: &[u8]) -> u64 {
+fn take_messages(state: &Mutex<State>, request: &Request) -> u64 {
     let mut s = state.lock().unwrap();
-    if let Some(seq) = header(headers, "x-enclave-ack").and_then(|v| v.parse().ok()) {
+    if let Some(seq) = request.header("x-enclave-ack").and_then(|v| v.parse().ok()) {
         s.acks.push(seq);
     }
-    for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+    for line in request
+        .body
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+    {
         let Ok(value) = serde_json::from_slice::<serde_json::Value>(line) else {
             s.violations
                 .push("a message line that is not JSON".to_owned());
@@ -308,11 +287,18 @@ async fn refuse_with(socket: &mut TcpStream, refuse: Refuse) {
         }
         Refuse::Bare => "",
     };
-    let answer = format!(
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = socket.write_all(answer.as_bytes()).await;
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Connection", "close"),
+    ];
+    let _ = write_response(
+        socket,
+        503,
+        "Service Unavailable",
+        &headers,
+        body.as_bytes(),
+    )
+    .await;
 }
 
 /// Streams from `start` under `plan`, keeping the model of what the client holds.
@@ -321,10 +307,10 @@ async fn stream(mut socket: TcpStream, state: &Mutex<State>, start: u64, plan: O
         let s = state.lock().unwrap();
         (s.total, s.token())
     };
-    let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\nX-Session-ID: {SESSION}\r\nX-Enclave-Resume-Token: {token}\r\nX-Enclave-Epoch: 3\r\n\r\n"
-    );
-    if socket.write_all(head.as_bytes()).await.is_err() {
+    if write_stream_head(&mut socket, SESSION, &token, 3, &[])
+        .await
+        .is_err()
+    {
         return;
     }
     let mut seqs: Vec<u64> = (start..=total).collect();
@@ -335,27 +321,24 @@ async fn stream(mut socket: TcpStream, state: &Mutex<State>, start: u64, plan: O
     }
     let cut = plan.as_ref().and_then(|p| p.cut);
     for (index, &seq) in seqs.iter().enumerate() {
-        let text = raw_http::line(SESSION, seq, total);
+        let text = line(SESSION, seq, total);
         if let Some((after, mid_line)) = cut {
             if index == after {
                 if mid_line {
                     let half = &text[..text.len() / 2];
-                    let _ = socket
-                        .write_all(format!("{:x}\r\n{half}\r\n", half.len()).as_bytes())
-                        .await;
+                    let _ = write_chunk(&mut socket, half.as_bytes()).await;
                 }
                 return;
             }
         }
-        let chunk = format!("{:x}\r\n{text}\r\n", text.len());
-        if socket.write_all(chunk.as_bytes()).await.is_err() {
+        if write_chunk(&mut socket, text.as_bytes()).await.is_err() {
             return;
         }
         if !state.lock().unwrap().sent_line(seq) {
             return;
         }
     }
-    let _ = socket.write_all(b"0\r\n\r\n").await;
+    let _ = write_last_chunk(&mut socket).await;
 }
 
 fn conn_plan() -> impl Strategy<Value = ConnPlan> {
@@ -547,8 +530,9 @@ fn check_machine(
 
 async fn run(case: Case) -> Result<(), TestCaseError> {
     let total = case.events + 1;
-    let fake = Fake::start(total, case.plans.clone(), case.ack_mode).await;
-    let mut stream = ReconnectingStream::new(&fake.url, NewSession::new().with_code("x"), config());
+    let fake = start_fake(total, case.plans.clone(), case.ack_mode).await;
+    let mut stream =
+        ReconnectingStream::new(fake.url(), NewSession::new().with_code("x"), config());
     let reconnects = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&reconnects);
     stream.on_reconnect(move |attempt| seen.lock().unwrap().push(attempt));

@@ -2,9 +2,7 @@
 //! session of N events, answers resumes from `from` with a rotated token, records client
 //! messages and acknowledges them, and can cut a connection mid-line, go silent, or refuse.
 
-use crate::raw_http;
-
-use raw_http::{header, read_head};
+use crate::common::line;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -13,6 +11,9 @@ use std::time::Duration;
 use enclave_reconnect::{
     ConnectionEvent, ConnectionState, ReconnectPolicy, ReconnectingStream, StreamConfig,
     StreamError,
+};
+use enclave_testkit::http::server::{
+    read_request, write_chunk, write_last_chunk, write_response, write_stream_head, FakeServer,
 };
 use enclave_transport::client::{ClientConfig, NewSession};
 use enclave_transport::RefusalReason;
@@ -52,51 +53,27 @@ struct State {
     create_delay: Duration,
 }
 
-struct Fake {
-    url: String,
-    state: Arc<Mutex<State>>,
-    task: tokio::task::JoinHandle<()>,
-}
+/// The fake: its state (script and what it saw) and the server, stopped when dropped.
+type Fake = FakeServer<State>;
 
-impl Drop for Fake {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl Fake {
-    async fn start(total: u64, faults: Vec<(u64, Fault)>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let state = Arc::new(Mutex::new(State {
+/// A fake whose session holds `total` events and that commits `faults` while streaming.
+async fn start_fake(total: u64, faults: Vec<(u64, Fault)>) -> Fake {
+    FakeServer::start(
+        State {
             total,
             faults,
             ..State::default()
-        }));
-        let shared = Arc::clone(&state);
-        let task = tokio::spawn(async move {
-            let mut handlers = tokio::task::JoinSet::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                handlers.spawn(handle(socket, Arc::clone(&shared)));
-            }
-        });
-        Self { url, state, task }
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap()
-    }
+        },
+        handle,
+    )
+    .await
 }
 
 async fn handle(mut socket: TcpStream, state: Arc<Mutex<State>>) {
     // Keep-alive: the upstream connection carries several POSTs.
-    while let Some((request_line, headers, body)) = read_head(&mut socket).await {
-        let path = request_line
-            .split(' ')
-            .nth(1)
-            .unwrap_or_default()
-            .to_owned();
-        if request_line.starts_with("POST /sessions ") {
+    while let Some(request) = read_request(&mut socket).await {
+        let path = request.target.clone();
+        if request.method == "POST" && path == "/sessions" {
             let delay = {
                 let mut s = state.lock().unwrap();
                 s.creates += 1;
@@ -115,7 +92,7 @@ async fn handle(mut socket: TcpStream, state: Arc<Mutex<State>>) {
                 .and_then(|v| v.parse().ok())
                 .unwrap();
             assert!(path.contains(&format!("fromSeq={from}")), "{path}");
-            let presented = header(&headers, "x-enclave-resume-token").map(str::to_owned);
+            let presented = request.header("x-enclave-resume-token").map(str::to_owned);
             let refusal = {
                 let mut s = state.lock().unwrap();
                 s.resumes.push((from, presented));
@@ -125,17 +102,14 @@ async fn handle(mut socket: TcpStream, state: Arc<Mutex<State>>) {
                 let body = format!(
                     r#"{{"code":"{code}","message":"refused by the fake","reason":"{reason}"}}"#
                 );
+                let mut headers = vec![("Content-Type", "application/json")];
                 // A full server says when to come back, as ours does.
-                let retry_after = if status == 503 {
-                    "Retry-After: 1\r\n"
-                } else {
-                    ""
-                };
-                let answer = format!(
-                    "HTTP/1.1 {status} Refused\r\nContent-Type: application/json\r\n{retry_after}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = socket.write_all(answer.as_bytes()).await;
+                if status == 503 {
+                    headers.push(("Retry-After", "1"));
+                }
+                headers.push(("Connection", "close"));
+                let _ =
+                    write_response(&mut socket, status, "Refused", &headers, body.as_bytes()).await;
                 // Close gently (FIN, then drain), so the client reads the answer instead of
                 // a reset that would make it retry at once.
                 let _ = socket.shutdown().await;
@@ -152,10 +126,14 @@ async fn handle(mut socket: TcpStream, state: Arc<Mutex<State>>) {
         if path.ends_with("/messages") {
             let ack = {
                 let mut s = state.lock().unwrap();
-                if let Some(seq) = header(&headers, "x-enclave-ack").and_then(|v| v.parse().ok()) {
+                if let Some(seq) = request.header("x-enclave-ack").and_then(|v| v.parse().ok()) {
                     s.acks.push(seq);
                 }
-                for line in body.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                for line in request
+                    .body
+                    .split(|&b| b == b'\n')
+                    .filter(|l| !l.is_empty())
+                {
                     let value: serde_json::Value = serde_json::from_slice(line).unwrap();
                     s.messages.insert(value["seq"].as_u64().unwrap());
                     s.message_lines += 1;
@@ -167,18 +145,17 @@ async fn handle(mut socket: TcpStream, state: Arc<Mutex<State>>) {
                 }
             };
             let body = format!(r#"{{"ack":{ack}}}"#);
-            let answer = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                body.len()
-            );
-            if socket.write_all(answer.as_bytes()).await.is_err() {
+            let json = [("Content-Type", "application/json")];
+            if write_response(&mut socket, 200, "OK", &json, body.as_bytes())
+                .await
+                .is_err()
+            {
                 return;
             }
             continue;
         }
-        let _ = socket
-            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            .await;
+        let close = [("Connection", "close")];
+        let _ = write_response(&mut socket, 404, "Not Found", &close, b"").await;
         return;
     }
 }
@@ -190,10 +167,10 @@ fn next_token(state: &Mutex<State>) -> String {
 }
 
 async fn stream(mut socket: TcpStream, state: &Mutex<State>, from: u64, token: &str) {
-    let head = format!(
-        "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\nX-Session-ID: {SESSION}\r\nX-Enclave-Resume-Token: {token}\r\nX-Enclave-Epoch: 7\r\n\r\n"
-    );
-    if socket.write_all(head.as_bytes()).await.is_err() {
+    if write_stream_head(&mut socket, SESSION, token, 7, &[])
+        .await
+        .is_err()
+    {
         return;
     }
     let total = state.lock().unwrap().total;
@@ -203,13 +180,11 @@ async fn stream(mut socket: TcpStream, state: &Mutex<State>, from: u64, token: &
             let at = s.faults.iter().position(|(at, _)| *at == seq);
             at.map(|i| s.faults.remove(i).1)
         };
-        let text = raw_http::line(SESSION, seq, total);
+        let text = line(SESSION, seq, total);
         match fault {
             Some(Fault::Cut) => {
                 let half = &text[..text.len() / 2];
-                let _ = socket
-                    .write_all(format!("{:x}\r\n{half}\r\n", half.len()).as_bytes())
-                    .await;
+                let _ = write_chunk(&mut socket, half.as_bytes()).await;
                 return;
             }
             Some(Fault::Silent) => {
@@ -220,12 +195,11 @@ async fn stream(mut socket: TcpStream, state: &Mutex<State>, from: u64, token: &
             }
             None => {}
         }
-        let chunk = format!("{:x}\r\n{text}\r\n", text.len());
-        if socket.write_all(chunk.as_bytes()).await.is_err() {
+        if write_chunk(&mut socket, text.as_bytes()).await.is_err() {
             return;
         }
     }
-    let _ = socket.write_all(b"0\r\n\r\n").await;
+    let _ = write_last_chunk(&mut socket).await;
 }
 
 fn fast_config() -> StreamConfig {
@@ -260,13 +234,13 @@ fn seqs(events: &[StreamEvent]) -> Vec<u64> {
 
 #[tokio::test]
 async fn reconnects_after_cuts_and_delivers_each_seq_once_in_order() {
-    let fake = Fake::start(
+    let fake = start_fake(
         300,
         vec![(50, Fault::Cut), (51, Fault::Cut), (200, Fault::Cut)],
     )
     .await;
     let mut stream =
-        ReconnectingStream::new(&fake.url, NewSession::new().with_code("x"), fast_config());
+        ReconnectingStream::new(fake.url(), NewSession::new().with_code("x"), fast_config());
     let reconnects = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::clone(&reconnects);
     stream.on_reconnect(move |attempt| seen.lock().unwrap().push(attempt));
@@ -346,9 +320,9 @@ async fn reconnects_after_cuts_and_delivers_each_seq_once_in_order() {
 /// already opened.
 #[tokio::test]
 async fn a_next_dropped_while_connecting_opens_the_session_once() {
-    let fake = Fake::start(20, vec![]).await;
+    let fake = start_fake(20, vec![]).await;
     fake.state().create_delay = Duration::from_millis(300);
-    let mut stream = ReconnectingStream::new(&fake.url, NewSession::new(), fast_config());
+    let mut stream = ReconnectingStream::new(fake.url(), NewSession::new(), fast_config());
     let started = tokio::time::Instant::now();
     let first = loop {
         assert!(started.elapsed() < LIMIT, "no event within {LIMIT:?}");
@@ -405,10 +379,10 @@ async fn gives_up_after_max_attempts_with_failed() {
 
 #[tokio::test]
 async fn a_full_server_is_asked_again_no_sooner_than_its_retry_after() {
-    let fake = Fake::start(100, vec![(40, Fault::Cut)]).await;
+    let fake = start_fake(100, vec![(40, Fault::Cut)]).await;
     fake.state().refuse_resumes = Some((503, "SERVICE_UNAVAILABLE", "unavailable"));
     // Backoff alone would retry within milliseconds.
-    let mut stream = ReconnectingStream::new(&fake.url, NewSession::new(), fast_config());
+    let mut stream = ReconnectingStream::new(fake.url(), NewSession::new(), fast_config());
     let started = tokio::time::Instant::now();
     let mut first_resume = None;
     let waited = tokio::time::timeout(LIMIT, async {
@@ -438,9 +412,9 @@ async fn a_full_server_is_asked_again_no_sooner_than_its_retry_after() {
 
 #[tokio::test]
 async fn a_refused_resume_is_terminal_and_never_retried() {
-    let fake = Fake::start(100, vec![(40, Fault::Cut)]).await;
+    let fake = start_fake(100, vec![(40, Fault::Cut)]).await;
     fake.state().refuse_resumes = Some((403, "RESUME_REFUSED", "bad_token"));
-    let mut stream = ReconnectingStream::new(&fake.url, NewSession::new(), fast_config());
+    let mut stream = ReconnectingStream::new(fake.url(), NewSession::new(), fast_config());
     let (events, err) = drain(&mut stream).await;
     assert_eq!(seqs(&events), (1..40).collect::<Vec<_>>());
     match err {
@@ -458,9 +432,9 @@ async fn a_refused_resume_is_terminal_and_never_retried() {
 
 #[tokio::test]
 async fn a_silent_link_is_noticed_by_the_heartbeat_monitor_and_resumed() {
-    let fake = Fake::start(80, vec![(30, Fault::Silent)]).await;
+    let fake = start_fake(80, vec![(30, Fault::Silent)]).await;
     let config = fast_config().with_heartbeat_timeout(Duration::from_millis(300));
-    let mut stream = ReconnectingStream::new(&fake.url, NewSession::new(), config);
+    let mut stream = ReconnectingStream::new(fake.url(), NewSession::new(), config);
     let mut events_rx = stream.events();
     let (events, err) = drain(&mut stream).await;
     assert!(err.is_none(), "{err:?}");
@@ -478,9 +452,9 @@ async fn a_silent_link_is_noticed_by_the_heartbeat_monitor_and_resumed() {
 
 #[tokio::test]
 async fn messages_are_numbered_from_one_resent_after_a_cut_and_dropped_once_acked() {
-    let fake = Fake::start(60, vec![(20, Fault::Cut)]).await;
+    let fake = start_fake(60, vec![(20, Fault::Cut)]).await;
     fake.state().withhold_acks = true;
-    let mut stream = ReconnectingStream::new(&fake.url, NewSession::new(), fast_config());
+    let mut stream = ReconnectingStream::new(fake.url(), NewSession::new(), fast_config());
     // The first event opens the session; then three messages go up.
     let first = tokio::time::timeout(LIMIT, stream.next())
         .await
@@ -520,8 +494,8 @@ async fn messages_are_numbered_from_one_resent_after_a_cut_and_dropped_once_acke
 
 #[tokio::test]
 async fn close_stops_without_a_retry() {
-    let fake = Fake::start(1000, vec![]).await;
-    let mut stream = ReconnectingStream::new(&fake.url, NewSession::new(), fast_config());
+    let fake = start_fake(1000, vec![]).await;
+    let mut stream = ReconnectingStream::new(fake.url(), NewSession::new(), fast_config());
     for want in 1..=5 {
         let event = tokio::time::timeout(LIMIT, stream.next())
             .await
@@ -544,13 +518,13 @@ async fn close_stops_without_a_retry() {
 
 #[tokio::test]
 async fn the_builder_connects_then_run_hands_every_event_to_on_message_across_cuts() {
-    let fake = Fake::start(120, vec![(30, Fault::Cut), (90, Fault::Cut)]).await;
+    let fake = start_fake(120, vec![(30, Fault::Cut), (90, Fault::Cut)]).await;
     let delivered = Arc::new(Mutex::new(Vec::new()));
     let reconnects = Arc::new(Mutex::new(Vec::new()));
     let (seen, attempts) = (Arc::clone(&delivered), Arc::clone(&reconnects));
     let mut stream = tokio::time::timeout(
         LIMIT,
-        ReconnectingStream::builder(&fake.url)
+        ReconnectingStream::builder(fake.url())
             .config(fast_config())
             .max_attempts(4)
             .initial_delay(Duration::from_millis(5))
@@ -606,8 +580,8 @@ async fn the_builder_knobs_apply_over_the_config_and_session_id_resumes_without_
         other => panic!("expected OutOfAttempts, got {other:?}"),
     }
 
-    let fake = Fake::start(10, vec![]).await;
-    let mut stream = ReconnectingStream::builder(&fake.url)
+    let fake = start_fake(10, vec![]).await;
+    let mut stream = ReconnectingStream::builder(fake.url())
         .config(fast_config())
         .session_id(SessionId::new(SESSION).unwrap())
         .build();

@@ -3,7 +3,6 @@
 
 mod common;
 mod live;
-mod raw_http;
 
 mod backpressure;
 mod chaos;

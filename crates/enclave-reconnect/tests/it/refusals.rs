@@ -352,29 +352,7 @@ async fn resuming_an_encrypted_session_without_a_client_hello_is_refused_400() {
 /// `METHOD path` on the live server with an empty body and `headers`, by hand over a socket:
 /// the status code.
 async fn status_of(live: &Live, method: &str, path: &str, headers: &[(&str, &str)]) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut socket = tokio::net::TcpStream::connect(live.addr)
-        .await
-        .expect("connect");
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\n", live.addr);
-    for (name, value) in headers {
-        request.push_str(name);
-        request.push_str(": ");
-        request.push_str(value);
-        request.push_str("\r\n");
-    }
-    request.push_str("Content-Length: 0\r\nConnection: close\r\n\r\n");
-    socket.write_all(request.as_bytes()).await.expect("write");
-    let mut response = Vec::new();
-    tokio::time::timeout(WAIT, socket.read_to_end(&mut response))
-        .await
-        .expect("an answer in time")
-        .expect("read");
-    let head = String::from_utf8_lossy(&response);
-    head.split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {head:?}"))
+    enclave_testkit::http::client::status(live.addr, method, path, headers).await
 }
 
 /// Issue 16, through the real server: cancelling, reading and deleting a session need its

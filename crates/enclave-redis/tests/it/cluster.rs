@@ -317,19 +317,8 @@ async fn a_client_bounced_between_two_nodes_over_websocket_gets_every_event_once
 /// `METHOD path` on `addr` with an empty body and the session's resume token, by hand over
 /// a socket: the status code.
 async fn request(addr: std::net::SocketAddr, method: &str, path: &str, token: &str) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut socket = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nX-Enclave-Resume-Token: {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    socket.write_all(request.as_bytes()).await.expect("write");
-    let mut response = Vec::new();
-    socket.read_to_end(&mut response).await.expect("read");
-    let head = String::from_utf8_lossy(&response);
-    head.split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {head:?}"))
+    let token = [("X-Enclave-Resume-Token", token)];
+    enclave_testkit::http::client::status(addr, method, path, &token).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,9 +14,10 @@ use enclave_reconnect::store::{
 };
 use enclave_reconnect::{Error, HubMetrics};
 use enclave_redis::{RedisStore, RedisStoreConfig, PRODUCER_LOST};
+use enclave_testkit::events::{final_ok, stdout};
 use enclave_types::{
-    CallId, EventPayload, FinalPayload, RuntimeChannelMessage, RuntimeChannelPayload, SessionId,
-    SessionState, StdoutPayload, StreamEvent, ToolResultSubmitPayload,
+    CallId, EventPayload, RuntimeChannelMessage, RuntimeChannelPayload, SessionId, SessionState,
+    StreamEvent, ToolResultSubmitPayload,
 };
 use futures::StreamExt;
 
@@ -34,11 +35,7 @@ fn encoded(event: StreamEvent) -> Arc<EncodedEvent> {
 }
 
 fn event(id: &SessionId, seq: u64) -> Arc<EncodedEvent> {
-    encoded(StreamEvent::new(
-        id.clone(),
-        seq,
-        EventPayload::Stdout(StdoutPayload::new(format!("line {seq}\n"))),
-    ))
+    encoded(stdout(id, seq, format!("line {seq}\n")))
 }
 
 /// A batch of one event, counting `bytes`.
@@ -189,11 +186,7 @@ async fn appends_are_checked_and_retention_tracks_counts_bytes_and_what_left() {
         .expect("a retry is answered");
     assert_eq!((again.last_seq, again.count), (5, 5));
     // Another event at a seq that is taken is refused.
-    let other = encoded(StreamEvent::new(
-        id.clone(),
-        5,
-        EventPayload::Stdout(StdoutPayload::new("something else\n")),
-    ));
+    let other = encoded(stdout(&id, 5, "something else\n"));
     assert!(matches!(
         store.append(&id, &one(other, 1)).await,
         Err(Error::OutOfOrder { .. })
@@ -550,11 +543,7 @@ async fn a_session_that_finished_is_never_failed_by_a_lapsed_lease() {
     let id = SessionId::generate();
     producer.create(meta(&id), tokens("a")).await.unwrap();
     producer.append(&id, &one(event(&id, 1), 4)).await.unwrap();
-    let done = encoded(StreamEvent::new(
-        id.clone(),
-        2,
-        EventPayload::Final(FinalPayload::new(true)),
-    ));
+    let done = encoded(final_ok(&id, 2));
     producer.append(&id, &one(done, 4)).await.unwrap();
     drop(producer);
     let _watch = follower.watch(&id).expect("a follower");

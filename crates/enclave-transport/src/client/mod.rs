@@ -354,6 +354,12 @@ pub async fn connect(url: &str, open: Open, config: &ClientConfig) -> Result<Con
     } else {
         config
     };
+    tracing::debug!(
+        server = %target.authority,
+        carrier = ?target.carrier,
+        resume = matches!(open, Open::Resume(_)),
+        "connecting"
+    );
     let handshake = handshake::start(config.encryption, open.session_id())?;
     let opened = match target.carrier {
         CarrierKind::Http => http::open(&target, config, &open, handshake).await?,
@@ -403,6 +409,12 @@ pub async fn connect(url: &str, open: Open, config: &ClientConfig) -> Result<Con
             conn.awaiting_init = true;
         }
     }
+    tracing::debug!(
+        session = %conn.session_id,
+        resumed = conn.resumed,
+        encrypted = conn.encrypted() || conn.awaiting_init && conn.pending_handshake.is_some(),
+        "connected"
+    );
     Ok(conn)
 }
 

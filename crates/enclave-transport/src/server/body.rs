@@ -14,6 +14,7 @@ use enclave_crypto::Sealer;
 use enclave_ndjson::StreamEncoder;
 use enclave_types::{SessionId, StreamEvent};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::negotiate::{InitSigner, RegistryGuard};
 use super::pump::{control_line, gather, pull, sort, Pull, Put, Sorted};
@@ -64,6 +65,17 @@ struct Pump {
     /// out first, then the response is aborted with this.
     failed: Option<io::Error>,
     ended: bool,
+    /// The stream's span (session, carrier, encryption), which its log lines carry.
+    span: tracing::Span,
+}
+
+impl Drop for Pump {
+    fn drop(&mut self) {
+        let (lines, ended) = (self.lines, self.ended);
+        self.span.in_scope(|| {
+            tracing::debug!(lines, finished = ended, "stream closed");
+        });
+    }
 }
 
 /// The most a chunk holds before it is handed to hyper (more lines wait for the next one).
@@ -78,6 +90,15 @@ impl StreamBody {
             tracing::error!(session = %self.session_id, "a stream body without its source: empty response");
             return Body::empty();
         };
+        // Every line the stream logs carries its session, carrier and encryption (inside the
+        // TCP connection's span, which has the peer).
+        let span = tracing::info_span!(
+            "stream",
+            carrier = "http",
+            session = %self.session_id,
+            encrypted = self.sealer.is_some(),
+        );
+        span.in_scope(|| tracing::debug!(first_line = ?self.first_line, "stream opened"));
         let pump = Pump {
             plain: StreamEncoder::with_max_line_length(self.max_line_length),
             body: self,
@@ -86,13 +107,17 @@ impl StreamBody {
             lines: 0,
             failed: None,
             ended: false,
+            span: span.clone(),
         };
-        Body::from_stream(futures::stream::unfold(Some(pump), |pump| async move {
-            let mut pump = pump?;
-            match pump.next_chunk().await {
-                Some(Ok(chunk)) => Some((Ok(chunk), Some(pump))),
-                Some(Err(err)) => Some((Err(err), None)),
-                None => None,
+        Body::from_stream(futures::stream::unfold(Some(pump), move |pump| {
+            let span = span.clone();
+            async move {
+                let mut pump = pump?;
+                match pump.next_chunk().instrument(span).await {
+                    Some(Ok(chunk)) => Some((Ok(chunk), Some(pump))),
+                    Some(Err(err)) => Some((Err(err), None)),
+                    None => None,
+                }
             }
         }))
     }

@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
+use tracing::Instrument as _;
 
 use super::limits::LogBudget;
 use super::Shared;
@@ -274,23 +275,29 @@ pub(crate) async fn serve(
         let tls = tls.clone();
         let handshake_timeout = shared.config.tls_handshake_timeout;
         let header_timeout = shared.config.header_read_timeout;
-        tokio::spawn(async move {
-            let _track = track;
-            let _guard = guard;
-            let _counted = counted;
-            match tls {
-                None => serve_connection(stream, service, shutdown, header_timeout).await,
-                Some(acceptor) => {
-                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(stream)) => {
-                            serve_connection(stream, service, shutdown, header_timeout).await;
+        let span = tracing::info_span!("connection", %peer, tls = tls.is_some());
+        tokio::spawn(
+            async move {
+                let _track = track;
+                let _guard = guard;
+                let _counted = counted;
+                tracing::debug!("connection accepted");
+                match tls {
+                    None => serve_connection(stream, service, shutdown, header_timeout).await,
+                    Some(acceptor) => {
+                        match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await
+                        {
+                            Ok(Ok(stream)) => {
+                                serve_connection(stream, service, shutdown, header_timeout).await;
+                            }
+                            Ok(Err(err)) => tracing::debug!(%peer, "TLS handshake failed: {err}"),
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                         }
-                        Ok(Err(err)) => tracing::debug!(%peer, "TLS handshake failed: {err}"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
             }
-        });
+            .instrument(span),
+        );
     }
     drop(listener);
     tracing::info!(

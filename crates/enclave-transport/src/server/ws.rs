@@ -42,6 +42,7 @@ use crate::service::{
     RefusalReason, ResumeSession, Upstream,
 };
 use crate::wire::{self, Classified, Control, WsOpen, WsOpened};
+use tracing::Instrument as _;
 
 /// Events already available are sent together, in messages of about this size.
 const BATCH_BYTES: usize = 64 * 1024;
@@ -84,22 +85,33 @@ pub(crate) async fn upgrade(
         .max_frame_size(Some(limit));
     let reserve = guard.as_ref().is_some_and(|guard| guard.reserve);
     let peer = guard.as_ref().map(|guard| guard.peer_ip());
-    tokio::spawn(async move {
-        // The connection's slot (and the shutdown tracking) lasts as long as the socket.
-        let _guard = guard;
-        let _track = shared.tracker.track();
-        let upgraded = match on_upgrade.await {
-            Ok(upgraded) => upgraded,
-            Err(err) => {
-                tracing::debug!("WebSocket upgrade failed: {err}");
-                return;
-            }
-        };
-        let clock = Arc::new(MessageClock::default());
-        let io = Watched::new(TokioIo::new(upgraded), Arc::clone(&clock));
-        let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
-        Connection::open(shared, socket, clock, reserve, peer).await;
-    });
+    // Every line this socket logs carries its session (recorded once the `open` names it),
+    // the carrier and the encryption, inside the TCP connection's span (the peer).
+    let span = tracing::info_span!(
+        "stream",
+        carrier = "ws",
+        session = tracing::field::Empty,
+        encrypted = tracing::field::Empty,
+    );
+    tokio::spawn(
+        async move {
+            // The connection's slot (and the shutdown tracking) lasts as long as the socket.
+            let _guard = guard;
+            let _track = shared.tracker.track();
+            let upgraded = match on_upgrade.await {
+                Ok(upgraded) => upgraded,
+                Err(err) => {
+                    tracing::debug!("WebSocket upgrade failed: {err}");
+                    return;
+                }
+            };
+            let clock = Arc::new(MessageClock::default());
+            let io = Watched::new(TokioIo::new(upgraded), Arc::clone(&clock));
+            let socket = WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await;
+            Connection::open(shared, socket, clock, reserve, peer).await;
+        }
+        .instrument(span),
+    );
     let mut response = Body::empty().into_response();
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
@@ -272,6 +284,7 @@ impl Connection {
                 )
             })?;
             self.session_id = Some(session_id.clone());
+            tracing::Span::current().record("session", tracing::field::display(&session_id));
             // Every resume binds `required` (see `ServerConfig::signing_key`).
             let sign = key.map(|key| (key, EncryptionMode::Required));
             let handshake = negotiate(policy, offer, &session_id, sign)?;
@@ -289,6 +302,7 @@ impl Connection {
             }
             let session_id = session_id.unwrap_or_else(SessionId::generate);
             self.session_id = Some(session_id.clone());
+            tracing::Span::current().record("session", tracing::field::display(&session_id));
             let handshake = negotiate(policy, offer, &session_id, key.zip(offer.mode))?;
             let mut request = CreateSession::new(session_id);
             request.code = open.code;
@@ -341,6 +355,8 @@ impl Connection {
             return;
         }
         // Why it ends, set before each return; a return without one: the client left.
+        tracing::Span::current().record("encrypted", layer.is_encrypted());
+        tracing::debug!("WebSocket stream opened");
         let mut stream = self
             .shared
             .config

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use enclave_crypto::SigningKey;
+use enclave_testkit::events;
 use enclave_transport::carrier::{
     accept_open, handshake_client, memory_pair, over, tcp, ClientFramed, ServerFramed,
     DEFAULT_MAX_LINE_LENGTH,
@@ -13,9 +14,7 @@ use enclave_transport::carrier::{
 use enclave_transport::client::ClientConfig;
 use enclave_transport::wire::{WsOpen, WsOpened};
 use enclave_transport::{Error as TransportError, Refusal, RefusalReason};
-use enclave_types::{
-    CancelPayload, EncryptionMode, RuntimeChannelMessage, SessionId, StdoutPayload, StreamEvent,
-};
+use enclave_types::{EncryptionMode, RuntimeChannelMessage, SessionId, StreamEvent};
 use futures::{SinkExt as _, StreamExt as _};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio_util::codec::Encoder as _;
@@ -28,19 +27,11 @@ const EVENTS: u64 = 50;
 const MESSAGES: u64 = 5;
 
 fn event(session: &SessionId, seq: u64) -> StreamEvent {
-    StreamEvent::new(
-        session.clone(),
-        seq,
-        StdoutPayload::new(format!("line {seq}")).into(),
-    )
+    events::stdout(session, seq, format!("line {seq}"))
 }
 
 fn message(session: &SessionId, seq: u64) -> RuntimeChannelMessage {
-    RuntimeChannelMessage::new(
-        session.clone(),
-        CancelPayload::new(Some(format!("reason {seq}"))).into(),
-    )
-    .with_seq(seq)
+    events::cancel(session, seq, format!("reason {seq}"))
 }
 
 /// A new session's `open`, naming the session it wants.

@@ -3,39 +3,21 @@
 //! writes each recorded status, headers and body (chunked, one chunk per line, as the broker
 //! flushes), and the client must read every recorded stream and refusal.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
+use enclave_testkit::http::{server, Request};
 use enclave_transport::client::{connect, ClientConfig, NewSession, Open, Received, ResumeAt};
 use enclave_transport::Error as TransportError;
 use enclave_transport::RefusalReason;
 use enclave_types::{EncryptionMode, Frame, SessionId, StreamEvent};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 const LIMIT: Duration = Duration::from_secs(10);
 
 fn recorded() -> Vec<Value> {
     serde_json::from_str(include_str!("../data/broker-http.json")).expect("the vector file is JSON")
-}
-
-/// What the client sent: request line, headers (lower-case names), body.
-#[derive(Debug)]
-struct Request {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
 }
 
 /// Serves one connection: reads one request, answers with the recorded `response`.
@@ -45,8 +27,8 @@ async fn replay_once(response: Value) -> (String, tokio::task::JoinHandle<Reques
     let task = tokio::spawn(async move {
         let (mut socket, _) = listener.accept().await.unwrap();
         let request = read_request(&mut socket).await;
-        let status = response["status"].as_u64().unwrap();
-        let mut head = format!("HTTP/1.1 {status} Recorded\r\n");
+        let status = u16::try_from(response["status"].as_u64().unwrap()).unwrap();
+        let mut headers: Vec<(&str, &str)> = Vec::new();
         for (name, value) in response["headers"].as_object().unwrap() {
             // The framing is rewritten below (the recorded body is already de-chunked).
             if name.eq_ignore_ascii_case("transfer-encoding")
@@ -55,61 +37,31 @@ async fn replay_once(response: Value) -> (String, tokio::task::JoinHandle<Reques
             {
                 continue;
             }
-            write!(head, "{name}: {}\r\n", value.as_str().unwrap()).unwrap();
+            headers.push((name, value.as_str().unwrap()));
         }
-        head.push_str("Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n");
-        socket.write_all(head.as_bytes()).await.unwrap();
+        headers.push(("Connection", "close"));
+        server::write_chunked_head(&mut socket, status, "Recorded", &headers)
+            .await
+            .unwrap();
         let body = response["body"].as_str().unwrap_or_default();
         for line in body.split_inclusive('\n') {
-            let chunk = format!("{:x}\r\n{line}\r\n", line.len());
-            socket.write_all(chunk.as_bytes()).await.unwrap();
+            server::write_chunk(&mut socket, line.as_bytes())
+                .await
+                .unwrap();
             socket.flush().await.unwrap();
         }
-        socket.write_all(b"0\r\n\r\n").await.unwrap();
+        server::write_last_chunk(&mut socket).await.unwrap();
         socket.shutdown().await.ok();
         request
     });
     (url, task)
 }
 
+/// Reads the whole request the client sent.
 async fn read_request(socket: &mut tokio::net::TcpStream) -> Request {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1024];
-    let head_end = loop {
-        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at;
-        }
-        let n = socket.read(&mut byte).await.unwrap();
-        assert!(n > 0, "the client closed before sending a whole request");
-        buf.extend_from_slice(&byte[..n]);
-    };
-    let head = String::from_utf8(buf[..head_end].to_vec()).unwrap();
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next().unwrap().split(' ');
-    let method = first.next().unwrap().to_owned();
-    let path = first.next().unwrap().to_owned();
-    let headers: Vec<(String, String)> = lines
-        .map(|l| {
-            let (n, v) = l.split_once(':').unwrap();
-            (n.trim().to_ascii_lowercase(), v.trim().to_owned())
-        })
-        .collect();
-    let length: usize = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .map_or(0, |(_, v)| v.parse().unwrap());
-    let mut body = buf[head_end + 4..].to_vec();
-    while body.len() < length {
-        let n = socket.read(&mut byte).await.unwrap();
-        assert!(n > 0);
-        body.extend_from_slice(&byte[..n]);
-    }
-    Request {
-        method,
-        path,
-        headers,
-        body,
-    }
+    server::read_request(socket)
+        .await
+        .expect("the client sent a whole request")
 }
 
 /// The events of a recorded NDJSON body, parsed independently of the client.
@@ -172,7 +124,7 @@ async fn reads_the_brokers_create_stream_and_sends_what_the_broker_reads() {
 
     let request = tokio::time::timeout(LIMIT, server).await.unwrap().unwrap();
     assert_eq!(
-        (request.method.as_str(), request.path.as_str()),
+        (request.method.as_str(), request.target.as_str()),
         ("POST", "/sessions")
     );
     assert_eq!(request.header("accept"), Some("application/x-ndjson"));
@@ -211,7 +163,7 @@ async fn a_resume_sends_from_and_fromseq_and_reads_the_replay() {
     let request = tokio::time::timeout(LIMIT, server).await.unwrap().unwrap();
     assert_eq!(request.method, "GET");
     assert_eq!(
-        request.path,
+        request.target,
         format!("/sessions/{session}/stream?from=3&fromSeq=3")
     );
     assert_eq!(request.header("x-enclave-resume-token"), None);
@@ -347,8 +299,8 @@ async fn an_ack_whose_answer_never_ends_times_out() {
     let stall = tokio::spawn(async move {
         let (mut socket, _) = listener.accept().await.unwrap();
         let request = read_request(&mut socket).await;
-        socket
-            .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+        let json = [("Content-Type", "application/json")];
+        server::write_chunked_head(&mut socket, 200, "OK", &json)
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_secs(30)).await;

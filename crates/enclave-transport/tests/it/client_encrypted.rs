@@ -6,17 +6,17 @@
 use base64::Engine as _;
 use bytes::BytesMut;
 use enclave_crypto::{accept_client_hello, ServerEncryption};
+use enclave_testkit::events;
+use enclave_testkit::http::{header, server, Request};
 use enclave_transport::client::{connect, ClientConfig, NewSession, Open, Received, ResumeAt};
 use enclave_transport::wire::{Control, CreateBody, WsOpened};
 use enclave_transport::Error as TransportError;
 use enclave_transport::RefusalReason;
 use enclave_types::{
-    CancelPayload, ClientHello, EncryptionMode, MessageFrame, RuntimeChannelMessage,
-    RuntimeChannelPayload, SessionId, StdoutPayload, StreamEvent,
+    ClientHello, EncryptionMode, MessageFrame, RuntimeChannelMessage, SessionId, StreamEvent,
 };
 use futures::{SinkExt, StreamExt};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -30,11 +30,7 @@ fn session() -> SessionId {
 }
 
 fn stdout(seq: u64) -> StreamEvent {
-    StreamEvent::new(
-        session(),
-        seq,
-        StdoutPayload::new(format!("secret {seq}")).into(),
-    )
+    events::stdout(&session(), seq, format!("secret {seq}"))
 }
 
 /// The plaintext a sealed `event` opens to, which the client hands on as the event's JSON.
@@ -54,51 +50,16 @@ fn session_init_line(server_hello: &serde_json::Value) -> String {
     format!("{init}\n")
 }
 
-/// Reads one HTTP request: (request line, lower-case headers, body).
-async fn read_request(socket: &mut TcpStream) -> (String, Vec<(String, String)>, Vec<u8>) {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let end = loop {
-        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at;
-        }
-        let n = socket.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "the client hung up mid-request");
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8(buf[..end].to_vec()).unwrap();
-    let mut lines = head.split("\r\n");
-    let request_line = lines.next().unwrap().to_owned();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let length: usize = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .map_or(0, |(_, v)| v.parse().unwrap());
-    let mut body = buf[end + 4..].to_vec();
-    while body.len() < length {
-        let n = socket.read(&mut chunk).await.unwrap();
-        body.extend_from_slice(&chunk[..n]);
-    }
-    (request_line, headers, body)
-}
-
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
-}
-
-async fn write_chunk(socket: &mut TcpStream, text: &[u8]) {
-    socket
-        .write_all(format!("{:x}\r\n", text.len()).as_bytes())
+/// Reads the whole request the client sent.
+async fn read_request(socket: &mut TcpStream) -> Request {
+    server::read_request(socket)
         .await
-        .unwrap();
-    socket.write_all(text).await.unwrap();
-    socket.write_all(b"\r\n").await.unwrap();
+        .expect("the client sent a whole request")
+}
+
+/// Writes `text` as one chunk of the body.
+async fn write_chunk(socket: &mut TcpStream, text: &[u8]) {
+    server::write_chunk(socket, text).await.unwrap();
 }
 
 async fn next(
@@ -110,11 +71,7 @@ async fn next(
 }
 
 fn cancel(seq: u64) -> RuntimeChannelMessage {
-    RuntimeChannelMessage::new(
-        session(),
-        RuntimeChannelPayload::Cancel(CancelPayload::new(Some("enough".to_owned()))),
-    )
-    .with_seq(seq)
+    events::cancel(&session(), seq, "enough")
 }
 
 #[tokio::test]
@@ -125,7 +82,7 @@ async fn http_create_encrypted_both_ways_and_plaintext_after_the_handshake_is_re
     let url = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {
         let (mut stream_socket, _) = listener.accept().await.unwrap();
-        let (line, _, body) = read_request(&mut stream_socket).await;
+        let Request { line, body, .. } = read_request(&mut stream_socket).await;
         assert!(line.starts_with("POST /sessions "));
         let body: CreateBody = serde_json::from_slice(&body).unwrap();
         let offer = body.encryption.expect("the client offers encryption");
@@ -134,10 +91,9 @@ async fn http_create_encrypted_both_ways_and_plaintext_after_the_handshake_is_re
         let (server_hello, keys) = accept_client_hello(&hello, &session()).unwrap();
         let (sealer, opener) = keys.into_ciphers().unwrap();
         let mut layer = ServerEncryption::with_ciphers(EncryptionMode::Required, sealer, opener);
-        let head = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\nX-Session-ID: {SESSION}\r\nX-Enclave-Resume-Token: tok\r\nX-Enclave-Epoch: 3\r\n\r\n"
-        );
-        stream_socket.write_all(head.as_bytes()).await.unwrap();
+        server::write_stream_head(&mut stream_socket, SESSION, "tok", 3, &[])
+            .await
+            .unwrap();
         let init = session_init_line(&serde_json::to_value(&server_hello).unwrap());
         write_chunk(&mut stream_socket, init.as_bytes()).await;
         for seq in 2..=3 {
@@ -157,7 +113,12 @@ async fn http_create_encrypted_both_ways_and_plaintext_after_the_handshake_is_re
 
         // The upstream: one sealed message on a second connection.
         let (mut up, _) = listener.accept().await.unwrap();
-        let (line, headers, body) = read_request(&mut up).await;
+        let Request {
+            line,
+            headers,
+            body,
+            ..
+        } = read_request(&mut up).await;
         assert!(
             line.starts_with(&format!("POST /sessions/{SESSION}/messages ")),
             "{line}"
@@ -172,16 +133,10 @@ async fn http_create_encrypted_both_ways_and_plaintext_after_the_handshake_is_re
         let opened = layer.open(frame).unwrap();
         assert!(opened.encrypted);
         let answer = r#"{"ack":1}"#;
-        up.write_all(
-            format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{answer}",
-                answer.len()
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
-        stream_socket.write_all(b"0\r\n\r\n").await.unwrap();
+        server::write_response(&mut up, 200, "OK", &[], answer.as_bytes())
+            .await
+            .unwrap();
+        server::write_last_chunk(&mut stream_socket).await.unwrap();
         opened.message
     });
 
@@ -248,7 +203,7 @@ async fn http_resume_carries_the_hellos_in_headers_and_replays_sealed() {
     let url = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {
         let (mut socket, _) = listener.accept().await.unwrap();
-        let (line, headers, _) = read_request(&mut socket).await;
+        let Request { line, headers, .. } = read_request(&mut socket).await;
         let encoded = header(&headers, "x-enclave-client-hello").expect("a hello header");
         let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(encoded)
@@ -259,17 +214,17 @@ async fn http_resume_carries_the_hellos_in_headers_and_replays_sealed() {
         let mut layer = ServerEncryption::with_ciphers(EncryptionMode::Optional, sealer, opener);
         let hello_header = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(serde_json::to_vec(&server_hello).unwrap());
-        let head = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\nX-Session-ID: {SESSION}\r\nX-Enclave-Resume-Token: next\r\nX-Enclave-Epoch: 9\r\nX-Enclave-Server-Hello: {hello_header}\r\n\r\n"
-        );
-        socket.write_all(head.as_bytes()).await.unwrap();
+        let hello = [("X-Enclave-Server-Hello", hello_header.as_str())];
+        server::write_stream_head(&mut socket, SESSION, "next", 9, &hello)
+            .await
+            .unwrap();
         let mut wire = BytesMut::new();
         for seq in 5..=6 {
             layer.encode(&stdout(seq), &mut wire).unwrap();
         }
         wire.extend_from_slice(b"{\"type\":\"replay_complete\",\"lastSeq\":6}\n");
         write_chunk(&mut socket, &wire).await;
-        socket.write_all(b"0\r\n\r\n").await.unwrap();
+        server::write_last_chunk(&mut socket).await.unwrap();
         (line, headers)
     });
 

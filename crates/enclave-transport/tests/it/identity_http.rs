@@ -12,19 +12,20 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use common::Running;
 use enclave_crypto::{accept_client_hello, SigningKey};
+use enclave_testkit::events;
+use enclave_testkit::http::{head_end, server};
 use enclave_transport::client::{connect, ClientConfig, Connection, NewSession, Open, ResumeAt};
 use enclave_transport::wire::CreateBody;
 use enclave_transport::Error as TransportError;
 use enclave_transport::ServerConfig;
 use enclave_types::{
     EncryptionConfig, EncryptionMode, EventPayload, ServerHello, SessionId, SessionInitPayload,
-    StdoutPayload, StreamEvent, Timestamp,
 };
 use identity_support::{
     assert_identity_refused, assert_refused_before_any_event, assert_session,
     impostor_ephemeral_key, pinned, read_all, replace_once, server_key, Proxy, WAIT,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 const EVENTS: usize = 3;
@@ -168,24 +169,10 @@ async fn tampering_server(
     let url = format!("http://{}", listener.local_addr().unwrap());
     let task = tokio::spawn(async move {
         let (mut socket, _) = listener.accept().await.unwrap();
-        let mut request = Vec::new();
-        let mut chunk = [0u8; 8192];
-        let body = loop {
-            let n = socket.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "the client hung up mid-request");
-            request.extend_from_slice(&chunk[..n]);
-            let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n") else {
-                continue;
-            };
-            let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
-            let length: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .map_or(0, |v| v.trim().parse().unwrap());
-            if request.len() >= end + 4 + length {
-                break request[end + 4..end + 4 + length].to_vec();
-            }
-        };
+        let body = server::read_request(&mut socket)
+            .await
+            .expect("the client sent a whole request")
+            .body;
         let create: CreateBody = serde_json::from_slice(&body).unwrap();
         let offer = create
             .encryption
@@ -196,33 +183,26 @@ async fn tampering_server(
         let mut encryption = EncryptionConfig::new(true);
         encryption.key_id = Some(server_hello.key_id.clone());
         encryption.server_hello = Some(server_hello);
-        let init = SessionInitPayload::new(
-            format!("/sessions/{session_id}/cancel"),
-            Timestamp::new("expiresAt", "2030-01-01T00:00:00.000Z").unwrap(),
-            encryption,
-        );
-        let mut event = StreamEvent::new(session_id.clone(), 1, init.into());
+        let mut event = events::session_init(&session_id, encryption);
         key.sign_session_init(&mut event, &client_hello, offer.mode)
             .unwrap();
         if let EventPayload::SessionInit(init) = &mut event.payload {
             tamper(init);
         }
-        let leak = StreamEvent::new(
-            session_id.clone(),
-            2,
-            StdoutPayload::new("not for an impostor's client\n").into(),
-        );
+        let leak = events::stdout(&session_id, 2, "not for an impostor's client\n");
         let mut body = serde_json::to_string(&event).unwrap();
         body.push('\n');
         body.push_str(&serde_json::to_string(&leak).unwrap());
         body.push('\n');
-        let head = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\nx-session-id: {session_id}\r\n\
-             content-length: {}\r\nconnection: close\r\n\r\n",
-            body.len()
-        );
-        socket.write_all(head.as_bytes()).await.unwrap();
-        socket.write_all(body.as_bytes()).await.unwrap();
+        let id = session_id.to_string();
+        let headers = [
+            ("content-type", "application/x-ndjson"),
+            ("x-session-id", id.as_str()),
+            ("connection", "close"),
+        ];
+        server::write_response(&mut socket, 200, "OK", &headers, body.as_bytes())
+            .await
+            .unwrap();
         let _ = socket.shutdown().await;
     });
     (url, task)
@@ -347,7 +327,7 @@ async fn resume_with_a_substituted_server_key_is_refused() {
 /// Rewrites the `X-Enclave-Server-Hello` of a response head with `key` as the server's
 /// ephemeral key; `false` until the whole head is in `buffer`.
 fn swap_header_hello_key(buffer: &mut Vec<u8>, key: &str) -> bool {
-    let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else {
+    let Some(end) = head_end(buffer) else {
         return false;
     };
     let head = String::from_utf8(buffer[..end].to_vec()).unwrap();

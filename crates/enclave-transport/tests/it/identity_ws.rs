@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use common::Running;
 use enclave_crypto::SigningKey;
+use enclave_testkit::http::head_end;
 use enclave_transport::client::{connect, ClientConfig, Connection, NewSession, Open, ResumeAt};
 use enclave_transport::Error as TransportError;
 use enclave_transport::ServerConfig;
@@ -191,7 +192,7 @@ async fn a_substituted_server_key_in_opened_is_refused() {
         let marker = br#""serverEphemeralPubKeyB64":""#;
         let Some(at) = buffer.windows(marker.len()).position(|w| w == marker) else {
             // The client sends `open` only once it has the `101`: let the head through.
-            return match buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            return match head_end(buffer) {
                 Some(end) if buffer.starts_with(b"HTTP/") => Step::Forward(end + 4),
                 _ => Step::Hold,
             };

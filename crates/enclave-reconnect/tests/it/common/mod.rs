@@ -1,4 +1,5 @@
-//! Helpers shared by the hub tests: a hub, a session, bounded waits.
+//! Helpers shared by the hub tests: a hub, a session, bounded waits; and the NDJSON lines of
+//! a plain session for the reconnecting client's fake servers.
 
 use std::time::Duration;
 
@@ -105,4 +106,24 @@ pub(crate) async fn is_idle(attachment: &mut Attachment) -> bool {
     tokio::time::timeout(Duration::from_millis(50), attachment.events.next())
         .await
         .is_err()
+}
+
+/// Line `seq` of a plain session of `total` events as the fake servers stream it:
+/// `session_init` first, `final` last, `stdout` between.
+pub(crate) fn line(session: &str, seq: u64, total: u64) -> String {
+    let (kind, payload) = if seq == 1 {
+        (
+            "session_init",
+            format!(
+                r#"{{"cancelUrl":"/sessions/{session}/cancel","expiresAt":"2030-01-01T00:00:00.000Z","encryption":{{"enabled":false}}}}"#
+            ),
+        )
+    } else if seq == total {
+        ("final", r#"{"ok":true}"#.to_owned())
+    } else {
+        ("stdout", format!(r#"{{"chunk":"event {seq}"}}"#))
+    };
+    format!(
+        r#"{{"protocolVersion":2,"sessionId":"{session}","seq":{seq},"type":"{kind}","payload":{payload}}}"#
+    ) + "\n"
 }

@@ -8,15 +8,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use enclave_testkit::events::{final_ok, session_init, stdout};
 use enclave_transport::{
     Attachment, CreateSession, EncodedEvent, EventSource, Outgoing, Refusal, RefusalReason,
     ResumeSession, Server, ServerConfig, SessionInfo, SessionService, Submit, SubmitReceipt,
     Upstream,
 };
-use enclave_types::{
-    FinalPayload, RuntimeChannelMessage, SessionId, SessionInitPayload, SessionState,
-    StdoutPayload, StreamEvent, Timestamp,
-};
+use enclave_types::{RuntimeChannelMessage, SessionId, SessionState, StreamEvent};
 use futures::future::BoxFuture;
 use futures::FutureExt as _;
 use http_body_util::{BodyExt, Full};
@@ -133,29 +131,15 @@ impl SessionService for FakeService {
                     .with_retry_after(Duration::from_millis(6_500)));
             }
             let hold = request.code.as_deref() == Some("hold");
-            let expires = Timestamp::new("expiresAt", "2030-01-01T00:00:00.000Z").unwrap();
-            let init = SessionInitPayload::new(
-                format!("/sessions/{id}/cancel"),
-                expires,
-                request.encryption.clone(),
-            );
-            let mut events = vec![Arc::new(StreamEvent::new(id.clone(), 1, init.into()))];
+            let init = session_init(&id, request.encryption.clone());
+            let mut events = vec![Arc::new(init)];
             for i in 0..self.events {
                 let seq = events.len() as u64 + 1;
-                let text = format!("line {i}\n");
-                events.push(Arc::new(StreamEvent::new(
-                    id.clone(),
-                    seq,
-                    StdoutPayload::new(text).into(),
-                )));
+                events.push(Arc::new(stdout(&id, seq, format!("line {i}\n"))));
             }
             if !hold {
                 let seq = events.len() as u64 + 1;
-                events.push(Arc::new(StreamEvent::new(
-                    id.clone(),
-                    seq,
-                    FinalPayload::new(true).into(),
-                )));
+                events.push(Arc::new(final_ok(&id, seq)));
             }
             let record = Arc::new(Mutex::new(Record {
                 events,
