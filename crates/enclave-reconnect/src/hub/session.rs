@@ -105,6 +105,10 @@ pub(crate) struct Seat {
     pub(crate) acknowledges: bool,
 }
 
+/// How often (in appended seqs) a publish moves the retained gauges (`enclave_retained_*`):
+/// two shared atomics per event cost more than the gauges are worth between two trims.
+const RETAINED_EVERY: u64 = 64;
+
 /// The in-process side of one session, beside what its store keeps (named so because
 /// "runtime" already means the EnclaveJS runtime and tokio's).
 #[derive(Debug)]
@@ -451,7 +455,11 @@ async fn publish_locked(
     rt.sample.published(seq);
     match append(shared, rt, &event).await {
         Ok(retention) => {
-            rt.retained(&retention);
+            // The retained gauges are shared by every session: moved at every trim, at the
+            // `final` and every [`RETAINED_EVERY`]th append, not per event.
+            if is_final || seq % RETAINED_EVERY == 0 {
+                rt.retained(&retention);
+            }
             if is_final {
                 rt.ended(Ended::Final);
                 shared.metrics().final_recorded(&retention);

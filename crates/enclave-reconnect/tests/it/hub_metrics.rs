@@ -113,7 +113,7 @@ async fn creates_waits_writes_supersedes_and_cancels_are_counted() {
     assert!(
         value(
             &registry,
-            "enclave_store_operation_seconds_count{operation=\"append\"}"
+            "enclave_store_operations_total{operation=\"append\"}"
         ) >= 7
     );
     assert_eq!(
@@ -182,7 +182,7 @@ async fn a_final_a_delete_and_heartbeats_are_counted() {
     assert!(
         value(
             &registry,
-            "enclave_store_operation_seconds_count{operation=\"remove\"}"
+            "enclave_store_operations_total{operation=\"remove\"}"
         ) >= 1
     );
 }
