@@ -177,7 +177,7 @@ impl OperationHandles {
     fn start(&self) -> Option<Instant> {
         let n = self.calls.get();
         self.calls.inc();
-        (n % STORE_SAMPLE == 0).then(Instant::now)
+        n.is_multiple_of(STORE_SAMPLE).then(Instant::now)
     }
 
     /// An operation started at `start` (if timed) answered `result`: its time, and a

@@ -457,7 +457,7 @@ async fn publish_locked(
         Ok(retention) => {
             // The retained gauges are shared by every session: moved at every trim, at the
             // `final` and every [`RETAINED_EVERY`]th append, not per event.
-            if is_final || seq % RETAINED_EVERY == 0 {
+            if is_final || seq.is_multiple_of(RETAINED_EVERY) {
                 rt.retained(&retention);
             }
             if is_final {
