@@ -456,8 +456,9 @@ async fn publish_locked(
     match append(shared, rt, &event).await {
         Ok(retention) => {
             // The retained gauges are shared by every session: moved at every trim, at the
-            // `final` and every [`RETAINED_EVERY`]th append, not per event.
-            if is_final || seq.is_multiple_of(RETAINED_EVERY) {
+            // first append (the `session_init`), the `final` and every [`RETAINED_EVERY`]th
+            // append, not per event.
+            if is_final || seq == 1 || seq.is_multiple_of(RETAINED_EVERY) {
                 rt.retained(&retention);
             }
             if is_final {
@@ -741,7 +742,11 @@ async fn wait_for_room(
             trimmed = Some(left);
             continue;
         }
-        waited.get_or_insert_with(std::time::Instant::now);
+        if waited.is_none() {
+            // A full retention is what the gauges are watched for: they say it exactly.
+            rt.retained(&retention);
+            *waited = Some(std::time::Instant::now());
+        }
         tokio::select! {
             () = notified => {}
             () = shared.shutdown.cancelled() => {}
