@@ -50,6 +50,15 @@ pub(crate) enum CloseCause {
 }
 
 impl CloseCause {
+    const ALL: [Self; 6] = [
+        Self::Finished,
+        Self::Client,
+        Self::Superseded,
+        Self::Timeout,
+        Self::Shutdown,
+        Self::Error,
+    ];
+
     fn label(self) -> &'static str {
         match self {
             Self::Finished => "finished",
@@ -158,6 +167,27 @@ impl TransportMetrics {
             )
             .expect("a valid metric definition"),
         }
+        .with_every_series()
+    }
+
+    /// Makes every series of a fixed label set exist from the start (at 0), so a scrape
+    /// shows each family and a `rate()` over it is defined before the first event.
+    fn with_every_series(self) -> Self {
+        for carrier in [Carrier::Http, Carrier::Ws] {
+            let c = carrier.label();
+            for encrypted in ["true", "false"] {
+                self.streams.with_label_values(&[c, encrypted]);
+                self.streams_opened.with_label_values(&[c, encrypted]);
+            }
+            for cause in CloseCause::ALL {
+                self.streams_closed.with_label_values(&[c, cause.label()]);
+            }
+            self.events_written.with_label_values(&[c]);
+            self.bytes_written.with_label_values(&[c]);
+            self.messages_received.with_label_values(&[c]);
+            self.resumes.with_label_values(&[c, "ok"]);
+        }
+        self
     }
 
     /// Registers every metric in `registry` (names prefixed as the registry says, e.g.

@@ -260,4 +260,63 @@ fn a_scripted_session_moves_the_transport_and_hub_metrics_and_promtool_accepts_t
     expect("enclave_store_errors_total{operation=\"append\"}", 0.0);
     expect("enclave_leases_lost_total", 0.0);
     promtool_check(&text);
+    dashboard_queries_only(&text);
+}
+
+/// The Grafana dashboard of docs/ (`docs/grafana/enclave-stream.json`) is a dashboard, and
+/// every metric its queries name is one the server exposes (`# TYPE` in `text`; a
+/// histogram's `_bucket`, `_sum` and `_count` belong to its family).
+fn dashboard_queries_only(text: &str) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs/grafana/enclave-stream.json");
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display())),
+    )
+    .expect("the dashboard is JSON");
+    let families: std::collections::HashSet<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect();
+    let panels = dashboard["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 10, "a dashboard with panels");
+    let mut named = 0;
+    for panel in panels {
+        let targets = panel["targets"].as_array().expect("every panel queries");
+        assert!(!targets.is_empty(), "{}: no query", panel["title"]);
+        for target in targets {
+            let expr = target["expr"].as_str().expect("a PromQL expression");
+            for name in metric_names(expr) {
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|suffix| {
+                        name.strip_suffix(suffix)
+                            .filter(|family| families.contains(family))
+                    })
+                    .unwrap_or(&name);
+                assert!(
+                    families.contains(family),
+                    "{}: `{name}` is not a metric the server exposes ({expr})",
+                    panel["title"]
+                );
+                named += 1;
+            }
+        }
+    }
+    assert!(named >= panels.len(), "the queries name metrics");
+}
+
+/// The `enclave_…` names in a PromQL expression.
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("enclave_") {
+        let name: String = rest[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[at + name.len()..];
+        names.push(name);
+    }
+    names
 }
