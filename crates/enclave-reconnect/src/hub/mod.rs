@@ -45,6 +45,7 @@ use ring::rand::SystemRandom;
 use tokio::sync::{mpsc, Mutex as AsyncMutex};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use self::attach::{HubEvents, HubUpstream, Start};
 use self::session::{LiveSession, Seat};
@@ -756,12 +757,18 @@ impl Shared {
             .map_or(self.config.heartbeat, |ms| {
                 (ms > 0).then(|| Duration::from_millis(ms))
             });
+        // The session's own tasks log inside its span, as its connections do in theirs.
+        let span = tracing::info_span!("session", session = %rt.id);
         if let Some(period) = heartbeat {
-            tokio::spawn(heartbeats(Arc::downgrade(self), Arc::clone(rt), period));
+            tokio::spawn(
+                heartbeats(Arc::downgrade(self), Arc::clone(rt), period).instrument(span.clone()),
+            );
         }
         if let Some(sharing) = self.store().sharing() {
             let inbox = sharing.inbox(&rt.id);
-            tokio::spawn(follow_inbox(Arc::downgrade(self), Arc::clone(rt), inbox));
+            tokio::spawn(
+                follow_inbox(Arc::downgrade(self), Arc::clone(rt), inbox).instrument(span),
+            );
         }
     }
 

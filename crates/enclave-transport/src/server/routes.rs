@@ -269,6 +269,10 @@ fn body_refusal(status: StatusCode, code: &str, message: &str) -> Response {
     response
         .headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    // Counted with the other refusals (`enclave_refusals_total`, reason `invalid_request`).
+    response
+        .extensions_mut()
+        .insert(RefusalReason::InvalidRequest);
     response
 }
 

@@ -449,6 +449,8 @@ impl Connection {
                         Some(Err(err)) => {
                             tracing::debug!(session = %pump.session_id, %err, "WebSocket read failed");
                             if let Some((code, reason)) = read_error_close(&err) {
+                                // The client broke the protocol (too big, not UTF-8, …).
+                                stream.close(CloseCause::Error);
                                 return self.close(code, reason).await;
                             }
                             return;
