@@ -84,6 +84,8 @@ pub struct CutProxy {
     addr: SocketAddr,
     counters: Arc<Counters>,
     stop: watch::Sender<bool>,
+    /// Bumped by [`cut_all`](Self::cut_all): every connection open then ends at once.
+    cut: watch::Sender<u64>,
     tasks: Arc<Mutex<JoinSet<()>>>,
 }
 
@@ -97,12 +99,14 @@ impl CutProxy {
         let addr = listener.local_addr()?;
         let counters = Arc::new(Counters::default());
         let (stop, stopped) = watch::channel(false);
+        let (cut, cuts) = watch::channel(0);
         let tasks = Arc::new(Mutex::new(JoinSet::new()));
         let accept = accept_loop(
             listener,
             config,
             Arc::clone(&counters),
             stopped,
+            cuts,
             Arc::clone(&tasks),
         );
         lock(&tasks).spawn(accept);
@@ -110,6 +114,7 @@ impl CutProxy {
             addr,
             counters,
             stop,
+            cut,
             tasks,
         })
     }
@@ -145,6 +150,13 @@ impl CutProxy {
         self.counters.downstream_bytes.load(Ordering::Relaxed)
     }
 
+    /// Cuts every connection open now, at once (a reconnect storm: a balancer or a node
+    /// dropping all its clients); each counts as a fault. New connections go on being
+    /// accepted and forwarded.
+    pub fn cut_all(&self) {
+        self.cut.send_modify(|generation| *generation += 1);
+    }
+
     /// Stops accepting, closes every connection and waits for the proxy's tasks.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
@@ -171,6 +183,7 @@ async fn accept_loop(
     config: ProxyConfig,
     counters: Arc<Counters>,
     mut stopped: watch::Receiver<bool>,
+    cuts: watch::Receiver<u64>,
     tasks: Arc<Mutex<JoinSet<()>>>,
 ) {
     let next_target = AtomicUsize::new(0);
@@ -200,6 +213,7 @@ async fn accept_loop(
             Arc::clone(&counters),
             config.max_faults,
             stopped.clone(),
+            cuts.clone(),
         );
         lock(&tasks).spawn(connection);
     }
@@ -214,7 +228,10 @@ async fn forward(
     counters: Arc<Counters>,
     max_faults: u64,
     mut stopped: watch::Receiver<bool>,
+    mut cuts: watch::Receiver<u64>,
 ) {
+    // A cut ordered before this connection was accepted is not its own.
+    cuts.mark_unchanged();
     let Ok(server) = TcpStream::connect(target).await else {
         return;
     };
@@ -302,6 +319,9 @@ async fn forward(
         () = upstream => {}
         () = downstream => {}
         _ = stopped.changed() => {}
+        _ = cuts.changed() => {
+            counters.faults.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -357,6 +377,37 @@ mod tests {
         assert_eq!(proxy.faults(), 3);
         assert_eq!(proxy.connections(), 3);
         assert!((300..=900).contains(&proxy.downstream_bytes()));
+        proxy.stop().await;
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn cut_all_ends_every_open_connection_at_once_and_later_ones_go_on() {
+        let (server, task) = echo_server().await;
+        let proxy = CutProxy::start(ProxyConfig::new(server)).await.unwrap();
+        let mut open = Vec::new();
+        for _ in 0..3 {
+            let mut socket = TcpStream::connect(proxy.addr()).await.unwrap();
+            let mut first = vec![0u8; 10_000];
+            tokio::time::timeout(Duration::from_secs(5), socket.read_exact(&mut first))
+                .await
+                .expect("the server's bytes within 5 s")
+                .unwrap();
+            open.push(socket);
+        }
+        proxy.cut_all();
+        for socket in &mut open {
+            assert_eq!(read_until_closed(socket).await, 0, "cut: nothing more, then the end");
+        }
+        assert_eq!(proxy.faults(), 3);
+        // A connection made after the cut is forwarded as usual.
+        let mut later = TcpStream::connect(proxy.addr()).await.unwrap();
+        let mut buf = vec![0u8; 10_000];
+        tokio::time::timeout(Duration::from_secs(5), later.read_exact(&mut buf))
+            .await
+            .expect("all 10,000 bytes within 5 s")
+            .unwrap();
+        assert_eq!(proxy.faults(), 3);
         proxy.stop().await;
         task.abort();
     }
