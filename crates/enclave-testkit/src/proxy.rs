@@ -212,11 +212,19 @@ async fn accept_loop(
             config.fault,
             Arc::clone(&counters),
             config.max_faults,
-            stopped.clone(),
-            cuts.clone(),
+            Ends {
+                stopped: stopped.clone(),
+                cuts: cuts.clone(),
+            },
         );
         lock(&tasks).spawn(connection);
     }
+}
+
+/// What ends every connection from outside: the proxy stopping, and [`CutProxy::cut_all`].
+struct Ends {
+    stopped: watch::Receiver<bool>,
+    cuts: watch::Receiver<u64>,
 }
 
 /// Forwards one connection until either side closes, the budget is spent, or the proxy stops.
@@ -227,9 +235,12 @@ async fn forward(
     fault: Fault,
     counters: Arc<Counters>,
     max_faults: u64,
-    mut stopped: watch::Receiver<bool>,
-    mut cuts: watch::Receiver<u64>,
+    ends: Ends,
 ) {
+    let Ends {
+        mut stopped,
+        mut cuts,
+    } = ends;
     // A cut ordered before this connection was accepted is not its own.
     cuts.mark_unchanged();
     let Ok(server) = TcpStream::connect(target).await else {
@@ -397,7 +408,11 @@ mod tests {
         }
         proxy.cut_all();
         for socket in &mut open {
-            assert_eq!(read_until_closed(socket).await, 0, "cut: nothing more, then the end");
+            assert_eq!(
+                read_until_closed(socket).await,
+                0,
+                "cut: nothing more, then the end"
+            );
         }
         assert_eq!(proxy.faults(), 3);
         // A connection made after the cut is forwarded as usual.
