@@ -3,19 +3,14 @@
 
 use crate::common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::{create, hub, next_seq, quiet, refused, resume_request, WAIT};
-use enclave_reconnect::store::{
-    Appended, EncodedEvent, MemoryStore, NewEvent, Progress, Retention, SessionMeta, Snapshot,
-    Store, TokenHashes,
-};
-use enclave_reconnect::{AcceptedSession, Error, HubConfig};
+use enclave_reconnect::store::{MemoryStore, Store};
+use enclave_reconnect::{AcceptedSession, HubConfig};
 use enclave_transport::RefusalReason;
-use enclave_types::{FinalPayload, SessionId, StdoutPayload};
-use futures::future::BoxFuture;
+use enclave_types::{FinalPayload, StdoutPayload};
 
 const MAX_EVENTS: u64 = 8;
 const MAX_BYTES: u64 = 4096;
@@ -257,95 +252,9 @@ async fn written_events_stay_while_the_client_is_away() {
     producer.abort();
 }
 
-/// A [`MemoryStore`] that counts the calls a publish makes to it.
-#[derive(Debug, Default)]
-struct Counting {
-    inner: MemoryStore,
-    retention: AtomicU64,
-    trim: AtomicU64,
-    append: AtomicU64,
-}
-
-impl Counting {
-    /// `(retention, trim, append)` calls since the last take.
-    fn take(&self) -> (u64, u64, u64) {
-        (
-            self.retention.swap(0, Ordering::SeqCst),
-            self.trim.swap(0, Ordering::SeqCst),
-            self.append.swap(0, Ordering::SeqCst),
-        )
-    }
-}
-
-impl Store for Counting {
-    fn create(&self, meta: SessionMeta, tokens: TokenHashes) -> BoxFuture<'_, Result<(), Error>> {
-        self.inner.create(meta, tokens)
-    }
-    fn load(&self, id: &SessionId) -> BoxFuture<'_, Result<Option<Snapshot>, Error>> {
-        self.inner.load(id)
-    }
-    fn list(&self) -> BoxFuture<'_, Result<Vec<SessionMeta>, Error>> {
-        self.inner.list()
-    }
-    fn put_meta(&self, meta: SessionMeta) -> BoxFuture<'_, Result<(), Error>> {
-        self.inner.put_meta(meta)
-    }
-    fn record_progress(
-        &self,
-        id: &SessionId,
-        progress: Progress,
-    ) -> BoxFuture<'_, Result<(), Error>> {
-        self.inner.record_progress(id, progress)
-    }
-    fn swap_tokens(
-        &self,
-        id: &SessionId,
-        expected: TokenHashes,
-        next: TokenHashes,
-    ) -> BoxFuture<'_, Result<bool, Error>> {
-        self.inner.swap_tokens(id, expected, next)
-    }
-    fn append<'a>(
-        &'a self,
-        id: &'a SessionId,
-        events: &'a [NewEvent],
-    ) -> BoxFuture<'a, Result<Retention, Error>> {
-        self.append.fetch_add(1, Ordering::SeqCst);
-        self.inner.append(id, events)
-    }
-    fn read(
-        &self,
-        id: &SessionId,
-        from: u64,
-        max: usize,
-    ) -> BoxFuture<'_, Result<Vec<Arc<EncodedEvent>>, Error>> {
-        self.inner.read(id, from, max)
-    }
-    fn retention(&self, id: &SessionId) -> BoxFuture<'_, Result<Retention, Error>> {
-        self.retention.fetch_add(1, Ordering::SeqCst);
-        self.inner.retention(id)
-    }
-    fn trim(&self, id: &SessionId, through: u64) -> BoxFuture<'_, Result<Retention, Error>> {
-        self.trim.fetch_add(1, Ordering::SeqCst);
-        self.inner.trim(id, through)
-    }
-    fn advance_client_seq(&self, id: &SessionId, seq: u64) -> BoxFuture<'_, Result<u64, Error>> {
-        self.inner.advance_client_seq(id, seq)
-    }
-    fn expire(&self, id: &SessionId) -> BoxFuture<'_, Result<(), Error>> {
-        self.inner.expire(id)
-    }
-    fn remove(&self, id: &SessionId) -> BoxFuture<'_, Result<bool, Error>> {
-        self.inner.remove(id)
-    }
-    fn watch(&self, id: &SessionId) -> Option<Appended> {
-        self.inner.watch(id)
-    }
-}
-
 #[tokio::test]
 async fn a_publish_that_makes_room_by_acks_trims_and_appends_without_reading_retention_first() {
-    let store = Arc::new(Counting::default());
+    let store = Arc::new(common::Instrumented::default());
     let hub = hub(quiet()
         .with_store(Arc::clone(&store) as Arc<dyn Store>)
         .with_max_buffered_events(MAX_EVENTS)

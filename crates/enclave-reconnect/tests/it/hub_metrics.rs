@@ -4,19 +4,15 @@
 
 use crate::common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::{create, create_with, hub, next_seq, quiet, resume_request, WAIT};
-use enclave_reconnect::store::{
-    Appended, EncodedEvent, MemoryStore, NewEvent, Progress, Retention, SessionMeta, Snapshot,
-    Store, TokenHashes,
-};
+use enclave_reconnect::store::Store;
 use enclave_reconnect::{Error, HubConfig, HubMetrics};
 use enclave_transport::{CreateSession, SessionService};
 use enclave_types::{FinalPayload, SessionId, StdoutPayload};
-use futures::future::BoxFuture;
 use prometheus::Registry;
 
 /// Metrics registered in a registry of their own, and the hub settings that count into them.
@@ -189,7 +185,7 @@ async fn a_final_a_delete_and_heartbeats_are_counted() {
 
 #[tokio::test]
 async fn a_store_that_refuses_appends_is_counted_by_operation_and_ends_the_session() {
-    let store = Arc::new(Refusing::default());
+    let store = Arc::new(common::Instrumented::default());
     let (config, registry) = metered(
         quiet()
             .with_store(Arc::clone(&store) as Arc<dyn Store>)
@@ -197,7 +193,7 @@ async fn a_store_that_refuses_appends_is_counted_by_operation_and_ends_the_sessi
     );
     let hub = hub(config);
     let (_attachment, session) = create(&hub, false).await;
-    store.refuse.store(true, Ordering::SeqCst);
+    store.refuse_appends.store(true, Ordering::SeqCst);
     let err = session
         .handle
         .publish(StdoutPayload::new("lost"))
@@ -224,78 +220,4 @@ async fn a_store_that_refuses_appends_is_counted_by_operation_and_ends_the_sessi
         ),
         1
     );
-}
-
-/// A [`MemoryStore`] whose appends fail in its "backend" while `refuse` is set.
-#[derive(Debug, Default)]
-struct Refusing {
-    inner: MemoryStore,
-    refuse: AtomicBool,
-}
-
-impl Store for Refusing {
-    fn create(&self, meta: SessionMeta, tokens: TokenHashes) -> BoxFuture<'_, Result<(), Error>> {
-        self.inner.create(meta, tokens)
-    }
-    fn load(&self, id: &SessionId) -> BoxFuture<'_, Result<Option<Snapshot>, Error>> {
-        self.inner.load(id)
-    }
-    fn list(&self) -> BoxFuture<'_, Result<Vec<SessionMeta>, Error>> {
-        self.inner.list()
-    }
-    fn put_meta(&self, meta: SessionMeta) -> BoxFuture<'_, Result<(), Error>> {
-        self.inner.put_meta(meta)
-    }
-    fn record_progress(
-        &self,
-        id: &SessionId,
-        progress: Progress,
-    ) -> BoxFuture<'_, Result<(), Error>> {
-        self.inner.record_progress(id, progress)
-    }
-    fn swap_tokens(
-        &self,
-        id: &SessionId,
-        expected: TokenHashes,
-        next: TokenHashes,
-    ) -> BoxFuture<'_, Result<bool, Error>> {
-        self.inner.swap_tokens(id, expected, next)
-    }
-    fn append<'a>(
-        &'a self,
-        id: &'a SessionId,
-        events: &'a [NewEvent],
-    ) -> BoxFuture<'a, Result<Retention, Error>> {
-        if self.refuse.load(Ordering::SeqCst) {
-            let failed = Error::store("append", Some(id), "the backend is down");
-            return Box::pin(std::future::ready(Err(failed)));
-        }
-        self.inner.append(id, events)
-    }
-    fn read(
-        &self,
-        id: &SessionId,
-        from: u64,
-        max: usize,
-    ) -> BoxFuture<'_, Result<Vec<Arc<EncodedEvent>>, Error>> {
-        self.inner.read(id, from, max)
-    }
-    fn retention(&self, id: &SessionId) -> BoxFuture<'_, Result<Retention, Error>> {
-        self.inner.retention(id)
-    }
-    fn trim(&self, id: &SessionId, through: u64) -> BoxFuture<'_, Result<Retention, Error>> {
-        self.inner.trim(id, through)
-    }
-    fn advance_client_seq(&self, id: &SessionId, seq: u64) -> BoxFuture<'_, Result<u64, Error>> {
-        self.inner.advance_client_seq(id, seq)
-    }
-    fn expire(&self, id: &SessionId) -> BoxFuture<'_, Result<(), Error>> {
-        self.inner.expire(id)
-    }
-    fn remove(&self, id: &SessionId) -> BoxFuture<'_, Result<bool, Error>> {
-        self.inner.remove(id)
-    }
-    fn watch(&self, id: &SessionId) -> Option<Appended> {
-        self.inner.watch(id)
-    }
 }

@@ -1,6 +1,9 @@
 //! Helpers shared by the hub tests: a hub, a session, bounded waits; and the NDJSON lines of
 //! a plain session for the reconnecting client's fake servers.
 
+mod store;
+pub(crate) use store::Instrumented;
+
 use std::time::Duration;
 
 use enclave_reconnect::{AcceptedSession, Hub, HubConfig};
