@@ -295,17 +295,22 @@ impl Reader {
     }
 }
 
+/// Starts a reader: no input, its standard output piped to us, its logs dropped.
+fn spawn_reader(command: &mut Command, name: &str) -> Result<Child, String> {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{name}: cannot start: {e}"))
+}
+
 /// Runs `command` with its standard output piped into `wc -l` (a separate process, as a user's
 /// pipeline is: this program's own loop, built without optimization, would be the slowest
 /// step), and checks the count. The time runs from the start of both to the exit of both.
 fn run_into_wc(command: &mut Command, name: &str) -> Result<Duration, String> {
     let start = Instant::now();
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("{name}: cannot start: {e}"))?;
+    let mut child = spawn_reader(command, name)?;
     let out = child.stdout.take().expect("piped");
     let wc = Command::new("wc")
         .arg("-l")
@@ -347,12 +352,7 @@ fn run_into_wc(command: &mut Command, name: &str) -> Result<Duration, String> {
 /// every event.
 fn run_ts_client(command: &mut Command, name: &str) -> Result<Duration, String> {
     let start = Instant::now();
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("{name}: cannot start: {e}"))?;
+    let mut child = spawn_reader(command, name)?;
     let mut summary = Vec::new();
     child
         .stdout
@@ -381,12 +381,7 @@ fn run_ts_client(command: &mut Command, name: &str) -> Result<Duration, String> 
 
 /// Reads the paced stream through `command` and returns each event's latency in µs.
 fn latencies(mut command: Command, name: &str) -> Result<Vec<u64>, String> {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("{name}: cannot start: {e}"))?;
+    let mut child = spawn_reader(&mut command, name)?;
     let out = BufReader::new(child.stdout.take().expect("piped"));
     let mut latencies = Vec::new();
     for line in out.lines() {

@@ -61,6 +61,9 @@ struct Pump {
     /// What chunks are built in (see [`Pump::next_chunk`]).
     buffer: BytesMut,
     lines: u64,
+    /// Events written into the chunk being built, for the metrics (as the WebSocket's
+    /// `events_in_batch`).
+    events_in_chunk: u64,
     /// An event that could not be written after earlier lines of its chunk: the chunk goes
     /// out first, then the response is aborted with this.
     failed: Option<io::Error>,
@@ -105,6 +108,7 @@ impl StreamBody {
             next: Some(pull(source)),
             buffer: BytesMut::new(),
             lines: 0,
+            events_in_chunk: 0,
             failed: None,
             ended: false,
             span: span.clone(),
@@ -149,11 +153,7 @@ impl Pump {
         // no growth copies). A chunk that took everything available ends a burst: the buffer
         // goes with it, so an idle connection holds none.
         let mut chunk = std::mem::take(&mut self.buffer);
-        let mut events = 0;
         let gathered = gather(source, item, |item, written| {
-            if matches!(item, Some(Outgoing::Event(_))) {
-                events += 1;
-            }
             if self.put(item, &mut chunk, written) {
                 Put::End(())
             } else if chunk.len() >= CHUNK_BYTES {
@@ -165,8 +165,7 @@ impl Pump {
         self.next = Some(gathered.next);
         self.ended |= gathered.end.is_some();
         let out = chunk.split().freeze();
-        // An event that failed was counted but not written.
-        let events = events - u64::from(self.failed.is_some());
+        let events = std::mem::take(&mut self.events_in_chunk);
         self.body.metrics.written(events, out.len() as u64);
         if gathered.full {
             self.buffer = chunk;
@@ -190,6 +189,7 @@ impl Pump {
             Sorted::Event(event) => match self.event_line(&event, chunk) {
                 Ok(()) => {
                     *written = Some(event.seq);
+                    self.events_in_chunk += 1;
                     false
                 }
                 Err(err) => {

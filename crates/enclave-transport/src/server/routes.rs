@@ -144,16 +144,15 @@ async fn cors(State(shared): AppState, request: Request, next: Next) -> Response
 /// route's pattern (never a concrete path, which would name a session) and the reason
 /// [`refusal_response`] left on the response.
 async fn count_refusals(State(shared): AppState, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "other".to_owned(), |path| path.as_str().to_owned());
-    let is_resume = route == wire::PATH_STREAM;
+    // A clone of the router's own pattern (shared), not a copy of it per request.
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map_or("other", MatchedPath::as_str);
     let response = next.run(request).await;
     let refused = response.extensions().get::<RefusalReason>().copied();
     if let Some(reason) = refused {
-        shared.config.metrics.refused(&route, reason);
+        shared.config.metrics.refused(route, reason);
     }
+    let is_resume = route == wire::PATH_STREAM;
     if is_resume {
         shared.config.metrics.resume(Carrier::Http, refused);
     }
