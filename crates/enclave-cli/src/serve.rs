@@ -22,7 +22,7 @@ use std::time::Duration;
 use enclave_crypto::SigningKey;
 use enclave_reconnect::store::Store;
 use enclave_reconnect::{
-    AcceptedSession, Hub, HubConfig, HubMetrics, OverflowPolicy, ServerBuilder,
+    AcceptedSession, Hub, HubConfig, HubMetrics, Limit, OverflowPolicy, ServerBuilder,
 };
 use enclave_redis::{RedisStore, RedisStoreConfig};
 use enclave_transport::ServerConfig;
@@ -367,6 +367,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
     let running = ServerBuilder::new()
         .hub_config(hub_config)
         .server_config(server_config.with_shutdown_grace(SHUTDOWN_GRACE))
+        .limits(limits(&args))
         .serve(listener, async {
             shutdown_signal().await;
             tracing::info!("shutting down: ending streams so clients resume elsewhere");
@@ -387,21 +388,35 @@ async fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
+/// Every limit flag, as the builder's option of the same meaning.
+fn limits(args: &ServeArgs) -> [Limit; 16] {
+    let ms = Duration::from_millis;
+    [
+        Limit::MaxConnections(args.max_connections),
+        Limit::MaxConnectionsPerPeer(args.max_connections_per_peer),
+        Limit::ConnectionReserve(args.connection_reserve),
+        Limit::HeaderReadTimeout(ms(args.header_timeout_ms)),
+        Limit::BodyTimeout(ms(args.body_timeout_ms)),
+        Limit::MaxBodyBytes(args.max_body_bytes),
+        Limit::MaxLineLength(args.max_line_length),
+        Limit::WsPongTimeout(ms(args.ws_pong_timeout_ms)),
+        Limit::WsMessageTimeout(ms(args.ws_message_timeout_ms)),
+        Limit::MaxSessions(args.max_sessions),
+        Limit::MaxSessionsPerPeer(args.max_sessions_per_peer),
+        Limit::MaxSessionCreationsPerSec(args.max_session_creations_per_sec),
+        Limit::MaxRetainedEvents(args.max_buffered_events),
+        Limit::MaxRetainedBytes(args.max_buffered_bytes),
+        Limit::SessionGrace(ms(args.session_grace_ms)),
+        Limit::Heartbeat(Some(ms(args.heartbeat_ms))),
+    ]
+}
+
 /// The transport's settings from the listening, encryption and limit flags, and the URL
 /// scheme they serve (`https` with a certificate).
 fn server_config(args: &ServeArgs) -> Result<(ServerConfig, &'static str), String> {
     let mut server_config = ServerConfig::default()
         .with_encryption(args.encryption.into())
-        .with_session_list(args.enable_session_list)
-        .with_max_connections(args.max_connections)
-        .with_max_connections_per_peer(args.max_connections_per_peer)
-        .with_connection_reserve(args.connection_reserve)
-        .with_header_read_timeout(Duration::from_millis(args.header_timeout_ms))
-        .with_body_timeout(Duration::from_millis(args.body_timeout_ms))
-        .with_ws_pong_timeout(Duration::from_millis(args.ws_pong_timeout_ms))
-        .with_ws_message_timeout(Duration::from_millis(args.ws_message_timeout_ms))
-        .with_max_body_bytes(args.max_body_bytes)
-        .with_max_line_length(args.max_line_length);
+        .with_session_list(args.enable_session_list);
     let scheme = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => match enclave_transport::tls_config_from_pem(cert, key) {
             Ok(tls) => {
@@ -486,20 +501,12 @@ async fn serve_metrics(
 /// The hub's settings from the session flags, its store and metrics included.
 async fn hub_config(args: &ServeArgs, metrics: HubMetrics) -> Result<HubConfig, String> {
     let mut config = HubConfig::default()
-        .with_heartbeat_ms(args.heartbeat_ms)
         .with_store_retry(Duration::from_millis(args.store_retry_ms))
         .with_allow_tokenless_resume(args.allow_tokenless_resume)
-        .with_max_sessions(args.max_sessions)
-        .with_max_creations_per_sec(args.max_session_creations_per_sec)
-        .with_max_sessions_per_peer(args.max_sessions_per_peer)
         .with_overflow(match args.overflow {
             Overflow::Wait => OverflowPolicy::Wait,
             Overflow::DropOldest => OverflowPolicy::DropOldest,
         });
-    config = config
-        .with_max_buffered_events(args.max_buffered_events)
-        .with_max_buffered_bytes(args.max_buffered_bytes)
-        .with_session_grace(Duration::from_millis(args.session_grace_ms));
     if let Some(store) = open_store(args, &metrics).await? {
         config = config.with_store(store);
     }

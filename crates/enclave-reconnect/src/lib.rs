@@ -38,8 +38,8 @@
 //!
 //! - Server side: [`Hub`] ([`HubConfig`], [`OverflowPolicy`], [`STORE_UNAVAILABLE`],
 //!   [`HubMetrics`]),
-//!   [`AcceptedSession`] with its [`SessionHandle`] and [`Messages`], [`ServerBuilder`] →
-//!   [`RunningServer`]; [`store`]: [`store::Store`], [`store::Sharing`],
+//!   [`AcceptedSession`] with its [`SessionHandle`] and [`Messages`], [`ServerBuilder`] (every
+//!   bound a server has as a [`Limit`]) → [`RunningServer`]; [`store`]: [`store::Store`], [`store::Sharing`],
 //!   [`store::MemoryStore`] and what crosses the trait.
 //! - Client side: [`ReconnectingStream`] ([`ReconnectingStreamBuilder`], [`StreamConfig`],
 //!   [`ReconnectPolicy`], [`RetrySchedule`], [`ConnectionState`], [`ConnectionEvent`],
@@ -73,6 +73,7 @@
 pub mod client;
 mod error;
 mod hub;
+mod limits;
 mod server;
 pub mod store;
 
@@ -86,4 +87,5 @@ pub use hub::{
     AcceptedSession, Hub, HubConfig, HubMetrics, Messages, OverflowPolicy, SessionHandle,
     STORE_UNAVAILABLE,
 };
+pub use limits::Limit;
 pub use server::{RunningServer, ServerBuilder};

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::store::Store;
-use crate::{Hub, HubConfig, HubMetrics};
+use crate::{Hub, HubConfig, HubMetrics, Limit};
 
 /// Builds a [`Hub`] and the transport [`Server`] in front of it.
 ///
@@ -42,6 +42,8 @@ pub struct ServerBuilder {
     /// Set by [`ServerBuilder::with_metrics`]; wins over both settings' metrics whatever the
     /// order of the calls.
     metrics: Option<Metrics>,
+    /// Set by [`ServerBuilder::limit`], in call order; applied over both settings.
+    limits: Vec<Limit>,
 }
 
 /// The metrics [`ServerBuilder::with_metrics`] registered.
@@ -70,6 +72,23 @@ impl ServerBuilder {
     #[must_use]
     pub fn server_config(mut self, config: ServerConfig) -> Self {
         self.server = config;
+        self
+    }
+
+    /// One of the server's limits ([`Limit`] lists them all, with their defaults): set in
+    /// the settings of the layer that enforces it, over [`hub_config`](Self::hub_config) and
+    /// [`server_config`](Self::server_config) in either order; a later call for the same
+    /// limit wins.
+    #[must_use]
+    pub fn limit(mut self, limit: Limit) -> Self {
+        self.limits.push(limit);
+        self
+    }
+
+    /// [`limit`](Self::limit) for each of `limits`, in order.
+    #[must_use]
+    pub fn limits(mut self, limits: impl IntoIterator<Item = Limit>) -> Self {
+        self.limits.extend(limits);
         self
     }
 
@@ -136,6 +155,9 @@ impl ServerBuilder {
             None => self.hub,
         };
         let mut server_config = self.server;
+        for limit in self.limits {
+            limit.apply(&mut config, &mut server_config);
+        }
         if let Some(metrics) = self.metrics {
             config = config.with_metrics(metrics.hub);
             server_config = server_config.with_metrics(metrics.transport, metrics.registry);

@@ -31,6 +31,6 @@ pub use enclave_transport::{Server, ServerConfig};
 pub use enclave_reconnect::store::{MemoryStore, Sharing, Store};
 #[cfg(feature = "reconnect")]
 pub use enclave_reconnect::{
-    AcceptedSession, Hub, HubConfig, ReconnectPolicy, ReconnectingStream, SessionHandle,
-    StreamConfig, StreamError,
+    AcceptedSession, Hub, HubConfig, Limit, ReconnectPolicy, ReconnectingStream, ServerBuilder,
+    SessionHandle, StreamConfig, StreamError,
 };

@@ -191,6 +191,12 @@ impl Hub {
         }
     }
 
+    /// The settings the hub runs with (as [`ServerBuilder`](crate::ServerBuilder)'s limits
+    /// left them).
+    pub fn config(&self) -> &HubConfig {
+        &self.shared.config
+    }
+
     /// Stops taking sessions; every attachment yields `Close(ShuttingDown)`, publishers get
     /// [`Error::ShuttingDown`], and background tasks end.
     pub fn shutdown(&self) {

@@ -13,5 +13,6 @@ mod hub_metrics;
 mod hub_properties;
 mod hub_resume;
 mod hub_session;
+mod limits;
 mod next_ready;
 mod refusals;
