@@ -248,6 +248,7 @@ fn a_scripted_session_moves_the_transport_and_hub_metrics_and_promtool_accepts_t
     at_least("enclave_heartbeats_total", 1.0);
     at_least("enclave_publish_to_write_seconds_count", 1.0);
     at_least("enclave_session_retained_events_count", 2.0);
+    at_least("enclave_session_retained_bytes_count", 2.0);
     at_least(
         "enclave_store_operations_total{operation=\"append\"}",
         events_read,

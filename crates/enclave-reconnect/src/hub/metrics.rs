@@ -204,6 +204,7 @@ struct Inner {
     retained_events: IntGauge,
     retained_bytes: IntGauge,
     retained_at_final: Histogram,
+    retained_bytes_at_final: Histogram,
     publish_wait: Histogram,
     publish_to_write: Histogram,
     heartbeats: IntCounter,
@@ -256,6 +257,12 @@ const LATENCY_BUCKETS: [f64; 14] = [
 /// Upper bounds of `publish_wait_seconds`: 1 ms to a minute (a client that stopped reading).
 const WAIT_BUCKETS: [f64; 11] = [
     0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Upper bounds of `session_retained_bytes`: powers of 4 from 256 B to the default bound
+/// (16 MiB).
+const RETAINED_BYTES_BUCKETS: [f64; 9] = [
+    256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262_144.0, 1_048_576.0, 4_194_304.0, 16_777_216.0,
 ];
 
 /// Upper bounds of `session_retained_events`: powers of 4 up to the default bound.
@@ -351,6 +358,11 @@ impl HubMetrics {
                 "Events a session retained when its final was recorded.",
                 &RETAINED_BUCKETS,
             ),
+            retained_bytes_at_final: histogram(
+                "session_retained_bytes",
+                "Encoded bytes of the events a session retained when its final was recorded.",
+                &RETAINED_BYTES_BUCKETS,
+            ),
             publish_wait: histogram(
                 "publish_wait_seconds",
                 "Time a publish waited for room in a full retention (only publishes that waited).",
@@ -383,6 +395,7 @@ impl HubMetrics {
         registry.register(Box::new(inner.retained_events.clone()))?;
         registry.register(Box::new(inner.retained_bytes.clone()))?;
         registry.register(Box::new(inner.retained_at_final.clone()))?;
+        registry.register(Box::new(inner.retained_bytes_at_final.clone()))?;
         registry.register(Box::new(inner.publish_wait.clone()))?;
         registry.register(Box::new(inner.publish_to_write.clone()))?;
         registry.register(Box::new(inner.heartbeats.clone()))?;
@@ -420,8 +433,13 @@ impl HubMetrics {
 
     /// A session's `final` was recorded, leaving `retention`.
     pub(crate) fn final_recorded(&self, retention: &Retention) {
-        #[allow(clippy::cast_precision_loss)] // a count of events: exact far beyond any bound
-        self.inner.retained_at_final.observe(retention.count as f64);
+        #[allow(clippy::cast_precision_loss)] // counts: exact below 2^53, far beyond any bound
+        {
+            self.inner.retained_at_final.observe(retention.count as f64);
+            self.inner
+                .retained_bytes_at_final
+                .observe(retention.bytes as f64);
+        }
     }
 
     /// Moves the gauge of sessions in the state at `index` by `delta` (an index past

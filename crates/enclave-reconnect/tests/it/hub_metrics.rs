@@ -133,6 +133,8 @@ async fn creates_waits_writes_supersedes_and_cancels_are_counted() {
     );
     assert_eq!(value(&registry, "enclave_sessions{state=\"cancelled\"}"), 1);
     assert_eq!(value(&registry, "enclave_session_retained_events_count"), 1);
+    assert_eq!(value(&registry, "enclave_session_retained_bytes_count"), 1);
+    assert!(sum(&registry, "enclave_session_retained_bytes_sum") > 0.0);
 }
 
 #[tokio::test]
