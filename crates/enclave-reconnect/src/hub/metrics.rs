@@ -262,7 +262,15 @@ const WAIT_BUCKETS: [f64; 11] = [
 /// Upper bounds of `session_retained_bytes`: powers of 4 from 256 B to the default bound
 /// (16 MiB).
 const RETAINED_BYTES_BUCKETS: [f64; 9] = [
-    256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262_144.0, 1_048_576.0, 4_194_304.0, 16_777_216.0,
+    256.0,
+    1024.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
+    16_777_216.0,
 ];
 
 /// Upper bounds of `session_retained_events`: powers of 4 up to the default bound.
@@ -294,22 +302,19 @@ impl HubMetrics {
             &["state"],
         )
         .expect(VALID);
-        let ended = IntCounterVec::new(
-            Opts::new(
-                "sessions_ended_total",
-                "Sessions produced here that ended, by how: final, cancelled, expired, deleted, store_unavailable.",
-            ),
-            &["how"],
-        )
-        .expect(VALID);
-        let store_calls = IntCounterVec::new(
-            Opts::new(
-                "store_operations_total",
-                "Session store operations the hub made, by operation.",
-            ),
-            &["operation"],
-        )
-        .expect(VALID);
+        let counters = |name: &str, help: &str, label: &str| {
+            IntCounterVec::new(Opts::new(name, help), &[label]).expect(VALID)
+        };
+        let ended = counters(
+            "sessions_ended_total",
+            "Sessions produced here that ended, by how: final, cancelled, expired, deleted, store_unavailable.",
+            "how",
+        );
+        let store_calls = counters(
+            "store_operations_total",
+            "Session store operations the hub made, by operation.",
+            "operation",
+        );
         let store_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "store_operation_seconds",
@@ -319,14 +324,11 @@ impl HubMetrics {
             &["operation"],
         )
         .expect(VALID);
-        let store_errors = IntCounterVec::new(
-            Opts::new(
-                "store_errors_total",
-                "Session store operations that failed in the store's backend, by operation.",
-            ),
-            &["operation"],
-        )
-        .expect(VALID);
+        let store_errors = counters(
+            "store_errors_total",
+            "Session store operations that failed in the store's backend, by operation.",
+            "operation",
+        );
         let inner = Inner {
             by_state: STATES.map(|state| sessions.with_label_values(&[state])),
             ended_by: Ended::ALL.map(|how| ended.with_label_values(&[how.label()])),

@@ -13,7 +13,11 @@ async fn limits_win_over_whole_settings_given_before_or_after() {
     let running = ServerBuilder::new()
         .limit(Limit::MaxBodyBytes(64))
         .server_config(ServerConfig::default().with_max_body_bytes(1 << 20))
-        .hub_config(HubConfig::default().with_max_sessions(100).with_heartbeat_ms(0))
+        .hub_config(
+            HubConfig::default()
+                .with_max_sessions(100)
+                .with_heartbeat_ms(0),
+        )
         .limits([Limit::MaxSessions(5), Limit::MaxSessions(1)])
         .limit(Limit::SessionGrace(Duration::from_secs(3)))
         .bind("127.0.0.1:0")
@@ -30,7 +34,10 @@ async fn limits_win_over_whole_settings_given_before_or_after() {
             "POST",
             "/sessions",
             &addr.to_string(),
-            &[("Content-Type", "application/json"), ("Connection", "close")],
+            &[
+                ("Content-Type", "application/json"),
+                ("Connection", "close"),
+            ],
             body.as_bytes(),
         ),
     )
