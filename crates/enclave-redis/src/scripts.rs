@@ -63,13 +63,19 @@ return {redis.call('HGETALL', KEYS[1]), retention(KEYS[1], KEYS[2])}
 /// `c`, the bytes appended through it, so trimming knows what left without reading it.
 /// A batch already there with the same JSON, every event of it (a retry whose answer was
 /// lost: the script appends all of a batch or none of it), replies `2` with the retention:
-/// it landed once.
+/// it landed once. A last group `p`, state, tool calls, finished-at (as PROGRESS takes
+/// them) records what the batch changed in the metadata, in the same step.
 const APPEND: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
 local h = redis.call('HMGET', KEYS[1], 'last', 'expired', 'ttl', 'fin_seq', 'tot', 'cut')
 if h[2] == '1' then return {-1} end
 local last = tonumber(h[1])
 local n = #ARGV / 4
+local p = nil
+if ARGV[#ARGV - 3] == 'p' then
+  p = #ARGV - 3
+  n = n - 1
+end
 local first = tonumber(ARGV[1])
 if first <= last then
   local e = redis.call('XRANGE', KEYS[2], ARGV[1] .. '-0', '+', 'COUNT', string.format('%d', n))
@@ -89,13 +95,13 @@ if first <= last then
 end
 if h[4] then return {-3, last} end
 local expected = last + 1
-for i = 1, #ARGV, 4 do
+for i = 1, 4 * n, 4 do
   local seq = tonumber(ARGV[i])
   if seq ~= expected then return {-2, expected, seq, last} end
   expected = expected + 1
 end
 local tot = tonumber(h[5]) or 0
-for i = 1, #ARGV, 4 do
+for i = 1, 4 * n, 4 do
   tot = tot + tonumber(ARGV[i + 2])
   redis.call('XADD', KEYS[2], ARGV[i] .. '-0', 'e', ARGV[i + 1], 'c', string.format('%d', tot))
   if ARGV[i + 3] == '1' then redis.call('HSET', KEYS[1], 'fin_seq', ARGV[i]) end
@@ -103,8 +109,13 @@ end
 -- The stream keeps its expiry once set (XADD and XTRIM leave it).
 if last == 0 then redis.call('PEXPIREAT', KEYS[2], h[3]) end
 local bytes = tot - (tonumber(h[6]) or 0)
-redis.call('HSET', KEYS[1], 'last', ARGV[#ARGV - 3], 'tot', string.format('%d', tot),
+redis.call('HSET', KEYS[1], 'last', ARGV[4 * n - 3], 'tot', string.format('%d', tot),
   'bytes', string.format('%d', bytes))
+if p then
+  if ARGV[p + 1] ~= '' then redis.call('HSET', KEYS[1], 'state', ARGV[p + 1]) end
+  if ARGV[p + 2] ~= '0' then redis.call('HINCRBY', KEYS[1], 'tools', ARGV[p + 2]) end
+  if ARGV[p + 3] ~= '' then redis.call('HSET', KEYS[1], 'fin', ARGV[p + 3]) end
+end
 return retention(KEYS[1], KEYS[2])
 ";
 

@@ -120,6 +120,96 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// One script call for the whole batch (and what it changed in the metadata): the seqs
+    /// are checked and every event written as one step, so a batch lands all at once or not
+    /// at all.
+    async fn append_batch(
+        &self,
+        id: &SessionId,
+        events: &[NewEvent],
+        progress: Option<Progress>,
+    ) -> Result<Retention, StoreError> {
+        let inner = &self.inner;
+        let (Some(oldest), Some(newest)) = (events.first(), events.last()) else {
+            // Nothing to append: the progress alone (the script needs an event to check).
+            if let Some(progress) = progress {
+                self.record_progress(id, progress).await?;
+            }
+            return self.retention(id).await;
+        };
+        let keys = inner.keys(id);
+        let mut invocation = inner.scripts.append.prepare_invoke();
+        invocation.key(&keys.meta).key(&keys.events);
+        let mut has_final = false;
+        for new in events {
+            let is_final = matches!(new.event.payload, EventPayload::Final(_));
+            has_final |= is_final;
+            // The JSON the hub encoded once, as every connection writes it.
+            invocation
+                .arg(new.seq())
+                .arg(new.event.json())
+                .arg(new.bytes)
+                .arg(u8::from(is_final));
+        }
+        if let Some(progress) = progress {
+            invocation
+                .arg("p")
+                .arg(progress.state.map(codec::state_name).unwrap_or_default())
+                .arg(progress.tool_calls)
+                .arg(
+                    progress
+                        .finished_at_ms
+                        .map(|ms| ms.to_string())
+                        .unwrap_or_default(),
+                );
+        }
+        let reply = match inner.status_script("append", id, &invocation).await {
+            Err(StoreError::UnknownSession(id)) => {
+                inner.forget(&id);
+                return Err(StoreError::UnknownSession(id));
+            }
+            other => other?,
+        };
+        let number = |i: usize| reply.get(i).and_then(|&v| u64::try_from(v).ok());
+        match codec::status(id, &reply)? {
+            -2 => {
+                let expected = number(1)
+                    .ok_or_else(|| corrupt(id, "append reply without the expected seq"))?;
+                let got = number(2).unwrap_or_else(|| oldest.seq());
+                let last = number(3).unwrap_or_else(|| expected.saturating_sub(1));
+                inner.appended_elsewhere(id, last);
+                return Err(StoreError::OutOfOrder {
+                    session: id.clone(),
+                    expected,
+                    got,
+                });
+            }
+            // Its `final` is there already: a server that found the producer's lease
+            // lapsed ended the session.
+            -3 => {
+                inner.appended_elsewhere(id, number(1).unwrap_or(0));
+                return Err(StoreError::SessionClosed(id.clone()));
+            }
+            _ => {}
+        }
+        // Appended now, or (status 2) by an earlier attempt whose answer was lost.
+        let retention = codec::retention(id, &reply)?;
+        if let Some(local) = inner.local().get_mut(id) {
+            for new in events {
+                local
+                    .recent
+                    .keep(Arc::clone(&new.event), retention.first_seq);
+            }
+            local.appended.send(newest.seq());
+            if has_final {
+                local.renewing = false;
+            }
+        }
+        Ok(retention)
+    }
+}
+
 impl Store for RedisStore {
     fn create(
         &self,
@@ -334,76 +424,21 @@ impl Store for RedisStore {
         })
     }
 
-    /// One script call for the whole batch: the seqs are checked and every event written
-    /// as one step, so a batch lands all at once or not at all.
     fn append<'a>(
         &'a self,
         id: &'a SessionId,
         events: &'a [NewEvent],
     ) -> BoxFuture<'a, Result<Retention, StoreError>> {
-        Box::pin(async move {
-            let inner = &self.inner;
-            let (Some(oldest), Some(newest)) = (events.first(), events.last()) else {
-                return self.retention(id).await;
-            };
-            let keys = inner.keys(id);
-            let mut invocation = inner.scripts.append.prepare_invoke();
-            invocation.key(&keys.meta).key(&keys.events);
-            let mut has_final = false;
-            for new in events {
-                let is_final = matches!(new.event.payload, EventPayload::Final(_));
-                has_final |= is_final;
-                // The JSON the hub encoded once, as every connection writes it.
-                invocation
-                    .arg(new.seq())
-                    .arg(new.event.json())
-                    .arg(new.bytes)
-                    .arg(u8::from(is_final));
-            }
-            let reply = match inner.status_script("append", id, &invocation).await {
-                Err(StoreError::UnknownSession(id)) => {
-                    inner.forget(&id);
-                    return Err(StoreError::UnknownSession(id));
-                }
-                other => other?,
-            };
-            let number = |i: usize| reply.get(i).and_then(|&v| u64::try_from(v).ok());
-            match codec::status(id, &reply)? {
-                -2 => {
-                    let expected = number(1)
-                        .ok_or_else(|| corrupt(id, "append reply without the expected seq"))?;
-                    let got = number(2).unwrap_or_else(|| oldest.seq());
-                    let last = number(3).unwrap_or_else(|| expected.saturating_sub(1));
-                    inner.appended_elsewhere(id, last);
-                    return Err(StoreError::OutOfOrder {
-                        session: id.clone(),
-                        expected,
-                        got,
-                    });
-                }
-                // Its `final` is there already: a server that found the producer's lease
-                // lapsed ended the session.
-                -3 => {
-                    inner.appended_elsewhere(id, number(1).unwrap_or(0));
-                    return Err(StoreError::SessionClosed(id.clone()));
-                }
-                _ => {}
-            }
-            // Appended now, or (status 2) by an earlier attempt whose answer was lost.
-            let retention = codec::retention(id, &reply)?;
-            if let Some(local) = inner.local().get_mut(id) {
-                for new in events {
-                    local
-                        .recent
-                        .keep(Arc::clone(&new.event), retention.first_seq);
-                }
-                local.appended.send(newest.seq());
-                if has_final {
-                    local.renewing = false;
-                }
-            }
-            Ok(retention)
-        })
+        Box::pin(self.append_batch(id, events, None))
+    }
+
+    fn append_with_progress<'a>(
+        &'a self,
+        id: &'a SessionId,
+        events: &'a [NewEvent],
+        progress: Progress,
+    ) -> BoxFuture<'a, Result<Retention, StoreError>> {
+        Box::pin(self.append_batch(id, events, Some(progress)))
     }
 
     fn read(

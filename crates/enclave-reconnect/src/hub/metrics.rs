@@ -738,6 +738,23 @@ impl<'a> StoreCalls<'a> {
         )
     }
 
+    /// Counted as an `append` (the progress rides with it).
+    pub(crate) fn append_with_progress<'b>(
+        &self,
+        id: &'b SessionId,
+        events: &'b [NewEvent],
+        progress: Progress,
+    ) -> Timed<'b, Retention>
+    where
+        'a: 'b,
+    {
+        timed(
+            self.metrics,
+            Operation::Append,
+            self.store.append_with_progress(id, events, progress),
+        )
+    }
+
     pub(crate) fn read(
         &self,
         id: &SessionId,

@@ -363,6 +363,27 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         events: &'a [NewEvent],
     ) -> BoxFuture<'a, Result<Retention, Error>>;
 
+    /// [`append`](Self::append) of `events` and [`record_progress`](Self::record_progress)
+    /// of what they changed together, as the hub records a batch that moves the session's
+    /// state (or counts tool calls, or holds the `final`). The result is the append's: the
+    /// default makes the two calls, in that order, and once the events are in a failure to
+    /// record their progress is logged (WARN), not returned (the caller would append them
+    /// again). A store with round trips does both in one step, as Redis's does in one script.
+    fn append_with_progress<'a>(
+        &'a self,
+        id: &'a SessionId,
+        events: &'a [NewEvent],
+        progress: Progress,
+    ) -> BoxFuture<'a, Result<Retention, Error>> {
+        Box::pin(async move {
+            let retention = self.append(id, events).await?;
+            if let Err(err) = self.record_progress(id, progress).await {
+                tracing::warn!(session = %id, %err, "session metadata not updated");
+            }
+            Ok(retention)
+        })
+    }
+
     /// Up to `max` retained events from seq `from` (inclusive), in order. The first one has a
     /// higher seq than `from` when events at or after `from` left retention.
     fn read(

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{redis, store, store_with, unique_prefix, within};
 use enclave_reconnect::store::EncodedEvent;
 use enclave_reconnect::store::{
-    Inbound, NewEvent, SessionMeta, Sharing, Store, TokenHash, TokenHashes, TokenSalt,
+    Inbound, NewEvent, Progress, SessionMeta, Sharing, Store, TokenHash, TokenHashes, TokenSalt,
 };
 use enclave_reconnect::{Error, HubMetrics};
 use enclave_redis::{RedisStore, RedisStoreConfig, PRODUCER_LOST};
@@ -36,6 +36,15 @@ fn encoded(event: StreamEvent) -> Arc<EncodedEvent> {
 
 fn event(id: &SessionId, seq: u64) -> Arc<EncodedEvent> {
     encoded(stdout(id, seq, format!("line {seq}\n")))
+}
+
+/// What a batch changed in the metadata.
+fn progress(state: Option<SessionState>, tool_calls: u64, finished_at_ms: Option<u64>) -> Progress {
+    let mut progress = Progress::default();
+    progress.state = state;
+    progress.tool_calls = tool_calls;
+    progress.finished_at_ms = finished_at_ms;
+    progress
 }
 
 /// A batch of one event, counting `bytes`.
@@ -160,6 +169,60 @@ async fn a_batch_is_appended_in_one_step_whole_or_not_at_all() {
         (trimmed.first_seq, trimmed.count, trimmed.bytes),
         (3, 1, 30)
     );
+}
+
+#[tokio::test]
+async fn a_batch_records_what_it_changed_in_the_metadata_in_the_same_step_and_a_retry_counts_once()
+{
+    let server = redis();
+    let prefix = unique_prefix("progress");
+    let store = store(&server, &prefix).await;
+    let other = common::store(&server, &prefix).await;
+    let id = SessionId::generate();
+    store.create(meta(&id), tokens("t")).await.unwrap();
+    let batch: Vec<NewEvent> = (1..=3)
+        .map(|seq| NewEvent::with_bytes(event(&id, seq), 10))
+        .collect();
+    let waiting = progress(Some(SessionState::WaitingForTool), 2, None);
+    let retention = store
+        .append_with_progress(&id, &batch, waiting)
+        .await
+        .unwrap();
+    assert_eq!((retention.last_seq, retention.count), (3, 3));
+    // The retry of a batch whose answer was lost: landed once, its tool calls counted once.
+    store
+        .append_with_progress(&id, &batch, waiting)
+        .await
+        .expect("a retry is answered");
+    let seen = other.load(&id).await.unwrap().expect("the session");
+    assert_eq!(seen.meta.state, SessionState::WaitingForTool);
+    assert_eq!(seen.meta.tool_call_count, 2);
+    assert_eq!(seen.meta.finished_at_ms, None);
+    assert_eq!(seen.retention.last_seq, 3);
+    // A refused batch records nothing.
+    let gapped = one(event(&id, 9), 1);
+    assert!(store
+        .append_with_progress(&id, &gapped, waiting)
+        .await
+        .is_err());
+    assert_eq!(
+        other.load(&id).await.unwrap().unwrap().meta.tool_call_count,
+        2
+    );
+    // The final's batch records the finish; progress alone (no events) is recorded too.
+    let last = [NewEvent::with_bytes(encoded(final_ok(&id, 4)), 10)];
+    let finished = progress(Some(SessionState::Completed), 0, Some(1_700_000_000_123));
+    store
+        .append_with_progress(&id, &last, finished)
+        .await
+        .unwrap();
+    let extra = progress(None, 1, None);
+    store.append_with_progress(&id, &[], extra).await.unwrap();
+    let seen = other.load(&id).await.unwrap().unwrap();
+    assert_eq!(seen.meta.state, SessionState::Completed);
+    assert_eq!(seen.meta.finished_at_ms, Some(1_700_000_000_123));
+    assert_eq!(seen.meta.tool_call_count, 3);
+    assert_eq!(seen.retention.last_seq, 4);
 }
 
 #[tokio::test]
