@@ -22,7 +22,11 @@
 //!   transport's server, with both layers' Prometheus metrics in one registry
 //!   ([`ServerBuilder::with_metrics`], [`HubMetrics`]; docs/OPERATIONS.md lists them).
 //! - **The application side** ([`Hub::accept`] → [`AcceptedSession`]): a [`SessionHandle`] to
-//!   publish, a [`Messages`] receiver for client messages, cancellation and state.
+//!   publish, a [`Messages`] receiver for client messages, cancellation and state. Each
+//!   session's events reach the store through one append lane, in batches as large as the
+//!   producer runs ahead of the store: [`SessionHandle::publish`] returns once its event is
+//!   stored, [`SessionHandle::publish_queued`] once it is queued ([`SessionHandle::flush`]
+//!   waits for the store).
 //! - **The client** ([`ReconnectingStream`]): every event exactly once and in order across
 //!   cuts and resumes (a filtered stream's `filtered` ranges included), a server's
 //!   `Retry-After` honoured up to [`MAX_RETRY_AFTER`], and a stream that stops, rather than

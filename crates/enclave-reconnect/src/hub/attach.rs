@@ -552,8 +552,8 @@ pub(crate) fn acknowledge(rt: &LiveSession, seq: u64) {
 /// the next one is accepted and the position jumps to it (the client numbers its messages,
 /// and a gap means it gave up on the ones between). Returns the highest seq held.
 pub(crate) async fn deliver(
-    shared: &Shared,
-    rt: &LiveSession,
+    shared: &Arc<Shared>,
+    rt: &Arc<LiveSession>,
     messages: Vec<RuntimeChannelMessage>,
 ) -> Result<u64, Refusal> {
     let unavailable = |err: Error| match err {

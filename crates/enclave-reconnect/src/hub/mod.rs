@@ -21,6 +21,7 @@
 mod attach;
 mod clock;
 mod config;
+mod lane;
 mod metrics;
 mod session;
 mod token;
@@ -715,7 +716,7 @@ impl Shared {
     /// presence, the `session_init` event. A failure gives the place back and leaves nothing
     /// half made.
     async fn write_new(
-        &self,
+        self: &Arc<Self>,
         rt: &Arc<LiveSession>,
         request: &CreateSession,
         meta: SessionMeta,
@@ -745,7 +746,7 @@ impl Shared {
             clock::timestamp("expiresAt", expires),
             request.encryption.clone(),
         );
-        if let Err(err) = session::publish(self, rt, EventPayload::SessionInit(init)).await {
+        if let Err(err) = session::publish(self, rt, EventPayload::SessionInit(init), true).await {
             self.unreserve(rt);
             // Best effort: the store failed already, or the hub is shutting down.
             let _ = self.store().remove(id).await;
@@ -1178,6 +1179,7 @@ async fn heartbeats(shared: Weak<Shared>, rt: Arc<LiveSession>, period: Duration
             &shared,
             &rt,
             EventPayload::Heartbeat(HeartbeatPayload::new(ts)),
+            false,
         )
         .await
         {

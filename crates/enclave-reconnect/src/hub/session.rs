@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch, Mutex as AsyncMutex, Notify};
 use tokio::time::Instant;
 
 use super::config::{HubConfig, OverflowPolicy};
+use super::lane::{Batch, Lane, Note};
 use super::metrics::{Ended, HubMetrics, SessionCount, WriteSample};
 use super::Shared;
 use crate::store::{NewEvent, Progress, Retention};
@@ -39,14 +40,10 @@ pub(crate) struct AttachState {
 /// [`LiveSession::final_seq`]: neither is kept here.
 #[derive(Debug, Default)]
 pub(crate) struct PublishState {
-    /// The store refused a publish for longer than the hub's store retry: nothing more is
-    /// published here (the sweeper records the session's `final`). A duplication that stays:
-    /// [`LiveSession::store_lost`] says the same until that `final` is recorded, but it is a
-    /// watch (a lock to read), and this is read per publish under the publish lock.
-    pub(crate) store_refused: bool,
-    /// The retention the last append left. Only this publisher appends, and everything else
-    /// only trims, so it bounds the real one from above: an event that fits it fits, without
-    /// asking the store again.
+    /// The retention the store last answered, with every event queued since counted in
+    /// (those still in the [`Lane`] included). Only this publisher appends, and everything
+    /// else only trims, so it bounds the real one from above: an event that fits it fits,
+    /// without asking the store again.
     pub(crate) retention: Option<Retention>,
 }
 
@@ -128,10 +125,16 @@ pub(crate) struct LiveSession {
     pub(crate) acked: AtomicU64,
     /// Highest seq written to a connection that does not acknowledge.
     pub(crate) written: AtomicU64,
-    /// The last published seq (acknowledgements beyond it are clamped to it); the next one
-    /// to publish is derived from it ([`next_seq`](Self::next_seq)). Written under the
-    /// publish lock (or, for a remote runtime, by its event source), read without it.
+    /// The last seq the store holds (acknowledgements beyond it are clamped to it). Written
+    /// by the session's append [`Lane`] flusher (or, for a remote runtime, by its event
+    /// source), read without a lock.
     pub(crate) last_seq: AtomicU64,
+    /// The last seq published: numbered and queued in the [`Lane`], perhaps not in the store
+    /// yet. The next one to publish is derived from it ([`next_seq`](Self::next_seq)).
+    /// Written under the publish lock.
+    pub(crate) queued_seq: AtomicU64,
+    /// The published events on their way into the store.
+    pub(crate) lane: Lane,
     /// The seq of the `final` event, 0 before it: also whether the session finished
     /// ([`PublishState::finished`]).
     pub(crate) final_seq: AtomicU64,
@@ -145,9 +148,9 @@ pub(crate) struct LiveSession {
     /// `true` from a publish that the store refused for longer than the hub's store retry
     /// until the sweeper has recorded the session's `final` (`STORE_UNAVAILABLE`) in the
     /// store: connections here end with an `unavailable` refusal and resumes here are
-    /// refused the same way meanwhile. Set with [`PublishState::store_refused`] (kept so a
-    /// publish checks it without this watch's lock) and, unlike it, cleared once that
-    /// `final` is in.
+    /// refused the same way meanwhile. Set when the [`Lane`] fails on the store (which a
+    /// publish checks without this watch's lock) and, unlike the lane's failure, cleared
+    /// once that `final` is in.
     pub(crate) store_lost: watch::Sender<bool>,
     pub(crate) state: watch::Sender<SessionState>,
     /// When the session expired (it is purged a grace period later).
@@ -164,16 +167,14 @@ pub(crate) struct LiveSession {
     pub(crate) sample: WriteSample,
 }
 
-impl PublishState {
-    /// Whether nothing more can be published: the `final` was, or the store refused a
-    /// publish. Under the publish lock `final_seq` is only set while a `final` is appended
-    /// and cleared again if that append fails, so it says whether the `final` is in.
-    pub(crate) fn finished(&self, rt: &LiveSession) -> bool {
-        self.store_refused || rt.final_seq.load(Ordering::Acquire) != 0
-    }
-}
-
 impl LiveSession {
+    /// Whether nothing more can be published: the `final` was, or the store refused a
+    /// publish (the lane failed). `final_seq` is set when a `final` is queued and cleared
+    /// again if its append fails.
+    pub(crate) fn finished(&self) -> bool {
+        self.lane.is_failed() || self.final_seq.load(Ordering::Acquire) != 0
+    }
+
     /// The runtime of a session produced here, created by a connection from `peer`.
     pub(crate) fn new(
         id: SessionId,
@@ -208,6 +209,8 @@ impl LiveSession {
             acked: AtomicU64::new(0),
             written: AtomicU64::new(0),
             last_seq: AtomicU64::new(0),
+            queued_seq: AtomicU64::new(0),
+            lane: Lane::new(),
             final_seq: AtomicU64::new(0),
             attach: Mutex::new(AttachState::default()),
             attaches: watch::channel(()).0,
@@ -221,10 +224,10 @@ impl LiveSession {
         }
     }
 
-    /// The seq the next publish takes: the one after the last published. Stable only under
-    /// the publish lock (the publisher is the only one to move it for a local runtime).
+    /// The seq the next publish takes: the one after the last published (queued). Stable
+    /// only under the publish lock (the publisher is the only one to move it).
     pub(crate) fn next_seq(&self) -> u64 {
-        self.last_seq.load(Ordering::Acquire) + 1
+        self.queued_seq.load(Ordering::Acquire) + 1
     }
 
     pub(crate) fn attach_state(&self) -> std::sync::MutexGuard<'_, AttachState> {
@@ -343,15 +346,15 @@ pub(crate) const TERMINATED_MESSAGE: &str = "Terminated by session manager";
 /// cancel must not wait for a client that does not read). Returns whether this call ended
 /// the session (`false` when it had finished already, or was closed).
 pub(crate) async fn terminate(
-    shared: &Shared,
-    rt: &LiveSession,
+    shared: &Arc<Shared>,
+    rt: &Arc<LiveSession>,
     message: &str,
 ) -> Result<bool, Error> {
     rt.cancelled.send_replace(true);
     // A producer waiting for room holds the publish lock: it sees the cancel and lets go.
     rt.space.notify_waiters();
     let mut state = rt.publish.lock().await;
-    if state.finished(rt) || rt.is_closed() {
+    if rt.finished() || rt.is_closed() {
         return Ok(false);
     }
     rt.ended(Ended::Cancelled);
@@ -359,14 +362,18 @@ pub(crate) async fn terminate(
     let mut error = ErrorEventPayload::new(message);
     error.code = Some(CANCELLED_CODE.to_owned());
     error.recoverable = Some(false);
-    publish_locked(shared, rt, &mut state, EventPayload::Error(error), true).await?;
+    let queued = publish_locked(shared, rt, &mut state, EventPayload::Error(error), true).await?;
+    start_flusher(shared, rt, queued.start_flusher);
     let mut info = ErrorInfo::new(message);
     info.code = Some(CANCELLED_CODE.to_owned());
     let mut last = FinalPayload::new(false);
     last.error = Some(info);
     // What the session produced until now, as a `final` the application sends reports it.
     last.stats = Some(rt.tally.stats());
-    publish_locked(shared, rt, &mut state, EventPayload::Final(last), true).await?;
+    let queued = publish_locked(shared, rt, &mut state, EventPayload::Final(last), true).await?;
+    start_flusher(shared, rt, queued.start_flusher);
+    // The `final` is in the store when a cancel returns, as when `finish` does.
+    rt.lane.wait(&rt.id, queued.seq).await?;
     Ok(true)
 }
 
@@ -379,30 +386,184 @@ pub(crate) async fn terminate(
 /// server end with an `unavailable` refusal, and the sweeper records a `final`
 /// (`ok: false`, code [`STORE_UNAVAILABLE`]) once the store answers again.
 pub(crate) async fn publish(
-    shared: &Shared,
-    rt: &LiveSession,
+    shared: &Arc<Shared>,
+    rt: &Arc<LiveSession>,
     payload: EventPayload,
+    durable: bool,
 ) -> Result<u64, Error> {
-    let mut state = rt.publish.lock().await;
-    if *rt.cancelled.borrow() {
-        return Err(Error::SessionClosed(rt.id.clone()));
+    let queued = {
+        let mut state = rt.publish.lock().await;
+        if *rt.cancelled.borrow() {
+            return Err(Error::SessionClosed(rt.id.clone()));
+        }
+        match publish_locked(shared, rt, &mut state, payload, false).await {
+            Ok(queued) => queued,
+            Err(err @ Error::Store { .. }) => {
+                // Making room failed in the store as long as an append may: the same end.
+                state.retention = None;
+                lost(shared, rt, err);
+                return Err(rt.lane.error(&rt.id));
+            }
+            Err(err) => return Err(err),
+        }
+    };
+    if queued.start_flusher && (durable || queued.is_final) {
+        // The lane was idle: this publish appends what is queued itself, up to its own
+        // event (a store without a round trip then costs no task per publish).
+        Leader::new(shared, rt).lead(queued.seq).await;
+    } else {
+        start_flusher(shared, rt, queued.start_flusher);
     }
-    let published = publish_locked(shared, rt, &mut state, payload, false).await;
-    if let Err(message @ Error::Store { .. }) = &published {
-        state.store_refused = true;
-        state.retention = None;
-        rt.ended(Ended::StoreUnavailable);
-        rt.store_lost.send_replace(true);
-        rt.space.notify_waiters();
-        rt.control.notify_waiters();
+    if durable || queued.is_final {
+        rt.lane.wait(&rt.id, queued.seq).await?;
+    }
+    Ok(queued.seq)
+}
+
+/// A publish that found the lane idle and flushes it in place of a flusher task, until its
+/// own event is in. Dropped before that (the publish future was), it hands the lane on: a
+/// batch in flight goes back to the queue and a flusher task takes over.
+struct Leader<'a> {
+    shared: &'a Arc<Shared>,
+    rt: &'a Arc<LiveSession>,
+    in_flight: Option<Batch>,
+    done: bool,
+}
+
+impl<'a> Leader<'a> {
+    fn new(shared: &'a Arc<Shared>, rt: &'a Arc<LiveSession>) -> Self {
+        Self {
+            shared,
+            rt,
+            in_flight: None,
+            done: false,
+        }
+    }
+
+    async fn lead(mut self, seq: u64) {
+        let (shared, rt) = (self.shared, self.rt);
+        while rt.last_seq.load(Ordering::Acquire) < seq {
+            let Some(batch) = rt.lane.next_batch() else {
+                self.done = true;
+                return;
+            };
+            let batch = self.in_flight.insert(batch);
+            let appended = append(shared, rt, batch).await;
+            let Some(batch) = self.in_flight.take() else {
+                return;
+            };
+            match appended {
+                Ok(retention) => landed(shared, rt, &batch, &retention),
+                Err(err) => {
+                    lost(shared, rt, err);
+                    self.done = true;
+                    return;
+                }
+            }
+        }
+        // Its event is in: what was queued meanwhile goes to a flusher task.
+        self.done = true;
+        if rt.lane.hand_on() {
+            tokio::spawn(flush(Arc::clone(shared), Arc::clone(rt)));
+        }
+    }
+}
+
+impl Drop for Leader<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if let Some(batch) = self.in_flight.take() {
+            self.rt.lane.requeue(batch);
+        }
+        // Without a runtime (it is shutting down) nothing flushes any more anyway.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(flush(Arc::clone(self.shared), Arc::clone(self.rt)));
+        }
+    }
+}
+
+/// Ends the session's lane on `err`, the store's final refusal of its events (or of the
+/// room for them): nothing more is published, the session's connections here end with an
+/// `unavailable` refusal, and the sweeper records its `final` once the store answers. For
+/// another refusal (the session was ended under it) only the lane ends; the lane's
+/// [`error`](Lane::error) is what publishers report.
+fn lost(shared: &Shared, rt: &LiveSession, err: Error) {
+    let store = matches!(err, Error::Store { .. });
+    if store {
         tracing::error!(
             session = %rt.id,
-            error = %message,
+            error = %err,
             retried_for = ?shared.config.store_retry,
             "the session store refused a publish: the session ends, its final is recorded once the store answers"
         );
     }
-    published
+    // A `final` that did not land is not the session's last event: the sweeper's is.
+    let durable = rt.last_seq.load(Ordering::Acquire);
+    let _ = rt
+        .final_seq
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |seq| {
+            (seq > durable).then_some(0)
+        });
+    let dropped = rt.lane.fail(err);
+    if dropped > 0 {
+        tracing::warn!(session = %rt.id, dropped, "events queued behind the refused append are not published");
+    }
+    if store {
+        rt.ended(Ended::StoreUnavailable);
+        rt.store_lost.send_replace(true);
+    }
+    rt.space.notify_waiters();
+    rt.control.notify_waiters();
+}
+
+/// Starts the session's flusher when [`publish_locked`] queued into an idle lane.
+fn start_flusher(shared: &Arc<Shared>, rt: &Arc<LiveSession>, start: bool) {
+    if start {
+        tokio::spawn(flush(Arc::clone(shared), Arc::clone(rt)));
+    }
+}
+
+/// The lane's flusher: appends its batches, one store call each, until the queue is empty.
+async fn flush(shared: Arc<Shared>, rt: Arc<LiveSession>) {
+    while let Some(batch) = rt.lane.next_batch() {
+        match append(&shared, &rt, &batch).await {
+            Ok(retention) => landed(&shared, &rt, &batch, &retention),
+            Err(err) => {
+                // The queue is dropped with the lane; a waiting publisher reports the error.
+                lost(&shared, &rt, err);
+                return;
+            }
+        }
+    }
+}
+
+/// `batch` is in the store, which answered `retention`: the session's metadata and the
+/// metrics follow, then whoever waits for it is told.
+fn landed(shared: &Shared, rt: &LiveSession, batch: &Batch, retention: &Retention) {
+    let Some(newest) = batch.events.last().map(NewEvent::seq) else {
+        return;
+    };
+    rt.last_seq.store(newest, Ordering::Release);
+    // The retained gauges are shared by every session: moved at every trim, at the first
+    // append (the `session_init`), the `final` and every [`RETAINED_EVERY`]th event.
+    if batch.gauge {
+        rt.retained(retention);
+    }
+    if batch.has_final {
+        rt.ended(Ended::Final);
+        shared.metrics().final_recorded(retention);
+    }
+    rt.lane.landed(newest);
+}
+
+/// What [`publish_locked`] queued.
+struct Queued {
+    seq: u64,
+    is_final: bool,
+    /// The lane was idle: the caller starts its flusher ([`start_flusher`]).
+    start_flusher: bool,
 }
 
 /// The `error.code` of the `final` that ends a session whose publish the store refused for
@@ -416,11 +577,13 @@ async fn publish_locked(
     state: &mut PublishState,
     payload: EventPayload,
     terminal: bool,
-) -> Result<u64, Error> {
+) -> Result<Queued, Error> {
     if shared.shutdown.is_cancelled() {
         return Err(Error::ShuttingDown);
     }
-    if state.finished(rt) || rt.is_closed() {
+    // A lane that failed reported its refusal to the publishes it refused: after them the
+    // session is closed (`finished`).
+    if rt.finished() || rt.is_closed() {
         return Err(Error::SessionClosed(rt.id.clone()));
     }
     let seq = rt.next_seq();
@@ -442,50 +605,48 @@ async fn publish_locked(
             }
         })?;
     let event = NewEvent::new(Arc::new(event));
-    if terminal {
-        state.retention = None;
+    let retention = if terminal {
+        None
     } else {
-        make_room(shared, rt, event.bytes, state.retention.take()).await?;
-    }
+        Some(make_room(shared, rt, event.bytes, state.retention.take()).await?)
+    };
+    state.retention = retention.map(|retention| with_event(retention, seq, event.bytes));
     // `final_seq` is known before the append wakes any reader: a reader that takes `final`
     // right away must find it set, or it would wait for a next event that never comes.
     if is_final {
         rt.final_seq.store(seq, Ordering::Release);
     }
     rt.sample.published(seq);
-    match append(shared, rt, &event).await {
-        Ok(retention) => {
-            // The retained gauges are shared by every session: moved at every trim, at the
-            // first append (the `session_init`), the `final` and every [`RETAINED_EVERY`]th
-            // append, not per event.
-            if is_final || seq == 1 || seq.is_multiple_of(RETAINED_EVERY) {
-                rt.retained(&retention);
-            }
-            if is_final {
-                rt.ended(Ended::Final);
-                shared.metrics().final_recorded(&retention);
-            }
-            state.retention = Some(retention);
-        }
-        Err(err) => {
-            if is_final {
-                rt.final_seq.store(0, Ordering::Release);
-            }
-            return Err(err);
-        }
+    // The state changes as the event is published (the store's metadata when it lands).
+    let changed = next_state.filter(|next| *next != *rt.state.borrow());
+    if let Some(next) = changed {
+        rt.set_state(next);
     }
-    rt.last_seq.store(seq, Ordering::Release);
-    // The store's metadata changes only when the state does (or a tool call is counted).
-    let changed = next_state.is_some_and(|next| next != *rt.state.borrow());
     rt.tally.count(is_tool_call, stdout_bytes);
-    if changed || is_tool_call || is_final {
-        // The event is published: metadata that cannot be recorded is reported, not turned
-        // into a failed publish (the application would publish the event twice).
-        if let Err(err) = record_progress(shared, rt, next_state, is_tool_call, is_final).await {
-            tracing::warn!(session = %rt.id, seq, %err, "session metadata not updated");
-        }
+    let note = Note {
+        state: changed,
+        tool_calls: u64::from(is_tool_call),
+        is_final,
+        gauge: is_final || seq == 1 || seq.is_multiple_of(RETAINED_EVERY),
+    };
+    rt.queued_seq.store(seq, Ordering::Release);
+    let start_flusher = rt.lane.push(event, note);
+    Ok(Queued {
+        seq,
+        is_final,
+        start_flusher,
+    })
+}
+
+/// `retention` with one more event, of `seq` and `bytes`, retained.
+fn with_event(mut retention: Retention, seq: u64, bytes: u64) -> Retention {
+    if retention.count == 0 {
+        retention.first_seq = seq;
     }
-    Ok(seq)
+    retention.count += 1;
+    retention.bytes = retention.bytes.saturating_add(bytes);
+    retention.last_seq = seq;
+    retention
 }
 
 /// How long apart a store operation that failed in the store's backend is tried again.
@@ -527,14 +688,24 @@ where
     }
 }
 
-/// Appends `event`, alone: the publisher waits for each event's room before the next one
-/// exists. A shared store recognises a retry of an append whose answer was lost (the same
-/// event at the same seq) and answers it as done.
-async fn append(shared: &Shared, rt: &LiveSession, event: &NewEvent) -> Result<Retention, Error> {
-    retrying(shared, rt, "append", || {
-        shared.store().append(&rt.id, std::slice::from_ref(event))
-    })
-    .await
+/// Appends a batch of the lane with what it changed in the session's metadata, in one store
+/// call. A shared store recognises a retry of an append whose answer was lost (the same
+/// events at the same seqs) and answers it as done.
+async fn append(shared: &Shared, rt: &LiveSession, batch: &Batch) -> Result<Retention, Error> {
+    let store = shared.store();
+    if batch.progresses() {
+        let progress = Progress {
+            state: batch.state,
+            tool_calls: batch.tool_calls,
+            finished_at_ms: batch.has_final.then(super::clock::now_ms),
+        };
+        retrying(shared, rt, "append", || {
+            store.append_with_progress(&rt.id, &batch.events, progress)
+        })
+        .await
+    } else {
+        retrying(shared, rt, "append", || store.append(&rt.id, &batch.events)).await
+    }
 }
 
 /// Records the `final` of a session whose publish the store refused (see [`publish`]), now
@@ -556,6 +727,7 @@ pub(crate) async fn record_store_loss(
     if snapshot.meta.finished_at_ms.is_some() {
         rt.final_seq.fetch_max(last, Ordering::AcqRel);
         rt.last_seq.fetch_max(last, Ordering::AcqRel);
+        rt.queued_seq.fetch_max(last, Ordering::AcqRel);
         rt.store_lost.send_replace(false);
         return;
     }
@@ -591,6 +763,7 @@ pub(crate) async fn record_store_loss(
             shared.metrics().final_recorded(&retention);
             state.retention = Some(retention);
             rt.last_seq.store(seq, Ordering::Release);
+            rt.queued_seq.store(seq, Ordering::Release);
             let progress = Progress {
                 state: Some(SessionState::Failed),
                 tool_calls: 0,
@@ -626,24 +799,6 @@ fn next_state(payload: &EventPayload, rt: &LiveSession) -> Option<SessionState> 
     }
 }
 
-async fn record_progress(
-    shared: &Shared,
-    rt: &LiveSession,
-    state: Option<SessionState>,
-    tool_call: bool,
-    finished: bool,
-) -> Result<(), Error> {
-    let progress = Progress {
-        state,
-        tool_calls: u64::from(tool_call),
-        finished_at_ms: finished.then(super::clock::now_ms),
-    };
-    if let Some(state) = state {
-        rt.set_state(state);
-    }
-    shared.store().record_progress(&rt.id, progress).await
-}
-
 /// Waits until an event of `bytes` fits the bound: acknowledged events leave first, then
 /// (for a client without acknowledgements) written ones, oldest first; under `DropOldest`
 /// the oldest leaves anyway. An event is always admitted into an empty retention, so one
@@ -654,7 +809,7 @@ async fn make_room(
     rt: &LiveSession,
     bytes: u64,
     known: Option<Retention>,
-) -> Result<(), Error> {
+) -> Result<Retention, Error> {
     // Set when the publish first waits: `publish_wait_seconds` times only publishes that did.
     let mut waited: Option<std::time::Instant> = None;
     let made = wait_for_room(shared, rt, bytes, known, &mut waited).await;
@@ -671,12 +826,17 @@ async fn wait_for_room(
     bytes: u64,
     known: Option<Retention>,
     waited: &mut Option<std::time::Instant>,
-) -> Result<(), Error> {
+) -> Result<Retention, Error> {
     let config = &shared.config;
     let acked = rt.acked.load(Ordering::Acquire);
     if let Some(known) = known {
-        let nothing_to_trim = known.count == 0 || acked < known.first_seq;
-        if nothing_to_trim
+        // Acknowledged events leave a batch at a time, not one trim per publish.
+        let few_to_trim = known.count == 0
+            || acked
+                < known
+                    .first_seq
+                    .saturating_add(evict_batch(config.max_buffered_events) - 1);
+        if few_to_trim
             && fits(
                 &known,
                 bytes,
@@ -684,8 +844,14 @@ async fn wait_for_room(
                 config.max_buffered_bytes,
             )
         {
-            return Ok(());
+            return Ok(known);
         }
+    }
+    // The store is asked from here on: it must hold everything published first (the lane
+    // drains meanwhile, so this waits one batch's append at most, usually).
+    let queued = rt.queued_seq.load(Ordering::Acquire);
+    if queued > rt.last_seq.load(Ordering::Acquire) {
+        rt.lane.wait(&rt.id, queued).await?;
     }
     let mut closed = rt.closed.subscribe();
     let mut cancelled = rt.cancelled.subscribe();
@@ -728,7 +894,7 @@ async fn wait_for_room(
             config.max_buffered_events,
             config.max_buffered_bytes,
         ) {
-            return Ok(());
+            return Ok(retention);
         }
         let written = written_through(rt, &retention, config);
         if written.is_some() || config.overflow == OverflowPolicy::DropOldest {
@@ -856,8 +1022,32 @@ impl SessionHandle {
     /// Publishes the next event and returns its seq. Waits while the retention bound is full
     /// of events the client may still need (policy `wait`). Publishing a `final` ends the
     /// stream; anything after it fails with [`Error::SessionClosed`].
+    ///
+    /// Returns once the store holds the event (for a shared store: a server may die right
+    /// after and nothing is lost). Publishes from clones of the handle at once share store
+    /// calls; [`publish_queued`](Self::publish_queued) does not wait for the store at all.
     pub async fn publish(&self, payload: impl Into<EventPayload>) -> Result<u64, Error> {
-        publish(&self.shared, &self.rt, payload.into()).await
+        publish(&self.shared, &self.rt, payload.into(), true).await
+    }
+
+    /// Publishes the next event and returns its seq without waiting for the store: the event
+    /// is numbered and queued, and the session's append lane writes what is queued in
+    /// batches, one store call each (with Redis, a whole batch per round trip), in order.
+    /// Clients only ever receive what the store holds.
+    ///
+    /// Waits, as [`publish`](Self::publish) does, while the retention bound is full. What a
+    /// crash of this server can lose: the events queued but not yet in the store (at most
+    /// the retention bound); the next publish reports an append the store refused, and
+    /// [`flush`](Self::flush) waits until all are in. A `final` always waits for the store.
+    pub async fn publish_queued(&self, payload: impl Into<EventPayload>) -> Result<u64, Error> {
+        publish(&self.shared, &self.rt, payload.into(), false).await
+    }
+
+    /// Waits until the store holds every event published so far; the store's refusal if an
+    /// append failed for good.
+    pub async fn flush(&self) -> Result<(), Error> {
+        let seq = self.rt.queued_seq.load(Ordering::Acquire);
+        self.rt.lane.wait(&self.rt.id, seq).await
     }
 
     /// Publishes the session's `final` event.

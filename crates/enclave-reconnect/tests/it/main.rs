@@ -13,6 +13,7 @@ mod hub_metrics;
 mod hub_properties;
 mod hub_resume;
 mod hub_session;
+mod lane;
 mod limits;
 mod next_ready;
 mod refusals;
