@@ -60,8 +60,17 @@ impl Sample {
     }
 }
 
+/// How the application publishes.
+#[derive(Clone, Copy)]
+enum Publish {
+    /// `publish`: each returns once the store holds the event.
+    Durable,
+    /// `publish_queued`: returns once the event is queued; the lane appends in batches.
+    Queued,
+}
+
 /// `sessions` sessions of `per_session` events each, published and read concurrently.
-async fn run(store: Arc<dyn Store>, sessions: u64, per_session: u64) -> Sample {
+async fn run(store: Arc<dyn Store>, sessions: u64, per_session: u64, mode: Publish) -> Sample {
     let hub = Hub::new(
         HubConfig::default()
             .with_heartbeat_ms(0)
@@ -90,11 +99,11 @@ async fn run(store: Arc<dyn Store>, sessions: u64, per_session: u64) -> Sample {
         producers.push(tokio::spawn(async move {
             for payload in payloads.iter() {
                 let at = Instant::now();
-                let seq = session
-                    .handle
-                    .publish(payload.clone())
-                    .await
-                    .expect("publish");
+                let published = match mode {
+                    Publish::Durable => session.handle.publish(payload.clone()).await,
+                    Publish::Queued => session.handle.publish_queued(payload.clone()).await,
+                };
+                let seq = published.expect("publish");
                 producer_stamps.lock().unwrap().entry(seq).or_insert(at);
             }
             session
@@ -244,6 +253,55 @@ async fn floors(server: &RedisServer) {
     );
 }
 
+/// What Redis itself does on this host, in the same run: `redis-benchmark` XADD from one
+/// connection (unpipelined, and 64 commands pipelined) and from 50 connections (16
+/// pipelined, over 1,000 keys), on the benchmark's own server.
+fn redis_benchmark_floors(server: &RedisServer) {
+    let n = size(200_000).to_string();
+    let socket = server.socket().to_string_lossy().into_owned();
+    let floors = [
+        ("1 connection", "1", "1", "bench:rb:one"),
+        ("1 connection, pipeline 64", "1", "64", "bench:rb:one"),
+        (
+            "50 connections, pipeline 16, 1000 keys",
+            "50",
+            "16",
+            "bench:rb:__rand_int__",
+        ),
+    ];
+    // An event line of the mixed stream's mean size (about 217 bytes).
+    let line = format!(
+        "{{\"protocolVersion\":1,\"sessionId\":\"s_{}\",\"seq\":1,\"type\":\"stdout\",\"payload\":{{\"chunk\":\"{}\"}}}}",
+        "0".repeat(36),
+        "x".repeat(110)
+    );
+    let mut figures = Vec::new();
+    for (name, clients, pipeline, key) in floors {
+        let output = std::process::Command::new("redis-benchmark")
+            .args([
+                "-s", &socket, "-c", clients, "-P", pipeline, "-n", &n, "-r", "1000", "--csv",
+            ])
+            .args(["XADD", key, "*", "json", &line])
+            .output();
+        let rate = match output {
+            Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
+                .lines()
+                // "test","rps",six latencies: the command may hold commas, the figures not.
+                .filter_map(|line| line.rsplit(',').nth(6))
+                .map(|field| field.trim_matches('"').to_owned())
+                .find(|field| field.parse::<f64>().is_ok())
+                .map_or_else(
+                    || "?".to_owned(),
+                    |rps| format!("{:.0}", rps.parse::<f64>().unwrap_or(0.0)),
+                ),
+            Ok(out) => format!("failed: {}", String::from_utf8_lossy(&out.stderr).trim()),
+            Err(err) => format!("not run: {err}"),
+        };
+        figures.push(format!("{name} {rate} XADD/s"));
+    }
+    println!("redis-benchmark floors: {}", figures.join(" | "));
+}
+
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -256,17 +314,23 @@ fn main() {
             "store benchmark: median of {RUNS} runs each, contenders alternating; latency = publish to delivery"
         );
         floors(&server).await;
-        let cases = [("1 session", 1, size(50_000)), ("1000 sessions", 1_000, size(100))];
-        for (index, (name, sessions, per_session)) in cases.into_iter().enumerate() {
+        redis_benchmark_floors(&server);
+        let cases = [
+            ("1 session", 1, size(50_000), Publish::Durable, "publish"),
+            ("1 session", 1, size(100_000), Publish::Queued, "queued"),
+            ("1000 sessions", 1_000, size(100), Publish::Durable, "publish"),
+            ("1000 sessions", 1_000, size(300), Publish::Queued, "queued"),
+        ];
+        for (index, (name, sessions, per_session, mode, how)) in cases.into_iter().enumerate() {
             let mut memory = Vec::new();
             let mut redis = Vec::new();
             for round in 0..RUNS {
-                memory.push(run(Arc::new(MemoryStore::new()), sessions, per_session).await);
+                memory.push(run(Arc::new(MemoryStore::new()), sessions, per_session, mode).await);
                 let store = connect(&server, &format!("bench:{index}:{round}:")).await;
-                redis.push(run(store, sessions, per_session).await);
+                redis.push(run(store, sessions, per_session, mode).await);
             }
             report(
-                &format!("{name} x {per_session} events"),
+                &format!("{name} x {per_session} {how}"),
                 &mut memory,
                 &mut redis,
             );
