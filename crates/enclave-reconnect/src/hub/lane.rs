@@ -20,7 +20,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use enclave_types::{SessionId, SessionState};
 use tokio::sync::watch;
 
-use crate::store::NewEvent;
+use crate::store::{NewEvent, Progress};
 use crate::Error;
 
 /// Most events in one store call.
@@ -54,9 +54,16 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
-    /// Whether the session's metadata changes with it.
-    pub(crate) fn progresses(&self) -> bool {
-        self.state.is_some() || self.tool_calls > 0 || self.has_final
+    /// What it changes in the session's metadata, if anything (`now_ms` stamps a `final`).
+    pub(crate) fn progress(&self, now_ms: impl FnOnce() -> u64) -> Option<Progress> {
+        if self.state.is_none() && self.tool_calls == 0 && !self.has_final {
+            return None;
+        }
+        Some(Progress {
+            state: self.state,
+            tool_calls: self.tool_calls,
+            finished_at_ms: self.has_final.then(now_ms),
+        })
     }
 }
 

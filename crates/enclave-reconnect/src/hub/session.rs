@@ -693,18 +693,14 @@ where
 /// events at the same seqs) and answers it as done.
 async fn append(shared: &Shared, rt: &LiveSession, batch: &Batch) -> Result<Retention, Error> {
     let store = shared.store();
-    if batch.progresses() {
-        let progress = Progress {
-            state: batch.state,
-            tool_calls: batch.tool_calls,
-            finished_at_ms: batch.has_final.then(super::clock::now_ms),
-        };
-        retrying(shared, rt, "append", || {
-            store.append_with_progress(&rt.id, &batch.events, progress)
-        })
-        .await
-    } else {
-        retrying(shared, rt, "append", || store.append(&rt.id, &batch.events)).await
+    match batch.progress(super::clock::now_ms) {
+        Some(progress) => {
+            retrying(shared, rt, "append", || {
+                store.append_with_progress(&rt.id, &batch.events, progress)
+            })
+            .await
+        }
+        None => retrying(shared, rt, "append", || store.append(&rt.id, &batch.events)).await,
     }
 }
 
